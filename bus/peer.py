@@ -1,0 +1,444 @@
+"""A node's side of the bus: registration and liveness, RPC client and server, and
+publish/subscribe with per-publisher sequence numbers.
+
+    peer = Peer(name="worker-1", role="worker", cfg=BusConfig(address=...))
+    peer.on(Ping, handler)                     # before run
+    await nursery.start(peer.run)              # returns once registered
+    reply = await peer.call("@scheduler", msg, timeout=5)
+    await peer.publish("sector.state", msg, cause="s-1000-1")
+    with peer.subscribe("chain.head") as sub:
+        async for event in sub: ...
+
+The transport is picked by the address: tcp/ipc/inproc over ZeroMQ, mem:// in memory.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
+
+import trio
+
+from bus.address import reachable, split
+from bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
+                       RemoteError, any_decoder, decode_envelope, encode_envelope)
+from bus.config import BusConfig
+from bus.hub import HUB_B, TAP_PREFIX
+from bus.zsock import YIELD_EVERY
+from bus.protocol import HUB, Goodbye, Heartbeat, HubInfo, Ping, Pong, Register, Registered
+
+log = logging.getLogger("zqnode.bus.peer")
+
+
+class CallTimeout(BusError, TimeoutError):
+    pass
+
+
+class Refused(BusError):
+    """Raise in a handler to answer with a typed error instead of a result."""
+
+    def __init__(self, code: str, message: str, retry: bool = False):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.retry = code, message, retry
+
+
+@dataclass
+class Request:
+    body: Msg
+    sender: str                  # stamped by the hub, not claimed by the sender
+    id: int
+    cause: str
+    buffers: list
+
+
+@dataclass
+class Event:
+    topic: str
+    sender: str
+    seq: int
+    body: Msg | None             # None for a raw subscription
+    envelope: Envelope
+    buffers: list = field(default_factory=list)
+    gap: int = 0                 # events of this publisher and topic missed before this one
+    reset: bool = False          # the publisher restarted its numbering
+    to: str = ""                 # tapped RPC (bus.rpc.*): the route it took
+
+    @property
+    def cause(self) -> str:
+        return self.envelope.cause
+
+
+Handler = Callable[[Request], Awaitable[Msg | tuple[Msg, list] | None]]
+
+
+def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on_events):
+    scheme, _ = split(address)
+    if scheme == "mem":
+        from bus.memory import MemoryLink
+        return MemoryLink(address, identity, cfg, ctx, on_rpc, on_events)
+    from bus.zlink import ZmqLink
+    return ZmqLink(address, identity, cfg, ctx, on_rpc, on_events)
+
+
+class _Pending:
+    __slots__ = ("done", "body", "buffers")
+
+    def __init__(self):
+        self.done = trio.Event()
+        self.body: Msg | None = None
+        self.buffers: list = []
+
+
+class Subscription:
+    """Events whose topic starts with one of the prefixes, in arrival order. Gaps in a
+    publisher's sequence (dropped under load, or missed while away) are marked on the
+    next event so the consumer can ask the owner for a snapshot."""
+
+    def __init__(self, peer: "Peer", prefixes: tuple[bytes, ...], decoder: BodyDecoder | None,
+                 limit: int):
+        self._peer, self.prefixes, self._decoder = peer, prefixes, decoder
+        self._queue: deque[list] = deque()
+        self._limit = limit
+        self._lot = trio.lowlevel.ParkingLot()
+        self._taken = 0
+        self._last: dict[tuple[str, str], int] = {}
+        self.dropped = 0
+
+    def offer(self, frames: list) -> None:
+        if len(self._queue) >= self._limit:
+            self.dropped += 1          # the sequence numbers will show the gap
+            return
+        self._queue.append(frames)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._peer._unsubscribe(self)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Event:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            while not self._queue:
+                await self._lot.park()
+            ev = self._decode(self._queue.popleft())
+            if ev is not None:
+                break
+        self._taken += 1
+        if self._taken % YIELD_EVERY == 0:  # a scheduler pass per batch, not per event
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return ev
+
+    async def receive(self) -> Event:
+        return await self.__anext__()
+
+    def _decode(self, frames: list) -> Event | None:
+        topic = frames[0].decode(errors="replace")
+        to = ""
+        try:
+            if topic.startswith(TAP_PREFIX) and len(frames) >= 4:
+                sender, to, env = frames[1].decode(), frames[2].decode(), decode_envelope(frames[3])
+                bufs = []
+            else:
+                env = decode_envelope(frames[1])
+                sender, bufs = env.sender, frames[2:]
+            body = self._decoder.decode(env) if self._decoder is not None else None
+        except (BadMessage, IndexError, UnicodeDecodeError) as e:
+            log.warning("undecodable event on %r: %s", topic, e)
+            return None
+        gap, reset = 0, False
+        if env.seq:
+            key = (sender, topic)
+            last = self._last.get(key)
+            if last is not None:
+                if env.seq > last + 1:
+                    gap = env.seq - last - 1
+                elif env.seq <= last:
+                    reset = True
+            self._last[key] = env.seq
+        return Event(topic=topic, sender=sender, seq=env.seq, body=body, envelope=env,
+                     buffers=bufs, gap=gap, reset=reset, to=to)
+
+
+class Peer:
+    def __init__(self, *, name: str, role: str, cfg: BusConfig | None = None,
+                 capabilities: dict[str, Any] | None = None, ctx=None, register: bool = True):
+        if not name or name == HUB or name.startswith("@"):
+            raise ValueError(f"bad node name {name!r}: not empty, not 'hub', no leading '@'")
+        self.node_id, self.role = name, role
+        self.register = register       # False: a client (tail, ping) that is not a node
+        self.cfg = cfg or BusConfig()
+        self.ctx = ctx
+        self.session = uuid.uuid4().hex
+        self.capabilities = capabilities or {}
+        self._caps_dirty = False
+        self._handlers: dict[type[Msg], Handler] = {Ping: self._pong}
+        self._req_decoder: BodyDecoder | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._inflight_lot = trio.lowlevel.ParkingLot()
+        self._active_handlers = 0
+        self._pub_seq: dict[str, int] = {}
+        self._subs: list[Subscription] = []
+        self._last_heard = 0.0
+        self._need_register = False
+        self.registrations = 0         # how many times we registered (re-registrations show)
+        self.link = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- set-up -----------------------------------------------------------------
+    def on(self, kind: type[Msg], handler: Handler) -> None:
+        """Serve requests of `kind`. Register handlers before `run`."""
+        if self._req_decoder is not None:
+            raise RuntimeError("register handlers before the peer runs")
+        self._handlers[kind] = handler
+
+    def update_capabilities(self, capabilities: dict[str, Any]) -> None:
+        """Sent to the hub with the next heartbeat (e.g. fresh resource figures)."""
+        self.capabilities = capabilities
+        self._caps_dirty = True
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._req_decoder = BodyDecoder(self._handlers)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with open_link(self.cfg.address, self.node_id, self.cfg, self.ctx,
+                                 self._on_rpc_batch, self._on_events_batch) as link:
+                self.link = link
+                if not self.register:
+                    await self._connect_as_client()
+                    task_status.started(self)
+                    await trio.sleep_forever()
+                await self._register()
+                nursery.start_soon(self._liveness_loop)
+                task_status.started(self)
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    with trio.CancelScope(shield=True) as cs:
+                        cs.deadline = trio.current_time() + 0.5
+                        await self.notify(HUB, Goodbye())
+
+    # -- RPC client ---------------------------------------------------------------
+    async def call(self, to: str, msg: Msg, *, buffers: Iterable = (), timeout: float | None = None,
+                   cause: str = "") -> Msg:
+        """Ask `to` (a node id, "@role" or "hub") and return its reply. Raises
+        RemoteError for an error reply and CallTimeout when no reply comes in time."""
+        body, _ = await self.call_with_buffers(to, msg, buffers=buffers, timeout=timeout, cause=cause)
+        return body
+
+    async def call_with_buffers(self, to: str, msg: Msg, *, buffers: Iterable = (),
+                                timeout: float | None = None, cause: str = "") -> tuple[Msg, list]:
+        timeout = self.cfg.call_timeout_s if timeout is None else timeout
+        rid = next(self._ids)
+        slot = _Pending()
+        try:
+            with trio.fail_after(timeout):
+                while len(self._pending) >= self.cfg.max_inflight_calls:
+                    await self._inflight_lot.park()    # back-pressure, not an unbounded queue
+                self._pending[rid] = slot
+                await self.link.send([to.encode(), encode_envelope(self.node_id, msg, id=rid,
+                                                                   cause=cause), *buffers])
+                await slot.done.wait()
+        except trio.TooSlowError:
+            raise CallTimeout(f"{to} did not answer {type(msg).__name__} "
+                              f"within {timeout:g}s") from None
+        finally:
+            if self._pending.pop(rid, None) is not None and self._inflight_lot:
+                self._inflight_lot.unpark(count=1)
+        if isinstance(slot.body, Error):
+            raise RemoteError(slot.body.code, slot.body.message, peer=to, retry=slot.body.retry)
+        return slot.body, slot.buffers
+
+    async def notify(self, to: str, msg: Msg, *, buffers: Iterable = (), cause: str = "") -> None:
+        """One-way message: no reply, no delivery guarantee beyond the transport's."""
+        await self.link.send([to.encode(), encode_envelope(self.node_id, msg, cause=cause), *buffers])
+
+    # -- events -----------------------------------------------------------------
+    async def publish(self, topic: str, msg: Msg, *, buffers: Iterable = (), cause: str = "") -> None:
+        seq = self._pub_seq[topic] = self._pub_seq.get(topic, 0) + 1
+        await self.link.publish([topic.encode(), encode_envelope(self.node_id, msg, seq=seq,
+                                                                cause=cause), *buffers])
+
+    def subscribe(self, *prefixes: str, kinds: Iterable[type[Msg]] | None = None,
+                  raw: bool = False, limit: int = 10_000) -> Subscription:
+        """Events under the topic prefixes ("" = everything). Bodies are decoded with
+        `kinds` (default: every registered kind) unless `raw`."""
+        pre = tuple(p.encode() for p in (prefixes or ("",)))
+        decoder = None if raw else (BodyDecoder(kinds) if kinds else any_decoder())
+        sub = Subscription(self, pre, decoder, limit)
+        self._subs.append(sub)
+        for p in pre:
+            self.link.subscribe(p)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.remove(sub)
+            for p in sub.prefixes:
+                self.link.unsubscribe(p)
+
+    def _on_events_batch(self, batch: list) -> None:
+        for frames in batch:
+            topic = frames[0]
+            for sub in self._subs:
+                if any(topic.startswith(p) for p in sub.prefixes):
+                    sub.offer(frames)
+
+    # -- RPC server and replies -----------------------------------------------------
+    def _on_rpc_batch(self, batch: list) -> None:
+        self._last_heard = trio.current_time()
+        for frames in batch:
+            self._on_rpc(frames)
+
+    def _on_rpc(self, frames: list) -> None:
+        if len(frames) < 2:
+            log.warning("dropped a message of %d frames", len(frames))
+            return
+        frm = frames[0]
+        try:
+            env = decode_envelope(frames[1])
+        except BadMessage as e:
+            self._answer_error(frm, None, e.code, e.message)
+            return
+        if env.reply:
+            self._on_reply(frm, env, frames[2:])
+            return
+        if frm == HUB_B:
+            return                                   # the hub's heartbeat: liveness only
+        try:
+            body = self._req_decoder.decode(env)
+        except BadMessage as e:
+            self._answer_error(frm, env, e.code, e.message)
+            return
+        if self._active_handlers >= self.cfg.max_concurrent_handlers:
+            self._answer_error(frm, env, ErrorCode.BUSY,
+                               f"{self.node_id} is serving {self._active_handlers} requests", retry=True)
+            return
+        req = Request(body=body, sender=frm.decode(errors="replace"), id=env.id, cause=env.cause,
+                      buffers=frames[2:])
+        self._active_handlers += 1
+        self._nursery.start_soon(self._serve, frm, req)
+
+    def _on_reply(self, frm: bytes, env: Envelope, buffers: list) -> None:
+        slot = self._pending.get(env.id)
+        if slot is None:
+            if frm == HUB_B and env.id == 0:
+                body = _decode_or_none(env)
+                if isinstance(body, Error) and body.code == ErrorCode.NOT_REGISTERED:
+                    self._need_register = True
+                elif isinstance(body, Error):
+                    log.warning("hub refused a one-way message: %s: %s", body.code, body.message)
+            return                                   # late reply to a call that gave up
+        try:
+            slot.body = any_decoder().decode(env)
+        except BadMessage as e:
+            slot.body = Error(code=e.code, message=f"undecodable reply: {e.message}")
+        slot.buffers = buffers
+        slot.done.set()
+
+    async def _serve(self, frm: bytes, req: Request) -> None:
+        try:
+            out = await self._handlers[type(req.body)](req)
+        except Refused as e:
+            out = Error(code=e.code, message=e.message, retry=e.retry)
+        except Exception as e:                       # a handler bug must not kill the node
+            log.exception("handler for %s failed", type(req.body).__name__)
+            out = Error(code=ErrorCode.HANDLER, message=f"{type(e).__name__}: {e}")
+        finally:
+            self._active_handlers -= 1
+        if req.id == 0 or out is None:
+            return                                   # one-way: nobody waits for an answer
+        body, bufs = out if isinstance(out, tuple) else (out, [])
+        try:
+            await self.link.send([frm, encode_envelope(self.node_id, body, id=req.id, reply=True,
+                                                       cause=req.cause), *bufs])
+        except trio.ClosedResourceError:
+            pass
+
+    def _answer_error(self, frm: bytes, env: Envelope | None, code: str, message: str,
+                      retry: bool = False) -> None:
+        log.warning("refused a message from %r: %s: %s", frm, code, message)
+        if env is not None and (env.reply or env.id == 0):
+            return
+        data = [frm, encode_envelope(self.node_id, Error(code=code, message=message, retry=retry),
+                                     id=env.id if env else 0, reply=True)]
+        self._nursery.start_soon(self._send_quietly, data)
+
+    async def _send_quietly(self, frames: list) -> None:
+        with trio.move_on_after(self.cfg.heartbeat_s):
+            try:
+                await self.link.send(frames)
+            except trio.ClosedResourceError:
+                pass
+
+    async def _pong(self, req: Request) -> Pong:
+        return Pong(node_id=self.node_id, role=self.role)
+
+    # -- registration and liveness ---------------------------------------------------
+    async def _register(self) -> None:
+        """Register with the hub, retrying with back-off while it is away."""
+        delay = 0.25
+        wait = max(self.cfg.heartbeat_s * self.cfg.liveness, 1.0)
+        while True:
+            try:
+                reg = await self.call(HUB, Register(
+                    role=self.role, name=self.node_id, session=self.session,
+                    capabilities=self.capabilities, pid=os.getpid(), host=socket.gethostname()),
+                    timeout=wait)
+                break
+            except CallTimeout:
+                log.info("hub at %s not answering; retrying in %.2gs", self.cfg.address, delay)
+            except RemoteError as e:
+                if not e.retry:
+                    raise
+            await trio.sleep(delay)
+            delay = min(delay * 2, self.cfg.reconnect_max_s)
+            await self.link.reset()                  # a fresh connection (Paranoid Pirate)
+        assert isinstance(reg, Registered)
+        await self.link.connect_events(reachable(reg.events_in, self.cfg.address),
+                                       reachable(reg.events_out, self.cfg.address))
+        self._caps_dirty = False
+        self._last_heard = trio.current_time()
+        self.registrations += 1
+        log.info("registered with the hub at %s as %s (%s)", self.cfg.address, self.node_id, self.role)
+
+    async def _connect_as_client(self) -> None:
+        info = await self.call(HUB, HubInfo(), timeout=max(self.cfg.heartbeat_s * self.cfg.liveness, 1.0))
+        await self.link.connect_events(reachable(info.events_in, self.cfg.address),
+                                       reachable(info.events_out, self.cfg.address))
+
+    async def _liveness_loop(self) -> None:
+        hb, liveness = self.cfg.heartbeat_s, self.cfg.liveness
+        while True:
+            await trio.sleep(hb)
+            if trio.current_time() - self._last_heard > hb * liveness:
+                log.warning("hub silent for %.1fs: reconnecting", trio.current_time() - self._last_heard)
+                await self.link.reset()
+                await self._register()
+                continue
+            if self._need_register:                  # the hub restarted and forgot us
+                self._need_register = False
+                await self._register()
+                continue
+            caps = self.capabilities if self._caps_dirty else None
+            self._caps_dirty = False
+            with trio.move_on_after(hb):
+                await self.notify(HUB, Heartbeat(capabilities=caps))
+
+
+def _decode_or_none(env: Envelope) -> Msg | None:
+    try:
+        return any_decoder().decode(env)
+    except BadMessage:
+        return None

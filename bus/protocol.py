@@ -1,0 +1,88 @@
+"""Message kinds the bus itself speaks: registration, liveness, introspection."""
+from __future__ import annotations
+
+from typing import Any
+
+from bus.codec import Msg
+
+HUB = "hub"                      # the hub's own route name
+ROLE_PREFIX = "@"                # route "@worker" = any live node of role worker
+
+
+class Register(Msg):
+    role: str
+    name: str
+    session: str                 # new per process start: a new one means "restarted"
+    capabilities: dict[str, Any] = {}
+    pid: int = 0
+    host: str = ""
+
+
+class Registered(Msg):
+    node_id: str
+    events_in: str               # where the node's PUB connects (the hub's XSUB)
+    events_out: str              # where the node's SUB connects (the hub's XPUB)
+    heartbeat_s: float
+    liveness: int
+
+
+class Heartbeat(Msg):
+    """One-way, both directions. A node may refresh its capabilities with it."""
+    capabilities: dict[str, Any] | None = None
+
+
+class Goodbye(Msg):
+    """A node leaving cleanly; the hub marks it down at once."""
+
+
+class Ping(Msg):
+    pass
+
+
+class Pong(Msg):
+    node_id: str
+    role: str
+
+
+class ListNodes(Msg):
+    pass
+
+
+class NodeInfo(Msg):
+    node_id: str
+    role: str
+    state: str                   # "up" | "down"
+    session: str
+    last_heard: float            # hub clock, seconds
+    since: float                 # when it entered its state, hub clock
+    capabilities: dict[str, Any] = {}
+    pid: int = 0
+    host: str = ""
+
+
+class NodeList(Msg):
+    nodes: list[NodeInfo]
+    now: float                   # hub clock when listed, to turn last_heard into an age
+
+
+class HubInfo(Msg):
+    pass
+
+
+class HubInfoReply(Msg):
+    events_in: str
+    events_out: str
+    heartbeat_s: float
+    liveness: int
+
+
+class NodeUp(Msg):
+    """Event `node.up`: a node registered (or came back)."""
+    node: NodeInfo
+
+
+class NodeDown(Msg):
+    """Event `node.down`: a node went silent, left, or restarted (then a node.up follows)."""
+    node_id: str
+    role: str
+    reason: str                  # "silent" | "left" | "restarted"

@@ -1,0 +1,212 @@
+"""pyzmq sockets driven by Trio.
+
+A zmq socket's FD is edge-triggered: it signals that `zmq.EVENTS` may have changed,
+and any operation on the socket (a send, a recv, reading EVENTS) can consume that
+signal. So the rules are: re-read EVENTS after every operation, wait on the FD only
+when the wanted direction is not ready, and let exactly one task wait on the FD.
+
+Here that one task is `run()`, the socket's owner. It drains every ready message into
+a bounded inbox in batches (per-message wake-ups are what make naive adapters slow),
+and wakes senders parked on a full send queue when EVENTS says POLLOUT. Senders call
+`send()` from any task on the Trio thread: the send itself is non-blocking, and
+afterwards it wakes the owner if the owner is parked on the FD, so that the owner
+re-reads EVENTS (the send may have consumed the edge it waits for); many sends in one
+scheduler pass cost one such wake-up. A full inbox stops draining, so back-pressure reaches the
+zmq high-water marks instead of growing memory.
+
+Where handling a message is synchronous (routing, matching a reply to its call), pass
+`on_batch`: the owner calls it with each drained batch, saving a task switch per hop.
+Each scheduler pass costs more than a message, so a sender yields once every
+`YIELD_EVERY` sends rather than on each (it still parks at once when the queue is full).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Sequence
+
+import trio
+import zmq
+
+Frames = list  # list[bytes | zmq.Frame]
+YIELD_EVERY = 32
+
+# pyzmq's constants are enum.IntFlag: every | and & on them runs Python enum code, which
+# cost more than the zmq call itself on this hot path. Plain ints, computed once:
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+
+
+class ZSocket:
+    """Owns one zmq socket. Use as `async with ZSocket(sock) as zs:` (starts the owner
+    task) or start `zs.run` in a nursery yourself."""
+
+    def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = 512,
+                 copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None):
+        self.sock = sock
+        self._on_batch = on_batch
+        self._sends = 0
+        self._fd = sock.getsockopt(zmq.FD)
+        self._inbox: deque[Frames] = deque()
+        self._inbox_limit = inbox_limit
+        self._batch = batch
+        self._copy = copy
+        self._readers = trio.lowlevel.ParkingLot()
+        self._writers = trio.lowlevel.ParkingLot()
+        self._wait_scope: trio.CancelScope | None = None
+        self._closed = False
+        self._nursery_cm = None
+
+    # -- owner task -------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while not self._closed:
+                ev = self.sock.getsockopt(_EVENTS)
+                if ev & _POLLOUT and self._writers:
+                    self._writers.unpark_all()
+                if ev & _POLLIN and len(self._inbox) < self._inbox_limit:
+                    self._drain()
+                    await trio.lowlevel.checkpoint()   # let consumers run between batches
+                    continue
+                with trio.CancelScope() as self._wait_scope:
+                    await trio.lowlevel.wait_readable(self._fd)
+                self._wait_scope = None
+        except (trio.ClosedResourceError, zmq.ZMQError):
+            if not self._closed:
+                raise
+        finally:
+            self._wait_scope = None
+            self._wake_all()
+
+    def _recv(self) -> Frames:
+        """One whole multipart message, or zmq.Again."""
+        recv, copy = self.sock.recv, self._copy
+        f = recv(_NOBLOCK, copy=False)
+        parts = [f.bytes if copy else f]
+        while f.more:                       # the rest of a multipart message is already here
+            f = recv(_NOBLOCK, copy=False)
+            parts.append(f.bytes if copy else f)
+        return parts
+
+    def _drain(self) -> None:
+        if self._on_batch is not None:
+            batch = []
+            for _ in range(self._batch):
+                try:
+                    batch.append(self._recv())
+                except zmq.Again:
+                    break
+            if batch:
+                self._on_batch(batch)
+            return
+        inbox = self._inbox
+        for _ in range(min(self._batch, self._inbox_limit - len(inbox))):
+            try:
+                inbox.append(self._recv())
+            except zmq.Again:
+                break
+        if inbox and self._readers:
+            self._readers.unpark_all()
+
+    def _kick(self) -> None:
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    def _after_op(self) -> None:
+        """An operation may have consumed the FD's edge: a parked owner must look again.
+        (A running owner re-reads EVENTS before it next waits.)"""
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    def _wake_all(self) -> None:
+        self._readers.unpark_all()
+        self._writers.unpark_all()
+
+    # -- receiving --------------------------------------------------------------
+    async def recv(self) -> Frames:
+        """The next message (a list of frames)."""
+        return (await self.recv_batch(1))[0]
+
+    async def recv_batch(self, max: int = 512) -> list[Frames]:
+        """Every queued message, up to `max`, waiting for at least one."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._inbox:
+            if self._closed:
+                raise trio.ClosedResourceError("socket closed")
+            await self._readers.park()
+        inbox = self._inbox
+        was_full = len(inbox) >= self._inbox_limit
+        n = min(max, len(inbox))
+        out = [inbox.popleft() for _ in range(n)]
+        if was_full:
+            self._kick()          # the owner stopped draining; there is room now
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return out
+
+    # -- sending ----------------------------------------------------------------
+    async def send(self, frames: Sequence) -> None:
+        """Send one multipart message, waiting while the socket's queue is full.
+        Cancellation leaves the message wholly unsent (zmq multipart is atomic)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("socket closed")
+            try:
+                self._send(frames)
+                break
+            except zmq.Again:
+                self._kick()        # the failed attempt may have eaten an edge too
+                await self._writers.park()
+        self._after_op()
+        self._sends += 1
+        if self._sends % YIELD_EVERY == 0:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def send_nowait(self, frames: Sequence) -> None:
+        """Send now or raise (zmq.Again when full; for a ROUTER with ROUTER_MANDATORY,
+        ZMQError(EHOSTUNREACH) for an unknown peer). Never waits."""
+        if self._closed:
+            raise trio.ClosedResourceError("socket closed")
+        try:
+            self._send(frames)
+        finally:
+            self._after_op()
+
+    def _send(self, frames: Sequence) -> None:
+        """All frames or none: zmq checks the high-water mark on the first frame only."""
+        send, last = self.sock.send, len(frames) - 1
+        for i, f in enumerate(frames):
+            send(f, _NOBLOCK_MORE if i < last else _NOBLOCK)
+
+    def setsockopt(self, option: int, value) -> None:
+        """Set an option that may talk to peers (SUBSCRIBE does): also an operation."""
+        self.sock.setsockopt(option, value)
+        self._after_op()
+
+    # -- closing ----------------------------------------------------------------
+    def close(self, linger: int | None = None) -> None:
+        """Close now: parked tasks get ClosedResourceError, the owner returns.
+        Queued outbound messages get `linger` ms to leave (zmq's LINGER)."""
+        if self._closed:
+            return
+        self._closed = True
+        trio.lowlevel.notify_closing(self._fd)
+        self.sock.close(linger=linger)
+        self._wake_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def __aenter__(self) -> "ZSocket":
+        self._nursery_cm = trio.open_nursery()
+        nursery = await self._nursery_cm.__aenter__()
+        await nursery.start(self.run)
+        return self
+
+    async def __aexit__(self, *exc) -> bool | None:
+        self.close()
+        return await self._nursery_cm.__aexit__(*exc)

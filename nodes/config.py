@@ -1,0 +1,50 @@
+"""A node's configuration: one TOML file (`--config`) decoded into msgspec structs,
+with command-line options on top. A wrong key or value fails at start, naming the
+file and the key."""
+from __future__ import annotations
+
+import pathlib
+import socket
+import tomllib
+
+import msgspec
+
+from bus.config import BusConfig
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    role: str
+    name: str = ""                   # default: ROLE-HOSTNAME
+    repo: str = ""                   # default: ~/.zqnode/NAME
+    bus: BusConfig = msgspec.field(default_factory=BusConfig)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = f"{self.role}-{socket.gethostname()}"
+        if not self.repo:
+            self.repo = str(pathlib.Path("~/.zqnode").expanduser() / self.name)
+
+
+def load(path: str | None, **overrides) -> NodeConfig:
+    """The file's settings (if any), then non-empty `overrides` (from the command line:
+    role, name, repo, and `bus` = the bus address)."""
+    data: dict = {}
+    if path:
+        try:
+            data = tomllib.loads(pathlib.Path(path).read_text())
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    bus_address = overrides.pop("bus", None)
+    data.update({k: v for k, v in overrides.items() if v})
+    if bus_address:
+        data.setdefault("bus", {})["address"] = bus_address
+    try:
+        return msgspec.convert(data, NodeConfig)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"{path or 'options'}: {e}") from None

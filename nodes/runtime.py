@@ -1,0 +1,57 @@
+"""Starting nodes: the table of roles, and running until SIGINT/SIGTERM."""
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Awaitable, Callable
+
+import trio
+
+from bus.hub import ZmqHub
+from nodes.config import NodeConfig
+
+log = logging.getLogger("zqnode.runtime")
+
+
+class UnknownRole(ValueError):
+    pass
+
+
+def _bus(cfg: NodeConfig):
+    return ZmqHub(cfg.bus).run
+
+
+def _worker(cfg: NodeConfig):
+    from nodes.worker.node import WorkerNode
+    return WorkerNode(cfg).run
+
+
+ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
+    "bus": _bus,
+    "worker": _worker,
+}
+PLANNED = ("manager", "scheduler", "chain", "poster")
+
+
+def node_runner(cfg: NodeConfig):
+    """The `run` coroutine function of the node `cfg` describes."""
+    if cfg.role in ROLES:
+        return ROLES[cfg.role](cfg)
+    if cfg.role in PLANNED:
+        raise UnknownRole(f"role {cfg.role!r} is not available in this version yet "
+                          f"(available: {', '.join(ROLES)})")
+    raise UnknownRole(f"unknown role {cfg.role!r} (roles: {', '.join((*ROLES, *PLANNED))})")
+
+
+async def serve(*runners: Callable[..., Awaitable], on_started: Callable[[list], None] | None = None) -> None:
+    """Start each runner in turn (each calls task_status.started when it serves), then
+    run until SIGINT or SIGTERM, and stop cleanly: every node gets its cancellation."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            started = [await nursery.start(r) for r in runners]
+            if on_started:
+                on_started(started)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

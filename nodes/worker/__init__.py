@@ -1,0 +1,1 @@
+"""The worker role: runs sealing and proving tasks, reports its resources."""

@@ -1,0 +1,294 @@
+"""Bus speed against plain blocking pyzmq in the same topology, measured in one run.
+
+RPC: client -> hub -> server -> hub -> client round trips over tcp loopback; each party
+is its own process. Baseline: blocking DEALERs and a minimal blocking ROUTER relay.
+Events: publisher -> hub -> subscriber, ~100-byte events; the hub forwards with
+libzmq's proxy in both cases, so the difference is the peers' side.
+
+    python tools/bench_bus.py [--json] [--calls 3000] [--events 200000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+PAYLOAD = b"x" * 64          # with topic and envelope, ~100 bytes on the wire
+
+
+def _port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- baseline: blocking pyzmq ----------------------------------------------------------
+def base_relay(addr: str) -> None:
+    import zmq
+    ctx = zmq.Context()
+    r = ctx.socket(zmq.ROUTER)
+    r.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    r.bind(addr)
+    while True:
+        frm, to, *rest = r.recv_multipart()
+        try:
+            r.send_multipart([to, frm, *rest])
+        except zmq.ZMQError:          # the server not connected yet: the client retries
+            pass
+
+
+def base_server(addr: str) -> None:
+    import zmq
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.IDENTITY, b"server")
+    d.connect(addr)
+    while True:
+        frm, payload = d.recv_multipart()
+        d.send_multipart([frm, payload])
+
+
+def base_rpc(addr: str, calls: int) -> list[float]:
+    import zmq
+    ctx = zmq.Context()
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.IDENTITY, b"client")
+    d.setsockopt(zmq.RCVTIMEO, 200)
+    d.connect(addr)
+    while True:                       # until the server is connected through the relay
+        d.send_multipart([b"server", PAYLOAD])
+        try:
+            d.recv_multipart()
+            break
+        except zmq.Again:
+            pass
+    d.setsockopt(zmq.RCVTIMEO, -1)
+    out = []
+    for i in range(calls + 200):
+        t0 = time.perf_counter()
+        d.send_multipart([b"server", PAYLOAD])
+        d.recv_multipart()
+        if i >= 200:                          # warm-up excluded
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def base_proxy(addr_in: str, addr_out: str) -> None:
+    import zmq
+    ctx = zmq.Context()
+    xs, xp = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    xs.bind(addr_in)
+    xp.bind(addr_out)
+    zmq.proxy(xs, xp)
+
+
+def base_publisher(addr_in: str, n: int) -> None:
+    import zmq
+    ctx = zmq.Context()
+    p = ctx.socket(zmq.PUB)
+    p.connect(addr_in)
+    time.sleep(0.5)
+    for i in range(n):
+        p.send_multipart([b"bench.event", PAYLOAD + i.to_bytes(8, "little")])
+    time.sleep(1)
+
+
+def base_subscribe(addr_out: str, addr_in: str, n: int) -> tuple[int, float]:
+    import zmq
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.SUBSCRIBE, b"bench.")
+    s.setsockopt(zmq.RCVTIMEO, 2000)
+    s.connect(addr_out)
+    time.sleep(0.3)
+    pub = mp.get_context("spawn").Process(target=base_publisher, args=(addr_in, n), daemon=True)
+    pub.start()
+    got, t0, t1 = 0, None, None
+    while got < n:
+        try:
+            s.recv_multipart()
+        except zmq.Again:
+            break
+        t1 = time.perf_counter()
+        t0 = t0 or t1
+        got += 1
+    pub.join()
+    return got, (t1 - t0) if got > 1 else float("nan")
+
+
+# -- zqnode ---------------------------------------------------------------------------
+def _cfg(addr):
+    from bus.config import BusConfig
+    return BusConfig(address=addr)
+
+
+def our_hub(addr: str) -> None:
+    import trio
+    from bus.hub import ZmqHub
+    trio.run(ZmqHub(_cfg(addr)).run)
+
+
+def our_server(addr: str) -> None:
+    import trio
+    from bus.peer import Peer
+
+    async def main():
+        peer = Peer(name="server", role="bench", cfg=_cfg(addr))
+        await peer.run()
+    trio.run(main)
+
+
+def our_rpc(addr: str, calls: int) -> list[float]:
+    import trio
+    from bus.peer import Peer
+    from bus.protocol import Ping
+
+    async def main():
+        out = []
+        peer = Peer(name="client", role="bench", cfg=_cfg(addr))
+        async with trio.open_nursery() as n:
+            await n.start(peer.run)
+            for i in range(calls + 200):
+                t0 = time.perf_counter()
+                await peer.call("server", Ping())
+                if i >= 200:
+                    out.append(time.perf_counter() - t0)
+            n.cancel_scope.cancel()
+        return out
+    return trio.run(main)
+
+
+def our_publisher(addr: str, n: int) -> None:
+    import trio
+    from bus.peer import Peer
+    from bus.codec import Msg
+
+    class BenchEvent(Msg):
+        data: bytes
+
+    async def main():
+        peer = Peer(name="publisher", role="bench", cfg=_cfg(addr))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.run)
+            await trio.sleep(0.5)
+            for i in range(n):
+                await peer.publish("bench.event", BenchEvent(data=PAYLOAD[:40]))
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+
+
+def our_subscribe(addr: str, n: int) -> tuple[int, float]:
+    import trio
+    from bus.peer import Peer
+
+    async def main():
+        peer = Peer(name="subscriber", role="bench", cfg=_cfg(addr))
+        got, t0, t1 = 0, None, None
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.run)
+            with peer.subscribe("bench.", raw=True) as sub:
+                await trio.sleep(0.3)
+                pub = mp.get_context("spawn").Process(target=our_publisher, args=(addr, n), daemon=True)
+                pub.start()
+                with trio.CancelScope() as cs:
+                    async def watchdog():          # stop once events stop coming
+                        seen = -1
+                        while seen != got:
+                            seen = got
+                            await trio.sleep(3)
+                        cs.cancel()
+                    nursery.start_soon(watchdog)
+                    async for _ in sub:
+                        t1 = time.perf_counter()
+                        t0 = t0 or t1
+                        got += 1
+                        if got == n:
+                            break
+                pub.join()
+            nursery.cancel_scope.cancel()
+        return got, (t1 - t0) if got > 1 else float("nan")
+    return trio.run(main)
+
+
+def _spawn(target, *args):
+    p = mp.get_context("spawn").Process(target=target, args=args, daemon=True)
+    p.start()
+    return p
+
+
+def measure(calls: int, events: int) -> dict:
+    res = {}
+    # baseline RPC
+    addr = f"tcp://127.0.0.1:{_port()}"
+    procs = [_spawn(base_relay, addr), _spawn(base_server, addr)]
+    base_lat = base_rpc(addr, calls)
+    for p in procs:
+        p.kill()
+    # our RPC
+    addr = f"tcp://127.0.0.1:{_port()}"
+    procs = [_spawn(our_hub, addr)]
+    time.sleep(0.5)
+    procs.append(_spawn(our_server, addr))
+    time.sleep(0.5)
+    our_lat = our_rpc(addr, calls)
+    # our events through the same hub (its XSUB/XPUB)
+    got, dt = our_subscribe(addr, events)
+    for p in procs:
+        p.kill()
+    res["events_received"] = got
+    res["events_per_s"] = round(got / dt) if dt == dt else 0
+    # baseline events
+    port = _port()
+    a_in, a_out = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{_port()}"
+    proxy = _spawn(base_proxy, a_in, a_out)
+    time.sleep(0.3)
+    bgot, bdt = base_subscribe(a_out, a_in, events)
+    proxy.kill()
+    res["events_received_baseline"] = bgot
+    res["events_per_s_baseline"] = round(bgot / bdt) if bdt == bdt else 0
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e6
+    res.update({
+        "rpc_calls": calls,
+        "rpc_p50_us": round(pct(our_lat, 0.50), 1),
+        "rpc_p99_us": round(pct(our_lat, 0.99), 1),
+        "rpc_mean_us": round(statistics.mean(our_lat) * 1e6, 1),
+        "rpc_p50_us_baseline": round(pct(base_lat, 0.50), 1),
+        "rpc_p99_us_baseline": round(pct(base_lat, 0.99), 1),
+        "rpc_mean_us_baseline": round(statistics.mean(base_lat) * 1e6, 1),
+    })
+    res["events_ratio"] = round(res["events_per_s"] / max(res["events_per_s_baseline"], 1), 3)
+    res["rpc_p50_ratio"] = round(res["rpc_p50_us"] / res["rpc_p50_us_baseline"], 3)
+    res["rpc_p99_ratio"] = round(res["rpc_p99_us"] / res["rpc_p99_us_baseline"], 3)
+    res["cpus"] = os.cpu_count()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--events", type=int, default=200_000)
+    a = ap.parse_args()
+    res = measure(a.calls, a.events)
+    if a.json:
+        print(json.dumps(res))
+        return
+    print(f"{'measure':<22} {'zqnode':>12} {'pyzmq':>12} {'ratio':>7}")
+    print(f"{'RPC p50 (us)':<22} {res['rpc_p50_us']:>12} {res['rpc_p50_us_baseline']:>12} {res['rpc_p50_ratio']:>7}")
+    print(f"{'RPC p99 (us)':<22} {res['rpc_p99_us']:>12} {res['rpc_p99_us_baseline']:>12} {res['rpc_p99_ratio']:>7}")
+    print(f"{'events/s':<22} {res['events_per_s']:>12} {res['events_per_s_baseline']:>12} {res['events_ratio']:>7}")
+
+
+if __name__ == "__main__":
+    main()
