@@ -10,7 +10,10 @@ import dataclasses
 import os
 from typing import NamedTuple
 
-from proofs import cid, fr32
+import numpy as np
+
+from proofs import fr32
+from proofs.cid import piece_cid_v1, piece_cid_v2
 from proofs.merkle import NODE, merkle_root, node_hash, zero_commitment_at_height
 
 MIN_PAYLOAD = 65
@@ -38,11 +41,11 @@ class CommP:
 
     def cid(self) -> str:
         """Piece CID v1 (baga6ea4seaq...)."""
-        return cid.piece_cid_v1(self.commitment)
+        return piece_cid_v1(self.commitment)
 
     def cid_v2(self) -> str:
         """Piece CID v2 of FRC-0069 (bafkzcib...), which also carries the payload size."""
-        return cid.piece_cid_v2(self.commitment, self.payload_size)
+        return piece_cid_v2(self.commitment, self.payload_size)
 
 
 def _height(padded_size: int) -> int:
@@ -62,9 +65,10 @@ class _SubtreeStack:
             height += 1
         self._stack.append((height, root))
 
-    def push_leaves(self, leaves: bytes) -> None:
+    def push_leaves(self, leaves) -> None:
         """Push a run of leaves that starts at a multiple of its largest power-of-two part."""
-        count = len(leaves) // NODE
+        leaves = memoryview(leaves).cast("B")
+        count = leaves.nbytes // NODE
         offset = 0
         while count:
             height = count.bit_length() - 1
@@ -109,34 +113,40 @@ def _chunks_of_stream(stream, chunk_size):
 
 
 def commp(source, chunk_size: int = DEFAULT_CHUNK) -> CommP:
-    """CommP of bytes-like data, a file path, or a binary stream (read to its end)."""
+    """CommP of a file path, a binary stream (read to its end) or bytes-like data."""
     try:
         fr32.check_unpadded_piece_size(chunk_size)
     except fr32.PieceSizeError:
         raise CommPError(f"chunk size must be 127 * 2^k bytes, got {chunk_size!r}") from None
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
-            return _commp_of_chunks(_chunks_of_stream(stream, chunk_size))
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return _commp_of_chunks(_chunks_of_buffer(source, chunk_size))
+            return _commp_of_chunks(_chunks_of_stream(stream, chunk_size), chunk_size)
     if hasattr(source, "readinto") or hasattr(source, "read"):
-        return _commp_of_chunks(_chunks_of_stream(source, chunk_size))
-    raise CommPError(f"commp needs bytes, a path or a binary stream, got {type(source).__name__}")
+        return _commp_of_chunks(_chunks_of_stream(source, chunk_size), chunk_size)
+    try:
+        memoryview(source)
+    except TypeError:
+        raise CommPError(f"commp needs a path, a binary stream or bytes, got {type(source).__name__}") from None
+    return _commp_of_chunks(_chunks_of_buffer(source, chunk_size), chunk_size)
 
 
-def _commp_of_chunks(chunks) -> CommP:
+def _commp_of_chunks(chunks, chunk_size) -> CommP:
     stack = _SubtreeStack()
     payload = 0
+    leaves = np.empty(fr32.padded_size(chunk_size), dtype=np.uint8)  # reused for every chunk
     for chunk in chunks:
         # Every chunk but the last is whole, so each starts at a multiple of the chunk's
         # subtree size and push_leaves' power-of-two runs are aligned.
         payload += chunk.nbytes
-        stack.push_leaves(fr32.pad(chunk))
+        if chunk.nbytes == chunk_size:
+            stack.push_leaves(fr32.pad_chunks(np.frombuffer(chunk, dtype=np.uint8), out=leaves))
+        else:
+            stack.push_leaves(fr32.pad(chunk))
     if payload < MIN_PAYLOAD:
         raise PayloadTooSmall(f"CommP needs at least {MIN_PAYLOAD} payload bytes, got {payload}")
     height, root = stack.root()
     padded = fr32.piece_size_for(payload)
-    assert height == _height(padded), (height, padded)
+    assert height == _height(padded), (height, padded)  # the stack built the smallest tree
     return CommP(root, payload, padded)
 
 

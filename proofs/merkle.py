@@ -17,7 +17,6 @@ NODE = 32
 # Digests per batch: small enough that a batch's digests stay in cache, large enough
 # that the per-batch Python overhead vanishes.
 _BATCH = 1024
-_BATCH_CUTTER = struct.Struct(f"{2 * NODE}s" * _BATCH)
 # Clears the two top bits of a byte (the sha254 truncation of a digest's last byte).
 _TRUNCATE = bytes(b & 0x3F for b in range(256))
 
@@ -46,7 +45,7 @@ def _height_of(size: int, what: str) -> int:
     return size.bit_length() - 1 - 5
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zero_at_height(height: int) -> bytes:
     if height == 0:
         return bytes(NODE)
@@ -69,6 +68,12 @@ def zero_commitment_at_height(height: int) -> bytes:
     return _zero_at_height(height)
 
 
+@functools.lru_cache(maxsize=64)
+def _cutter(pairs: int) -> struct.Struct:
+    """Cuts `pairs` 64-byte messages (bytes objects) out of a buffer in one C call."""
+    return struct.Struct(f"{2 * NODE}s" * pairs)
+
+
 def hash_level(level) -> bytes:
     """The level above `level` (bytes-like, an even number of 32-byte nodes)."""
     size = memoryview(level).nbytes
@@ -76,13 +81,9 @@ def hash_level(level) -> bytes:
         raise MerkleError(f"a level to hash must be a non-zero multiple of {2 * NODE} bytes, got {size}")
     pairs = size // (2 * NODE)
     parts = []
-    whole = pairs - pairs % _BATCH
-    step = _BATCH_CUTTER.size
-    for offset in range(0, whole * 2 * NODE, step):
-        parts.append(b"".join([sha256(m).digest() for m in _BATCH_CUTTER.unpack_from(level, offset)]))
-    if whole < pairs:
-        tail = struct.Struct(f"{2 * NODE}s" * (pairs - whole))
-        parts.append(b"".join([sha256(m).digest() for m in tail.unpack_from(level, whole * 2 * NODE)]))
+    for first in range(0, pairs, _BATCH):
+        cut = _cutter(min(_BATCH, pairs - first))
+        parts.append(b"".join([sha256(m).digest() for m in cut.unpack_from(level, first * 2 * NODE)]))
     above = bytearray(b"".join(parts))
     above[NODE - 1::NODE] = above[NODE - 1::NODE].translate(_TRUNCATE)
     return bytes(above)

@@ -4,8 +4,17 @@ import os
 import pytest
 
 from proofs import cid
-from proofs.cid import (CidError, PieceCidV2, decode_uvarint, encode_uvarint, parse_piece_cid,
-                        parse_sealed_cid, piece_cid_v1, piece_cid_v2, sealed_cid)
+from proofs.cid import (
+    CidError,
+    PieceCidV2,
+    decode_uvarint,
+    encode_uvarint,
+    parse_piece_cid,
+    parse_sealed_cid,
+    piece_cid_v1,
+    piece_cid_v2,
+    sealed_cid,
+)
 from proofs.merkle import zero_commitment
 
 EXAMPLE_COMMP = bytes.fromhex("496dae0cc9e265efe5a006e80626a5dc5c409e5d3155c13984caf6c8d5cfd605")

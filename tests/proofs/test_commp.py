@@ -1,12 +1,21 @@
 import hashlib
 import io
+import itertools
 import random
 
 import pytest
 
 from proofs import cid
-from proofs.commp import (CommP, CommPError, PayloadTooSmall, PiecesDoNotFit, Slot, commd, commp,
-                          piece_layout)
+from proofs.commp import (
+    CommP,
+    CommPError,
+    PayloadTooSmall,
+    PiecesDoNotFit,
+    Slot,
+    commd,
+    commp,
+    piece_layout,
+)
 from proofs.merkle import zero_commitment
 
 EXAMPLE_508 = bytes([0]) * 127 + bytes([1]) * 127 + bytes([2]) * 127 + bytes([3]) * 127
@@ -156,7 +165,7 @@ def test_layout_small_after_big():
 def test_layout_tiles_the_sector():
     slots = piece_layout([128, 1024, 256, 128, 4096], 16384)
     assert slots[0].offset == 0
-    for before, after in zip(slots, slots[1:]):
+    for before, after in itertools.pairwise(slots):
         assert before.offset + before.size == after.offset
     assert slots[-1].offset + slots[-1].size == 16384
     assert all(slot.offset % slot.size == 0 for slot in slots)
@@ -212,3 +221,9 @@ def test_commd_can_be_shown_as_a_piece_cid():
 def test_commd_rejects_bad_commitments():
     with pytest.raises(CommPError, match="32 bytes"):
         commd([(128, bytes(31))], 2048)
+
+
+def test_commp_of_a_numpy_buffer():
+    import numpy as np
+    data = random.Random(2).randbytes(1000)
+    assert commp(np.frombuffer(data, dtype=np.uint8)) == commp(data)

@@ -126,3 +126,30 @@ def test_piece_size_for(payload, padded):
 def test_piece_size_for_rejects_negative():
     with pytest.raises(fr32.PieceSizeError):
         fr32.piece_size_for(-1)
+
+
+def test_pad_of_more_than_one_internal_batch():
+    data = random.Random(5).randbytes(127 * 9000 + 50)
+    padded = fr32.pad(data)
+    assert len(padded) == 9001 * 128
+    # Spot-check chunks on both sides of the 8192-chunk batch edge and the tail.
+    for chunk in (0, 8191, 8192, 8999, 9000):
+        assert padded[chunk * 128:(chunk + 1) * 128] == reference_pad(data[chunk * 127:(chunk + 1) * 127])
+    assert fr32.unpad(padded)[:len(data)] == data
+
+
+def test_pad_chunks_into_a_reused_buffer():
+    out = np.full(128 * 4, 0xEE, dtype=np.uint8)
+    data = os.urandom(127 * 3)
+    result = fr32.pad_chunks(np.frombuffer(data, dtype=np.uint8), out=out)
+    assert result.shape == (3, 128)
+    assert result.tobytes() == reference_pad(data)
+    assert out[:384].tobytes() == reference_pad(data)
+    assert out[384:].tobytes() == b"\xee" * 128
+
+
+@pytest.mark.parametrize("out", [np.zeros(255, dtype=np.uint8), np.zeros(64, dtype=np.uint64),
+                                 np.zeros(512, dtype=np.uint8)[::2]])
+def test_pad_chunks_rejects_an_unusable_out_buffer(out):
+    with pytest.raises(fr32.Fr32Error, match="out must be"):
+        fr32.pad_chunks(np.zeros(254, dtype=np.uint8), out=out)

@@ -4,8 +4,17 @@ import os
 import pytest
 
 from proofs import merkle
-from proofs.merkle import (MerkleError, hash_level, inclusion_path, merkle_root, node_hash, sha254,
-                           tree_levels, verify_path, zero_commitment)
+from proofs.merkle import (
+    MerkleError,
+    hash_level,
+    inclusion_path,
+    merkle_root,
+    node_hash,
+    sha254,
+    tree_levels,
+    verify_path,
+    zero_commitment,
+)
 
 
 def test_sha254_is_sha256_with_the_last_byte_truncated():
