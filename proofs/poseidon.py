@@ -5,10 +5,12 @@ hash(x1..xa) = state[1] after the permutation of [2^a - 1, x1, ..., xa].
 Two implementations live here:
 
 * `reference_hash` is the textbook permutation, straight from the parameters;
-* `hash_ints` runs a straight-line function generated per arity at first use. It is the
-  same permutation, rearranged (see `_plan`) so that the partial rounds, which are most of
-  the rounds, cost about 2t multiplications instead of t^2, and with modular reduction
-  deferred to the points where a value is about to be raised to the fifth power.
+* `hash_ints` runs a straight-line function generated per arity at first use (`_source`).
+  It is the same permutation, rearranged: partial rounds, most of the rounds, use sparse
+  factored matrices (`_plan`, about 2t products instead of t^2); full rounds use the
+  Cauchy matrix scaled to small integers; reduction mod p happens only where a value is
+  raised to the fifth power. Pure-Python big-int cost is dominated by the S-boxes
+  (8t + R_P of them, each a pow(x, 5, p)), which no rearrangement removes.
 """
 from __future__ import annotations
 
