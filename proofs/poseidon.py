@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from proofs.poseidon_constants import ARITIES, FULL_ROUNDS, P, UnsupportedArity, params
 
 __all__ = ["P", "ARITIES", "FieldElementError", "UnsupportedArity", "hash_ints", "hash_bytes",
-           "hash_many", "hash_words", "reference_hash", "int_to_word", "word_to_int"]
+           "hash_many", "hash_words", "hash_columns", "reference_hash", "int_to_word", "word_to_int"]
 
 WORD = 32
 
@@ -296,3 +296,24 @@ def hash_words(data: bytes, arity: int) -> bytes:
     for i in range(0, len(ints), arity):
         out += fn(*ints[i:i + arity]).to_bytes(WORD, "little")
     return bytes(out)
+
+
+def hash_columns(layers: Sequence[bytes]) -> bytes:
+    """Poseidon(arity = len(layers)) of each column across equal-length layers of 32-byte words.
+
+    tree-c's leaves: digest v = Poseidon(layer_1[v], ..., layer_L[v]), concatenated.
+    """
+    fn = _compiled(len(layers))
+    views = [memoryview(layer).cast("B") for layer in layers]
+    size = len(views[0])
+    if size % WORD or any(len(v) != size for v in views):
+        raise ValueError(f"layers must be equal whole numbers of {WORD}-byte words,"
+                         f" got {[len(v) for v in views]} bytes")
+    columns = []
+    for n, view in enumerate(views):
+        ints = [int.from_bytes(view[i:i + WORD], "little") for i in range(0, size, WORD)]
+        for i, v in enumerate(ints):
+            if v >= P:
+                raise FieldElementError(f"layer {n + 1} word {i} is not a canonical field element")
+        columns.append(ints)
+    return b"".join(fn(*column).to_bytes(WORD, "little") for column in zip(*columns))

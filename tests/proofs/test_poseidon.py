@@ -137,3 +137,17 @@ def test_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="groups"):
         ps.hash_words(bytes(32 * 3), 2)
     assert issubclass(ps.UnsupportedArity, ValueError)
+
+
+@pytest.mark.parametrize("layers", [2, 11])
+def test_hash_columns_hashes_across_layers(layers):
+    rng = random.Random(layers)
+    grid = [[rng.randrange(ps.P) for _ in range(4)] for _ in range(layers)]
+    data = [b"".join(ps.int_to_word(x) for x in row) for row in grid]
+    expected = b"".join(ps.int_to_word(ps.reference_hash([row[v] for row in grid]))
+                        for v in range(4))
+    assert ps.hash_columns(data) == expected
+    with pytest.raises(ValueError, match="equal"):
+        ps.hash_columns([data[0], data[1][:-32]] + data[2:])
+    with pytest.raises(ps.FieldElementError, match="layer 2 word 3"):
+        ps.hash_columns([data[0], data[1][:-32] + b"\xff" * 32] + data[2:])
