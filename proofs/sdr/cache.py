@@ -155,7 +155,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _spot_check_nodes(nodes: int) -> np.ndarray:
-    picks = {0, 1, nodes - 1} | set(np.linspace(2, nodes - 1, _SPOT_CHECKS, dtype=np.int64).tolist())
+    spread = np.linspace(2, nodes - 1, _SPOT_CHECKS, dtype=np.int64).tolist()
+    picks = {0, 1, nodes - 1} | set(spread)
     return np.array(sorted(p for p in picks if p < nodes), dtype=np.uint64)
 
 

@@ -42,14 +42,18 @@ def _prefixes(replica_id: bytes, layer: int, start: int, stop: int) -> bytes:
     return pre.tobytes()
 
 
-def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out: memoryview,
+def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
                 prev: np.ndarray | None) -> None:
-    """Label one layer into `out` (nodes * 32 writable bytes).
+    """Label one layer into `out`, a writable contiguous buffer of nodes * 32 bytes.
 
     parents: (nodes, 14) parent table; prev: the previous layer as (nodes, 32) uint8
     (None for layer 1)."""
     nodes = parents.shape[0]
-    mv = out.cast("B") if out.format != "B" else out
+    mv = memoryview(out).cast("B")
+    if mv.readonly or mv.nbytes != nodes * NODE_SIZE:
+        raise LabelError(f"layer buffer must be {nodes * NODE_SIZE} writable bytes")
+    if prev is not None and np.shape(prev) != (nodes, NODE_SIZE):
+        raise LabelError(f"previous layer must have shape {(nodes, NODE_SIZE)}")
     prev_labels = None if prev is None else np.asarray(prev).view(_LABEL).reshape(nodes)
     sha256 = hashlib.sha256
     for start in range(0, nodes, _CHUNK_NODES):
@@ -57,7 +61,9 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out: memoryv
         chunk = np.asarray(parents[start:stop])
         base_offsets = (chunk[:, :BASE_DEGREE].astype(np.int64) * NODE_SIZE).tolist()
         pre = memoryview(_prefixes(replica_id, layer, start, stop))
-        exp = None if prev_labels is None else memoryview(prev_labels[chunk[:, BASE_DEGREE:]].tobytes())
+        exp = None
+        if prev_labels is not None:
+            exp = memoryview(prev_labels[chunk[:, BASE_DEGREE:]].tobytes())
         for i, (o0, o1, o2, o3, o4, o5) in enumerate(base_offsets):
             v = start + i
             first = pre[64 * i:64 * i + 64]
@@ -141,7 +147,7 @@ def label_layers(replica_id: bytes, graph: Graph, layers: int, sector_cache_dir,
                 finally:
                     os.close(fd)
                 buf = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(size,))
-                label_layer(replica_id, layer, parents, memoryview(buf), prev)
+                label_layer(replica_id, layer, parents, buf, prev)
                 buf.flush()
                 del buf
                 os.replace(tmp, layer_path(out_dir, layer))

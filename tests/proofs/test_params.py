@@ -87,7 +87,8 @@ def test_post_proofs():
     assert post_proof("StackedDrgWindow32GiBV1_1").id == 13
     assert post_proof("7").name == "StackedDrgWindow512MiBV1"
     p = seal_proof("StackedDrg32GiBV1_1")
-    assert (p.window_post_proof.id, p.window_post_proof_v1.id, p.winning_post_proof.id) == (13, 8, 3)
+    assert (p.window_post_proof.id, p.window_post_proof_v1.id,
+            p.winning_post_proof.id) == (13, 8, 3)
     assert p.window_post_proof.api_version is ApiVersion.V1_2_0
     assert seal_proof(19).window_post_proof.name == "StackedDrgWindow64GiBV1_1"
     with pytest.raises(ProofParamsError):

@@ -127,7 +127,8 @@ def test_default_cache_dir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("nodes, porep, api", [
     (1, bytes(32), ApiVersion.V1_1_0), (1 << 32, bytes(32), ApiVersion.V1_1_0),
-    (64, bytes(31), ApiVersion.V1_1_0), (64, bytes(32), "1.1.0"), (64.0, bytes(32), ApiVersion.V1_1_0),
+    (64, bytes(31), ApiVersion.V1_1_0), (64, bytes(32), "1.1.0"),
+    (64.0, bytes(32), ApiVersion.V1_1_0),
 ])
 def test_bad_graph(nodes, porep, api):
     with pytest.raises(ParentCacheError):

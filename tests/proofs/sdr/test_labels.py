@@ -6,7 +6,9 @@ import pytest
 
 from proofs.params import ApiVersion
 from proofs.sdr.cache import Graph, graph_parents
-from proofs.sdr.labels import LabelError, label_layers, layer_path, open_layer, open_layers
+from proofs.sdr.labels import (
+    LabelError, label_layer, label_layers, layer_path, open_layer, open_layers,
+)
 
 CHECK_GRAPH = Graph(64, bytes([0x7B]) * 32, ApiVersion.V1_1_0)
 CHECK_REPLICA_ID = bytes([0x09]) * 32
@@ -107,3 +109,17 @@ def test_bad_inputs(tmp_path, kwargs):
     with pytest.raises(LabelError):
         label_layers(**args)
     assert not (tmp_path / "s").exists()
+
+
+def test_label_layer_checks_its_buffers():
+    parents = graph_parents(CHECK_GRAPH, np.arange(64))
+    with pytest.raises(LabelError):
+        label_layer(bytes(32), 1, parents, bytearray(63 * 32), None)
+    with pytest.raises(LabelError):
+        label_layer(bytes(32), 1, parents, bytes(64 * 32), None)
+    with pytest.raises(LabelError):
+        label_layer(bytes(32), 2, parents, bytearray(64 * 32), np.zeros((32, 32), np.uint8))
+    out = np.zeros((64, 32), np.uint8)                       # a 2-d buffer is fine
+    label_layer(CHECK_REPLICA_ID, 1, parents, out, None)
+    want = reference_labels(CHECK_REPLICA_ID, CHECK_GRAPH, 1)[0]
+    assert [out[v].tobytes() for v in range(64)] == want
