@@ -1,0 +1,158 @@
+"""SDR labelling (PC1), PROOFS.md section 4, as rust-fil-proofs create_label/single.rs.
+
+label(l, v) = SHA-256(replica_id || u32be(l) || u64be(v) || 20 zero bytes || P) with the
+top two bits of the last byte cleared.  Layer 1: P = the 6 base-parent labels six times,
+then the first again.  Layer l > 1: B = 6 base labels (layer l), E = 8 expander labels
+(layer l - 1); P = B E B E B E[:3].  Node 0: P is empty.
+
+Layers are raw 32-byte labels, one file per layer (`sc-02-data-layer-{l}.dat`, as Lotus
+names them) in the sector's cache directory, written to a temp file and renamed when done.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from proofs.sdr.cache import DEGREE, Graph, parent_cache
+from proofs.sdr.drg import BASE_DEGREE
+
+NODE_SIZE = 32
+_CHUNK_NODES = 1 << 14
+_LABEL = np.dtype((np.void, NODE_SIZE))      # one label as a single numpy element
+
+
+class LabelError(ValueError):
+    """Bad labelling input or an unusable layer file."""
+
+
+def layer_path(sector_cache_dir: str | os.PathLike, layer: int) -> Path:
+    return Path(sector_cache_dir) / f"sc-02-data-layer-{layer}.dat"
+
+
+def _prefixes(replica_id: bytes, layer: int, start: int, stop: int) -> bytes:
+    """The 64-byte first block of every node's message, for nodes start..stop-1."""
+    pre = np.zeros((stop - start, 64), np.uint8)
+    pre[:, :32] = np.frombuffer(replica_id, np.uint8)
+    pre[:, 32:36] = np.frombuffer(layer.to_bytes(4, "big"), np.uint8)
+    pre[:, 36:44] = np.arange(start, stop, dtype=">u8").view(np.uint8).reshape(-1, 8)
+    return pre.tobytes()
+
+
+def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
+                prev: np.ndarray | None) -> None:
+    """Label one layer into `out`, a writable contiguous buffer of nodes * 32 bytes.
+
+    parents: (nodes, 14) parent table; prev: the previous layer as (nodes, 32) uint8
+    (None for layer 1)."""
+    nodes = parents.shape[0]
+    mv = memoryview(out).cast("B")
+    if mv.readonly or mv.nbytes != nodes * NODE_SIZE:
+        raise LabelError(f"layer buffer must be {nodes * NODE_SIZE} writable bytes")
+    if prev is not None and np.shape(prev) != (nodes, NODE_SIZE):
+        raise LabelError(f"previous layer must have shape {(nodes, NODE_SIZE)}")
+    prev_labels = None if prev is None else np.asarray(prev).view(_LABEL).reshape(nodes)
+    sha256 = hashlib.sha256
+    for start in range(0, nodes, _CHUNK_NODES):
+        stop = min(start + _CHUNK_NODES, nodes)
+        chunk = np.asarray(parents[start:stop])
+        base_offsets = (chunk[:, :BASE_DEGREE].astype(np.int64) * NODE_SIZE).tolist()
+        pre = memoryview(_prefixes(replica_id, layer, start, stop))
+        exp = None
+        if prev_labels is not None:
+            exp = memoryview(prev_labels[chunk[:, BASE_DEGREE:]].tobytes())
+        for i, (o0, o1, o2, o3, o4, o5) in enumerate(base_offsets):
+            v = start + i
+            first = pre[64 * i:64 * i + 64]
+            if v == 0:
+                digest = sha256(first).digest()
+            elif exp is None:
+                b = b"".join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
+                              mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32]))
+                h = sha256(first)
+                h.update(b * 6)
+                h.update(b[:32])
+                digest = h.digest()
+            else:
+                be = b"".join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
+                               mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32],
+                               exp[256 * i:256 * i + 256]))
+                h = sha256(first)
+                h.update(be)
+                h.update(be)
+                h.update(be[:288])
+                digest = h.digest()
+            o = NODE_SIZE * v
+            mv[o:o + 32] = digest
+            mv[o + 31] = digest[31] & 0x3F
+
+
+def _check_inputs(replica_id, graph: Graph, layers: int) -> bytes:
+    if not isinstance(replica_id, (bytes, bytearray, memoryview)) or len(replica_id) != 32:
+        raise LabelError("replica_id must be 32 bytes")
+    if not isinstance(graph, Graph):
+        raise LabelError(f"graph must be a Graph, not {type(graph).__name__}")
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise LabelError(f"layers must be a positive int, got {layers!r}")
+    return bytes(replica_id)
+
+
+def open_layer(sector_cache_dir, layer: int, nodes: int) -> np.memmap:
+    """A finished layer as a read-only (nodes, 32) uint8 memmap."""
+    path = layer_path(sector_cache_dir, layer)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise LabelError(f"layer {layer} is missing: {path}") from None
+    if size != nodes * NODE_SIZE:
+        raise LabelError(f"{path} has {size} bytes, expected {nodes * NODE_SIZE}")
+    return np.memmap(path, dtype=np.uint8, mode="r", shape=(nodes, NODE_SIZE))
+
+
+def open_layers(sector_cache_dir, layers: int, nodes: int) -> list[np.memmap]:
+    return [open_layer(sector_cache_dir, layer, nodes) for layer in range(1, layers + 1)]
+
+
+def _layer_done(sector_cache_dir, layer: int, nodes: int) -> bool:
+    path = layer_path(sector_cache_dir, layer)
+    return path.is_file() and path.stat().st_size == nodes * NODE_SIZE
+
+
+def label_layers(replica_id: bytes, graph: Graph, layers: int, sector_cache_dir,
+                 parents: np.ndarray | None = None,
+                 parent_cache_dir=None) -> list[np.memmap]:
+    """Label all layers into `sector_cache_dir` and return them as read-only memmaps.
+
+    Layers already on disk (complete files; they only appear by rename) are kept, so
+    an interrupted run resumes at the first missing layer.  `parents` defaults to the
+    graph's parent cache in `parent_cache_dir`."""
+    replica_id = _check_inputs(replica_id, graph, layers)
+    if parents is None:
+        parents = parent_cache(graph, parent_cache_dir)
+    if parents.shape != (graph.nodes, DEGREE):
+        raise LabelError(f"parents must have shape {(graph.nodes, DEGREE)}, got {parents.shape}")
+    out_dir = Path(sector_cache_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = graph.nodes * NODE_SIZE
+    prev = None
+    for layer in range(1, layers + 1):
+        if not _layer_done(out_dir, layer, graph.nodes):
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".layer-{layer}.", suffix=".tmp")
+            try:
+                try:
+                    os.ftruncate(fd, size)
+                finally:
+                    os.close(fd)
+                buf = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(size,))
+                label_layer(replica_id, layer, parents, buf, prev)
+                buf.flush()
+                del buf
+                os.replace(tmp, layer_path(out_dir, layer))
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        prev = open_layer(out_dir, layer, graph.nodes)
+    return open_layers(out_dir, layers, graph.nodes)
