@@ -1,0 +1,93 @@
+"""Network policy and WindowPoSt deadline arithmetic (go-state-types' miner policy and
+dline.Info). Mainnet values, and a devnet policy scaled down so a whole proving period
+passes in minutes while keeping 48 deadlines and every ordering between the windows."""
+from __future__ import annotations
+
+import msgspec
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    epoch_seconds: float
+    period_deadlines: int = 48           # WPoStPeriodDeadlines
+    challenge_window: int                # WPoStChallengeWindow: epochs a deadline is open
+    challenge_lookback: int              # WPoStChallengeLookback: Challenge = Open - this
+    fault_cutoff: int                    # FaultDeclarationCutoff: FaultCutoff = Open - this
+    precommit_challenge_delay: int       # PreCommitChallengeDelay: seed epoch after PreCommit
+    seal_randomness_lookback: int        # ChainFinality: ticket at least this old
+    max_ticket_age: int                  # MaxPreCommitRandomnessLookback
+    max_prove_commit_duration: int       # after PreCommit, ProveCommit must land within
+    chain_finality: int
+    posted_partitions_max: int = 3       # PoStedPartitionsMax: partitions per PoSt message
+    partitions_per_deadline_max: int = 3000
+
+    @property
+    def proving_period(self) -> int:     # WPoStProvingPeriod
+        return self.period_deadlines * self.challenge_window
+
+
+MAINNET = Policy(
+    name="mainnet", epoch_seconds=30, challenge_window=60, challenge_lookback=20,
+    fault_cutoff=70, precommit_challenge_delay=150, seal_randomness_lookback=900,
+    max_ticket_age=30 * 2880 + 900, max_prove_commit_duration=30 * 2880 + 150,
+    chain_finality=900)
+
+# 1-second epochs, 8-epoch windows: a proving period of 384 epochs is 6.4 minutes.
+DEVNET = Policy(
+    name="devnet", epoch_seconds=1.0, challenge_window=8, challenge_lookback=3,
+    fault_cutoff=10, precommit_challenge_delay=5, seal_randomness_lookback=2,
+    max_ticket_age=200, max_prove_commit_duration=400, chain_finality=5)
+
+POLICIES = {p.name: p for p in (MAINNET, DEVNET)}
+
+
+def policy(name: str) -> Policy:
+    try:
+        return POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown network policy {name!r} (known: {', '.join(POLICIES)})") from None
+
+
+class DeadlineInfo(msgspec.Struct, frozen=True):
+    """One deadline of one proving period, seen at `current_epoch` (dline.Info)."""
+    current_epoch: int
+    period_start: int
+    index: int
+    open: int
+    close: int
+    challenge: int
+    fault_cutoff: int
+
+    def is_open(self) -> bool:
+        return self.open <= self.current_epoch < self.close
+
+    def has_elapsed(self) -> bool:
+        return self.current_epoch >= self.close
+
+    def fault_cutoff_passed(self) -> bool:
+        return self.current_epoch >= self.fault_cutoff
+
+
+def deadline_info(p: Policy, period_start: int, index: int, current_epoch: int) -> DeadlineInfo:
+    if not 0 <= index < p.period_deadlines:
+        raise ValueError(f"deadline index {index} out of range 0..{p.period_deadlines - 1}")
+    open_ = period_start + index * p.challenge_window
+    return DeadlineInfo(current_epoch=current_epoch, period_start=period_start, index=index,
+                        open=open_, close=open_ + p.challenge_window,
+                        challenge=open_ - p.challenge_lookback,
+                        fault_cutoff=open_ - p.fault_cutoff)
+
+
+def current_deadline(p: Policy, period_offset: int, epoch: int) -> DeadlineInfo:
+    """The deadline open at `epoch` for a miner whose periods start at epochs
+    ≡ period_offset (mod proving period) (NewDeadlineInfoFromOffsetAndEpoch)."""
+    pp = p.proving_period
+    period_start = epoch - ((epoch - period_offset) % pp)
+    return deadline_info(p, period_start, (epoch - period_start) // p.challenge_window, epoch)
+
+
+def next_deadline(d: DeadlineInfo, p: Policy) -> DeadlineInfo:
+    """The deadline after `d` (wrapping into the next period), seen at d.current_epoch."""
+    if d.index + 1 < p.period_deadlines:
+        return deadline_info(p, d.period_start, d.index + 1, d.current_epoch)
+    return deadline_info(p, d.period_start + p.proving_period, 0, d.current_epoch)
