@@ -64,7 +64,7 @@ class Router:
     def route(self, msg: list) -> None:
         if len(msg) < 3:
             self._error(msg[0], None, ErrorCode.BAD_FRAMES,
-                        f"expected [route, envelope, *buffers], got {len(msg) - 1} frames")
+                        f"expected frames [route, envelope, *buffers], got {len(msg) - 1}")
             return
         frm, to, env_frame = msg[0], msg[1], msg[2]
         size = sum(map(len, msg))
@@ -116,7 +116,7 @@ class Router:
                retry: bool = False) -> None:
         """Answer a message we cannot route or accept, unless it was itself a reply."""
         env = None
-        if env_frame is not None and len(env_frame) <= self.cfg.max_envelope_bytes:
+        if env_frame is not None:             # bounded by zmq's MAXMSGSIZE: safe to decode
             try:
                 env = decode_envelope(env_frame)
             except BadMessage:
@@ -229,9 +229,10 @@ class ZmqHub(Router):
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._forward_events, xsub, xpub, ctrl_a, ctrl_b)
-                async with ZSocket(router, on_batch=self._route_batch) as r, \
-                        ZSocket(own, on_batch=self._subscriptions) as o:
-                    self._router, self._events = r, o
+                # assigned before the owners start: their first batch may route at once
+                self._router = ZSocket(router, on_batch=self._route_batch)
+                self._events = ZSocket(own, on_batch=self._subscriptions)
+                async with self._router.running(), self._events.running():
                     nursery.start_soon(self.tick_loop)
                     task_status.started(self.address)
                     await trio.sleep_forever()

@@ -67,10 +67,7 @@ class MemoryLink:
         self.prefixes: dict[bytes, int] = {}
         self._hub: MemoryHub | None = None
 
-    async def __aenter__(self) -> "MemoryLink":
-        return self
-
-    async def __aexit__(self, *exc):
+    def close(self) -> None:
         if self._hub is not None and self._hub.links.get(self.identity.encode()) is self:
             del self._hub.links[self.identity.encode()]
             self._hub.subscriptions_changed()

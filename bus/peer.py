@@ -19,6 +19,7 @@ import os
 import socket
 import uuid
 from collections import deque
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
@@ -76,13 +77,21 @@ class Event:
 Handler = Callable[[Request], Awaitable[Msg | tuple[Msg, list] | None]]
 
 
-def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on_events):
-    scheme, _ = split(address)
-    if scheme == "mem":
+@asynccontextmanager
+async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on_events):
+    """The transport the address names, calling `on_rpc(batch)` / `on_events(batch)`
+    with what arrives, closed on exit."""
+    if split(address)[0] == "mem":
         from bus.memory import MemoryLink
-        return MemoryLink(address, identity, cfg, ctx, on_rpc, on_events)
-    from bus.zlink import ZmqLink
-    return ZmqLink(address, identity, cfg, ctx, on_rpc, on_events)
+        link = MemoryLink(address, identity, cfg, ctx, on_rpc, on_events)
+        try:
+            yield link
+        finally:
+            link.close()
+        return
+    from bus.zlink import open_zmq_link
+    async with open_zmq_link(address, identity, cfg, ctx, on_rpc, on_events) as link:
+        yield link
 
 
 class _Pending:

@@ -5,6 +5,7 @@ two synchronous callbacks, `on_rpc(batch)` and `on_events(batch)`, called with e
 batch of messages that arrives."""
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from typing import Callable
 
 import trio
@@ -14,11 +15,25 @@ from bus.config import BusConfig, configure
 from bus.zsock import ZSocket
 
 
+@asynccontextmanager
+async def open_zmq_link(address: str, identity: str, cfg: BusConfig, ctx: zmq.Context | None,
+                        on_rpc: Callable[[list], None], on_events: Callable[[list], None]):
+    async with trio.open_nursery() as nursery:
+        link = ZmqLink(address, identity, cfg, ctx, on_rpc, on_events, nursery)
+        try:
+            await link.reset()
+            yield link
+        finally:
+            link.close()
+
+
 class ZmqLink:
     def __init__(self, address: str, identity: str, cfg: BusConfig, ctx: zmq.Context | None,
-                 on_rpc: Callable[[list], None], on_events: Callable[[list], None]):
+                 on_rpc: Callable[[list], None], on_events: Callable[[list], None],
+                 nursery: trio.Nursery):
         self.address, self.identity, self.cfg = address, identity, cfg
         self._on_rpc, self._on_events = on_rpc, on_events
+        self._nursery = nursery
         self.ctx = ctx or zmq.Context.instance()
         self._rpc: ZSocket | None = None
         self._pub: ZSocket | None = None
@@ -26,19 +41,11 @@ class ZmqLink:
         self._events_at: tuple[str, str] | None = None
         self._prefixes: dict[bytes, int] = {}
         self._events_ready = trio.Event()
-        self._nursery: trio.Nursery | None = None
 
-    async def __aenter__(self) -> "ZmqLink":
-        self._nursery_cm = trio.open_nursery()
-        self._nursery = await self._nursery_cm.__aenter__()
-        await self.reset()
-        return self
-
-    async def __aexit__(self, *exc):
+    def close(self) -> None:
         for zs in (self._rpc, self._pub, self._sub):
             if zs is not None:
                 zs.close()
-        return await self._nursery_cm.__aexit__(*exc)
 
     async def _open(self, kind: int, setup, on_batch=None) -> ZSocket:
         sock = configure(self.ctx.socket(kind), self.cfg)

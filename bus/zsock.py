@@ -22,7 +22,8 @@ Each scheduler pass costs more than a message, so a sender yields once every
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable, Sequence
 
 import trio
 import zmq
@@ -40,8 +41,8 @@ _POLLOUT = int(zmq.POLLOUT)
 
 
 class ZSocket:
-    """Owns one zmq socket. Use as `async with ZSocket(sock) as zs:` (starts the owner
-    task) or start `zs.run` in a nursery yourself."""
+    """Owns one zmq socket. Use as `async with ZSocket(sock).running() as zs:` (starts
+    the owner task, closes on exit) or start `zs.run` in a nursery yourself."""
 
     def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = 512,
                  copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None):
@@ -57,7 +58,6 @@ class ZSocket:
         self._writers = trio.lowlevel.ParkingLot()
         self._wait_scope: trio.CancelScope | None = None
         self._closed = False
-        self._nursery_cm = None
 
     # -- owner task -------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -201,12 +201,11 @@ class ZSocket:
     def closed(self) -> bool:
         return self._closed
 
-    async def __aenter__(self) -> "ZSocket":
-        self._nursery_cm = trio.open_nursery()
-        nursery = await self._nursery_cm.__aenter__()
-        await nursery.start(self.run)
-        return self
-
-    async def __aexit__(self, *exc) -> bool | None:
-        self.close()
-        return await self._nursery_cm.__aexit__(*exc)
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator["ZSocket"]:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            try:
+                yield self
+            finally:
+                self.close()

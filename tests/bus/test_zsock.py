@@ -45,7 +45,7 @@ async def test_concurrent_senders_no_loss_no_duplicates(ctx, endpoint, hwm):
     pull, push = pair(ctx, endpoint, hwm=hwm)
     senders, per_sender = 8, 400
     seen = collections.Counter()
-    async with ZSocket(pull, inbox_limit=16, batch=8) as rx, ZSocket(push) as tx:
+    async with ZSocket(pull, inbox_limit=16, batch=8).running() as rx, ZSocket(push).running() as tx:
         async def send_all(s):
             for i in range(per_sender):
                 await tx.send([b"%d" % s, b"%d" % i, b"x" * (i % 50)])
@@ -65,7 +65,7 @@ async def test_concurrent_senders_no_loss_no_duplicates(ctx, endpoint, hwm):
 
 async def test_per_sender_order_is_kept(ctx, endpoint):
     pull, push = pair(ctx, endpoint, hwm=2)
-    async with ZSocket(pull, inbox_limit=4) as rx, ZSocket(push) as tx:
+    async with ZSocket(pull, inbox_limit=4).running() as rx, ZSocket(push).running() as tx:
         async with trio.open_nursery() as n:
             async def sender():
                 for i in range(2000):
@@ -81,7 +81,7 @@ async def test_concurrent_receivers_share_without_duplicates(ctx, endpoint):
     pull, push = pair(ctx, endpoint, hwm=4)
     total = 3000
     seen = []
-    async with ZSocket(pull, inbox_limit=8) as rx, ZSocket(push) as tx:
+    async with ZSocket(pull, inbox_limit=8).running() as rx, ZSocket(push).running() as tx:
         async with trio.open_nursery() as n:
             async def receiver():
                 while True:
@@ -101,7 +101,7 @@ async def test_concurrent_receivers_share_without_duplicates(ctx, endpoint):
 
 async def test_router_dealer_round_trips(ctx, endpoint):
     router, dealer = pair(ctx, endpoint, kinds=(zmq.ROUTER, zmq.DEALER), hwm=1)
-    async with ZSocket(router) as r, ZSocket(dealer) as d:
+    async with ZSocket(router).running() as r, ZSocket(dealer).running() as d:
         async with trio.open_nursery() as n:
             async def echo():
                 while True:
@@ -146,7 +146,7 @@ async def test_close_while_waiting_wakes_receiver_and_sender(ctx, endpoint):
 
 async def test_cancelled_send_is_all_or_nothing(ctx, endpoint):
     pull, push = pair(ctx, endpoint, hwm=1)
-    async with ZSocket(pull, inbox_limit=1, batch=1) as rx, ZSocket(push) as tx:
+    async with ZSocket(pull, inbox_limit=1, batch=1).running() as rx, ZSocket(push).running() as tx:
         sent = []
         big = b"x" * (256 << 10)   # big enough to fill kernel buffers too (ipc, tcp)
         # Fill the pipe without reading, with cancellations landing on parked sends.
@@ -166,7 +166,7 @@ async def test_cancelled_send_is_all_or_nothing(ctx, endpoint):
 
 async def test_cancelled_receiver_loses_nothing(ctx, endpoint):
     pull, push = pair(ctx, endpoint)
-    async with ZSocket(pull) as rx, ZSocket(push) as tx:
+    async with ZSocket(pull).running() as rx, ZSocket(push).running() as tx:
         got = []
         for i in range(200):
             await tx.send([b"%d" % i])
