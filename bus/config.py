@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgspec
 import zmq
 
-from bus.address import DEFAULT_BUS
+from bus.address import DEFAULT_BUS, split
 
 
 class BusConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -18,6 +18,15 @@ class BusConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_inflight_calls: int = 1024     # per node; further calls wait (back-pressure)
     max_concurrent_handlers: int = 256 # per node; further requests get `busy`
     reconnect_max_s: float = 8.0       # back-off cap when the hub is away
+
+    def __post_init__(self) -> None:
+        split(self.address)                # a bad address fails here, naming it
+        for name in ("heartbeat_s", "call_timeout_s", "reconnect_max_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.liveness < 1 or self.max_message_bytes < 1024 or self.max_envelope_bytes < 256:
+            raise ValueError("liveness must be >= 1, max_message_bytes >= 1024, "
+                             "max_envelope_bytes >= 256")
 
 
 def configure(sock: zmq.Socket, cfg: BusConfig, *, linger_ms: int = 1000) -> zmq.Socket:

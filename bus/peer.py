@@ -423,7 +423,10 @@ class Peer:
         log.info("registered with the hub at %s as %s (%s)", self.cfg.address, self.node_id, self.role)
 
     async def _connect_as_client(self) -> None:
-        info = await self.call(HUB, HubInfo(), timeout=max(self.cfg.heartbeat_s * self.cfg.liveness, 1.0))
+        try:
+            info = await self.call(HUB, HubInfo(), timeout=max(self.cfg.heartbeat_s * self.cfg.liveness, 1.0))
+        except CallTimeout:
+            raise CallTimeout(f"no hub answers at {self.cfg.address}") from None
         await self.link.connect_events(reachable(info.events_in, self.cfg.address),
                                        reachable(info.events_out, self.cfg.address))
 
