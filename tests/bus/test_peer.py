@@ -1,6 +1,5 @@
 """Peers and hubs together, over every transport: RPC, errors, limits, events, liveness."""
 import itertools
-import socket
 
 import msgspec
 import pytest
@@ -30,26 +29,8 @@ class PeerTick(Msg):
 _names = itertools.count()
 
 
-def free_ports() -> int:
-    """A port P with P+1 and P+2 free too (the hub's event endpoints)."""
-    while True:
-        socks = [socket.socket() for _ in range(3)]
-        try:
-            socks[0].bind(("127.0.0.1", 0))
-            port = socks[0].getsockname()[1]
-            for i, s in enumerate(socks[1:], 1):
-                s.bind(("127.0.0.1", port + i))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-
-
-def address(kind: str, tmp_path, fixed: bool = False) -> str:
+def address(kind: str, tmp_path, tcp: str = "tcp://127.0.0.1:*") -> str:
     n = next(_names)
-    tcp = f"tcp://127.0.0.1:{free_ports()}" if fixed else "tcp://127.0.0.1:*"
     return {"mem": f"mem://test-{n}", "inproc": f"inproc://test-{n}",
             "ipc": f"ipc://{tmp_path}/bus-{n}.sock", "tcp": tcp}[kind]
 
@@ -356,8 +337,8 @@ async def _silence(*args, **kwargs):
     pass
 
 
-async def test_peers_reregister_when_the_hub_restarts(transport, tmp_path, nursery):
-    cfg = settings(address(transport, tmp_path, fixed=True), call_timeout_s=2.0)
+async def test_peers_reregister_when_the_hub_restarts(transport, tmp_path, nursery, free_bus_address):
+    cfg = settings(address(transport, tmp_path, tcp=free_bus_address()), call_timeout_s=2.0)
     with trio.CancelScope() as first:
         async with trio.open_nursery() as hub_nursery:
             await hub_nursery.start(make_hub(cfg).run)

@@ -5,7 +5,6 @@ import os
 import pathlib
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,22 +13,6 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def free_ports() -> int:
-    while True:
-        socks = [socket.socket() for _ in range(3)]
-        try:
-            socks[0].bind(("127.0.0.1", 0))
-            port = socks[0].getsockname()[1]
-            for i, s in enumerate(socks[1:], 1):
-                s.bind(("127.0.0.1", port + i))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
 
 
 class Proc:
@@ -89,8 +72,8 @@ def zqnode(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_kill_a_worker_then_restart_the_hub(tmp_path):
-    bus = f"tcp://127.0.0.1:{free_ports()}"
+def test_kill_a_worker_then_restart_the_hub(tmp_path, free_bus_address):
+    bus = free_bus_address()
     procs = []
     try:
         hub = Proc("start", "--role", "bus", "--bus", bus, "--repo", str(tmp_path / "hub"))
@@ -133,8 +116,8 @@ def test_kill_a_worker_then_restart_the_hub(tmp_path):
             p.stop()
 
 
-def test_sigterm_stops_a_node_cleanly_and_it_says_goodbye(tmp_path):
-    bus = f"tcp://127.0.0.1:{free_ports()}"
+def test_sigterm_stops_a_node_cleanly_and_it_says_goodbye(tmp_path, free_bus_address):
+    bus = free_bus_address()
     hub = Proc("start", "--role", "bus", "--bus", bus)
     try:
         hub.wait_for(lambda line: "running on" in line)
@@ -164,7 +147,7 @@ def test_operator_mistakes_get_one_line_errors(args, message):
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
-def test_a_bad_config_file_names_the_key(tmp_path):
+def test_a_bad_config_file_names_the_key(tmp_path, free_bus_address):
     cfg = tmp_path / "node.toml"
     cfg.write_text('[bus]\nheartbeat_s = "fast"\n')
     out = zqnode("start", "--role", "worker", "--config", str(cfg))
@@ -174,8 +157,8 @@ def test_a_bad_config_file_names_the_key(tmp_path):
     assert out.returncode != 0 and "heartbeats" in out.stderr
 
 
-def test_devnet_runs_the_hub_and_a_worker_until_ctrl_c(tmp_path):
-    bus = f"tcp://127.0.0.1:{free_ports()}"
+def test_devnet_runs_the_hub_and_a_worker_until_ctrl_c(tmp_path, free_bus_address):
+    bus = free_bus_address()
     devnet = Proc("devnet", "--bus", bus, "--repo", str(tmp_path / "devnet"))
     try:
         line = devnet.wait_for(lambda line: line.startswith("devnet: bus hub at"))
