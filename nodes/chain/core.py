@@ -284,7 +284,12 @@ class Chain:
         return blake2b256(bytes.fromhex(parent) + _i64(epoch) + ticket
                           + b"".join(bytes.fromhex(i) for i in ids)).hex()
 
-    def _execute(self, msg: Message, epoch: int) -> Receipt:
+    def simulate(self, msg: Message) -> Receipt:
+        """The receipt `msg` would get in the next tipset, changing nothing (Lotus StateCall;
+        the nonce is not checked)."""
+        return self._execute(msg, self.head.epoch + 1, commit=False)
+
+    def _execute(self, msg: Message, epoch: int, commit: bool = True) -> Receipt:
         miner = self.state.miners.get(msg.to)
         if miner is None:
             return Receipt(exit_code=ExitCode.SYS_INVALID_RECEIVER, error=f"no actor f0{msg.to}")
@@ -304,5 +309,6 @@ class Chain:
             return Receipt(exit_code=e.exit_code, error=e.message)
         except RandomnessError as e:
             return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
-        self.state.miners[msg.to] = work
+        if commit:
+            self.state.miners[msg.to] = work
         return Receipt(exit_code=ExitCode.OK, return_value=ret or b"")

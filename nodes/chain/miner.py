@@ -6,6 +6,7 @@ deadline_assignment.rs) with these simplifications, all on purpose:
 - no funds: no deposits, pledge or fees; a penalty is counted, one per sector that is
   faulty when its deadline closes (newly detected, failed recovery or continued fault);
 - no expiration, termination, extension, compaction or disputes; sectors live forever;
+- a pre-commit not proven by `prove_by` is dropped a chain finality later;
 - one PoRep per ProveCommitSector message, verified at once (vanilla proof, no SNARK);
 - WindowPoSt proofs are verified at submission, one vanilla proof per partition.
 
@@ -405,9 +406,10 @@ assert METHOD_IMPLS.keys() == M.METHODS.keys()
 # -- the end of each epoch (the actor's cron) -------------------------------------------------------
 
 def end_of_epoch(m: MinerState, policy: Policy, epoch: int) -> None:
-    """After the epoch's messages: drop expired pre-commits, and when the epoch is the last
+    """After the epoch's messages: drop pre-commits a finality past their prove-by epoch (the
+    actor also cleans up late, ExpiredPreCommitCleanUpDelay), and when the epoch is the last
     of the current deadline (Close - 1), run the deadline's end."""
-    for n in [n for n, pc in m.precommits.items() if epoch >= pc.prove_by]:
+    for n in [n for n, pc in m.precommits.items() if epoch >= pc.prove_by + policy.chain_finality]:
         del m.precommits[n]
         m.expired_precommits += 1
     di = proving_deadline(m, policy, epoch)
