@@ -4,6 +4,7 @@ A restarted node continues from the persisted head; time spent down is not made 
 (there are no null rounds: the next tipset is simply the next epoch)."""
 from __future__ import annotations
 
+import importlib.util
 import logging
 import pathlib
 import time
@@ -87,6 +88,10 @@ class ChainNode:
                                  f"the configuration asks for {wanted}")
             self.chain = self.store.load(stored, self.verifiers)
             log.info("chain resumed at epoch %d from %s", self.chain.head.epoch, repo)
+        if self.chain_cfg.verifier == "proofs":
+            for module in ("proofs.porep", "proofs.post"):
+                if importlib.util.find_spec(module) is None:
+                    log.warning("%s is missing: messages whose proofs it checks will fail", module)
         return self.chain
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
