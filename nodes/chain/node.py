@@ -83,7 +83,8 @@ class ChainNode:
             self.store.create(self.chain)
             log.info("new %s chain in %s", genesis.network, repo)
         else:
-            if msgspec.structs.replace(stored, timestamp=0.0) != msgspec.structs.replace(wanted, timestamp=0.0):
+            same = msgspec.structs.replace(wanted, timestamp=stored.timestamp) == stored
+            if not same:
                 raise ValueError(f"{self.store.path} holds another chain (genesis {stored}); "
                                  f"the configuration asks for {wanted}")
             self.chain = self.store.load(stored, self.verifiers)

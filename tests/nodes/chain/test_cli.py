@@ -72,7 +72,8 @@ def test_head_reorg_miner_deadline_sector_message(chain_bus):
         unsealed_cid=cids.piece_cid_v1(comm_d_of(1000, 3)), seal_rand_epoch=1))
     msg_id = with_client(bus, lambda peer: BusChainAPI(peer).push(msg))
     deadline = time.monotonic() + 20
-    while (look := json.loads(zq("chain", "message", msg_id, "--json", "--bus", bus).output))["status"] != "landed":
+    while (look := json.loads(zq("chain", "message", msg_id, "--json", "--bus", bus).output)
+           )["status"] != "landed":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert look["receipt"]["exit_code"] == 0

@@ -10,7 +10,7 @@ from nodes.chain.messages import ExitCode
 from nodes.chain.policy import DEVNET, MAINNET, deadline_info
 from nodes.chain.randomness import DomainTag, address_entropy, blake2b256
 from nodes.chain.testing import ChainDriver, comm_d_of, comm_r_of
-from nodes.chain.verifiers import FAKE, _lazy, fake_window_post_proof
+from nodes.chain.verifiers import FAKE, _lazy, fake_seal_proof, fake_window_post_proof
 from proofs import cid as cids
 
 SIZE = 2048                                     # 2 KiB sectors, 2 per partition
@@ -182,19 +182,19 @@ def test_prove_commit_refusals(d):
             sender="t0101")
     # a proof over the seed of another epoch, or another sector's commitments, is invalid
     ent = address_entropy(1000)
-    wrong_seed = FAKE_PROOF(d, seed=d.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
+    wrong_seed = seal_proof_with(d, seed=d.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
                                                        pc.seed_epoch - 1, ent))
     refused(d, M.ProveCommitSectorParams(sector_number=1, proof=wrong_seed), I,
             "invalid seal proof for sector 1")
-    wrong_ticket = FAKE_PROOF(d, ticket=d.chain.randomness(DomainTag.SealRandomness,
+    wrong_ticket = seal_proof_with(d, ticket=d.chain.randomness(DomainTag.SealRandomness,
                                                            pc.seal_rand_epoch, b""))
     refused(d, M.ProveCommitSectorParams(sector_number=1, proof=wrong_ticket), I,
             "invalid seal proof for sector 1")
-    ok(d, M.ProveCommitSectorParams(sector_number=1, proof=FAKE_PROOF(d)))
+    ok(d, M.ProveCommitSectorParams(sector_number=1, proof=seal_proof_with(d)))
 
 
-def FAKE_PROOF(d, **override):
-    from nodes.chain.verifiers import fake_seal_proof
+def seal_proof_with(d, **override):
+    """The fake PoRep of sector 1, with some of its inputs replaced."""
     pc = d.chain.precommit(1000, 1)
     ent = address_entropy(1000)
     kw = dict(seal_proof=5, miner=1000, sector=1,
@@ -314,7 +314,8 @@ def test_assign_deadlines_stops_at_the_partition_limit():
 @pytest.mark.parametrize("p", [DEVNET, MAINNET])
 def test_the_open_deadline_and_the_next_are_not_mutable(p):
     for epoch in (p.proving_period * 3 + 5, p.proving_period * 3 + p.challenge_window * 47 + 1):
-        d = deadline_info(p, p.proving_period * 3, (epoch - p.proving_period * 3) // p.challenge_window, epoch)
+        start = p.proving_period * 3
+        d = deadline_info(p, start, (epoch - start) // p.challenge_window, epoch)
         mutable = [actor.deadline_is_mutable(p, d.period_start, i, epoch) for i in range(48)]
         frozen = {d.index, (d.index + 1) % 48}
         assert [i for i in range(48) if not mutable[i]] == sorted(frozen)
@@ -392,7 +393,8 @@ def test_post_refusals(d):
         (rep(good, proofs=[]), "0 proofs for 1 partitions: need one each"),
         (other, f"expected chain commit epoch {di.challenge - 1} to be at least {di.challenge}"),
         (rep(good, chain_commit_epoch=E), f"chain commit epoch {E} must be less than the current epoch {E}"),
-        (rep(good, chain_commit_rand=b"\0" * 32), "post commit randomness mismatched (the chain forked since)"),
+        (rep(good, chain_commit_rand=b"\0" * 32),
+         "post commit randomness mismatched (the chain forked since)"),
         (rep(good, partitions=good.partitions * 2, proofs=good.proofs * 2), "duplicate partitions proven"),
         (rep(good, partitions=[M.PoStPartition(index=0, skipped=[1, 7])]),
          "skipped faults contain sectors outside partition 0: [7]"),
@@ -545,7 +547,8 @@ def test_power_counts_active_sectors_only(d):
     assert len(dls) == 2
     prove_deadline(d, dls[0])
     assert actor.power(d.chain.miner(1000)) == 2 * SIZE == d.chain.miner_view(1000).power
-    assert actor.active_sectors(d.chain.miner(1000)) == {n for n in range(1, 5) if view(d, n).deadline == dls[0]}
+    first = {n for n in range(1, 5) if view(d, n).deadline == dls[0]}
+    assert actor.active_sectors(d.chain.miner(1000)) == first
 
 
 def test_proving_period_offset_is_the_actors_hash():

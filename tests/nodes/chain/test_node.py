@@ -12,6 +12,7 @@ from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer
 from nodes.chain import messages as M
+from nodes.chain import wire as W
 from nodes.chain.api import BusChainAPI, MessageUnknown
 from nodes.chain.core import Genesis
 from nodes.chain.node import ChainConfig, ChainNode
@@ -259,3 +260,46 @@ async def test_seal_and_prove_a_sector_through_the_api(bus, nursery, tmp_path, a
     m = await api.miner(1000)
     assert (m.power, m.active) == (2048, 1)
     assert (await api.sector(1000, 1)).state == "active"
+
+
+class _Sub:
+    """A subscription's events, from a list."""
+
+    def __init__(self, events):
+        self.events = list(events)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if not self.events:
+            raise StopAsyncIteration
+        return self.events.pop(0)
+
+
+class _Event:
+    def __init__(self, reverted=(), applied=(), gap=0, reset=False):
+        self.body = W.ChainHeadChanged(reverted=list(reverted), applied=list(applied))
+        self.gap, self.reset = gap, reset
+
+
+def ts(epoch: int, key: str) -> M.TipsetSummary:
+    return M.TipsetSummary(epoch=epoch, key=key, parent="", timestamp=0.0, ticket=b"", beacon=b"")
+
+
+async def test_notify_starts_from_a_snapshot_and_drops_what_it_already_shows():
+    heads = [ts(4, "d"), ts(9, "i")]
+
+    class Api(BusChainAPI):
+        async def head(self):
+            return heads.pop(0)
+    events = [_Event(applied=[ts(3, "c")]),                       # before the snapshot
+              _Event(applied=[ts(4, "d")]),                       # the snapshot itself
+              _Event(applied=[ts(5, "e")]),
+              _Event(reverted=[ts(5, "e"), ts(4, "d")], applied=[ts(4, "d2"), ts(5, "e2")]),
+              _Event(applied=[ts(8, "h")], gap=2),                # missed some: a new snapshot
+              _Event(applied=[ts(10, "j")])]
+    got = [u async for u in Api(peer=None)._updates(_Sub(events))]
+    assert [(u.current, [t.key for t in u.reverted], [t.key for t in u.applied]) for u in got] == [
+        (True, [], ["d"]), (False, [], ["e"]), (False, ["e", "d"], ["d2", "e2"]),
+        (True, [], ["i"]), (False, [], ["j"])]
