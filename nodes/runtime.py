@@ -26,11 +26,17 @@ def _worker(cfg: NodeConfig):
     return WorkerNode(cfg).run
 
 
+def _chain(cfg: NodeConfig):
+    from nodes.chain.node import ChainNode
+    return ChainNode(cfg, getattr(cfg, "chain", None)).run
+
+
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "bus": _bus,
     "worker": _worker,
+    "chain": _chain,
 }
-PLANNED = ("manager", "scheduler", "chain", "poster")
+PLANNED = ("manager", "scheduler", "poster")
 
 
 def node_runner(cfg: NodeConfig):

@@ -91,3 +91,11 @@ def next_deadline(d: DeadlineInfo, p: Policy) -> DeadlineInfo:
     if d.index + 1 < p.period_deadlines:
         return deadline_info(p, d.period_start, d.index + 1, d.current_epoch)
     return deadline_info(p, d.period_start + p.proving_period, 0, d.current_epoch)
+
+
+def next_not_elapsed(d: DeadlineInfo, p: Policy) -> DeadlineInfo:
+    """The next occurrence of deadline `d` that has not closed yet (dline.NextNotElapsed)."""
+    if not d.has_elapsed():
+        return d
+    periods = (d.current_epoch - d.close) // p.proving_period + 1
+    return deadline_info(p, d.period_start + periods * p.proving_period, d.index, d.current_epoch)

@@ -1,0 +1,156 @@
+"""What the sealing state machine and the poster need from a chain (`ChainAPI`), and
+`BusChainAPI`, which asks the chain node over the bus. A watcher of an external Lotus
+node can implement the same protocol later.
+
+    api = BusChainAPI(peer)
+    async with api.notify() as updates:
+        async for u in updates:            # the first is the current head (u.current)
+            ...
+    msg_id = await api.push(Message.call(worker, miner, params))
+    landed = await api.wait(msg_id, confidence=5)
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import AsyncContextManager, AsyncIterator, Protocol
+
+from bus.peer import Peer
+from nodes.chain import wire as W
+from nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
+from nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
+from nodes.chain.policy import DeadlineInfo
+
+
+class MessageUnknown(LookupError):
+    """The chain has the message neither in a tipset nor in its pool."""
+
+
+@dataclass(frozen=True)
+class HeadUpdate:
+    reverted: list[TipsetSummary] = field(default_factory=list)   # newest first
+    applied: list[TipsetSummary] = field(default_factory=list)    # oldest first
+    current: bool = False    # a snapshot (the first update, or after missed events): rebuild
+
+    @property
+    def head(self) -> TipsetSummary:
+        return self.applied[-1]
+
+
+class ChainAPI(Protocol):
+    async def head(self) -> TipsetSummary: ...
+    def notify(self) -> AsyncContextManager[AsyncIterator[HeadUpdate]]: ...
+    async def tipset(self, epoch: int) -> TipsetSummary: ...
+    async def randomness(self, domain: int, epoch: int, entropy: bytes = b"",
+                         source: str = "") -> bytes: ...
+    async def nonce(self, sender: str) -> int: ...
+    async def push(self, msg: Message) -> str: ...
+    async def simulate(self, msg: Message) -> Receipt: ...
+    async def lookup(self, msg_id: str) -> MessageLookup: ...
+    async def wait(self, msg_id: str, confidence: int) -> MessageLookup: ...
+    async def miners(self) -> list[MinerView]: ...
+    async def miner(self, miner: int) -> MinerView: ...
+    async def deadline(self, miner: int, epoch: int | None = None) -> DeadlineInfo: ...
+    async def partitions(self, miner: int, deadline: int) -> DeadlineView: ...
+    async def sector(self, miner: int, number: int) -> SectorView | None: ...
+    async def precommit(self, miner: int, number: int) -> PreCommitOnChain | None: ...
+
+
+class BusChainAPI:
+    """ChainAPI over a bus Peer. Refusals raise bus.codec.RemoteError (code "invalid",
+    "not_found" or "permission"); a chain that does not answer raises CallTimeout."""
+
+    def __init__(self, peer: Peer, target: str = "@chain", timeout: float | None = None):
+        self.peer, self.target, self.timeout = peer, target, timeout
+
+    async def _call(self, msg, buffers=()):
+        return await self.peer.call(self.target, msg, buffers=buffers, timeout=self.timeout)
+
+    async def info(self) -> W.ChainHeadInfo:
+        return await self._call(W.ChainGetHead())
+
+    async def head(self) -> TipsetSummary:
+        return (await self.info()).head
+
+    @contextlib.asynccontextmanager
+    async def notify(self):
+        with self.peer.subscribe(W.TOPIC_HEAD, kinds=[W.ChainHeadChanged]) as sub:
+            updates = self._updates(sub)
+            try:
+                yield updates
+            finally:
+                await updates.aclose()
+
+    async def _updates(self, sub) -> AsyncIterator[HeadUpdate]:
+        last = await self.head()                    # subscribed first: nothing falls between
+        yield HeadUpdate(applied=[last], current=True)
+        async for ev in sub:
+            if ev.gap or ev.reset:                  # missed events: start again from a snapshot
+                last = await self.head()
+                yield HeadUpdate(applied=[last], current=True)
+                continue
+            top = ev.body.applied[-1]
+            # events from before the snapshot: heights never drop, and a reorg keeps its height
+            if top.epoch < last.epoch or top.key == last.key:
+                continue
+            last = top
+            yield HeadUpdate(reverted=ev.body.reverted, applied=ev.body.applied)
+
+    async def tipset(self, epoch: int) -> TipsetSummary:
+        return (await self._call(W.ChainGetTipset(epoch=epoch))).tipset
+
+    async def randomness(self, domain: int, epoch: int, entropy: bytes = b"", source: str = "") -> bytes:
+        r = await self._call(W.ChainGetRandomness(domain=int(domain), epoch=epoch, entropy=entropy,
+                                                  source=source))
+        return r.randomness
+
+    async def nonce(self, sender: str) -> int:
+        return (await self._call(W.ChainGetNonce(sender=sender))).nonce
+
+    async def push(self, msg: Message) -> str:
+        r = await self._call(W.ChainPush(sender=msg.sender, to=msg.to, method=msg.method,
+                                         nonce=msg.nonce), buffers=[msg.params])
+        return r.msg_id
+
+    async def simulate(self, msg: Message) -> Receipt:
+        r = await self._call(W.ChainSimulate(sender=msg.sender, to=msg.to, method=msg.method),
+                             buffers=[msg.params])
+        return r.receipt
+
+    async def lookup(self, msg_id: str) -> MessageLookup:
+        return (await self._call(W.ChainLookup(msg_id=msg_id))).lookup
+
+    async def wait(self, msg_id: str, confidence: int) -> MessageLookup:
+        """Once the message is in a tipset with `confidence` tipsets on top of it. A reorg
+        that reverts it sends it back to the pool, and waiting goes on."""
+        async with self.notify() as updates:
+            async for _ in updates:
+                look = await self.lookup(msg_id)
+                if look.status == "unknown":
+                    raise MessageUnknown(f"the chain knows no message {msg_id}")
+                if look.status == "landed" and look.confirmations >= confidence:
+                    return look
+        raise AssertionError("unreachable: head updates do not end")
+
+    async def miners(self) -> list[MinerView]:
+        return (await self._call(W.ChainListMiners())).miners
+
+    async def miner(self, miner: int) -> MinerView:
+        return (await self._call(W.ChainGetMiner(miner=miner))).miner
+
+    async def deadline(self, miner: int, epoch: int | None = None) -> DeadlineInfo:
+        r = await self._call(W.ChainGetDeadline(miner=miner, epoch=-1 if epoch is None else epoch))
+        return r.info
+
+    async def partitions(self, miner: int, deadline: int) -> DeadlineView:
+        return (await self._call(W.ChainGetPartitions(miner=miner, deadline=deadline))).deadline
+
+    async def sector(self, miner: int, number: int) -> SectorView | None:
+        return (await self._call(W.ChainGetSector(miner=miner, sector=number))).sector
+
+    async def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
+        return (await self._call(W.ChainGetPreCommit(miner=miner, sector=number))).precommit
+
+    async def reorg(self, depth: int) -> W.ChainReorged:
+        """Devnet only: not part of ChainAPI."""
+        return await self._call(W.ChainReorg(depth=depth))

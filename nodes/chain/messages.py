@@ -1,0 +1,176 @@
+"""What goes on the chain: messages to miner actors, their parameters, receipts, tipsets.
+
+A message names its method and carries the method's parameters msgpack-encoded (as
+Filecoin carries CBOR), so its id (a blake2b-256 of the encoded message) does not depend
+on anything but its content, and a node can refuse an unknown method or bad parameters
+before the message reaches the pool."""
+from __future__ import annotations
+
+import msgspec
+
+from nodes.chain.randomness import blake2b256
+
+
+class ExitCode:
+    """The exit codes of Filecoin receipts this chain produces (go-state-types exitcode)."""
+    OK = 0
+    SYS_INVALID_RECEIVER = 5
+    USR_ILLEGAL_ARGUMENT = 16
+    USR_NOT_FOUND = 17
+    USR_FORBIDDEN = 18
+    USR_ILLEGAL_STATE = 20
+
+
+# -- method parameters (msgspec structs, not bus kinds) -------------------------------
+
+class PreCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sector_number: int
+    seal_proof: int                # registered seal proof id (proofs.params), the miner's
+    sealed_cid: str                # CommR as a sealed CID (bagboea4b5abc...)
+    unsealed_cid: str              # CommD as a piece CID v1 (baga6ea4seaq...)
+    seal_rand_epoch: int           # the ticket's epoch
+
+
+class ProveCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sector_number: int
+    proof: bytes                   # the vanilla PoRep proof proofs.porep.verify_seal checks
+
+
+class PoStPartition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    index: int
+    skipped: list[int] = []        # sectors the prover could not prove: they become faulty
+
+
+class SubmitWindowedPoStParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    deadline: int
+    partitions: list[PoStPartition]
+    proofs: list[bytes]            # one vanilla proof per partition, in the same order
+    chain_commit_epoch: int        # in [deadline Challenge, current epoch)
+    chain_commit_rand: bytes       # ticket randomness PoStChainCommit at that epoch, no entropy
+
+
+class SectorDeclaration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    deadline: int
+    partition: int
+    sectors: list[int]
+
+
+class DeclareFaultsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    faults: list[SectorDeclaration]
+
+
+class DeclareFaultsRecoveredParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    recoveries: list[SectorDeclaration]
+
+
+METHODS: dict[str, type] = {
+    "PreCommitSector": PreCommitSectorParams,
+    "ProveCommitSector": ProveCommitSectorParams,
+    "SubmitWindowedPoSt": SubmitWindowedPoStParams,
+    "DeclareFaults": DeclareFaultsParams,
+    "DeclareFaultsRecovered": DeclareFaultsRecoveredParams,
+}
+_METHOD_OF = {t: name for name, t in METHODS.items()}
+
+
+class MessageError(ValueError):
+    """A message the pool refuses: unknown method, bad parameters, wrong nonce."""
+
+
+# -- messages, receipts, tipsets --------------------------------------------------------
+
+class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sender: str                    # the account that signs (the miner's worker)
+    to: int                        # miner actor id
+    method: str
+    params: bytes                  # msgpack of METHODS[method]
+    nonce: int = -1                # -1: the pool assigns the sender's next nonce
+
+    @classmethod
+    def call(cls, sender: str, to: int, params, nonce: int = -1) -> "Message":
+        """A message calling the method whose parameter struct is `params`."""
+        method = _METHOD_OF.get(type(params))
+        if method is None:
+            raise MessageError(f"{type(params).__name__} is not a miner method's parameters")
+        return cls(sender=sender, to=to, method=method, params=_enc.encode(params), nonce=nonce)
+
+    @property
+    def id(self) -> str:
+        return message_id(self)
+
+
+_enc = msgspec.msgpack.Encoder()
+_decoders = {name: msgspec.msgpack.Decoder(t) for name, t in METHODS.items()}
+
+
+def message_id(msg: Message) -> str:
+    return blake2b256(_enc.encode((msg.sender, msg.to, msg.method, msg.params, msg.nonce))).hex()
+
+
+def decode_params(method: str, params: bytes):
+    """The parameters of `method`, or MessageError naming what is wrong."""
+    dec = _decoders.get(method)
+    if dec is None:
+        raise MessageError(f"unknown method {method!r} (methods: {', '.join(METHODS)})")
+    try:
+        return dec.decode(params)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise MessageError(f"bad parameters for {method}: {e}") from None
+
+
+def encode(obj) -> bytes:
+    return _enc.encode(obj)
+
+
+class Receipt(msgspec.Struct, kw_only=True):
+    exit_code: int
+    return_value: bytes = b""      # msgpack, method-specific (ProveCommitSector: SectorLocation)
+    error: str = ""                # why, when exit_code != 0
+
+
+class SectorLocation(msgspec.Struct, kw_only=True):
+    deadline: int
+    partition: int
+
+
+class Tipset(msgspec.Struct, kw_only=True):
+    epoch: int
+    key: str                       # hex blake2b-256 over parent, epoch, ticket, messages
+    parent: str                    # "" for genesis
+    timestamp: float               # the producer's wall clock (informational)
+    fork: int                      # which fork produced it: a reorg starts a new one
+    ticket: bytes                  # base of ticket randomness (chained, fork-dependent)
+    beacon: bytes                  # base of beacon randomness (fork-dependent on this devnet)
+    messages: list[Message] = []
+    receipts: list[Receipt] = []   # receipts[i] is messages[i]'s, executed at `epoch`
+
+
+class TipsetSummary(msgspec.Struct, kw_only=True):
+    """A tipset without message bodies: what head-change events carry."""
+    epoch: int
+    key: str
+    parent: str
+    timestamp: float
+    ticket: bytes
+    beacon: bytes
+    messages: list[str] = []       # message ids, in execution order
+
+
+def summary(ts: Tipset) -> TipsetSummary:
+    return TipsetSummary(epoch=ts.epoch, key=ts.key, parent=ts.parent, timestamp=ts.timestamp,
+                         ticket=ts.ticket, beacon=ts.beacon, messages=[m.id for m in ts.messages])
+
+
+class MessageLookup(msgspec.Struct, kw_only=True):
+    """Where a message stands on the current chain."""
+    msg_id: str
+    status: str                    # "landed" | "pending" (in the pool) | "unknown"
+    epoch: int = -1                # landed: the epoch of the tipset that included it
+    tipset: str = ""               # landed: that tipset's key
+    receipt: Receipt | None = None
+    head: int = -1                 # the head epoch when this was answered
+
+    @property
+    def confirmations(self) -> int:
+        """Tipsets on top of the one that included it (0 = it is in the head)."""
+        return self.head - self.epoch if self.status == "landed" else -1

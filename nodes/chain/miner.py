@@ -1,0 +1,522 @@
+"""The miner actor, pure: sector pre-commit and prove-commit, deadlines and partitions,
+WindowPoSt, fault and recovery declarations, and the end-of-deadline checks. It follows
+builtin-actors' miner (lib.rs, deadline_state.rs, partition_state.rs,
+deadline_assignment.rs) with these simplifications, all on purpose:
+
+- no funds: no deposits, pledge or fees; a penalty is counted, one per sector that is
+  faulty when its deadline closes (newly detected, failed recovery or continued fault);
+- no expiration, termination, extension, compaction or disputes; sectors live forever;
+- a pre-commit not proven by `prove_by` is dropped a chain finality later;
+- one PoRep per ProveCommitSector message, verified at once (vanilla proof, no SNARK);
+- WindowPoSt proofs are verified at submission, one vanilla proof per partition.
+
+Every method runs against a copy of the miner; an ActorError leaves the state as it was.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import msgspec
+
+from nodes.chain import messages as M
+from nodes.chain.messages import ExitCode
+from nodes.chain.policy import DeadlineInfo, Policy, current_deadline, deadline_info, next_not_elapsed
+from nodes.chain.randomness import DomainTag, address_entropy, blake2b256
+from proofs import cid as cids
+from proofs import params as proof_params
+
+MAX_SECTOR_NUMBER = (1 << 63) - 1
+
+
+class ActorError(Exception):
+    def __init__(self, exit_code: int, message: str):
+        super().__init__(message)
+        self.exit_code, self.message = exit_code, message
+
+
+def _illegal(msg: str) -> ActorError:
+    return ActorError(ExitCode.USR_ILLEGAL_ARGUMENT, msg)
+
+
+# -- state -------------------------------------------------------------------------------
+
+class Partition(msgspec.Struct, kw_only=True):
+    sectors: list[int] = []            # ascending
+    unproven: set[int] = set()         # not yet proven by a WindowPoSt: no power yet
+    faults: set[int] = set()           # declared or detected faulty: no power
+    recoveries: set[int] = set()       # faulty sectors declared recovering (⊆ faults)
+
+    def active(self) -> set[int]:
+        return set(self.sectors) - self.faults - self.unproven
+
+
+class Deadline(msgspec.Struct, kw_only=True):
+    partitions: list[Partition] = []
+    posted: set[int] = set()           # partitions proven in the current challenge window
+
+    @property
+    def total_sectors(self) -> int:
+        return sum(len(p.sectors) for p in self.partitions)
+
+
+class SectorOnChain(msgspec.Struct, kw_only=True):
+    number: int
+    seal_proof: int
+    sealed_cid: str
+    unsealed_cid: str
+    comm_r: bytes
+    activation: int
+    deadline: int
+    partition: int
+
+
+class PreCommitOnChain(msgspec.Struct, kw_only=True):
+    sector_number: int
+    seal_proof: int
+    sealed_cid: str
+    unsealed_cid: str
+    comm_r: bytes
+    comm_d: bytes
+    seal_rand_epoch: int
+    precommit_epoch: int
+    seed_epoch: int                    # precommit_epoch + PreCommitChallengeDelay
+    prove_by: int                      # last epoch a ProveCommitSector may land
+
+
+class MinerState(msgspec.Struct, kw_only=True):
+    actor_id: int
+    worker: str
+    seal_proof: int
+    sector_size: int
+    partition_sectors: int             # sectors per WindowPoSt partition
+    period_offset: int                 # proving periods start at epochs ≡ this (mod period)
+    created: int
+    deadlines: list[Deadline]
+    precommits: dict[int, PreCommitOnChain] = {}
+    sectors: dict[int, SectorOnChain] = {}
+    allocated: set[int] = set()        # sector numbers ever pre-committed
+    penalties: int = 0                 # sector-deadlines: sectors faulty when their deadline closed
+    detected_faults: int = 0           # sectors made faulty by a missed PoSt
+    skipped_faults: int = 0            # sectors made faulty by a PoSt that skipped them
+    expired_precommits: int = 0        # pre-commits never proven in time
+
+
+def proving_period_offset(policy: Policy, actor_id: int, epoch: int) -> int:
+    """assign_proving_period_offset: blake2b(cbor(address) || i64be(epoch)) mod period."""
+    digest = blake2b256(address_entropy(actor_id) + epoch.to_bytes(8, "big", signed=True))
+    return int.from_bytes(digest[:8], "big") % policy.proving_period
+
+
+def new_miner(policy: Policy, actor_id: int, worker: str, seal_proof: int, epoch: int) -> MinerState:
+    sp = proof_params.seal_proof(seal_proof)     # raises ProofParamsError (a ValueError)
+    if not worker:
+        raise ValueError(f"miner f0{actor_id} needs a worker address")
+    return MinerState(actor_id=actor_id, worker=worker, seal_proof=sp.id, sector_size=sp.sector_size,
+                      partition_sectors=sp.sector.window_post_partition_sectors,
+                      period_offset=proving_period_offset(policy, actor_id, epoch), created=epoch,
+                      deadlines=[Deadline() for _ in range(policy.period_deadlines)])
+
+
+def proving_deadline(m: MinerState, policy: Policy, epoch: int) -> DeadlineInfo:
+    return current_deadline(policy, m.period_offset, epoch)
+
+
+def active_sectors(m: MinerState) -> set[int]:
+    return {n for d in m.deadlines for p in d.partitions for n in p.active()}
+
+
+def power(m: MinerState) -> int:
+    """Raw byte power: active (proven, not faulty) sectors × sector size."""
+    return len(active_sectors(m)) * m.sector_size
+
+
+# -- the runtime a method sees ----------------------------------------------------------------
+
+@dataclass
+class Runtime:
+    epoch: int
+    policy: Policy
+    sender: str
+    tickets: Callable[[int, int, bytes], bytes]    # (tag, epoch, entropy) -> 32 bytes
+    beacon: Callable[[int, int, bytes], bytes]
+    verify_seal: Callable[..., bool]
+    verify_window_post: Callable[..., bool]
+
+
+def _check_worker(m: MinerState, rt: Runtime) -> None:
+    if rt.sender != m.worker:
+        raise ActorError(ExitCode.USR_FORBIDDEN,
+                         f"sender {rt.sender} is not the worker ({m.worker}) of miner f0{m.actor_id}")
+
+
+def _verify(name: str, fn: Callable[..., bool], **kw) -> bool:
+    try:
+        return fn(**kw) is True
+    except Exception as e:   # a verifier bug or a missing verifier fails the message, not the chain
+        raise ActorError(ExitCode.USR_ILLEGAL_STATE, f"{name} failed: {type(e).__name__}: {e}") from None
+
+
+# -- PreCommitSector / ProveCommitSector --------------------------------------------------------
+
+def pre_commit_sector(m: MinerState, rt: Runtime, p: M.PreCommitSectorParams) -> None:
+    _check_worker(m, rt)
+    pol, epoch = rt.policy, rt.epoch
+    if p.seal_proof != m.seal_proof:
+        raise _illegal(f"seal proof {p.seal_proof} does not match the miner's {m.seal_proof}")
+    if not 0 <= p.sector_number <= MAX_SECTOR_NUMBER:
+        raise _illegal(f"sector number {p.sector_number} out of range 0..2^63-1")
+    if p.sector_number in m.allocated:
+        raise _illegal(f"sector number {p.sector_number} already allocated")
+    try:
+        comm_r = cids.parse_sealed_cid(p.sealed_cid)
+    except ValueError as e:
+        raise _illegal(f"bad sealed CID {p.sealed_cid!r}: {e}") from None
+    try:
+        comm_d = cids.parse_piece_cid(p.unsealed_cid)
+    except ValueError as e:
+        raise _illegal(f"bad unsealed CID {p.unsealed_cid!r}: {e}") from None
+    if not isinstance(comm_d, bytes):
+        raise _illegal(f"unsealed CID {p.unsealed_cid!r} must be a piece CID v1 (CommD)")
+    newest, oldest = epoch - pol.seal_randomness_lookback, epoch - pol.max_ticket_age
+    if p.seal_rand_epoch > newest:
+        raise _illegal(f"seal ticket epoch {p.seal_rand_epoch} too recent: must be at most "
+                       f"{newest} (epoch {epoch} - lookback {pol.seal_randomness_lookback})")
+    if p.seal_rand_epoch < max(oldest, 0):
+        raise _illegal(f"seal ticket epoch {p.seal_rand_epoch} too old: must be at least "
+                       f"{max(oldest, 0)} (epoch {epoch} - max ticket age {pol.max_ticket_age})")
+    m.allocated.add(p.sector_number)
+    m.precommits[p.sector_number] = PreCommitOnChain(
+        sector_number=p.sector_number, seal_proof=p.seal_proof, sealed_cid=p.sealed_cid,
+        unsealed_cid=p.unsealed_cid, comm_r=comm_r, comm_d=comm_d, seal_rand_epoch=p.seal_rand_epoch,
+        precommit_epoch=epoch, seed_epoch=epoch + pol.precommit_challenge_delay,
+        prove_by=epoch + pol.max_prove_commit_duration)
+
+
+def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams) -> bytes:
+    _check_worker(m, rt)
+    pc = m.precommits.get(p.sector_number)
+    if pc is None:
+        raise ActorError(ExitCode.USR_NOT_FOUND, f"no pre-committed sector {p.sector_number}")
+    if rt.epoch <= pc.seed_epoch:
+        raise ActorError(ExitCode.USR_FORBIDDEN, f"too early to prove sector {p.sector_number}: "
+                         f"epoch {rt.epoch} is not after the seed epoch {pc.seed_epoch}")
+    if rt.epoch > pc.prove_by:
+        raise _illegal(f"too late to prove sector {p.sector_number}: epoch {rt.epoch} is after "
+                       f"{pc.prove_by}")
+    entropy = address_entropy(m.actor_id)
+    ticket = rt.tickets(DomainTag.SealRandomness, pc.seal_rand_epoch, entropy)
+    seed = rt.beacon(DomainTag.InteractiveSealChallengeSeed, pc.seed_epoch, entropy)
+    ok = _verify("PoRep verifier", rt.verify_seal, seal_proof=pc.seal_proof, miner=m.actor_id,
+                 sector=pc.sector_number, ticket=ticket, seed=seed, comm_d=pc.comm_d,
+                 comm_r=pc.comm_r, proof=p.proof)
+    if not ok:
+        raise _illegal(f"invalid seal proof for sector {p.sector_number}")
+    del m.precommits[p.sector_number]
+    dl_index = assign_deadline(m, rt.policy, rt.epoch)
+    part_index = _add_sector(m.deadlines[dl_index], m.partition_sectors, p.sector_number)
+    m.sectors[p.sector_number] = SectorOnChain(
+        number=pc.sector_number, seal_proof=pc.seal_proof, sealed_cid=pc.sealed_cid,
+        unsealed_cid=pc.unsealed_cid, comm_r=pc.comm_r, activation=rt.epoch,
+        deadline=dl_index, partition=part_index)
+    return M.encode(M.SectorLocation(deadline=dl_index, partition=part_index))
+
+
+# -- deadline assignment (deadline_assignment.rs) ------------------------------------------------
+
+def deadline_is_mutable(policy: Policy, period_start: int, index: int, epoch: int) -> bool:
+    """False for the deadline being proven and the next one: a new sector must not land in a
+    deadline whose challenge may already be drawn."""
+    d = next_not_elapsed(deadline_info(policy, period_start, index, epoch), policy)
+    return epoch < d.open - policy.challenge_window
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _assignment_key(index: int, live: int, total: int, partition_size: int) -> tuple:
+    """The actor's ordering, as a sort key (smallest wins): fewest partitions after the
+    assignment (compacted, then not), a deadline with an open partition first, the fullest
+    open partition, fewest live sectors, lowest index."""
+    full_now = total % partition_size == 0
+    return (_ceil_div(live + 1, partition_size), _ceil_div(total + 1, partition_size), full_now,
+            0 if full_now else -total, live, index)
+
+
+def assign_deadlines(policy: Policy, partition_size: int, max_partitions: int,
+                     counts: list[tuple[int, int] | None], n: int) -> list[int]:
+    """The deadline of each of `n` new sectors (assign_deadlines). counts[i] = (live, total)
+    sectors of deadline i, or None for an immutable deadline."""
+    state = {i: list(c) for i, c in enumerate(counts) if c is not None}
+    if not state:
+        raise ActorError(ExitCode.USR_ILLEGAL_STATE, "no mutable deadline to assign sectors to")
+    out = []
+    for _ in range(n):
+        best = min(state, key=lambda i: _assignment_key(i, state[i][0], state[i][1], partition_size))
+        live, total = state[best]
+        if total >= partition_size * max_partitions:
+            raise ActorError(ExitCode.USR_ILLEGAL_STATE,
+                             f"max partitions limit {max_partitions} reached for all deadlines")
+        out.append(best)
+        state[best] = [live + 1, total + 1]
+    return out
+
+
+def assign_deadline(m: MinerState, policy: Policy, epoch: int) -> int:
+    period_start = proving_deadline(m, policy, epoch).period_start
+    counts: list[tuple[int, int] | None] = []
+    for i, d in enumerate(m.deadlines):
+        mutable = deadline_is_mutable(policy, period_start, i, epoch)
+        counts.append((d.total_sectors, d.total_sectors) if mutable else None)  # nothing terminates
+    return assign_deadlines(policy, m.partition_sectors, policy.partitions_per_deadline_max, counts, 1)[0]
+
+
+def _add_sector(d: Deadline, partition_size: int, number: int) -> int:
+    """Fill the last partition, else open a new one; new sectors are unproven."""
+    if not d.partitions or len(d.partitions[-1].sectors) >= partition_size:
+        d.partitions.append(Partition())
+    part = d.partitions[-1]
+    part.sectors.append(number)
+    part.sectors.sort()
+    part.unproven.add(number)
+    return len(d.partitions) - 1
+
+
+# -- WindowPoSt -------------------------------------------------------------------------------
+
+def submit_windowed_post(m: MinerState, rt: Runtime, p: M.SubmitWindowedPoStParams) -> None:
+    _check_worker(m, rt)
+    pol, epoch = rt.policy, rt.epoch
+    if not 0 <= p.deadline < pol.period_deadlines:
+        raise _illegal(f"invalid deadline {p.deadline} of {pol.period_deadlines}")
+    if not p.partitions:
+        raise _illegal("no partitions proven")
+    if len(p.partitions) > pol.posted_partitions_max:
+        raise _illegal(f"too many partitions {len(p.partitions)}, limit {pol.posted_partitions_max}")
+    if len(p.proofs) != len(p.partitions):
+        raise _illegal(f"{len(p.proofs)} proofs for {len(p.partitions)} partitions: need one each")
+    di = proving_deadline(m, pol, epoch)
+    if p.deadline != di.index:
+        raise _illegal(f"invalid deadline {p.deadline} at epoch {epoch}, expected {di.index}")
+    if p.chain_commit_epoch < di.challenge:
+        raise _illegal(f"expected chain commit epoch {p.chain_commit_epoch} to be at least "
+                       f"{di.challenge}")
+    if p.chain_commit_epoch >= epoch:
+        raise _illegal(f"chain commit epoch {p.chain_commit_epoch} must be less than the "
+                       f"current epoch {epoch}")
+    if rt.tickets(DomainTag.PoStChainCommit, p.chain_commit_epoch, b"") != p.chain_commit_rand:
+        raise _illegal("post commit randomness mismatched (the chain forked since)")
+    dl = m.deadlines[p.deadline]
+    indexes = [pp.index for pp in p.partitions]
+    if len(set(indexes)) != len(indexes):
+        raise _illegal("duplicate partitions proven")
+    for i in indexes:
+        if not 0 <= i < len(dl.partitions):
+            raise ActorError(ExitCode.USR_NOT_FOUND, f"no such partition {i} in deadline {p.deadline}")
+    already = sorted(set(indexes) & dl.posted)
+    if already:
+        raise _illegal(f"partition already proven: {already}")
+
+    randomness = rt.beacon(DomainTag.WindowedPoStChallengeSeed, di.challenge,
+                           address_entropy(m.actor_id))
+    proving_any = False
+    for pp, proof in zip(p.partitions, p.proofs):
+        part = dl.partitions[pp.index]
+        skipped = set(pp.skipped)
+        outside = sorted(skipped - set(part.sectors))
+        if outside:
+            raise _illegal(f"skipped faults contain sectors outside partition {pp.index}: {outside}")
+        new_faults = skipped - part.faults             # record_skipped_faults
+        part.faults |= new_faults
+        part.unproven -= new_faults
+        part.recoveries -= skipped
+        m.skipped_faults += len(new_faults)
+        part.faults -= part.recoveries                 # recover_faults: assumed proven now
+        part.recoveries = set()
+        part.unproven = set()                          # activate_unproven
+        proven = [n for n in part.sectors if n not in part.faults]
+        dl.posted.add(pp.index)
+        if not proven:
+            continue
+        proving_any = True
+        ok = _verify("WindowPoSt verifier", rt.verify_window_post, seal_proof=m.seal_proof,
+                     randomness=randomness, sectors=[(n, m.sectors[n].comm_r) for n in proven],
+                     proof=proof)
+        if not ok:
+            raise _illegal(f"invalid PoSt proof for partition {pp.index} of deadline {p.deadline}")
+    if not proving_any:
+        raise _illegal("cannot prove partitions with no active sectors")
+
+
+# -- faults and recoveries ------------------------------------------------------------------------
+
+def _declared(m: MinerState, pol: Policy, epoch: int, decls: list[M.SectorDeclaration],
+              what: str) -> list[tuple[Partition, set[int]]]:
+    """Validate every declaration first (all or nothing); return (partition, sectors) pairs."""
+    period_start = proving_deadline(m, pol, epoch).period_start
+    out = []
+    for dec in decls:
+        if not 0 <= dec.deadline < pol.period_deadlines:
+            raise _illegal(f"invalid {what} declaration deadline {dec.deadline}, "
+                           f"must be < {pol.period_deadlines}")
+        target = next_not_elapsed(deadline_info(pol, period_start, dec.deadline, epoch), pol)
+        if target.fault_cutoff_passed():
+            raise _illegal(f"late {what} declaration at deadline {dec.deadline}: its fault cutoff "
+                           f"{target.fault_cutoff} has passed (epoch {epoch})")
+        dl = m.deadlines[dec.deadline]
+        if not 0 <= dec.partition < len(dl.partitions):
+            raise ActorError(ExitCode.USR_NOT_FOUND,
+                             f"no partition {dec.partition} in deadline {dec.deadline}")
+        part = dl.partitions[dec.partition]
+        sectors = set(dec.sectors)
+        outside = sorted(sectors - set(part.sectors))
+        if outside:
+            raise _illegal(f"{what} declaration names sectors outside deadline {dec.deadline} "
+                           f"partition {dec.partition}: {outside}")
+        out.append((part, sectors))
+    return out
+
+
+def declare_faults(m: MinerState, rt: Runtime, p: M.DeclareFaultsParams) -> None:
+    _check_worker(m, rt)
+    for part, sectors in _declared(m, rt.policy, rt.epoch, p.faults, "fault"):
+        new_faults = sectors - part.faults
+        part.faults |= new_faults
+        part.unproven -= new_faults
+        part.recoveries -= sectors                     # a fault retracts a recovery
+
+
+def declare_faults_recovered(m: MinerState, rt: Runtime, p: M.DeclareFaultsRecoveredParams) -> None:
+    _check_worker(m, rt)
+    for part, sectors in _declared(m, rt.policy, rt.epoch, p.recoveries, "recovery"):
+        part.recoveries |= sectors & part.faults      # sectors not faulty are ignored
+
+
+METHOD_IMPLS: dict[str, Callable] = {
+    "PreCommitSector": pre_commit_sector,
+    "ProveCommitSector": prove_commit_sector,
+    "SubmitWindowedPoSt": submit_windowed_post,
+    "DeclareFaults": declare_faults,
+    "DeclareFaultsRecovered": declare_faults_recovered,
+}
+assert METHOD_IMPLS.keys() == M.METHODS.keys()
+
+
+# -- the end of each epoch (the actor's cron) -------------------------------------------------------
+
+def end_of_epoch(m: MinerState, policy: Policy, epoch: int) -> None:
+    """After the epoch's messages: drop pre-commits a finality past their prove-by epoch (the
+    actor also cleans up late, ExpiredPreCommitCleanUpDelay), and when the epoch is the last
+    of the current deadline (Close - 1), run the deadline's end."""
+    for n in [n for n, pc in m.precommits.items() if epoch >= pc.prove_by + policy.chain_finality]:
+        del m.precommits[n]
+        m.expired_precommits += 1
+    di = proving_deadline(m, policy, epoch)
+    if epoch == di.close - 1:
+        process_deadline_end(m, di.index)
+
+
+def process_deadline_end(m: MinerState, index: int) -> None:
+    """Partitions not proven this window: every live sector becomes faulty (unproven ones
+    never had power; pending recoveries failed). Then one penalty per faulty sector."""
+    dl = m.deadlines[index]
+    for i, part in enumerate(dl.partitions):
+        if i in dl.posted:
+            continue
+        live = set(part.sectors)
+        if not part.recoveries and part.faults == live:
+            continue                                   # all faulty already, nothing recovering
+        m.detected_faults += len(live - part.faults)
+        part.faults = live
+        part.recoveries = set()
+        part.unproven = set()
+    m.penalties += sum(len(part.faults) for part in dl.partitions)
+    dl.posted = set()
+
+
+# -- views (what queries answer) -------------------------------------------------------------------
+
+class PartitionView(msgspec.Struct, kw_only=True):
+    index: int
+    sectors: list[int]
+    active: list[int]
+    unproven: list[int]
+    faults: list[int]
+    recoveries: list[int]
+
+
+class DeadlineView(msgspec.Struct, kw_only=True):
+    index: int
+    partitions: list[PartitionView]
+    posted: list[int]                  # partitions proven in the current window
+
+
+class SectorView(msgspec.Struct, kw_only=True):
+    number: int
+    state: str                         # "unproven" | "active" | "faulty" | "recovering"
+    seal_proof: int
+    sealed_cid: str
+    unsealed_cid: str
+    activation: int
+    deadline: int
+    partition: int
+
+
+class MinerView(msgspec.Struct, kw_only=True):
+    actor_id: int
+    address: str
+    worker: str
+    seal_proof: int
+    sector_size: int
+    partition_sectors: int
+    period_offset: int
+    power: int                         # active sectors × sector size, bytes
+    sectors: int
+    active: int
+    unproven: int
+    faulty: int
+    recovering: int
+    precommits: int
+    penalties: int
+    detected_faults: int
+    skipped_faults: int
+    expired_precommits: int
+    deadline: DeadlineInfo             # the current proving deadline
+
+
+def partition_view(index: int, p: Partition) -> PartitionView:
+    return PartitionView(index=index, sectors=list(p.sectors), active=sorted(p.active()),
+                         unproven=sorted(p.unproven), faults=sorted(p.faults),
+                         recoveries=sorted(p.recoveries))
+
+
+def deadline_view(m: MinerState, index: int) -> DeadlineView:
+    dl = m.deadlines[index]
+    return DeadlineView(index=index, partitions=[partition_view(i, p) for i, p in enumerate(dl.partitions)],
+                        posted=sorted(dl.posted))
+
+
+def sector_view(m: MinerState, number: int) -> SectorView | None:
+    s = m.sectors.get(number)
+    if s is None:
+        return None
+    part = m.deadlines[s.deadline].partitions[s.partition]
+    state = ("recovering" if number in part.recoveries else "faulty" if number in part.faults
+             else "unproven" if number in part.unproven else "active")
+    return SectorView(number=s.number, state=state, seal_proof=s.seal_proof, sealed_cid=s.sealed_cid,
+                      unsealed_cid=s.unsealed_cid, activation=s.activation, deadline=s.deadline,
+                      partition=s.partition)
+
+
+def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
+    parts = [p for d in m.deadlines for p in d.partitions]
+    active = sum(len(p.active()) for p in parts)
+    return MinerView(
+        actor_id=m.actor_id, address=f"f0{m.actor_id}", worker=m.worker, seal_proof=m.seal_proof,
+        sector_size=m.sector_size, partition_sectors=m.partition_sectors, period_offset=m.period_offset,
+        power=active * m.sector_size, sectors=len(m.sectors), active=active,
+        unproven=sum(len(p.unproven) for p in parts), faulty=sum(len(p.faults) for p in parts),
+        recovering=sum(len(p.recoveries) for p in parts), precommits=len(m.precommits),
+        penalties=m.penalties, detected_faults=m.detected_faults, skipped_faults=m.skipped_faults,
+        expired_precommits=m.expired_precommits, deadline=proving_deadline(m, policy, epoch))

@@ -1,0 +1,233 @@
+"""The chain node's shell: a tipset every epoch on a Trio timer, SQLite persistence under
+the node's repo (chain.sqlite), `chain.head` events, and the RPC of nodes.chain.wire.
+A restarted node continues from the persisted head; time spent down is not made up
+(there are no null rounds: the next tipset is simply the next epoch)."""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import pathlib
+import time
+from typing import Callable
+
+import msgspec
+import trio
+
+from bus.codec import ErrorCode
+from bus.peer import Peer, Refused, Request
+from nodes.chain import wire as W
+from nodes.chain.core import Chain, Genesis, HeadChange, NotFound, ReorgError, Verifiers
+from nodes.chain.messages import Message, MessageError, summary
+from nodes.chain.randomness import RandomnessError, default_source
+from nodes.chain.store import ChainStore
+from nodes.config import NodeConfig
+
+log = logging.getLogger("zqnode.chain")
+
+VERIFIERS = ("proofs", "fake", "accept")
+
+
+class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    genesis: Genesis = msgspec.field(default_factory=Genesis)
+    verifier: str = "proofs"           # proofs (proofs.porep / proofs.post) | fake | accept
+    epoch_seconds: float = 0.0         # 0: the network policy's
+    allow_reorg: bool | None = None    # None: on the devnet network only
+
+    def __post_init__(self) -> None:
+        if self.verifier not in VERIFIERS:
+            raise ValueError(f"chain verifier must be one of {', '.join(VERIFIERS)}, not {self.verifier!r}")
+        if self.epoch_seconds < 0:
+            raise ValueError(f"chain epoch_seconds must be >= 0, got {self.epoch_seconds}")
+
+
+def make_verifiers(name: str) -> Verifiers:
+    from nodes.chain import verifiers
+    return {"proofs": verifiers.proofs_verifiers, "fake": lambda: verifiers.FAKE,
+            "accept": verifiers.accept_all}[name]()
+
+
+class ChainNode:
+    def __init__(self, cfg: NodeConfig, chain_cfg: ChainConfig | None = None, *,
+                 verifiers: Verifiers | None = None, clock: Callable[[], float] = time.time):
+        self.cfg = cfg
+        self.chain_cfg = chain_cfg or ChainConfig()
+        self.verifiers = verifiers or make_verifiers(self.chain_cfg.verifier)
+        self.clock = clock
+        self.chain: Chain | None = None
+        self.store: ChainStore | None = None
+        self._lock = trio.Lock()           # one head change at a time, published in order
+        self.peer = Peer(name=cfg.name, role="chain", cfg=cfg.bus)
+        for kind, handler in self._handlers().items():
+            self.peer.on(kind, handler)
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.chain_cfg.epoch_seconds or self.chain.policy.epoch_seconds
+
+    @property
+    def reorg_allowed(self) -> bool:
+        allow = self.chain_cfg.allow_reorg
+        return self.chain.policy.name == "devnet" if allow is None else allow
+
+    # -- start-up -------------------------------------------------------------------------
+    def open(self) -> Chain:
+        """Load the chain from the repo, or create it there."""
+        repo = pathlib.Path(self.cfg.repo)
+        repo.mkdir(parents=True, exist_ok=True)
+        self.store = ChainStore(repo / "chain.sqlite")
+        wanted = self.chain_cfg.genesis
+        stored = self.store.genesis()
+        if stored is None:
+            genesis = msgspec.structs.replace(wanted, timestamp=self.clock())
+            self.chain = Chain(genesis, self.verifiers)
+            self.store.create(self.chain)
+            log.info("new %s chain in %s", genesis.network, repo)
+        else:
+            same = msgspec.structs.replace(wanted, timestamp=stored.timestamp) == stored
+            if not same:
+                raise ValueError(f"{self.store.path} holds another chain (genesis {stored}); "
+                                 f"the configuration asks for {wanted}")
+            self.chain = self.store.load(stored, self.verifiers)
+            log.info("chain resumed at epoch %d from %s", self.chain.head.epoch, repo)
+        if self.chain_cfg.verifier == "proofs":
+            for module in ("proofs.porep", "proofs.post"):
+                if importlib.util.find_spec(module) is None:
+                    log.warning("%s is missing: messages whose proofs it checks will fail", module)
+        return self.chain
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        if self.chain is None:
+            self.open()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.peer.run)
+                async with self._lock:
+                    await self._publish(HeadChange(applied=[self.chain.head]))
+                task_status.started(self)
+                await self._produce_forever()
+        finally:
+            self.store.close()
+
+    async def _produce_forever(self) -> None:
+        next_at = trio.current_time()
+        while True:
+            next_at = max(next_at + self.epoch_seconds, trio.current_time())
+            await trio.sleep_until(next_at)
+            async with self._lock:
+                change = self.chain.produce(self.clock())
+                self.store.save_change(self.chain, change)
+                await self._publish(change)
+
+    async def _publish(self, change: HeadChange) -> None:
+        await self.peer.publish(W.TOPIC_HEAD, W.ChainHeadChanged(
+            reverted=[summary(t) for t in change.reverted], applied=[summary(t) for t in change.applied]))
+
+    # -- RPC ------------------------------------------------------------------------------------
+    def _handlers(self) -> dict:
+        return {W.ChainGetHead: self._head, W.ChainGetTipset: self._tipset,
+                W.ChainGetRandomness: self._randomness, W.ChainReorg: self._reorg,
+                W.ChainPush: self._push, W.ChainSimulate: self._simulate,
+                W.ChainGetNonce: self._nonce, W.ChainLookup: self._lookup,
+                W.ChainListMiners: self._miners, W.ChainGetMiner: self._miner,
+                W.ChainGetDeadline: self._deadline, W.ChainGetPartitions: self._partitions,
+                W.ChainGetSector: self._sector, W.ChainGetPreCommit: self._precommit}
+
+    async def _head(self, req: Request) -> W.ChainHeadInfo:
+        c = self.chain
+        return W.ChainHeadInfo(head=summary(c.head), network=c.policy.name,
+                               epoch_seconds=self.epoch_seconds, finality=c.policy.chain_finality,
+                               genesis=c.tipsets[0].key, miners=sorted(c.state.miners),
+                               pool=len(c.pool), fork=c.fork, reorg_allowed=self.reorg_allowed)
+
+    async def _tipset(self, req: Request) -> W.ChainTipset:
+        with _refusals():
+            return W.ChainTipset(tipset=summary(self.chain.tipset(req.body.epoch)))
+
+    async def _randomness(self, req: Request) -> W.ChainRandomness:
+        b = req.body
+        with _refusals():
+            rand = self.chain.randomness(b.domain, b.epoch, b.entropy, b.source)
+            return W.ChainRandomness(randomness=rand, epoch=b.epoch,
+                                     source=b.source or default_source(b.domain),
+                                     tipset=self.chain.tipsets[max(b.epoch, 0)].key)
+
+    async def _reorg(self, req: Request) -> W.ChainReorged:
+        if not self.reorg_allowed:
+            raise Refused(ErrorCode.PERMISSION, f"reorg is not allowed on this "
+                                                f"{self.chain.policy.name} chain")
+        async with self._lock:
+            with _refusals():
+                change = self.chain.reorg(req.body.depth, self.clock())
+            self.store.save_change(self.chain, change)
+            log.warning("reorg of depth %d requested by %s", req.body.depth, req.sender)
+            await self._publish(change)
+        return W.ChainReorged(reverted=[summary(t) for t in change.reverted],
+                              applied=[summary(t) for t in change.applied])
+
+    def _message(self, req: Request, nonce: int = 0) -> Message:
+        b = req.body
+        if not req.buffers:
+            raise Refused(ErrorCode.INVALID, f"{type(b).__name__} carries the method parameters "
+                                             "as its first buffer; none came")
+        return Message(sender=b.sender, to=b.to, method=b.method, params=bytes(req.buffers[0]),
+                       nonce=nonce)
+
+    async def _push(self, req: Request) -> W.ChainPushed:
+        with _refusals():
+            msg = self.chain.push(self._message(req, req.body.nonce))
+        try:
+            self.store.add_message(msg)           # persisted before the sender hears of it
+        except BaseException:
+            self.chain.pool.pop(msg.id, None)
+            raise
+        return W.ChainPushed(msg_id=msg.id, nonce=msg.nonce)
+
+    async def _simulate(self, req: Request) -> W.ChainSimulated:
+        with _refusals():
+            return W.ChainSimulated(receipt=self.chain.simulate(self._message(req)))
+
+    async def _nonce(self, req: Request) -> W.ChainNonce:
+        return W.ChainNonce(sender=req.body.sender, nonce=self.chain.next_nonce(req.body.sender))
+
+    async def _lookup(self, req: Request) -> W.ChainMessageStatus:
+        return W.ChainMessageStatus(lookup=self.chain.lookup(req.body.msg_id))
+
+    async def _miners(self, req: Request) -> W.ChainMiners:
+        return W.ChainMiners(miners=[self.chain.miner_view(m) for m in sorted(self.chain.state.miners)])
+
+    async def _miner(self, req: Request) -> W.ChainMiner:
+        with _refusals():
+            return W.ChainMiner(miner=self.chain.miner_view(req.body.miner))
+
+    async def _deadline(self, req: Request) -> W.ChainDeadline:
+        b = req.body
+        with _refusals():
+            return W.ChainDeadline(info=self.chain.deadline(b.miner, None if b.epoch < 0 else b.epoch))
+
+    async def _partitions(self, req: Request) -> W.ChainPartitions:
+        with _refusals():
+            return W.ChainPartitions(deadline=self.chain.deadline_view(req.body.miner, req.body.deadline))
+
+    async def _sector(self, req: Request) -> W.ChainSector:
+        with _refusals():
+            return W.ChainSector(sector=self.chain.sector(req.body.miner, req.body.sector))
+
+    async def _precommit(self, req: Request) -> W.ChainPreCommit:
+        with _refusals():
+            return W.ChainPreCommit(precommit=self.chain.precommit(req.body.miner, req.body.sector))
+
+
+class _refusals:
+    """The core's ValueErrors as typed bus errors."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            return False
+        if issubclass(exc_type, NotFound):
+            raise Refused(W.NOT_FOUND, str(exc)) from None
+        if issubclass(exc_type, (MessageError, RandomnessError, ReorgError)):
+            raise Refused(ErrorCode.INVALID, str(exc)) from None
+        return False

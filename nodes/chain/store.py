@@ -1,0 +1,94 @@
+"""The chain's SQLite file (WAL): every tipset, the state after each of the last
+finality epochs, the message pool and the fork counter. Each head change and each pushed
+message is one transaction, committed before anyone hears of it."""
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+
+import msgspec
+
+from nodes.chain.core import Chain, Genesis, HeadChange
+from nodes.chain.messages import Message, Tipset
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS tipsets (epoch INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS states (epoch INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pool (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, body BLOB NOT NULL);
+"""
+
+_enc = msgspec.msgpack.Encoder()
+_tipset = msgspec.msgpack.Decoder(Tipset)
+_message = msgspec.msgpack.Decoder(Message)
+_genesis = msgspec.msgpack.Decoder(Genesis)
+
+
+class ChainStore:
+    def __init__(self, path: str | pathlib.Path):
+        self.path = pathlib.Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")    # durable across a process crash
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def genesis(self) -> Genesis | None:
+        row = self.db.execute("SELECT v FROM meta WHERE k = 'genesis'").fetchone()
+        return None if row is None else _genesis.decode(row[0])
+
+    def create(self, chain: Chain) -> None:
+        """Record a new chain (its genesis tipset and state)."""
+        with self._tx():
+            self.db.execute("INSERT INTO meta VALUES ('genesis', ?)", (_enc.encode(chain.genesis),))
+            self.db.execute("INSERT INTO meta VALUES ('fork', ?)", (_enc.encode(chain.fork),))
+            self._insert(chain, chain.tipsets)
+
+    def load(self, chain_genesis: Genesis, verifiers) -> Chain:
+        tipsets = [_tipset.decode(b) for (b,) in self.db.execute(
+            "SELECT body FROM tipsets ORDER BY epoch")]
+        states = dict(self.db.execute("SELECT epoch, body FROM states"))
+        pool = [_message.decode(b) for (b,) in self.db.execute("SELECT body FROM pool ORDER BY seq")]
+        fork = msgspec.msgpack.decode(self.db.execute("SELECT v FROM meta WHERE k = 'fork'").fetchone()[0])
+        return Chain.restore(chain_genesis, verifiers, tipsets=tipsets, states=states, pool=pool,
+                             fork=fork)
+
+    def save_change(self, chain: Chain, change: HeadChange) -> None:
+        with self._tx():
+            if change.reverted:
+                first = min(t.epoch for t in change.reverted)
+                self.db.execute("DELETE FROM tipsets WHERE epoch >= ?", (first,))
+                self.db.execute("DELETE FROM states WHERE epoch >= ?", (first,))
+            self._insert(chain, change.applied)
+            self.db.execute("DELETE FROM states WHERE epoch < ?",
+                            (chain.head.epoch - chain.policy.chain_finality,))
+            self.db.execute("UPDATE meta SET v = ? WHERE k = 'fork'", (_enc.encode(chain.fork),))
+            self.db.execute("DELETE FROM pool")
+            self.db.executemany("INSERT INTO pool (id, body) VALUES (?, ?)",
+                                [(i, _enc.encode(m)) for i, m in chain.pool.items()])
+
+    def add_message(self, msg: Message) -> None:
+        with self._tx():
+            self.db.execute("INSERT INTO pool (id, body) VALUES (?, ?)", (msg.id, _enc.encode(msg)))
+
+    def _insert(self, chain: Chain, tipsets: list[Tipset]) -> None:
+        self.db.executemany("INSERT INTO tipsets VALUES (?, ?)",
+                            [(t.epoch, _enc.encode(t)) for t in tipsets])
+        self.db.executemany("INSERT INTO states VALUES (?, ?)",
+                            [(t.epoch, chain.state_blob(t.epoch)) for t in tipsets])
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *exc):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

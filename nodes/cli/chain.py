@@ -1,0 +1,170 @@
+"""`zqnode chain ...`: look at the chain node's head, miners, deadlines, sectors and
+messages, and (devnet) make it reorg. Bytes show as hex, in text and in --json."""
+from __future__ import annotations
+
+import json
+
+import click
+import msgspec
+
+from nodes.chain.api import BusChainAPI
+from nodes.cli.common import bus_option, with_client
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def plain(obj):
+    """Builtin types for JSON, bytes as hex."""
+    return _hex(msgspec.to_builtins(obj, builtin_types=(bytes,)))
+
+
+def _hex(x):
+    if isinstance(x, bytes):
+        return x.hex()
+    if isinstance(x, dict):
+        return {k: _hex(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_hex(v) for v in x]
+    return x
+
+
+def ask(bus: str, fn):
+    return with_client(bus, lambda peer: fn(BusChainAPI(peer)))
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(plain(obj)))
+
+
+def ids(xs) -> str:
+    return ",".join(map(str, xs)) or "-"
+
+
+@click.group("chain")
+def chain_group() -> None:
+    """The chain: head, miners, deadlines, sectors, messages; reorg on a devnet."""
+
+
+@chain_group.command("head")
+@bus_option
+@json_option
+def head(bus: str, as_json: bool) -> None:
+    """The head tipset and the chain's settings."""
+    info = ask(bus, lambda api: api.info())
+    if as_json:
+        emit_json(info)
+        return
+    h = info.head
+    click.echo(f"epoch {h.epoch}  key {h.key[:16]}  parent {h.parent[:16] or '-'}  "
+               f"messages {len(h.messages)}")
+    click.echo(f"network {info.network}  epoch {info.epoch_seconds:g}s  finality {info.finality}  "
+               f"pool {info.pool}  reorgs {info.fork}  miners {ids(f'f0{m}' for m in info.miners)}")
+
+
+@chain_group.command("reorg")
+@click.option("--depth", type=int, required=True, help="Tipsets to replace.")
+@bus_option
+@json_option
+def reorg(depth: int, bus: str, as_json: bool) -> None:
+    """Replace the last DEPTH tipsets with new empty ones (devnet only); their messages go
+    back to the pool and the replaced epochs draw new randomness."""
+    r = ask(bus, lambda api: api.reorg(depth))
+    if as_json:
+        emit_json(r)
+        return
+    for t in r.reverted:
+        click.echo(f"reverted {t.epoch} {t.key[:16]} ({len(t.messages)} messages)")
+    for t in r.applied:
+        click.echo(f"applied  {t.epoch} {t.key[:16]}")
+
+
+@chain_group.command("miner")
+@click.argument("miner", type=int, required=False)
+@bus_option
+@json_option
+def miner(miner: int | None, bus: str, as_json: bool) -> None:
+    """Miners (or one MINER, by actor id): power, sectors, faults, penalties, deadline."""
+    views = ask(bus, lambda api: api.miners() if miner is None else _one(api.miner(miner)))
+    if as_json:
+        emit_json(views if miner is None else views[0])
+        return
+    click.echo(f"{'MINER':<8} {'WORKER':<8} {'SIZE':>10} {'POWER':>12} {'SECTORS':>7} {'ACTIVE':>6} "
+               f"{'UNPROVEN':>8} {'FAULTY':>6} {'RECOVER':>7} {'PRECOMMIT':>9} {'PENALTIES':>9} DEADLINE")
+    for m in views:
+        d = m.deadline
+        click.echo(f"f0{m.actor_id:<6} {m.worker:<8} {m.sector_size:>10} {m.power:>12} {m.sectors:>7} "
+                   f"{m.active:>6} {m.unproven:>8} {m.faulty:>6} {m.recovering:>7} {m.precommits:>9} "
+                   f"{m.penalties:>9} {d.index} [{d.open}, {d.close})")
+
+
+async def _one(coro):
+    return [await coro]
+
+
+@chain_group.command("deadline")
+@click.argument("miner", type=int)
+@click.option("--index", type=int, default=None, help="Deadline index [default: the current one].")
+@bus_option
+@json_option
+def deadline(miner: int, index: int | None, bus: str, as_json: bool) -> None:
+    """A deadline of MINER: its window and its partitions."""
+    async def go(api: BusChainAPI):
+        info = await api.deadline(miner)
+        return info, await api.partitions(miner, info.index if index is None else index)
+    info, view = ask(bus, go)
+    if as_json:
+        emit_json({"current": info, "deadline": view})
+        return
+    click.echo(f"deadline {view.index} of f0{miner}; current {info.index}: open {info.open} "
+               f"close {info.close} challenge {info.challenge} fault cutoff {info.fault_cutoff} "
+               f"(epoch {info.current_epoch})")
+    if not view.partitions:
+        click.echo("no partitions")
+    for p in view.partitions:
+        posted = "posted" if p.index in view.posted else "not posted"
+        click.echo(f"partition {p.index} ({posted}): sectors {ids(p.sectors)}  active {ids(p.active)}  "
+                   f"unproven {ids(p.unproven)}  faults {ids(p.faults)}  recoveries {ids(p.recoveries)}")
+
+
+@chain_group.command("sector")
+@click.argument("miner", type=int)
+@click.argument("number", type=int)
+@bus_option
+@json_option
+def sector(miner: int, number: int, bus: str, as_json: bool) -> None:
+    """Sector NUMBER of MINER: on chain, or pre-committed."""
+    async def go(api: BusChainAPI):
+        return await api.sector(miner, number), await api.precommit(miner, number)
+    s, pc = ask(bus, go)
+    if as_json:
+        emit_json({"sector": s, "precommit": pc})
+        return
+    if s is not None:
+        click.echo(f"sector {s.number}: {s.state}, deadline {s.deadline} partition {s.partition}, "
+                   f"activated at {s.activation}, {s.sealed_cid}")
+    elif pc is not None:
+        click.echo(f"sector {pc.sector_number}: pre-committed at {pc.precommit_epoch}, seed at "
+                   f"{pc.seed_epoch}, prove by {pc.prove_by}, ticket epoch {pc.seal_rand_epoch}")
+    else:
+        raise click.ClickException(f"miner f0{miner} has no sector {number}")
+
+
+@chain_group.command("message")
+@click.argument("msg_id")
+@bus_option
+@json_option
+def message(msg_id: str, bus: str, as_json: bool) -> None:
+    """Where message MSG_ID stands: pending, landed (with its receipt) or unknown."""
+    look = ask(bus, lambda api: api.lookup(msg_id))
+    if as_json:
+        emit_json(look)
+        return
+    if look.status != "landed":
+        click.echo(f"{msg_id}: {look.status} (head {look.head})")
+        return
+    r = look.receipt
+    click.echo(f"{msg_id}: landed at {look.epoch} ({look.confirmations} confirmations), exit code "
+               f"{r.exit_code}{': ' + r.error if r.error else ''}")
+
+
+COMMANDS = [chain_group]

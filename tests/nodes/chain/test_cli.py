@@ -1,0 +1,100 @@
+"""`zqnode chain ...` against a hub and a chain node running in a thread (real ipc sockets)."""
+import json
+import threading
+import time
+
+import pytest
+import trio
+from click.testing import CliRunner
+
+from bus.config import BusConfig
+from bus.hub import ZmqHub
+from nodes.chain import messages as M
+from nodes.chain.api import BusChainAPI
+from nodes.chain.node import ChainConfig, ChainNode
+from nodes.chain.testing import comm_d_of, comm_r_of
+from nodes.cli import main
+from nodes.cli.common import with_client
+from nodes.config import NodeConfig
+from proofs import cid as cids
+
+
+@pytest.fixture
+def chain_bus(tmp_path):
+    """A hub and a devnet chain (0.05 s epochs) in a thread; yields (address, node)."""
+    box, ready = {}, threading.Event()
+
+    async def serve():
+        with trio.CancelScope() as cs:
+            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as n:
+                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
+                node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+                                            bus=BusConfig(address=addr)),
+                                 ChainConfig(verifier="fake", epoch_seconds=0.05))
+                await n.start(node.run)
+                box["addr"], box["node"] = addr, node
+                ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    assert ready.wait(20), "hub and chain did not start"
+    yield box["addr"], box["node"]
+    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
+    thread.join(10)
+
+
+def zq(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def wait_for_epoch(bus: str, epoch: int) -> dict:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = json.loads(zq("chain", "head", "--json", "--bus", bus).output)
+        if info["head"]["epoch"] >= epoch:
+            return info
+        time.sleep(0.05)
+    raise AssertionError(f"the chain did not reach epoch {epoch}")
+
+
+def test_head_reorg_miner_deadline_sector_message(chain_bus):
+    bus, _ = chain_bus
+    info = wait_for_epoch(bus, 4)
+    assert (info["network"], info["miners"], info["reorg_allowed"]) == ("devnet", [1000], True)
+    assert len(info["head"]["key"]) == 64 and len(info["head"]["beacon"]) == 64     # hex
+    text = zq("chain", "head", "--bus", bus).output
+    assert text.startswith("epoch ") and "network devnet" in text and "miners f01000" in text
+
+    # a pre-commit pushed as the sealing state machine would, then seen from the CLI
+    msg = M.Message.call("t0100", 1000, M.PreCommitSectorParams(
+        sector_number=3, seal_proof=5, sealed_cid=cids.sealed_cid(comm_r_of(1000, 3)),
+        unsealed_cid=cids.piece_cid_v1(comm_d_of(1000, 3)), seal_rand_epoch=1))
+    msg_id = with_client(bus, lambda peer: BusChainAPI(peer).push(msg))
+    deadline = time.monotonic() + 20
+    while (look := json.loads(zq("chain", "message", msg_id, "--json", "--bus", bus).output)
+           )["status"] != "landed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert look["receipt"]["exit_code"] == 0
+    assert f"{msg_id}: landed at {look['epoch']}" in zq("chain", "message", msg_id, "--bus", bus).output
+    out = zq("chain", "sector", "1000", "3", "--bus", bus).output
+    assert out.startswith(f"sector 3: pre-committed at {look['epoch']}, seed at {look['epoch'] + 5}")
+    r = zq("chain", "sector", "1000", "4", "--bus", bus)
+    assert r.exit_code == 1 and "miner f01000 has no sector 4" in r.output
+
+    (m,) = json.loads(zq("chain", "miner", "--json", "--bus", bus).output)
+    assert (m["actor_id"], m["precommits"], m["power"]) == (1000, 1, 0)
+    assert json.loads(zq("chain", "miner", "1000", "--json", "--bus", bus).output)["worker"] == "t0100"
+    table = zq("chain", "miner", "--bus", bus).output.splitlines()
+    assert table[0].split()[:3] == ["MINER", "WORKER", "SIZE"] and table[1].startswith("f01000")
+    dl = json.loads(zq("chain", "deadline", "1000", "--index", "7", "--json", "--bus", bus).output)
+    assert dl["deadline"] == {"index": 7, "partitions": [], "posted": []}
+    assert "no partitions" in zq("chain", "deadline", "1000", "--bus", bus).output
+
+    rg = json.loads(zq("chain", "reorg", "--depth", "2", "--json", "--bus", bus).output)
+    assert [t["epoch"] for t in rg["applied"]] == [t["epoch"] for t in reversed(rg["reverted"])]
+    bad = zq("chain", "reorg", "--depth", "99", "--bus", bus)
+    assert bad.exit_code == 1 and "invalid: reorg depth must be in 1..5" in bad.output
+    missing = zq("chain", "miner", "7", "--bus", bus)
+    assert missing.exit_code == 1 and "not_found: no miner f07" in missing.output
