@@ -10,6 +10,7 @@ import tomllib
 import msgspec
 
 from bus.config import BusConfig
+from nodes.chain.config import ChainConfig
 
 
 class ConfigError(ValueError):
@@ -21,6 +22,7 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str = ""                   # default: ROLE-HOSTNAME
     repo: str = ""                   # default: ~/.zqnode/NAME
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
+    chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
 
     def __post_init__(self) -> None:
         if not self.name:

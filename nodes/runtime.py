@@ -28,7 +28,7 @@ def _worker(cfg: NodeConfig):
 
 def _chain(cfg: NodeConfig):
     from nodes.chain.node import ChainNode
-    return ChainNode(cfg, getattr(cfg, "chain", None)).run
+    return ChainNode(cfg, cfg.chain).run
 
 
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {

@@ -16,29 +16,14 @@ import trio
 from bus.codec import ErrorCode
 from bus.peer import Peer, Refused, Request
 from nodes.chain import wire as W
-from nodes.chain.core import Chain, Genesis, HeadChange, NotFound, ReorgError, Verifiers
+from nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
 from nodes.chain.messages import Message, MessageError, summary
 from nodes.chain.randomness import RandomnessError, default_source
 from nodes.chain.store import ChainStore
+from nodes.chain.config import ChainConfig
 from nodes.config import NodeConfig
 
 log = logging.getLogger("zqnode.chain")
-
-VERIFIERS = ("proofs", "fake", "accept")
-
-
-class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    genesis: Genesis = msgspec.field(default_factory=Genesis)
-    verifier: str = "proofs"           # proofs (proofs.porep / proofs.post) | fake | accept
-    epoch_seconds: float = 0.0         # 0: the network policy's
-    allow_reorg: bool | None = None    # None: on the devnet network only
-
-    def __post_init__(self) -> None:
-        if self.verifier not in VERIFIERS:
-            raise ValueError(f"chain verifier must be one of {', '.join(VERIFIERS)}, not {self.verifier!r}")
-        if self.epoch_seconds < 0:
-            raise ValueError(f"chain epoch_seconds must be >= 0, got {self.epoch_seconds}")
-
 
 def make_verifiers(name: str) -> Verifiers:
     from nodes.chain import verifiers

@@ -1,0 +1,21 @@
+"""The chain role's settings (the `[chain]` section of a node's config file)."""
+from __future__ import annotations
+
+import msgspec
+
+from nodes.chain.core import Genesis
+
+VERIFIERS = ("proofs", "fake", "accept")
+
+
+class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    genesis: Genesis = msgspec.field(default_factory=Genesis)
+    verifier: str = "proofs"           # proofs (proofs.porep / proofs.post) | fake | accept
+    epoch_seconds: float = 0.0         # 0: the network policy's
+    allow_reorg: bool | None = None    # None: on the devnet network only
+
+    def __post_init__(self) -> None:
+        if self.verifier not in VERIFIERS:
+            raise ValueError(f"chain verifier must be one of {', '.join(VERIFIERS)}, not {self.verifier!r}")
+        if self.epoch_seconds < 0:
+            raise ValueError(f"chain epoch_seconds must be >= 0, got {self.epoch_seconds}")
