@@ -1,0 +1,274 @@
+"""One scheduling pass: fill open worker windows from the queue (Lotus trySched).
+
+Semantics, per request in queue order: the request may go to an open window of an
+enabled worker that supports its task, passes its selector and could take it in an
+empty window; if the selector marks some of those windows preferred, only those. Among
+them it goes to the window that still fits it and is best by the assigner:
+
+- utilization: least utilised worker, counting what this pass already added (Lotus
+  LowestUtilizationWS); ties: selector order, fewer tasks this pass, join order.
+- spread: fewest tasks this pass (plus its queued/running tasks for the -qcount
+  variant); ties: selector order, join order.
+- spread-tasks: the same, counting tasks of the request's type only.
+
+The selector order is Lotus's Cmp: lower utilization at the start of the pass, and for
+the task selector fewer supported task types first. A worker's older window goes
+before its newer one. Lotus breaks out of its search at the first window that is not
+better than the best so far; here the best window is found exactly.
+
+Speed (Lotus is O(requests x windows)): requests that behave identically (a queue class)
+share one "family" of candidate windows, a heap ordered by the assigner's key. Keys only
+grow within a pass, so stale heap entries are refreshed when they surface; a window that
+cannot fit a family's request is dropped from that family for the rest of the pass
+(fitting is monotone), and a family with no window left is dead for all its classes. The
+queue classes are merged in queue order with another heap, so a pass costs about
+O((classes + assignments) log windows) plus building each family once.
+"""
+from __future__ import annotations
+
+import heapq
+
+from .messages import SelAlloc, SelExisting, SelMove, SelTask
+from .queue import RequestClass, RequestQueue
+from .usage import Usage, can_handle, utilization
+from .workers import Worker
+
+UTILIZATION, SPREAD, SPREAD_TASKS = "utilization", "spread", "spread-tasks"
+ASSIGNER_KINDS = {
+    "utilization": (UTILIZATION, False),
+    "spread": (SPREAD, False),
+    "experiment-spread-qcount": (SPREAD, True),
+    "experiment-spread-tasks": (SPREAD_TASKS, False),
+    "experiment-spread-tasks-qcount": (SPREAD_TASKS, True),
+}
+
+
+class PassWindow:
+    """An open window of a worker during one pass."""
+
+    __slots__ = ("w", "k", "usage", "todo")
+
+    def __init__(self, w: Worker, k: int) -> None:
+        self.w, self.k = w, k
+        self.usage = Usage()
+        self.todo: list = []
+
+
+class Family:
+    """Candidate windows shared by all queue classes with the same task, sector size and
+    selector outcome."""
+
+    __slots__ = ("task", "size", "key", "by_ntypes", "heap", "dead")
+
+    def __init__(self, task: str, size: int, by_ntypes: bool) -> None:
+        self.task, self.size, self.by_ntypes = task, size, by_ntypes
+        self.key = (task, size)
+        self.heap: list[tuple] = []
+        self.dead = False
+
+
+class Pass:
+    def __init__(self, pass_id: int, workers: list[Worker], windows_per_worker: int,
+                 assigner: str, path_owners: dict[str, list[Worker]]) -> None:
+        self.id = pass_id
+        self.windows_per_worker = windows_per_worker
+        self.kind, self.qcount = ASSIGNER_KINDS[assigner]
+        self.path_owners = path_owners
+        self.open = [w for w in workers if w.enabled and len(w.windows) < windows_per_worker]
+        self._open_by_task: dict[str, list[Worker]] = {}
+        self.families: dict[tuple, Family] = {}
+        self.touched: list[Worker] = []
+
+    # ---- workers and their open windows ------------------------------------------------
+
+    def _init_worker(self, w: Worker) -> None:
+        w.pass_id = self.id
+        w.u0 = w.utilization()
+        w.du = 0.0
+        w.n_pass = w.pver = 0
+        w.n_task, w.q_task = {}, {}
+        w.q0 = w.task_count() if self.qcount and self.kind == SPREAD else 0
+        w.pass_windows = [PassWindow(w, k)
+                          for k in range(self.windows_per_worker - len(w.windows))]
+
+    def _is_open(self, w: Worker) -> bool:
+        return w.enabled and len(w.windows) < self.windows_per_worker
+
+    def open_by_task(self, task: str) -> list[Worker]:
+        found = self._open_by_task.get(task)
+        if found is None:
+            found = self._open_by_task[task] = [w for w in self.open if task in w.tasks]
+        return found
+
+    def holders(self, locations: tuple[str, ...], task: str, size: int,
+                store_only: bool = False, among: tuple[str, ...] = ()) -> list[Worker]:
+        """Open workers able to take the task that have a path in `locations`."""
+        found: dict[str, Worker] = {}
+        for path in locations:
+            if among and path not in among:
+                continue
+            for w in self.path_owners.get(path, ()):
+                if store_only and path not in w.store_paths:
+                    continue
+                if (w.name not in found and task in w.tasks and self._is_open(w)
+                        and w.fits_alone(task, size)):
+                    found[w.name] = w
+        return sorted(found.values(), key=lambda w: w.rank)
+
+    # ---- heap keys ---------------------------------------------------------------------
+
+    def entry(self, fam: Family, pw: PassWindow) -> tuple:
+        w = pw.w
+        ntypes = len(w.tasks) if fam.by_ntypes else 0
+        if self.kind == UTILIZATION:
+            return (w.u0 + w.du, ntypes, w.u0, w.n_pass, w.rank, pw.k, w.pver, pw)
+        if self.kind == SPREAD:
+            return (w.n_pass + w.q0, ntypes, w.u0, w.rank, pw.k, w.pver, pw)
+        count = w.n_task.get(fam.task, 0)
+        if self.qcount:
+            queued = w.q_task.get(fam.task)
+            if queued is None:
+                queued = w.q_task[fam.task] = w.task_count(fam.task)
+            count += queued
+        return (count, ntypes, w.u0, w.rank, pw.k, w.pver, pw)
+
+    # ---- families ----------------------------------------------------------------------
+
+    def family(self, cls: RequestClass) -> Family | None:
+        if cls.fam_pass == self.id:
+            return cls.fam
+        task, size, sel = cls.task, cls.size, cls.selector
+        kind = type(sel)
+        chosen: list[Worker] | None = None  # candidates already known (holders)
+        extras: frozenset[str] = frozenset()
+        if kind is SelTask:
+            key = ("task", task, size)
+        elif kind is SelAlloc:
+            key = ("alloc", task, size, sel.path_type, sel.storage_ids)
+        elif kind is SelExisting:
+            holders = self.holders(sel.locations, task, size)
+            if not sel.allow_fetch:
+                chosen = holders
+                key = ("holders", task, size, tuple(w.name for w in holders))
+            else:  # any sealing path may fetch; holders without one are extra
+                extras = frozenset(w.name for w in holders if not w.seal_paths)
+                key = ("seal", task, size, tuple(sorted(extras)))
+        elif kind is SelMove:
+            preferred = self.holders(sel.locations, task, size, store_only=True,
+                                     among=sel.storage_ids)
+            if preferred:
+                chosen = preferred
+                key = ("holders", task, size, tuple(w.name for w in preferred))
+            elif sel.allow_remote:
+                key = ("alloc", task, size, "store", sel.storage_ids)
+            else:
+                key = None
+        else:  # pragma: no cover - events are validated on the way in
+            raise TypeError(f"unknown selector {sel!r}")
+
+        fam = None
+        if key is not None:
+            fam = self.families.get(key)
+            if fam is None:
+                fam = self.families[key] = self._build(key, chosen, extras)
+        cls.fam_pass, cls.fam = self.id, fam
+        return fam
+
+    def _build(self, key: tuple, chosen: list[Worker] | None, extras: frozenset[str]) -> Family:
+        what, task, size = key[0], key[1], key[2]
+        fam = Family(task, size, by_ntypes=(what == "task"))
+        if chosen is None:
+            cands = [w for w in self.open_by_task(task) if w.fits_alone(task, size)]
+            if what == "alloc":
+                path_type, ids = key[3], key[4]
+                cands = [w for w in cands
+                         if (paths := w.seal_paths if path_type == "seal" else w.store_paths)
+                         and (not ids or not paths.isdisjoint(ids))]
+            elif what == "seal":
+                cands = [w for w in cands if w.seal_paths or w.name in extras]
+        else:
+            cands = chosen
+        heap = fam.heap
+        for w in cands:
+            if w.pass_id != self.id:
+                self._init_worker(w)
+            for pw in w.pass_windows:
+                heap.append(self.entry(fam, pw))
+        heapq.heapify(heap)
+        fam.dead = not heap
+        return fam
+
+    def take(self, fam: Family) -> PassWindow | None:
+        """The best window of the family that still fits its request, or None."""
+        heap, key = fam.heap, fam.key
+        while heap:
+            top = heap[0]
+            pw = top[-1]
+            w = pw.w
+            if top[-2] != w.pver:  # the worker took something since: re-key
+                heapq.heapreplace(heap, self.entry(fam, pw))
+                continue
+            if can_handle(pw.usage, w.table[key], w.resources, key, None,
+                          w.info.ignore_resources):
+                return pw
+            heapq.heappop(heap)  # full for this family for the rest of the pass
+        fam.dead = True
+        return None
+
+    def assign(self, fam: Family, pw: PassWindow, req) -> None:
+        w = pw.w
+        key = fam.key
+        need = w.table[key]
+        threads = need.threads(w.resources.cpus, w.ngpus)
+        if self.kind == UTILIZATION:
+            before = utilization(pw.usage, w.resources)
+            pw.usage.add(key, req.rid, need, threads)
+            w.du += utilization(pw.usage, w.resources) - before
+        else:
+            pw.usage.add(key, req.rid, need, threads)
+        if not w.n_pass:
+            self.touched.append(w)
+        w.n_pass += 1
+        if self.kind == SPREAD_TASKS:
+            w.n_task[fam.task] = w.n_task.get(fam.task, 0) + 1
+        w.pver += 1
+        pw.todo.append(req)
+        req.need, req.threads = need, threads
+        heapq.heapreplace(fam.heap, self.entry(fam, pw))
+
+
+def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_per_worker: int,
+             assigner: str, path_owners: dict[str, list[Worker]]) -> list[PassWindow]:
+    """Fill open windows; returns the windows that got requests, by worker join order
+    and window age. Assigned requests leave the queue."""
+    if not queue.size:
+        return []
+    p = Pass(pass_id, workers, windows_per_worker, assigner, path_owners)
+    if not p.open:
+        return []
+    merge = [(cls.entries[cls.head], cls) for cls in queue.classes.values()]
+    heapq.heapify(merge)
+    taken: dict[RequestClass, int] = {}
+    family, take, assign = p.family, p.take, p.assign
+    heappop, heapreplace = heapq.heappop, heapq.heapreplace
+    while merge:
+        entry, cls = merge[0]
+        fam = family(cls)
+        if fam is None or fam.dead:
+            heappop(merge)
+            continue
+        pw = take(fam)
+        if pw is None:
+            heappop(merge)
+            continue
+        assign(fam, pw, entry[-1])
+        taken[cls] = taken.get(cls, 0) + 1
+        cls.head += 1
+        if cls.head < len(cls.entries):
+            heapreplace(merge, (cls.entries[cls.head], cls))
+        else:
+            heappop(merge)
+    for cls, n in taken.items():
+        queue.took(cls, n)
+    return [pw for w in sorted(p.touched, key=lambda w: w.rank)
+            for pw in w.pass_windows if pw.todo]
