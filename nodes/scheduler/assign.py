@@ -55,15 +55,17 @@ class PassWindow:
 
 
 class Family:
-    """Candidate windows shared by all queue classes with the same task, sector size and
-    selector outcome."""
+    """Candidate workers shared by all queue classes with the same task, sector size and
+    selector outcome: a heap of workers by the assigner's key, and per worker the first
+    of its open windows that may still fit this family's requests."""
 
-    __slots__ = ("task", "size", "key", "by_ntypes", "heap", "dead")
+    __slots__ = ("task", "size", "key", "by_ntypes", "heap", "first", "dead")
 
     def __init__(self, task: str, size: int, by_ntypes: bool) -> None:
         self.task, self.size, self.by_ntypes = task, size, by_ntypes
         self.key = (task, size)
         self.heap: list[tuple] = []
+        self.first: dict[str, int] = {}
         self.dead = False
 
 
@@ -117,20 +119,21 @@ class Pass:
 
     # ---- heap keys ---------------------------------------------------------------------
 
-    def entry(self, fam: Family, pw: PassWindow) -> tuple:
-        w = pw.w
+    def entry(self, fam: Family, w: Worker) -> tuple:
+        """The worker's heap entry in a family: its key, then its version and itself.
+        (rank is unique, so comparisons never reach the version or the worker.)"""
         ntypes = len(w.tasks) if fam.by_ntypes else 0
         if self.kind == UTILIZATION:
-            return (w.u0 + w.du, ntypes, w.u0, w.n_pass, w.rank, pw.k, w.pver, pw)
+            return (w.u0 + w.du, ntypes, w.u0, w.n_pass, w.rank, w.pver, w)
         if self.kind == SPREAD:
-            return (w.n_pass + w.q0, ntypes, w.u0, w.rank, pw.k, w.pver, pw)
+            return (w.n_pass + w.q0, ntypes, w.u0, w.rank, w.pver, w)
         count = w.n_task.get(fam.task, 0)
         if self.qcount:
             queued = w.q_task.get(fam.task)
             if queued is None:
                 queued = w.q_task[fam.task] = w.task_count(fam.task)
             count += queued
-        return (count, ntypes, w.u0, w.rank, pw.k, w.pver, pw)
+        return (count, ntypes, w.u0, w.rank, w.pver, w)
 
     # ---- families ----------------------------------------------------------------------
 
@@ -192,26 +195,30 @@ class Pass:
         for w in cands:
             if w.pass_id != self.id:
                 self._init_worker(w)
-            for pw in w.pass_windows:
-                heap.append(self.entry(fam, pw))
+            heap.append(self.entry(fam, w))
         heapq.heapify(heap)
         fam.dead = not heap
         return fam
 
     def take(self, fam: Family) -> PassWindow | None:
-        """The best window of the family that still fits its request, or None."""
+        """The best window of the family that still fits its request, or None: the best
+        worker's oldest window that fits."""
         heap, key = fam.heap, fam.key
         while heap:
             top = heap[0]
-            pw = top[-1]
-            w = pw.w
+            w = top[-1]
             if top[-2] != w.pver:  # the worker took something since: re-key
-                heapq.heapreplace(heap, self.entry(fam, pw))
+                heapq.heapreplace(heap, self.entry(fam, w))
                 continue
-            if can_handle(pw.usage, w.table[key], w.resources, key, None,
-                          w.info.ignore_resources):
-                return pw
-            heapq.heappop(heap)  # full for this family for the rest of the pass
+            need, r, ignore = w.table[key], w.resources, w.info.ignore_resources
+            windows = w.pass_windows
+            k = fam.first.get(w.name, 0)
+            while k < len(windows):
+                if can_handle(windows[k].usage, need, r, key, None, ignore):
+                    fam.first[w.name] = k
+                    return windows[k]
+                k += 1  # full for this family for the rest of the pass (monotone)
+            heapq.heappop(heap)
         fam.dead = True
         return None
 
@@ -234,7 +241,7 @@ class Pass:
         w.pver += 1
         pw.todo.append(req)
         req.need, req.threads = need, threads
-        heapq.heapreplace(fam.heap, self.entry(fam, pw))
+        heapq.heapreplace(fam.heap, self.entry(fam, w))  # w's entry is on top
 
 
 def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_per_worker: int,
@@ -251,9 +258,10 @@ def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_p
     taken: dict[RequestClass, int] = {}
     family, take, assign = p.family, p.take, p.assign
     heappop, heapreplace = heapq.heappop, heapq.heapreplace
+    pass_id = p.id
     while merge:
         entry, cls = merge[0]
-        fam = family(cls)
+        fam = cls.fam if cls.fam_pass == pass_id else family(cls)
         if fam is None or fam.dead:
             heappop(merge)
             continue

@@ -33,6 +33,7 @@ class Scheduler:
         self.queue = RequestQueue()
         self._path_owners: dict[str, list[Worker]] = {}
         self._seq = self._rank = self._window_ids = self._pass_id = 0
+        self._rounds = 0  # passes that assigned something: "pass N" in causes
         self._dirty: dict[str, None] = {}  # workers whose windows need processing
         self._need_pass = False
         self._cause = ""
@@ -300,7 +301,9 @@ class Scheduler:
         if req.cancelled:  # aborted: its TaskFinished frees what it holds
             return []
         commands: list[m.Command] = []
-        self._prepared(self.workers[req.worker], req, commands, e.cause)
+        w = self.workers[req.worker]
+        self._prepared(w, req, commands, e.cause)
+        self._dirty[w.name] = None  # its preparing slot may be free for the next one
         return commands
 
     def _task_finished(self, e: m.TaskFinished, now: float) -> list[m.Command]:
@@ -326,7 +329,10 @@ class Scheduler:
     # ---- a worker's windows (Lotus sched_worker.go) ------------------------------------
 
     def _commit(self, filled: list[PassWindow], commands: list[m.Command]) -> None:
-        cause = f"pass {self._pass_id}: {self._cause}"
+        if not filled:
+            return
+        self._rounds += 1
+        cause = f"pass {self._rounds}: {self._cause}"
         for pw in filled:
             w = pw.w
             self._window_ids += 1

@@ -226,6 +226,9 @@ def resource_env_from_config(config: Mapping[str, Mapping[str, object]]) -> dict
                     raise ResourceEnvError(f"{task}.{key}: expected a mapping of fields")
                 for field, v in value.items():
                     out[f"{task}_{key}_{suffix_of(f'{task}.{key}', field)}"] = v
+            elif re.fullmatch(r"\d+[KMG]", str(key)):
+                raise ResourceEnvError(f"{task}.{key}: unknown sector size "
+                                       f"(one of {', '.join(SECTOR_SIZES.values())})")
             else:
                 out[f"{task}_{suffix_of(task, key)}"] = value
     return out
