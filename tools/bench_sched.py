@@ -6,8 +6,9 @@ builds a seeded cluster (PC1 boxes, PC2/C2 GPU boxes, mixed boxes, storage boxes
 boxes; 2 windows each), queues a seeded mix of requests (task types, sector sizes,
 priorities, Lotus's selector for each task type), and times the first scheduling pass
 (all windows open, the whole queue waiting), then the whole `schedule()` call (the
-pass, starting work on the workers, and the passes for the windows this frees). It
-repeats this for 1k, 10k and `--tasks` requests to show the growth, and times a
+pass, starting work on the workers, and the passes for the windows this frees), best
+of --repeat runs. It does this for 1k, 10k and `--tasks` requests to show the growth,
+and times a
 Lotus-style O(requests x windows) pass (nodes/scheduler/reference.py, same result) on
 the sizes up to --baseline-max-tasks. Prints one JSON object with --json, else a table.
 """
@@ -108,14 +109,15 @@ def loaded(n_tasks: int, n_workers: int, seed: int, assigner: str) -> Scheduler:
 
 
 def measure(n_tasks: int, n_workers: int, seed: int, assigner: str) -> dict:
-    """Time the first pass alone and the whole schedule() call."""
+    """Time the first pass alone and the whole schedule() call, on a fresh scheduler."""
     s = loaded(n_tasks, n_workers, seed, assigner)
-    times = []
+    times, filled = [], []
 
     def timed_pass(*args):
         t0 = time.perf_counter()
         out = run_pass(*args)
         times.append(time.perf_counter() - t0)
+        filled.append(sum(len(pw.todo) for pw in out))
         return out
 
     core_module.run_pass = timed_pass
@@ -126,14 +128,21 @@ def measure(n_tasks: int, n_workers: int, seed: int, assigner: str) -> dict:
         total = time.perf_counter() - t0
     finally:
         core_module.run_pass = run_pass
-    first_windows = None
     kinds: dict[str, int] = {}
     for c in commands:
         kinds[type(c).__name__] = kinds.get(type(c).__name__, 0) + 1
-    return {"tasks": n_tasks, "workers": n_workers, "pass_seconds": round(times[0], 4),
-            "schedule_seconds": round(total, 4), "passes": len(times),
-            "assigned": n_tasks - len(s.queue), "first_windows": first_windows,
-            "commands": kinds}
+    return {"tasks": n_tasks, "workers": n_workers, "pass_seconds": times[0],
+            "pass_assigned": filled[0], "schedule_seconds": total, "passes": len(times),
+            "assigned": n_tasks - len(s.queue), "commands": kinds}
+
+
+def best_of(repeat: int, *args) -> dict:
+    """The fastest of `repeat` runs (the machine is shared; the minimum is the cost)."""
+    runs = [measure(*args) for _ in range(repeat)]
+    best = dict(runs[0])
+    best["pass_seconds"] = round(min(r["pass_seconds"] for r in runs), 4)
+    best["schedule_seconds"] = round(min(r["schedule_seconds"] for r in runs), 4)
+    return best
 
 
 def measure_reference(n_tasks: int, n_workers: int, seed: int, assigner: str) -> dict:
@@ -160,30 +169,33 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--assigner", default="utilization")
-    ap.add_argument("--baseline-max-tasks", type=int, default=1000,
+    ap.add_argument("--repeat", type=int, default=3, help="report the fastest of N runs")
+    ap.add_argument("--baseline-max-tasks", type=int, default=10_000,
                     help="run the O(requests x windows) baseline up to this many requests")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
     sizes = sorted({n for n in (1000, 10_000) if n < args.tasks} | {args.tasks})
-    growth = [measure(n, args.workers, args.seed, args.assigner) for n in sizes]
+    growth = [best_of(args.repeat, n, args.workers, args.seed, args.assigner) for n in sizes]
     baseline = [measure_reference(n, args.workers, args.seed, args.assigner)
                 for n in sizes if n <= args.baseline_max_tasks]
     top = growth[-1]
     out = {"tasks": args.tasks, "workers": args.workers, "assigner": args.assigner,
            "seed": args.seed, "pass_seconds": top["pass_seconds"],
-           "schedule_seconds": top["schedule_seconds"], "assigned": top["assigned"],
-           "growth": [{k: g[k] for k in ("tasks", "workers", "pass_seconds",
+           "pass_assigned": top["pass_assigned"], "schedule_seconds": top["schedule_seconds"],
+           "assigned": top["assigned"], "repeat": args.repeat,
+           "growth": [{k: g[k] for k in ("tasks", "workers", "pass_seconds", "pass_assigned",
                                          "schedule_seconds", "assigned")} for g in growth],
            "baseline": baseline}
     if args.json:
         print(json.dumps(out))
         return 0
     print(f"assigner {args.assigner}, {args.workers} workers x 2 windows, seed {args.seed}")
-    print(f"{'tasks':>8} {'pass s':>8} {'schedule s':>10} {'assigned':>9} {'passes':>6}")
+    print(f"{'tasks':>8} {'pass s':>8} {'in pass':>8} {'schedule s':>10} {'assigned':>9} "
+          f"{'passes':>6}")
     for g in growth:
-        print(f"{g['tasks']:>8} {g['pass_seconds']:>8.4f} {g['schedule_seconds']:>10.4f} "
-              f"{g['assigned']:>9} {g['passes']:>6}")
+        print(f"{g['tasks']:>8} {g['pass_seconds']:>8.4f} {g['pass_assigned']:>8} "
+              f"{g['schedule_seconds']:>10.4f} {g['assigned']:>9} {g['passes']:>6}")
     for b in baseline:
         print(f"Lotus-style pass on {b['tasks']} tasks: {b['reference_seconds']:.3f} s, "
               f"fast pass {b['fast_seconds']:.4f} s, {b['speedup']}x, "

@@ -46,12 +46,13 @@ ASSIGNER_KINDS = {
 class PassWindow:
     """An open window of a worker during one pass."""
 
-    __slots__ = ("w", "k", "usage", "todo")
+    __slots__ = ("w", "k", "usage", "todo", "util")
 
-    def __init__(self, w: Worker, k: int) -> None:
+    def __init__(self, w: Worker, k: int, util: float = 0.0) -> None:
         self.w, self.k = w, k
         self.usage = Usage()
         self.todo: list = []
+        self.util = util  # utilization(usage, w.resources), kept up to date
 
 
 class Family:
@@ -59,13 +60,14 @@ class Family:
     selector outcome: a heap of workers by the assigner's key, and per worker the first
     of its open windows that may still fit this family's requests."""
 
-    __slots__ = ("task", "size", "key", "by_ntypes", "heap", "first", "dead")
+    __slots__ = ("task", "size", "key", "by_ntypes", "heap", "slots", "dead")
 
     def __init__(self, task: str, size: int, by_ntypes: bool) -> None:
         self.task, self.size, self.by_ntypes = task, size, by_ntypes
         self.key = (task, size)
         self.heap: list[tuple] = []
-        self.first: dict[str, int] = {}
+        # worker -> [first open window that may fit, its needs, its threads]
+        self.slots: dict[Worker, list] = {}
         self.dead = False
 
 
@@ -89,8 +91,10 @@ class Pass:
         w.du = 0.0
         w.n_pass = w.pver = 0
         w.n_task, w.q_task = {}, {}
+        w.entries = [-1, None, None]  # [version, entry, entry with task-type count]
         w.q0 = w.task_count() if self.qcount and self.kind == SPREAD else 0
-        w.pass_windows = [PassWindow(w, k)
+        empty = utilization(Usage(), w.resources)
+        w.pass_windows = [PassWindow(w, k, empty)
                           for k in range(self.windows_per_worker - len(w.windows))]
 
     def _is_open(self, w: Worker) -> bool:
@@ -121,19 +125,30 @@ class Pass:
 
     def entry(self, fam: Family, w: Worker) -> tuple:
         """The worker's heap entry in a family: its key, then its version and itself.
-        (rank is unique, so comparisons never reach the version or the worker.)"""
-        ntypes = len(w.tasks) if fam.by_ntypes else 0
-        if self.kind == UTILIZATION:
-            return (w.u0 + w.du, ntypes, w.u0, w.n_pass, w.rank, w.pver, w)
-        if self.kind == SPREAD:
-            return (w.n_pass + w.q0, ntypes, w.u0, w.rank, w.pver, w)
-        count = w.n_task.get(fam.task, 0)
-        if self.qcount:
-            queued = w.q_task.get(fam.task)
-            if queued is None:
-                queued = w.q_task[fam.task] = w.task_count(fam.task)
-            count += queued
-        return (count, ntypes, w.u0, w.rank, w.pver, w)
+        (rank is unique, so comparisons never reach the version or the worker.) Built
+        once per worker version and shared by its families, except for spread-tasks."""
+        if self.kind == SPREAD_TASKS:
+            count = w.n_task.get(fam.task, 0)
+            if self.qcount:
+                queued = w.q_task.get(fam.task)
+                if queued is None:
+                    queued = w.q_task[fam.task] = w.task_count(fam.task)
+                count += queued
+            ntypes = len(w.tasks) if fam.by_ntypes else 0
+            return (count, ntypes, w.u0, w.rank, w.pver, w)
+        cached = w.entries
+        if cached[0] != w.pver:
+            cached = w.entries = [w.pver, None, None]
+        i = 2 if fam.by_ntypes else 1
+        found = cached[i]
+        if found is None:
+            ntypes = len(w.tasks) if fam.by_ntypes else 0
+            if self.kind == UTILIZATION:
+                found = (w.u0 + w.du, ntypes, w.u0, w.n_pass, w.rank, w.pver, w)
+            else:
+                found = (w.n_pass + w.q0, ntypes, w.u0, w.rank, w.pver, w)
+            cached[i] = found
+        return found
 
     # ---- families ----------------------------------------------------------------------
 
@@ -191,18 +206,20 @@ class Pass:
                 cands = [w for w in cands if w.seal_paths or w.name in extras]
         else:
             cands = chosen
-        heap = fam.heap
+        heap, slots, key = fam.heap, fam.slots, fam.key
         for w in cands:
             if w.pass_id != self.id:
                 self._init_worker(w)
+            need = w.table[key]
+            slots[w] = [0, need, need.threads(w.resources.cpus, w.ngpus)]
             heap.append(self.entry(fam, w))
         heapq.heapify(heap)
         fam.dead = not heap
         return fam
 
-    def take(self, fam: Family) -> PassWindow | None:
-        """The best window of the family that still fits its request, or None: the best
-        worker's oldest window that fits."""
+    def take(self, fam: Family) -> tuple[PassWindow, list] | None:
+        """The best window of the family that still fits its request (the best worker's
+        oldest window that fits) and the worker's slot in the family, or None."""
         heap, key = fam.heap, fam.key
         while heap:
             top = heap[0]
@@ -210,29 +227,27 @@ class Pass:
             if top[-2] != w.pver:  # the worker took something since: re-key
                 heapq.heapreplace(heap, self.entry(fam, w))
                 continue
-            need, r, ignore = w.table[key], w.resources, w.info.ignore_resources
+            slot = fam.slots[w]
+            need, r, ignore = slot[1], w.resources, w.info.ignore_resources
             windows = w.pass_windows
-            k = fam.first.get(w.name, 0)
+            k = slot[0]
             while k < len(windows):
                 if can_handle(windows[k].usage, need, r, key, None, ignore):
-                    fam.first[w.name] = k
-                    return windows[k]
+                    slot[0] = k
+                    return windows[k], slot
                 k += 1  # full for this family for the rest of the pass (monotone)
             heapq.heappop(heap)
         fam.dead = True
         return None
 
-    def assign(self, fam: Family, pw: PassWindow, req) -> None:
+    def assign(self, fam: Family, pw: PassWindow, slot: list, req) -> None:
         w = pw.w
-        key = fam.key
-        need = w.table[key]
-        threads = need.threads(w.resources.cpus, w.ngpus)
+        need, threads = slot[1], slot[2]
+        pw.usage.add(fam.key, req.rid, need, threads)
         if self.kind == UTILIZATION:
-            before = utilization(pw.usage, w.resources)
-            pw.usage.add(key, req.rid, need, threads)
-            w.du += utilization(pw.usage, w.resources) - before
-        else:
-            pw.usage.add(key, req.rid, need, threads)
+            util = utilization(pw.usage, w.resources)
+            w.du += util - pw.util
+            pw.util = util
         if not w.n_pass:
             self.touched.append(w)
         w.n_pass += 1
@@ -265,15 +280,21 @@ def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_p
         if fam is None or fam.dead:
             heappop(merge)
             continue
-        pw = take(fam)
-        if pw is None:
+        found = take(fam)
+        if found is None:
             heappop(merge)
             continue
-        assign(fam, pw, entry[-1])
+        assign(fam, found[0], found[1], entry[-1])
         taken[cls] = taken.get(cls, 0) + 1
         cls.head += 1
         if cls.head < len(cls.entries):
-            heapreplace(merge, (cls.entries[cls.head], cls))
+            item = (cls.entries[cls.head], cls)
+            n = len(merge)
+            # still first (common: a class's requests are often next to each other)?
+            if (n < 2 or item < merge[1]) and (n < 3 or item < merge[2]):
+                merge[0] = item
+            else:
+                heapreplace(merge, item)
         else:
             heappop(merge)
     for cls, n in taken.items():

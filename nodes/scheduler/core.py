@@ -389,9 +389,11 @@ class Scheduler:
         if w.waiting:
             return
         r, ignore = w.resources, w.info.ignore_resources
+        start = 0  # what did not fit before still does not: 'active' only fills up
         while w.windows:
-            found = -1
-            for i, req in enumerate(w.windows[0].todo):
+            todo, found = w.windows[0].todo, -1
+            for i in range(start, len(todo)):
+                req = todo[i]
                 if req.task in READY_TASKS:
                     key = (req.task, req.size)
                     if can_handle(w.active, w.table[key], r, key, req.rid, ignore):
@@ -400,15 +402,18 @@ class Scheduler:
             if found < 0:
                 return
             req = self._take_first(w, found)
+            start = found if w.windows and w.windows[0].todo is todo else 0
             w.running[req.rid] = req
             self._start_active(w, req, commands, cause)
 
     def _assign_preparing(self, w: Worker, commands: list[m.Command], cause: str) -> None:
         """Start preparing requests of the oldest window, in order, while they fit."""
         r, ignore = w.resources, w.info.ignore_resources
+        start = 0  # what did not fit before still does not: 'preparing' only fills up
         while w.windows:
-            found = -1
-            for i, req in enumerate(w.windows[0].todo):
+            todo, found = w.windows[0].todo, -1
+            for i in range(start, len(todo)):
+                req = todo[i]
                 need = w.prep_need(req.task, req.size, req.prepare)
                 key = (req.prepare or req.task, req.size)
                 if can_handle(w.preparing, need, r, key, req.rid, ignore):
@@ -417,6 +422,7 @@ class Scheduler:
             if found < 0:
                 return
             req = self._take_first(w, found)
+            start = found if w.windows and w.windows[0].todo is todo else 0
             req.prep_key, req.prep_need, req.prep_threads = key, need, w.threads(need)
             w.preparing.add(key, req.rid, need, req.prep_threads)
             req.state = "preparing"

@@ -40,6 +40,7 @@ class Worker:
         self.n_task: dict[str, int] = {}
         self.q_task: dict[str, int] = {}
         self.pass_windows: list = []
+        self.entries: list = [-1, None, None]
 
     def set_info(self, info: WorkerInfo, table: ResourceTable) -> None:
         self.info, self.table = info, table

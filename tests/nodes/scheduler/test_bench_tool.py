@@ -11,7 +11,7 @@ def test_bench_json(capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--json", "--tasks", "300", "--workers", "12",
-                       "--baseline-max-tasks", "300"]) == 0
+                       "--baseline-max-tasks", "300", "--repeat", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"pass_seconds", "assigned", "growth"} <= out.keys()
     assert [g["tasks"] for g in out["growth"]] == [300]
