@@ -41,7 +41,9 @@ order: each reserves 'preparing' resources (its own needs, counted as its prepar
 for max-concurrent limits) while it fetches, then 'active' resources when they fit
 (prepared requests wait, oldest first). C1/C2 start straight in 'active' when they fit.
 A drained window is replaced by a new open one; newer windows are compacted into older
-ones that still fit them. Fit and utilization follow Lotus's CanHandleRequest and
+ones that still fit them. After a pass every request left in the queue is stuck until
+windows open or a worker changes; until then a pass only looks at the queue classes
+that got new requests, so a new request costs little even behind a large backlog. Fit and utilization follow Lotus's CanHandleRequest and
 utilization (usage.py); the resource table and its env overrides are in resources.py.
 
 Deviations from Lotus, on purpose: resources are refreshed on every heartbeat; silent

@@ -16,13 +16,16 @@ the task selector fewer supported task types first. A worker's older window goes
 before its newer one. Lotus breaks out of its search at the first window that is not
 better than the best so far; here the best window is found exactly.
 
-Speed (Lotus is O(requests x windows)): requests that behave identically (a queue class)
-share one "family" of candidate windows, a heap ordered by the assigner's key. Keys only
-grow within a pass, so stale heap entries are refreshed when they surface; a window that
-cannot fit a family's request is dropped from that family for the rest of the pass
-(fitting is monotone), and a family with no window left is dead for all its classes. The
-queue classes are merged in queue order with another heap, so a pass costs about
-O((classes + assignments) log windows) plus building each family once.
+Speed (Lotus is O(requests x windows)): requests that behave identically (a queue class:
+same task, sector size, priority, selector) share one "family" of candidate workers per
+pass (same task, size and selector outcome), a heap ordered by the assigner's key. Keys
+only grow within a pass, so a stale entry is re-keyed when it surfaces; a window that
+cannot fit a family's request is skipped by that family for the rest of the pass
+(fitting is monotone), and a family with no window left is dead for all its classes.
+The live classes are merged in queue order with another heap, and the pass stops when
+no family is alive. A pass costs about O(classes + assignments x log) plus building
+each family once over the workers with open windows. The caller may also limit a pass
+to the classes that got new requests (see Scheduler.schedule).
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import heapq
 from .messages import SelAlloc, SelExisting, SelMove, SelTask
 from .queue import RequestClass, RequestQueue
 from .usage import Usage, can_handle, utilization
-from .workers import Worker
+from .workers import _EMPTY, Worker
 
 UTILIZATION, SPREAD, SPREAD_TASKS = "utilization", "spread", "spread-tasks"
 ASSIGNER_KINDS = {
@@ -79,6 +82,8 @@ class Pass:
         self.kind, self.qcount = ASSIGNER_KINDS[assigner]
         self.path_owners = path_owners
         self.open = [w for w in workers if w.enabled and len(w.windows) < windows_per_worker]
+        # paths of workers with an open window: a sector elsewhere has no holder here
+        self.open_paths = frozenset(p for w in self.open for p in w.path_ids)
         self._open_by_task: dict[str, list[Worker]] = {}
         self.families: dict[tuple, Family] = {}
         self.touched: list[Worker] = []
@@ -93,7 +98,7 @@ class Pass:
         w.n_task, w.q_task = {}, {}
         w.entries = [-1, None, None]  # [version, entry, entry with task-type count]
         w.q0 = w.task_count() if self.qcount and self.kind == SPREAD else 0
-        empty = utilization(Usage(), w.resources)
+        empty = utilization(_EMPTY, w.resources)
         w.pass_windows = [PassWindow(w, k, empty)
                           for k in range(self.windows_per_worker - len(w.windows))]
 
@@ -109,6 +114,8 @@ class Pass:
     def holders(self, locations: tuple[str, ...], task: str, size: int,
                 store_only: bool = False, among: tuple[str, ...] = ()) -> list[Worker]:
         """Open workers able to take the task that have a path in `locations`."""
+        if self.open_paths.isdisjoint(locations):
+            return []
         found: dict[str, Worker] = {}
         for path in locations:
             if among and path not in among:
@@ -260,28 +267,39 @@ class Pass:
 
 
 def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_per_worker: int,
-             assigner: str, path_owners: dict[str, list[Worker]]) -> list[PassWindow]:
+             assigner: str, path_owners: dict[str, list[Worker]],
+             classes: list[RequestClass] | None = None) -> list[PassWindow]:
     """Fill open windows; returns the windows that got requests, by worker join order
-    and window age. Assigned requests leave the queue."""
+    and window age. Assigned requests leave the queue. `classes` limits the pass to
+    those queue classes (the caller knows the others cannot be assigned)."""
     if not queue.size:
         return []
     p = Pass(pass_id, workers, windows_per_worker, assigner, path_owners)
     if not p.open:
         return []
-    merge = [(cls.entries[cls.head], cls) for cls in queue.classes.values()]
-    heapq.heapify(merge)
-    taken: dict[RequestClass, int] = {}
+    if classes is None:
+        classes = queue.classes.values()
     family, take, assign = p.family, p.take, p.assign
+    # only classes with a live family take part; stop when every family is dead
+    merge = []
+    for cls in classes:
+        if cls:
+            fam = family(cls)
+            if fam is not None and not fam.dead:
+                merge.append((cls.entries[cls.head], cls))
+    heapq.heapify(merge)
+    live = sum(not fam.dead for fam in p.families.values())
+    taken: dict[RequestClass, int] = {}
     heappop, heapreplace = heapq.heappop, heapq.heapreplace
-    pass_id = p.id
-    while merge:
+    while merge and live:
         entry, cls = merge[0]
-        fam = cls.fam if cls.fam_pass == pass_id else family(cls)
-        if fam is None or fam.dead:
+        fam = cls.fam
+        if fam.dead:
             heappop(merge)
             continue
         found = take(fam)
-        if found is None:
+        if found is None:  # the family just died
+            live -= 1
             heappop(merge)
             continue
         assign(fam, found[0], found[1], entry[-1])

@@ -68,13 +68,18 @@ class Scheduler:
         nothing more moves."""
         commands: list[m.Command] = []
         while True:
-            if self._need_pass:
+            if self._need_pass or self.queue.fresh:
+                # After a pass every queued class is stuck, and stays so until windows
+                # open or workers change (then _need_pass); until then only classes
+                # with new requests need a look.
+                classes = None if self._need_pass else list(self.queue.fresh.values())
                 self._need_pass = False
+                self.queue.fresh.clear()
                 if self.queue.size:
                     self._pass_id += 1
                     filled = run_pass(self._pass_id, list(self.workers.values()), self.queue,
                                       self.config.windows_per_worker, self.config.assigner,
-                                      self._path_owners)
+                                      self._path_owners, classes)
                     self._commit(filled, commands)
             if not self._dirty:
                 break
@@ -234,7 +239,6 @@ class Scheduler:
         w.windows = []
         if not rids:
             return []
-        self._need_pass = True
         return [m.Requeued(worker=w.name, requests=tuple(rids), cause=cause)]
 
     # ---- requests ----------------------------------------------------------------------
@@ -258,7 +262,6 @@ class Scheduler:
                       e.prepare, self._seq, now)
         self.requests[e.request] = req
         self.queue.push(req)
-        self._need_pass = True
         return []
 
     def _request(self, rid: str) -> Request:

@@ -68,6 +68,7 @@ class RequestClass:
 class RequestQueue:
     def __init__(self) -> None:
         self.classes: dict[tuple, RequestClass] = {}
+        self.fresh: dict[tuple, RequestClass] = {}  # classes pushed to since the last pass
         self.size = 0
 
     def __len__(self) -> int:
@@ -86,6 +87,7 @@ class RequestQueue:
         req.cls = cls
         req.state = "queued"
         self.size += 1
+        self.fresh[key] = cls
 
     def remove(self, req: Request) -> None:
         cls = req.cls
@@ -96,6 +98,7 @@ class RequestQueue:
         self.size -= 1
         if not cls:
             del self.classes[cls.key]
+            self.fresh.pop(cls.key, None)
 
     def took(self, cls: RequestClass, n: int) -> None:
         """A pass took `n` requests off the front of `cls` (already advanced `head`)."""

@@ -70,16 +70,19 @@ def _r(mn: int, mx: int, mp: int, base: int, gpu: float = 0.0, mpg: int = 0) -> 
 
 def _small(mp: int, gpu: float = 0.0) -> dict[int, Resources]:
     """The 2 KiB and 8 MiB rows: memory and base equal to the sector size."""
-    return {_K2: _r(2 * KiB, 2 * KiB, mp, 2 * KiB, gpu), _M8: _r(8 * MiB, 8 * MiB, mp, 8 * MiB, gpu)}
+    return {_K2: _r(2 * KiB, 2 * KiB, mp, 2 * KiB, gpu),
+            _M8: _r(8 * MiB, 8 * MiB, mp, 8 * MiB, gpu)}
 
 
 _AP = {_G64: _r(8 * GiB, 8 * GiB, 1, GiB), _G32: _r(4 * GiB, 4 * GiB, 1, GiB),
        _M512: _r(GiB, GiB, 1, GiB), **_small(1)}
 _PC1 = {_G64: _r(112 * GiB, 128 * GiB, 1, 10 * MiB), _G32: _r(56 * GiB, 64 * GiB, 1, 10 * MiB),
         _M512: _r(768 * MiB, GiB, 1, MiB), **_small(1)}
-_PC2 = {_G64: _r(30 * GiB, 30 * GiB, -1, GiB, 1.0, 6), _G32: _r(15 * GiB, 15 * GiB, -1, GiB, 1.0, 6),
+_PC2 = {_G64: _r(30 * GiB, 30 * GiB, -1, GiB, 1.0, 6),
+        _G32: _r(15 * GiB, 15 * GiB, -1, GiB, 1.0, 6),
         _M512: _r(GiB, 3 * GiB // 2, -1, GiB), **_small(-1)}
-_C1 = {_G64: _r(GiB, GiB, 0, GiB), _G32: _r(GiB, GiB, 0, GiB), _M512: _r(GiB, GiB, 0, GiB), **_small(0)}
+_C1 = {_G64: _r(GiB, GiB, 0, GiB), _G32: _r(GiB, GiB, 0, GiB), _M512: _r(GiB, GiB, 0, GiB),
+       **_small(0)}
 _C2 = {_G64: _r(60 * GiB, 190 * GiB, -1, 64 * GiB, 1.0, 6),
        _G32: _r(30 * GiB, 150 * GiB, -1, 32 * GiB, 1.0, 6),
        _M512: _r(GiB, 3 * GiB // 2, 1, 10 * GiB, 1.0), **_small(1, 1.0)}

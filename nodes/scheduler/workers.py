@@ -9,6 +9,9 @@ from .resources import Resources, ResourceTable
 from .usage import Usage, can_handle, utilization
 
 
+_EMPTY = Usage()  # never changed: what an empty window holds
+
+
 class Window:
     """A filled window sent to the worker: requests waiting there, in order, and the
     resources the scheduler allotted to it (kept until the window drains, as Lotus
@@ -80,7 +83,7 @@ class Worker:
         fits = self._fits_alone.get(key)
         if fits is None:
             fits = self._fits_alone[key] = can_handle(
-                Usage(), self.table[key], self.resources, key, None, self.info.ignore_resources)
+                _EMPTY, self.table[key], self.resources, key, None, self.info.ignore_resources)
         return fits
 
     def utilization(self) -> float:

@@ -1,7 +1,8 @@
 """Cancelling at every stage, and invalid events (they raise and change nothing)."""
 import pytest
 
-from nodes.scheduler import (Abort, AssignWindow, Cancelled, DuplicateRequest, InvalidTransition, Prepare,
+from nodes.scheduler import (Abort, AssignWindow, Cancelled, DuplicateRequest,
+                             InvalidTransition, Prepare,
                              SchedulerError, SelAlloc, TaskCancelled, TaskFinished,
                              TaskPrepared, UnknownRequest, UnknownWorker, WorkerAdded,
                              WorkerHeartbeat, WorkerLeft)
@@ -72,7 +73,8 @@ def test_invalid_events_raise_and_change_nothing(mk):
         (mk.joined("w9", cpus=0), SchedulerError, "cpus >= 1"),
         (WorkerHeartbeat(worker="w1", session="s1", resources=mk.res(used=-1), cause="x"),
          SchedulerError, "mem_used must be an int >= 0"),
-        (WorkerAdded(worker="w1", session="s1", cause="x"), SchedulerError, "not a scheduler event"),
+        (WorkerAdded(worker="w1", session="s1", cause="x"), SchedulerError,
+         "not a scheduler event"),
     ]
     for event, error, message in bad:
         with pytest.raises(error, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -137,7 +137,8 @@ def test_max_concurrent_from_worker_env(mk):
                        env={"PC1_32G_MAX_CONCURRENT": "1"}), 0.0)
     cmds = batch(s, [mk.queued(f"r{i}", number=i) for i in range(3)])
     # one per window and pass; one at a time in preparing + active together
-    assert cmds == [aw("w1", 1, "r0", cause="pass 1: q r2"), aw("w1", 2, "r1", cause="pass 1: q r2"),
+    assert cmds == [aw("w1", 1, "r0", cause="pass 1: q r2"),
+                    aw("w1", 2, "r1", cause="pass 1: q r2"),
                     Run(worker="w1", request="r0", cause="q r2"),
                     aw("w1", 3, "r2", cause="pass 2: q r2")]
     assert s.handle(finished("r0"), 1.0) == [Run(worker="w1", request="r1", cause="done r0")]
@@ -150,7 +151,8 @@ def test_max_concurrent_limits_active_only_when_a_fetch_prepares(mk):
     s = Scheduler(SchedulerConfig(resource_env={"PC1_MAX_CONCURRENT": "1"}))
     s.handle(mk.joined("w1", tasks=("PC1",), mem=1024 * GiB, cpus=128), 0.0)
     cmds = batch(s, [mk.queued(f"r{i}", number=i, prepare="GET") for i in range(2)])
-    assert cmds == [aw("w1", 1, "r0", cause="pass 1: q r1"), aw("w1", 2, "r1", cause="pass 1: q r1"),
+    assert cmds == [aw("w1", 1, "r0", cause="pass 1: q r1"),
+                    aw("w1", 2, "r1", cause="pass 1: q r1"),
                     Prepare(worker="w1", request="r0", cause="q r1"),
                     Prepare(worker="w1", request="r1", cause="q r1")]
     assert s.handle(prepared("r0"), 1.0) == [Run(worker="w1", request="r0", cause="prep r0")]
@@ -199,11 +201,11 @@ def test_heartbeat_refreshes_resources(mk):
     s.handle(mk.joined("w1", tasks=("PC1",), mem=128 * GiB, used=100 * GiB), 0.0)
     assert s.handle(mk.queued("r0"), 1.0) == []  # 128 - 100 < 64G virtual
     from nodes.scheduler import WorkerHeartbeat
-    same = WorkerHeartbeat(worker="w1", session="s1", resources=mk.res(mem=128 * GiB, used=100 * GiB),
-                           cause="hb 1")
+    same = WorkerHeartbeat(worker="w1", session="s1", cause="hb 1",
+                           resources=mk.res(mem=128 * GiB, used=100 * GiB))
     assert s.handle(same, 2.0) == []
-    freed = WorkerHeartbeat(worker="w1", session="s1", resources=mk.res(mem=128 * GiB, used=10 * GiB),
-                            cause="hb 2")
+    freed = WorkerHeartbeat(worker="w1", session="s1", cause="hb 2",
+                            resources=mk.res(mem=128 * GiB, used=10 * GiB))
     assert s.handle(freed, 3.0) == [aw("w1", 1, "r0", cause="pass 1: hb 2"),
                                     Run(worker="w1", request="r0", cause="hb 2")]
     assert s.diag().workers[0].resources.mem_used == 10 * GiB

@@ -2,9 +2,11 @@
 (nodes/scheduler/reference.py) on random clusters, queues and earlier history."""
 import random
 
+import msgspec
 import pytest
 
-from nodes.scheduler import (SchedulerConfig, Scheduler, SectorRef, SelAlloc, SelExisting,
+from nodes.scheduler import (AssignWindow, SchedulerConfig, Scheduler, SectorRef, SelAlloc,
+                             SelExisting, TaskFinished, TaskPrepared,
                              SelMove, SelTask, StoragePath, TaskQueued, Tick, WorkerHeartbeat,
                              WorkerInfo, WorkerJoined, WorkerResources)
 from nodes.scheduler.assign import run_pass
@@ -38,24 +40,7 @@ def random_task(rng, i, paths):
 def build(seed, assigner):
     rng = random.Random(seed)
     s = Scheduler(SchedulerConfig(assigner=assigner, windows_per_worker=rng.choice([1, 2, 3])))
-    paths, names = [], []
-    for i in range(rng.randint(2, 9)):
-        worker_paths = []
-        if rng.random() < 0.7:
-            worker_paths.append(StoragePath(id=f"p{i}s", can_seal=True))
-        if rng.random() < 0.4:
-            worker_paths.append(StoragePath(id=f"p{i}t", can_store=True))
-        if rng.random() < 0.2 and paths:  # a shared path
-            worker_paths.append(StoragePath(id=rng.choice(paths), can_store=True))
-        paths += [p.id for p in worker_paths if p.id not in paths]
-        res = WorkerResources(cpus=rng.choice([4, 16, 64]), mem_physical=rng.choice([64, 256, 1024]) * GiB,
-                              mem_used=rng.choice([0, 8, 40]) * GiB, mem_swap=rng.choice([0, 64]) * GiB,
-                              gpus=tuple(f"g{g}" for g in range(rng.choice([0, 0, 1, 2]))))
-        env = {"PC1_MAX_CONCURRENT": "2"} if rng.random() < 0.3 else {}
-        info = WorkerInfo(hostname=f"h{i}", tasks=tuple(rng.sample(TASKS, rng.randint(1, 6))),
-                          resources=res, paths=tuple(worker_paths), resource_env=env)
-        s.handle(WorkerJoined(worker=f"w{i}", session="s", info=info, cause="join"), 0.0)
-        names.append(f"w{i}")
+    paths, names = join_random_workers(rng, s)
     n = 0
     for _ in range(rng.randint(0, 40)):  # history: windows fill, work starts
         s.handle(random_task(rng, n, paths), 1.0)
@@ -69,6 +54,30 @@ def build(seed, assigner):
         s.apply(random_task(rng, n, paths), 21.0)
         n += 1
     return s
+
+
+def join_random_workers(rng, s):
+    paths, names = [], []
+    for i in range(rng.randint(2, 9)):
+        worker_paths = []
+        if rng.random() < 0.7:
+            worker_paths.append(StoragePath(id=f"p{i}s", can_seal=True))
+        if rng.random() < 0.4:
+            worker_paths.append(StoragePath(id=f"p{i}t", can_store=True))
+        if rng.random() < 0.2 and paths:  # a shared path
+            worker_paths.append(StoragePath(id=rng.choice(paths), can_store=True))
+        paths += [p.id for p in worker_paths if p.id not in paths]
+        res = WorkerResources(cpus=rng.choice([4, 16, 64]),
+                              mem_physical=rng.choice([64, 256, 1024]) * GiB,
+                              mem_used=rng.choice([0, 8, 40]) * GiB,
+                              mem_swap=rng.choice([0, 64]) * GiB,
+                              gpus=tuple(f"g{g}" for g in range(rng.choice([0, 0, 1, 2]))))
+        env = {"PC1_MAX_CONCURRENT": "2"} if rng.random() < 0.3 else {}
+        info = WorkerInfo(hostname=f"h{i}", tasks=tuple(rng.sample(TASKS, rng.randint(1, 6))),
+                          resources=res, paths=tuple(worker_paths), resource_env=env)
+        s.handle(WorkerJoined(worker=f"w{i}", session="s", info=info, cause="join"), 0.0)
+        names.append(f"w{i}")
+    return paths, names
 
 
 def outcome(s, pass_fn):
@@ -87,3 +96,42 @@ def test_fast_pass_equals_reference(assigner):
         assert fast == ref, (assigner, seed)
         assigned += sum(len(rids) for _, _, rids in fast[0])
     assert assigned > 200  # the cases do assign things
+
+
+def run_history(seed, assigner, always_full):
+    """Random events through `handle`; with `always_full` every pass looks at the whole
+    queue instead of only the classes with new requests."""
+    rng = random.Random(seed)
+    s = Scheduler(SchedulerConfig(assigner=assigner, windows_per_worker=rng.choice([1, 2])))
+    paths, names = join_random_workers(rng, s)
+    commands = []
+    for step in range(250):
+        now = float(step)
+        by_state = {}
+        for rid in sorted(s.requests):
+            by_state.setdefault(s.requests[rid].state, []).append(rid)
+        roll = rng.random()
+        if roll < 0.55 or not (by_state.get("preparing") or by_state.get("running")):
+            event = random_task(rng, step, paths)
+        elif roll < 0.75 and by_state.get("preparing"):
+            event = TaskPrepared(request=rng.choice(by_state["preparing"]), cause="prep")
+        elif roll < 0.95 and by_state.get("running"):
+            event = TaskFinished(request=rng.choice(by_state["running"]), cause="done")
+        else:
+            name = rng.choice(names)
+            w = s.workers[name]
+            used = rng.choice([0, 8, 40]) * GiB
+            event = WorkerHeartbeat(worker=name, session="s", cause="hb",
+                                    resources=msgspec.structs.replace(w.resources, mem_used=used))
+        if always_full:
+            s._need_pass = True
+        commands += s.handle(event, now)
+    return commands
+
+
+@pytest.mark.parametrize("assigner", ["utilization", "experiment-spread-tasks-qcount"])
+def test_passes_over_new_requests_only_equal_full_passes(assigner):
+    for seed in range(15):
+        partial = run_history(seed, assigner, always_full=False)
+        assert partial == run_history(seed, assigner, always_full=True), (assigner, seed)
+        assert sum(isinstance(c, AssignWindow) for c in partial) > 5
