@@ -27,7 +27,7 @@ class Scheduler:
             raise SchedulerError("need 0 < disable_after_s <= remove_after_s, got "
                                  f"{config.disable_after_s} and {config.remove_after_s}")
         self.config = config
-        self._table = parse_resource_env(config.resource_env)
+        self._table = parse_resource_env(config.resource_env, strict=True)
         self.workers: dict[str, Worker] = {}  # join order
         self.requests: dict[str, Request] = {}
         self.queue = RequestQueue()
@@ -35,7 +35,7 @@ class Scheduler:
         self._seq = self._rank = self._window_ids = self._pass_id = 0
         self._rounds = 0  # passes that assigned something: "pass N" in causes
         self._dirty: dict[str, None] = {}  # workers whose windows need processing
-        self._need_pass = False
+        self._full_pass = False  # windows opened or workers changed: look at every class
         self._cause = ""
         self._handlers = {
             m.WorkerJoined: self._worker_joined, m.WorkerHeartbeat: self._heartbeat,
@@ -68,12 +68,12 @@ class Scheduler:
         nothing more moves."""
         commands: list[m.Command] = []
         while True:
-            if self._need_pass or self.queue.fresh:
+            if self._full_pass or self.queue.fresh:
                 # After a pass every queued class is stuck, and stays so until windows
                 # open or workers change (then _need_pass); until then only classes
                 # with new requests need a look.
-                classes = None if self._need_pass else list(self.queue.fresh.values())
-                self._need_pass = False
+                classes = None if self._full_pass else list(self.queue.fresh.values())
+                self._full_pass = False
                 self.queue.fresh.clear()
                 if self.queue.size:
                     self._pass_id += 1
@@ -88,7 +88,7 @@ class Scheduler:
                 w = self.workers.get(name)
                 if w is not None:
                     self._process_worker(w, commands)
-            if not self._need_pass:
+            if not self._full_pass:
                 break
         return commands
 
@@ -135,7 +135,7 @@ class Scheduler:
             self._index(w)
             w.last_seen = now
             commands = self._enable(w, e.cause)
-            self._need_pass = True
+            self._full_pass = True
             self._dirty[w.name] = None
             return commands
         commands = []
@@ -150,7 +150,7 @@ class Scheduler:
         self._rank += 1
         w = self.workers[name] = Worker(name, session, info, table, self._rank, now)
         self._index(w)
-        self._need_pass = True
+        self._full_pass = True
         return [m.WorkerAdded(worker=name, session=session, cause=cause)]
 
     def _heartbeat(self, e: m.WorkerHeartbeat, now: float) -> list[m.Command]:
@@ -165,7 +165,7 @@ class Scheduler:
         w.last_seen = now
         if e.resources != w.resources:
             w.set_resources(e.resources)
-            self._need_pass = True
+            self._full_pass = True
             self._dirty[w.name] = None  # what fits may have changed
         return self._enable(w, e.cause)
 
@@ -207,7 +207,7 @@ class Scheduler:
         if w.enabled:
             return []
         w.enabled = True
-        self._need_pass = True
+        self._full_pass = True
         return [m.WorkerEnabled(worker=w.name, cause=cause)]
 
     def _disable(self, w: Worker, cause: str) -> list[m.Command]:
@@ -283,7 +283,7 @@ class Scheduler:
             window.usage.free((req.task, req.size), req.rid, req.need, req.threads)
             if not window.todo:
                 w.windows.remove(window)
-                self._need_pass = True
+                self._full_pass = True
             self._dirty[w.name] = None
         elif req.state == "waiting":
             w = self.workers[req.worker]
@@ -377,14 +377,14 @@ class Scheduler:
         kept = [win for win in windows if win.todo]
         if len(kept) != len(windows):
             w.windows = kept
-            self._need_pass = True
+            self._full_pass = True
 
     def _take_first(self, w: Worker, i: int) -> Request:
         first = w.windows[0]
         req = first.todo.pop(i)
         if not first.todo:
             del w.windows[0]
-            self._need_pass = True
+            self._full_pass = True
         return req
 
     def _assign_ready(self, w: Worker, commands: list[m.Command], cause: str) -> None:

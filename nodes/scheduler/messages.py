@@ -231,7 +231,8 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     windows_per_worker: int = 2  # Lotus SchedWindows
     disable_after_s: float = 15.0  # silent this long: disabled, its windows requeued
     remove_after_s: float = 600.0  # silent this long: removed
-    # Lotus-style overrides applied to every worker (a worker's own ones win)
+    # Lotus-style overrides applied to every worker (a worker's own ones win); unlike a
+    # worker's (often taken from its process environment), unknown names are errors here
     resource_env: dict[str, str] = {}
 
 

@@ -15,5 +15,5 @@ def test_bench_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert {"pass_seconds", "assigned", "growth"} <= out.keys()
     assert [g["tasks"] for g in out["growth"]] == [300]
-    assert 0 < out["assigned"] <= 300
+    assert 0 < out["assigned"] <= out["schedule_assigned"] <= 300
     assert out["baseline"][0]["same_assignments"] is True

@@ -171,6 +171,8 @@ def test_bad_env_on_join_raises_and_changes_nothing(mk):
     assert s.diag() == before
     with pytest.raises(ResourceEnvError, match="C2_MAX_CONCURRENT='1.0'"):
         Scheduler(SchedulerConfig(resource_env={"C2_MAX_CONCURRENT": "1.0"}))
+    with pytest.raises(ResourceEnvError, match="PC1_32G_MAX_CONCURENT: not a resource"):
+        Scheduler(SchedulerConfig(resource_env={"PC1_32G_MAX_CONCURENT": "1"}))
 
 
 def test_window_compaction(mk):

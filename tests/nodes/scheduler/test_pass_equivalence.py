@@ -124,7 +124,7 @@ def run_history(seed, assigner, always_full):
             event = WorkerHeartbeat(worker=name, session="s", cause="hb",
                                     resources=msgspec.structs.replace(w.resources, mem_used=used))
         if always_full:
-            s._need_pass = True
+            s._full_pass = True
         commands += s.handle(event, now)
     return commands
 
