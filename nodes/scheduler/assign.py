@@ -86,6 +86,8 @@ class Pass:
         self.open_paths = frozenset(p for w in self.open for p in w.path_ids)
         self._open_by_task: dict[str, list[Worker]] = {}
         self.families: dict[tuple, Family] = {}
+        self._resolved: dict[tuple, Family | None] = {}
+        self._all_seal: dict[str, bool] = {}
         self.touched: list[Worker] = []
 
     # ---- workers and their open windows ------------------------------------------------
@@ -109,6 +111,14 @@ class Pass:
         found = self._open_by_task.get(task)
         if found is None:
             found = self._open_by_task[task] = [w for w in self.open if task in w.tasks]
+        return found
+
+    def all_seal(self, task: str) -> bool:
+        """Do all open workers for this task have a sealing path (so a fetching request
+        needs no look at who holds its sector)?"""
+        found = self._all_seal.get(task)
+        if found is None:
+            found = self._all_seal[task] = all(w.seal_paths for w in self.open_by_task(task))
         return found
 
     def holders(self, locations: tuple[str, ...], task: str, size: int,
@@ -163,6 +173,11 @@ class Pass:
         if cls.fam_pass == self.id:
             return cls.fam
         task, size, sel = cls.task, cls.size, cls.selector
+        same = (task, size, sel)  # classes differing only in priority share the answer
+        if same in self._resolved:
+            fam = self._resolved[same]
+            cls.fam_pass, cls.fam = self.id, fam
+            return fam
         kind = type(sel)
         chosen: list[Worker] | None = None  # candidates already known (holders)
         extras: frozenset[str] = frozenset()
@@ -171,7 +186,8 @@ class Pass:
         elif kind is SelAlloc:
             key = ("alloc", task, size, sel.path_type, sel.storage_ids)
         elif kind is SelExisting:
-            holders = self.holders(sel.locations, task, size)
+            holders = ([] if sel.allow_fetch and self.all_seal(task)
+                       else self.holders(sel.locations, task, size))
             if not sel.allow_fetch:
                 chosen = holders
                 key = ("holders", task, size, tuple(w.name for w in holders))
@@ -196,6 +212,7 @@ class Pass:
             fam = self.families.get(key)
             if fam is None:
                 fam = self.families[key] = self._build(key, chosen, extras)
+        self._resolved[same] = fam
         cls.fam_pass, cls.fam = self.id, fam
         return fam
 
