@@ -4,13 +4,14 @@ from __future__ import annotations
 import msgspec
 
 from . import messages as m
+from . import worker_loop
 from .assign import ASSIGNER_KINDS, PassWindow, run_pass
 from .errors import (DuplicateRequest, InvalidTransition, SchedulerError, UnknownRequest,
                      UnknownWorker)
 from .queue import Request, RequestQueue
 from .resources import ResourceTable, parse_resource_env
-from .tasks import ORDER, READY_TASKS, SECTOR_SIZES
-from .usage import Usage, can_handle
+from .tasks import ORDER, SECTOR_SIZES
+from .usage import Usage
 from .workers import Window, Worker
 
 
@@ -86,8 +87,8 @@ class Scheduler:
             dirty, self._dirty = self._dirty, {}
             for name in dirty:
                 w = self.workers.get(name)
-                if w is not None:
-                    self._process_worker(w, commands)
+                if w is not None and worker_loop.process(w, commands, self._cause):
+                    self._full_pass = True
             if not self._full_pass:
                 break
         return commands
@@ -288,7 +289,7 @@ class Scheduler:
         elif req.state == "waiting":
             w = self.workers[req.worker]
             w.waiting.remove(req)
-            self._free_preparing(w, req)
+            worker_loop.free_preparing(w, req)
             del w.running[req.rid]
             self._dirty[w.name] = None
         else:  # preparing or running: the worker must stop it, then answer TaskFinished
@@ -305,7 +306,7 @@ class Scheduler:
             return []
         commands: list[m.Command] = []
         w = self.workers[req.worker]
-        self._prepared(w, req, commands, e.cause)
+        worker_loop.prepared(w, req, commands, e.cause)
         self._dirty[w.name] = None  # its preparing slot may be free for the next one
         return commands
 
@@ -319,17 +320,17 @@ class Scheduler:
         else:
             if req.state == "waiting":
                 w.waiting.remove(req)
-            self._free_preparing(w, req)
+            worker_loop.free_preparing(w, req)
         del w.running[req.rid]
         del self.requests[req.rid]
         commands: list[m.Command] = []
         if req.cancelled:
             commands.append(m.Cancelled(request=req.rid, cause=e.cause))
-        self._wake(w, commands, e.cause)
+        worker_loop.wake(w, commands, e.cause)
         self._dirty[w.name] = None
         return commands
 
-    # ---- a worker's windows (Lotus sched_worker.go) ------------------------------------
+    # ---- filled windows --------------------------------------------------------------
 
     def _commit(self, filled: list[PassWindow], commands: list[m.Command]) -> None:
         if not filled:
@@ -346,127 +347,6 @@ class Scheduler:
             commands.append(m.AssignWindow(worker=w.name, window=window.id,
                                            requests=tuple(r.rid for r in pw.todo), cause=cause))
             self._dirty[w.name] = None
-
-    def _process_worker(self, w: Worker, commands: list[m.Command]) -> None:
-        cause = self._cause
-        self._wake(w, commands, cause)
-        self._compact(w)
-        self._assign_ready(w, commands, cause)
-        self._assign_preparing(w, commands, cause)
-
-    def _compact(self, w: Worker) -> None:
-        """Move requests from a newer window into the one before it while they fit there,
-        so drained windows free up sooner; drop empty windows."""
-        r, ignore = w.resources, w.info.ignore_resources
-        windows = w.windows
-        for i in range(1, len(windows)):
-            lower, window = windows[i - 1], windows[i]
-            keep = []
-            for req in window.todo:
-                key = (req.task, req.size)
-                need = w.table[key]
-                if can_handle(lower.usage, need, r, key, req.rid, ignore):
-                    threads = w.threads(need)
-                    lower.usage.add(key, req.rid, need, threads)
-                    window.usage.free(key, req.rid, req.need, req.threads)
-                    lower.todo.append(req)
-                    req.window, req.need, req.threads = lower.id, need, threads
-                else:
-                    keep.append(req)
-            window.todo = keep
-        kept = [win for win in windows if win.todo]
-        if len(kept) != len(windows):
-            w.windows = kept
-            self._full_pass = True
-
-    def _take_first(self, w: Worker, i: int) -> Request:
-        first = w.windows[0]
-        req = first.todo.pop(i)
-        if not first.todo:
-            del w.windows[0]
-            self._full_pass = True
-        return req
-
-    def _assign_ready(self, w: Worker, commands: list[m.Command], cause: str) -> None:
-        """C1/C2 go straight to 'active' when they fit, unless prepared work waits."""
-        if w.waiting:
-            return
-        r, ignore = w.resources, w.info.ignore_resources
-        start = 0  # what did not fit before still does not: 'active' only fills up
-        while w.windows:
-            todo, found = w.windows[0].todo, -1
-            for i in range(start, len(todo)):
-                req = todo[i]
-                if req.task in READY_TASKS:
-                    key = (req.task, req.size)
-                    if can_handle(w.active, w.table[key], r, key, req.rid, ignore):
-                        found = i
-                        break
-            if found < 0:
-                return
-            req = self._take_first(w, found)
-            start = found if w.windows and w.windows[0].todo is todo else 0
-            w.running[req.rid] = req
-            self._start_active(w, req, commands, cause)
-
-    def _assign_preparing(self, w: Worker, commands: list[m.Command], cause: str) -> None:
-        """Start preparing requests of the oldest window, in order, while they fit."""
-        r, ignore = w.resources, w.info.ignore_resources
-        start = 0  # what did not fit before still does not: 'preparing' only fills up
-        while w.windows:
-            todo, found = w.windows[0].todo, -1
-            for i in range(start, len(todo)):
-                req = todo[i]
-                need = w.prep_need(req.task, req.size, req.prepare)
-                key = (req.prepare or req.task, req.size)
-                if can_handle(w.preparing, need, r, key, req.rid, ignore):
-                    found = i
-                    break
-            if found < 0:
-                return
-            req = self._take_first(w, found)
-            start = found if w.windows and w.windows[0].todo is todo else 0
-            req.prep_key, req.prep_need, req.prep_threads = key, need, w.threads(need)
-            w.preparing.add(key, req.rid, need, req.prep_threads)
-            req.state = "preparing"
-            w.running[req.rid] = req
-            if req.prepare is None:  # nothing to fetch: prepared at once
-                self._prepared(w, req, commands, cause)
-            else:
-                commands.append(m.Prepare(worker=w.name, request=req.rid, cause=cause))
-
-    def _prepared(self, w: Worker, req: Request, commands: list[m.Command], cause: str) -> None:
-        req.state = "waiting"
-        w.waiting.append(req)
-        self._wake(w, commands, cause)
-
-    def _wake(self, w: Worker, commands: list[m.Command], cause: str) -> None:
-        """Prepared requests take 'active' resources as soon as they fit, oldest first."""
-        if not w.waiting:
-            return
-        r, ignore = w.resources, w.info.ignore_resources
-        still = []
-        for req in w.waiting:
-            key = (req.task, req.size)
-            if can_handle(w.active, w.table[key], r, key, req.rid, ignore):
-                self._start_active(w, req, commands, cause)
-                self._free_preparing(w, req)
-            else:
-                still.append(req)
-        w.waiting = still
-
-    def _start_active(self, w: Worker, req: Request, commands: list[m.Command],
-                      cause: str) -> None:
-        need = w.table[(req.task, req.size)]
-        req.need, req.threads = need, w.threads(need)
-        w.active.add((req.task, req.size), req.rid, need, req.threads)
-        req.state = "running"
-        commands.append(m.Run(worker=w.name, request=req.rid, cause=cause))
-
-    @staticmethod
-    def _free_preparing(w: Worker, req: Request) -> None:
-        w.preparing.free(req.prep_key, req.rid, req.prep_need, req.prep_threads)
-        req.prep_key = req.prep_need = None
 
     # ---- diagnostics -------------------------------------------------------------------
 
