@@ -43,8 +43,13 @@ for max-concurrent limits) while it fetches, then 'active' resources when they f
 A drained window is replaced by a new open one; newer windows are compacted into older
 ones that still fit them. After a pass every request left in the queue is stuck until
 windows open or a worker changes; until then a pass only looks at the queue classes
-that got new requests, so a new request costs little even behind a large backlog. Fit and utilization follow Lotus's CanHandleRequest and
-utilization (usage.py); the resource table and its env overrides are in resources.py.
+that got new requests, so a new request costs little even behind a large backlog.
+Fit and utilization follow Lotus's CanHandleRequest and utilization (usage.py); the
+resource table and its env overrides are in resources.py; the pass is in assign.py
+(reference.py is a brute-force copy of it, Lotus-style, for tests and the benchmark);
+the worker-side window loop is in worker_loop.py. Windows are opened by the core itself
+(no window-request event), and a request's start is the Prepare/Run command (no
+task-started event).
 
 Deviations from Lotus, on purpose: resources are refreshed on every heartbeat; silent
 workers are removed after a while instead of listed forever; bad resource overrides
