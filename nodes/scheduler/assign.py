@@ -298,15 +298,15 @@ def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_p
         classes = queue.classes.values()
     family, take, assign = p.family, p.take, p.assign
     # only classes with a live family take part; stop when every family is dead
-    merge = []
+    merge, heads = [], {}
     for cls in classes:
         if cls:
             fam = family(cls)
             if fam is not None and not fam.dead:
                 merge.append((cls.entries[cls.head], cls))
+                heads[cls] = cls.head
     heapq.heapify(merge)
     live = sum(not fam.dead for fam in p.families.values())
-    taken: dict[RequestClass, int] = {}
     heappop, heapreplace = heapq.heappop, heapq.heapreplace
     while merge and live:
         entry, cls = merge[0]
@@ -320,7 +320,6 @@ def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_p
             heappop(merge)
             continue
         assign(fam, found[0], found[1], entry[-1])
-        taken[cls] = taken.get(cls, 0) + 1
         cls.head += 1
         if cls.head < len(cls.entries):
             item = (cls.entries[cls.head], cls)
@@ -332,7 +331,8 @@ def run_pass(pass_id: int, workers: list[Worker], queue: RequestQueue, windows_p
                 heapreplace(merge, item)
         else:
             heappop(merge)
-    for cls, n in taken.items():
-        queue.took(cls, n)
+    for cls, head in heads.items():
+        if cls.head != head:
+            queue.took(cls, cls.head - head)
     return [pw for w in sorted(p.touched, key=lambda w: w.rank)
             for pw in w.pass_windows if pw.todo]
