@@ -1,0 +1,283 @@
+"""The scheduler core's inputs (events), outputs (commands), and their parts.
+
+All are frozen msgspec Structs, tagged by class name, with a `cause` string saying why
+they exist (commands inherit the cause of the event that produced them).
+"""
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+# ---- parts -------------------------------------------------------------------------
+
+class SectorRef(msgspec.Struct, frozen=True):
+    miner: int
+    number: int
+
+
+class StoragePath(msgspec.Struct, frozen=True, kw_only=True):
+    """A storage path a worker can reach (Lotus StoragePath): its id in the manager's
+    storage index, and whether it takes sealing scratch files and/or long-term files."""
+
+    id: str
+    can_seal: bool = False
+    can_store: bool = False
+
+
+class WorkerResources(msgspec.Struct, frozen=True, kw_only=True):
+    """What a worker reports about its host, refreshed by every heartbeat."""
+
+    cpus: int
+    mem_physical: int
+    mem_used: int = 0  # used outside our tasks (OS, other programs)
+    mem_swap: int = 0
+    mem_swap_used: int = 0
+    gpus: tuple[str, ...] = ()
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    hostname: str
+    tasks: tuple[str, ...]  # supported task types (short names)
+    resources: WorkerResources
+    paths: tuple[StoragePath, ...] = ()
+    # Lotus-style resource overrides, e.g. {"PC1_32G_MAX_CONCURRENT": "4"}
+    resource_env: dict[str, str] = {}
+    ignore_resources: bool = False  # only max-concurrent limits apply (tests, local)
+
+
+# ---- selectors (which workers may take a request) ------------------------------------
+
+class SelTask(_Msg, frozen=True, kw_only=True):
+    """Any worker supporting the task; workers supporting fewer task types first."""
+
+
+class SelAlloc(_Msg, frozen=True, kw_only=True):
+    """Workers with a path where new sector files may go: a sealing path ("seal") or a
+    long-term one ("store"). `storage_ids`, when given, is the manager's best-allocation
+    answer (space, allowed file types, miners): then the path must be one of them."""
+
+    path_type: Literal["seal", "store"] = "seal"
+    storage_ids: tuple[str, ...] = ()
+
+
+class SelExisting(_Msg, frozen=True, kw_only=True):
+    """Workers that hold the sector's files (a path in `locations`) or, with
+    `allow_fetch`, any worker with a sealing path that could fetch them."""
+
+    locations: tuple[str, ...] = ()
+    allow_fetch: bool = False
+
+
+class SelMove(_Msg, frozen=True, kw_only=True):
+    """Moving files to long-term storage. Workers holding the sector in one of their
+    long-term paths are preferred (others are then not considered); with `allow_remote`
+    any worker with a long-term path (one of `storage_ids` when given) may take it."""
+
+    locations: tuple[str, ...] = ()
+    allow_remote: bool = True
+    storage_ids: tuple[str, ...] = ()
+
+
+Selector = Union[SelTask, SelAlloc, SelExisting, SelMove]
+
+
+# ---- events -------------------------------------------------------------------------
+
+class WorkerJoined(_Msg, frozen=True, kw_only=True):
+    worker: str
+    session: str
+    info: WorkerInfo
+    cause: str
+
+
+class WorkerHeartbeat(_Msg, frozen=True, kw_only=True):
+    worker: str
+    session: str
+    resources: WorkerResources
+    cause: str
+
+
+class WorkerLeft(_Msg, frozen=True, kw_only=True):
+    worker: str
+    cause: str
+
+
+class TaskQueued(_Msg, frozen=True, kw_only=True):
+    request: str
+    sector: SectorRef
+    task: str
+    sector_size: int
+    priority: int = 0  # larger is more urgent (deal sectors use 1024 in Lotus)
+    selector: Selector = SelTask()
+    prepare: str | None = None  # task type of the preparing step (usually "GET"), or none
+    cause: str
+
+
+class TaskCancelled(_Msg, frozen=True, kw_only=True):
+    request: str
+    cause: str
+
+
+class TaskPrepared(_Msg, frozen=True, kw_only=True):
+    request: str
+    cause: str
+
+
+class TaskFinished(_Msg, frozen=True, kw_only=True):
+    request: str
+    ok: bool = True
+    cause: str
+
+
+class Tick(_Msg, frozen=True, kw_only=True):
+    cause: str = "tick"
+
+
+Event = Union[WorkerJoined, WorkerHeartbeat, WorkerLeft, TaskQueued, TaskCancelled,
+              TaskPrepared, TaskFinished, Tick]
+
+
+# ---- commands -----------------------------------------------------------------------
+
+class WorkerAdded(_Msg, frozen=True, kw_only=True):
+    worker: str
+    session: str
+    cause: str
+
+
+class AssignWindow(_Msg, frozen=True, kw_only=True):
+    """A window of a worker was filled with these requests, in this order."""
+
+    worker: str
+    window: int
+    requests: tuple[str, ...]
+    cause: str
+
+
+class Prepare(_Msg, frozen=True, kw_only=True):
+    """Run the request's preparing step (fetch) on the worker; answer TaskPrepared."""
+
+    worker: str
+    request: str
+    cause: str
+
+
+class Run(_Msg, frozen=True, kw_only=True):
+    """Run the request's work on the worker; answer TaskFinished."""
+
+    worker: str
+    request: str
+    cause: str
+
+
+class Abort(_Msg, frozen=True, kw_only=True):
+    """Stop a cancelled request that is preparing or running; answer TaskFinished."""
+
+    worker: str
+    request: str
+    cause: str
+
+
+class Cancelled(_Msg, frozen=True, kw_only=True):
+    """The request was cancelled before it started and is gone."""
+
+    request: str
+    cause: str
+
+
+class Requeued(_Msg, frozen=True, kw_only=True):
+    """Requests that waited in the worker's windows went back to the queue."""
+
+    worker: str
+    requests: tuple[str, ...]
+    cause: str
+
+
+class WorkerDisabled(_Msg, frozen=True, kw_only=True):
+    worker: str
+    cause: str
+
+
+class WorkerEnabled(_Msg, frozen=True, kw_only=True):
+    worker: str
+    cause: str
+
+
+class WorkerRemoved(_Msg, frozen=True, kw_only=True):
+    """The worker is forgotten. `lost` were preparing or running there; the scheduler
+    forgets them too, and their owner (the manager's call tracker) decides what to do."""
+
+    worker: str
+    lost: tuple[str, ...]
+    cause: str
+
+
+Command = Union[WorkerAdded, AssignWindow, Prepare, Run, Abort, Cancelled, Requeued,
+                WorkerDisabled, WorkerEnabled, WorkerRemoved]
+
+ASSIGNERS = ("utilization", "spread", "experiment-spread-qcount", "experiment-spread-tasks",
+             "experiment-spread-tasks-qcount")
+
+
+class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    assigner: Literal["utilization", "spread", "experiment-spread-qcount",
+                      "experiment-spread-tasks", "experiment-spread-tasks-qcount"] = "utilization"
+    windows_per_worker: int = 2  # Lotus SchedWindows
+    disable_after_s: float = 15.0  # silent this long: disabled, its windows requeued
+    remove_after_s: float = 600.0  # silent this long: removed
+    # Lotus-style overrides applied to every worker (a worker's own ones win); unlike a
+    # worker's (often taken from its process environment), unknown names are errors here
+    resource_env: dict[str, str] = {}
+
+
+# ---- diagnostics (sched-diag) -------------------------------------------------------
+
+class DiagRequest(msgspec.Struct, frozen=True, kw_only=True):
+    request: str
+    sector: SectorRef
+    task: str
+    priority: int
+    sector_size: int
+    queued_at: float
+
+
+class DiagUsage(msgspec.Struct, frozen=True, kw_only=True):
+    mem_used_min: int
+    mem_used_max: int
+    gpu_used: float
+    cpu_use: int
+
+
+class DiagWindow(msgspec.Struct, frozen=True, kw_only=True):
+    window: int
+    requests: tuple[str, ...]
+    allocated: DiagUsage
+
+
+class DiagWorker(msgspec.Struct, frozen=True, kw_only=True):
+    worker: str
+    session: str
+    hostname: str
+    enabled: bool
+    last_seen: float
+    tasks: tuple[str, ...]
+    resources: WorkerResources
+    utilization: float
+    windows: tuple[DiagWindow, ...]
+    open_windows: int
+    preparing: DiagUsage
+    active: DiagUsage
+    task_counts: dict[str, int]  # "PC1:32G" -> requests counted against limits
+    running: tuple[tuple[str, str], ...]  # (request, state) of preparing/waiting/running
+
+
+class SchedDiag(msgspec.Struct, frozen=True, kw_only=True):
+    requests: tuple[DiagRequest, ...]  # queue order
+    open_windows: tuple[str, ...]  # one worker name per open window
+    workers: tuple[DiagWorker, ...]
