@@ -9,9 +9,10 @@ Here that one task is `run()`, the socket's owner. It drains every ready message
 a bounded inbox in batches (per-message wake-ups are what make naive adapters slow),
 and wakes senders parked on a full send queue when EVENTS says POLLOUT. Senders call
 `send()` from any task on the Trio thread: the send itself is non-blocking, and
-afterwards it wakes the owner if the owner is parked on the FD, so that the owner
-re-reads EVENTS (the send may have consumed the edge it waits for); many sends in one
-scheduler pass cost one such wake-up. A full inbox stops draining, so back-pressure reaches the
+afterwards, if the owner is parked on the FD, it re-reads EVENTS itself (the send may
+have consumed the edge the owner waits for) and wakes the owner only when input is
+waiting: a wake-up costs far more than reading EVENTS. Send-only sockets (PUB, PUSH)
+have no input to miss and skip even that. A full inbox stops draining, so back-pressure reaches the
 zmq high-water marks instead of growing memory.
 
 Where handling a message is synchronous (routing, matching a reply to its call), pass
@@ -49,6 +50,7 @@ class ZSocket:
         self.sock = sock
         self._on_batch = on_batch
         self._sends = 0
+        self._receives = sock.type not in (zmq.PUB, zmq.PUSH)
         self._fd = sock.getsockopt(zmq.FD)
         self._inbox: deque[Frames] = deque()
         self._inbox_limit = inbox_limit
@@ -116,10 +118,15 @@ class ZSocket:
             self._wait_scope.cancel()
 
     def _after_op(self) -> None:
-        """An operation may have consumed the FD's edge: a parked owner must look again.
-        (A running owner re-reads EVENTS before it next waits.)"""
-        if self._wait_scope is not None:
+        """An operation may have consumed the FD's edge a parked owner waits for: look
+        at EVENTS for it. (A running owner re-reads EVENTS before it next waits.)"""
+        if self._wait_scope is None or not (self._receives or self._writers):
+            return
+        ev = self.sock.getsockopt(_EVENTS)
+        if ev & _POLLIN and self._receives and len(self._inbox) < self._inbox_limit:
             self._wait_scope.cancel()
+        elif ev & _POLLOUT and self._writers:
+            self._writers.unpark_all()
 
     def _wake_all(self) -> None:
         self._readers.unpark_all()
