@@ -36,6 +36,10 @@ TREE_C = "sc-02-data-tree-c.dat"
 TREE_R_LAST = "sc-02-data-tree-r-last.dat"
 P_AUX = "p_aux"
 
+# mkstemp creates files 0600; atomic writes give them the usual umask-based mode instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 # Stages in order; a sector's `stage` is the last one finished.
 STAGES = ("new", "pc1", "pc2", "finalized")
 
@@ -112,6 +116,7 @@ def write_atomic(path, content: bytes | Callable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
