@@ -38,6 +38,10 @@ class Backend:
 
     name = "abstract"
 
+    def sha254_root(self, leaves) -> bytes:
+        """Root of the binary sha254 tree over a power-of-two run of leaves (CommP chunks)."""
+        raise NotImplementedError
+
     def tree_d(self, leaves) -> list[bytes]:
         """All levels of the binary sha254 tree over `leaves` (tree-d; root = CommD)."""
         raise NotImplementedError
@@ -74,6 +78,9 @@ class CpuBackend(Backend):
     """The reference: proofs.merkle, proofs.poseidon/ptree and proofs.encoding."""
 
     name = "cpu"
+
+    def sha254_root(self, leaves) -> bytes:
+        return merkle.merkle_root(leaves)
 
     def tree_d(self, leaves) -> list[bytes]:
         return merkle.tree_levels(leaves)

@@ -210,12 +210,17 @@ def generate_window_post(seal_proof: int | str | SealProof, randomness: bytes,
                          backend: str | Backend = "auto",
                          progress: Callable[[str], None] | None = None) -> WindowPostResult:
     """Prove `sectors` in partitions; sectors that cannot be proven are skipped with a
-    reason (never an exception for them). Raises PoStError for bad arguments only."""
+    reason (never an exception for them). Raises PoStError for bad arguments only.
+
+    Sectors are proven in sector-number order, whatever order they come in: rust-fil-proofs
+    takes them as a BTreeMap keyed by sector id, and the order fixes the partitions (and,
+    before API 1.2, the challenges)."""
     p, post = window_post_type(seal_proof, post_proof)
     randomness = check_randomness(randomness)
     numbers = [ref.number for ref in sectors]
     if len(set(numbers)) != len(numbers):
         raise PoStError("a sector is listed twice")
+    sectors = sorted(sectors, key=lambda ref: ref.number)
     impl = get_backend(backend)
     started = time.perf_counter()
     proven: list[tuple[int, ProvenSector]] = []

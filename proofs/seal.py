@@ -165,7 +165,8 @@ def _payload_size(source, size: int | None) -> int:
 
 
 def add_piece(sector_dir, source, *, seal_proof: int | str | None = None, miner: int | None = None,
-              sector: int | None = None, size: int | None = None) -> PieceInfo:
+              sector: int | None = None, size: int | None = None,
+              backend: str | Backend = "auto") -> PieceInfo:
     """AP: write a piece (path, stream of `size` bytes, or bytes) into the sector.
 
     The piece is fr32-padded into the smallest piece size that holds it and placed at the
@@ -174,6 +175,7 @@ def add_piece(sector_dir, source, *, seal_proof: int | str | None = None, miner:
     meta = _meta_for(sector_dir, seal_proof, miner, sector)
     if meta.stage != "new":
         raise SectorError(f"sector {meta.sector} is past AddPiece (stage {meta.stage})")
+    impl = get_backend(backend)
     payload = _payload_size(source, size)
     if payload < commp_mod.MIN_PAYLOAD:
         raise commp_mod.PayloadTooSmall(f"a piece needs at least {commp_mod.MIN_PAYLOAD} bytes, "
@@ -188,7 +190,7 @@ def add_piece(sector_dir, source, *, seal_proof: int | str | None = None, miner:
     with open(path, "r+b") as f:
         f.seek(offset)
         try:
-            result = commp_mod.commp(source, sink=f.write)
+            result = commp_mod.commp(source, sink=f.write, root=impl.sha254_root)
             if result.payload_size != payload:
                 raise SealError(f"the piece gave {result.payload_size} bytes, expected {payload}")
             written = f.tell() - offset

@@ -103,11 +103,13 @@ def proofs_group() -> None:
 
 @proofs_group.command("commp")
 @click.argument("path", type=click.Path(dir_okay=False))
+@backend_option
 @json_option
-def commp_command(path: str, as_json: bool) -> None:
+def commp_command(path: str, backend: str, as_json: bool) -> None:
     """CommP of a file: piece CIDs v1 and v2, payload and padded sizes."""
+    impl = _backend(backend)
     try:
-        result = commp_mod.commp(path)
+        result = commp_mod.commp(path, root=impl.sha254_root)
     except commp_mod.PayloadTooSmall as e:
         raise _fail(f"{path}: {e}") from None
     except _INPUT_ERRORS as e:
@@ -173,7 +175,8 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
         except OSError as e:
             raise _fail(f"cannot read --data {data_path}: {e}") from None
         if size > capacity:
-            raise _fail(f"--data {data_path} is {size} bytes; a {p.sector.name} sector holds at most {capacity}")
+            raise _fail(f"--data {data_path} is {size} bytes; a {p.sector.name} sector holds "
+                        f"at most {capacity}")
         if size < commp_mod.MIN_PAYLOAD:
             raise _fail(f"--data {data_path} is {size} bytes; a piece needs at least {commp_mod.MIN_PAYLOAD}")
     clock = _Clock()
@@ -182,7 +185,8 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
     try:
         pieces = []
         if data_path is not None:
-            info = seal.add_piece(work, data_path, seal_proof=p.id, miner=miner_id, sector=sector_number)
+            info = seal.add_piece(work, data_path, seal_proof=p.id, miner=miner_id,
+                                  sector=sector_number, backend=impl)
             clock(f"AP: piece {info.cid()} ({info.payload_size} bytes)")
             pieces.append({"piece_cid": info.cid(), "payload_size": info.payload_size,
                            "padded_size": info.padded_size, "offset": info.offset})

@@ -48,7 +48,8 @@ class CountingBackend(CpuBackend):
         self.calls = []
 
     def __getattribute__(self, attr):
-        if attr in ("tree_d", "tree_c", "tree_r_last", "encode", "decode", "tree_r_paths"):
+        if attr in ("sha254_root", "tree_d", "tree_c", "tree_r_last", "encode", "decode",
+                    "tree_r_paths"):
             object.__getattribute__(self, "calls").append(attr)
         return object.__getattribute__(self, attr)
 
@@ -63,7 +64,9 @@ def test_a_registered_backend_is_chosen_by_auto(clean_registry):
 def test_sealing_and_proving_go_through_the_backend(tmp_path, parent_cache):
     impl = CountingBackend()
     sector_dir = tmp_path / "s"
-    seal.add_piece(sector_dir, bytes(range(200)), seal_proof=5, miner=1000, sector=1)
+    seal.add_piece(sector_dir, bytes(range(200)), seal_proof=5, miner=1000, sector=1, backend=impl)
+    assert impl.calls == ["sha254_root"]
+    impl.calls.clear()
     assert seal.precommit1(sector_dir, bytes(32), parent_cache_dir=parent_cache,
                            backend=impl).backend == "counting"
     assert impl.calls == ["tree_d"]

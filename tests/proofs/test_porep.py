@@ -172,7 +172,8 @@ def test_commit1_checks_its_own_proof(sealed_sectors, copy_sector, c1):
     path.write_bytes(_flip(path.read_bytes(), 32 * challenged + 2))
     with pytest.raises(SectorError, match="does not verify"):
         seal.commit1(sector_dir, SEED)
-    assert verify_seal(**_inputs(sealed_sectors), proof=seal.commit1(sector_dir, SEED, check=False).proof) is False
+    unchecked = seal.commit1(sector_dir, SEED, check=False).proof
+    assert verify_seal(**_inputs(sealed_sectors), proof=unchecked) is False
 
 
 @pytest.mark.parametrize("proof_id, seed", [(0, SEED), (15, None)])

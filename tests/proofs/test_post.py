@@ -65,8 +65,9 @@ def test_partitions_and_a_short_last_one(sealed_sectors):
     padded = msgspec.msgpack.decode(second.proof, type=PoStPartitionProof)
     assert len(padded.sectors) == 2 and padded.sectors[0] == padded.sectors[1]
     assert padded.post_proof == V1_1.id
-    # Deterministic bytes.
+    # Deterministic bytes, and sector-number order whatever the input order.
     assert generate_window_post(5, RAND, _refs(sealed_sectors)).partitions[0].proof == first.proof
+    assert generate_window_post(5, RAND, _refs(sealed_sectors, (3, 1, 2))) == result
 
 
 def test_a_proof_does_not_verify_for_other_sectors_or_randomness(sealed_sectors):
