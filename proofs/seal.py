@@ -189,8 +189,14 @@ def add_piece(sector_dir, source, *, seal_proof: int | str | None = None, miner:
     path = _ensure_unsealed(sector_dir, meta.sector_size)
     with open(path, "r+b") as f:
         f.seek(offset)
+
+        def write(padded_run) -> None:
+            # A stream longer than it said must not spill past its piece.
+            if f.tell() + memoryview(padded_run).nbytes > offset + padded:
+                raise SealError(f"the piece has more than the {payload} bytes it was given as")
+            f.write(padded_run)
         try:
-            result = commp_mod.commp(source, sink=f.write, root=impl.sha254_root)
+            result = commp_mod.commp(source, sink=write, root=impl.sha254_root)
             if result.payload_size != payload:
                 raise SealError(f"the piece gave {result.payload_size} bytes, expected {payload}")
             written = f.tell() - offset

@@ -96,6 +96,8 @@ def test_add_piece_refusals_change_nothing(tmp_path):
         seal.add_piece(sector_dir, io.BytesIO(bytes(100)))
     with pytest.raises(SealError, match="expected 300"):
         seal.add_piece(sector_dir, io.BytesIO(bytes(100)), size=300)   # a short stream
+    with pytest.raises(SealError, match="more than the 100 bytes"):
+        seal.add_piece(sector_dir, io.BytesIO(bytes(range(256)) * 7), size=100)   # a long one
     with pytest.raises(SectorError, match="sector 1, not 2"):
         seal.add_piece(sector_dir, bytes(100), sector=2)
     assert (unsealed_path(sector_dir).read_bytes(), load_meta(sector_dir)) == before
@@ -227,3 +229,15 @@ def test_files_are_written_with_the_umask_mode(sealed_sectors):
     os.umask(umask)
     for path in (sealed_path(sealed_sectors[1]["dir"]), cache_file(sealed_sectors[1]["dir"], P_AUX)):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_add_piece_of_whole_commp_chunks_into_an_8mib_sector(tmp_path):
+    # Over 1 MiB of payload: CommP pads whole 127 * 8192-byte chunks as 2-D arrays.
+    data = random.Random(12).randbytes(127 * 8192 + 5)
+    sector_dir = tmp_path / "s"
+    info = seal.add_piece(sector_dir, data, seal_proof=6, miner=1000, sector=1, backend="cpu")
+    assert (info.offset, info.padded_size) == (0, 2 << 20)
+    assert info.comm_p == commp_mod.commp(data).commitment
+    with open(unsealed_path(sector_dir), "rb") as f:
+        assert f.read(2 << 20) == fr32.pad(data).ljust(2 << 20, b"\0")
+        assert f.read() == bytes(6 << 20)
