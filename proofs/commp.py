@@ -55,8 +55,9 @@ def _height(padded_size: int) -> int:
 class _SubtreeStack:
     """Roots of complete subtrees, left to right, heights strictly decreasing."""
 
-    def __init__(self):
+    def __init__(self, root=merkle_root):
         self._stack: list[tuple[int, bytes]] = []
+        self._root = root          # the root of a power-of-two run of leaves
 
     def push(self, height: int, root: bytes) -> None:
         while self._stack and self._stack[-1][0] == height:
@@ -73,7 +74,7 @@ class _SubtreeStack:
         while count:
             height = count.bit_length() - 1
             end = offset + (NODE << height)
-            self.push(height, merkle_root(leaves[offset:end]))
+            self.push(height, self._root(leaves[offset:end]))
             offset, count = end, count - (1 << height)
 
     def root(self) -> tuple[int, bytes]:
@@ -112,26 +113,30 @@ def _chunks_of_stream(stream, chunk_size):
             return
 
 
-def commp(source, chunk_size: int = DEFAULT_CHUNK) -> CommP:
-    """CommP of a file path, a binary stream (read to its end) or bytes-like data."""
+def commp(source, chunk_size: int = DEFAULT_CHUNK, sink=None, root=None) -> CommP:
+    """CommP of a file path, a binary stream (read to its end) or bytes-like data.
+
+    `sink`, when given, is called with each run of padded bytes in order (a buffer that
+    is reused afterwards, so consume it at once): add_piece writes the piece with it.
+    `root`, when given, replaces merkle_root for each chunk's subtree (a backend's)."""
     try:
         fr32.check_unpadded_piece_size(chunk_size)
     except fr32.PieceSizeError:
         raise CommPError(f"chunk size must be 127 * 2^k bytes, got {chunk_size!r}") from None
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb") as stream:
-            return _commp_of_chunks(_chunks_of_stream(stream, chunk_size), chunk_size)
+            return _commp_of_chunks(_chunks_of_stream(stream, chunk_size), chunk_size, sink, root)
     if hasattr(source, "readinto") or hasattr(source, "read"):
-        return _commp_of_chunks(_chunks_of_stream(source, chunk_size), chunk_size)
+        return _commp_of_chunks(_chunks_of_stream(source, chunk_size), chunk_size, sink, root)
     try:
         memoryview(source)
     except TypeError:
         raise CommPError(f"commp needs a path, a binary stream or bytes, got {type(source).__name__}") from None
-    return _commp_of_chunks(_chunks_of_buffer(source, chunk_size), chunk_size)
+    return _commp_of_chunks(_chunks_of_buffer(source, chunk_size), chunk_size, sink, root)
 
 
-def _commp_of_chunks(chunks, chunk_size) -> CommP:
-    stack = _SubtreeStack()
+def _commp_of_chunks(chunks, chunk_size, sink=None, root=None) -> CommP:
+    stack = _SubtreeStack(root or merkle_root)
     payload = 0
     leaves = np.empty(fr32.padded_size(chunk_size), dtype=np.uint8)  # reused for every chunk
     for chunk in chunks:
@@ -139,9 +144,12 @@ def _commp_of_chunks(chunks, chunk_size) -> CommP:
         # subtree size and push_leaves' power-of-two runs are aligned.
         payload += chunk.nbytes
         if chunk.nbytes == chunk_size:
-            stack.push_leaves(fr32.pad_chunks(np.frombuffer(chunk, dtype=np.uint8), out=leaves))
+            padded = fr32.pad_chunks(np.frombuffer(chunk, dtype=np.uint8), out=leaves)
         else:
-            stack.push_leaves(fr32.pad(chunk))
+            padded = fr32.pad(chunk)
+        if sink is not None:
+            sink(padded)
+        stack.push_leaves(padded)
     if payload < MIN_PAYLOAD:
         raise PayloadTooSmall(f"CommP needs at least {MIN_PAYLOAD} payload bytes, got {payload}")
     height, root = stack.root()

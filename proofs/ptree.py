@@ -21,7 +21,8 @@ from typing import NamedTuple
 from proofs.poseidon import WORD, FieldElementError, hash_bytes, hash_words
 
 __all__ = ["TreeError", "PathStep", "level_arities", "build_levels", "root", "inclusion_path",
-           "verify_path", "comm_r", "segment_range", "rebuild_bottom", "path_from_upper"]
+           "verify_path", "comm_r", "segment_range", "rebuild_bottom", "path_from_upper",
+           "rows_to_discard", "paths_from_upper"]
 
 
 class TreeError(ValueError):
@@ -186,6 +187,58 @@ def path_from_upper(upper: Sequence[bytes], segment, index: int,
         raise TreeError(f"leaves {expected.start}..{expected.stop - 1} do not hash to the"
                         f" stored level-{k} node {position}")
     return inclusion_path(bottom, index - expected.start) + inclusion_path(upper, position)
+
+
+def rows_to_discard(base_leaves: int, arity: int) -> int:
+    """How many rows above the leaves Lotus drops from a tree-r-last base tree.
+
+    rust-fil-proofs `default_rows_to_discard`: none for a tree of at most two rows, the one
+    middle row of a three-row tree, else at most 7 (arity 2), 5 (arity 4) or 2 (others),
+    and never all rows between the leaves and the root. The stored tree then starts at
+    level `rows_to_discard + 1`; the leaves themselves are the replica.
+    """
+    height = _exact_log(base_leaves, arity)
+    if height is None:
+        raise TreeError(f"{base_leaves} leaves is not a power of the arity {arity}")
+    rows = height + 1
+    if rows <= 2:
+        return 0
+    if rows == 3:
+        return 1
+    return min(rows - 2, {2: 7, 4: 5}.get(arity, 2))
+
+
+def paths_from_upper(upper: Sequence[bytes], read_segment, indices: Sequence[int],
+                     arities: Sequence[int], check: bool = True) -> list[list[PathStep]]:
+    """`path_from_upper` for many leaves, rebuilding each distinct segment once.
+
+    `read_segment(range)` returns the leaves of a segment (bytes-like). With `check`
+    a rebuilt node that differs from the stored one raises TreeError; without it the
+    path is built anyway (it then fails verification), which tests use to forge proofs.
+    """
+    arities = tuple(arities)
+    k = len(arities) - (len(upper) - 1)
+    if k < 0:
+        raise TreeError(f"{len(upper)} kept levels for a tree of {len(arities)} levels")
+    count = math.prod(arities)
+    bottoms: dict[int, list[bytes]] = {}
+    paths = []
+    for index in indices:
+        if not 0 <= index < count:
+            raise TreeError(f"leaf index {index} out of range for {count} leaves")
+        segment = segment_range(index, arities, k)
+        position = index // len(segment)
+        bottom = bottoms.get(segment.start)
+        if bottom is None:
+            leaves = read_segment(segment)
+            if _leaf_count(leaves) != len(segment):
+                raise TreeError(f"segment has {_leaf_count(leaves)} leaves, expected {len(segment)}")
+            bottom = bottoms[segment.start] = rebuild_bottom(leaves, arities[:k])
+            if check and bottom[-1] != _node(upper[0], position):
+                raise TreeError(f"leaves {segment.start}..{segment.stop - 1} do not hash to the"
+                                f" stored level-{k} node {position}")
+        paths.append(inclusion_path(bottom, index - segment.start) + inclusion_path(upper, position))
+    return paths
 
 
 def _leaf_count(leaves) -> int:

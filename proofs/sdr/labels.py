@@ -90,6 +90,31 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
             mv[o + 31] = digest[31] & 0x3F
 
 
+def node_label(replica_id: bytes, layer: int, node: int, base: list[bytes],
+               expander: list[bytes] | None = None) -> bytes:
+    """The label of one node from its parents' labels: what a PoRep verifier recomputes.
+
+    `base` are the 6 base-parent labels (this layer), `expander` the 8 expander-parent
+    labels (previous layer; None in layer 1), both in parent-table order. Node 0 hashes
+    no parents at all."""
+    if len(replica_id) != 32:
+        raise LabelError("replica_id must be 32 bytes")
+    if len(base) != BASE_DEGREE or (expander is not None and len(expander) != DEGREE - BASE_DEGREE):
+        raise LabelError(f"a label needs {BASE_DEGREE} base and {DEGREE - BASE_DEGREE} expander"
+                         " (or no expander) parent labels")
+    if any(len(label) != NODE_SIZE for label in (*base, *(expander or ()))):
+        raise LabelError(f"parent labels must be {NODE_SIZE} bytes")
+    h = hashlib.sha256(bytes(replica_id) + layer.to_bytes(4, "big") + node.to_bytes(8, "big")
+                       + bytes(20))
+    if node != 0:
+        parents = b"".join(base) + b"".join(expander or ())
+        h.update(parents * (37 * NODE_SIZE // len(parents)))
+        h.update(parents[:37 * NODE_SIZE % len(parents)])
+    digest = bytearray(h.digest())
+    digest[31] &= 0x3F
+    return bytes(digest)
+
+
 def _check_inputs(replica_id, graph: Graph, layers: int) -> bytes:
     if not isinstance(replica_id, (bytes, bytearray, memoryview)) or len(replica_id) != 32:
         raise LabelError("replica_id must be 32 bytes")

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from proofs import cid
+from proofs import cid, fr32
 from proofs.commp import (
     CommP,
     CommPError,
@@ -120,6 +120,15 @@ def test_commp_of_paths_and_streams(tmp_path):
     assert commp(TrickleStream(data), chunk_size=127 * 4) == expected
     assert commp(bytearray(data)) == expected
     assert commp(memoryview(data)) == expected
+
+
+def test_sink_receives_the_padded_payload_in_order():
+    data = random.Random(3).randbytes(127 * 40 + 50)
+    runs = []
+    result = commp(data, chunk_size=127 * 16, sink=lambda run: runs.append(bytes(run)))
+    assert [len(r) for r in runs] == [128 * 16, 128 * 16, 128 * 9]
+    assert b"".join(runs) == fr32.pad(data)
+    assert result == commp(data)
 
 
 @pytest.mark.parametrize("length", [0, 1, 64])

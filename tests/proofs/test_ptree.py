@@ -182,3 +182,41 @@ def test_bad_trees_are_rejected():
     levels = pt.build_levels(_leaves(8), 8)
     with pytest.raises(pt.TreeError, match="out of range"):
         pt.inclusion_path(levels, 8)
+
+
+def test_rows_to_discard_as_rust_fil_proofs():
+    # default_rows_to_discard(leaves per base tree, arity) for each tree-r-last shape.
+    assert pt.rows_to_discard(8, 8) == 0              # two rows: nothing to discard
+    assert pt.rows_to_discard(64, 8) == 1             # 2 KiB: the one middle row
+    assert pt.rows_to_discard(8 ** 6, 8) == 2         # 8 MiB
+    assert pt.rows_to_discard(2 ** 27, 8) == 2        # a 32 GiB base tree
+    assert pt.rows_to_discard(2 ** 20, 2) == 7
+    assert pt.rows_to_discard(4 ** 4, 4) == 3         # capped by the rows it has
+    with pytest.raises(pt.TreeError):
+        pt.rows_to_discard(100, 8)
+
+
+def test_paths_from_upper_rebuilds_each_segment_once():
+    data = _leaves(512, seed=7)
+    levels = pt.build_levels(data, 8)
+    upper = levels[2:]                                # levels 0 and 1 discarded
+    reads = []
+
+    def read(segment):
+        reads.append(segment)
+        return data[32 * segment.start:32 * segment.stop]
+
+    indices = [0, 63, 64, 130, 511, 1]
+    paths = pt.paths_from_upper(upper, read, indices, (8, 8, 8))
+    assert paths == [pt.inclusion_path(levels, i) for i in indices]
+    assert reads == [range(0, 64), range(64, 128), range(128, 192), range(448, 512)]
+    # A changed leaf: refused with check, a path that fails verification without.
+    bad = bytearray(data)
+    bad[32 * 130] ^= 1
+    with pytest.raises(pt.TreeError, match="leaves 128..191 do not hash to the stored level-2 node 2"):
+        pt.paths_from_upper(upper, lambda s: bytes(bad[32 * s.start:32 * s.stop]), [130], (8, 8, 8))
+    (path,) = pt.paths_from_upper(upper, lambda s: bytes(bad[32 * s.start:32 * s.stop]), [130],
+                                  (8, 8, 8), check=False)
+    assert not pt.verify_path(pt.root(levels), _word(bytes(bad), 130), 130, path, 8)
+    with pytest.raises(pt.TreeError, match="out of range"):
+        pt.paths_from_upper(upper, read, [512], (8, 8, 8))

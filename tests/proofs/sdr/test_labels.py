@@ -7,7 +7,7 @@ import pytest
 from proofs.params import ApiVersion
 from proofs.sdr.cache import Graph, graph_parents
 from proofs.sdr.labels import (
-    LabelError, label_layer, label_layers, layer_path, open_layer, open_layers,
+    LabelError, label_layer, label_layers, layer_path, node_label, open_layer, open_layers,
 )
 
 CHECK_GRAPH = Graph(64, bytes([0x7B]) * 32, ApiVersion.V1_1_0)
@@ -123,3 +123,17 @@ def test_label_layer_checks_its_buffers():
     label_layer(CHECK_REPLICA_ID, 1, parents, out, None)
     want = reference_labels(CHECK_REPLICA_ID, CHECK_GRAPH, 1)[0]
     assert [out[v].tobytes() for v in range(64)] == want
+
+
+def test_node_label_recomputes_every_label_from_its_parents():
+    layers = reference_labels(CHECK_REPLICA_ID, CHECK_GRAPH, 3)
+    parents = graph_parents(CHECK_GRAPH, np.arange(CHECK_GRAPH.nodes)).tolist()
+    for layer in (1, 2, 3):
+        for v in range(CHECK_GRAPH.nodes):
+            base = [layers[layer - 1][p] for p in parents[v][:6]]
+            exp = None if layer == 1 else [layers[layer - 2][p] for p in parents[v][6:]]
+            assert node_label(CHECK_REPLICA_ID, layer, v, base, exp) == layers[layer - 1][v]
+    with pytest.raises(LabelError, match="6 base and 8 expander"):
+        node_label(CHECK_REPLICA_ID, 2, 5, [bytes(32)] * 6, [bytes(32)] * 7)
+    with pytest.raises(LabelError, match="replica_id"):
+        node_label(bytes(31), 1, 5, [bytes(32)] * 6)

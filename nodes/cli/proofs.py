@@ -1,0 +1,320 @@
+"""`zqnode proofs ...`: CommP, sealing, WindowPoSt and unsealing on this machine.
+
+    zqnode proofs commp PATH [--json]
+    zqnode proofs seal --sector-size 2KiB --miner 1000 --sector 1 --ticket HEX64 --out DIR
+                       [--seal-proof StackedDrg2KiBV1_1] [--data PATH] [--seed HEX64] [--json]
+    zqnode proofs window-post --sealed DIR [--sealed DIR ...] --randomness HEX64 [--json]
+    zqnode proofs unseal --sealed DIR --out FILE [--piece N]
+
+Bad input is a one-line error and a non-zero exit; nothing is left half-written (seal
+builds the sector in a temporary directory next to DIR and renames it at the end).
+Progress goes to stderr, one line per stage with the elapsed time.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import click
+import msgspec
+
+from proofs import commp as commp_mod
+from proofs import fr32, params, post, seal
+from proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
+from proofs.cid import piece_cid_v1, sealed_cid
+from proofs.porep import verify_seal
+from proofs.sector import load_meta, write_atomic
+
+# Errors of our own modules that mean "bad input or bad files": shown as one line.
+_INPUT_ERRORS = (ValueError, OSError)
+
+
+class _Clock:
+    """Progress lines on stderr: '[  1.2s] message'."""
+
+    def __init__(self, quiet: bool = False):
+        self.start = time.perf_counter()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"[{self.elapsed():6.1f}s] {message}", err=True)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(" ".join(str(message).split()))
+
+
+def _hex32(value: str, option: str) -> bytes:
+    text = value.strip().lower()
+    text = text[2:] if text.startswith("0x") else text
+    if not re.fullmatch(r"[0-9a-f]*", text) or len(text) % 2:
+        raise _fail(f"{option} must be hex (64 hex digits for 32 bytes), got {value!r}")
+    raw = bytes.fromhex(text)
+    if len(raw) != 32:
+        raise _fail(f"{option} must be 32 bytes (64 hex digits), got {len(raw)} bytes")
+    return raw
+
+
+def _miner(value: str) -> int:
+    m = re.fullmatch(r"(?:[ft]0)?(\d+)", value.strip())
+    if not m:
+        raise _fail(f"--miner must be an actor id such as 1000 or t01000, got {value!r}")
+    return int(m.group(1))
+
+
+def _backend(name: str):
+    try:
+        return get_backend(name)
+    except BackendUnavailable as e:
+        raise _fail(str(e)) from None
+
+
+def _emit(record: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record))
+        return
+    width = max(map(len, record))
+    for key, value in record.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        click.echo(f"{key:<{width}}  {value}")
+
+
+backend_option = click.option("--backend", type=click.Choice(BACKEND_NAMES), default="auto",
+                              show_default=True, help="Where the heavy hashing runs.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+parent_cache_option = click.option(
+    "--parent-cache", "parent_cache", type=click.Path(file_okay=False), default=None,
+    envvar="ZQNODE_PARENT_CACHE", help="SDR parent cache directory [default: ~/.zqnode/parent-cache].")
+
+
+@click.group("proofs")
+def proofs_group() -> None:
+    """Filecoin proofs on this machine: CommP, seal, WindowPoSt, unseal."""
+
+
+@proofs_group.command("commp")
+@click.argument("path", type=click.Path(dir_okay=False))
+@backend_option
+@json_option
+def commp_command(path: str, backend: str, as_json: bool) -> None:
+    """CommP of a file: piece CIDs v1 and v2, payload and padded sizes."""
+    impl = _backend(backend)
+    try:
+        result = commp_mod.commp(path, root=impl.sha254_root)
+    except commp_mod.PayloadTooSmall as e:
+        raise _fail(f"{path}: {e}") from None
+    except _INPUT_ERRORS as e:
+        raise _fail(f"cannot compute CommP of {path}: {e}") from None
+    _emit({"piece_cid": result.cid(), "piece_cid_v2": result.cid_v2(),
+           "payload_size": result.payload_size, "padded_size": result.padded_size}, as_json)
+
+
+def _seal_proof_for(sector_size: str | None, seal_proof_name: str | None) -> params.SealProof:
+    try:
+        size = params.parse_sector_size(sector_size) if sector_size else None
+        if seal_proof_name:
+            p = params.seal_proof(seal_proof_name)
+        elif size is not None:
+            p = params.seal_proof(5 + list(params.SECTOR_SIZES).index(size))   # the V1_1 proof
+        else:
+            raise _fail("give --sector-size or --seal-proof")
+    except params.ProofParamsError as e:
+        raise _fail(str(e)) from None
+    if size is not None and p.sector_size != size:
+        raise _fail(f"--seal-proof {p.name} is for {p.sector.name} sectors, not --sector-size {sector_size}")
+    if p.feature is params.SealFeature.SYNTHETIC:
+        raise _fail(f"{p.name}: synthetic PoRep is not supported")
+    return p
+
+
+def _fresh_out(out: str) -> Path:
+    target = Path(out)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise _fail(f"--out {out} already exists and is not an empty directory")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@proofs_group.command("seal")
+@click.option("--sector-size", default=None, help="2KiB, 8MiB, 512MiB, 32GiB or 64GiB.")
+@click.option("--seal-proof", "seal_proof_name", default=None,
+              help="Registered seal proof, name or id [default: V1_1 of the size].")
+@click.option("--miner", required=True, help="Miner actor id (1000 or t01000).")
+@click.option("--sector", "sector_number", required=True, type=click.IntRange(0, 2 ** 63 - 1))
+@click.option("--ticket", required=True, help="PreCommit ticket, 64 hex digits.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
+              help="The piece to seal [default: none, a committed-capacity sector of zeros].")
+@click.option("--out", "out", required=True, type=click.Path(), help="Sector directory to create.")
+@click.option("--seed", default=None, help="Interactive PoRep seed (64 hex): also run C1 and verify.")
+@click.option("--finalize", "do_finalize", is_flag=True, help="Run FIN at the end (drops the layers).")
+@backend_option
+@parent_cache_option
+@json_option
+def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, data_path, out, seed,
+                 do_finalize, backend, parent_cache, as_json) -> None:
+    """Seal a sector into --out (AP, PC1, PC2; C1 with --seed): comm_d, comm_r, replica_id."""
+    p = _seal_proof_for(sector_size, seal_proof_name)
+    miner_id = _miner(miner)
+    ticket_bytes = _hex32(ticket, "--ticket")
+    seed_bytes = _hex32(seed, "--seed") if seed is not None else None
+    impl = _backend(backend)
+    target = _fresh_out(out)
+    capacity = fr32.unpadded_size(p.sector_size)
+    if data_path is not None:
+        try:
+            size = Path(data_path).stat().st_size
+        except OSError as e:
+            raise _fail(f"cannot read --data {data_path}: {e}") from None
+        if size > capacity:
+            raise _fail(f"--data {data_path} is {size} bytes; a {p.sector.name} sector holds "
+                        f"at most {capacity}")
+        if size < commp_mod.MIN_PAYLOAD:
+            raise _fail(f"--data {data_path} is {size} bytes; a piece needs at least {commp_mod.MIN_PAYLOAD}")
+    clock = _Clock()
+    work = target.parent / f".{target.name}.sealing-{secrets.token_hex(4)}"
+    work.mkdir()                               # (not mkdtemp: its 0700 would stay on DIR)
+    try:
+        pieces = []
+        if data_path is not None:
+            info = seal.add_piece(work, data_path, seal_proof=p.id, miner=miner_id,
+                                  sector=sector_number, backend=impl)
+            clock(f"AP: piece {info.cid()} ({info.payload_size} bytes)")
+            pieces.append({"piece_cid": info.cid(), "payload_size": info.payload_size,
+                           "padded_size": info.padded_size, "offset": info.offset})
+        pc1 = seal.precommit1(work, ticket_bytes, seal_proof=p.id, miner=miner_id, sector=sector_number,
+                              parent_cache_dir=parent_cache, backend=impl, progress=clock)
+        pc2 = seal.precommit2(work, backend=impl, progress=clock)
+        record = {"sector_dir": str(target), "seal_proof": p.name, "sector_size": p.sector_size,
+                  "miner": f"t0{miner_id}", "sector": sector_number,
+                  "comm_d": pc2.comm_d_cid(), "comm_r": pc2.comm_r_cid(),
+                  "replica_id": pc1.replica_id.hex(), "comm_c": pc2.comm_c.hex(),
+                  "comm_r_last": pc2.comm_r_last.hex(), "pieces": pieces}
+        if seed_bytes is not None or p.feature is params.SealFeature.NON_INTERACTIVE:
+            c1 = seal.commit1(work, seed_bytes, backend=impl, progress=clock)
+            proof_file = work / "commit1.proof"
+            write_atomic(proof_file, c1.proof)
+            verified = verify_seal(seal_proof=p.id, miner=miner_id, sector=sector_number,
+                                   ticket=ticket_bytes, seed=seed_bytes, comm_d=pc2.comm_d,
+                                   comm_r=pc2.comm_r, proof=c1.proof)
+            clock(f"C1 proof verified: {verified}")
+            record.update({"porep_challenges": c1.challenges,
+                           "porep_proof_file": str(target / proof_file.name),
+                           "porep_proof_bytes": len(c1.proof), "porep_verified": verified})
+            if not verified:
+                raise _fail("the PoRep proof does not verify")
+        if do_finalize:
+            seal.finalize(work)
+            clock("FIN: layers, tree-c, tree-d and the unsealed copy dropped")
+        record.update({"backend": pc2.backend, "seconds": round(clock.elapsed(), 3)})
+        if target.exists():
+            target.rmdir()                     # empty, checked above
+        work.rename(target)
+    except click.ClickException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    except _INPUT_ERRORS as e:
+        shutil.rmtree(work, ignore_errors=True)
+        raise _fail(str(e)) from None
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    _emit(record, as_json)
+
+
+class _WindowPostFile(msgspec.Struct, array_like=True):
+    """What `window-post` writes: every partition's proof with what it proves."""
+    seal_proof: int
+    post_proof: int
+    randomness: bytes
+    partitions: list[tuple[int, list[tuple[int, bytes]], bytes]]   # (index, sectors, proof)
+
+
+@proofs_group.command("window-post")
+@click.option("--sealed", "sealed_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="A sealed sector's directory (repeatable).")
+@click.option("--randomness", required=True,
+              help="Canonical challenge randomness, 64 hex (rand[31] & 0xC0 must be 0).")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the proof [default: FIRST_SEALED_DIR/window-post-<rand>.proof].")
+@click.option("--post-proof", "post_proof_name", default=None,
+              help="WindowPoSt proof type, name or id [default: the V1_1 type of the size].")
+@backend_option
+@json_option
+def window_post_command(sealed_dirs, randomness, out, post_proof_name, backend, as_json) -> None:
+    """Prove and verify WindowPoSt over sealed sectors; exit 1 unless every sector verifies."""
+    rand = _hex32(randomness, "--randomness")
+    impl = _backend(backend)
+    clock = _Clock()
+    try:
+        post.check_randomness(rand)
+        refs = post.sector_refs(sealed_dirs)
+        seal_proof_id = load_meta(sealed_dirs[0]).seal_proof
+        _, post_type = post.window_post_type(seal_proof_id, post_proof_name)
+        result = post.generate_window_post(seal_proof_id, rand, refs, post_proof=post_type,
+                                           backend=impl, progress=clock)
+    except _INPUT_ERRORS as e:
+        raise _fail(str(e)) from None
+    verified = bool(result.partitions) and all(
+        post.verify_window_post(seal_proof=seal_proof_id, randomness=rand, sectors=part.sectors,
+                                proof=part.proof, partition=part.index, post_proof=post_type)
+        for part in result.partitions)
+    clock(f"verified: {verified}")
+    path = Path(out) if out else Path(sealed_dirs[0]) / f"window-post-{rand[:4].hex()}.proof"
+    if result.partitions:
+        try:
+            write_atomic(path, msgspec.msgpack.encode(_WindowPostFile(
+                seal_proof_id, post_type.id, rand,
+                [(part.index, part.sectors, part.proof) for part in result.partitions])))
+        except OSError as e:
+            raise _fail(f"cannot write the proof to {path}: {e}") from None
+    record = {
+        "seal_proof": params.seal_proof(seal_proof_id).name, "post_proof": post_type.name,
+        "randomness": rand.hex(),
+        "challenges": {str(number): leaves for part in result.partitions
+                       for (number, _), leaves in zip(part.sectors, part.challenges)},
+        "partitions": [{"index": part.index, "sectors": [n for n, _ in part.sectors],
+                        "proof_bytes": len(part.proof)} for part in result.partitions],
+        "skipped": [{"sector": number, "reason": reason} for number, reason in result.skipped],
+        "proof_file": str(path) if result.partitions else None,
+        "verified": verified, "backend": impl.name, "seconds": round(clock.elapsed(), 3)}
+    _emit(record, as_json)
+    if result.skipped:
+        raise _fail("; ".join(f"sector {n} skipped: {reason}" for n, reason in result.skipped))
+    if not verified:
+        raise _fail("the WindowPoSt proof does not verify")
+
+
+@proofs_group.command("unseal")
+@click.option("--sealed", "sealed_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False))
+@click.option("--piece", type=click.IntRange(0), default=None,
+              help="Only this piece's payload [default: the whole sector's unpadded bytes].")
+@backend_option
+@parent_cache_option
+@json_option
+def unseal_command(sealed_dir, out, piece, backend, parent_cache, as_json) -> None:
+    """Write a sealed sector's data back out (recomputing the labels if they were dropped)."""
+    impl = _backend(backend)
+    clock = _Clock()
+    try:
+        written = seal.unseal(sealed_dir, out, piece=piece, parent_cache_dir=parent_cache,
+                              backend=impl, progress=clock)
+        meta = load_meta(sealed_dir)
+    except _INPUT_ERRORS as e:
+        raise _fail(str(e)) from None
+    _emit({"out": str(out), "bytes": written, "sector": meta.sector,
+           "comm_d": piece_cid_v1(meta.hex_field("comm_d")),
+           "comm_r": sealed_cid(meta.hex_field("comm_r")),
+           "backend": impl.name, "seconds": round(clock.elapsed(), 3)}, as_json)
+
+
+COMMANDS = [proofs_group]

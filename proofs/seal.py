@@ -1,0 +1,472 @@
+"""Sealing, one function per Lotus task type, each working on a sector directory.
+
+    add_piece   (AP)   write a piece, fr32-padded, at its aligned offset; its CommP
+    precommit1  (PC1)  tree-d over the unsealed data (comm_d), replica_id, SDR labels
+    precommit2  (PC2)  tree-c (comm_c), the replica (sealed file), tree-r-last (comm_r_last),
+                       p_aux, comm_r
+    commit1     (C1)   the PoRep challenges and the vanilla proof (proofs.porep)
+    finalize    (FIN)  drop what only sealing needs; keep what WindowPoSt needs
+    unseal      (UNS)  the data back from the replica (labels recomputed when dropped)
+
+Each stage reads what it needs from the directory (see proofs.sector for its layout),
+writes whole files atomically and records progress in sector.json, so the worker can run
+each as its own task, on any machine that has the directory. A stage run again redoes its
+work; a stage run too early, or on a corrupt directory, raises SectorError (or SealError
+for bad arguments) and changes nothing. The heavy hashing goes through proofs.backend;
+every result says which backend ran. Whole-sector buffers are held in memory (fine up to
+the 512 MiB sizes this CPU path can seal in reasonable time).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from proofs import commp as commp_mod
+from proofs import fr32, merkle, porep, ptree
+from proofs.backend import Backend, get_backend
+from proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
+from proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
+from proofs.porep import SealError
+from proofs.poseidon import WORD
+from proofs.sdr.cache import Graph
+from proofs.sdr.labels import LabelError, label_layers, layer_path, open_layers
+from proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
+                           TreeShape, cache_dir, cache_file, load_meta, meta_path, open_words,
+                           read_levels, read_p_aux, save_meta, sealed_path, unsealed_path,
+                           write_atomic, write_levels)
+
+Progress = Callable[[str], None] | None
+
+__all__ = ["PieceInfo", "PreCommit1Out", "PreCommit2Out", "Commit1Out", "add_piece",
+           "precommit1", "precommit2", "commit1", "finalize", "unseal", "SealError",
+           "SectorError", "tree_r_last_upper", "checked_p_aux", "replica_reader"]
+
+
+class PieceInfo(NamedTuple):
+    comm_p: bytes
+    payload_size: int
+    padded_size: int
+    offset: int              # padded bytes from the sector's start
+
+    def cid(self) -> str:
+        return piece_cid_v1(self.comm_p)
+
+    def cid_v2(self) -> str:
+        return piece_cid_v2(self.comm_p, self.payload_size)
+
+
+class PreCommit1Out(NamedTuple):
+    comm_d: bytes
+    replica_id: bytes
+    backend: str
+
+
+class PreCommit2Out(NamedTuple):
+    comm_d: bytes
+    comm_r: bytes
+    comm_c: bytes
+    comm_r_last: bytes
+    backend: str
+
+    def comm_d_cid(self) -> str:
+        return piece_cid_v1(self.comm_d)
+
+    def comm_r_cid(self) -> str:
+        return sealed_cid(self.comm_r)
+
+
+class Commit1Out(NamedTuple):
+    proof: bytes
+    challenges: list[list[int]]
+    backend: str
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _bytes32(value, what: str) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) != 32:
+        got = len(value) if isinstance(value, (bytes, bytearray, memoryview)) else type(value).__name__
+        raise SealError(f"{what} must be 32 bytes, got {got}")
+    return bytes(value)
+
+
+def _meta_for(sector_dir, seal_proof_id, miner, sector) -> SectorMeta:
+    """The sector's metadata, created from the ids when the directory has none yet; ids
+    that are given must match the recorded ones."""
+    given = {"seal_proof": seal_proof_id, "miner": miner, "sector": sector}
+    if meta_path(sector_dir).exists():
+        meta = load_meta(sector_dir)
+        if seal_proof_id is not None:
+            try:
+                given["seal_proof"] = seal_proof(seal_proof_id).id
+            except ProofParamsError as e:
+                raise SealError(str(e)) from None
+        for name, value in given.items():
+            if value is not None and value != getattr(meta, name):
+                raise SectorError(f"{sector_dir} holds {name} {getattr(meta, name)}, not {value}")
+        return meta
+    missing = [name for name, value in given.items() if value is None]
+    if missing:
+        raise SectorError(f"{sector_dir} has no {meta_path(sector_dir).name}: give "
+                          f"{', '.join(missing)} to start the sector")
+    try:
+        p = seal_proof(seal_proof_id)
+        prover_id(miner)
+    except ProofParamsError as e:
+        raise SealError(str(e)) from None
+    if p.feature is SealFeature.SYNTHETIC:
+        raise SealError(f"{p.name}: synthetic PoRep is not supported")
+    if isinstance(sector, bool) or not isinstance(sector, int) or not 0 <= sector < 1 << 64:
+        raise SealError(f"sector number must be an int in 0..2^64-1, got {sector!r}")
+    return SectorMeta(seal_proof=p.id, miner=miner, sector=sector, sector_size=p.sector_size)
+
+
+def _ensure_unsealed(sector_dir, size: int) -> Path:
+    """The unsealed file, created all zero (sparse) when it does not exist yet."""
+    path = unsealed_path(sector_dir)
+    if not path.exists():
+        write_atomic(path, lambda f: f.truncate(size))
+    elif path.stat().st_size != size:
+        raise SectorError(f"{path} has {path.stat().st_size} bytes, expected {size}")
+    return path
+
+
+# --- AP ---------------------------------------------------------------------------------------
+
+def _payload_size(source, size: int | None) -> int:
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            actual = os.stat(source).st_size
+        except OSError as e:
+            raise SealError(f"cannot read piece {source}: {e}") from None
+    elif hasattr(source, "read") or hasattr(source, "readinto"):
+        if size is None:
+            raise SealError("a piece given as a stream needs its size")
+        return size
+    else:
+        try:
+            actual = memoryview(source).nbytes
+        except TypeError:
+            raise SealError(f"a piece is a path, a binary stream or bytes, not "
+                            f"{type(source).__name__}") from None
+    if size is not None and size != actual:
+        raise SealError(f"piece size {size} given, but the piece has {actual} bytes")
+    return actual
+
+
+def add_piece(sector_dir, source, *, seal_proof: int | str | None = None, miner: int | None = None,
+              sector: int | None = None, size: int | None = None,
+              backend: str | Backend = "auto") -> PieceInfo:
+    """AP: write a piece (path, stream of `size` bytes, or bytes) into the sector.
+
+    The piece is fr32-padded into the smallest piece size that holds it and placed at the
+    next offset aligned to that size (the gap stays zero: zero filler pieces). The first
+    piece starts the sector, so it needs seal_proof, miner and sector."""
+    meta = _meta_for(sector_dir, seal_proof, miner, sector)
+    if meta.stage != "new":
+        raise SectorError(f"sector {meta.sector} is past AddPiece (stage {meta.stage})")
+    impl = get_backend(backend)
+    payload = _payload_size(source, size)
+    if payload < commp_mod.MIN_PAYLOAD:
+        raise commp_mod.PayloadTooSmall(f"a piece needs at least {commp_mod.MIN_PAYLOAD} bytes, "
+                                        f"got {payload}")
+    padded = fr32.piece_size_for(payload)
+    sizes = [piece.padded_size for piece in meta.pieces] + [padded]
+    slots = commp_mod.piece_layout(sizes, meta.sector_size)   # PiecesDoNotFit if it does not
+    offset = next(s.offset for s in slots if s.piece == len(sizes) - 1)
+
+    Path(sector_dir).mkdir(parents=True, exist_ok=True)
+    path = _ensure_unsealed(sector_dir, meta.sector_size)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+
+        def write(padded_run) -> None:
+            # A stream longer than it said must not spill past its piece.
+            if f.tell() + memoryview(padded_run).nbytes > offset + padded:
+                raise SealError(f"the piece has more than the {payload} bytes it was given as")
+            f.write(padded_run)
+        try:
+            result = commp_mod.commp(source, sink=write, root=impl.sha254_root)
+            if result.payload_size != payload:
+                raise SealError(f"the piece gave {result.payload_size} bytes, expected {payload}")
+            written = f.tell() - offset
+            f.write(bytes(padded - written))     # the piece's own zero tail
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            # Put the filler back, so the sector stays what its metadata says.
+            f.seek(offset)
+            f.write(bytes(padded))
+            f.flush()
+            raise
+    meta.pieces = [*meta.pieces, PieceMeta(offset, padded, payload, result.commitment.hex())]
+    save_meta(sector_dir, meta)
+    return PieceInfo(result.commitment, payload, padded, offset)
+
+
+# --- PC1 --------------------------------------------------------------------------------------
+
+def _drop(paths) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def _sealing_files(sector_dir, layers: int) -> list[Path]:
+    """Files PC1 and later stages write, which a new replica_id makes stale."""
+    cache = cache_dir(sector_dir)
+    return ([layer_path(cache, layer) for layer in range(1, layers + 1)]
+            + [cache / TREE_C, cache / TREE_R_LAST, cache / P_AUX, sealed_path(sector_dir)])
+
+
+def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None,
+               miner: int | None = None, sector: int | None = None, parent_cache_dir=None,
+               backend: str | Backend = "auto", progress: Progress = None) -> PreCommit1Out:
+    """PC1: tree-d and comm_d over the unsealed data, replica_id, and all SDR layers.
+
+    A directory without pieces is a committed-capacity sector (all zeros); then the ids
+    must be given. An interrupted labelling resumes at the first missing layer."""
+    ticket = _bytes32(ticket, "ticket")
+    meta = _meta_for(sector_dir, seal_proof, miner, sector)
+    if meta.at_least("pc2"):
+        raise SectorError(f"sector {meta.sector} is past PreCommit1 (stage {meta.stage})")
+    impl = get_backend(backend)
+    p = meta.proof()
+    started = time.perf_counter()
+    Path(sector_dir).mkdir(parents=True, exist_ok=True)
+    data = open_words(_ensure_unsealed(sector_dir, meta.sector_size), p.nodes, "unsealed file")
+    levels = impl.tree_d(data)
+    comm_d = levels[-1]
+    expected = commp_mod.commd([(piece.padded_size, bytes.fromhex(piece.comm_p))
+                                for piece in meta.pieces], meta.sector_size)
+    if comm_d != expected:
+        raise SectorError(f"unsealed file {unsealed_path(sector_dir)} does not hold the recorded "
+                          f"pieces: its comm_d is {comm_d.hex()}, the pieces give {expected.hex()}")
+    _say(progress, f"PC1 tree-d: comm_d {piece_cid_v1(comm_d)} ({time.perf_counter() - started:.1f}s)")
+    rid = replica_id(prover_id(meta.miner), meta.sector, ticket, comm_d, p)
+    if meta.replica_id and meta.replica_id != rid.hex():
+        _drop(_sealing_files(sector_dir, p.layers))     # labels of another ticket
+    write_levels(cache_file(sector_dir, TREE_D), levels)
+    meta.ticket, meta.comm_d, meta.replica_id, meta.comm_r = ticket.hex(), comm_d.hex(), rid.hex(), ""
+    meta.stage = "new"
+    save_meta(sector_dir, meta)
+    label_layers(rid, Graph.for_proof(p), p.layers, cache_dir(sector_dir),
+                 parent_cache_dir=parent_cache_dir)
+    _say(progress, f"PC1 labels: {p.layers} layers of {p.nodes} nodes "
+                   f"({time.perf_counter() - started:.1f}s)")
+    meta.stage = "pc1"
+    save_meta(sector_dir, meta)
+    return PreCommit1Out(comm_d, rid, impl.name)
+
+
+# --- PC2 --------------------------------------------------------------------------------------
+
+def _layers(sector_dir, meta: SectorMeta) -> list[np.memmap]:
+    p = meta.proof()
+    try:
+        return open_layers(cache_dir(sector_dir), p.layers, p.nodes)
+    except LabelError as e:
+        hint = " (finalize dropped them)" if meta.stage == "finalized" else ""
+        raise SectorError(f"sector {meta.sector}: {e}{hint}") from None
+
+
+def precommit2(sector_dir, *, backend: str | Backend = "auto",
+               progress: Progress = None) -> PreCommit2Out:
+    """PC2: tree-c (comm_c), the replica written as the sealed file, tree-r-last kept above
+    its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last)."""
+    meta = load_meta(sector_dir)
+    if not meta.at_least("pc1") or meta.stage == "finalized":
+        raise SectorError(f"sector {meta.sector} is not ready for PreCommit2 (stage {meta.stage})")
+    impl = get_backend(backend)
+    p, shape = meta.proof(), TreeShape.of(meta.seal_proof)
+    started = time.perf_counter()
+    layers = _layers(sector_dir, meta)
+    tree_c = impl.tree_c(layers, shape.arities)
+    comm_c = tree_c[-1]
+    write_levels(cache_file(sector_dir, TREE_C), tree_c)
+    _say(progress, f"PC2 tree-c: comm_c {comm_c.hex()} ({time.perf_counter() - started:.1f}s)")
+    data = open_words(unsealed_path(sector_dir), p.nodes, "unsealed file")
+    replica = impl.encode(data, layers[-1])
+    write_atomic(sealed_path(sector_dir), replica)
+    tree_r = impl.tree_r_last(replica, shape.arities)
+    comm_r_last = tree_r[-1]
+    write_levels(cache_file(sector_dir, TREE_R_LAST), tree_r, shape.kept_from)
+    write_atomic(cache_file(sector_dir, P_AUX), comm_c + comm_r_last)
+    comm_r = ptree.comm_r(comm_c, comm_r_last)
+    _say(progress, f"PC2 tree-r-last: comm_r {sealed_cid(comm_r)} ({time.perf_counter() - started:.1f}s)")
+    meta.comm_r, meta.stage = comm_r.hex(), "pc2"
+    save_meta(sector_dir, meta)
+    return PreCommit2Out(meta.hex_field("comm_d"), comm_r, comm_c, comm_r_last, impl.name)
+
+
+# --- reading a sealed sector back ---------------------------------------------------------------
+
+def tree_r_last_upper(sector_dir, meta: SectorMeta) -> list[bytes]:
+    """The stored levels of tree-r-last (levels[kept_from:], root last)."""
+    shape = TreeShape.of(meta.seal_proof)
+    return read_levels(cache_file(sector_dir, TREE_R_LAST), shape.level_sizes()[shape.kept_from:],
+                       "tree-r-last")
+
+
+def checked_p_aux(sector_dir, meta: SectorMeta, comm_r: bytes | None = None) -> tuple[bytes, bytes]:
+    """(comm_c, comm_r_last) from p_aux, checked against comm_r (default: the recorded one)."""
+    comm_c, comm_r_last = read_p_aux(sector_dir)
+    comm_r = meta.hex_field("comm_r") if comm_r is None else comm_r
+    try:
+        ok = ptree.comm_r(comm_c, comm_r_last) == comm_r
+    except ValueError:
+        ok = False
+    if not ok:
+        raise SectorError(f"sector {meta.sector}: p_aux does not hash to comm_r {comm_r.hex()}")
+    return comm_c, comm_r_last
+
+
+def replica_reader(sector_dir, meta: SectorMeta):
+    """A function from a range of nodes to the replica's words there (bytes)."""
+    replica = open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
+
+    def read(nodes: range) -> bytes:
+        return replica[nodes.start:nodes.stop].tobytes()
+    return read
+
+
+# --- C1 ---------------------------------------------------------------------------------------
+
+def commit1(sector_dir, seed: bytes | None = None, *, backend: str | Backend = "auto",
+            check: bool = True, progress: Progress = None) -> Commit1Out:
+    """C1: the vanilla PoRep proof for the challenges `seed` selects (non-interactive
+    proofs derive them from comm_r and take no seed). With `check` (the default) the
+    replica must match tree-r-last and the proof must verify, else SectorError."""
+    meta = load_meta(sector_dir)
+    if meta.stage != "pc2":
+        raise SectorError(f"sector {meta.sector} is not ready for Commit1 (stage {meta.stage}"
+                          + ("; finalize dropped the layers" if meta.stage == "finalized" else "")
+                          + ")")
+    p, shape = meta.proof(), TreeShape.of(meta.seal_proof)
+    if p.feature is not SealFeature.NON_INTERACTIVE:
+        seed = _bytes32(seed, "seed")
+    impl = get_backend(backend)
+    started = time.perf_counter()
+    rid, comm_d, comm_r = (meta.hex_field(n) for n in ("replica_id", "comm_d", "comm_r"))
+    challenges = porep.challenges_for(p, rid, seed, comm_r)
+    nodes = [node for part in challenges for node in part]
+    comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
+    tree_d = read_levels(cache_file(sector_dir, TREE_D), [p.nodes >> h for h in
+                                                          range(shape.binary_height + 1)], "tree-d")
+    tree_c = read_levels(cache_file(sector_dir, TREE_C), shape.level_sizes(), "tree-c")
+    upper = tree_r_last_upper(sector_dir, meta)
+    if tree_d[-1] != comm_d or tree_c[-1] != comm_c or upper[-1] != comm_r_last:
+        raise SectorError(f"sector {meta.sector}: a stored tree's root differs from its commitment")
+    layers = _layers(sector_dir, meta)
+    read = replica_reader(sector_dir, meta)
+    try:
+        replica_paths = impl.tree_r_paths(upper, read, nodes, shape.arities, check=check)
+    except ptree.TreeError as e:
+        raise SectorError(f"sector {meta.sector}: the sealed file does not match tree-r-last: {e}") from None
+    parents = porep.challenge_parents(p, nodes)
+    proofs = []
+    for i, node in enumerate(nodes):
+        proofs.append(porep.PoRepChallengeProof(
+            node=node,
+            data_leaf=tree_d[0][node * WORD:(node + 1) * WORD],
+            data_path=merkle.inclusion_path(tree_d, node),
+            column=porep.column_opening(layers, tree_c, node),
+            parents=[porep.column_opening(layers, tree_c, int(parent)) for parent in parents[i]],
+            replica_leaf=read(range(node, node + 1)),
+            replica_path=porep.siblings_of(replica_paths[i])))
+    per = p.porep_challenges_per_partition
+    proof = porep.PoRepVanillaProof(porep.FORMAT_VERSION, p.id, comm_c, comm_r_last,
+                                    [proofs[k:k + per] for k in range(0, len(proofs), per)])
+    if check and not porep.verify_vanilla(proof, p, rid, seed, comm_d, comm_r):
+        raise SectorError(f"sector {meta.sector}: the PoRep proof does not verify "
+                          "(the sector's files are corrupt)")
+    _say(progress, f"C1: {len(nodes)} challenges ({time.perf_counter() - started:.1f}s)")
+    return Commit1Out(porep.encode_proof(proof), challenges, impl.name)
+
+
+# --- FIN --------------------------------------------------------------------------------------
+
+def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
+    """FIN: keep the sealed file, tree-r-last's stored rows, p_aux and sector.json (what
+    WindowPoSt and unsealing need); drop the layers, tree-c, tree-d and, unless
+    `keep_unsealed`, the unsealed copy. Returns the names of the files removed."""
+    meta = load_meta(sector_dir)
+    if not meta.at_least("pc2"):
+        raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
+    # What stays must be whole before anything goes.
+    checked_p_aux(sector_dir, meta)
+    upper = tree_r_last_upper(sector_dir, meta)
+    open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
+    if upper[-1] != read_p_aux(sector_dir)[1]:
+        raise SectorError(f"sector {meta.sector}: tree-r-last's root differs from p_aux")
+    meta.stage = "finalized"
+    save_meta(sector_dir, meta)
+    cache = cache_dir(sector_dir)
+    doomed = [layer_path(cache, layer) for layer in range(1, meta.proof().layers + 1)]
+    doomed += [cache / TREE_C, cache / TREE_D]
+    doomed += [] if keep_unsealed else [unsealed_path(sector_dir)]
+    doomed += [t for t in cache.glob(".*.tmp")]          # leftovers of interrupted writes
+    removed = [str(path.relative_to(sector_dir)) for path in doomed if path.exists()]
+    _drop(doomed)
+    return removed
+
+
+# --- UNS --------------------------------------------------------------------------------------
+
+def _last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_dir,
+                    progress: Progress):
+    p = meta.proof()
+    cache = cache_dir(sector_dir)
+    if meta.stage != "finalized":
+        try:
+            return open_layers(cache, p.layers, p.nodes)[-1]
+        except LabelError:
+            pass
+    _say(progress, f"UNS: recomputing {p.layers} layers of labels")
+    return label_layers(meta.hex_field("replica_id"), Graph.for_proof(p), p.layers, scratch,
+                        parent_cache_dir=parent_cache_dir)[-1]
+
+
+def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
+           backend: str | Backend = "auto", progress: Progress = None) -> int:
+    """UNS: write the sector's data back to `out` (atomically); returns the bytes written.
+
+    `piece=None` gives the whole sector's unpadded bytes (127/128 of its size), `piece=i`
+    the payload of piece i. The result must hash back to comm_d, else SectorError."""
+    meta = load_meta(sector_dir)
+    if not meta.at_least("pc2"):
+        raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
+    if piece is not None and not 0 <= piece < len(meta.pieces):
+        raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
+    impl = get_backend(backend)
+    p = meta.proof()
+    started = time.perf_counter()
+    replica = open_words(sealed_path(sector_dir), p.nodes, "sealed file")
+    scratch = Path(tempfile.mkdtemp(prefix=".unseal-", dir=sector_dir))
+    try:
+        key = _last_layer_key(sector_dir, meta, scratch, parent_cache_dir, progress)
+        data = impl.decode(replica, key)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if impl.tree_d(data)[-1] != meta.hex_field("comm_d"):
+        raise SectorError(f"sector {meta.sector}: the unsealed data does not hash to comm_d "
+                          "(the sealed file is corrupt)")
+    if piece is None:
+        content = fr32.unpad(data)
+    else:
+        info = meta.pieces[piece]
+        content = fr32.unpad(data[info.offset:info.offset + info.padded_size])[:info.payload_size]
+    write_atomic(out, content)
+    _say(progress, f"UNS: {len(content)} bytes ({time.perf_counter() - started:.1f}s)")
+    return len(content)
+
+

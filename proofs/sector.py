@@ -1,0 +1,238 @@
+"""A sector's directory: its files, its metadata, tree files and atomic writes.
+
+    DIR/sector.json                   SectorMeta (msgspec JSON): what the sector is
+    DIR/unsealed                      the fr32-padded data, sector size bytes (AP, PC1)
+    DIR/sealed                        the replica (PC2)
+    DIR/cache/sc-02-data-tree-d.dat   tree-d, every level, leaves first (PC1)
+    DIR/cache/sc-02-data-layer-N.dat  SDR labels of layer N (PC1)
+    DIR/cache/sc-02-data-tree-c.dat   tree-c, every level (PC2)
+    DIR/cache/sc-02-data-tree-r-last.dat  tree-r-last above its discarded rows (PC2)
+    DIR/cache/p_aux                   comm_c || comm_r_last, as Lotus writes it (PC2)
+
+Every file is written to a temporary name in its directory and renamed into place, so a
+reader sees a whole file or none. File names in cache/ are Lotus's.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from proofs import ptree
+from proofs.params import SealProof, seal_proof
+from proofs.poseidon import WORD
+
+META = "sector.json"
+UNSEALED = "unsealed"
+SEALED = "sealed"
+CACHE = "cache"
+TREE_D = "sc-02-data-tree-d.dat"
+TREE_C = "sc-02-data-tree-c.dat"
+TREE_R_LAST = "sc-02-data-tree-r-last.dat"
+P_AUX = "p_aux"
+
+# mkstemp creates files 0600; atomic writes give them the usual umask-based mode instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+# Stages in order; a sector's `stage` is the last one finished.
+STAGES = ("new", "pc1", "pc2", "finalized")
+
+
+class SectorError(ValueError):
+    """A sector directory that is missing, incomplete or corrupt, or a wrong request on it."""
+
+
+class PieceMeta(msgspec.Struct, frozen=True):
+    offset: int          # padded bytes from the sector's start
+    padded_size: int
+    payload_size: int
+    comm_p: str          # hex
+
+
+class SectorMeta(msgspec.Struct, kw_only=True):
+    """Everything needed to work on a sector from its directory alone. Hex for bytes."""
+
+    seal_proof: int
+    miner: int
+    sector: int
+    sector_size: int
+    pieces: list[PieceMeta] = []
+    stage: str = "new"
+    ticket: str = ""
+    comm_d: str = ""
+    replica_id: str = ""
+    comm_r: str = ""
+
+    def proof(self) -> SealProof:
+        return seal_proof(self.seal_proof)
+
+    def at_least(self, stage: str) -> bool:
+        return STAGES.index(self.stage) >= STAGES.index(stage)
+
+    def hex_field(self, name: str) -> bytes:
+        value = getattr(self, name)
+        if not value:
+            raise SectorError(f"sector {self.sector}: {name} is not set yet (stage {self.stage})")
+        return bytes.fromhex(value)
+
+
+_meta_decoder = msgspec.json.Decoder(SectorMeta)
+
+
+# --- paths --------------------------------------------------------------------------------
+
+def meta_path(sector_dir) -> Path:
+    return Path(sector_dir) / META
+
+
+def unsealed_path(sector_dir) -> Path:
+    return Path(sector_dir) / UNSEALED
+
+
+def sealed_path(sector_dir) -> Path:
+    return Path(sector_dir) / SEALED
+
+
+def cache_dir(sector_dir) -> Path:
+    return Path(sector_dir) / CACHE
+
+
+def cache_file(sector_dir, name: str) -> Path:
+    return cache_dir(sector_dir) / name
+
+
+# --- atomic writes -----------------------------------------------------------------------
+
+def write_atomic(path, content: bytes | Callable) -> None:
+    """Write `content` (bytes, or a function given the open binary file) to `path` via a
+    temporary file in the same directory and a rename; on failure the temp file goes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_meta(sector_dir) -> SectorMeta:
+    path = meta_path(sector_dir)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SectorError(f"{sector_dir} is not a sector directory: {META} is missing") from None
+    except OSError as e:
+        raise SectorError(f"cannot read {path}: {e}") from None
+    try:
+        meta = _meta_decoder.decode(raw)
+    except msgspec.DecodeError as e:
+        raise SectorError(f"{path} is corrupt: {e}") from None
+    if meta.stage not in STAGES:
+        raise SectorError(f"{path} is corrupt: unknown stage {meta.stage!r}")
+    return meta
+
+
+def save_meta(sector_dir, meta: SectorMeta) -> None:
+    write_atomic(meta_path(sector_dir), msgspec.json.format(msgspec.json.encode(meta)) + b"\n")
+
+
+# --- tree shapes and tree files ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class TreeShape:
+    """tree-c / tree-r-last of a seal proof: per-level arities and the stored levels."""
+
+    nodes: int
+    arities: tuple[int, ...]
+    kept_from: int          # tree-r-last keeps levels[kept_from:]
+
+    @classmethod
+    def of(cls, proof: int | str | SealProof) -> "TreeShape":
+        p = seal_proof(proof)
+        base, sub, top = p.sector.tree_arity
+        arities = ptree.level_arities(p.nodes, base, sub, top)
+        base_leaves = p.nodes // math.prod(a for a in (sub, top) if a)
+        return cls(p.nodes, arities, ptree.rows_to_discard(base_leaves, base) + 1)
+
+    def level_sizes(self, arities=None) -> list[int]:
+        """Nodes per level, leaves first, for the given arities (default: this tree)."""
+        sizes = [self.nodes]
+        for arity in (self.arities if arities is None else arities):
+            sizes.append(sizes[-1] // arity)
+        return sizes
+
+    @property
+    def binary_height(self) -> int:
+        return self.nodes.bit_length() - 1
+
+
+def write_levels(path, levels, first: int = 0) -> None:
+    """Store levels[first:] of a tree, concatenated, atomically."""
+    def write(f):
+        for level in levels[first:]:
+            f.write(level)
+    write_atomic(path, write)
+
+
+def read_levels(path, sizes: list[int], what: str) -> list[bytes]:
+    """Split a tree file into levels of the given node counts; checks the file's size."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SectorError(f"{what} is missing: {path}") from None
+    except OSError as e:
+        raise SectorError(f"cannot read {what} {path}: {e}") from None
+    expected = sum(sizes) * WORD
+    if len(data) != expected:
+        raise SectorError(f"{what} {path} has {len(data)} bytes, expected {expected}")
+    levels, at = [], 0
+    for size in sizes:
+        levels.append(data[at:at + size * WORD])
+        at += size * WORD
+    return levels
+
+
+def read_p_aux(sector_dir) -> tuple[bytes, bytes]:
+    """(comm_c, comm_r_last) from p_aux."""
+    path = cache_file(sector_dir, P_AUX)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SectorError(f"p_aux is missing: {path}") from None
+    except OSError as e:
+        raise SectorError(f"cannot read p_aux {path}: {e}") from None
+    if len(data) != 2 * WORD:
+        raise SectorError(f"p_aux {path} has {len(data)} bytes, expected {2 * WORD}")
+    return data[:WORD], data[WORD:]
+
+
+def open_words(path, nodes: int, what: str):
+    """A sector-sized file of 32-byte words as a read-only numpy memmap (nodes, 32)."""
+    import numpy as np
+    try:
+        size = Path(path).stat().st_size
+    except FileNotFoundError:
+        raise SectorError(f"{what} is missing: {path}") from None
+    except OSError as e:
+        raise SectorError(f"cannot read {what} {path}: {e}") from None
+    if size != nodes * WORD:
+        raise SectorError(f"{what} {path} has {size} bytes, expected {nodes * WORD}")
+    try:
+        return np.memmap(path, dtype=np.uint8, mode="r", shape=(nodes, WORD))
+    except OSError as e:
+        raise SectorError(f"cannot read {what} {path}: {e}") from None

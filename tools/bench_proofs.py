@@ -1,0 +1,143 @@
+"""Proof speeds on this machine, end to end: CommP, sealing, Poseidon, WindowPoSt.
+
+    python tools/bench_proofs.py            # readable table
+    python tools/bench_proofs.py --json     # one JSON object on stdout (table on stderr)
+    python tools/bench_proofs.py --no-8m    # skip the 8 MiB seal (1 to 2 minutes)
+
+CommP and its sha256 baseline come from tools/bench_commp.py's `measure`, Poseidon rates
+from tools/bench_poseidon.py's `measure`. Seal times are PC1 + PC2 (the SDR parent cache
+is built beforehand and not counted); 2 KiB timings are the best of a few runs, after a
+warm-up that compiles Poseidon. The target for seal_8m_s is under 120 s on one core. The
+machine's load average is recorded, since other work on it slows every number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import bench_commp  # noqa: E402
+import bench_poseidon  # noqa: E402
+
+from proofs import post, seal  # noqa: E402
+from proofs.backend import get_backend  # noqa: E402
+from proofs.sdr.cache import Graph, parent_cache  # noqa: E402
+
+
+def _seal(base: Path, name: str, proof: int, sector: int, cache: Path, backend) -> dict:
+    sector_dir = base / name
+    t0 = time.perf_counter()
+    seal.precommit1(sector_dir, bytes([sector]) * 32, seal_proof=proof, miner=1000, sector=sector,
+                    parent_cache_dir=cache, backend=backend)
+    t1 = time.perf_counter()
+    seal.precommit2(sector_dir, backend=backend)
+    t2 = time.perf_counter()
+    return {"dir": sector_dir, "pc1": t1 - t0, "pc2": t2 - t1, "total": t2 - t0}
+
+
+def measure(backend_name: str, with_8m: bool, commp_mib: int, poseidon_seconds: float,
+            progress=None) -> dict:
+    say = progress or (lambda message: None)
+    backend = get_backend(backend_name)
+    result = {"python": platform.python_version(), "cpu": bench_commp.cpu_model(),
+              "backend": backend.name, "load_average_before": round(os.getloadavg()[0], 2)}
+
+    say(f"CommP over {commp_mib} MiB")
+    commp = bench_commp.measure(commp_mib, rounds=2, pairs=0)
+    result["commp_mb_per_s"] = commp["commp_payload_mb_per_s"]
+    result["commp_nodes_per_s"] = commp["commp_nodes_per_s"]
+    result["sha256_64b_per_s_baseline"] = commp["baseline_sha256_64b_per_s"]
+
+    say("Poseidon")
+    rates = bench_poseidon.measure(poseidon_seconds)["arities"]
+    result["poseidon_per_s"] = {arity: r["hashes_per_s"] for arity, r in rates.items()}
+
+    with tempfile.TemporaryDirectory(prefix="bench-proofs-") as tmp:
+        base, cache = Path(tmp), Path(tmp) / "parent-cache"
+        say("2 KiB seals")
+        parent_cache(Graph.for_proof(5), cache)
+        _seal(base, "warm", 5, 99, cache, backend)          # compiles Poseidon
+        runs = [_seal(base, f"s{n}", 5, n, cache, backend) for n in (1, 2, 3)]
+        result["seal_2k_s"] = round(min(r["total"] for r in runs), 4)
+
+        randomness = bytes(31) + b"\x01"
+        refs = [post.SectorRef(n, str(runs[n - 1]["dir"])) for n in (1, 2)]
+        times, verify_times = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = post.generate_window_post(5, randomness, refs, backend=backend)
+            t1 = time.perf_counter()
+            (part,) = out.partitions
+            assert post.verify_window_post(seal_proof=5, randomness=randomness,
+                                           sectors=part.sectors, proof=part.proof)
+            times.append(t1 - t0)
+            verify_times.append(time.perf_counter() - t1)
+        result["post_2k_partition_s"] = round(min(times), 4)
+        result["post_2k_partition_verify_s"] = round(min(verify_times), 4)
+
+        t0 = time.perf_counter()
+        c1 = seal.commit1(runs[0]["dir"], bytes(32), backend=backend)
+        result["c1_2k_s"] = round(time.perf_counter() - t0, 4)
+        result["c1_2k_proof_bytes"] = len(c1.proof)
+
+        if with_8m:
+            say("8 MiB parent cache")
+            t0 = time.perf_counter()
+            parent_cache(Graph.for_proof(6), cache)
+            result["parent_cache_8m_s"] = round(time.perf_counter() - t0, 2)
+            say("8 MiB seal (PC1 + PC2)")
+            big = _seal(base, "s8m", 6, 1, cache, backend)
+            result["seal_8m_s"] = round(big["total"], 2)
+            result["pc1_8m_s"] = round(big["pc1"], 2)
+            result["pc2_8m_s"] = round(big["pc2"], 2)
+            t0 = time.perf_counter()
+            out = post.generate_window_post(6, randomness, [post.SectorRef(1, str(big["dir"]))],
+                                            backend=backend)
+            result["post_8m_sector_s"] = round(time.perf_counter() - t0, 3)
+            assert not out.skipped
+        else:
+            result["seal_8m_s"] = None
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def table(result: dict) -> str:
+    width = max(map(len, result))
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"arity {k}: {v:.0f}/s" for k, v in value.items())
+        lines.append(f"{key:<{width}}  {value}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--no-8m", dest="with_8m", action="store_false", help="skip the 8 MiB seal")
+    parser.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--commp-mib", type=int, default=16, help="CommP payload (padded MiB)")
+    parser.add_argument("--poseidon-seconds", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    result = measure(args.backend, args.with_8m, args.commp_mib, args.poseidon_seconds,
+                     progress=lambda m: print(f"[{time.perf_counter() - start:6.1f}s] {m}",
+                                              file=sys.stderr))
+    if args.json:
+        print(table(result), file=sys.stderr)
+        print(json.dumps(result))
+    else:
+        print(table(result))
+
+
+if __name__ == "__main__":
+    main()
