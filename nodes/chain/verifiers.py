@@ -33,8 +33,14 @@ def _lazy(module: str, name: str):
 
 
 def proofs_verifiers() -> Verifiers:
+    post = _lazy("proofs.post", "verify_window_post")
+
+    def verify_window_post(*, randomness: bytes, **kw) -> bool:
+        # The chain draws raw randomness; the proofs library takes it as a field element,
+        # as filecoin-ffi does for the actors: rand[31] &= 0x3f.
+        return post(randomness=randomness[:31] + bytes([randomness[31] & 0x3F]), **kw)
     return Verifiers(verify_seal=_lazy("proofs.porep", "verify_seal"),
-                     verify_window_post=_lazy("proofs.post", "verify_window_post"))
+                     verify_window_post=verify_window_post)
 
 
 def accept_all() -> Verifiers:
