@@ -6,7 +6,7 @@ used, and `CudaBackend()` opens one (raising GpuUnavailable with the reason othe
 """
 from __future__ import annotations
 
-__all__ = ["available", "CudaBackend", "GpuUnavailable"]
+__all__ = ["CudaBackend", "GpuUnavailable", "available"]
 
 
 def available(device_index: int = 0) -> tuple[bool, str]:

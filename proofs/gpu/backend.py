@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from proofs.gpu import post, poseidon, sha254
+from proofs.gpu import poseidon, post, sha254
 
 
 class CudaBackend:

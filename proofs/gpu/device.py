@@ -45,7 +45,7 @@ def probe(device_index: int = 0) -> tuple[bool, str]:
     try:
         drv.init()
         count = drv.Device.count()
-    except Exception as e:  # pycuda.driver.Error and friends: no driver or device
+    except (drv.Error, RuntimeError, OSError) as e:  # no driver, or no device
         return False, f"the CUDA driver reports no usable device ({e})"
     if device_index >= count:
         return False, f"no CUDA device {device_index} ({count} present)"
@@ -74,7 +74,7 @@ class PycudaExecutor:
         self._context = self.device.retain_primary_context()
         self._context.push()
         attr = drv.device_attribute
-        free, total = drv.mem_get_info()
+        free, _ = drv.mem_get_info()
         self.limits = Limits(
             max_threads_per_block=self.device.get_attribute(attr.MAX_THREADS_PER_BLOCK),
             shared_memory_per_block=self.device.get_attribute(attr.MAX_SHARED_MEMORY_PER_BLOCK),

@@ -39,7 +39,7 @@ class Ptr:
     buffer: object
     offset: int = 0
 
-    def at(self, delta: int) -> "Ptr":
+    def at(self, delta: int) -> Ptr:
         return Ptr(self.buffer, self.offset + delta)
 
 

@@ -185,7 +185,7 @@ def default_chunk_leaves(ex, n: int, arities: Sequence[int], bytes_per_leaf: int
         if (size * arity) * bytes_per_leaf > budget:
             break
         size *= arity
-    if size < arities[0] and n > 1:
+    if arities and size < arities[0]:
         raise MemoryError(f"not even one {arities[0]}-node group fits in {budget:.0f} bytes of device memory")
     return size
 
@@ -321,3 +321,23 @@ def tree_r_last(ex, data, key, arities: int | Sequence[int] = 8, keep_from: int 
         if "buf" in state:
             ex.free(state["buf"])
     return bytes(replica), levels
+
+
+def synthetic_launch(dst: Ptr, n: int, seed: int) -> Launch:
+    """Fill n words at dst with canonical pseudo-random values (benchmark input; see
+    zq_synthetic_item and `synthetic_words`, its host twin)."""
+    return Launch(MODULE, "fill_synthetic", blocks_for(n, 256), 256, (dst, u64(n), u64(seed)))
+
+
+def synthetic_words(n: int, seed: int) -> bytes:
+    """What synthetic_launch writes, computed on the host (splitmix64 per limb)."""
+    mask = (1 << 64) - 1
+    out = bytearray()
+    for i in range(n):
+        for j in range(4):
+            z = (seed + (4 * i + j + 1) * 0x9E3779B97F4A7C15) & mask
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+            z ^= z >> 31
+            out += (z & 0x3FFFFFFFFFFFFFFF if j == 3 else z).to_bytes(8, "little")
+    return bytes(out)

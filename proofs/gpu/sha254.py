@@ -18,7 +18,13 @@ from collections import deque
 import numpy as np
 
 from proofs import fr32, merkle
-from proofs.commp import DEFAULT_CHUNK, MIN_PAYLOAD, CommP, CommPError, PayloadTooSmall, _SubtreeStack
+from proofs.commp import (
+    MIN_PAYLOAD,
+    CommP,
+    CommPError,
+    PayloadTooSmall,
+    _SubtreeStack,
+)
 from proofs.gpu.launch import Launch, Ptr, blocks_for, i32, u64
 
 NODE = merkle.NODE
