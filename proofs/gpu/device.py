@@ -58,7 +58,14 @@ def probe(device_index: int = 0) -> tuple[bool, str]:
 
 
 _PREPARE = {"u64": "Q", "u32": "I", "i32": "i"}
-_NUMPY = {"u64": np.uint64, "u32": np.uint32, "i32": np.int32}
+_RANGES = {"u64": (0, 1 << 64), "u32": (0, 1 << 32), "i32": (-(1 << 31), 1 << 31)}
+
+
+def _checked(scalar: Scalar) -> int:
+    low, high = _RANGES[scalar.kind]
+    if not low <= scalar.value < high:
+        raise OverflowError(f"{scalar.value} does not fit a {scalar.kind} kernel argument")
+    return scalar.value
 
 
 class PycudaExecutor:
@@ -143,9 +150,8 @@ class PycudaExecutor:
 
     # -- execution --
     def launch(self, launch: Launch, stream=None) -> None:
-        args = [np.uintp(self._address(a)) if isinstance(a, Ptr) else _NUMPY[a.kind](a.value)
-                for a in launch.args]
-        assert all(isinstance(a, (Ptr, Scalar)) for a in launch.args)
+        # prepared calls pack the arguments with the format given to prepare(): plain ints
+        args = [self._address(a) if isinstance(a, Ptr) else _checked(a) for a in launch.args]
         self._function(launch).prepared_async_call((launch.grid, 1), (launch.block, 1, 1), stream, *args,
                                                    shared_size=launch.shared)
 

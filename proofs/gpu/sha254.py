@@ -39,6 +39,8 @@ MIN_GPU_CHUNK = fr32.UNPADDED_CHUNK * FR32_CHUNKS_PER_BLOCK
 #: Threads per subtree block at most: 2^(k-1) = 256 keeps several blocks resident per
 #: multiprocessor while a block's later phases idle most of its threads.
 SUBTREE_THREADS = 256
+#: Share of the device's memory a tree pass may use.
+MEMORY_SHARE = 0.5
 
 
 def subtree_shared_bytes(k: int) -> int:
@@ -128,43 +130,69 @@ def hash_level(ex, level) -> bytes:
         ex.free(dst)
 
 
-def tree_levels(ex, leaves, k_max: int | None = None) -> list[bytes]:
-    """Every level, leaves first, the root last; merkle.tree_levels."""
+def _chunk_leaves(ex, n: int, bytes_per_leaf: int, chunk_leaves: int | None) -> int:
+    """Leaves per device pass: given, or the largest power of two within MEMORY_SHARE."""
+    if chunk_leaves is None:
+        chunk_leaves = n
+        while chunk_leaves > 2 and chunk_leaves * bytes_per_leaf > ex.limits.total_memory * MEMORY_SHARE:
+            chunk_leaves //= 2
+    if chunk_leaves < 2 or chunk_leaves & (chunk_leaves - 1) or chunk_leaves > n:
+        raise merkle.MerkleError(f"chunk of {chunk_leaves} leaves must be a power of two in 2..{n}")
+    return chunk_leaves
+
+
+def tree_levels(ex, leaves, k_max: int | None = None, chunk_leaves: int | None = None) -> list[bytes]:
+    """Every level, leaves first, the root last; merkle.tree_levels.
+
+    Trees larger than the device go through it in subtrees of `chunk_leaves` leaves, then
+    the levels above the subtree roots are built from those.
+    """
     n = merkle._leaf_count(leaves)
-    k_max = k_max or max_subtree_levels(ex.limits)
     if n == 1:
         return [bytes(leaves)]
-    src, out = ex.alloc(n * NODE), ex.alloc((n - 1) * NODE)
+    k_max = k_max or max_subtree_levels(ex.limits)
+    chunk = _chunk_leaves(ex, n, 2 * NODE, chunk_leaves)
+    view = _as_uint8(leaves)
+    parts: list[list[bytes]] = [[] for _ in range(_log2(chunk))]
+    src, out = ex.alloc(chunk * NODE), ex.alloc((chunk - 1) * NODE)
     try:
-        ex.write(Ptr(src), _as_uint8(leaves))
-        _run(ex, reduce_launches(Ptr(src), n, k_max, levels=Ptr(out)))
-        above = ex.read(Ptr(out), (n - 1) * NODE).tobytes()
+        for first in range(0, n, chunk):
+            ex.write(Ptr(src), view[first * NODE:(first + chunk) * NODE])
+            _run(ex, reduce_launches(Ptr(src), chunk, k_max, levels=Ptr(out)))
+            above = ex.read(Ptr(out), (chunk - 1) * NODE).tobytes()
+            start, width = 0, chunk // 2
+            for level in parts:
+                level.append(above[start * NODE:(start + width) * NODE])
+                start, width = start + width, width // 2
     finally:
         ex.free(src)
         ex.free(out)
-    levels, start, width = [bytes(leaves)], 0, n // 2
-    while width:
-        levels.append(above[start * NODE:(start + width) * NODE])
-        start, width = start + width, width // 2
+    levels = [bytes(leaves)] + [b"".join(level) for level in parts]
+    if chunk < n:
+        levels += tree_levels(ex, levels[-1], k_max)[1:]
     return levels
 
 
-def merkle_root(ex, leaves, k_max: int | None = None) -> bytes:
+def merkle_root(ex, leaves, k_max: int | None = None, chunk_leaves: int | None = None) -> bytes:
     """Root of the tree over `leaves` (32 * 2^k bytes); merkle.merkle_root."""
     n = merkle._leaf_count(leaves)
     if n == 1:
         return bytes(leaves)
     k_max = k_max or max_subtree_levels(ex.limits)
-    scratch_size = scratch_nodes(n, k_max) * NODE
-    buffers = [ex.alloc(n * NODE), ex.alloc(scratch_size), ex.alloc(scratch_size), ex.alloc(NODE)]
-    src, a, b, root = buffers
+    chunk = _chunk_leaves(ex, n, NODE + NODE // 2, chunk_leaves)
+    scratch_size = scratch_nodes(chunk, k_max) * NODE
+    buffers = [ex.alloc(chunk * NODE), ex.alloc(scratch_size), ex.alloc(scratch_size), ex.alloc(n // chunk * NODE)]
+    src, a, b, roots = buffers
+    view = _as_uint8(leaves)
     try:
-        ex.write(Ptr(src), _as_uint8(leaves))
-        _run(ex, reduce_launches(Ptr(src), n, k_max, scratch=(Ptr(a), Ptr(b)), root=Ptr(root)))
-        return ex.read(Ptr(root), NODE).tobytes()
+        for index, first in enumerate(range(0, n, chunk)):
+            ex.write(Ptr(src), view[first * NODE:(first + chunk) * NODE])
+            _run(ex, reduce_launches(Ptr(src), chunk, k_max, scratch=(Ptr(a), Ptr(b)), root=Ptr(roots, index * NODE)))
+        top = ex.read(Ptr(roots), n // chunk * NODE).tobytes()
     finally:
         for buf in buffers:
             ex.free(buf)
+    return top if chunk == n else merkle_root(ex, top, k_max)
 
 
 # --- CommP ---------------------------------------------------------------------------------------

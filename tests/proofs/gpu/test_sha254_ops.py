@@ -35,6 +35,25 @@ def test_merkle_root_matches_cpu(hx, k_max):
     assert hx.live_buffers() == {}
 
 
+@pytest.mark.parametrize("chunk", [2, 8, 64])
+def test_trees_larger_than_the_device_go_in_chunks(hx, chunk):
+    data = leaves(256)
+    assert sha254.tree_levels(hx, data, k_max=3, chunk_leaves=chunk) == merkle.tree_levels(data)
+    assert sha254.merkle_root(hx, data, k_max=3, chunk_leaves=chunk) == merkle.merkle_root(data)
+    with pytest.raises(merkle.MerkleError, match="power of two"):
+        sha254.merkle_root(hx, data, chunk_leaves=24)
+    assert hx.live_buffers() == {}
+
+
+def test_device_memory_decides_the_chunks(hx):
+    hx.limits = hx.limits._replace(total_memory=4096)  # half of it: 32 leaves with their levels
+    data = leaves(256)
+    assert sha254.tree_levels(hx, data) == merkle.tree_levels(data)
+    assert sha254.merkle_root(hx, data) == merkle.merkle_root(data)
+    grids = [launch.grid for launch in hx.launches if launch.kernel == "sha254_subtree"]
+    assert grids.count(1) > 8  # many subtrees of 32 leaves, one block each
+
+
 def test_hash_level_matches_cpu_and_rejects_odd_levels(hx):
     data = leaves(300)
     assert sha254.hash_level(hx, data) == merkle.hash_level(data)
