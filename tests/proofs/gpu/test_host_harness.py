@@ -44,11 +44,12 @@ def test_node_hash_matches_merkle_on_random_and_edge_pairs(hx):
 def test_node_chain_reaches_the_zero_commitment_check_values(hx):
     node = bytes(32)
     zeros = {}
-    for height in range(1, 7):
+    for height in range(1, 31):
         node = bytes.fromhex(hx.ask(f"node {(node + node).hex()}"))
         zeros[height] = node.hex()
     assert zeros[2] == "3731bb99ac689f66eef5973e4a94da188f4ddcae580724fc6f3fd60dfd488333"  # 128 B
     assert zeros[6] == "fc7e928296e516faade986b28f92d44a4f24b935485223376a799027bc18f833"  # 2 KiB
+    assert zeros[30] == "077e5fde35c50a9303a55009e3498a4ebedff39c42b710b730d8ec7ac7afa63e"  # 32 GiB
 
 
 @pytest.mark.parametrize("op, fn", [
