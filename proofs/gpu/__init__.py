@@ -6,7 +6,16 @@ used, and `CudaBackend()` opens one (raising GpuUnavailable with the reason othe
 """
 from __future__ import annotations
 
-__all__ = ["CudaBackend", "GpuUnavailable", "available"]
+__all__ = ["CudaBackend", "GpuProofsBackend", "GpuUnavailable", "available"]
+
+
+def _register() -> None:
+    from proofs.backend import register_backend
+    from proofs.gpu.backend import GpuProofsBackend
+    register_backend("cuda", GpuProofsBackend)   # built on first get_backend('cuda')
+
+
+_register()
 
 
 def available(device_index: int = 0) -> tuple[bool, str]:
@@ -18,9 +27,9 @@ def available(device_index: int = 0) -> tuple[bool, str]:
 
 def __getattr__(name: str):
     # Lazy: these modules import numpy and the CPU code, never pycuda at import time.
-    if name == "CudaBackend":
-        from proofs.gpu.backend import CudaBackend
-        return CudaBackend
+    if name in ("CudaBackend", "GpuProofsBackend"):
+        from proofs.gpu import backend
+        return getattr(backend, name)
     if name == "GpuUnavailable":
         from proofs.gpu.device import GpuUnavailable
         return GpuUnavailable

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from proofs import encoding, ptree
+from proofs.backend import Backend as _ProofsBackend
 from proofs.gpu import poseidon, post, sha254
 
 
@@ -74,3 +76,43 @@ class CudaBackend:
     def partition_paths(self, sectors, arities) -> list:
         """Per sector (upper rows, [(leaf index, segment), ...]): its challenges' paths."""
         return post.partition_paths(self.executor, sectors, arities)
+
+
+class GpuProofsBackend(_ProofsBackend):
+    """CudaBackend behind proofs.backend's interface, so seal and PoSt can run on it:
+    `get_backend('cuda')` builds one (importing proofs.gpu registers it)."""
+
+    name = "cuda"
+
+    def __init__(self, executor=None, device_index: int = 0):
+        self.gpu = CudaBackend(executor, device_index)
+
+    def sha254_root(self, leaves) -> bytes:
+        return self.gpu.merkle_root(leaves)
+
+    def tree_d(self, leaves) -> list[bytes]:
+        return self.gpu.tree_levels(leaves)
+
+    def tree_c(self, layers, arities) -> list[bytes]:
+        return self.gpu.tree_c([memoryview(layer).cast("B") for layer in layers], list(arities))
+
+    def tree_r_last(self, replica, arities) -> list[bytes]:
+        # The kernel encodes and builds in one pass; with a zero key the encoding is the
+        # identity, so it builds the tree over the replica as given.
+        data = memoryview(replica).cast("B")
+        _, levels = self.gpu.tree_r_last(data, bytes(len(data)), list(arities), keep_from=0)
+        return levels
+
+    def encode(self, data, key) -> bytes:
+        return encoding.encode(data, key)      # numpy, memory-bound: not worth a copy to the GPU
+
+    def decode(self, replica, key) -> bytes:
+        return encoding.decode(replica, key)
+
+    def tree_r_paths(self, upper, read_segment, indices, arities, check=True):
+        if not check:                          # forging paths (tests) stays on the CPU
+            return ptree.paths_from_upper(upper, read_segment, indices, arities, check)
+        arities = tuple(arities)
+        k = len(arities) - (len(upper) - 1)
+        items = [(upper, read_segment(ptree.segment_range(i, arities, k)), i) for i in indices]
+        return self.gpu.paths_from_upper(items, arities)
