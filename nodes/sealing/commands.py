@@ -1,0 +1,156 @@
+"""Commands: what the core asks its shell to do. Every command names its sector, carries
+the sector's cause id and the step it belongs to; the shell answers long-running ones
+with events carrying that step. `Save` always comes first: nothing happens before the
+sector's new state and its log are committed."""
+from __future__ import annotations
+
+import msgspec
+
+from nodes.sealing.sector import LogEntry, SectorInfo
+
+
+class Command(msgspec.Struct, tag=True, kw_only=True, frozen=True):
+    sector: int
+    cause: str
+    step: int = 0
+
+
+class Save(Command, frozen=True, kw_only=True):
+    """Persist the sector and append its log entries (one transaction), then publish."""
+    info: SectorInfo
+    log: list[LogEntry]
+    next_number: int                   # the next sector number to hand out
+
+
+class Consume(Command, frozen=True, kw_only=True):
+    """The work's result is recorded in the sector: the call tracker may forget it."""
+    work_id: str
+
+
+class Schedule(Command, frozen=True, kw_only=True):
+    """Send Wake(step) at wall-clock time `at`."""
+    at: float
+
+
+# -- tasks (through the manager's call tracker: the same work asked twice is done once) ----
+
+class RunTask(Command, frozen=True, kw_only=True):
+    task: str
+    priority: int = 0
+
+
+class RunAddPiece(RunTask, frozen=True, kw_only=True):
+    seal_proof: int
+    index: int                         # the piece's position among the sector's pieces
+    path: str                          # the manager's copy of the piece
+    payload_size: int
+
+
+class RunPreCommit1(RunTask, frozen=True, kw_only=True):
+    seal_proof: int
+    ticket: bytes
+
+
+class RunPreCommit2(RunTask, frozen=True, kw_only=True):
+    pass
+
+
+class RunCommit1(RunTask, frozen=True, kw_only=True):
+    seed: bytes
+
+
+class RunFinalize(RunTask, frozen=True, kw_only=True):
+    keep_unsealed: bool
+
+
+class RunUnseal(RunTask, frozen=True, kw_only=True):
+    piece: int                         # -1: the whole sector
+    out: str
+
+
+# -- chain ----------------------------------------------------------------------------------
+
+class GetTicket(Command, frozen=True, kw_only=True):
+    """TicketReady: the seal ticket (the epoch of our pre-commit when the chain has one)."""
+
+
+class SendPreCommit(Command, frozen=True, kw_only=True):
+    """Check with the chain (core.precommit_decision), then send PreCommitSector once:
+    PreCommitSent, PreCommitLanded, TicketExpired or ChainPreCommitFailed."""
+    seal_proof: int
+    ticket: bytes
+    ticket_epoch: int
+    comm_d: bytes
+    comm_r: bytes
+
+
+class WaitPreCommit(Command, frozen=True, kw_only=True):
+    """PreCommitLanded once the message has the confidence, else ChainPreCommitFailed."""
+    msg_id: str
+    comm_r: bytes
+
+
+class WaitSeed(Command, frozen=True, kw_only=True):
+    """SeedReady once the head is past the pre-commit's seed epoch (+ confidence), else
+    ChainPreCommitFailed when the pre-commit is no longer on chain."""
+    comm_r: bytes
+
+
+class SendProveCommit(Command, frozen=True, kw_only=True):
+    """Check with the chain (core.commit_decision: the proof verifies with the chain's
+    ticket and seed), then send ProveCommitSector once: CommitSent, CommitLanded or
+    CommitFailed."""
+    ticket: bytes
+    ticket_epoch: int
+    seed: bytes
+    seed_epoch: int
+    comm_d: bytes
+    comm_r: bytes
+    proof: bytes
+
+
+class WaitProveCommit(Command, frozen=True, kw_only=True):
+    msg_id: str
+
+
+class CheckChain(Command, frozen=True, kw_only=True):
+    """ChainChecked with the facts a failure handler decides on."""
+    precommit_msg: str
+    commit_msg: str
+    ticket: bytes
+    ticket_epoch: int
+    seed: bytes
+    comm_d: bytes
+    comm_r: bytes
+    proof: bytes
+
+
+class VerifyProof(Command, frozen=True, kw_only=True):
+    """ProofChecked: does `proof` verify with the chain's pre-commit values for the sector?"""
+    ticket: bytes
+    seed: bytes
+    comm_d: bytes
+    comm_r: bytes
+    proof: bytes
+
+
+class SendTerminate(Command, frozen=True, kw_only=True):
+    pass
+
+
+class WaitTerminate(Command, frozen=True, kw_only=True):
+    msg_id: str
+
+
+# -- storage ---------------------------------------------------------------------------------
+
+class CleanSector(Command, frozen=True, kw_only=True):
+    """Drop the sector's files (a rebuild starts from nothing): Cleaned."""
+
+
+class RemoveSector(Command, frozen=True, kw_only=True):
+    """Abort the sector's unfinished work, forget its results, drop its files: SectorRemoved."""
+
+
+class AbortWork(Command, frozen=True, kw_only=True):
+    """Abort the sector's unfinished work and forget its results (files stay)."""

@@ -1,0 +1,38 @@
+"""The sealing state machine's settings (the `[sealing]` section of a node's config)."""
+from __future__ import annotations
+
+import msgspec
+
+
+class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    miner: int = 1000                  # the miner actor sectors are sealed for
+    first_number: int = 1              # the first sector number handed out
+    retry_base_s: float = 10.0         # first back-off after an error, doubling ...
+    retry_max_s: float = 600.0         # ... up to this
+    max_retries: int = 8               # consecutive errors before the sector pauses
+    wait_deals_s: float = 60.0         # a deal sector takes pieces this long, then packs
+    ticket_margin: int = 20            # epochs from PreCommit1 to its PreCommit landing (ticket expiry)
+    message_confidence: int = 2        # tipsets on top of a message before it counts as landed
+    seed_confidence: int = 2           # tipsets on top of the seed epoch before the seed is used
+    deal_priority: int = 1024          # scheduler priority of deal sectors' tasks (Lotus's)
+    keep_unsealed: bool = True         # deal sectors keep their unsealed copy at finalize
+    storage: list[str] = []            # directories holding sector directories (remove/rebuild)
+    chain_timeout_s: float = 10.0      # per chain query
+
+    def __post_init__(self) -> None:
+        for name in ("retry_base_s", "retry_max_s", "chain_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"sealing {name} must be > 0, got {getattr(self, name)}")
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError(f"sealing retry_max_s ({self.retry_max_s}) must be >= "
+                             f"retry_base_s ({self.retry_base_s})")
+        for name in ("max_retries", "ticket_margin", "message_confidence", "seed_confidence",
+                     "first_number", "miner"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sealing {name} must be >= 0, got {getattr(self, name)}")
+        if self.wait_deals_s < 0:
+            raise ValueError(f"sealing wait_deals_s must be >= 0, got {self.wait_deals_s}")
+
+    def backoff(self, retries: int) -> float:
+        """Seconds to wait after the `retries`-th consecutive error (1, 2, ...)."""
+        return min(self.retry_base_s * 2 ** max(retries - 1, 0), self.retry_max_s)

@@ -1,0 +1,584 @@
+"""The sealing state machine, pure: no trio, no bus, no disk, no clock (`now` is given).
+
+    core = SealingCore(miner=1000, seal_proof=5, policy=DEVNET, cfg=SealingConfig())
+    number, commands = core.pledge(now)             # a CC sector
+    commands = core.handle(event, now)              # an answer, a timer, an operator
+    commands = core.restart(now)                    # every sector runs its handler again
+
+`handle` looks the event up in the transition table (nodes.sealing.table), records it in
+a copy of the sector (the event's `apply`), moves the copy to the next state, and runs
+that state's handler, which either asks the shell for something (commands) or decides
+at once (an internal event, handled the same way, and logged). The result starts with
+`Save` (the sector and its new log entries): the shell commits it before it does
+anything else. An event the state does not take raises InvalidTransition and changes
+nothing; an answer to a command of an older step is stale and dropped.
+
+Errors: an error event counts one more consecutive error; the sector waits
+`cfg.backoff(n)` before its handler runs again (failure states then decide how to go
+on, as Lotus's failure handlers do), and after `cfg.max_retries` it pauses, its last
+error shown, until an operator resumes it. Progress resets the count. Lotus's counts:
+PreCommit1 failing more than 3 times removes the sector, PreCommit2 more than 3 times
+goes back to PreCommit1, a second invalid proof goes back to PreCommit1.
+"""
+from __future__ import annotations
+
+import msgspec
+
+from nodes.chain.policy import Policy
+from nodes.sealing import commands as C
+from nodes.sealing import events as E
+from nodes.sealing import states as S
+from nodes.sealing.config import SealingConfig
+from nodes.sealing.sector import ChainFacts, LogEntry, Piece, SectorInfo, cause_of
+from nodes.sealing.table import APPLY, DECIDE, PROGRESS, SAME, TABLE
+from proofs import commp as commp_mod
+from proofs import fr32
+from proofs import params as proof_params
+from proofs.merkle import zero_commitment_at_height
+
+MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
+
+
+class SealingError(ValueError):
+    pass
+
+
+class UnknownSector(SealingError):
+    pass
+
+
+class InvalidTransition(SealingError):
+    pass
+
+
+class BadResume(SealingError):
+    pass
+
+
+class PieceTooLarge(SealingError):
+    pass
+
+
+class SealingCore:
+    def __init__(self, *, miner: int, seal_proof: int, policy: Policy, cfg: SealingConfig):
+        self.miner = miner
+        self.proof = proof_params.seal_proof(seal_proof)
+        self.policy, self.cfg = policy, cfg
+        self.sectors: dict[int, SectorInfo] = {}
+        self.next_number = cfg.first_number
+        self.head = -1                     # the chain's head epoch, as last told (set_head)
+
+    # -- state ---------------------------------------------------------------------------
+    def restore(self, sectors: list[SectorInfo], next_number: int) -> None:
+        for s in sectors:
+            if s.state not in TABLE:
+                raise SealingError(f"stored sector {s.number} has unknown state {s.state!r}")
+            if s.miner != self.miner:
+                raise SealingError(f"stored sector {s.number} belongs to miner {s.miner}, "
+                                   f"not {self.miner}")
+        self.sectors = {s.number: s for s in sectors}
+        self.next_number = max([next_number, self.cfg.first_number,
+                                *(n + 1 for n in self.sectors)])
+
+    def set_head(self, epoch: int) -> None:
+        self.head = epoch
+
+    def cause_of(self, number: int) -> str:
+        return cause_of(self.miner, number)
+
+    def event(self, kind: type[E.Event], number: int, step: int = 0, **fields) -> E.Event:
+        """An event about sector `number`, with its cause id."""
+        return kind(sector=number, cause=self.cause_of(number), step=step, **fields)
+
+    # -- new sectors ------------------------------------------------------------------------
+    def pledge(self, now: float) -> tuple[int, list[C.Command]]:
+        """A new committed-capacity sector."""
+        s = self._new("cc", now)
+        return s.number, self.handle(self.event(E.StartCC, s.number), now)
+
+    def assign_piece(self, piece: Piece, now: float) -> tuple[int, list[C.Command]]:
+        """Put a deal piece into the open deal sector it fits (the lowest number), or a new
+        one. Raises PieceTooLarge (nothing changes) when no sector could hold it."""
+        if piece.padded_size > self.proof.sector_size:
+            raise PieceTooLarge(f"a piece of {piece.payload_size} bytes needs {piece.padded_size} "
+                                f"padded bytes: more than a {self.proof.sector_size}-byte sector")
+        if not piece.path:
+            raise SealingError("a deal piece needs the path of its data")
+        commands: list[C.Command] = []
+        target = next((s for n, s in sorted(self.sectors.items()) if self._takes(s, piece)), None)
+        if target is None:
+            target = self._new("deal", now)
+            commands += self.handle(self.event(E.StartDeals, target.number), now)
+        commands += self.handle(self.event(E.AssignPiece, target.number, piece=piece), now)
+        return target.number, commands
+
+    def _new(self, kind: str, now: float) -> SectorInfo:
+        number = self.next_number
+        self.next_number += 1
+        s = SectorInfo(miner=self.miner, number=number, seal_proof=self.proof.id,
+                       sector_size=self.proof.sector_size, kind=kind, created=now, updated=now)
+        self.sectors[number] = s
+        return s
+
+    def _takes(self, s: SectorInfo, piece: Piece) -> bool:
+        if s.kind != "deal" or s.paused or s.pack_requested:
+            return False
+        if s.state not in (S.WAIT_DEALS, S.ADD_PIECE, S.ADD_PIECE_FAILED):
+            return False
+        return _fits([p.padded_size for p in (*s.pieces, *s.pending, piece)], s.sector_size)
+
+    # -- events -------------------------------------------------------------------------------
+    def handle(self, event: E.Event, now: float) -> list[C.Command]:
+        s = self.sectors.get(event.sector)
+        if s is None:
+            raise UnknownSector(f"no sector {event.sector} (sectors: "
+                                f"{', '.join(map(str, sorted(self.sectors))) or 'none'})")
+        if event.cause != s.cause:
+            raise SealingError(f"an event for sector {s.number} must carry cause {s.cause!r}, "
+                               f"not {event.cause!r}")
+        if event.step and event.step != s.step:
+            return []                      # answers a command of an older step: stale
+        work = s.copy()
+        log: list[LogEntry] = []
+        consumed: list[C.Command] = []
+        out: E.Event | list[C.Command] = event
+        for _ in range(MAX_INTERNAL):
+            out = self._step(work, out, now, log, consumed)
+            if not isinstance(out, E.Event):
+                break
+        else:
+            raise SealingError(f"sector {s.number}: more than {MAX_INTERNAL} decisions in a row "
+                               f"(last: {type(out).__name__} in {work.state})")
+        work.updated = now
+        self.sectors[s.number] = work
+        return [C.Save(sector=s.number, cause=s.cause, step=work.step, info=work.copy(), log=log,
+                       next_number=self.next_number), *consumed, *out]
+
+    def restart(self, now: float) -> list[C.Command]:
+        """Every sector's handler again (after a restart): the same requests as before,
+        which the call tracker answers from what it has (nothing is computed twice)."""
+        commands: list[C.Command] = []
+        for number in sorted(self.sectors):
+            commands += self.rerun(number, now)
+        return commands
+
+    def rerun(self, number: int, now: float) -> list[C.Command]:
+        s = self.sectors[number]
+        if s.state == S.NEW:
+            return []
+        out = self._handler(s, now)
+        if isinstance(out, E.Event):       # a decision: handle it as it were new
+            return self.handle(msgspec.structs.replace(out, step=s.step), now)
+        return out
+
+    def _step(self, s: SectorInfo, event: E.Event, now: float, log: list[LogEntry],
+              consumed: list[C.Command]) -> E.Event | list[C.Command]:
+        prev = s.state
+        target = TABLE[prev].get(type(event))
+        if target is None:
+            raise InvalidTransition(f"sector {s.number} in {prev or 'no state'} does not take "
+                                    f"{type(event).__name__}")
+        event = self._validate(s, event)            # a bad result becomes TaskFailed
+        target = TABLE[prev].get(type(event))
+        if target is None:
+            raise InvalidTransition(f"sector {s.number} in {prev} does not take "
+                                    f"{type(event).__name__}")
+        work_id = getattr(event, "work_id", "")
+        if work_id:
+            consumed.append(C.Consume(sector=s.number, cause=s.cause, step=s.step, work_id=work_id))
+        if target == DECIDE:
+            decision = self._decide(s, event.facts)
+            log.append(self._entry(s, event, now, prev, prev))
+            return msgspec.structs.replace(decision, step=s.step)
+        if isinstance(event, E.Resume):
+            target = self._resume_target(s, event)
+        event.apply(s, now)
+        new = prev if target in (SAME, APPLY) else target
+        s.state = new
+        note = self._account(s, event, prev, now)
+        log.append(self._entry(s, event, now, prev, new, note))
+        if target == APPLY:
+            return []
+        s.step += 1
+        log[-1] = msgspec.structs.replace(log[-1], step=s.step)
+        out = self._handler(s, now)
+        if isinstance(out, E.Event):
+            return msgspec.structs.replace(out, step=s.step)
+        return out
+
+    def _entry(self, s, event, now, prev, new, note="") -> LogEntry:
+        return LogEntry(ts=now, step=s.step, event=type(event).__name__, data=E.to_plain(event),
+                        prev=prev, state=new, note=note)
+
+    def _account(self, s: SectorInfo, event: E.Event, prev: str, now: float) -> str:
+        """Error counts, back-off and pause; the note for the log."""
+        if isinstance(event, PROGRESS):
+            s.retries, s.last_error = 0, ""
+        if s.state == S.SEAL_PRE_COMMIT1_FAILED and prev != s.state:
+            s.pc1_fails += 1
+        if s.state == S.SEAL_PRE_COMMIT2_FAILED and prev != s.state:
+            s.pc2_fails += 1
+        if isinstance(event, E.Stuck):
+            s.paused, s.last_error = True, event.error
+            return f"paused: {event.error}"
+        if isinstance(event, E.GiveUp):
+            s.last_error = event.error
+            return f"giving up: {event.error}"
+        if not isinstance(event, E.ErrorEvent):
+            return ""
+        s.last_error = event.error
+        if not (prev in S.FAILURES and s.state in S.FAILURES and prev != s.state):
+            s.retries += 1                 # a new error, not a failure handler's next step
+        if s.retries > self.cfg.max_retries:
+            s.paused = True
+            return f"paused after {s.retries} errors in a row: {event.error}"
+        delay = self.cfg.backoff(s.retries)
+        s.retry_at = now + delay
+        return f"error {s.retries} of {self.cfg.max_retries}: retry in {delay:g}s"
+
+    # -- results are checked against what the sector expects -------------------------------------
+    def _validate(self, s: SectorInfo, event: E.Event) -> E.Event:
+        problem = ""
+        rebuild = s.state in S.REBUILD
+        if isinstance(event, E.PieceAdded):
+            want, offset = self._next_piece(s)
+            if want is None:
+                problem = "a piece was added, but none was waiting"
+            elif (event.comm_p, event.padded_size, event.payload_size) != \
+                    (want.comm_p, want.padded_size, want.payload_size):
+                problem = (f"AddPiece gave piece {event.comm_p.hex()[:16]} "
+                           f"({event.payload_size} bytes), expected {want.comm_p.hex()[:16]} "
+                           f"({want.payload_size} bytes)")
+            elif event.offset != offset:
+                problem = f"AddPiece placed the piece at {event.offset}, expected {offset}"
+        elif isinstance(event, E.PreCommit1Done):
+            want = s.comm_d if rebuild else self._comm_d(s)
+            if event.comm_d != want:
+                problem = f"PreCommit1 gave comm_d {event.comm_d.hex()}, expected {want.hex()}"
+        elif isinstance(event, E.PreCommit2Done):
+            if event.comm_d != s.comm_d:
+                problem = f"PreCommit2 gave comm_d {event.comm_d.hex()}, expected {s.comm_d.hex()}"
+            elif rebuild and event.comm_r != s.comm_r:
+                problem = (f"the rebuilt replica has comm_r {event.comm_r.hex()}, the chain's is "
+                           f"{s.comm_r.hex()}")
+        elif isinstance(event, E.Commit1Done) and not event.proof:
+            problem = "Commit1 gave an empty proof"
+        elif isinstance(event, E.ProofChecked) and not event.ok:
+            problem = f"the rebuilt replica's proof does not verify: {event.error or 'invalid'}"
+        if not problem:
+            return event
+        task = {E.PieceAdded: "AP", E.PreCommit1Done: "PC1", E.PreCommit2Done: "PC2",
+                E.Commit1Done: "C1", E.ProofChecked: "verify"}[type(event)]
+        return E.TaskFailed(sector=event.sector, cause=event.cause, step=event.step, task=task,
+                            work_id=getattr(event, "work_id", ""), error=problem)
+
+    def _next_piece(self, s: SectorInfo) -> tuple[Piece | None, int]:
+        """The piece AddPiece is adding, and the offset it must get."""
+        if s.state in S.REBUILD:
+            deal = s.deal_pieces()
+            if s.rebuild_added >= len(deal):
+                return None, -1
+            return deal[s.rebuild_added], deal[s.rebuild_added].offset
+        if not s.pending:
+            return None, -1
+        sizes = [p.padded_size for p in (*s.pieces, s.pending[0])]
+        slots = commp_mod.piece_layout(sizes, s.sector_size)
+        return s.pending[0], next(x.offset for x in slots if x.piece == len(sizes) - 1)
+
+    def _comm_d(self, s: SectorInfo) -> bytes:
+        deal = s.deal_pieces()
+        return commp_mod.commd([(p.padded_size, p.comm_p) for p in deal], s.sector_size)
+
+    # -- handlers: what each state does ---------------------------------------------------------
+    def _handler(self, s: SectorInfo, now: float) -> E.Event | list[C.Command]:
+        if s.paused or s.state in S.FINAL:
+            return []
+        if s.retry_at > now:
+            return [self._cmd(C.Schedule, s, at=s.retry_at)]
+        return HANDLERS[s.state](self, s, now)
+
+    def _cmd(self, kind: type[C.Command], s: SectorInfo, **fields) -> C.Command:
+        return kind(sector=s.number, cause=s.cause, step=s.step, **fields)
+
+    def _ev(self, kind: type[E.Event], s: SectorInfo, **fields) -> E.Event:
+        return kind(sector=s.number, cause=s.cause, step=s.step, **fields)
+
+    def _priority(self, s: SectorInfo) -> int:
+        return self.cfg.deal_priority if s.kind == "deal" else 0
+
+    def _wait_deals(self, s, now):
+        if s.pending:
+            return self._ev(E.AddNextPiece, s)
+        if s.pack_requested or not _fits([p.padded_size for p in s.pieces] + [128], s.sector_size):
+            return self._ev(E.StartPacking, s)
+        pack_at = s.deals_since + self.cfg.wait_deals_s
+        if now >= pack_at:
+            return self._ev(E.StartPacking, s)
+        return [self._cmd(C.Schedule, s, at=pack_at)]
+
+    def _add_piece(self, s, now):
+        piece, _ = self._next_piece(s)
+        if piece is None:
+            if s.state == S.REBUILD_ADD_PIECE:
+                return self._ev(E.PiecesReady, s)
+            return self._ev(E.Stuck, s, error="AddPiece has no piece to add")
+        index = s.rebuild_added if s.state == S.REBUILD_ADD_PIECE else len(s.pieces)
+        return [self._cmd(C.RunAddPiece, s, task="AP", priority=self._priority(s),
+                          seal_proof=s.seal_proof, index=index, path=piece.path,
+                          payload_size=piece.payload_size)]
+
+    def _packing(self, s, now):
+        sizes = [p.padded_size for p in s.pieces]
+        slots = commp_mod.piece_layout(sizes, s.sector_size)
+        fillers = [Piece(comm_p=zero_commitment_at_height(x.size.bit_length() - 6),
+                         payload_size=fr32.unpadded_size(x.size), padded_size=x.size, offset=x.offset)
+                   for x in slots if x.piece is None]
+        return self._ev(E.Packed, s, fillers=fillers)
+
+    def _pre_commit1(self, s, now):
+        if s.state == S.PRE_COMMIT1 and (not s.ticket or self.ticket_expired(
+                s.ticket_epoch, self.head + self.cfg.ticket_margin)):
+            return self._ev(E.OldTicket, s)
+        return [self._cmd(C.RunPreCommit1, s, task="PC1", priority=self._priority(s),
+                          seal_proof=s.seal_proof, ticket=s.ticket)]
+
+    def _pre_commit2(self, s, now):
+        return [self._cmd(C.RunPreCommit2, s, task="PC2", priority=self._priority(s))]
+
+    def _committing(self, s, now):
+        return [self._cmd(C.RunCommit1, s, task="C1", priority=self._priority(s), seed=s.seed)]
+
+    def _finalize(self, s, now):
+        keep = s.kind == "deal" and self.cfg.keep_unsealed
+        return [self._cmd(C.RunFinalize, s, task="FIN", priority=self._priority(s), keep_unsealed=keep)]
+
+    def _unsealing(self, s, now):
+        return [self._cmd(C.RunUnseal, s, task="UNS", piece=s.unseal_piece, out=s.unseal_out)]
+
+    def _get_ticket(self, s, now):
+        return [self._cmd(C.GetTicket, s)]
+
+    def _pre_committing(self, s, now):
+        return [self._cmd(C.SendPreCommit, s, seal_proof=s.seal_proof, ticket=s.ticket,
+                          ticket_epoch=s.ticket_epoch, comm_d=s.comm_d, comm_r=s.comm_r)]
+
+    def _pre_commit_wait(self, s, now):
+        return [self._cmd(C.WaitPreCommit, s, msg_id=s.precommit_msg, comm_r=s.comm_r)]
+
+    def _wait_seed(self, s, now):
+        return [self._cmd(C.WaitSeed, s, comm_r=s.comm_r)]
+
+    def _submit_commit(self, s, now):
+        return [self._cmd(C.SendProveCommit, s, ticket=s.ticket, ticket_epoch=s.ticket_epoch,
+                          seed=s.seed, seed_epoch=s.seed_epoch, comm_d=s.comm_d, comm_r=s.comm_r,
+                          proof=s.proof)]
+
+    def _commit_wait(self, s, now):
+        return [self._cmd(C.WaitProveCommit, s, msg_id=s.commit_msg)]
+
+    def _check_chain(self, s, now):
+        return [self._cmd(C.CheckChain, s, precommit_msg=s.precommit_msg, commit_msg=s.commit_msg,
+                          ticket=s.ticket, ticket_epoch=s.ticket_epoch, seed=s.seed,
+                          comm_d=s.comm_d, comm_r=s.comm_r, proof=s.proof)]
+
+    def _verify(self, s, now):
+        return [self._cmd(C.VerifyProof, s, ticket=s.ticket, seed=s.seed, comm_d=s.comm_d,
+                          comm_r=s.comm_r, proof=s.proof)]
+
+    def _nothing(self, s, now):
+        return []
+
+    # failure handlers (after their back-off): Lotus's states_failed.go
+    def _seal_pre_commit1_failed(self, s, now):
+        if s.pc1_fails > 3:
+            return self._ev(E.GiveUp, s, error=f"PreCommit1 failed {s.pc1_fails} times "
+                                               f"(last: {s.last_error})")
+        return self._ev(E.RetryPreCommit1, s)
+
+    def _seal_pre_commit2_failed(self, s, now):
+        if s.pc2_fails > 3:
+            return self._ev(E.RetryPreCommit1, s)
+        return self._ev(E.RetryPreCommit2, s)
+
+    def _compute_proof_failed(self, s, now):
+        if s.invalid_proofs > 1:
+            return self._ev(E.SealPreCommit1Failed, s, error="consecutive compute fails")
+        return self._ev(E.RetryComputeProof, s)
+
+    # -- decisions on the chain's facts ------------------------------------------------------------
+    def ticket_expired(self, ticket_epoch: int, landing_epoch: int) -> bool:
+        """Would a pre-commit landing at `landing_epoch` find the ticket too old?"""
+        return ticket_epoch < landing_epoch - self.policy.max_ticket_age
+
+    def _decide(self, s: SectorInfo, f: ChainFacts) -> E.Event:
+        if s.state == S.PRE_COMMIT_FAILED:
+            return self._decide_precommit_failed(s, f)
+        return self._decide_commit_failed(s, f)
+
+    def _decide_precommit_failed(self, s: SectorInfo, f: ChainFacts) -> E.Event:
+        if f.on_chain:
+            return self._ev(E.Stuck, s, error=f"sector {s.number} is already proven on chain")
+        if f.precommit is not None:
+            if f.precommit.comm_r == s.comm_r:
+                return self._ev(E.PreCommitLanded, s, precommit_epoch=f.precommit.precommit_epoch,
+                                seed_epoch=f.precommit.seed_epoch)
+            return self._ev(E.Stuck, s, error=f"the chain holds a pre-commit of sector {s.number} "
+                                              f"with comm_r {f.precommit.comm_r.hex()}, not ours")
+        if f.precommit_msg.status == "pending" or (f.precommit_msg.status == "landed"
+                                                   and f.precommit_msg.exit_code == 0):
+            if s.precommit_epoch >= 0 and f.head > s.precommit_epoch + self.policy.max_prove_commit_duration:
+                return self._ev(E.GiveUp, s, error="the pre-commit expired on chain")
+            if f.precommit_msg.status == "pending":
+                return self._ev(E.RetryPreCommitWait, s)
+        if f.ticket_matches is False:
+            return self._ev(E.TicketExpired, s, reason=f"the chain's ticket at epoch "
+                                                       f"{s.ticket_epoch} changed (a reorg)")
+        if self.ticket_expired(s.ticket_epoch, f.head + 1):
+            return self._ev(E.TicketExpired, s, reason=f"ticket of epoch {s.ticket_epoch} is too "
+                                                       f"old at epoch {f.head + 1}")
+        return self._ev(E.RetryPreCommit, s)
+
+    def _decide_commit_failed(self, s: SectorInfo, f: ChainFacts) -> E.Event:
+        if f.on_chain:
+            return self._ev(E.CommitLanded, s, epoch=f.activation)
+        if f.commit_msg.status == "pending" or (f.commit_msg.status == "landed"
+                                                and f.commit_msg.exit_code == 0):
+            return self._ev(E.RetryCommitWait, s)
+        pc = f.precommit
+        if pc is None:
+            if f.precommit_msg.status == "pending":
+                return self._ev(E.RetryPreCommitWait, s)
+            if s.precommit_epoch >= 0 and f.head > s.precommit_epoch + self.policy.max_prove_commit_duration:
+                return self._ev(E.GiveUp, s, error="the pre-commit expired before it was proven")
+            return self._ev(E.RetryPreCommit, s)
+        if pc.comm_r != s.comm_r:
+            return self._ev(E.Stuck, s, error=f"the chain holds a pre-commit of sector {s.number} "
+                                              f"with comm_r {pc.comm_r.hex()}, not ours")
+        if f.ticket_matches is False:
+            return self._ev(E.GiveUp, s, error=f"a reorg changed the ticket of epoch {s.ticket_epoch} "
+                                               "under the landed pre-commit: the replica cannot be proven")
+        if f.head >= pc.prove_by:
+            return self._ev(E.GiveUp, s, error=f"too late to prove (prove-by epoch {pc.prove_by})")
+        if pc.seed_epoch != s.seed_epoch or f.seed_matches is False:
+            return self._ev(E.RetryWaitSeed, s)
+        if not s.proof:
+            return self._ev(E.RetryComputeProof, s)
+        if f.proof_valid is False:
+            if s.invalid_proofs > 0:
+                return self._ev(E.SealPreCommit1Failed, s, error="consecutive invalid proofs")
+            return self._ev(E.RetryInvalidProof, s)
+        return self._ev(E.RetrySubmitCommit, s)
+
+    def precommit_decision(self, s: SectorInfo, f: ChainFacts) -> E.Event | None:
+        """Before sending PreCommitSector: None to send it, else the event to handle."""
+        if f.on_chain:
+            return self._ev(E.ChainPreCommitFailed, s, error=f"sector {s.number} is already proven")
+        if f.precommit is not None:
+            if f.precommit.comm_r == s.comm_r:
+                return self._ev(E.PreCommitLanded, s, precommit_epoch=f.precommit.precommit_epoch,
+                                seed_epoch=f.precommit.seed_epoch)
+            return self._ev(E.ChainPreCommitFailed, s, error="the chain holds a pre-commit of this "
+                                                             "sector with another comm_r")
+        if f.ticket_matches is False:
+            return self._ev(E.TicketExpired, s, reason=f"the chain's ticket at epoch "
+                                                       f"{s.ticket_epoch} changed (a reorg)")
+        if self.ticket_expired(s.ticket_epoch, f.head + 1):
+            return self._ev(E.TicketExpired, s, reason=f"ticket of epoch {s.ticket_epoch} is too "
+                                                       f"old at epoch {f.head + 1}")
+        if s.ticket_epoch > f.head + 1 - self.policy.seal_randomness_lookback:
+            return self._ev(E.TemporaryError, s, error=f"ticket of epoch {s.ticket_epoch} is too "
+                                                       f"recent at epoch {f.head + 1}")
+        return None
+
+    def commit_decision(self, s: SectorInfo, f: ChainFacts) -> E.Event | None:
+        """Before sending ProveCommitSector: None to send it, else the event to handle."""
+        if f.on_chain:
+            return self._ev(E.CommitLanded, s, epoch=f.activation)
+        pc = f.precommit
+        if pc is None:
+            return self._ev(E.CommitFailed, s, error="no pre-commit on chain")
+        if f.head + 1 <= pc.seed_epoch:
+            return self._ev(E.TemporaryError, s, error=f"too early to prove: seed epoch {pc.seed_epoch}")
+        if pc.seed_epoch != s.seed_epoch or f.seed_matches is False:
+            return self._ev(E.CommitFailed, s, error="the seed changed (a reorg)")
+        if f.ticket_matches is False:
+            return self._ev(E.CommitFailed, s, error="the ticket changed (a reorg)")
+        if f.proof_valid is False:
+            return self._ev(E.CommitFailed, s, error="the proof does not verify")
+        return None
+
+    def _resume_target(self, s: SectorInfo, event: E.Resume) -> str:
+        want = event.state
+        if not want or want == s.state:
+            return SAME
+        if want == S.ABORTED:
+            return S.ABORTED
+        if want not in S.ALL:
+            raise BadResume(f"no state {want!r} (states: {', '.join(S.ALL)})")
+        if want in S.NOT_RESUMABLE:
+            raise BadResume(f"cannot resume into {want}: the machine enters it itself")
+        if s.kind == "cc" and want in (S.WAIT_DEALS, S.ADD_PIECE):
+            raise BadResume(f"sector {s.number} is a CC sector: it takes no pieces")
+        missing = [f for f in S.REQUIRES.get(want, ()) if not getattr(s, f)]
+        if missing:
+            raise BadResume(f"sector {s.number} cannot go to {want}: it has no {', '.join(missing)}")
+        return want
+
+    def accepts(self, number: int, kind: type[E.Event]) -> bool:
+        s = self.sectors.get(number)
+        return s is not None and kind in TABLE[s.state]
+
+
+def _fits(sizes: list[int], sector_size: int) -> bool:
+    try:
+        commp_mod.piece_layout(sizes, sector_size)
+        return True
+    except commp_mod.PiecesDoNotFit:
+        return False
+
+
+def _retry(kind):
+    return lambda core, s, now: core._ev(kind, s)
+
+
+HANDLERS = {
+    S.WAIT_DEALS: SealingCore._wait_deals,
+    S.ADD_PIECE: SealingCore._add_piece,
+    S.PACKING: SealingCore._packing,
+    S.GET_TICKET: SealingCore._get_ticket,
+    S.PRE_COMMIT1: SealingCore._pre_commit1,
+    S.PRE_COMMIT2: SealingCore._pre_commit2,
+    S.PRE_COMMITTING: SealingCore._pre_committing,
+    S.PRE_COMMIT_WAIT: SealingCore._pre_commit_wait,
+    S.WAIT_SEED: SealingCore._wait_seed,
+    S.COMMITTING: SealingCore._committing,
+    S.SUBMIT_COMMIT: SealingCore._submit_commit,
+    S.COMMIT_WAIT: SealingCore._commit_wait,
+    S.FINALIZE_SECTOR: SealingCore._finalize,
+    S.PROVING: SealingCore._nothing,
+    S.ADD_PIECE_FAILED: _retry(E.RetryAddPiece),
+    S.SEAL_PRE_COMMIT1_FAILED: SealingCore._seal_pre_commit1_failed,
+    S.SEAL_PRE_COMMIT2_FAILED: SealingCore._seal_pre_commit2_failed,
+    S.PRE_COMMIT_FAILED: SealingCore._check_chain,
+    S.COMPUTE_PROOF_FAILED: SealingCore._compute_proof_failed,
+    S.COMMIT_FAILED: SealingCore._check_chain,
+    S.FINALIZE_FAILED: _retry(E.RetryFinalize),
+    S.FAULTY: SealingCore._nothing,
+    S.FAULT_REPORTED: SealingCore._nothing,
+    S.TERMINATING: lambda core, s, now: [core._cmd(C.SendTerminate, s)],
+    S.TERMINATE_WAIT: lambda core, s, now: [core._cmd(C.WaitTerminate, s, msg_id=s.terminate_msg)],
+    S.TERMINATE_FAILED: _retry(E.Terminate),
+    S.REMOVING: lambda core, s, now: [core._cmd(C.RemoveSector, s)],
+    S.REMOVE_FAILED: _retry(E.Remove),
+    S.ABORTED: lambda core, s, now: [core._cmd(C.AbortWork, s)],
+    S.REBUILD_CLEAN: lambda core, s, now: [core._cmd(C.CleanSector, s)],
+    S.REBUILD_ADD_PIECE: SealingCore._add_piece,
+    S.REBUILD_PRE_COMMIT1: SealingCore._pre_commit1,
+    S.REBUILD_PRE_COMMIT2: SealingCore._pre_commit2,
+    S.REBUILD_CHECK: SealingCore._committing,
+    S.REBUILD_VERIFY: SealingCore._verify,
+    S.REBUILD_FINALIZE: SealingCore._finalize,
+    S.REBUILD_FAILED: _retry(E.RetryRebuild),
+    S.UNSEALING: SealingCore._unsealing,
+    S.UNSEAL_FAILED: _retry(E.RetryUnseal),
+}

@@ -1,0 +1,90 @@
+"""Sector states: Lotus's names (storage/pipeline/sector_state.go) for the sealing
+pipeline, its failure states and the post-seal states, plus damocles' rebuild and unseal
+plans, and `Aborted` (damocles: an operator dropped the sector)."""
+from __future__ import annotations
+
+NEW = ""                               # UndefinedSectorState: before the first event
+
+# -- sealing, happy path ---------------------------------------------------------------
+WAIT_DEALS = "WaitDeals"               # a deal sector taking pieces
+ADD_PIECE = "AddPiece"                 # AP of the next pending piece
+PACKING = "Packing"                    # the rest of the sector becomes zero filler
+GET_TICKET = "GetTicket"
+PRE_COMMIT1 = "PreCommit1"
+PRE_COMMIT2 = "PreCommit2"
+PRE_COMMITTING = "PreCommitting"       # checks, then sends PreCommitSector
+PRE_COMMIT_WAIT = "PreCommitWait"
+WAIT_SEED = "WaitSeed"
+COMMITTING = "Committing"              # C1 (the vanilla proof: there is no C2 here)
+SUBMIT_COMMIT = "SubmitCommit"         # checks the proof, then sends ProveCommitSector
+COMMIT_WAIT = "CommitWait"
+FINALIZE_SECTOR = "FinalizeSector"
+PROVING = "Proving"
+
+# -- sealing failures (each has a handler that decides how to go on) --------------------
+ADD_PIECE_FAILED = "AddPieceFailed"
+SEAL_PRE_COMMIT1_FAILED = "SealPreCommit1Failed"
+SEAL_PRE_COMMIT2_FAILED = "SealPreCommit2Failed"
+PRE_COMMIT_FAILED = "PreCommitFailed"
+COMPUTE_PROOF_FAILED = "ComputeProofFailed"
+COMMIT_FAILED = "CommitFailed"
+FINALIZE_FAILED = "FinalizeFailed"
+
+# -- post-seal ----------------------------------------------------------------------------
+FAULTY = "Faulty"                      # found faulty here (not yet on chain)
+FAULT_REPORTED = "FaultReported"       # faulty on chain (declared, or a missed PoSt)
+TERMINATING = "Terminating"
+TERMINATE_WAIT = "TerminateWait"        # waits chain finality (Lotus TerminateFinality)
+TERMINATE_FAILED = "TerminateFailed"
+REMOVING = "Removing"
+REMOVE_FAILED = "RemoveFailed"
+REMOVED = "Removed"
+
+# -- damocles plans: rebuild a lost replica, unseal a sealed one -----------------------------
+REBUILD_CLEAN = "RebuildClean"         # drop what is left of the replica
+REBUILD_ADD_PIECE = "RebuildAddPiece"  # the deal pieces again, from the manager's copies
+REBUILD_PRE_COMMIT1 = "RebuildPreCommit1"    # the same ticket: the same comm_d and labels
+REBUILD_PRE_COMMIT2 = "RebuildPreCommit2"    # must give the same comm_r
+REBUILD_CHECK = "RebuildCheck"         # C1 with the sector's seed ...
+REBUILD_VERIFY = "RebuildVerify"       # ... and the proof verified against the chain's values
+REBUILD_FINALIZE = "RebuildFinalize"
+REBUILD_FAILED = "RebuildFailed"
+UNSEALING = "Unsealing"
+UNSEAL_FAILED = "UnsealFailed"
+
+ABORTED = "Aborted"                    # dropped by an operator (resume --state Aborted)
+
+SEALING = (WAIT_DEALS, ADD_PIECE, PACKING, GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING,
+           PRE_COMMIT_WAIT, WAIT_SEED, COMMITTING, SUBMIT_COMMIT, COMMIT_WAIT, FINALIZE_SECTOR)
+FAILURES = (ADD_PIECE_FAILED, SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED, PRE_COMMIT_FAILED,
+            COMPUTE_PROOF_FAILED, COMMIT_FAILED, FINALIZE_FAILED, TERMINATE_FAILED, REMOVE_FAILED,
+            REBUILD_FAILED, UNSEAL_FAILED)
+POST_SEAL = (PROVING, FAULTY, FAULT_REPORTED, TERMINATING, TERMINATE_WAIT, REMOVING, REMOVED)
+REBUILD = (REBUILD_CLEAN, REBUILD_ADD_PIECE, REBUILD_PRE_COMMIT1, REBUILD_PRE_COMMIT2,
+           REBUILD_CHECK, REBUILD_VERIFY, REBUILD_FINALIZE)
+UNSEAL = (UNSEALING,)
+FINAL = (REMOVED,)
+ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + (ABORTED,)
+
+# States whose sectors are on chain (proven): the chain follower watches their faults.
+ON_CHAIN = (PROVING, FAULTY, FAULT_REPORTED, UNSEALING, UNSEAL_FAILED, TERMINATING,
+            TERMINATE_FAILED) + REBUILD + (REBUILD_FAILED,)
+
+# What a sector must already have for an operator to move it into a state (resume --state).
+REQUIRES: dict[str, tuple[str, ...]] = {
+    PRE_COMMIT2: ("ticket",),
+    PRE_COMMITTING: ("ticket", "comm_d", "comm_r"),
+    PRE_COMMIT_WAIT: ("comm_r", "precommit_msg"),
+    WAIT_SEED: ("ticket", "comm_r"),
+    COMMITTING: ("ticket", "comm_r", "seed"),
+    SUBMIT_COMMIT: ("ticket", "comm_r", "seed", "proof"),
+    COMMIT_WAIT: ("commit_msg",),
+    FINALIZE_SECTOR: ("comm_r",),
+    PROVING: ("comm_r",),
+    FAULTY: ("comm_r",),
+    FAULT_REPORTED: ("comm_r",),
+    **{s: ("ticket", "comm_d", "comm_r", "seed") for s in REBUILD},
+    UNSEALING: ("comm_r",),
+}
+# Operators cannot resume into these: the machine enters them itself.
+NOT_RESUMABLE = (REMOVED, ADD_PIECE, UNSEALING) + FAILURES
