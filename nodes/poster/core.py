@@ -557,6 +557,9 @@ class PosterCore:
             t.state = "ready"
 
     # -- views -------------------------------------------------------------------------------------------
+    def runner(self, runner_id: str) -> Runner | None:
+        return self._by_id.get(runner_id)
+
     def runner_for(self, miner: int, index: int) -> Runner | None:
         for r in self.runners.values():
             if r.miner == miner and r.dl.index == index:
