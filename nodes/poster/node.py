@@ -401,10 +401,11 @@ class PosterNode:
         current = await self.chain.deadline(mid)
         when = self._window(current, index)
         r = self.core.runner_for(mid, index)
+        outcomes = self.store.outcomes(mid, index, limit=4)
+        shown = r.dl.open if r else outcomes[0].open if outcomes else when.open
         return W.PosterDeadline(miner=mid, info=when, chain=await self.chain.partitions(mid, index),
-                                runner=runner_view(r) if r else None,
-                                outcomes=self.store.outcomes(mid, index, limit=4),
-                                messages=self.store.messages(mid, r.dl.open if r else when.open))
+                                runner=runner_view(r) if r else None, outcomes=outcomes,
+                                messages=self.store.messages(mid, shown))
 
     async def _rpc_faults(self, req: Request) -> W.PosterFaults:
         mid = self._miner(req.body.miner)

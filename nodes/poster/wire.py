@@ -103,7 +103,7 @@ class PosterDeadline(Msg):
     chain: DeadlineView
     runner: RunnerView | None
     outcomes: list[DeadlineOutcome]    # newest first
-    messages: list[MessageRow]         # of the runner's window
+    messages: list[MessageRow]         # of the runner's window, else of the latest outcome's
 
 
 class PosterListFaults(Msg):
