@@ -49,7 +49,8 @@ def make_sectors(base: Path, count: int, backend: str) -> list[str]:
     meta = layout.load_meta(first)
     for n in range(2, count + 1):
         d = base / f"s-{n}"
-        shutil.copytree(first, d, ignore=shutil.ignore_patterns("*layer*", "unsealed", "*tree-c*", "*tree-d*"))
+        shutil.copytree(first, d, ignore=shutil.ignore_patterns("*layer*", "unsealed", "*tree-c*",
+                                                                 "*tree-d*"))   # PoSt reads none
         layout.save_meta(d, msgspec.structs.replace(meta, sector=n))
         dirs.append(str(d))
     return dirs

@@ -94,7 +94,8 @@ def deadline(index: int, miner: int, bus: str, target: str, as_json: bool) -> No
         click.echo("  no partitions")
     if r.runner is not None:
         run = r.runner
-        click.echo(f"runner {run.id}: {run.state}, randomness {run.randomness.hex()[:16] or '-'}, {_batches(run)}")
+        rand = run.randomness.hex()[:16] or "-"
+        click.echo(f"runner {run.id}: {run.state}, randomness {rand}, {_batches(run)}")
         for s in run.skipped:
             click.echo(f"  skipped sector {s.number}: {s.reason}")
         for note in run.notes:

@@ -240,7 +240,8 @@ class PosterNode:
     async def _prove(self, cmd: ProveBatch) -> Event:
         await trio.sleep(cmd.delay_s)
         try:
-            parts = [PartitionInput(index=p.index, sectors=[await self._sector(cmd.miner, n) for n in p.sectors])
+            parts = [PartitionInput(index=p.index,
+                                    sectors=[await self._sector(cmd.miner, n) for n in p.sectors])
                      for p in cmd.partitions]
             proofs = await self.prover.prove(ProveRequest(
                 miner=cmd.miner, seal_proof=self.core.miners[cmd.miner].seal_proof,

@@ -105,7 +105,8 @@ def test_info_and_deadlines(poster_bus):
     assert text.startswith("poster poster-1 on devnet, head ") and "miner f01000 (worker t0100)" in text
     dls = as_json("deadlines", "--bus", bus)
     assert len(dls["deadlines"]) == 48 and dls["miner"] == MINER
-    assert [(d["index"], d["sectors"], d["partitions"]) for d in dls["deadlines"] if d["sectors"]] == [(index, 2, 1)]
+    used = [(d["index"], d["sectors"], d["partitions"]) for d in dls["deadlines"] if d["sectors"]]
+    assert used == [(index, 2, 1)]
     assert all(d["close"] - d["open"] == 8 for d in dls["deadlines"])
     text = zq("deadlines", "--bus", bus).output.splitlines()
     assert text[1].split() == ["DL", "OPEN", "CLOSE", "PARTS", "SECTORS", "FAULTS", "RECOVER", "POSTED",
@@ -125,7 +126,8 @@ def test_deadline_check_and_faults(poster_bus):
         (1, 0, True, ""), (2, 0, False, "replica unreadable")]
     text = zq("check", str(index), "--bus", bus).output.splitlines()
     assert text[0] == f"deadline {index} of f01000: 2 sectors checked, 1 failed"
-    assert text[2].startswith("  partition 0 sector 2 (") and text[2].endswith("): FAILED: replica unreadable")
+    assert text[2].startswith("  partition 0 sector 2 (")
+    assert text[2].endswith("): FAILED: replica unreadable")
     faults = as_json("faults", "--bus", bus)
     assert faults["miner"] == MINER and isinstance(faults["faults"], list)
 

@@ -128,7 +128,8 @@ def test_a_deadline_from_start_to_close_with_faults_recoveries_and_skips():
 
 def test_batches_follow_the_network_and_configured_limits():
     parts = [part(i, [2 * i + 1, 2 * i + 2]) for i in range(5)]
-    for cfg, expected in (({}, [[0, 1, 2], [3, 4]]), ({"max_partitions_per_message": 2}, [[0, 1], [2, 3], [4]]),
+    for cfg, expected in (({}, [[0, 1, 2], [3, 4]]),
+                          ({"max_partitions_per_message": 2}, [[0, 1], [2, 3], [4]]),
                           ({"max_partitions_per_message": 9}, [[0, 1, 2], [3, 4]])):
         c = make(**cfg)
         up_to_d5_start(c)
@@ -284,7 +285,8 @@ def test_sectors_the_prover_skips_are_reported_and_the_batch_proven_again_withou
     # a second pass loses both sectors of partition 2: it leaves the batch
     cmds = c.handle(BatchProven(runner=D5, batch=0, partitions=[
         proof(0, [1, 2]), proof(1, [4]),
-        PartitionProof(index=2, proof=b"", proven=[], skipped=[SkippedSector(5, "gone"), SkippedSector(6, "gone")])]))
+        PartitionProof(index=2, proof=b"", proven=[],
+                       skipped=[SkippedSector(5, "gone"), SkippedSector(6, "gone")])]))
     assert [p.index for p in cmds[0].partitions] == [0, 1] and cmds[0].attempt == 3
     cmds = c.handle(BatchProven(runner=D5, batch=0, partitions=[proof(0, [1, 2]), proof(1, [4])]))
     assert cmds == [StoreProofs(cause=D5, miner=1000, deadline=5, open=40, randomness=R1, batch=0,
@@ -295,7 +297,8 @@ def test_sectors_the_prover_skips_are_reported_and_the_batch_proven_again_withou
         partitions=[PoStPart(index=0), PoStPart(index=1, skipped=[3])],
         proofs=[b"p\x00", b"p\x01"], chain_commit_epoch=37)
     assert c.runner_for(1000, 5).notes[-2:] == [
-        "epoch 39: batch-0 attempt 1: skipped 1 sectors (3: bad tree-r-last path); proving again without them",
+        "epoch 39: batch-0 attempt 1: skipped 1 sectors (3: bad tree-r-last path); "
+        "proving again without them",
         "epoch 39: batch-0 attempt 2: skipped 2 sectors (5: gone, 6: gone); proving again without them"]
 
 
@@ -332,7 +335,8 @@ def test_messages_that_do_not_land_are_sent_again_while_the_deadline_is_open():
     assert head(c, 41) == [push]
     c.handle(MessagePushed(runner=D5, ref="batch-0", msg_id="m1"))
     # a revert dropped it: sent again at once
-    assert c.handle(MessageDropped(runner=D5, ref="batch-0", msg_id="m1", reason="the chain knows no such message")) == [push]
+    assert c.handle(MessageDropped(runner=D5, ref="batch-0", msg_id="m1",
+                                   reason="the chain knows no such message")) == [push]
     c.handle(MessagePushed(runner=D5, ref="batch-0", msg_id="m2"))
     # it landed and failed (another fork's commit randomness): sent again
     assert c.handle(MessageLanded(runner=D5, ref="batch-0", msg_id="m2", epoch=42, exit_code=16,
@@ -388,8 +392,10 @@ def test_a_restarted_runner_takes_up_stored_proofs_and_messages():
 def test_stored_batches_already_posted_or_with_a_landed_message():
     c = make()
     up_to_d5_start(c)
-    stored = [StoredBatch(batch=0, partitions=[0], proofs=[proof(0, [1, 2])], msg_id="m0", msg_status="failed"),
-              StoredBatch(batch=1, partitions=[1], proofs=[proof(1, [3, 4])], msg_id="m1", msg_status="landed")]
+    stored = [StoredBatch(batch=0, partitions=[0], proofs=[proof(0, [1, 2])], msg_id="m0",
+                          msg_status="failed"),
+              StoredBatch(batch=1, partitions=[1], proofs=[proof(1, [3, 4])], msg_id="m1",
+                          msg_status="landed")]
     cmds = loaded_d5(c, [part(0, [1, 2]), part(1, [3, 4])], stored=stored, posted=[0])
     assert cmds == [WaitMessage(cause=D5, miner=1000, deadline=5, ref="batch-1", msg_id="m1", confidence=2)]
     assert c.handle(MessageLanded(runner=D5, ref="batch-1", msg_id="m1", epoch=38, exit_code=0)) == []

@@ -246,7 +246,8 @@ async def test_failing_sectors_are_declared_or_skipped_then_recovered_and_proven
     assert faults.declarations == [E.Declaration(deadline=first, partition=0, sectors=[2])]
     assert [p.partitions for p in trace.of(E.PushSubmission)] == [
         [E.PoStPart(index=0, skipped=[])], [E.PoStPart(index=0, skipped=[4])]]
-    assert [chain.chain.sector(MINER, n).state for n in (1, 2, 3, 4)] == ["active", "faulty", "active", "faulty"]
+    states = [chain.chain.sector(MINER, n).state for n in (1, 2, 3, 4)]
+    assert states == ["active", "faulty", "active", "faulty"]
     assert chain.chain.miner_view(MINER).skipped_faults == 1
     broken.clear()                                     # the operator fixed the storage
     await run_until(chain, max(close1, close2) + pol.proving_period)

@@ -22,7 +22,8 @@ RAND = bytes(range(32))
 
 def store_proofs(batch, open_=40, rand=RAND, parts=(0,)):
     return StoreProofs(cause="r", miner=1000, deadline=5, open=open_, randomness=rand, batch=batch,
-                       partitions=[PartitionProof(index=i, proof=b"p%d" % i, proven=[2 * i + 1]) for i in parts],
+                       partitions=[PartitionProof(index=i, proof=b"p%d" % i, proven=[2 * i + 1])
+                                   for i in parts],
                        skipped=[SkippedSector(2, "gone")])
 
 
@@ -45,12 +46,14 @@ def test_store_keeps_proofs_and_latest_messages_across_reopening(tmp_path):
     s = PosterStore(path)
     assert s.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     rows = s.stored_batches(1000, 40, RAND)
-    assert [(r.batch, [p.index for p in r.partitions], r.msg_id) for r in rows] == [(0, [0, 1], "m1"), (1, [2], "")]
+    assert [(r.batch, [p.index for p in r.partitions], r.msg_id) for r in rows] == [
+        (0, [0, 1], "m1"), (1, [2], "")]
     assert rows[0].partitions[1] == PartitionProof(index=1, proof=b"p1", proven=[3])
     assert rows[0].skipped == [SkippedSector(2, "gone")]
     assert s.stored_batches(1000, 48, RAND) == [] and len(s.stored_batches(1000, 40, bytes(32))) == 1
     assert [(m.msg_id, m.kind, m.status, m.reason) for m in s.messages(1000, 40)] == [
-        ("m1", "post", "pushed", ""), ("m2", "post", "refused", "wrong nonce"), ("f1", "faults", "pushed", "")]
+        ("m1", "post", "pushed", ""), ("m2", "post", "refused", "wrong nonce"),
+        ("f1", "faults", "pushed", "")]
     s.set_status("m1", "landed")
     assert s.messages(1000)[0].status == "landed"
     with pytest.raises(StoreError, match="unknown message status 'lost'"):
@@ -88,7 +91,8 @@ async def test_fake_prover_makes_proofs_the_fake_verifier_accepts():
     assert not FAKE.verify_window_post(seal_proof=5, randomness=bytes(32), proof=proofs[0].proof,
                                        sectors=[(1, bytes([1]) * 32), (2, bytes([2]) * 32)])
     proofs = await FakeProver(skip={2: "no replica"}).prove(request())
-    assert (proofs[0].proof, proofs[0].proven, proofs[0].skipped) == (b"", [1], [SkippedSector(2, "no replica")])
+    assert (proofs[0].proof, proofs[0].proven) == (b"", [1])
+    assert proofs[0].skipped == [SkippedSector(2, "no replica")]
     with pytest.raises(ProverError, match="GPU lost"):
         await FakeProver(fail=lambda req: "GPU lost").prove(request())
 
@@ -180,11 +184,14 @@ def test_poster_section_of_a_node_config(tmp_path):
     cfg = load(str(f), role="poster")
     assert (cfg.poster.miners, cfg.poster.challenge_confirmations, cfg.poster.storage) == (
         [1000], 5, ["/srv/sectors"])
-    assert (cfg.poster.prover.mode, cfg.poster.prover.parallel, cfg.poster.submit_after_open) == ("process", 2, 0)
+    assert (cfg.poster.prover.mode, cfg.poster.prover.parallel) == ("process", 2)
+    assert cfg.poster.submit_after_open == 0
     for text, message in (("[poster]\nmessage_confidence = -1\n", "message_confidence must be >= 0"),
                           ("[poster]\nconfirmations = 1\n", "confirmations"),
-                          ("[poster.prover]\nkind = 'gpu-farm'\n", "kind must be one of local, fake, scheduler"),
-                          ("[poster]\nprove_retry_s = 10\nprove_retry_max_s = 5\n", "must be >= prove_retry_s"),
+                          ("[poster.prover]\nkind = 'gpu-farm'\n",
+                           "kind must be one of local, fake, scheduler"),
+                          ("[poster]\nprove_retry_s = 10\nprove_retry_max_s = 5\n",
+                           "must be >= prove_retry_s"),
                           ("[poster]\ncheck_timeout_s = 0\n", "check_timeout_s must be > 0")):
         f.write_text(text)
         with pytest.raises(ConfigError, match=message):

@@ -46,8 +46,9 @@ async def test_local_prover_proves_a_partition_the_verifier_accepts(sectors):
 async def test_local_prover_reports_a_sector_it_cannot_read(sectors, tmp_path):
     prover = LocalProver(mode="thread", backend="cpu")
     (proof,) = await prover.prove(ProveRequest(miner=1000, seal_proof=5, randomness=RAW, partitions=[
-        PartitionInput(index=0, sectors=[*inputs(sectors, [1]),
-                                         SectorInput(number=2, comm_r=sectors[2][1], path=str(tmp_path / "gone"))])]))
+        PartitionInput(index=0, sectors=[
+            *inputs(sectors, [1]),
+            SectorInput(number=2, comm_r=sectors[2][1], path=str(tmp_path / "gone"))])]))
     assert proof.proof == b"" and proof.proven == [1]
     assert [s.number for s in proof.skipped] == [2] and isinstance(proof.skipped[0], SkippedSector)
 
