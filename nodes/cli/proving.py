@@ -38,7 +38,8 @@ def info(bus: str, target: str, as_json: bool) -> None:
         d = m.current
         click.echo(f"miner f0{m.actor_id} (worker {m.worker}): deadline {d.index} open [{d.open}, {d.close}) "
                    f"challenge {d.challenge} fault cutoff {d.fault_cutoff}")
-        click.echo(f"  last deadlines: {m.proven} proven, {m.missed} missed, {m.empty} empty")
+        click.echo(f"  last deadlines: {m.proven} proven, {m.missed} missed, {m.unconfirmed} "
+                   f"unconfirmed, {m.empty} empty")
         for run in m.runners:
             click.echo(f"  runner {run.id}: {run.state}, {_batches(run)}"
                        + (f", skipped {ids(s.number for s in run.skipped)}" if run.skipped else ""))

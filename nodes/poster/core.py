@@ -260,8 +260,11 @@ class PosterCore:
             status = "unknown"
         elif not needed:
             status = "empty"
-        else:
-            status = "proven" if set(needed) <= set(landed) else "missed"
+        elif set(needed) <= set(landed):
+            status = "proven"
+        else:                       # pushed but not confirmed before Close: the chain knows better
+            sent = {i for b in r.batches.values() if b.state == "waiting" for i in b.partitions}
+            status = "unconfirmed" if set(needed) <= set(landed) | sent else "missed"
         messages = [m for b in r.batches.values() for m in b.messages]
         return DeadlineOutcome(miner=r.miner, index=r.dl.index, open=r.dl.open, close=r.dl.close,
                                status=status, needed=needed, landed=landed,

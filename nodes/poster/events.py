@@ -85,7 +85,8 @@ class DeadlineOutcome(msgspec.Struct, kw_only=True):
     index: int
     open: int
     close: int
-    status: str                        # proven | missed | empty | unknown (never loaded)
+    status: str           # proven | missed | unconfirmed (sent, not confirmed by Close) | empty
+    #                       | unknown (closed before its partitions were read)
     needed: list[int] = []             # partitions with sectors to prove
     landed: list[int] = []             # partitions proven on chain
     skipped: list[SkippedSector] = []

@@ -157,7 +157,7 @@ class PosterNode:
         elif isinstance(cmd, RecordOutcome):
             o = cmd.outcome
             self.store.save_outcome(o)
-            (log.warning if o.status == "missed" else log.info)(
+            (log.warning if o.status in ("missed", "unconfirmed") else log.info)(
                 "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status)
             if o.open - 2 * self.core.policy.proving_period > 0:
                 self.store.prune(o.open - 2 * self.core.policy.proving_period)
@@ -364,7 +364,8 @@ class PosterNode:
         for mid, m in sorted(core.miners.items()):
             info = await self.chain.deadline(mid)
             kept = self.store.outcomes(mid, limit=2 * core.policy.period_deadlines)
-            counts = {s: sum(o.status == s for o in kept) for s in ("proven", "missed", "empty")}
+            counts = {s: sum(o.status == s for o in kept)
+                      for s in ("proven", "missed", "unconfirmed", "empty")}
             miners.append(W.MinerSummary(
                 actor_id=mid, worker=m.worker, seal_proof=m.seal_proof, current=info,
                 runners=[runner_view(r) for r in _runners_of(core, mid)], **counts))

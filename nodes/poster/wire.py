@@ -51,8 +51,9 @@ class MinerSummary(msgspec.Struct, kw_only=True):
     seal_proof: int
     current: DeadlineInfo
     runners: list[RunnerView]
-    proven: int                        # outcomes kept: deadlines proven, missed, empty
+    proven: int                        # outcomes kept: deadlines proven, missed, ...
     missed: int
+    unconfirmed: int
     empty: int
 
 
@@ -83,7 +84,7 @@ class DeadlineRow(msgspec.Struct, kw_only=True):
     recoveries: int
     posted: list[int]                  # partitions proven in the current window
     runner: str                        # its runner's state, "" when none runs
-    last: str                          # how it ended last time: proven | missed | empty | unknown | ""
+    last: str                          # how it ended last time (an outcome status, "" if never)
 
 
 class PosterDeadlines(Msg):

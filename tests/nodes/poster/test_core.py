@@ -351,6 +351,18 @@ def test_messages_that_do_not_land_are_sent_again_while_the_deadline_is_open():
     assert (out.status, out.landed, out.messages) == ("proven", [0, 1], ["m1", "m2", "m3"])
 
 
+def test_a_deadline_closing_while_its_message_is_unconfirmed_is_not_called_missed():
+    c = make(message_confidence=5)
+    up_to_d5_start(c)
+    loaded_d5(c, [part(0, [1, 2]), part(1, [3, 4])], posted=[1])
+    c.handle(CheckDone(runner=D5))
+    c.handle(BatchProven(runner=D5, batch=0, partitions=[proof(0, [1, 2])]))
+    head(c, 46)
+    c.handle(MessagePushed(runner=D5, ref="batch-0", msg_id="m1"))
+    out = head(c, 48)[1].outcome
+    assert (out.status, out.needed, out.landed, out.messages) == ("unconfirmed", [0, 1], [1], ["m1"])
+
+
 def test_a_restarted_runner_takes_up_stored_proofs_and_messages():
     c = make(max_partitions_per_message=1)
     up_to_d5_start(c)
