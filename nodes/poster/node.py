@@ -17,7 +17,7 @@ from typing import Callable
 
 import trio
 
-from bus.codec import ErrorCode
+from bus.codec import ErrorCode, RemoteError
 from bus.peer import Peer, Refused, Request
 from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
@@ -42,6 +42,10 @@ log = logging.getLogger("zqnode.poster")
 
 PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
 RETRY_CHAIN_S = (0.5, 10.0)            # back-off while the chain does not answer
+
+
+class PosterStartError(ValueError):
+    pass
 
 
 def _reason(e: BaseException) -> str:
@@ -111,10 +115,15 @@ class PosterNode:
                  self.prover.name)
 
     async def _until_answered(self, ask):
+        """Ask the chain until it answers; a refusal (no such miner) is final."""
         delay = RETRY_CHAIN_S[0]
         while True:
             try:
                 return await ask()
+            except RemoteError as e:
+                if e.code in (ErrorCode.INVALID, "not_found"):
+                    raise PosterStartError(f"the chain refused: {e.message}") from None
+                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
             except Exception as e:
                 log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
             await trio.sleep(delay)

@@ -13,6 +13,7 @@ from nodes.chain.api import BusChainAPI
 from nodes.chain.node import ChainConfig, ChainNode
 from nodes.chain.randomness import DomainTag, address_entropy
 from nodes.chain.testing import ChainDriver
+from nodes.cli.common import unwrap
 from nodes.config import NodeConfig
 from nodes.poster import events as E
 from nodes.poster.checker import SectorChecker
@@ -278,3 +279,17 @@ async def test_prover_errors_are_retried_until_a_proof_lands(bus, nursery, tmp_p
     assert [n for n in outcome.notes if "failed" in n] == [
         f"epoch {open_ - 1}: batch-0 attempt 1 failed: ProverError: GPU out of memory; retrying in 1s",
         f"epoch {open_ - 1}: batch-0 attempt 2 failed: ProverError: GPU out of memory; retrying in 2s"]
+
+
+async def test_a_miner_the_chain_does_not_have_stops_the_poster_with_a_clear_error(
+        bus, nursery, tmp_path, autojump_clock):
+    from nodes.poster.node import PosterStartError
+    await start_chain(nursery, bus, tmp_path, ChainDriver(seed="poster"))
+    node = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp_path / "poster"),
+                                 bus=BusConfig(address=bus)), PosterConfig(miners=[7]), prover=FakeProver())
+    with pytest.raises(BaseException) as failed:
+        async with trio.open_nursery() as n:
+            await n.start(node.run)
+    leaf = unwrap(failed.value)
+    assert isinstance(leaf, PosterStartError)
+    assert str(leaf) == "the chain refused: no miner f07 (miners: f01000)"
