@@ -1,9 +1,9 @@
 """The poster's pure core: per-deadline WindowPoSt runners, driven by head changes.
 
 `PosterCore.handle(event, now) -> list[Command]`; no trio, no bus, no disk, no clock
-(`now` only timestamps notes). The shell runs the commands and feeds their results
-back as events; every command names its runner (`cause`), and events about a runner
-that has ended are ignored (counted in `stale_events`).
+(`now` is taken, as by every core, but notes are dated by epoch). The shell runs the
+commands and feeds their results back as events; every command names its runner
+(`cause`), and events about a runner that has ended are ignored (`stale_events`).
 
 Per miner the core tracks the current deadline and, once the head reaches its Challenge
 epoch, the next one. Each tracked deadline has one runner:
@@ -124,7 +124,6 @@ class PosterCore:
         self._serial = 0
         self.outcomes: list[DeadlineOutcome] = []            # newest last, bounded
         self.stale_events = 0
-        self._now = 0.0
 
     @property
     def batch_size(self) -> int:
@@ -135,7 +134,6 @@ class PosterCore:
 
     # -- entry point ------------------------------------------------------------------------------
     def handle(self, event: Event, now: float = 0.0) -> list[Command]:
-        self._now = now
         if isinstance(event, MinerTracked):
             return self._on_miner(event)
         if isinstance(event, HeadChanged):
