@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import click
 import trio
@@ -20,7 +21,10 @@ def _run(runners, on_started=None) -> None:
         pass
     except BaseException as e:
         leaf = unwrap(e)
-        if isinstance(leaf, OSError):
+        # What an operator can fix (a port in use, a miner the chain does not have, a bad
+        # value) is one line; --log-level debug shows the traceback.
+        if isinstance(leaf, (OSError, ValueError)):
+            logging.getLogger("zqnode").debug("start failed", exc_info=leaf)
             raise click.ClickException(str(leaf)) from None
         raise
 
