@@ -12,6 +12,7 @@ import msgspec
 from bus.config import BusConfig
 from nodes.chain.config import ChainConfig
 from nodes.poster.config import PosterConfig
+from nodes.sealing.config import SealingConfig
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,7 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
     poster: PosterConfig = msgspec.field(default_factory=PosterConfig)   # role poster
+    sealing: SealingConfig = msgspec.field(default_factory=SealingConfig)   # role manager
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -1,0 +1,647 @@
+"""The sealing state machine's shell, in the manager process: it owns the SQLite store, a
+task per sector carrying out that sector's current command, the chain follower, and the
+operator RPC (served on the manager's peer).
+
+Every change goes the same way: the core handles an event and returns commands; `Save`
+is committed at once (before anything else happens), the sector's older command is
+cancelled if its step is gone, and the new command runs in its own task, whose answer
+is the next event. Commands that fail for a reason outside the sector (the chain or the
+manager does not answer) come back as TemporaryError: the core retries after a back-off.
+At start every sector runs its current handler again; repeated task requests are
+answered by the call tracker from what it stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import time
+from typing import Callable
+
+import msgspec
+import trio
+
+from bus.codec import ErrorCode, RemoteError
+from bus.peer import Peer, Refused, Request
+from nodes.chain import messages as M
+from nodes.chain.api import BusChainAPI
+from nodes.chain.policy import policy as policy_named
+from nodes.chain.randomness import DomainTag, address_entropy
+from nodes.config import NodeConfig
+from nodes.sealing import commands as C
+from nodes.sealing import events as E
+from nodes.sealing import states as S
+from nodes.sealing import wire as W
+from nodes.sealing.config import SealingConfig
+from nodes.sealing.core import SealingCore, SealingError
+from nodes.sealing.sector import ChainFacts, MessageFact, Piece, PreCommitFact, SectorInfo
+from nodes.sealing.store import SealingStore
+from nodes.sealing.tasks import TaskError, Tasks
+from proofs import cid as cids
+from proofs import commp as commp_mod
+
+log = logging.getLogger("zqnode.sealing")
+
+PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
+CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer at start
+FAULT_CHECK_EPOCHS = 4                 # how often Proving sectors are looked up on chain
+
+
+class SealingStartError(ValueError):
+    pass
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def _default_verify_seal(**kw) -> bool:
+    from proofs.porep import verify_seal
+    return verify_seal(**kw)
+
+
+def summary(s: SectorInfo) -> W.SectorSummary:
+    return W.SectorSummary(number=s.number, state=s.state, kind=s.kind, paused=s.paused,
+                           retries=s.retries, last_error=s.last_error, updated=s.updated,
+                           created=s.created, pieces=len(s.deal_pieces()), pending=len(s.pending),
+                           ticket_epoch=s.ticket_epoch, precommit_epoch=s.precommit_epoch,
+                           seed_epoch=s.seed_epoch, commit_epoch=s.commit_epoch)
+
+
+def plain(obj):
+    """Builtin types with bytes as hex (for RPC answers and JSON)."""
+    return E._hex(msgspec.to_builtins(obj, builtin_types=(bytes,)))
+
+
+class SealingService:
+    """Runs beside the call tracker in the manager. `peer` is the manager's (the service
+    adds its RPC handlers before the peer runs); with `own_peer` the service runs it."""
+
+    def __init__(self, cfg: NodeConfig, peer: Peer, tasks: Tasks, *,
+                 scfg: SealingConfig | None = None, own_peer: bool = False,
+                 verify_seal: Callable[..., bool] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.cfg = cfg
+        self.scfg = scfg or cfg.sealing
+        self.peer, self.tasks, self.own_peer = peer, tasks, own_peer
+        self.verify_seal = verify_seal or _default_verify_seal
+        self.clock = clock
+        self.chain = BusChainAPI(peer, timeout=self.scfg.chain_timeout_s)
+        self.repo = pathlib.Path(cfg.repo)
+        self.core: SealingCore | None = None
+        self.store: SealingStore | None = None
+        self.worker = ""                   # the miner's worker address (sends messages)
+        self.errors: list[str] = []        # core refusals of events (bugs): logged, kept for tests
+        self._running: dict[int, tuple[int, trio.CancelScope]] = {}
+        self._push_lock = trio.Lock()
+        self._head = trio.Event()
+        self._next_fault_check = 0
+        self._nursery: trio.Nursery | None = None
+        for kind, handler in self._handlers().items():
+            peer.on(kind, handler)
+
+    # -- start-up ---------------------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.repo.mkdir(parents=True, exist_ok=True)
+        self.store = SealingStore(self.repo / "sealing.sqlite")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.own_peer:
+                    await nursery.start(self.peer.run)
+                await self._start_core()
+                nursery.start_soon(self._follow_head)
+                self._execute(self.core.restart(self.clock()))
+                log.info("sealing for f0%d: %d sectors (%s)", self.core.miner, len(self.core.sectors),
+                         self._counts() or "none")
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self.store.close()
+
+    async def _start_core(self) -> None:
+        info = await self._until_answered(self.chain.info)
+        miner = await self._until_answered(lambda: self.chain.miner(self.scfg.miner))
+        self.worker = miner.worker
+        self.store.check_setting("miner", str(miner.actor_id))
+        self.store.check_setting("seal_proof", str(miner.seal_proof))
+        core = SealingCore(miner=miner.actor_id, seal_proof=miner.seal_proof,
+                           policy=policy_named(info.network), cfg=self.scfg)
+        core.restore(self.store.sectors(), self.store.next_number(self.scfg.first_number))
+        core.set_head(info.head.epoch)
+        self.core = core
+
+    async def _until_answered(self, ask):
+        delay = CHAIN_RETRY_S[0]
+        while True:
+            try:
+                return await ask()
+            except RemoteError as e:
+                if e.code in (ErrorCode.INVALID, "not_found"):
+                    raise SealingStartError(f"the chain refused: {e.message}") from None
+                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+            except Exception as e:
+                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, CHAIN_RETRY_S[1])
+
+    def _counts(self) -> str:
+        counts: dict[str, int] = {}
+        for s in self.core.sectors.values():
+            counts[s.state] = counts.get(s.state, 0) + 1
+        return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+    # -- the chain's head ----------------------------------------------------------------------------
+    async def _follow_head(self) -> None:
+        while True:
+            try:
+                async with self.chain.notify() as updates:
+                    async for update in updates:
+                        self.core.set_head(update.head.epoch)
+                        self._head.set()
+                        self._head = trio.Event()
+                        if update.head.epoch >= self._next_fault_check:
+                            self._next_fault_check = update.head.epoch + FAULT_CHECK_EPOCHS
+                            self._nursery.start_soon(self._check_faults)
+            except Exception as e:
+                log.warning("following the chain: %s", _reason(e))
+                await trio.sleep(1.0)
+
+    async def _next_head(self) -> None:
+        await self._head.wait()
+
+    async def _check_faults(self) -> None:
+        """Proving sectors the chain lists as faulty are FaultReported; recovered ones Proving."""
+        watched = [s.number for s in self.core.sectors.values()
+                   if s.state in (S.PROVING, S.FAULTY, S.FAULT_REPORTED)]
+        for number in watched:
+            try:
+                view = await self.chain.sector(self.core.miner, number)
+            except Exception as e:
+                log.debug("fault check of sector %d: %s", number, _reason(e))
+                return
+            s = self.core.sectors.get(number)
+            if view is None or s is None:
+                continue
+            faulty = view.state in ("faulty", "recovering")
+            if faulty and s.state in (S.PROVING, S.FAULTY):
+                self._feed(self.core.event(E.FaultReported, number))
+            elif not faulty and s.state == S.FAULT_REPORTED:
+                self._feed(self.core.event(E.FaultRecovered, number))
+
+    # -- events in, commands out ------------------------------------------------------------------------
+    def _feed(self, event: E.Event) -> list[C.Command]:
+        """Handle an event (synchronously: nothing else runs between the core's decision
+        and its Save) and start what it asks for."""
+        try:
+            commands = self.core.handle(event, self.clock())
+        except SealingError as e:
+            log.error("sector %d: %s", event.sector, e)
+            self.errors.append(str(e))
+            return []
+        self._execute(commands)
+        return commands
+
+    def _execute(self, commands: list[C.Command]) -> None:
+        for cmd in commands:
+            if isinstance(cmd, C.Save):
+                self.store.save(cmd.info, cmd.log, cmd.next_number)
+                self._stop_stale(cmd.sector, cmd.step)
+                for entry in cmd.log:
+                    log.info("sector %d: %s -> %s (%s)%s", cmd.sector, entry.prev or "new",
+                             entry.state, entry.event, f": {entry.note}" if entry.note else "")
+                self._nursery.start_soon(self._publish, cmd)
+            elif isinstance(cmd, C.Consume):
+                self._nursery.start_soon(self._consume, cmd.work_id)
+            else:
+                self._start(cmd)
+
+    def _stop_stale(self, number: int, step: int) -> None:
+        running = self._running.get(number)
+        if running is not None and running[0] != step:
+            running[1].cancel()
+            del self._running[number]
+
+    def _start(self, cmd: C.Command) -> None:
+        self._stop_stale(cmd.sector, cmd.step)
+        scope = trio.CancelScope()
+        self._running[cmd.sector] = (cmd.step, scope)
+        self._nursery.start_soon(self._carry_out, cmd, scope)
+
+    async def _carry_out(self, cmd: C.Command, scope: trio.CancelScope) -> None:
+        with scope:
+            try:
+                event = await self._do(cmd)
+            except Exception as e:
+                log.warning("sector %d: %s: %s", cmd.sector, type(cmd).__name__, _reason(e))
+                event = self.core.event(E.TemporaryError, cmd.sector, step=cmd.step,
+                                        error=f"{type(cmd).__name__}: {_reason(e)}")
+            if self._running.get(cmd.sector, (None, None))[1] is scope:
+                del self._running[cmd.sector]
+            if event is not None:
+                self._feed(event)
+
+    async def _publish(self, save: C.Save) -> None:
+        entry = save.log[-1] if save.log else None
+        msg = W.SealingSectorChanged(sector=summary(save.info), prev=save.log[0].prev if save.log else "",
+                                     event=entry.event if entry else "")
+        try:
+            await self.peer.publish(W.TOPIC_SECTOR, msg, cause=save.cause)
+        except Exception as e:             # an event nobody may be listening to: never fatal
+            log.debug("publishing sector %d: %s", save.sector, _reason(e))
+
+    async def _consume(self, work_id: str) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.tasks.consume(work_id)
+                return
+            except Exception as e:
+                log.info("consuming %s: %s; again in %.0fs", work_id[:12], _reason(e), delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def _event(self, kind, cmd: C.Command, **fields) -> E.Event:
+        return self.core.event(kind, cmd.sector, step=cmd.step, **fields)
+
+    async def _do(self, cmd: C.Command) -> E.Event | None:
+        if isinstance(cmd, C.Schedule):
+            await trio.sleep(max(0.0, cmd.at - self.clock()))
+            return self._event(E.Wake, cmd)
+        if isinstance(cmd, C.RunTask):
+            return await self._task(cmd)
+        return await getattr(self, f"_cmd_{type(cmd).__name__}")(cmd)
+
+    async def _task(self, cmd: C.RunTask) -> E.Event:
+        try:
+            work_id = await self.tasks.do(cmd, self.core.miner, self.core.proof.sector_size)
+        except TaskError as e:
+            return self._event(E.TaskFailed, cmd, task=cmd.task, work_id=e.work_id, error=e.error)
+        try:
+            r = await self.tasks.wait(work_id)
+        except TaskError as e:
+            return self._event(E.TaskFailed, cmd, task=cmd.task, work_id=work_id, error=e.error)
+        if isinstance(cmd, C.RunAddPiece):
+            return self._event(E.PieceAdded, cmd, work_id=work_id, comm_p=r.comm_p,
+                               payload_size=r.payload_size, padded_size=r.padded_size, offset=r.offset)
+        if isinstance(cmd, C.RunPreCommit1):
+            return self._event(E.PreCommit1Done, cmd, work_id=work_id, comm_d=r.comm_d,
+                               replica_id=r.replica_id)
+        if isinstance(cmd, C.RunPreCommit2):
+            return self._event(E.PreCommit2Done, cmd, work_id=work_id, comm_d=r.comm_d, comm_r=r.comm_r)
+        if isinstance(cmd, C.RunCommit1):
+            return self._event(E.Commit1Done, cmd, work_id=work_id, proof=r.proof)
+        if isinstance(cmd, C.RunFinalize):
+            return self._event(E.Finalized, cmd, work_id=work_id)
+        if isinstance(cmd, C.RunUnseal):
+            await trio.to_thread.run_sync(_write_atomic, cmd.out, r.data)
+            return self._event(E.UnsealDone, cmd, work_id=work_id, size=len(r.data))
+        raise AssertionError(f"no result mapping for {type(cmd).__name__}")
+
+    async def _cmd_GetTicket(self, cmd: C.GetTicket) -> E.Event:
+        miner, number = self.core.miner, cmd.sector
+        pc = await self.chain.precommit(miner, number)
+        if pc is not None:                 # already pre-committed: seal with its ticket
+            epoch = pc.seal_rand_epoch
+        else:
+            lookback = self.core.policy.seal_randomness_lookback
+            while (head := (await self.chain.head()).epoch) < lookback:
+                await self._next_head()        # a young chain: no ticket old enough yet
+            epoch = head - lookback
+        ticket = await self.chain.randomness(DomainTag.SealRandomness, epoch, address_entropy(miner))
+        return self._event(E.TicketReady, cmd, ticket=ticket, epoch=epoch)
+
+    async def _cmd_SendPreCommit(self, cmd: C.SendPreCommit) -> E.Event:
+        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch)
+        decision = self.core.precommit_decision(self.core.sectors[cmd.sector], facts)
+        if decision is not None:
+            return decision
+        params = M.PreCommitSectorParams(
+            sector_number=cmd.sector, seal_proof=cmd.seal_proof, sealed_cid=cids.sealed_cid(cmd.comm_r),
+            unsealed_cid=cids.piece_cid_v1(cmd.comm_d), seal_rand_epoch=cmd.ticket_epoch)
+        msg_id = await self._send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
+        return self._event(E.PreCommitSent, cmd, msg_id=msg_id)
+
+    async def _cmd_WaitPreCommit(self, cmd: C.WaitPreCommit) -> E.Event:
+        while True:
+            look = await self.chain.lookup(cmd.msg_id)
+            if look.status == "unknown":
+                return self._event(E.ChainPreCommitFailed, cmd,
+                                   error=f"the chain knows no message {cmd.msg_id[:16]}")
+            if look.status == "landed":
+                r = look.receipt
+                if r.exit_code != 0:
+                    return self._event(E.ChainPreCommitFailed, cmd, error=f"PreCommitSector failed: "
+                                       f"exit code {r.exit_code}: {r.error}")
+                if look.confirmations >= self.scfg.message_confidence:
+                    pc = await self.chain.precommit(self.core.miner, cmd.sector)
+                    if pc is not None and pc.comm_r == cmd.comm_r:
+                        return self._event(E.PreCommitLanded, cmd, precommit_epoch=pc.precommit_epoch,
+                                           seed_epoch=pc.seed_epoch)
+                    return self._event(E.ChainPreCommitFailed, cmd, error="the pre-commit landed but "
+                                       "the chain does not hold it with our comm_r")
+            await self._next_head()
+
+    async def _cmd_WaitSeed(self, cmd: C.WaitSeed) -> E.Event:
+        miner = self.core.miner
+        while True:
+            pc = await self.chain.precommit(miner, cmd.sector)
+            if pc is None:
+                return self._event(E.ChainPreCommitFailed, cmd,
+                                   error="the pre-commit is no longer on chain (reverted?)")
+            if pc.comm_r != cmd.comm_r:
+                return self._event(E.ChainPreCommitFailed, cmd,
+                                   error="the chain's pre-commit has another comm_r")
+            if self.core.head >= pc.seed_epoch + self.scfg.seed_confidence:
+                seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
+                                                   pc.seed_epoch, address_entropy(miner))
+                return self._event(E.SeedReady, cmd, seed=seed, epoch=pc.seed_epoch,
+                                   precommit_epoch=pc.precommit_epoch)
+            await self._next_head()
+
+    async def _cmd_SendProveCommit(self, cmd: C.SendProveCommit) -> E.Event:
+        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
+                                  seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r)
+        decision = self.core.commit_decision(self.core.sectors[cmd.sector], facts)
+        if decision is not None:
+            return decision
+        params = M.ProveCommitSectorParams(sector_number=cmd.sector, proof=cmd.proof)
+        key = f"provecommit:{hashlib.sha256(cmd.proof).hexdigest()[:16]}:{cmd.seed_epoch}"
+        msg_id = await self._send(cmd.sector, key, params)
+        return self._event(E.CommitSent, cmd, msg_id=msg_id)
+
+    async def _cmd_WaitProveCommit(self, cmd: C.WaitProveCommit) -> E.Event:
+        while True:
+            look = await self.chain.lookup(cmd.msg_id)
+            if look.status == "unknown":
+                return self._event(E.CommitFailed, cmd, error=f"the chain knows no message {cmd.msg_id[:16]}")
+            if look.status == "landed":
+                r = look.receipt
+                if r.exit_code != 0:
+                    return self._event(E.CommitFailed, cmd, error=f"ProveCommitSector failed: exit code "
+                                       f"{r.exit_code}: {r.error}")
+                if look.confirmations >= self.scfg.message_confidence:
+                    view = await self.chain.sector(self.core.miner, cmd.sector)
+                    if view is not None:
+                        return self._event(E.CommitLanded, cmd, epoch=view.activation)
+            await self._next_head()
+
+    async def _cmd_CheckChain(self, cmd: C.CheckChain) -> E.Event:
+        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
+                                  seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r,
+                                  precommit_msg=cmd.precommit_msg, commit_msg=cmd.commit_msg)
+        return self._event(E.ChainChecked, cmd, facts=facts)
+
+    async def _cmd_VerifyProof(self, cmd: C.VerifyProof) -> E.Event:
+        s = self.core.sectors[cmd.sector]
+        miner, entropy = self.core.miner, address_entropy(self.core.miner)
+        view = await self.chain.sector(miner, cmd.sector)
+        if view is None:
+            return self._event(E.ProofChecked, cmd, ok=False, error="the sector is not on chain")
+        ticket = await self.chain.randomness(DomainTag.SealRandomness, s.ticket_epoch, entropy)
+        seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed, s.seed_epoch, entropy)
+        ok = await trio.to_thread.run_sync(lambda: self._verify(
+            seal_proof=s.seal_proof, miner=miner, sector=cmd.sector, ticket=ticket, seed=seed,
+            comm_d=cids.parse_piece_cid(view.unsealed_cid), comm_r=cids.parse_sealed_cid(view.sealed_cid),
+            proof=cmd.proof))
+        return self._event(E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
+
+    async def _cmd_SendTerminate(self, cmd) -> E.Event:
+        return self._event(E.TerminateFailed, cmd, error="the devnet chain has no TerminateSectors method")
+
+    async def _cmd_WaitTerminate(self, cmd) -> E.Event:
+        return self._event(E.TerminateFailed, cmd, error="the devnet chain has no TerminateSectors method")
+
+    async def _cmd_CleanSector(self, cmd: C.CleanSector) -> E.Event:
+        await trio.to_thread.run_sync(self._drop_files, cmd.sector)
+        return self._event(E.Cleaned, cmd)
+
+    async def _cmd_RemoveSector(self, cmd: C.RemoveSector) -> E.Event:
+        await self.tasks.drop_sector(self.core.miner, cmd.sector)
+        await trio.to_thread.run_sync(self._drop_files, cmd.sector)
+        self._drop_pieces(cmd.sector)
+        return self._event(E.SectorRemoved, cmd)
+
+    async def _cmd_AbortWork(self, cmd: C.AbortWork) -> None:
+        await self.tasks.drop_sector(self.core.miner, cmd.sector)
+        return None
+
+    # -- chain helpers ------------------------------------------------------------------------------
+    def _verify(self, **kw) -> bool:
+        try:
+            return self.verify_seal(**kw) is True
+        except Exception as e:
+            log.warning("verifying a proof: %s", _reason(e))
+            return False
+
+    async def _facts(self, number: int, *, ticket: bytes = b"", ticket_epoch: int = -1,
+                     seed: bytes = b"", proof: bytes = b"", comm_d: bytes = b"", comm_r: bytes = b"",
+                     precommit_msg: str = "", commit_msg: str = "") -> ChainFacts:
+        miner, entropy = self.core.miner, address_entropy(self.core.miner)
+        head = (await self.chain.head()).epoch
+        pc = await self.chain.precommit(miner, number)
+        view = await self.chain.sector(miner, number)
+        fact = None if pc is None else PreCommitFact(
+            comm_r=pc.comm_r, seal_rand_epoch=pc.seal_rand_epoch, precommit_epoch=pc.precommit_epoch,
+            seed_epoch=pc.seed_epoch, prove_by=pc.prove_by)
+        ticket_matches = seed_matches = proof_valid = None
+        chain_ticket = ticket
+        if ticket and 0 <= ticket_epoch <= head:
+            chain_ticket = await self.chain.randomness(DomainTag.SealRandomness, ticket_epoch, entropy)
+            ticket_matches = chain_ticket == ticket
+        chain_seed = b""
+        if pc is not None and pc.seed_epoch <= head:
+            chain_seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
+                                                     pc.seed_epoch, entropy)
+            if seed:
+                seed_matches = chain_seed == seed
+        if proof and pc is not None and chain_seed:
+            s = self.core.sectors[number]
+            proof_valid = await trio.to_thread.run_sync(lambda: self._verify(
+                seal_proof=s.seal_proof, miner=miner, sector=number, ticket=chain_ticket,
+                seed=chain_seed, comm_d=pc.comm_d, comm_r=pc.comm_r, proof=proof))
+        return ChainFacts(head=head, precommit=fact, on_chain=view is not None,
+                          activation=view.activation if view is not None else -1,
+                          precommit_msg=await self._message_fact(precommit_msg),
+                          commit_msg=await self._message_fact(commit_msg),
+                          ticket_matches=ticket_matches, seed_matches=seed_matches,
+                          proof_valid=proof_valid)
+
+    async def _message_fact(self, msg_id: str) -> MessageFact:
+        if not msg_id:
+            return MessageFact()
+        look = await self.chain.lookup(msg_id)
+        if look.status == "landed":
+            return MessageFact(status="landed", exit_code=look.receipt.exit_code, error=look.receipt.error)
+        return MessageFact(status=look.status)
+
+    async def _send(self, number: int, key: str, params) -> str:
+        """Send a message once: one stored under `key` that is pending or landed well is
+        that message; otherwise a new one, stored (with its nonce) before it is pushed."""
+        miner = self.core.miner
+        async with self._push_lock:
+            for stored in self.store.messages(number, key):
+                if stored.status == "refused":
+                    continue
+                look = await self.chain.lookup(stored.msg_id)
+                if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
+                    self.store.set_message_status(stored.msg_id, "sent")
+                    return stored.msg_id
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                nonce = await self.chain.nonce(self.worker)
+                msg = M.Message.call(self.worker, miner, params, nonce)
+                self.store.add_message(msg_id=msg.id, number=number, key=key, nonce=nonce,
+                                       body=M.encode(msg), created=self.clock())
+                try:
+                    await self.chain.push(msg)
+                except RemoteError as e:
+                    self.store.set_message_status(msg.id, "refused", _reason(e))
+                    if attempt == PUSH_ATTEMPTS:
+                        raise
+                    log.info("push for sector %d refused (%s); trying a fresh nonce", number, e.message)
+                    continue
+                self.store.set_message_status(msg.id, "sent")
+                return msg.id
+        raise AssertionError("unreachable")
+
+    # -- storage --------------------------------------------------------------------------------------------
+    def sector_dirs(self, number: int) -> list[pathlib.Path]:
+        """The sector's directories under the storage roots (each holds a sector.json naming
+        the miner and the sector)."""
+        found = []
+        for root in self.scfg.storage:
+            for meta in pathlib.Path(root).glob("*/sector.json"):
+                try:
+                    data = msgspec.json.decode(meta.read_bytes())
+                except (OSError, msgspec.DecodeError):
+                    continue
+                if data.get("miner") == self.core.miner and data.get("sector") == number:
+                    found.append(meta.parent)
+        return found
+
+    def _drop_files(self, number: int) -> None:
+        for path in self.sector_dirs(number):
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("sector %d: removed %s", number, path)
+
+    def _drop_pieces(self, number: int) -> None:
+        mine = {p.path for p in (*self.core.sectors[number].pieces, *self.core.sectors[number].pending)}
+        used = {p.path for n, s in self.core.sectors.items() if n != number and s.state != S.REMOVED
+                for p in (*s.pieces, *s.pending)}
+        for path in mine - used - {""}:
+            pathlib.Path(path).unlink(missing_ok=True)
+
+    # -- RPC -----------------------------------------------------------------------------------------------
+    def _handlers(self) -> dict:
+        return {W.SealingPledge: self._rpc_pledge, W.SealingAddPiece: self._rpc_add_piece,
+                W.SealingList: self._rpc_list, W.SealingStatus: self._rpc_status,
+                W.SealingResume: self._rpc_resume, W.SealingRemove: self._rpc_remove,
+                W.SealingRebuild: self._rpc_rebuild, W.SealingUnseal: self._rpc_unseal}
+
+    def _ready(self) -> SealingCore:
+        if self.core is None:
+            raise Refused(W.NOT_READY, "the sealing state machine is starting (waiting for the chain)",
+                          retry=True)
+        return self.core
+
+    async def _rpc_pledge(self, req: Request) -> W.SealingPledged:
+        core = self._ready()
+        count = req.body.count
+        if not 1 <= count <= 1000:
+            raise Refused(ErrorCode.INVALID, f"pledge count must be in 1..1000, got {count}")
+        numbers = []
+        for _ in range(count):
+            number, commands = core.pledge(self.clock())
+            self._execute(commands)
+            numbers.append(number)
+        return W.SealingPledged(numbers=numbers)
+
+    async def _rpc_add_piece(self, req: Request) -> W.SealingPieceAssigned:
+        core = self._ready()
+        if not req.buffers:
+            raise Refused(ErrorCode.INVALID, "SealingAddPiece carries the piece as its first buffer; none came")
+        data = bytes(req.buffers[0])
+        try:
+            cp = await trio.to_thread.run_sync(commp_mod.commp, data)
+        except commp_mod.CommPError as e:
+            raise Refused(ErrorCode.INVALID, str(e)) from None
+        if cp.padded_size > core.proof.sector_size:
+            raise Refused(ErrorCode.INVALID, f"a piece of {cp.payload_size} bytes needs {cp.padded_size} "
+                                             f"padded bytes: more than a {core.proof.sector_size}-byte sector")
+        path = self.repo / "pieces" / f"{cids.piece_cid_v1(cp.commitment)}.piece"
+        await trio.to_thread.run_sync(_write_atomic, path, data)   # kept before it is promised
+        piece = Piece(comm_p=cp.commitment, payload_size=cp.payload_size, padded_size=cp.padded_size,
+                      path=str(path))
+        try:
+            number, commands = core.assign_piece(piece, self.clock())
+        except SealingError as e:
+            raise Refused(ErrorCode.INVALID, str(e)) from None
+        self._execute(commands)
+        s = core.sectors[number]
+        sizes = [p.padded_size for p in (*s.pieces, *s.pending)]
+        placed = commp_mod.piece_layout(sizes, s.sector_size)
+        offset = next(x.offset for x in placed if x.piece == len(sizes) - 1)
+        return W.SealingPieceAssigned(sector=number, piece_cid=cids.piece_cid_v1(cp.commitment),
+                                      payload_size=cp.payload_size, padded_size=cp.padded_size,
+                                      offset=offset)
+
+    async def _rpc_list(self, req: Request) -> W.SealingSectors:
+        core = self._ready()
+        wanted = set(req.body.states)
+        unknown = wanted - set(S.ALL)
+        if unknown:
+            raise Refused(ErrorCode.INVALID, f"no state {', '.join(sorted(unknown))} "
+                                             f"(states: {', '.join(S.ALL)})")
+        return W.SealingSectors(sectors=[summary(s) for n, s in sorted(core.sectors.items())
+                                         if not wanted or s.state in wanted], head=core.head)
+
+    def _sector(self, number: int) -> SectorInfo:
+        s = self._ready().sectors.get(number)
+        if s is None:
+            raise Refused(ErrorCode.INVALID, f"no sector {number}")
+        return s
+
+    async def _rpc_status(self, req: Request) -> W.SealingSectorStatus:
+        s = self._sector(req.body.number)
+        info = plain(s)
+        info["cause"] = s.cause
+        entries = [plain(e) for e in self.store.log(s.number)] if req.body.log else []
+        return W.SealingSectorStatus(info=info, log=entries)
+
+    def _operate(self, number: int, kind, **fields) -> W.SealingSectorState:
+        self._sector(number)
+        try:
+            commands = self.core.handle(self.core.event(kind, number, **fields), self.clock())
+        except SealingError as e:
+            raise Refused(ErrorCode.INVALID, str(e)) from None
+        self._execute(commands)
+        s = self.core.sectors[number]
+        return W.SealingSectorState(number=number, state=s.state, paused=s.paused)
+
+    async def _rpc_resume(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.Resume, state=req.body.state)
+
+    async def _rpc_remove(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.Remove)
+
+    async def _rpc_rebuild(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.Rebuild)
+
+    async def _rpc_unseal(self, req: Request) -> W.SealingSectorState:
+        if not os.path.isabs(req.body.out):
+            raise Refused(ErrorCode.INVALID, f"unseal needs an absolute path, got {req.body.out!r}")
+        return self._operate(req.body.number, E.Unseal, out=req.body.out, piece=req.body.piece)
+
+
+def _write_atomic(path, data: bytes) -> None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,151 @@
+"""The sealing state machine's SQLite store (WAL) in the manager's repo: each sector as it
+is after its last event, its event log, the next sector number, and the chain messages
+it sent (stored before they are pushed, so a restart finds them instead of sending
+again). Every change is one transaction, committed before anything is said or done."""
+from __future__ import annotations
+
+import json
+import pathlib
+import sqlite3
+
+import msgspec
+
+from nodes.sealing.sector import LogEntry, SectorInfo
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sectors (
+    number INTEGER PRIMARY KEY, state TEXT NOT NULL, info BLOB NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sector_log (
+    number INTEGER NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, step INTEGER NOT NULL,
+    event TEXT NOT NULL, prev TEXT NOT NULL, state TEXT NOT NULL, data TEXT NOT NULL,
+    note TEXT NOT NULL, PRIMARY KEY (number, seq));
+CREATE TABLE IF NOT EXISTS settings (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    msg_id TEXT PRIMARY KEY, number INTEGER NOT NULL, key TEXT NOT NULL, nonce INTEGER NOT NULL,
+    body BLOB NOT NULL, status TEXT NOT NULL, error TEXT NOT NULL, created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_key ON messages (number, key);
+"""
+
+_enc = msgspec.msgpack.Encoder()
+_dec = msgspec.msgpack.Decoder(SectorInfo)
+
+
+class StoreError(ValueError):
+    pass
+
+
+class StoredMessage(msgspec.Struct, kw_only=True, frozen=True):
+    msg_id: str
+    number: int
+    key: str
+    nonce: int
+    body: bytes
+    status: str                        # prepared | sent | refused
+    error: str
+    created: float
+
+
+class SealingStore:
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- settings --------------------------------------------------------------------------
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT v FROM settings WHERE k = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_setting(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO settings (k, v) VALUES (?, ?)", (key, value))
+
+    def check_setting(self, key: str, value: str) -> None:
+        """Record `value` the first time; later it must be the same (one miner, one sector
+        size per store)."""
+        stored = self.setting(key)
+        if stored is None:
+            self.set_setting(key, value)
+        elif stored != value:
+            raise StoreError(f"{self.path} holds sectors with {key} {stored}, not {value}")
+
+    def next_number(self, default: int) -> int:
+        return int(self.setting("next_number", str(default)))
+
+    # -- sectors ------------------------------------------------------------------------------
+    def save(self, info: SectorInfo, log: list[LogEntry], next_number: int) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO sectors (number, state, info, updated) "
+                            "VALUES (?, ?, ?, ?)", (info.number, info.state, _enc.encode(info),
+                                                    info.updated))
+            if log:
+                seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM sector_log WHERE number = ?",
+                                      (info.number,)).fetchone()[0]
+                self.db.executemany(
+                    "INSERT INTO sector_log (number, seq, ts, step, event, prev, state, data, note) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(info.number, seq + i, e.ts, e.step, e.event, e.prev, e.state,
+                      json.dumps(e.data), e.note) for i, e in enumerate(log, 1)])
+            self.db.execute("INSERT OR REPLACE INTO settings (k, v) VALUES ('next_number', ?)",
+                            (str(next_number),))
+
+    def sectors(self) -> list[SectorInfo]:
+        return [_dec.decode(row[0]) for row in
+                self.db.execute("SELECT info FROM sectors ORDER BY number")]
+
+    def log(self, number: int, limit: int = 0) -> list[LogEntry]:
+        sql = ("SELECT ts, step, event, data, prev, state, note FROM sector_log WHERE number = ? "
+               "ORDER BY seq")
+        rows = self.db.execute(sql, (number,)).fetchall()
+        if limit:
+            rows = rows[-limit:]
+        return [LogEntry(ts=r[0], step=r[1], event=r[2], data=json.loads(r[3]), prev=r[4],
+                         state=r[5], note=r[6]) for r in rows]
+
+    def count_events(self, event: str) -> dict[int, int]:
+        """How many times each sector logged `event` (e.g. PreCommit1Done)."""
+        return dict(self.db.execute("SELECT number, COUNT(*) FROM sector_log WHERE event = ? "
+                                    "GROUP BY number", (event,)).fetchall())
+
+    # -- messages ----------------------------------------------------------------------------------
+    def add_message(self, *, msg_id: str, number: int, key: str, nonce: int, body: bytes,
+                    created: float) -> None:
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO messages (msg_id, number, key, nonce, body, status, "
+                            "error, created) VALUES (?, ?, ?, ?, ?, 'prepared', '', ?)",
+                            (msg_id, number, key, nonce, body, created))
+
+    def set_message_status(self, msg_id: str, status: str, error: str = "") -> None:
+        self.db.execute("UPDATE messages SET status = ?, error = ? WHERE msg_id = ?",
+                        (status, error, msg_id))
+
+    def messages(self, number: int, key: str | None = None) -> list[StoredMessage]:
+        """The sector's messages (those under `key`), newest first."""
+        sql = "SELECT msg_id, number, key, nonce, body, status, error, created FROM messages WHERE number = ?"
+        args: tuple = (number,)
+        if key is not None:
+            sql += " AND key = ?"
+            args += (key,)
+        rows = self.db.execute(sql + " ORDER BY created DESC, rowid DESC", args).fetchall()
+        return [StoredMessage(msg_id=r[0], number=r[1], key=r[2], nonce=r[3], body=bytes(r[4]),
+                              status=r[5], error=r[6], created=r[7]) for r in rows]
+
+    def _tx(self):
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, tb):
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
