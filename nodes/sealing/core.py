@@ -309,6 +309,8 @@ class SealingCore:
     def _wait_deals(self, s, now):
         if s.pending:
             return self._ev(E.AddNextPiece, s)
+        if not s.pieces:
+            return []                      # a new deal sector: its first piece comes next
         if s.pack_requested or not _fits([p.padded_size for p in s.pieces] + [128], s.sector_size):
             return self._ev(E.StartPacking, s)
         pack_at = s.deals_since + self.cfg.wait_deals_s

@@ -173,6 +173,16 @@ def test_a_piece_that_does_not_fit_opens_a_new_sector_and_an_oversized_one_is_re
     assert core.sectors == before and core.next_number == 3
 
 
+def test_a_new_deal_sector_waits_for_its_first_piece_then_for_wait_deals_s():
+    core = new_core()
+    n, _ = core.assign_piece(Piece(comm_p=b"a" * 32, payload_size=100, padded_size=128,
+                                   path="/p/a"), 1000.0)
+    assert state(core, n) == S.ADD_PIECE and core.sectors[n].deals_since == 1000.0
+    cmds = core.handle(ev(core, E.PieceAdded, n, work_id="ap", comm_p=b"a" * 32, payload_size=100,
+                          padded_size=128, offset=0), 1001.0)
+    assert state(core, n) == S.WAIT_DEALS and cmds[-1].at == 1030.0
+
+
 def test_a_full_deal_sector_packs_at_once():
     core = new_core()
     n, _ = core.assign_piece(Piece(comm_p=b"b" * 32, payload_size=2000, padded_size=2048,

@@ -168,12 +168,13 @@ async def test_task_failures_back_off_and_then_succeed(
 async def test_deal_pieces_are_packed_sealed_and_their_commd_is_on_chain(
         nursery, bus, chain, client, tmp_path, autojump_clock):
     tasks = LocalTasks(tmp_path / "tasks")
-    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks)
+    # the mock clock jumps while CommP runs in a thread: a long wait keeps the sector open
+    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks, wait_deals_s=600.0)
     pieces = [bytes([7]) * 300, bytes([9]) * 100]
     out = [await client.call("@manager", W.SealingAddPiece(name=f"p{i}"), buffers=[p])
            for i, p in enumerate(pieces)]
     assert [(a.sector, a.padded_size, a.offset) for a in out] == [(1, 512, 0), (1, 128, 512)]
-    await until(lambda: states(svc)[1] == S.PROVING)
+    await until(lambda: states(svc)[1] == S.PROVING, limit=10_000)
     want = commp.commd([(512, commp.commp(pieces[0]).commitment),
                         (128, commp.commp(pieces[1]).commitment)], 2048)
     assert chain.chain.sector(MINER, 1).unsealed_cid == cid.piece_cid_v1(want)
