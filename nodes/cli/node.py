@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import pathlib
 
 import click
 import trio
 
 from bus.address import DEFAULT_BUS
-from bus.config import BusConfig
 from nodes import runtime
 from nodes.cli.common import bus_option, unwrap
 from nodes.config import ConfigError, NodeConfig, load
@@ -49,23 +49,49 @@ def start(role: str, bus: str, name: str, repo: str, config_path: str | None) ->
 @click.option("--bus", default=DEFAULT_BUS, show_default=True, envvar="ZQNODE_BUS",
               help="Address the devnet's hub binds; other zqnode commands use it.")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/devnet].")
-def devnet(bus: str, repo: str) -> None:
-    """Run a whole cluster in one process until Ctrl-C."""
-    base = repo or NodeConfig(role="devnet", name="devnet").repo
-    hub = NodeConfig(role="bus", name="hub", repo=f"{base}/hub", bus=BusConfig(address=bus))
-    worker = NodeConfig(role="worker", name="devnet-worker-1", repo=f"{base}/worker-1")
+@click.option("--sectors", "count", default=4, show_default=True, type=click.IntRange(0, 256),
+              help="CC sectors the devnet has (pledged once: a resumed devnet adds none it has).")
+@click.option("--sector-size", default="", help="2KiB or 8MiB [default: 2KiB, or the repo's].")
+@click.option("--epoch-seconds", default=0.0, type=click.FloatRange(min=0.0),
+              help="Chain epoch length [default: the devnet policy's 1 s].")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds between progress lines.")
+def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
+           refresh: float) -> None:
+    """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
+    sealing state machine, scheduler, workers and poster. It pledges --sectors CC
+    sectors and prints its progress; run again with the same --repo to resume."""
+    from nodes.sealing.devnet import Devnet, DevnetError
+    base = pathlib.Path(repo or NodeConfig(role="devnet", name="devnet").repo).expanduser()
+    try:
+        net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
+                     epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
+                     say=lambda line: click.echo(line))
+    except DevnetError as e:
+        raise click.ClickException(str(e)) from None
+    _log_to(base / "devnet.log")
+    click.echo(f"devnet: state in {base} (the same --repo resumes it); logs in {base / 'devnet.log'}")
+    _run([net.run])
+    click.echo(f"devnet: stopped; state kept in {base}")
 
-    async def run_all(*, task_status=trio.TASK_STATUS_IGNORED):
-        async with trio.open_nursery() as nursery:
-            worker.bus.address = await nursery.start(runtime.node_runner(hub))
-            await nursery.start(runtime.node_runner(worker))
-            click.echo(f"devnet: bus hub at {worker.bus.address} "
-                       f"(watch it: zqnode tail --bus {worker.bus.address})")
-            click.echo("devnet: running the bus hub and 1 worker (devnet-worker-1); the chain, "
-                       "manager, scheduler and poster join as they are built. Ctrl-C stops.")
-            task_status.started()
 
-    _run([run_all])
+def _log_to(path: pathlib.Path) -> None:
+    """Logs go to the file (at the chosen level); only errors to the terminal, which
+    shows the progress lines."""
+    root = logging.getLogger()
+    level = root.level
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter(
+        "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
+    terminal = logging.StreamHandler()
+    terminal.setLevel(logging.ERROR)
+    terminal.setFormatter(logging.Formatter("devnet: %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    root.addHandler(terminal)
+    root.setLevel(level)
 
 
 COMMANDS = [start, devnet]

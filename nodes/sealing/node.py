@@ -113,7 +113,9 @@ class SealingService:
                     await nursery.start(self.peer.run)
                 await self._start_core()
                 nursery.start_soon(self._follow_head)
-                self._execute(self.core.restart(self.clock()))
+                restarted = self.core.restart(self.clock())
+                self._execute(restarted)
+                nursery.start_soon(self._tidy, restarted)
                 log.info("sealing for f0%d: %d sectors (%s)", self.core.miner, len(self.core.sectors),
                          self._counts() or "none")
                 task_status.started(self)
@@ -152,6 +154,30 @@ class SealingService:
         for s in self.core.sectors.values():
             counts[s.state] = counts.get(s.state, 0) + 1
         return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+    def pledge(self, count: int) -> list[int]:
+        """New CC sectors (committed before this returns); their numbers."""
+        numbers = []
+        for _ in range(count):
+            number, commands = self.core.pledge(self.clock())
+            self._execute(commands)
+            numbers.append(number)
+        return numbers
+
+    async def _tidy(self, restarted: list[C.Command]) -> None:
+        """After a restart, let the call tracker forget results no sector needs any more
+        (committed into a sector just before a kill, never consumed)."""
+        tidy = getattr(self.tasks, "tidy", None)
+        if tidy is None:
+            return
+        current = {c.sector: c for c in restarted if isinstance(c, C.RunTask)}
+        for number, s in sorted(self.core.sectors.items()):
+            if s.state in (S.REMOVED, S.NEW):
+                continue
+            try:
+                await tidy(self.core.miner, number, current.get(number))
+            except Exception as e:
+                log.warning("tidying sector %d's results: %s", number, _reason(e))
 
     # -- the chain's head ----------------------------------------------------------------------------
     async def _follow_head(self) -> None:
@@ -548,16 +574,11 @@ class SealingService:
         return self.core
 
     async def _rpc_pledge(self, req: Request) -> W.SealingPledged:
-        core = self._ready()
+        self._ready()
         count = req.body.count
         if not 1 <= count <= 1000:
             raise Refused(ErrorCode.INVALID, f"pledge count must be in 1..1000, got {count}")
-        numbers = []
-        for _ in range(count):
-            number, commands = core.pledge(self.clock())
-            self._execute(commands)
-            numbers.append(number)
-        return W.SealingPledged(numbers=numbers)
+        return W.SealingPledged(numbers=self.pledge(count))
 
     async def _rpc_add_piece(self, req: Request) -> W.SealingPieceAssigned:
         core = self._ready()

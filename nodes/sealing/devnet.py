@@ -1,0 +1,210 @@
+"""`zqnode devnet`: a whole cluster in one process, with no configuration. A bus hub, the
+devnet chain (real PoRep and WindowPoSt verifiers), the manager with the sealing state
+machine, the scheduler, workers (each task in its own process) and the poster, all
+keeping their state under one directory; a few CC sectors pledged once, and a progress
+line every few seconds. Run again with the same directory and everything goes on where
+it stopped."""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import time
+from typing import Callable
+
+import msgspec
+import trio
+
+from bus.config import BusConfig
+from bus.hub import ZmqHub
+from nodes.chain.config import ChainConfig
+from nodes.chain.core import Genesis, MinerSpec
+from nodes.chain.node import ChainNode
+from nodes.chain.policy import next_deadline
+from nodes.config import NodeConfig
+from nodes.sealing import states as S
+from nodes.sealing.config import SealingConfig
+from proofs.params import SEAL_PROOFS, parse_sector_size
+
+log = logging.getLogger("zqnode.devnet")
+
+MINER = 1000
+SIZES = ("2KiB", "8MiB")
+DONE = (S.PROVING, S.REMOVED, S.ABORTED)
+
+
+class DevnetError(ValueError):
+    pass
+
+
+def seal_proof_for(size: str) -> int:
+    """The V1_1 seal proof of a devnet sector size (2KiB or 8MiB)."""
+    try:
+        n = parse_sector_size(size)
+    except ValueError as e:
+        raise DevnetError(str(e)) from None
+    if n not in (2048, 8 << 20):
+        raise DevnetError(f"the devnet seals 2KiB or 8MiB sectors, not {size}")
+    return next(p.id for p in SEAL_PROOFS if p.sector_size == n and p.name.endswith("V1_1"))
+
+
+def human(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
+
+
+class ManagerLocator:
+    """Where the poster finds a sector: at the worker the manager's storage index names
+    (copies fetched elsewhere for PC2 or C1 may be stale)."""
+
+    def __init__(self, manager, repos: dict[str, str]):
+        self.manager, self.repos = manager, repos
+
+    def locate(self, miner: int, number: int) -> str:
+        from nodes.worker.paths import sector_dir
+        worker = self.manager.tracker.locations.get((miner, number))
+        return str(sector_dir(self.repos[worker], miner, number)) if worker in self.repos else ""
+
+
+class Devnet:
+    def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
+                 epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
+                 say: Callable[[str], None] = print):
+        self.base = pathlib.Path(base).expanduser()
+        self.bus, self.sectors, self.workers = bus, sectors, workers
+        self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
+        self.size = self._settle_size(sector_size)
+        self.seal_proof = seal_proof_for(self.size)
+        self.chain = self.manager = self.sealing = self.scheduler = self.poster = None
+        self.worker_nodes: list = []
+        self.address = ""
+        self._all_proving = False
+
+    def _settle_size(self, wanted: str) -> str:
+        """The sector size is the repo's: fixed by its first run."""
+        path = self.base / "devnet.json"
+        stored = json.loads(path.read_text())["sector_size"] if path.exists() else ""
+        if wanted:
+            seal_proof_for(wanted)
+        if stored and wanted and parse_sector_size(wanted) != parse_sector_size(stored):
+            raise DevnetError(f"{self.base} holds a devnet of {stored} sectors; give another --repo "
+                              f"for {wanted} sectors")
+        size = stored or wanted or "2KiB"
+        if not stored:
+            self.base.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"sector_size": size}) + "\n")
+        return size
+
+    def node_config(self, role: str, name: str, **sections) -> NodeConfig:
+        return NodeConfig(role=role, name=name, repo=str(self.base / name.removeprefix("devnet-")),
+                          bus=BusConfig(address=self.address), **sections)
+
+    def worker_repos(self) -> dict[str, str]:
+        return {f"devnet-worker-{i}": str(self.base / f"worker-{i}") for i in range(1, self.workers + 1)}
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from nodes.manager.node import ManagerNode
+        from nodes.poster.config import PosterConfig
+        from nodes.poster.node import PosterNode
+        from nodes.scheduler.node import SchedulerNode
+        from nodes.sealing.node import SealingService
+        from nodes.sealing.tracker_tasks import TrackerTasks
+        from nodes.worker.config import WorkerConfig
+        from nodes.worker.node import WorkerNode
+        from nodes.worker.paths import sectors_root
+
+        roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
+        async with trio.open_nursery() as nursery:
+            self.address = await nursery.start(ZmqHub(BusConfig(address=self.bus)).run)
+            chain_cfg = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER,
+                                                                      seal_proof=self.seal_proof)]),
+                                    verifier="proofs", epoch_seconds=self.epoch_seconds)
+            self.chain = ChainNode(self.node_config("chain", "devnet-chain"), chain_cfg)
+            await nursery.start(self.chain.run)
+
+            mcfg = self.node_config("manager", "devnet-manager", sealing=SealingConfig(
+                miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0, storage=roots))
+            self.manager = ManagerNode(mcfg)
+            self.sealing = SealingService(mcfg, self.manager.peer, TrackerTasks(self.manager))
+            await nursery.start(self.manager.run)
+            await nursery.start(self.sealing.run)
+
+            self.scheduler = SchedulerNode(self.node_config("scheduler", "devnet-scheduler"))
+            await nursery.start(self.scheduler.run)
+            for name in self.worker_repos():
+                wcfg = WorkerConfig(ignore_resources=True, parent_cache=str(self.base / "parent-cache"))
+                node = WorkerNode(self.node_config("worker", name, worker=wcfg))
+                await nursery.start(node.run)
+                self.worker_nodes.append(node)
+
+            pcfg = PosterConfig(miners=[MINER], storage=roots)
+            self.poster = PosterNode(self.node_config("poster", "devnet-poster", poster=pcfg),
+                                     locator=ManagerLocator(self.manager, self.worker_repos()))
+            await nursery.start(self.poster.run)
+            self._started()
+            task_status.started(self)
+            await self._progress()
+
+    def _started(self) -> None:
+        info = self.chain.chain
+        self.say(f"devnet: bus hub at {self.address}: from another terminal, zqnode sectors list | "
+                 f"tail | chain head | proving info | sealing jobs  --bus {self.address}")
+        self.say(f"devnet: chain ({info.policy.name} policy, {self.chain.epoch_seconds:g} s epochs, "
+                 f"real PoRep/PoSt verifiers), manager + sealing, scheduler, {self.workers} workers, "
+                 f"poster; miner f0{MINER}, {self.size} sectors")
+        have = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
+        if have:
+            self.say(f"devnet: resuming {len(have)} sectors ({_counts(have)})")
+        missing = self.sectors - len(have)
+        if missing > 0:
+            numbers = self.sealing.pledge(missing)
+            self.say(f"devnet: pledged sector{'s' if len(numbers) > 1 else ''} "
+                     f"{', '.join(map(str, numbers))}")
+
+    async def _progress(self) -> None:
+        while True:
+            self.say(self.progress_line())
+            live = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
+            if live and all(s.state == S.PROVING for s in live) and not self._all_proving:
+                self._all_proving = True
+                self.say(f"devnet: all {len(live)} sectors are Proving (epoch "
+                         f"{self.chain.chain.head.epoch}); Ctrl-C stops, running again resumes")
+            await trio.sleep(self.refresh)
+
+    def progress_line(self) -> str:
+        chain = self.chain.chain
+        m = chain.miner_view(MINER)
+        d = m.deadline
+        nd = next_deadline(d, chain.policy)
+        window = chain.policy.challenge_window
+        used = [i for i, dl in enumerate(chain.miner(MINER).deadlines) if dl.partitions]
+        ahead = min(((i - d.index) % chain.policy.period_deadlines for i in used), default=None)
+        post = "" if ahead is None else (
+            f", PoSt now (dl {d.index})" if ahead == 0 else
+            f", next PoSt dl {(d.index + ahead) % chain.policy.period_deadlines} at {d.open + ahead * window}")
+        sectors = list(self.sealing.core.sectors.values())
+        jobs = [w for w in self.manager.jobs() if w.state in ("queued", "running")]
+        job_text = ", ".join(f"{w.task} s{w.number}{'@' + w.worker.removeprefix('devnet-') if w.worker else ''}"
+                             for w in jobs[:6]) + (f" +{len(jobs) - 6}" if len(jobs) > 6 else "")
+        posts = ""
+        if self.poster.store is not None:
+            outcomes = self.poster.store.outcomes(MINER, limit=10_000)
+            proven = sum(1 for o in outcomes if o.status == "proven")
+            missed = sum(1 for o in outcomes if o.status == "missed")
+            posts = f" | PoSt {proven} proven, {missed} missed"
+        paused = [s.number for s in sectors if s.paused]
+        return (f"{time.strftime('%H:%M:%S')} epoch {chain.head.epoch} | deadline {d.index} "
+                f"[{d.open},{d.close}) next {nd.index} at {nd.open}{post} | power {human(m.power)}"
+                f" | sectors {len(sectors)}: {_counts(sectors) or '-'}"
+                + (f" (paused {','.join(map(str, paused))})" if paused else "")
+                + f" | jobs: {job_text or '-'}{posts}")
+
+
+def _counts(sectors) -> str:
+    counts: dict[str, int] = {}
+    for s in sectors:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    order = {st: i for i, st in enumerate(S.ALL)}
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: order.get(kv[0], 99)))

@@ -1,0 +1,81 @@
+"""The sealing shell with real proofs (proofs.seal in threads) against a chain with the
+real verifiers, in real time (0.1 s epochs): a deal sector is sealed and proven on
+chain, unsealed back to its piece, its replica deleted and rebuilt with the same
+ticket (the rebuilt proof verified against the chain), then unsealed again."""
+import itertools
+
+import pytest
+import trio
+
+from bus.config import BusConfig
+from bus.memory import MemoryHub
+from bus.peer import Peer
+from nodes.chain.node import ChainConfig, ChainNode
+from nodes.config import NodeConfig
+from nodes.sealing import states as S
+from nodes.sealing import wire as W
+from nodes.sealing.config import SealingConfig
+from nodes.sealing.node import SealingService
+from nodes.sealing.testing import LocalTasks
+from proofs import cid
+
+_names = itertools.count()
+MINER = 1000
+
+
+async def until(pred, seconds=60.0):
+    with trio.fail_after(seconds):
+        while not pred():
+            await trio.sleep(0.05)
+
+
+@pytest.fixture
+async def cluster(nursery, tmp_path):
+    bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://real-{next(_names)}")).run)
+    chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+                                 bus=BusConfig(address=bus)),
+                      ChainConfig(verifier="proofs", epoch_seconds=0.1))
+    await nursery.start(chain.run)
+    tasks = LocalTasks(tmp_path / "sectors", fake=False)
+    ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp_path / "manager"),
+                      bus=BusConfig(address=bus))
+    svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
+                         scfg=SealingConfig(retry_base_s=0.2, retry_max_s=1.0, wait_deals_s=0.5,
+                                            storage=[str(tmp_path / "sectors")]), own_peer=True)
+    await nursery.start(svc.run)
+    client = await nursery.start(Peer(name="cli-1", role="cli", register=False,
+                                      cfg=BusConfig(address=bus)).run)
+    return chain, svc, tasks, client
+
+
+async def test_a_deal_sector_is_sealed_unsealed_rebuilt_and_unsealed_again(cluster, tmp_path):
+    chain, svc, tasks, client = cluster
+    piece = bytes(range(251)) * 4                                 # 1004 bytes: a 1 KiB piece
+    r = await client.call("@manager", W.SealingAddPiece(name="p"), buffers=[piece])
+    assert (r.sector, r.padded_size, r.offset) == (1, 1024, 0)
+    await until(lambda: svc.core.sectors[1].state == S.PROVING)
+    on_chain = chain.chain.sector(MINER, 1)
+    assert on_chain.sealed_cid == cid.sealed_cid(svc.core.sectors[1].comm_r)
+
+    out = tmp_path / "piece.out"
+    r = await client.call("@manager", W.SealingUnseal(number=1, out=str(out), piece=0))
+    assert r.state == S.UNSEALING
+    await until(lambda: svc.core.sectors[1].state == S.PROVING)
+    assert out.read_bytes() == piece
+
+    sector_dir = tasks.sector_dir(MINER, 1)
+    (sector_dir / "sealed").unlink()                              # the replica is lost
+    r = await client.call("@manager", W.SealingRebuild(number=1))
+    assert r.state == S.REBUILD_CLEAN
+    await until(lambda: svc.core.sectors[1].state == S.PROVING)
+    events = [e.event for e in svc.store.log(1)]
+    assert events[events.index("Rebuild"):] == [
+        "Rebuild", "Cleaned", "PieceAdded", "PiecesReady", "PreCommit1Done", "PreCommit2Done",
+        "Commit1Done", "ProofChecked", "Finalized"]
+    assert (sector_dir / "sealed").exists()
+    assert tasks.runs[("PC1", 1)] == 2 and tasks.runs[("AP", 1)] == 2
+
+    out.unlink()
+    await client.call("@manager", W.SealingUnseal(number=1, out=str(out), piece=0))
+    await until(lambda: out.exists() and svc.core.sectors[1].state == S.PROVING)
+    assert out.read_bytes() == piece and svc.errors == []
