@@ -11,6 +11,9 @@ import msgspec
 
 from bus.config import BusConfig
 from nodes.chain.config import ChainConfig
+from nodes.manager.config import ManagerConfig
+from nodes.scheduler.config import SchedulerConfig
+from nodes.worker.config import WorkerConfig
 
 
 class ConfigError(ValueError):
@@ -23,6 +26,9 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     repo: str = ""                   # default: ~/.zqnode/NAME
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
+    manager: ManagerConfig = msgspec.field(default_factory=ManagerConfig)         # role manager
+    scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)   # role scheduler
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)            # role worker
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 import trio
 
 from bus.hub import ZmqHub
-from nodes.config import NodeConfig
+from nodes.config import ConfigError, NodeConfig
 
 log = logging.getLogger("zqnode.runtime")
 
@@ -23,7 +23,23 @@ def _bus(cfg: NodeConfig):
 
 def _worker(cfg: NodeConfig):
     from nodes.worker.node import WorkerNode
-    return WorkerNode(cfg).run
+    try:
+        return WorkerNode(cfg).run
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _manager(cfg: NodeConfig):
+    from nodes.manager.node import ManagerNode
+    return ManagerNode(cfg).run
+
+
+def _scheduler(cfg: NodeConfig):
+    from nodes.scheduler.node import SchedulerNode
+    try:
+        return SchedulerNode(cfg).run
+    except ValueError as e:
+        raise ConfigError(f"[scheduler] {e}") from None
 
 
 def _chain(cfg: NodeConfig):
@@ -35,8 +51,10 @@ ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "bus": _bus,
     "worker": _worker,
     "chain": _chain,
+    "manager": _manager,
+    "scheduler": _scheduler,
 }
-PLANNED = ("manager", "scheduler", "poster")
+PLANNED = ("poster",)
 
 
 def node_runner(cfg: NodeConfig):
