@@ -49,7 +49,9 @@ class SubprocessExecutor:
         finally:
             self.pids.pop(inp.call_id, None)
             with trio.CancelScope(shield=True):
-                await proc.aclose()              # closes the pipes, reaps the process
+                for stream in (proc.stdin, proc.stdout):
+                    await stream.aclose()
+                await proc.wait()                # reaped: no zombie left behind
         if code == 0:
             try:
                 return msgspec.msgpack.decode(bytes(out), type=TaskOutput)
