@@ -60,6 +60,7 @@ class WorkerNode:
         self.tasks: list[str] = []
         self._scopes: dict[str, trio.CancelScope] = {}       # call id -> its running scope
         self._preparing: dict[str, tuple[trio.CancelScope, RunningRequest]] = {}
+        self._prepared: set[str] = set()                    # requests whose files are here
         self._kick = trio.Event()                            # the manager/scheduler came up
         self._nursery: trio.Nursery | None = None
         self.peer = Peer(name=cfg.name, role="worker", cfg=cfg.bus,
@@ -177,6 +178,8 @@ class WorkerNode:
             except (FetchError, P.ParamsError) as e:
                 error = f"fetch failed: {e}"
         del self._preparing[b.request]
+        if not error and not scope.cancelled_caught:
+            self._prepared.add(b.request)
         if scope.cancelled_caught:
             error = ABORTED
         if error:       # the work ends here: failed (or aborted) as a call, so the manager hears
@@ -279,12 +282,16 @@ class WorkerNode:
             delay = min(delay * 2, self.wcfg.retry_max_s)
 
     async def _execute(self, call: Call) -> TaskOutput:
-        if call.task == "GET":
+        # Files come in the preparing step; tasks the scheduler starts without one (C1,
+        # C2 go straight to 'active', as in Lotus) and GET itself fetch here.
+        if call.task == "GET" or call.work_id not in self._prepared:
             try:
-                files, size = await self.ensure_local("GET", call.sector, call.params, call.sources)
-            except FetchError as e:
+                files, size = await self.ensure_local(call.task, call.sector, call.params, call.sources)
+            except (FetchError, P.ParamsError) as e:
                 return TaskOutput(ok=False, error=f"fetch failed: {e}")
-            return TaskOutput(ok=True, result=P.encode(P.GETResult(files=files, size=size)))
+            if call.task == "GET":
+                return TaskOutput(ok=True, result=P.encode(P.GETResult(files=files, size=size)))
+        self._prepared.discard(call.work_id)
         async with self.limits.hold(call.task, call.call_id):
             inp = TaskInput(table=self.wcfg.table, task=call.task, work_id=call.work_id,
                             call_id=call.call_id, worker=self.name, miner=call.miner,

@@ -245,3 +245,18 @@ async def test_the_store_keeps_what_was_acknowledged(bus, nursery, tmp_path, aut
     store.close()
     assert [(w.work_id, w.state, w.result) for w in works] == [(wid, "done", blob)]
     assert locations == {(1000, 1): m.tracker.works[wid].worker}
+
+
+async def test_work_follows_the_files_or_fetches_them(bus, nursery, tmp_path, autojump_clock):
+    m, s, (w1, w2), *_ = await cluster(nursery, bus, tmp_path)
+    w1.tasks, w2.tasks = ["AP", "PC1", "C1"], ["PC2"]
+    await trio.sleep(2.0)
+    out = await seal_sector(m, 1000, 1, "StackedDrg2KiBV1_1")
+    # PC2 ran on w2 (fetched in its preparing step), C1 back on w1 (fetched when run:
+    # the scheduler starts C1 without a preparing step)
+    assert [c.task for c in w1.store.calls()] == ["AP", "PC1", "C1"]
+    assert [c.task for c in w2.store.calls()] == ["PC2"]
+    assert all(c.ok for c in w1.store.calls() + w2.store.calls())
+    stages = (tmp_path / "w1" / "sectors" / "s-1000-1" / "fake.json").read_text()
+    assert stages == '["AP", "PC1", "PC2", "C1"]'
+    assert m.tracker.locations == {(1000, 1): "w2"} and out["sector"] == 1
