@@ -22,7 +22,7 @@ class WorkerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fetch_chunk: int = 4 << 20       # bytes per WorkerFetch
     fetch_attempts: int = 3          # tries per chunk before the source is given up
     backend: str = "auto"            # proofs backend for the sealing functions
-    parent_cache: str = ""           # SDR parent cache directory ("" = the proofs default)
+    parent_cache: str = ""           # SDR parent cache ("": $ZQNODE_PARENT_CACHE, else the proofs default)
 
     def __post_init__(self) -> None:
         unknown = [t for t in [*self.tasks, *self.limits, *(t for ts in self.locks.values() for t in ts)]

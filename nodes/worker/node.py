@@ -12,6 +12,7 @@ restart resumes every call from the store (see nodes.worker.store).
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -298,7 +299,7 @@ class WorkerNode:
                             number=call.number, sector_size=call.sector_size,
                             sector_dir=str(sector_dir(self.repo, call.miner, call.number)),
                             repo=str(self.repo), params=call.params, backend=self.wcfg.backend,
-                            parent_cache=self.wcfg.parent_cache)
+                            parent_cache=self.wcfg.parent_cache or os.environ.get("ZQNODE_PARENT_CACHE", ""))
             return await self.executor.run(inp)
 
     async def _return_loop(self, call_id: str) -> None:
