@@ -25,6 +25,7 @@ log = logging.getLogger("zqnode.worker.fetch")
 
 META = "sector.json"
 NOT_HELD = "not_held"
+THREAD_MIN = 256 << 10           # chunks at least this big are read and hashed in a thread
 
 
 class FetchError(Exception):
@@ -76,8 +77,11 @@ def read_chunk(sector_dir: Path, name: str, offset: int, length: int) -> tuple[W
 
 
 async def serve_chunk(sector_dir: Path, req: WorkerFetch) -> tuple[WorkerChunk, list]:
-    chunk, data = await trio.to_thread.run_sync(read_chunk, sector_dir, req.file, req.offset,
-                                                req.length)
+    if req.length < THREAD_MIN:      # a thread hand-off costs more than a small read
+        chunk, data = read_chunk(sector_dir, req.file, req.offset, req.length)
+    else:
+        chunk, data = await trio.to_thread.run_sync(read_chunk, sector_dir, req.file, req.offset,
+                                                    req.length)
     return chunk, [data]
 
 
@@ -94,7 +98,10 @@ async def _fetch_file(peer: Peer, source: str, sector: SectorRef, entry: FileEnt
                 f.write(await _fetch_chunk(peer, source, sector, entry, offset, length, attempts))
                 offset += length
             f.flush()
-            os.fsync(f.fileno())
+            if entry.size >= THREAD_MIN:
+                await trio.to_thread.run_sync(os.fsync, f.fileno())
+            else:
+                os.fsync(f.fileno())
         if tmp.stat().st_size != entry.size:
             raise FetchError(f"{entry.name}: got {tmp.stat().st_size} bytes, expected {entry.size}")
         tmp.replace(target)
