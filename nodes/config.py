@@ -12,6 +12,7 @@ import msgspec
 from bus.config import BusConfig
 from nodes.chain.config import ChainConfig
 from nodes.manager.config import ManagerConfig
+from nodes.poster.config import PosterConfig
 from nodes.scheduler.config import SchedulerConfig
 from nodes.worker.config import WorkerConfig
 
@@ -26,6 +27,7 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     repo: str = ""                   # default: ~/.zqnode/NAME
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
+    poster: PosterConfig = msgspec.field(default_factory=PosterConfig)   # role poster
     manager: ManagerConfig = msgspec.field(default_factory=ManagerConfig)         # role manager
     scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)   # role scheduler
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)            # role worker

@@ -47,14 +47,20 @@ def _chain(cfg: NodeConfig):
     return ChainNode(cfg, cfg.chain).run
 
 
+def _poster(cfg: NodeConfig):
+    from nodes.poster.node import PosterNode
+    return PosterNode(cfg).run
+
+
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "bus": _bus,
     "worker": _worker,
     "chain": _chain,
+    "poster": _poster,
     "manager": _manager,
     "scheduler": _scheduler,
 }
-PLANNED = ("poster",)
+PLANNED: tuple[str, ...] = ()
 
 
 def node_runner(cfg: NodeConfig):
