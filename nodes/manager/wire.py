@@ -67,7 +67,8 @@ class JobInfo(msgspec.Struct, frozen=True, kw_only=True):
     task: str
     sector: SectorRef
     state: str                   # manager state
-    status: str                  # queued, assigned, preparing, prepared, running, ret-wait, returned, failed, aborted
+    # queued, assigned, preparing, prepared, running, ret-wait, returned, failed, aborted
+    status: str
     worker: str
     call_id: str
     age_s: float

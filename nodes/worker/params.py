@@ -53,8 +53,9 @@ class UNSParams(_Params):
 
 
 class WDPParams(_Params):
-    """WindowPoSt over sectors of one miner; `sectors` = (number, comm_r) pairs. The
-    request's own sector is the first of them (it picks the worker)."""
+    """WindowPoSt over sectors of one miner; `sectors` = (number, comm_r) pairs, the
+    request's own sector (which picks the worker) among them; `randomness` = the chain's
+    raw draw (the task masks it as Lotus does)."""
     seal_proof: int
     randomness: bytes
     sectors: list[tuple[int, bytes]]

@@ -76,7 +76,8 @@ def window_post(ctx: TaskContext, p: P.WDPParams) -> P.WDPResult:
     sectors_root = ctx.sector_dir.parent
     refs = [post.SectorRef(number, str(sectors_root / sector_dir_name(ctx.miner, number)), comm_r)
             for number, comm_r in p.sectors]
-    out = post.generate_window_post(p.seal_proof, p.randomness, refs, backend=ctx.backend)
+    randomness = post.canonical_randomness(p.randomness)     # the chain's raw draw, masked
+    out = post.generate_window_post(p.seal_proof, randomness, refs, backend=ctx.backend)
     return P.WDPResult(partitions=[P.WDPPartition(index=part.index, sectors=part.sectors,
                                                   proof=part.proof) for part in out.partitions],
                        skipped=out.skipped)

@@ -113,8 +113,8 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
         procs.append(driver)
 
         # both PC1s start and wait; kill -9 the worker running sector 1's
-        markers = until(lambda: sorted(hold.glob("started-PC1-*")) if len(list(hold.glob("started-PC1-*"))) == 2
-                        else None, what="both PC1s to start")
+        markers = until(lambda: (lambda found: found if len(found) == 2 else None)(
+            sorted(hold.glob("started-PC1-*"))), what="both PC1s to start")
         first = next(m for m in markers if m.name.startswith("started-PC1-s-1000-1."))
         victim = first.read_text()
         nodes[victim].stop(signal.SIGKILL)

@@ -105,7 +105,8 @@ def test_jobs_workers_sched_diag_and_abort(cluster):
 
     out = zq("sealing", "abort", ap[:10], "--bus", bus)
     assert out.exit_code == 0 and out.output == f"aborted {ap}\n"
-    statuses = {j["work_id"]: j["status"] for j in json.loads(zq("sealing", "jobs", "--json", "--bus", bus).output)}
+    listing = json.loads(zq("sealing", "jobs", "--json", "--bus", bus).output)
+    statuses = {j["work_id"]: j["status"] for j in listing}
     assert statuses[ap] == "aborted"
     again = zq("sealing", "abort", ap, "--bus", bus)
     assert again.exit_code == 1 and "is aborted: cannot abort it" in again.output
@@ -135,7 +136,8 @@ def test_worker_tasks_enable_disable_and_calls(cluster):
     call(m.wait, ap)
     worker = m.tracker.works[ap].worker
     calls = json.loads(zq("worker", "calls", "--worker", worker, "--json", "--bus", bus).output)
-    assert [(c["work_id"], c["task"], c["state"], c["runs"], c["ok"]) for c in calls] == [(ap, "AP", "done", 1, True)]
+    assert [(c["work_id"], c["task"], c["state"], c["runs"], c["ok"]) for c in calls] == [
+        (ap, "AP", "done", 1, True)]
     assert "AP   done     runs 1  returned" in zq("worker", "calls", "--worker", worker, "--bus", bus).output
 
 
@@ -148,7 +150,8 @@ def test_run_pipeline_with_the_fake_table(cluster, tmp_path):
     out = zq("sealing", "run-pipeline", "--sectors", "4,5", "--bus", bus, "--timeout", "60")
     assert out.exit_code == 0, out.output
     records = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
-    assert [(r["miner"], r["sector"], r["sector_size"]) for r in records] == [(1000, 4, 2048), (1000, 5, 2048)]
+    assert [(r["miner"], r["sector"], r["sector_size"]) for r in records] == [
+        (1000, 4, 2048), (1000, 5, 2048)]
     assert out.output.splitlines()[-1].startswith("sealed 2 sectors in")
     bad = zq("sealing", "run-pipeline", "--sectors", "x", "--bus", bus)
     assert bad.exit_code == 1 and "bad --sectors or --seal-proof" in bad.output

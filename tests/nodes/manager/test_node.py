@@ -186,7 +186,8 @@ async def test_a_restarted_scheduler_gets_the_work_again_and_nothing_runs_twice(
         await trio.sleep(0.1)
     stop_s.cancel()
     await trio.sleep(3.0)
-    queued = await m.do("AP", P.APParams(seal_proof=5, piece=b"other" * 40), SectorRef(miner=1000, number=2), K2)
+    queued = await m.do("AP", P.APParams(seal_proof=5, piece=b"other" * 40),
+                        SectorRef(miner=1000, number=2), K2)
     s2 = SchedulerNode(cfg(bus, tmp_path, "scheduler", "sched"))
     await start(nursery, s2)
     gate.set()

@@ -66,7 +66,8 @@ async def client(nursery, bus):
 
 async def test_a_corrupted_chunk_is_refused_and_fetched_again(bus, nursery, tmp_path, autojump_clock):
     src = holder_dir(tmp_path)
-    holder = Holder(bus, "w1", src, corrupt=lambda name, offset, n: name == "sealed" and offset == 2048 and n == 1)
+    holder = Holder(bus, "w1", src,
+                    corrupt=lambda name, offset, n: name == "sealed" and offset == 2048 and n == 1)
     await nursery.start(holder.peer.run)
     peer = await client(nursery, bus)
     dest = tmp_path / "mine" / "s-1000-7"
@@ -78,7 +79,8 @@ async def test_a_corrupted_chunk_is_refused_and_fetched_again(bus, nursery, tmp_
     assert not any(p.name.endswith(".fetch") for p in dest.rglob("*"))
 
 
-async def test_a_source_that_keeps_corrupting_is_given_up_for_the_next(bus, nursery, tmp_path, autojump_clock):
+async def test_a_source_that_keeps_corrupting_is_given_up_for_the_next(
+        bus, nursery, tmp_path, autojump_clock):
     src = holder_dir(tmp_path)
     bad = Holder(bus, "bad", src, corrupt=lambda name, offset, n: name == "sealed")
     good = Holder(bus, "good", src)

@@ -163,7 +163,8 @@ async def test_limits_and_shared_locks(bus, fakes, nursery, tmp_path, autojump_c
     w = make_worker(bus, tmp_path, gates=gates, limits={"PC1": 1}, locks={"gpu": ["PC2", "C1"]})
     await nursery.start(w.run)
     for rid, task, n, params in [("p1", "PC1", 1, PC1), ("p2", "PC1", 2, PC1),
-                                 ("pc2", "PC2", 3, P.PC2Params()), ("c1", "C1", 4, P.C1Params(seed=b"s" * 32))]:
+                                 ("pc2", "PC2", 3, P.PC2Params()),
+                                 ("c1", "C1", 4, P.C1Params(seed=b"s" * 32))]:
         await fakes.scheduler.call("w1", run_msg(rid, task, n, params))
     await until(lambda: len(fakes.started) == 4)
     await trio.sleep(1.0)
@@ -194,7 +195,8 @@ async def test_prepare_fetches_from_the_holder_and_reports(bus, fakes, nursery, 
     w1, w2 = make_worker(bus, tmp_path, "w1"), make_worker(bus, tmp_path, "w2", fetch_chunk=1024)
     await nursery.start(w1.run)
     await nursery.start(w2.run)
-    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=P.APParams(seal_proof=5, piece=b"x" * 3000)))
+    big = P.APParams(seal_proof=5, piece=b"x" * 3000)
+    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=big))
     await until(lambda: fakes.returns)
     await fakes.scheduler.call("w2", WorkerPrepare(request="work-pc1", task="PC1",
                                                    sector=SectorRef(miner=1000, number=1),

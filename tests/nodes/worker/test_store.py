@@ -18,7 +18,8 @@ def store(tmp_path):
 def test_a_call_from_accepted_to_returned(store, tmp_path):
     call = store.add("work-1", "PC1", S1, 2048, b"params", ["w2"], 1.0)
     assert call.call_id.startswith("s-1000-1-") and len(call.call_id) == len("s-1000-1-") + 36
-    assert (call.state, call.runs, call.ok, call.returned, call.sched_done) == ("accepted", 0, None, False, False)
+    assert (call.state, call.runs, call.ok, call.returned, call.sched_done) == (
+        "accepted", 0, None, False, False)
     assert store.start(call.call_id, 2.0).state == "running"
     done = store.finish(call.call_id, True, b"result", "", 3.0)
     assert (done.state, done.ok, done.result, done.runs) == ("done", True, b"result", 1)
