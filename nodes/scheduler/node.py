@@ -14,7 +14,8 @@ every worker's beat says who it is and what it runs. Reconciling the two:
   adopted if W lists it, queued if not (or if W never comes back within
   remove_after_s);
 - requests the core counted as running on a worker that was removed or restarted are
-  queued again, unless the worker (new session) lists them;
+  queued again, unless the worker (new session) lists them running (one it lists as
+  preparing is not adopted: it would never get its Run);
 - a request the core has running on W that W does not list for a while after it was
   sent (a lost WorkerRun) is finished as failed and queued again.
 """
@@ -202,6 +203,12 @@ class SchedulerNode:
 
     def _reconcile_listed(self, worker: str, rid: str, r, now: float) -> None:
         current = self.core.requests.get(rid)
+        if r.state == "preparing":
+            # never adopted: without a Run it would never end here; the manager enqueues
+            # it again, and the worker finishes its fetch for whoever gets it
+            if current is not None and current.worker == worker:
+                self.sent[rid] = now
+            return
         if current is None:
             if rid in self.finished:
                 return                  # its TaskDone overtook this beat

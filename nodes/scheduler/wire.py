@@ -47,11 +47,12 @@ class SchedSyncReply(Msg):
 
 
 class RunningRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """A request a worker is preparing or running (from its call store)."""
+    """A request a worker is running (a call in its store) or preparing (fetching)."""
     request: str
     task: str
     sector: SectorRef
     sector_size: int
+    state: str = "running"        # running | preparing
 
 
 class SchedWorkerBeat(Msg):

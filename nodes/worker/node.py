@@ -165,7 +165,7 @@ class WorkerNode:
         b: W.WorkerPrepare = req.body
         if b.request not in self._preparing:
             rr = RunningRequest(request=b.request, task=b.task, sector=b.sector,
-                                sector_size=b.sector_size)
+                                sector_size=b.sector_size, state="preparing")
             scope = trio.CancelScope()
             self._preparing[b.request] = (scope, rr)
             self._nursery.start_soon(self._prepare, b, scope)

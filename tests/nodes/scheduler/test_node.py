@@ -348,3 +348,19 @@ def test_core_adopts_a_running_request_and_frees_it_on_finish():
     core.handle(TaskFinished(request="r1", cause="done"), 2.0)
     w = core.diag().workers[0]
     assert w.running == () and w.task_counts == {} and w.active.cpu_use == 0
+
+
+async def test_a_request_reported_preparing_is_not_adopted(bus, nursery, tmp_path, autojump_clock):
+    s = await start_scheduler(nursery, bus, tmp_path)
+    w1 = FakeWorker(bus, "w1", tasks=("PC2",))
+    w1.running["r1"] = RunningRequest(request="r1", task="PC2", sector=SectorRef(miner=1000, number=1),
+                                      sector_size=K2, state="preparing")
+    await w1.start(nursery)
+    assert by_worker(s)["w1"].running == () and "r1" not in s.core.requests
+    mgr = await manager(nursery, bus)
+    await mgr.call("@scheduler", job("r1", task="PC2", prepare="GET"))   # the manager's resend
+    await until(lambda: ("prepare", "r1") in w1.got)
+    del w1.running["r1"]                                   # its fetch ends; it says prepared
+    from nodes.scheduler.wire import SchedTaskPrepared
+    await w1.peer.call("@scheduler", SchedTaskPrepared(request="r1"))
+    await until(lambda: "r1" in w1.runs)
