@@ -261,3 +261,15 @@ async def test_work_follows_the_files_or_fetches_them(bus, nursery, tmp_path, au
     stages = (tmp_path / "w1" / "sectors" / "s-1000-1" / "fake.json").read_text()
     assert stages == '["AP", "PC1", "PC2", "C1"]'
     assert m.tracker.locations == {(1000, 1): "w2"} and out["sector"] == 1
+
+
+async def test_get_moves_a_sector_to_another_worker(bus, nursery, tmp_path, autojump_clock):
+    m, s, (w1, w2), *_ = await cluster(nursery, bus, tmp_path)
+    w1.tasks, w2.tasks = ["AP"], ["GET"]
+    await trio.sleep(2.0)
+    await run_task(m, "AP", AP, S1, K2)
+    assert m.tracker.locations == {(1000, 1): "w1"}
+    got = await run_task(m, "GET", P.GETParams(), S1, K2)
+    assert sorted(got.files) == ["fake.json", "unsealed"] and got.size > len(AP.piece)
+    assert m.tracker.locations == {(1000, 1): "w2"}
+    assert (tmp_path / "w2" / "sectors" / "s-1000-1" / "unsealed").read_bytes() == AP.piece
