@@ -183,7 +183,10 @@ class SchedulerNode:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         listed = {r.request: r for r in b.running}
         for rid, r in listed.items():
-            self._reconcile_listed(worker, rid, r, now)
+            try:
+                self._reconcile_listed(worker, rid, r, now)
+            except SchedulerError as e:          # one bad entry must not stop the rest
+                log.warning("%s reports %s, which cannot be adopted: %s", worker, rid[:12], e)
         for rid, r in list(self.core.workers[worker].running.items()):
             sent = self.sent.get(rid)
             if (rid not in listed and r.state in ("preparing", "running") and sent is not None
