@@ -60,17 +60,13 @@ ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "manager": _manager,
     "scheduler": _scheduler,
 }
-PLANNED: tuple[str, ...] = ()
 
 
 def node_runner(cfg: NodeConfig):
     """The `run` coroutine function of the node `cfg` describes."""
-    if cfg.role in ROLES:
-        return ROLES[cfg.role](cfg)
-    if cfg.role in PLANNED:
-        raise UnknownRole(f"role {cfg.role!r} is not available in this version yet "
-                          f"(available: {', '.join(ROLES)})")
-    raise UnknownRole(f"unknown role {cfg.role!r} (roles: {', '.join((*ROLES, *PLANNED))})")
+    if cfg.role not in ROLES:
+        raise UnknownRole(f"unknown role {cfg.role!r} (roles: {', '.join(ROLES)})")
+    return ROLES[cfg.role](cfg)
 
 
 async def serve(*runners: Callable[..., Awaitable], on_started: Callable[[list], None] | None = None) -> None:
