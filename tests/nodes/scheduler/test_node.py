@@ -267,7 +267,7 @@ async def test_a_taskdone_that_overtakes_a_beat_is_not_adopted_again(bus, nurser
 
 
 async def test_a_lost_run_is_queued_again(bus, nursery, tmp_path, autojump_clock):
-    s = await start_scheduler(nursery, bus, tmp_path)
+    await start_scheduler(nursery, bus, tmp_path)
     w1 = await FakeWorker(bus, "w1").start(nursery)
     mgr = await manager(nursery, bus)
     await mgr.call("@scheduler", job("r1"))

@@ -6,7 +6,6 @@ import itertools
 import os
 
 import pytest
-import trio
 
 from bus.config import BusConfig
 from bus.memory import MemoryHub

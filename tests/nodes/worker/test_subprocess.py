@@ -4,7 +4,6 @@ aborted end to end (the computation really stops)."""
 import itertools
 import os
 
-import pytest
 import trio
 
 from bus.config import BusConfig
