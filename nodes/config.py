@@ -11,8 +11,11 @@ import msgspec
 
 from bus.config import BusConfig
 from nodes.chain.config import ChainConfig
+from nodes.manager.config import ManagerConfig
 from nodes.poster.config import PosterConfig
 from nodes.sealing.config import SealingConfig
+from nodes.scheduler.config import SchedulerConfig
+from nodes.worker.config import WorkerConfig
 
 
 class ConfigError(ValueError):
@@ -26,7 +29,10 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
     poster: PosterConfig = msgspec.field(default_factory=PosterConfig)   # role poster
-    sealing: SealingConfig = msgspec.field(default_factory=SealingConfig)   # role manager
+    manager: ManagerConfig = msgspec.field(default_factory=ManagerConfig)         # role manager
+    scheduler: SchedulerConfig = msgspec.field(default_factory=SchedulerConfig)   # role scheduler
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)            # role worker
+    sealing: SealingConfig = msgspec.field(default_factory=SealingConfig)   # role manager (the sector state machine)
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 import trio
 
 from bus.hub import ZmqHub
-from nodes.config import NodeConfig
+from nodes.config import ConfigError, NodeConfig
 
 log = logging.getLogger("zqnode.runtime")
 
@@ -23,7 +23,23 @@ def _bus(cfg: NodeConfig):
 
 def _worker(cfg: NodeConfig):
     from nodes.worker.node import WorkerNode
-    return WorkerNode(cfg).run
+    try:
+        return WorkerNode(cfg).run
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def _manager(cfg: NodeConfig):
+    from nodes.manager.node import ManagerNode
+    return ManagerNode(cfg).run
+
+
+def _scheduler(cfg: NodeConfig):
+    from nodes.scheduler.node import SchedulerNode
+    try:
+        return SchedulerNode(cfg).run
+    except ValueError as e:
+        raise ConfigError(f"[scheduler] {e}") from None
 
 
 def _chain(cfg: NodeConfig):
@@ -41,18 +57,16 @@ ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "worker": _worker,
     "chain": _chain,
     "poster": _poster,
+    "manager": _manager,
+    "scheduler": _scheduler,
 }
-PLANNED = ("manager", "scheduler")
 
 
 def node_runner(cfg: NodeConfig):
     """The `run` coroutine function of the node `cfg` describes."""
-    if cfg.role in ROLES:
-        return ROLES[cfg.role](cfg)
-    if cfg.role in PLANNED:
-        raise UnknownRole(f"role {cfg.role!r} is not available in this version yet "
-                          f"(available: {', '.join(ROLES)})")
-    raise UnknownRole(f"unknown role {cfg.role!r} (roles: {', '.join((*ROLES, *PLANNED))})")
+    if cfg.role not in ROLES:
+        raise UnknownRole(f"unknown role {cfg.role!r} (roles: {', '.join(ROLES)})")
+    return ROLES[cfg.role](cfg)
 
 
 async def serve(*runners: Callable[..., Awaitable], on_started: Callable[[list], None] | None = None) -> None:

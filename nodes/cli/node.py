@@ -30,7 +30,7 @@ def _run(runners, on_started=None) -> None:
 
 
 @click.command()
-@click.option("--role", required=True, help="bus, worker, chain, poster (manager, scheduler: planned)")
+@click.option("--role", required=True, help="bus, chain, manager, scheduler, worker, poster")
 @bus_option
 @click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")

@@ -24,7 +24,7 @@ class ProverConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     kind: `local` (proofs.post in this process: a worker thread or a process pool),
     `fake` (proofs the chain's FAKE verifier accepts: devnets without real sectors), or
-    `scheduler` (WDP tasks on workers: not wired yet, every attempt fails saying so)."""
+    `scheduler` (WDP tasks on the cluster's workers, one per partition)."""
     kind: str = "local"
     mode: str = "thread"               # local: thread | process (a spawned process pool)
     backend: str = "auto"              # proofs backend: auto | cpu | cuda

@@ -59,12 +59,12 @@ class PosterNode:
                  trace: Callable[[Event | Command], None] | None = None):
         self.cfg = cfg
         self.pcfg = poster_cfg or cfg.poster
-        self.prover = prover or make_prover(self.pcfg.prover)
         self.checker = checker or SectorChecker(timeout_s=self.pcfg.check_timeout_s,
                                                 parallel=self.pcfg.check_parallel)
         self.locator = locator or StorageLocator(self.pcfg.storage)
         self.trace = trace
         self.peer = Peer(name=cfg.name, role="poster", cfg=cfg.bus)
+        self.prover = prover or make_prover(self.pcfg.prover, self.peer)
         for kind, handler in self._handlers().items():
             self.peer.on(kind, handler)
         self.chain = BusChainAPI(self.peer, timeout=self.pcfg.chain_timeout_s)
@@ -85,8 +85,6 @@ class PosterNode:
         repo = pathlib.Path(self.cfg.repo)
         repo.mkdir(parents=True, exist_ok=True)
         self.store = PosterStore(repo / "poster.sqlite")
-        if self.prover.name == "scheduler":
-            log.error("prover kind 'scheduler' is not wired yet: no proof will be made")
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -12,8 +12,8 @@ it raises (the core notes the reason and retries after a back-off until Close).
   pool (`mode`), so the event loop never waits on the proving; each proof is checked
   with proofs.post.verify_window_post before it is used (`verify`).
 - `FakeProver`: proofs the chain's FAKE verifier accepts (devnets without sectors, tests).
-- `SchedulerProver`: WDP tasks through the scheduler to workers. NOT WIRED YET: the
-  scheduler and worker roles do not take WDP tasks; every call raises ProverNotWired.
+- `SchedulerProver`: WDP tasks through the manager and the scheduler to workers, one
+  per partition (the workers then need the sectors' files, or fetch them).
 
 `randomness` is the chain's raw beacon draw; proofs.post wants it canonical
 (rand[31] &= 0x3f), which LocalProver applies itself.
@@ -32,10 +32,6 @@ from nodes.poster.events import PartitionProof, SkippedSector
 
 
 class ProverError(RuntimeError):
-    pass
-
-
-class ProverNotWired(ProverError):
     pass
 
 
@@ -178,24 +174,59 @@ class FakeProver:
 
 
 class SchedulerProver:
-    """WindowPoSt as WDP tasks through the scheduler to workers (Lotus's WindowPoSt task
-    type, order -5). Not wired yet: the scheduler and worker roles are built separately
-    and take no WDP tasks so far. Every call raises ProverNotWired, which the core notes
-    and retries, so a deployment configured this way shows why nothing is proven."""
+    """WindowPoSt as WDP tasks through the manager and the scheduler to workers (Lotus's
+    WindowPoSt task type: order -5, so it goes before any sealing work in the queue). One
+    task per partition, all of a batch at once; the manager's call tracker makes a
+    repeated request (after a poster restart) return the stored result, not redo it."""
 
     name = "scheduler"
 
+    def __init__(self, peer, manager: str = "@manager"):
+        from nodes.manager.api import BusRequester
+        self.requester = BusRequester(peer, manager=manager)
+
     async def prove(self, req: ProveRequest) -> list[PartitionProof]:
-        raise ProverNotWired("WindowPoSt through the scheduler (WDP tasks on workers) is not "
-                             "wired yet; set [poster.prover] kind = \"local\"")
+        out: list[PartitionProof | None] = [None] * len(req.partitions)
+
+        async def one(i: int, part: PartitionInput) -> None:
+            out[i] = await self._prove_partition(req, part)
+        async with trio.open_nursery() as nursery:
+            for i, part in enumerate(req.partitions):
+                nursery.start_soon(one, i, part)
+        return out
+
+    async def _prove_partition(self, req: ProveRequest, part: PartitionInput) -> PartitionProof:
+        from nodes.manager.api import run_task
+        from nodes.manager.errors import WorkAborted, WorkFailed
+        from nodes.scheduler.messages import SectorRef
+        from nodes.worker.params import WDPParams
+        from proofs.params import seal_proof
+        params = WDPParams(seal_proof=req.seal_proof, randomness=req.randomness,
+                           sectors=[(s.number, s.comm_r) for s in part.sectors])
+        # The partition's first sector picks the worker (it holds it, or fetches the rest).
+        where = SectorRef(miner=req.miner, number=part.sectors[0].number)
+        try:
+            res = await run_task(self.requester, "WDP", params, where,
+                                 seal_proof(req.seal_proof).sector_size)
+        except (WorkFailed, WorkAborted) as e:
+            raise ProverError(f"partition {part.index}: WDP task: {e}") from None
+        if res.skipped:
+            return PartitionProof(index=part.index, proof=b"",
+                                  proven=[n for p in res.partitions for n, _ in p.sectors],
+                                  skipped=[SkippedSector(n, why) for n, why in res.skipped])
+        if len(res.partitions) != 1:
+            raise ProverError(f"partition {part.index}: the WDP task made {len(res.partitions)} "
+                              f"partitions of {len(part.sectors)} sectors, expected 1")
+        made = res.partitions[0]
+        return PartitionProof(index=part.index, proof=made.proof, proven=[n for n, _ in made.sectors])
 
     def close(self) -> None:
         pass
 
 
-def make_prover(cfg: ProverConfig) -> Prover:
+def make_prover(cfg: ProverConfig, peer=None) -> Prover:
     if cfg.kind == "local":
         return LocalProver(mode=cfg.mode, backend=cfg.backend, verify=cfg.verify, parallel=cfg.parallel)
     if cfg.kind == "fake":
         return FakeProver()
-    return SchedulerProver()
+    return SchedulerProver(peer)

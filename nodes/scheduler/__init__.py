@@ -22,6 +22,8 @@ Events (in):
                                         or running: Abort, then Cancelled on its finish.
   TaskPrepared(request)                 its preparing step (fetch) is done.
   TaskFinished(request, ok)             its work (or failed preparing/abort) is over.
+  TaskAdopted(request, worker, ...)     a worker runs a request the scheduler does not
+                                        know (after a restart): counted as running there.
   Tick()                                liveness: silent > disable_after_s: disabled,
                                         window items requeued; > remove_after_s: removed.
 
@@ -68,7 +70,7 @@ from .errors import (DuplicateRequest, InvalidTransition, ResourceEnvError, Sche
                      UnknownRequest, UnknownWorker)
 from .messages import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, Requeued, Run,
                        SchedDiag, SchedulerConfig, SectorRef, SelAlloc, SelExisting, SelMove,
-                       SelTask, StoragePath, TaskCancelled, TaskFinished, TaskPrepared,
+                       SelTask, StoragePath, TaskAdopted, TaskCancelled, TaskFinished, TaskPrepared,
                        TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
                        WorkerHeartbeat, WorkerInfo, WorkerJoined, WorkerLeft, WorkerRemoved,
                        WorkerResources)
@@ -80,7 +82,7 @@ __all__ = [
     "Event", "InvalidTransition", "ORDER", "Prepare", "Requeued", "ResourceEnvError",
     "Resources", "Run", "SECTOR_SIZES", "SchedDiag", "Scheduler", "SchedulerConfig",
     "SchedulerError", "SectorRef", "SelAlloc", "SelExisting", "SelMove", "SelTask",
-    "StoragePath", "TASK_TYPES", "TaskCancelled", "TaskFinished", "TaskPrepared",
+    "StoragePath", "TASK_TYPES", "TaskAdopted", "TaskCancelled", "TaskFinished", "TaskPrepared",
     "TaskQueued", "Tick", "UnknownRequest", "UnknownWorker", "WorkerAdded",
     "WorkerDisabled", "WorkerEnabled", "WorkerHeartbeat", "WorkerInfo", "WorkerJoined",
     "WorkerLeft", "WorkerRemoved", "WorkerResources", "parse_resource_env",

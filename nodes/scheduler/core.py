@@ -42,7 +42,8 @@ class Scheduler:
             m.WorkerJoined: self._worker_joined, m.WorkerHeartbeat: self._heartbeat,
             m.WorkerLeft: self._worker_left, m.TaskQueued: self._task_queued,
             m.TaskCancelled: self._task_cancelled, m.TaskPrepared: self._task_prepared,
-            m.TaskFinished: self._task_finished, m.Tick: self._tick,
+            m.TaskFinished: self._task_finished, m.TaskAdopted: self._task_adopted,
+            m.Tick: self._tick,
         }
 
     # ---- public ------------------------------------------------------------------------
@@ -263,6 +264,26 @@ class Scheduler:
                       e.prepare, self._seq, now)
         self.requests[e.request] = req
         self.queue.push(req)
+        return []
+
+    def _task_adopted(self, e: m.TaskAdopted, now: float) -> list[m.Command]:
+        if e.request in self.requests:
+            raise DuplicateRequest(f"request {e.request!r} is already known")
+        w = self._worker(e.worker)
+        if e.task not in ORDER or e.sector_size not in SECTOR_SIZES:
+            raise SchedulerError(f"request {e.request}: unknown task type {e.task!r} or "
+                                 f"sector size {e.sector_size!r}")
+        if not isinstance(e.priority, int) or not isinstance(e.sector, m.SectorRef):
+            raise SchedulerError(f"request {e.request}: priority must be an int and "
+                                 f"sector a SectorRef")
+        self._seq += 1
+        req = Request(e.request, e.sector, e.task, e.sector_size, e.priority, m.SelTask(),
+                      None, self._seq, now)
+        req.worker = w.name
+        self.requests[req.rid] = req
+        w.running[req.rid] = req
+        worker_loop.start_active(w, req, [], e.cause)   # reserve 'active'; no Run to send
+        self._dirty[w.name] = None
         return []
 
     def _request(self, rid: str) -> Request:

@@ -135,12 +135,25 @@ class TaskFinished(_Msg, frozen=True, kw_only=True):
     cause: str
 
 
+class TaskAdopted(_Msg, frozen=True, kw_only=True):
+    """A worker reports running a request the scheduler does not know (the scheduler
+    or the worker restarted): it is counted as running there, whether it fits or not."""
+
+    request: str
+    worker: str
+    sector: SectorRef
+    task: str
+    sector_size: int
+    priority: int = 0
+    cause: str
+
+
 class Tick(_Msg, frozen=True, kw_only=True):
     cause: str = "tick"
 
 
 Event = Union[WorkerJoined, WorkerHeartbeat, WorkerLeft, TaskQueued, TaskCancelled,
-              TaskPrepared, TaskFinished, Tick]
+              TaskPrepared, TaskFinished, TaskAdopted, Tick]
 
 
 # ---- commands -----------------------------------------------------------------------
@@ -225,7 +238,7 @@ ASSIGNERS = ("utilization", "spread", "experiment-spread-qcount", "experiment-sp
              "experiment-spread-tasks-qcount")
 
 
-class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
+class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     assigner: Literal["utilization", "spread", "experiment-spread-qcount",
                       "experiment-spread-tasks", "experiment-spread-tasks-qcount"] = "utilization"
     windows_per_worker: int = 2  # Lotus SchedWindows

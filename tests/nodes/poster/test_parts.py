@@ -11,7 +11,7 @@ from nodes.poster.checker import SectorChecker, StorageLocator, check_sector_fil
 from nodes.poster.config import PosterConfig, ProverConfig
 from nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
 from nodes.poster.prover import (FakeProver, LocalProver, PartitionInput, ProveRequest, ProverError,
-                                 ProverNotWired, SchedulerProver, SectorInput, make_prover)
+                                 SectorInput, make_prover)
 from nodes.poster.store import PosterStore, StoreError
 from tests.nodes.poster.stand_ins import prove_echo
 
@@ -97,9 +97,7 @@ async def test_fake_prover_makes_proofs_the_fake_verifier_accepts():
         await FakeProver(fail=lambda req: "GPU lost").prove(request())
 
 
-async def test_the_scheduler_prover_is_not_wired_yet():
-    with pytest.raises(ProverNotWired, match=r"not wired yet; set \[poster.prover\] kind = \"local\""):
-        await SchedulerProver().prove(request())
+async def test_make_prover_by_kind():
     assert [type(make_prover(ProverConfig(kind=k))).__name__ for k in ("local", "fake", "scheduler")] == [
         "LocalProver", "FakeProver", "SchedulerProver"]
     assert make_prover(ProverConfig(mode="process")).name == "local-process"

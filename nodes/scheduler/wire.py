@@ -1,0 +1,87 @@
+"""Bus messages the scheduler node serves (requests from the manager and the workers).
+
+The worker's name is always the sender the hub stamped, never a claimed field.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from bus.codec import Msg
+from nodes.scheduler.messages import (SchedDiag, SectorRef, SelAlloc, SelExisting, SelMove,
+                                      SelTask, WorkerInfo)
+
+Selector = Union[SelTask, SelAlloc, SelExisting, SelMove]
+
+
+class SchedEnqueue(Msg):
+    """Manager -> scheduler: schedule this work (the request id is the WorkID). Sent again
+    whenever the manager is unsure the scheduler has it; a known request is fine.
+    `sources`: workers holding the sector's files (fetch from them); `running_on`: a
+    worker already runs it (wait for that worker's report before queueing it again)."""
+    request: str
+    sector: SectorRef
+    task: str
+    sector_size: int
+    priority: int = 0
+    selector: Selector = SelTask()
+    prepare: str | None = None
+    params: bytes = b""
+    sources: list[str] = []
+    running_on: str = ""
+
+
+class SchedCancel(Msg):
+    request: str
+
+
+class SchedSync(Msg):
+    """Manager -> scheduler: the works it has queued or running; the answer names the
+    ones the scheduler does not know, which the manager then enqueues again."""
+    requests: list[str]
+
+
+class SchedSyncReply(Msg):
+    unknown: list[str]
+
+
+class RunningRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A request a worker is running (a call in its store) or preparing (fetching)."""
+    request: str
+    task: str
+    sector: SectorRef
+    sector_size: int
+    state: str = "running"        # running | preparing
+
+
+class SchedWorkerBeat(Msg):
+    """Worker -> scheduler, every beat: who it is (a new session = it restarted), what it
+    offers (fresh resources each time) and what it is running."""
+    session: str
+    info: WorkerInfo
+    running: list[RunningRequest] = []
+
+
+class SchedTaskPrepared(Msg):
+    request: str
+    ok: bool = True
+    error: str = ""
+
+
+class SchedTaskDone(Msg):
+    request: str
+    ok: bool = True
+
+
+class SchedAck(Msg):
+    known: bool = True
+
+
+class SchedGetDiag(Msg):
+    pass
+
+
+class SchedDiagReply(Msg):
+    diag: SchedDiag
+    parked: list[str] = []        # reported running by the manager, awaiting the worker

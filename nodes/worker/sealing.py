@@ -1,0 +1,87 @@
+"""The worker's real task table: the sealing and proving functions of proofs/, one per
+task type, each on the sector's directory under the worker's repo. (GET is not here:
+moving files needs the bus, so the worker runs it itself; see nodes.worker.fetch.)
+
+Every function may run again after a crash (the worker re-runs a call whose process
+died): AP finds a piece it already added, PC1 with the recorded ticket returns the
+recorded commitments, the other stages redo their work over the same files.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from nodes.worker import params as P
+from nodes.worker.paths import sector_dir_name
+from nodes.worker.task import TaskContext
+from proofs import post, seal
+from proofs.sector import load_meta, meta_path
+
+
+def add_piece(ctx: TaskContext, p: P.APParams) -> P.APResult:
+    if meta_path(ctx.sector_dir).exists():
+        pieces = load_meta(ctx.sector_dir).pieces
+        if p.index < len(pieces):                  # added before the crash
+            piece = pieces[p.index]
+            if piece.payload_size != len(p.piece):
+                raise seal.SectorError(f"piece {p.index} of sector {ctx.number} is another piece "
+                                       f"({piece.payload_size} bytes, not {len(p.piece)})")
+            return P.APResult(comm_p=bytes.fromhex(piece.comm_p), payload_size=piece.payload_size,
+                              padded_size=piece.padded_size, offset=piece.offset)
+        if p.index > len(pieces):
+            raise seal.SectorError(f"sector {ctx.number} has {len(pieces)} pieces: piece "
+                                   f"{p.index} comes too early")
+    elif p.index != 0:
+        raise seal.SectorError(f"sector {ctx.number} has no pieces: piece {p.index} comes too early")
+    info = seal.add_piece(ctx.sector_dir, p.piece, seal_proof=p.seal_proof, miner=ctx.miner,
+                          sector=ctx.number, backend=ctx.backend)
+    return P.APResult(comm_p=info.comm_p, payload_size=info.payload_size,
+                      padded_size=info.padded_size, offset=info.offset)
+
+
+def precommit1(ctx: TaskContext, p: P.PC1Params) -> P.PC1Result:
+    if meta_path(ctx.sector_dir).exists():
+        meta = load_meta(ctx.sector_dir)
+        if meta.at_least("pc1") and meta.ticket == p.ticket.hex():
+            return P.PC1Result(comm_d=meta.hex_field("comm_d"), replica_id=meta.hex_field("replica_id"))
+    out = seal.precommit1(ctx.sector_dir, p.ticket, seal_proof=p.seal_proof, miner=ctx.miner,
+                          sector=ctx.number, parent_cache_dir=ctx.parent_cache, backend=ctx.backend)
+    return P.PC1Result(comm_d=out.comm_d, replica_id=out.replica_id)
+
+
+def precommit2(ctx: TaskContext, p: P.PC2Params) -> P.PC2Result:
+    out = seal.precommit2(ctx.sector_dir, backend=ctx.backend)
+    return P.PC2Result(comm_d=out.comm_d, comm_r=out.comm_r, comm_c=out.comm_c,
+                       comm_r_last=out.comm_r_last)
+
+
+def commit1(ctx: TaskContext, p: P.C1Params) -> P.C1Result:
+    out = seal.commit1(ctx.sector_dir, p.seed, backend=ctx.backend)
+    return P.C1Result(proof=out.proof, challenges=out.challenges)
+
+
+def finalize(ctx: TaskContext, p: P.FINParams) -> P.FINResult:
+    return P.FINResult(removed=seal.finalize(ctx.sector_dir, keep_unsealed=p.keep_unsealed))
+
+
+def unseal(ctx: TaskContext, p: P.UNSParams) -> P.UNSResult:
+    with tempfile.TemporaryDirectory(dir=ctx.sector_dir) as scratch:
+        out = Path(scratch) / "data"
+        seal.unseal(ctx.sector_dir, out, piece=p.piece, parent_cache_dir=ctx.parent_cache,
+                    backend=ctx.backend)
+        return P.UNSResult(data=out.read_bytes())
+
+
+def window_post(ctx: TaskContext, p: P.WDPParams) -> P.WDPResult:
+    sectors_root = ctx.sector_dir.parent
+    refs = [post.SectorRef(number, str(sectors_root / sector_dir_name(ctx.miner, number)), comm_r)
+            for number, comm_r in p.sectors]
+    randomness = post.canonical_randomness(p.randomness)     # the chain's raw draw, masked
+    out = post.generate_window_post(p.seal_proof, randomness, refs, backend=ctx.backend)
+    return P.WDPResult(partitions=[P.WDPPartition(index=part.index, sectors=part.sectors,
+                                                  proof=part.proof) for part in out.partitions],
+                       skipped=out.skipped)
+
+
+TASKS = {"AP": add_piece, "PC1": precommit1, "PC2": precommit2, "C1": commit1,
+         "FIN": finalize, "UNS": unseal, "WDP": window_post}

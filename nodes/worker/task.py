@@ -1,0 +1,137 @@
+"""Running one task: `execute(TaskInput) -> TaskOutput`, and the subprocess entry point
+
+    python -m nodes.worker.task            (TaskInput as msgpack on stdin, TaskOutput on stdout)
+
+A task table is a module with `TASKS: dict[task type, function(ctx, params) -> result]`;
+params and results are the structs of nodes.worker.params. The subprocess dies with its
+worker (PR_SET_PDEATHSIG), so a worker killed -9 leaves no computation behind to race
+the re-run.
+
+Test hooks (environment of the worker, inherited by its tasks):
+    ZQNODE_TASK_LOG=FILE    append one JSON line per task start and end
+    ZQNODE_TASK_HOLD=DIR    write DIR/started-TASK-s-MINER-NUMBER.PID, then wait while
+                            DIR/hold-TASK exists (a test holds PC1 to kill its worker)
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import msgspec
+
+from nodes.worker import params as P
+
+
+class TaskInput(msgspec.Struct, kw_only=True):
+    table: str
+    task: str
+    work_id: str
+    call_id: str
+    worker: str
+    miner: int
+    number: int
+    sector_size: int
+    sector_dir: str
+    repo: str
+    params: bytes
+    backend: str = "auto"
+    parent_cache: str = ""
+
+
+class TaskOutput(msgspec.Struct, kw_only=True):
+    ok: bool
+    result: bytes = b""
+    error: str = ""
+
+
+class TaskContext(msgspec.Struct, kw_only=True):
+    """What a task function gets besides its params."""
+    miner: int
+    number: int
+    sector_size: int
+    sector_dir: Path
+    repo: Path
+    backend: str
+    parent_cache: str | None
+
+
+def load_table(name: str) -> dict:
+    return importlib.import_module(name).TASKS
+
+
+def _log(event: str, inp: TaskInput, **extra) -> None:
+    path = os.environ.get("ZQNODE_TASK_LOG")
+    if not path:
+        return
+    line = json.dumps({"event": event, "task": inp.task, "work_id": inp.work_id,
+                       "call_id": inp.call_id, "worker": inp.worker, "pid": os.getpid(),
+                       "sector": inp.number, **extra}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())          # one write with O_APPEND: lines never mix
+    finally:
+        os.close(fd)
+
+
+def _hold(inp: TaskInput) -> None:
+    folder = os.environ.get("ZQNODE_TASK_HOLD")
+    if not folder:
+        return
+    d = Path(folder)
+    (d / f"started-{inp.task}-s-{inp.miner}-{inp.number}.{os.getpid()}").write_text(inp.worker)
+    while (d / f"hold-{inp.task}").exists():
+        time.sleep(0.05)
+
+
+def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
+    """Run the task; any exception becomes a failed output with its message."""
+    try:
+        table = load_table(inp.table) if table is None else table
+        fn = table.get(inp.task)
+        if fn is None:
+            return TaskOutput(ok=False, error=f"task type {inp.task} is not in {inp.table}")
+        params = P.decode_params(inp.task, inp.params)
+        ctx = TaskContext(miner=inp.miner, number=inp.number, sector_size=inp.sector_size,
+                          sector_dir=Path(inp.sector_dir), repo=Path(inp.repo),
+                          backend=inp.backend, parent_cache=inp.parent_cache or None)
+        _log("start", inp)
+        _hold(inp)
+        result = fn(ctx, params)
+        _log("end", inp)
+        return TaskOutput(ok=True, result=P.encode(result))
+    except Exception as e:  # the task's failure is its result, not the worker's
+        traceback.print_exc(file=sys.stderr)
+        return TaskOutput(ok=False, error=f"{type(e).__name__}: {e}")
+
+
+def _die_with_parent(parent: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)              # PR_SET_PDEATHSIG
+    if os.getppid() != parent:                     # the parent died before prctl
+        os._exit(1)
+
+
+def main() -> None:
+    parent = int(os.environ.get("ZQNODE_TASK_PARENT", os.getppid()))
+    _die_with_parent(parent)
+    inp = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=TaskInput)
+    out = os.dup(1)
+    os.dup2(2, 1)                                  # stray prints go to the log, not the output
+    output = execute(inp)
+    data = msgspec.msgpack.encode(output)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
+    os.close(out)
+
+
+if __name__ == "__main__":
+    main()

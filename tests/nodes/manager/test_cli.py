@@ -1,0 +1,158 @@
+"""`zqnode sealing ...` and `zqnode worker ...` against a cluster running in a thread
+(a zmq hub on ipc, the manager, the scheduler, two workers with the fake task table
+run inline; AP held at a gate so there is something to look at)."""
+import json
+import threading
+import time
+
+import pytest
+import trio
+from click.testing import CliRunner
+
+from bus.config import BusConfig
+from bus.hub import ZmqHub
+from nodes.cli import main
+from nodes.config import NodeConfig
+from nodes.manager.node import ManagerNode
+from nodes.scheduler.messages import SectorRef, WorkerResources
+from nodes.scheduler.node import SchedulerNode
+from nodes.worker import params as P
+from nodes.worker.config import WorkerConfig
+from nodes.worker.executor import InlineExecutor
+from nodes.worker.node import WorkerNode
+
+TABLE = "nodes.worker.fake_tasks"
+GiB = 1 << 30
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    box, ready = {}, threading.Event()
+
+    async def serve():
+        with trio.CancelScope() as cs:
+            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
+            async with trio.open_nursery() as n:
+                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
+
+                def cfg(role, name, **kw):
+                    return NodeConfig(role=role, name=name, repo=str(tmp_path / name),
+                                      bus=BusConfig(address=addr), **kw)
+                box["gate"] = trio.Event()
+                box["manager"] = m = ManagerNode(cfg("manager", "mgr"))
+                await n.start(m.run)
+                await n.start(SchedulerNode(cfg("scheduler", "sched")).run)
+                for name in ("w1", "w2"):
+                    w = WorkerNode(cfg("worker", name, worker=WorkerConfig(table=TABLE, tasks=["AP", "PC1"])),
+                                   executor=InlineExecutor(TABLE, {"AP": box["gate"]}),
+                                   resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB,
+                                                                        mem_used=GiB, gpus=("T4",)))
+                    await n.start(w.run)
+                box["addr"] = addr
+                ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    assert ready.wait(20), "the cluster did not start"
+
+    def call(fn, *args):
+        return trio.from_thread.run(fn, *args, trio_token=box["token"])
+    box["call"] = call
+    yield box
+    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
+    thread.join(10)
+
+
+def zq(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def wait_until(pred, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_jobs_workers_sched_diag_and_abort(cluster):
+    bus, call, m = cluster["addr"], cluster["call"], cluster["manager"]
+    ap = call(m.do, "AP", P.APParams(seal_proof=5, piece=b"p" * 100), SectorRef(miner=1000, number=1), 2048)
+    pc2 = call(m.do, "PC2", P.PC2Params(), SectorRef(miner=1000, number=2), 2048)   # nobody takes PC2
+    wait_until(lambda: m.tracker.works[ap].state == "running")
+    worker = m.tracker.works[ap].worker
+
+    jobs = json.loads(zq("sealing", "jobs", "--json", "--bus", bus).output)
+    assert [(j["work_id"], j["task"], j["status"], j["worker"], j["sector"]) for j in jobs] == [
+        (ap, "AP", "running", worker, {"miner": 1000, "number": 1}),
+        (pc2, "PC2", "queued", "", {"miner": 1000, "number": 2})]
+    table = zq("sealing", "jobs", "--bus", bus).output.splitlines()
+    assert table[0].split() == ["ID", "SECTOR", "TASK", "STATUS", "WORKER", "AGE"]
+    assert table[1].split()[:5] == [ap[:12], "s-1000-1", "AP", "running", worker]
+    assert table[2].split()[:5] == [pc2[:12], "s-1000-2", "PC2", "queued", "-"]
+
+    workers = {w["worker"]: w for w in json.loads(zq("sealing", "workers", "--json", "--bus", bus).output)}
+    assert sorted(workers) == ["w1", "w2"]
+    w = workers[worker]
+    assert (w["tasks"], w["cpus"], w["cpus_used"], w["mem_used"], w["gpus"], w["running"]) == (
+        ["AP", "PC1"], 4, 1, GiB, ["T4"], {ap: "running"})
+    text = zq("sealing", "workers", "--bus", bus).output
+    assert f"{worker} (" in text and "CPU 1/4" in text and "GPU 0/1" in text
+
+    diag = json.loads(zq("sealing", "sched-diag", "--json", "--bus", bus).output)
+    assert [r["request"] for r in diag["requests"]] == [pc2] and diag["parked"] == []
+    assert {x["worker"]: x["running"] for x in diag["workers"]}[worker] == [[ap, "running"]]
+    assert "queued requests: 1" in zq("sealing", "sched-diag", "--bus", bus).output
+
+    out = zq("sealing", "abort", ap[:10], "--bus", bus)
+    assert out.exit_code == 0 and out.output == f"aborted {ap}\n"
+    listing = json.loads(zq("sealing", "jobs", "--json", "--bus", bus).output)
+    statuses = {j["work_id"]: j["status"] for j in listing}
+    assert statuses[ap] == "aborted"
+    again = zq("sealing", "abort", ap, "--bus", bus)
+    assert again.exit_code == 1 and "is aborted: cannot abort it" in again.output
+    missing = zq("sealing", "abort", "ffffffff", "--bus", bus)
+    assert missing.exit_code == 1 and "no work id starts with 'ffffffff'" in missing.output
+
+
+def test_worker_tasks_enable_disable_and_calls(cluster):
+    bus, call, m = cluster["addr"], cluster["call"], cluster["manager"]
+    out = zq("worker", "tasks", "disable", "pc1", "--worker", "w1", "--bus", bus)
+    assert out.exit_code == 0 and out.output == "w1: AP\n"
+    out = zq("worker", "tasks", "enable", "PC2", "--worker", "w1", "--bus", bus)
+    assert out.output == "w1: AP PC2\n"
+
+    def offered():
+        diag = json.loads(zq("sealing", "workers", "--json", "--bus", bus).output)
+        return {w["worker"]: w["tasks"] for w in diag}
+    wait_until(lambda: offered()["w1"] == ["AP", "PC2"])
+    bad = zq("worker", "tasks", "enable", "C2", "--worker", "w1", "--bus", bus)
+    assert bad.exit_code == 1 and "w1 has no task type 'C2'" in bad.output
+    nobody = zq("worker", "tasks", "enable", "AP", "--worker", "w9", "--bus", bus)
+    assert nobody.exit_code == 1 and "no_route" in nobody.output
+
+    ap = call(m.do, "AP", P.APParams(seal_proof=5, piece=b"q" * 100), SectorRef(miner=1000, number=3), 2048)
+    call(trio.sleep, 0.5)
+    trio.from_thread.run_sync(cluster["gate"].set, trio_token=cluster["token"])
+    call(m.wait, ap)
+    worker = m.tracker.works[ap].worker
+    calls = json.loads(zq("worker", "calls", "--worker", worker, "--json", "--bus", bus).output)
+    assert [(c["work_id"], c["task"], c["state"], c["runs"], c["ok"]) for c in calls] == [
+        (ap, "AP", "done", 1, True)]
+    assert "AP   done     runs 1  returned" in zq("worker", "calls", "--worker", worker, "--bus", bus).output
+
+
+def test_run_pipeline_with_the_fake_table(cluster, tmp_path):
+    bus = cluster["addr"]
+    trio.from_thread.run_sync(cluster["gate"].set, trio_token=cluster["token"])
+    for w in ("w1", "w2"):
+        zq("worker", "tasks", "enable", "PC2", "--worker", w, "--bus", bus)
+        zq("worker", "tasks", "enable", "C1", "--worker", w, "--bus", bus)
+    out = zq("sealing", "run-pipeline", "--sectors", "4,5", "--bus", bus, "--timeout", "60")
+    assert out.exit_code == 0, out.output
+    records = [json.loads(line) for line in out.output.splitlines() if line.startswith("{")]
+    assert [(r["miner"], r["sector"], r["sector_size"]) for r in records] == [
+        (1000, 4, 2048), (1000, 5, 2048)]
+    assert out.output.splitlines()[-1].startswith("sealed 2 sectors in")
+    bad = zq("sealing", "run-pipeline", "--sectors", "x", "--bus", bus)
+    assert bad.exit_code == 1 and "bad --sectors or --seal-proof" in bad.output
+

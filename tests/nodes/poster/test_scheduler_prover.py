@@ -1,0 +1,54 @@
+"""WindowPoSt as WDP tasks on the cluster: manager, scheduler and a worker running the
+real sealing table in memory; the proof the worker makes verifies."""
+import functools
+
+import trio
+
+from bus.config import BusConfig
+from bus.memory import MemoryHub
+from bus.peer import Peer
+from nodes.config import NodeConfig
+from nodes.manager.node import ManagerNode
+from nodes.manager.pipeline import seal_sector
+from nodes.poster.prover import PartitionInput, ProveRequest, SchedulerProver, SectorInput
+from nodes.scheduler.messages import WorkerResources
+from nodes.scheduler.node import SchedulerNode
+from nodes.worker.config import WorkerConfig
+from nodes.worker.executor import InlineExecutor
+from nodes.worker.node import WorkerNode
+from proofs import post
+
+TABLE = "nodes.worker.sealing"
+
+
+async def _scoped(run, *, task_status=trio.TASK_STATUS_IGNORED):
+    async with trio.open_nursery() as inner:
+        await inner.start(run)
+        task_status.started()
+
+
+def node_cfg(bus, tmp_path, role, name, **kw) -> NodeConfig:
+    return NodeConfig(role=role, name=name, repo=str(tmp_path / name), bus=BusConfig(address=bus), **kw)
+
+
+async def test_wdp_tasks_prove_a_partition_on_a_worker(nursery, tmp_path, autojump_clock):
+    bus = await nursery.start(MemoryHub(BusConfig(address="mem://wdp")).run)
+    mgr = ManagerNode(node_cfg(bus, tmp_path, "manager", "mgr"))
+    for node in (mgr, SchedulerNode(node_cfg(bus, tmp_path, "scheduler", "sched")),
+                 WorkerNode(node_cfg(bus, tmp_path, "worker", "w1", worker=WorkerConfig(table=TABLE)),
+                            executor=InlineExecutor(TABLE),
+                            resources_fn=lambda: WorkerResources(cpus=8, mem_physical=64 << 30))):
+        await nursery.start(functools.partial(_scoped, node.run))
+    sealed = [await seal_sector(mgr, 1000, n, "StackedDrg2KiBV1_1") for n in (1, 2)]
+
+    poster = Peer(name="poster", role="poster", cfg=BusConfig(address=bus))
+    await nursery.start(poster.run)
+    raw = bytes(range(200, 232))                    # the chain's raw draw: the task masks it
+    sectors = [SectorInput(s["sector"], bytes.fromhex(s["comm_r"])) for s in sealed]
+    proofs = await SchedulerProver(poster).prove(ProveRequest(
+        miner=1000, seal_proof=5, randomness=raw, partitions=[PartitionInput(index=0, sectors=sectors)]))
+
+    assert [(p.index, p.proven, p.skipped) for p in proofs] == [(0, [1, 2], [])]
+    assert post.verify_window_post(seal_proof=5, randomness=post.canonical_randomness(raw),
+                                   sectors=[(s.number, s.comm_r) for s in sectors], proof=proofs[0].proof)
+    assert mgr.jobs() == []                          # every WDP result was consumed

@@ -1,0 +1,119 @@
+"""Fetching a sector's files chunk by chunk with checksums: a corrupted chunk is refused
+and asked for again, a source that keeps corrupting is given up for the next one, and
+the copy mirrors the holder's files."""
+import hashlib
+import itertools
+import os
+
+import pytest
+
+from bus.config import BusConfig
+from bus.memory import MemoryHub
+from bus.peer import Peer, Refused, Request
+from nodes.scheduler.messages import SectorRef
+from nodes.worker.fetch import FetchError, fetch_sector, list_files, read_chunk
+from nodes.worker.wire import WorkerChunk, WorkerFetch, WorkerSectorFiles
+
+_names = itertools.count()
+SECTOR = SectorRef(miner=1000, number=7)
+
+
+@pytest.fixture
+async def bus(nursery):
+    return await nursery.start(MemoryHub(BusConfig(address=f"mem://fetch-{next(_names)}")).run)
+
+
+def holder_dir(tmp_path):
+    d = tmp_path / "holder" / "s-1000-7"
+    (d / "cache").mkdir(parents=True)
+    (d / "sealed").write_bytes(os.urandom(5000))
+    (d / "cache" / "p_aux").write_bytes(b"a" * 64)
+    (d / "sector.json").write_text('{"stage": "pc2"}')
+    (d / "cache" / ".tmp-leftover").write_bytes(b"half")       # temporary: never served
+    return d
+
+
+class Holder:
+    """Serves a sector's files; `corrupt(name, offset, attempt)` decides which answers
+    carry damaged bytes (with the checksum of the right ones, as damage in transit)."""
+
+    def __init__(self, bus, name, sector_dir, corrupt=lambda name, offset, attempt: False):
+        self.dir, self.corrupt = sector_dir, corrupt
+        self.asked: dict[tuple[str, int], int] = {}
+        self.peer = Peer(name=name, role="worker", cfg=BusConfig(address=bus))
+        self.peer.on(WorkerSectorFiles, self._files)
+        self.peer.on(WorkerFetch, self._fetch)
+
+    async def _files(self, req: Request):
+        from nodes.worker.fetch import serve_files
+        return serve_files(self.dir)
+
+    async def _fetch(self, req: Request):
+        b = req.body
+        chunk, data = read_chunk(self.dir, b.file, b.offset, b.length)
+        n = self.asked[(b.file, b.offset)] = self.asked.get((b.file, b.offset), 0) + 1
+        if self.corrupt(b.file, b.offset, n):
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        return chunk, [data]
+
+
+async def client(nursery, bus):
+    peer = Peer(name="fetcher", role="worker", cfg=BusConfig(address=bus))
+    await nursery.start(peer.run)
+    return peer
+
+
+async def test_a_corrupted_chunk_is_refused_and_fetched_again(bus, nursery, tmp_path, autojump_clock):
+    src = holder_dir(tmp_path)
+    holder = Holder(bus, "w1", src,
+                    corrupt=lambda name, offset, n: name == "sealed" and offset == 2048 and n == 1)
+    await nursery.start(holder.peer.run)
+    peer = await client(nursery, bus)
+    dest = tmp_path / "mine" / "s-1000-7"
+    files, size = await fetch_sector(peer, ["w1"], SECTOR, dest, chunk=1024 * 2, attempts=3)
+    assert files == ["cache/p_aux", "sealed", "sector.json"] and size == 5000 + 64 + 16
+    assert (dest / "sealed").read_bytes() == (src / "sealed").read_bytes()
+    assert holder.asked[("sealed", 2048)] == 2 and holder.asked[("sealed", 0)] == 1
+    assert [f.name for f in list_files(dest)] == files
+    assert not any(p.name.endswith(".fetch") for p in dest.rglob("*"))
+
+
+async def test_a_source_that_keeps_corrupting_is_given_up_for_the_next(
+        bus, nursery, tmp_path, autojump_clock):
+    src = holder_dir(tmp_path)
+    bad = Holder(bus, "bad", src, corrupt=lambda name, offset, n: name == "sealed")
+    good = Holder(bus, "good", src)
+    await nursery.start(bad.peer.run)
+    await nursery.start(good.peer.run)
+    peer = await client(nursery, bus)
+    dest = tmp_path / "mine" / "s-1000-7"
+    (dest / "cache").mkdir(parents=True)
+    (dest / "cache" / "sc-02-data-layer-1.dat").write_bytes(b"stale")      # not at the holder
+    await fetch_sector(peer, ["bad", "good"], SECTOR, dest, chunk=4096, attempts=2)
+    assert bad.asked[("sealed", 0)] == 2                                   # two tries, then next source
+    assert (dest / "sealed").read_bytes() == (src / "sealed").read_bytes()
+    assert not (dest / "cache" / "sc-02-data-layer-1.dat").exists()        # mirrors the holder
+    with pytest.raises(FetchError, match="bad: .*2 bad chunks"):
+        await fetch_sector(peer, ["bad"], SECTOR, tmp_path / "other", chunk=4096, attempts=2)
+    assert not (tmp_path / "other" / "sealed").exists()
+
+
+async def test_nothing_to_fetch_from_is_an_error(bus, nursery, tmp_path, autojump_clock):
+    empty = Holder(bus, "w1", tmp_path / "nothing")
+    await nursery.start(empty.peer.run)
+    peer = await client(nursery, bus)
+    with pytest.raises(FetchError, match="w1: .*not_held"):
+        await fetch_sector(peer, ["w1"], SECTOR, tmp_path / "dest")
+    with pytest.raises(FetchError, match="no source holds it"):
+        await fetch_sector(peer, [], SECTOR, tmp_path / "dest")
+
+
+def test_serving_refuses_paths_outside_the_sector(tmp_path):
+    src = holder_dir(tmp_path)
+    for name in ("../other/sealed", "/etc/passwd", "cache/.tmp-leftover", ""):
+        with pytest.raises(Refused):
+            read_chunk(src, name, 0, 10)
+    with pytest.raises(Refused, match="not held here"):
+        read_chunk(src, "unsealed", 0, 10)
+    chunk, data = read_chunk(src, "sealed", 4990, 100)
+    assert chunk == WorkerChunk(size=5000, sha256=hashlib.sha256(data).hexdigest()) and len(data) == 10

@@ -1,0 +1,60 @@
+"""The real task table (proofs/) on a 2 KiB sector, called as the worker's task process
+calls it: a sector sealed stage by stage verifies, and stages run again after a crash
+give the same results without redoing what is recorded."""
+from pathlib import Path
+
+import pytest
+
+from nodes.worker import params as P
+from nodes.worker.sealing import TASKS
+from nodes.worker.task import TaskContext, TaskInput, execute
+from proofs.porep import verify_seal
+from proofs.sector import load_meta
+
+TICKET, SEED = bytes(range(32)), bytes(range(32, 64))
+
+
+def ctx(tmp_path, number=3) -> TaskContext:
+    return TaskContext(miner=1000, number=number, sector_size=2048,
+                       sector_dir=tmp_path / "sectors" / f"s-1000-{number}", repo=tmp_path,
+                       backend="cpu", parent_cache=str(tmp_path / "parents"))
+
+
+def test_a_sector_sealed_through_the_table_verifies_and_reruns_are_harmless(tmp_path):
+    c = ctx(tmp_path)
+    piece = bytes(range(256)) * 7 + b"x" * 100                    # 1892 bytes: one 2 KiB piece
+    ap = TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece))
+    assert (ap.payload_size, ap.padded_size, ap.offset) == (1892, 2048, 0)
+    assert TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece)) == ap          # found, not re-added
+    assert len(load_meta(c.sector_dir).pieces) == 1
+    with pytest.raises(ValueError, match="piece 2 comes too early"):
+        TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, index=2))
+    pc1 = TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=TICKET))
+    layer = c.sector_dir / "cache" / "sc-02-data-layer-1.dat"
+    stamp = layer.stat().st_mtime_ns
+    assert TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=TICKET)) == pc1     # recorded
+    assert layer.stat().st_mtime_ns == stamp
+    pc2 = TASKS["PC2"](c, P.PC2Params())
+    assert pc2.comm_d == pc1.comm_d and TASKS["PC2"](c, P.PC2Params()) == pc2   # same again
+    c1 = TASKS["C1"](c, P.C1Params(seed=SEED))
+    assert verify_seal(seal_proof=5, miner=1000, sector=3, ticket=TICKET, seed=SEED,
+                       comm_d=pc2.comm_d, comm_r=pc2.comm_r, proof=c1.proof)
+    assert not verify_seal(seal_proof=5, miner=1000, sector=4, ticket=TICKET, seed=SEED,
+                           comm_d=pc2.comm_d, comm_r=pc2.comm_r, proof=c1.proof)
+    wdp = TASKS["WDP"](c, P.WDPParams(seal_proof=5, randomness=bytes(32), sectors=[(3, pc2.comm_r)]))
+    assert [p.sectors for p in wdp.partitions] == [[(3, pc2.comm_r)]] and wdp.skipped == []
+    fin = TASKS["FIN"](c, P.FINParams())
+    assert "unsealed" in fin.removed and TASKS["FIN"](c, P.FINParams()).removed == []
+    assert TASKS["UNS"](c, P.UNSParams(piece=0)).data == piece
+
+
+def test_execute_turns_a_stage_error_into_a_failed_output(tmp_path):
+    c = ctx(tmp_path, 9)
+    inp = TaskInput(table="nodes.worker.sealing", task="PC2", work_id="w", call_id="c", worker="w1",
+                    miner=1000, number=9, sector_size=2048, sector_dir=str(c.sector_dir),
+                    repo=str(tmp_path), params=P.encode(P.PC2Params()), backend="cpu")
+    out = execute(inp)
+    assert not out.ok and out.error.startswith("SectorError:") and "sector.json" in out.error
+    unknown = execute(TaskInput(**{**{f: getattr(inp, f) for f in inp.__struct_fields__}, "task": "GET"}))
+    assert not unknown.ok and unknown.error == "task type GET is not in nodes.worker.sealing"
+    assert not Path(c.sector_dir).exists()

@@ -1,0 +1,97 @@
+"""Tasks in real subprocesses (real clock): results come back through the pipe, a
+failing task is a failed result, an abort kills the process, and a worker's call is
+aborted end to end (the computation really stops)."""
+import itertools
+import os
+
+import trio
+
+from bus.config import BusConfig
+from bus.memory import MemoryHub
+from nodes.config import NodeConfig
+from nodes.scheduler.messages import SectorRef, WorkerResources
+from nodes.worker import params as P
+from nodes.worker.config import WorkerConfig
+from nodes.worker.executor import SubprocessExecutor
+from nodes.worker.node import WorkerNode
+from nodes.worker.task import TaskInput
+from nodes.worker.wire import WorkerAbort, WorkerRun
+
+_names = itertools.count()
+TABLE = "nodes.worker.fake_tasks"
+
+
+def task_input(tmp_path, task="AP", params=None, call_id="call-1") -> TaskInput:
+    return TaskInput(table=TABLE, task=task, work_id="work-1", call_id=call_id, worker="w1",
+                     miner=1000, number=1, sector_size=2048,
+                     sector_dir=str(tmp_path / "sectors" / "s-1000-1"), repo=str(tmp_path),
+                     params=P.encode(params or P.APParams(seal_proof=5, piece=b"abc" * 50)))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_task_runs_in_a_subprocess_and_its_result_comes_back(tmp_path):
+    ex = SubprocessExecutor(tmp_path / "logs")
+    out = await ex.run(task_input(tmp_path))
+    assert out.ok and out.error == ""
+    assert P.decode_result("AP", out.result).payload_size == 150
+    assert (tmp_path / "sectors" / "s-1000-1" / "unsealed").read_bytes() == b"abc" * 50
+    failed = await ex.run(task_input(tmp_path, "PC1", P.PC1Params(seal_proof=5, ticket=b"t" * 32),
+                                     call_id="call-2"))
+    assert failed.ok  # AP is there now
+    bad = await ex.run(task_input(tmp_path, "AP", P.APParams(seal_proof=5, piece=b"fail!"), call_id="c3"))
+    assert not bad.ok and bad.error == "ValueError: fake AP: asked to fail"
+    assert "fake AP: asked to fail" in (tmp_path / "logs" / "c3.log").read_text()   # its traceback
+
+
+async def test_cancelling_a_task_kills_its_process(tmp_path, monkeypatch):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "hold-AP").touch()
+    monkeypatch.setenv("ZQNODE_TASK_HOLD", str(hold))
+    ex = SubprocessExecutor(tmp_path / "logs")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ex.run, task_input(tmp_path))
+        with trio.fail_after(20):
+            while not list(hold.glob("started-AP-*")):
+                await trio.sleep(0.05)
+        pid = ex.pids["call-1"]
+        assert alive(pid)
+        nursery.cancel_scope.cancel()
+    assert not alive(pid) and ex.pids == {}
+    assert not (tmp_path / "sectors" / "s-1000-1" / "unsealed").exists()   # it never got further
+
+
+async def test_aborting_a_call_kills_the_computation(tmp_path, monkeypatch, nursery, Fakes):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "hold-AP").touch()
+    monkeypatch.setenv("ZQNODE_TASK_HOLD", str(hold))
+    bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://sub-{next(_names)}")).run)
+    fakes = await Fakes(bus).start(nursery)
+    cfg = NodeConfig(role="worker", name="w1", repo=str(tmp_path / "w1"), bus=BusConfig(address=bus),
+                     worker=WorkerConfig(table=TABLE))
+    w = WorkerNode(cfg, resources_fn=lambda: WorkerResources(cpus=2, mem_physical=1 << 30))
+    await nursery.start(w.run)
+    accepted = await fakes.scheduler.call("w1", WorkerRun(
+        request="work-ap", task="AP", sector=SectorRef(miner=1000, number=1), sector_size=2048,
+        params=P.encode(P.APParams(seal_proof=5, piece=b"x" * 100))))
+    with trio.fail_after(20):
+        while accepted.call_id not in w.executor.pids:
+            await trio.sleep(0.05)
+    pid = w.executor.pids[accepted.call_id]
+    assert alive(pid)
+    await fakes.scheduler.call("w1", WorkerAbort(request="work-ap"))
+    with trio.fail_after(20):
+        while not (fakes.returns and fakes.done):
+            await trio.sleep(0.05)
+    assert not alive(pid)
+    assert fakes.returns[0][1:] == (accepted.call_id, False, b"", "aborted")
+    assert fakes.done == [("work-ap", False)]
+    assert w.store.get(accepted.call_id).runs == 1
