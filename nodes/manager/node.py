@@ -62,6 +62,11 @@ class ManagerNode:
                               W.MgrJobs: self._on_jobs, W.CallStarted: self._on_started,
                               W.CallReturn: self._on_return}.items():
             self.peer.on(kind, handler)
+        self.sealing = None                # the sector state machine, beside the tracker
+        if cfg.sealing.enabled:
+            from nodes.sealing.node import SealingService
+            from nodes.sealing.tracker_tasks import TrackerTasks
+            self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
 
     # ---- start ------------------------------------------------------------------------
 
@@ -86,9 +91,20 @@ class ManagerNode:
                 nursery.start_soon(self._watch_nodes)
                 nursery.start_soon(self._sync_loop)
                 self._effects(self.tracker.resend())
+                if self.sealing is not None:
+                    nursery.start_soon(self._run_sealing)
                 task_status.started(self)
         finally:
             self.store.close()
+
+    async def _run_sealing(self) -> None:
+        """The sector state machine waits for a chain; one it cannot use turns it off,
+        never the manager."""
+        from nodes.sealing.node import SealingStartError
+        try:
+            await self.sealing.run()
+        except SealingStartError as e:
+            log.error("the sector state machine is off: %s", e)
 
     # ---- the core's commands ------------------------------------------------------------
 

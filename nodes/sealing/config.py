@@ -5,6 +5,7 @@ import msgspec
 
 
 class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    enabled: bool = True               # the manager runs the state machine (it waits for a chain)
     miner: int = 1000                  # the miner actor sectors are sealed for
     first_number: int = 1              # the first sector number handed out
     retry_base_s: float = 10.0         # first back-off after an error, doubling ...

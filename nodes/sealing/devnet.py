@@ -109,8 +109,6 @@ class Devnet:
         from nodes.poster.config import PosterConfig
         from nodes.poster.node import PosterNode
         from nodes.scheduler.node import SchedulerNode
-        from nodes.sealing.node import SealingService
-        from nodes.sealing.tracker_tasks import TrackerTasks
         from nodes.worker.config import WorkerConfig
         from nodes.worker.node import WorkerNode
         from nodes.worker.paths import sectors_root
@@ -126,10 +124,10 @@ class Devnet:
 
             mcfg = self.node_config("manager", "devnet-manager", sealing=SealingConfig(
                 miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0, storage=roots))
-            self.manager = ManagerNode(mcfg)
-            self.sealing = SealingService(mcfg, self.manager.peer, TrackerTasks(self.manager))
+            self.manager = ManagerNode(mcfg)            # runs the sector state machine
+            self.sealing = self.manager.sealing
             await nursery.start(self.manager.run)
-            await nursery.start(self.sealing.run)
+            await self.sealing.ready.wait()
 
             self.scheduler = SchedulerNode(self.node_config("scheduler", "devnet-scheduler"))
             await nursery.start(self.scheduler.run)

@@ -99,6 +99,7 @@ class SealingService:
         self._head = trio.Event()
         self._next_fault_check = 0
         self._nursery: trio.Nursery | None = None
+        self.ready = trio.Event()          # set once the sectors are loaded and running
         for kind, handler in self._handlers().items():
             peer.on(kind, handler)
 
@@ -118,6 +119,7 @@ class SealingService:
                 nursery.start_soon(self._tidy, restarted)
                 log.info("sealing for f0%d: %d sectors (%s)", self.core.miner, len(self.core.sectors),
                          self._counts() or "none")
+                self.ready.set()
                 task_status.started(self)
                 await trio.sleep_forever()
         finally:
@@ -136,16 +138,19 @@ class SealingService:
         self.core = core
 
     async def _until_answered(self, ask):
-        delay = CHAIN_RETRY_S[0]
+        delay, said = CHAIN_RETRY_S[0], False
         while True:
             try:
                 return await ask()
             except RemoteError as e:
                 if e.code in (ErrorCode.INVALID, "not_found"):
                     raise SealingStartError(f"the chain refused: {e.message}") from None
-                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+                why = e
             except Exception as e:
-                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+                why = e
+            # no chain yet is a normal state (a cluster started piece by piece): said once
+            log.log(logging.DEBUG if said else logging.INFO, "waiting for the chain (%s)", _reason(why))
+            said = True
             await trio.sleep(delay)
             delay = min(delay * 2, CHAIN_RETRY_S[1])
 

@@ -156,15 +156,18 @@ def test_a_bad_config_file_names_the_key(tmp_path, free_bus_address):
     assert out.returncode != 0 and "heartbeats" in out.stderr
 
 
-def test_devnet_runs_the_hub_and_a_worker_until_ctrl_c(tmp_path, free_bus_address):
+def test_devnet_runs_the_whole_cluster_until_ctrl_c(tmp_path, free_bus_address):
     bus = free_bus_address()
-    devnet = Proc("devnet", "--bus", bus, "--repo", str(tmp_path / "devnet"))
+    devnet = Proc("devnet", "--bus", bus, "--repo", str(tmp_path / "devnet"), "--sectors", "1")
     try:
         line = devnet.wait_for(lambda line: line.startswith("devnet: bus hub at"))
         assert bus in line
-        devnet.wait_for(lambda line: "running" in line)
-        ping = zqnode("bus", "ping", "@worker", "--bus", bus)
+        devnet.wait_for(lambda line: line.startswith("devnet: pledged sector 1"))
+        ping = zqnode("bus", "ping", "devnet-worker-1", "--bus", bus)
         assert "pong from devnet-worker-1 (worker)" in ping.stdout
+        nodes = json.loads(zqnode("bus", "nodes", "--json", "--bus", bus).stdout)
+        assert sorted(n["role"] for n in nodes if n["state"] == "up") == [
+            "chain", "manager", "poster", "scheduler", "worker", "worker"]
     finally:
         devnet.stop(signal.SIGINT)
     assert devnet.p.returncode == 0
