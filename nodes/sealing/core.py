@@ -526,10 +526,6 @@ class SealingCore:
             raise BadResume(f"sector {s.number} cannot go to {want}: it has no {', '.join(missing)}")
         return want
 
-    def accepts(self, number: int, kind: type[E.Event]) -> bool:
-        s = self.sectors.get(number)
-        return s is not None and kind in TABLE[s.state]
-
 
 def _fits(sizes: list[int], sector_size: int) -> bool:
     try:

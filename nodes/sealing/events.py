@@ -369,23 +369,18 @@ class TemporaryError(ErrorEvent, frozen=True, kw_only=True):
     same handler again after a back-off."""
 
 
-EVENTS: tuple[type[Event], ...] = tuple(
-    c for c in list(globals().values())
-    if isinstance(c, type) and issubclass(c, Event) and c not in (Event, ErrorEvent))
-
-
-
 def to_plain(event: Event) -> dict:
     """The event's fields as JSON-friendly data (bytes as hex), without the routing ones."""
     data = msgspec.to_builtins(event, builtin_types=(bytes,))
-    return {k: _hex(v) for k, v in data.items() if k not in ("sector", "cause", "step", "type")}
+    return {k: hexed(v) for k, v in data.items() if k not in ("sector", "cause", "step", "type")}
 
 
-def _hex(x):
+def hexed(x):
+    """`x` with bytes as hex, at any depth (for JSON)."""
     if isinstance(x, bytes):
         return x.hex()
     if isinstance(x, dict):
-        return {k: _hex(v) for k, v in x.items()}
+        return {k: hexed(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_hex(v) for v in x]
+        return [hexed(v) for v in x]
     return x

@@ -72,7 +72,7 @@ def summary(s: SectorInfo) -> W.SectorSummary:
 
 def plain(obj):
     """Builtin types with bytes as hex (for RPC answers and JSON)."""
-    return E._hex(msgspec.to_builtins(obj, builtin_types=(bytes,)))
+    return E.hexed(msgspec.to_builtins(obj, builtin_types=(bytes,)))
 
 
 class SealingService:

@@ -91,9 +91,7 @@ class LocalTasks:
         if isinstance(cmd, C.RunAddPiece):
             data = pathlib.Path(cmd.path).read_bytes()
             cp = commp_mod.commp(data)
-            if cmd.index < len(s["pieces"]):
-                size, comm = s["pieces"][cmd.index]
-            else:
+            if cmd.index == len(s["pieces"]):         # else added before: the same again
                 s["pieces"].append((cp.padded_size, cp.commitment))
             sizes = [size for size, _ in s["pieces"][:cmd.index + 1]]
             slots = commp_mod.piece_layout(sizes, sector_size)

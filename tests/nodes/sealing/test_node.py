@@ -90,9 +90,20 @@ async def test_pledged_sectors_reach_proving_and_each_task_runs_once(
         nursery, bus, chain, client, tmp_path, autojump_clock):
     tasks = LocalTasks(tmp_path / "tasks")
     svc, _ = await start_sealing(nursery, bus, tmp_path, tasks)
-    r = await client.call("@manager", W.SealingPledge(count=2))
-    assert r.numbers == [1, 2]
-    await until(lambda: set(states(svc).values()) == {S.PROVING})
+    with client.subscribe(W.TOPIC_SECTOR, kinds=[W.SealingSectorChanged]) as sub:
+        r = await client.call("@manager", W.SealingPledge(count=2))
+        assert r.numbers == [1, 2]
+        await until(lambda: set(states(svc).values()) == {S.PROVING})
+        published = []
+        while len(published) < 22:             # 11 committed changes per sector
+            ev = await sub.receive()
+            if ev.body.sector.number == 1:
+                assert ev.cause == "s-1000-1"
+                published.append((ev.body.prev, ev.body.sector.state, ev.body.event))
+            else:
+                published.append(None)
+    assert [p for p in published if p][-1] == (S.FINALIZE_SECTOR, S.PROVING, "Finalized")
+    assert [p for p in published if p][0] == ("", S.GET_TICKET, "Packed")
     for n in (1, 2):
         assert chain.chain.sector(MINER, n) is not None
         assert [e.event for e in svc.store.log(n)] == HAPPY
