@@ -111,7 +111,8 @@ def status(number: int, with_log: bool, bus: str, target: str, as_json: bool) ->
                f"invalid proofs {i['invalid_proofs']}")
     for p in i["pieces"]:
         kind = "filler" if not p["path"] else "piece "
-        click.echo(f"{kind}    offset {p['offset']:>10} size {p['padded_size']:>10} comm_p {p['comm_p']}")
+        click.echo(f"{kind}    offset {p['offset']:>10} size {p['padded_size']:>10} "
+                   f"comm_p {p['comm_p']}")
     for e in r.log:
         t = datetime.datetime.fromtimestamp(e["ts"]).strftime("%H:%M:%S")
         data = " ".join(f"{k}={_short(v)}" for k, v in e["data"].items())

@@ -412,6 +412,11 @@ class SealingCore:
         """Would a pre-commit landing at `landing_epoch` find the ticket too old?"""
         return ticket_epoch < landing_epoch - self.policy.max_ticket_age
 
+    def _precommit_expired(self, s: SectorInfo, head: int) -> bool:
+        """Past the epoch by which a ProveCommit had to land after our pre-commit."""
+        limit = s.precommit_epoch + self.policy.max_prove_commit_duration
+        return s.precommit_epoch >= 0 and head > limit
+
     def _decide(self, s: SectorInfo, f: ChainFacts) -> E.Event:
         if s.state == S.PRE_COMMIT_FAILED:
             return self._decide_precommit_failed(s, f)
@@ -428,7 +433,7 @@ class SealingCore:
                                               f"with comm_r {f.precommit.comm_r.hex()}, not ours")
         if f.precommit_msg.status == "pending" or (f.precommit_msg.status == "landed"
                                                    and f.precommit_msg.exit_code == 0):
-            if s.precommit_epoch >= 0 and f.head > s.precommit_epoch + self.policy.max_prove_commit_duration:
+            if self._precommit_expired(s, f.head):
                 return self._ev(E.GiveUp, s, error="the pre-commit expired on chain")
             if f.precommit_msg.status == "pending":
                 return self._ev(E.RetryPreCommitWait, s)
@@ -450,7 +455,7 @@ class SealingCore:
         if pc is None:
             if f.precommit_msg.status == "pending":
                 return self._ev(E.RetryPreCommitWait, s)
-            if s.precommit_epoch >= 0 and f.head > s.precommit_epoch + self.policy.max_prove_commit_duration:
+            if self._precommit_expired(s, f.head):
                 return self._ev(E.GiveUp, s, error="the pre-commit expired before it was proven")
             return self._ev(E.RetryPreCommit, s)
         if pc.comm_r != s.comm_r:
@@ -458,7 +463,7 @@ class SealingCore:
                                               f"with comm_r {pc.comm_r.hex()}, not ours")
         if f.ticket_matches is False:
             return self._ev(E.GiveUp, s, error=f"a reorg changed the ticket of epoch {s.ticket_epoch} "
-                                               "under the landed pre-commit: the replica cannot be proven")
+                                               "under the landed pre-commit: it cannot be proven")
         if f.head >= pc.prove_by:
             return self._ev(E.GiveUp, s, error=f"too late to prove (prove-by epoch {pc.prove_by})")
         if pc.seed_epoch != s.seed_epoch or f.seed_matches is False:

@@ -164,7 +164,8 @@ class Devnet:
     async def _progress(self) -> None:
         while True:
             self.say(self.progress_line())
-            live = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
+            live = [s for s in self.sealing.core.sectors.values()
+                    if s.state not in (S.REMOVED, S.ABORTED)]
             if live and all(s.state == S.PROVING for s in live) and not self._all_proving:
                 self._all_proving = True
                 self.say(f"devnet: all {len(live)} sectors are Proving (epoch "
@@ -179,13 +180,17 @@ class Devnet:
         window = chain.policy.challenge_window
         used = [i for i, dl in enumerate(chain.miner(MINER).deadlines) if dl.partitions]
         ahead = min(((i - d.index) % chain.policy.period_deadlines for i in used), default=None)
-        post = "" if ahead is None else (
-            f", PoSt now (dl {d.index})" if ahead == 0 else
-            f", next PoSt dl {(d.index + ahead) % chain.policy.period_deadlines} at {d.open + ahead * window}")
+        post = ""
+        if ahead == 0:
+            post = f", PoSt now (dl {d.index})"
+        elif ahead is not None:
+            index = (d.index + ahead) % chain.policy.period_deadlines
+            post = f", next PoSt dl {index} at {d.open + ahead * window}"
         sectors = list(self.sealing.core.sectors.values())
         jobs = [w for w in self.manager.jobs() if w.state in ("queued", "running")]
-        job_text = ", ".join(f"{w.task} s{w.number}{'@' + w.worker.removeprefix('devnet-') if w.worker else ''}"
-                             for w in jobs[:6]) + (f" +{len(jobs) - 6}" if len(jobs) > 6 else "")
+        job_text = ", ".join(f"{w.task} s{w.number}" + (f"@{w.worker.removeprefix('devnet-')}" if w.worker
+                                                         else "") for w in jobs[:6])
+        job_text += f" +{len(jobs) - 6}" if len(jobs) > 6 else ""
         posts = ""
         if self.poster.store is not None:
             outcomes = self.poster.store.outcomes(MINER, limit=10_000)

@@ -47,6 +47,7 @@ log = logging.getLogger("zqnode.sealing")
 PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
 CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer at start
 FAULT_CHECK_EPOCHS = 4                 # how often Proving sectors are looked up on chain
+NO_TERMINATE = "the devnet chain has no TerminateSectors method"
 
 
 class SealingStartError(ValueError):
@@ -276,8 +277,8 @@ class SealingService:
 
     async def _publish(self, save: C.Save) -> None:
         entry = save.log[-1] if save.log else None
-        msg = W.SealingSectorChanged(sector=summary(save.info), prev=save.log[0].prev if save.log else "",
-                                     event=entry.event if entry else "")
+        msg = W.SealingSectorChanged(sector=summary(save.info), event=entry.event if entry else "",
+                                     prev=save.log[0].prev if save.log else "")
         try:
             await self.peer.publish(W.TOPIC_SECTOR, msg, cause=save.cause)
         except Exception as e:             # an event nobody may be listening to: never fatal
@@ -408,7 +409,8 @@ class SealingService:
         while True:
             look = await self.chain.lookup(cmd.msg_id)
             if look.status == "unknown":
-                return self._event(E.CommitFailed, cmd, error=f"the chain knows no message {cmd.msg_id[:16]}")
+                return self._event(E.CommitFailed, cmd,
+                                   error=f"the chain knows no message {cmd.msg_id[:16]}")
             if look.status == "landed":
                 r = look.receipt
                 if r.exit_code != 0:
@@ -436,15 +438,15 @@ class SealingService:
         seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed, s.seed_epoch, entropy)
         ok = await trio.to_thread.run_sync(lambda: self._verify(
             seal_proof=s.seal_proof, miner=miner, sector=cmd.sector, ticket=ticket, seed=seed,
-            comm_d=cids.parse_piece_cid(view.unsealed_cid), comm_r=cids.parse_sealed_cid(view.sealed_cid),
-            proof=cmd.proof))
+            comm_d=cids.parse_piece_cid(view.unsealed_cid),
+            comm_r=cids.parse_sealed_cid(view.sealed_cid), proof=cmd.proof))
         return self._event(E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
 
     async def _cmd_SendTerminate(self, cmd) -> E.Event:
-        return self._event(E.TerminateFailed, cmd, error="the devnet chain has no TerminateSectors method")
+        return self._event(E.TerminateFailed, cmd, error=NO_TERMINATE)
 
     async def _cmd_WaitTerminate(self, cmd) -> E.Event:
-        return self._event(E.TerminateFailed, cmd, error="the devnet chain has no TerminateSectors method")
+        return self._event(E.TerminateFailed, cmd, error=NO_TERMINATE)
 
     async def _cmd_CleanSector(self, cmd: C.CleanSector) -> E.Event:
         await trio.to_thread.run_sync(self._drop_files, cmd.sector)
@@ -506,7 +508,8 @@ class SealingService:
             return MessageFact()
         look = await self.chain.lookup(msg_id)
         if look.status == "landed":
-            return MessageFact(status="landed", exit_code=look.receipt.exit_code, error=look.receipt.error)
+            r = look.receipt
+            return MessageFact(status="landed", exit_code=r.exit_code, error=r.error)
         return MessageFact(status=look.status)
 
     async def _send(self, number: int, key: str, params) -> str:
@@ -538,7 +541,7 @@ class SealingService:
                 return msg.id
         raise AssertionError("unreachable")
 
-    # -- storage --------------------------------------------------------------------------------------------
+    # -- storage ----------------------------------------------------------------------------------
     def sector_dirs(self, number: int) -> list[pathlib.Path]:
         """The sector's directories under the storage roots (each holds a sector.json naming
         the miner and the sector)."""
@@ -565,7 +568,7 @@ class SealingService:
         for path in mine - used - {""}:
             pathlib.Path(path).unlink(missing_ok=True)
 
-    # -- RPC -----------------------------------------------------------------------------------------------
+    # -- RPC --------------------------------------------------------------------------------------
     def _handlers(self) -> dict:
         return {W.SealingPledge: self._rpc_pledge, W.SealingAddPiece: self._rpc_add_piece,
                 W.SealingList: self._rpc_list, W.SealingStatus: self._rpc_status,
@@ -588,7 +591,8 @@ class SealingService:
     async def _rpc_add_piece(self, req: Request) -> W.SealingPieceAssigned:
         core = self._ready()
         if not req.buffers:
-            raise Refused(ErrorCode.INVALID, "SealingAddPiece carries the piece as its first buffer; none came")
+            raise Refused(ErrorCode.INVALID, "SealingAddPiece carries the piece as its first buffer: "
+                                             "none came")
         data = bytes(req.buffers[0])
         try:
             cp = await trio.to_thread.run_sync(commp_mod.commp, data)
@@ -596,7 +600,8 @@ class SealingService:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         if cp.padded_size > core.proof.sector_size:
             raise Refused(ErrorCode.INVALID, f"a piece of {cp.payload_size} bytes needs {cp.padded_size} "
-                                             f"padded bytes: more than a {core.proof.sector_size}-byte sector")
+                                             f"padded bytes: more than a {core.proof.sector_size}-byte "
+                                             "sector")
         path = self.repo / "pieces" / f"{cids.piece_cid_v1(cp.commitment)}.piece"
         await trio.to_thread.run_sync(_write_atomic, path, data)   # kept before it is promised
         piece = Piece(comm_p=cp.commitment, payload_size=cp.payload_size, padded_size=cp.padded_size,

@@ -126,7 +126,8 @@ class SealingStore:
 
     def messages(self, number: int, key: str | None = None) -> list[StoredMessage]:
         """The sector's messages (those under `key`), newest first."""
-        sql = "SELECT msg_id, number, key, nonce, body, status, error, created FROM messages WHERE number = ?"
+        sql = ("SELECT msg_id, number, key, nonce, body, status, error, created FROM messages "
+               "WHERE number = ?")
         args: tuple = (number,)
         if key is not None:
             sql += " AND key = ?"

@@ -19,7 +19,6 @@ import threading
 import time
 
 import msgspec
-import pytest
 import trio
 
 from bus.config import BusConfig
@@ -31,8 +30,6 @@ from nodes.chain.store import ChainStore
 from nodes.chain.verifiers import proofs_verifiers
 from proofs import cid
 from proofs.porep import verify_seal
-
-pytest.importorskip("nodes.manager.node", reason="the devnet needs the manager, scheduler and worker roles")
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MINER = 1000
