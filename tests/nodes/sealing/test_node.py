@@ -220,3 +220,27 @@ async def test_operators_resume_and_remove_and_bad_requests_are_refused(
     assert r.state == S.REMOVING
     await until(lambda: states(svc)[1] == S.REMOVED)
     assert not (tmp_path / "storage" / "s-1").exists()
+
+
+async def test_a_precommit_the_chain_forgot_is_sent_again(
+        nursery, bus, chain, client, tmp_path, autojump_clock):
+    tasks = LocalTasks(tmp_path / "tasks")
+    real_push, pushed = chain.chain.push, []
+
+    def forgetful_push(msg):                   # the pool loses the first PreCommitSector
+        if msg.method == "PreCommitSector":
+            pushed.append(msg.id)
+            if len(pushed) == 1:
+                return msg
+        return real_push(msg)
+    chain.chain.push = forgetful_push
+    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks)
+    await client.call("@manager", W.SealingPledge(count=1))
+    await until(lambda: states(svc)[1] == S.PROVING)
+    events = [e.event for e in svc.store.log(1)]
+    assert events[5:12] == ["PreCommitSent", "ChainPreCommitFailed", "Wake", "ChainChecked",
+                            "RetryPreCommit", "PreCommitSent", "PreCommitLanded"]
+    # sent again: the same message (its nonce was never used), and it landed once
+    assert len(pushed) == 2 and pushed[0] == pushed[1]
+    assert landed(chain, "PreCommitSector", 1) == pushed[:1]
+    assert tasks.runs[("PC1", 1)] == 1
