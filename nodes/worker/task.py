@@ -3,9 +3,9 @@
     python -m nodes.worker.task            (TaskInput as msgpack on stdin, TaskOutput on stdout)
 
 A task table is a module with `TASKS: dict[task type, function(ctx, params) -> result]`;
-params and results are the structs of nodes.worker.params. The subprocess dies with its
-worker (PR_SET_PDEATHSIG), so a worker killed -9 leaves no computation behind to race
-the re-run.
+params and results are the structs of nodes.worker.params. The subprocess exits when its
+worker is gone (it watches its parent), so a worker killed -9 leaves no computation
+behind to race the re-run.
 
 Test hooks (environment of the worker, inherited by its tasks):
     ZQNODE_TASK_LOG=FILE    append one JSON line per task start and end
@@ -14,12 +14,11 @@ Test hooks (environment of the worker, inherited by its tasks):
 """
 from __future__ import annotations
 
-import ctypes
 import importlib
 import json
 import os
-import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -111,12 +110,18 @@ def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
         return TaskOutput(ok=False, error=f"{type(e).__name__}: {e}")
 
 
-def _die_with_parent(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)              # PR_SET_PDEATHSIG
-    if os.getppid() != parent:                     # the parent died before prctl
+def _die_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Exit as soon as the worker that started us is gone. Not PR_SET_PDEATHSIG: that
+    fires when the *thread* that started the process exits, and trio starts processes
+    from worker threads that exit after 10 s idle, which killed every task past 10 s."""
+    if os.getppid() != parent:                     # the parent died before we got here
         os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def main() -> None:

@@ -3,6 +3,11 @@ failing task is a failed result, an abort kills the process, and a worker's call
 aborted end to end (the computation really stops)."""
 import itertools
 import os
+import pathlib
+import subprocess
+import sys
+import threading
+import time
 
 import trio
 
@@ -16,6 +21,8 @@ from nodes.worker.executor import SubprocessExecutor
 from nodes.worker.node import WorkerNode
 from nodes.worker.task import TaskInput
 from nodes.worker.wire import WorkerAbort, WorkerRun
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 _names = itertools.count()
 TABLE = "nodes.worker.fake_tasks"
@@ -95,3 +102,54 @@ async def test_aborting_a_call_kills_the_computation(tmp_path, monkeypatch, nurs
     assert fakes.returns[0][1:] == (accepted.call_id, False, b"", "aborted")
     assert fakes.done == [("work-ap", False)]
     assert w.store.get(accepted.call_id).runs == 1
+
+
+_CHILD = """
+import os, sys, time
+from nodes.worker.task import _die_with_parent
+_die_with_parent(int(sys.argv[1]), every_s=0.05)
+time.sleep(float(sys.argv[2]))
+open(sys.argv[3], "w").write("done")
+"""
+
+
+def test_a_task_outlives_the_thread_that_started_it(tmp_path):
+    # trio starts processes from worker threads that come and go; a task must not die
+    # with that thread (PR_SET_PDEATHSIG did that, killing every task past 10 s)
+    done = tmp_path / "done"
+    procs = []
+    starter = threading.Thread(target=lambda: procs.append(subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(os.getpid()), "0.5", str(done)], cwd=ROOT)))
+    starter.start()
+    starter.join()                                  # the starting thread is gone now
+    assert procs[0].wait(timeout=30) == 0 and done.read_text() == "done"
+
+
+def test_a_task_exits_when_its_worker_dies(tmp_path):
+    # a middle process starts the task and is killed -9: the task must not run on
+    pidfile, done = tmp_path / "pid", tmp_path / "done"
+    middle = subprocess.Popen([sys.executable, "-c", (
+        "import os, subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {_CHILD!r}, str(os.getpid()), '30', {str(done)!r}])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n")], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    task = int(pidfile.read_text())
+    middle.kill()
+    middle.wait()
+    while _alive(task):
+        assert time.monotonic() < deadline, "the task kept running after its worker died"
+        time.sleep(0.05)
+    assert not done.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:            # a zombie has finished
+        return f.read().split()[2] != "Z"
