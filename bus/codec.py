@@ -1,8 +1,9 @@
 """The wire format: an envelope plus a tagged-union message body.
 
-A bus message is a list of frames. RPC frames between a node and the hub are
-`[route, envelope, *buffers]` (route = the target on the way in, the stamped sender
-on the way out); event frames are `[topic, envelope, *buffers]`. The envelope is a
+A bus message is a list of frames. RPC frames from a node to the hub are
+`[route, envelope, *buffers]` (route = the target); from the hub to a node they are
+`[sender, role, envelope, *buffers]`, sender and role stamped by the hub (a node cannot
+write them: see bus.permissions). Event frames are `[topic, envelope, *buffers]`. The envelope is a
 small array-like struct whose `body` stays raw msgpack until a channel decodes it with
 its own union of message kinds: routing needs no body decoding, and a bad body can
 still be answered with an error that names the request id. Large binary payloads
@@ -57,7 +58,8 @@ class ErrorCode:
     BUSY = "busy"                    # peer's queue full; back off and retry
     NOT_REGISTERED = "not_registered"
     HANDLER = "handler"              # the handler raised
-    PERMISSION = "permission"
+    PERMISSION = "permission"        # the caller's role may not send this kind (or register so)
+    REPLAY = "replay"                # a request id this node has already seen from this caller
 
 
 class BusError(Exception):
