@@ -109,16 +109,16 @@ class Router:
                         f"message of {size} bytes is over the limit ({self.cfg.max_message_bytes}"
                         f" bytes, envelope {self.cfg.max_envelope_bytes})")
             return
-        peer = self._conns.get(conn)
-        if peer is None or peer.user != user:
-            peer = self._identify(conn, user)
-            if peer is None:
-                return
         try:
             env = decode_envelope(env_frame)
         except BadMessage as e:
             self._error(conn, None, e.code, e.message)
             return
+        peer = self._conns.get(conn)
+        if peer is None or peer.user != user:
+            peer = self._identify(conn, user, env)
+            if peer is None:
+                return
         now = trio.current_time()
         self.core.heard(peer.name, now)
         if to == HUB_B:
@@ -161,12 +161,12 @@ class Router:
         if self.tap_on:
             self._tap(peer.name_b, target.encode(), env, env_frame)
 
-    def _identify(self, conn: bytes, user: str | None) -> _Conn | None:
+    def _identify(self, conn: bytes, user: str | None, env: Envelope) -> _Conn | None:
         """The stamp of a connection not in the cache, or None (refused and answered)."""
         if self.allow is not None:
             role = self.allow.role_of(user) if user else None
             if role is None:
-                self._error(conn, None, ErrorCode.PERMISSION,
+                self._error(conn, env, ErrorCode.PERMISSION,
                             "this connection's key is not on the hub's allow-list (any more)")
                 return None
             name = self._names.get(conn) or CLIENT_PREFIX + conn.hex()
@@ -174,7 +174,7 @@ class Router:
             try:
                 name = conn.decode()
             except UnicodeDecodeError:
-                self._error(conn, None, ErrorCode.BAD_FRAMES, "identity is not utf-8")
+                self._error(conn, env, ErrorCode.BAD_FRAMES, "identity is not utf-8")
                 return None
             rec = self.core.nodes.get(name)
             role = rec.role if rec is not None else ADMIN

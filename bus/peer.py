@@ -430,7 +430,8 @@ class Peer:
                 if isinstance(body, Error) and body.code == ErrorCode.NOT_REGISTERED:
                     self._need_register = True
                 elif isinstance(body, Error):
-                    log.warning("hub refused a one-way message: %s: %s", body.code, body.message)
+                    self._bad_input.warning("hub", "hub refused a one-way message: %s: %s",
+                                            body.code, body.message)
             return                                   # late reply to a call that gave up
         try:
             slot.body = any_decoder().decode(env)
