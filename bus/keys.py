@@ -71,7 +71,7 @@ def init_key_pair(key_dir, *, overwrite: bool = False) -> str:
     d = pathlib.Path(key_dir).expanduser()
     secret_path = d / SECRET_FILE
     if secret_path.exists() and not overwrite:
-        raise KeyFileError(f"{secret_path} exists: keep it, or pass overwrite to replace it")
+        raise KeyFileError(f"{secret_path} exists: keep it, or replace it on purpose (--force)")
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     public, secret = zmq.curve_keypair()
     _write_atomic(secret_path, secret + b"\n", 0o600)
