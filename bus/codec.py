@@ -98,10 +98,14 @@ def encode_envelope(sender: str, msg: Msg | msgspec.Raw, *, id: int = 0, reply: 
                                 time.time() if ts is None else ts))
 
 
+# msgspec raises UnicodeDecodeError itself for a str that is not utf-8 (found by fuzzing)
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
 def decode_envelope(frame: bytes) -> Envelope:
     try:
         return _env_dec.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except _DECODE_ERRORS as e:
         raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}") from None
 
 
@@ -123,7 +127,7 @@ class BodyDecoder:
             if kind is not None and kind not in self._tags:
                 raise BadMessage(ErrorCode.UNKNOWN_KIND, f"unknown message kind {kind!r}", env) from None
             raise BadMessage(ErrorCode.INVALID, f"invalid {kind or 'message'}: {e}", env) from None
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
             raise BadMessage(ErrorCode.BAD_FRAMES, f"body is not msgpack: {e}", env) from None
 
 
@@ -138,7 +142,7 @@ def peek_kind(body: bytes | msgspec.Raw) -> str | None:
     """The `kind` of a raw body without decoding the rest (for logs, taps, metrics)."""
     try:
         return _kind_dec.decode(body).kind or None
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _DECODE_ERRORS:
         return None
 
 
@@ -146,7 +150,7 @@ def to_plain(body: bytes | msgspec.Raw) -> Any:
     """A raw body as plain Python data, for display (tail, logs)."""
     try:
         return msgspec.msgpack.decode(body)
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return repr(bytes(body))
 
 
