@@ -2,11 +2,9 @@
 frames. A decoder raises only BadMessage; the hub and the node keep serving, their
 memory stays bounded, and the sender of bad input gets a typed error.
 
-The manager role is being built elsewhere: `Manager` from test_security (a Peer with
-several handlers and a manager's permission table) stands in for it.
+The manager role is being built elsewhere: `Manager` below (a Peer with several
+handlers and the permission table a manager would declare) stands in for it.
 """
-import importlib.util
-import pathlib
 import random
 import socket
 import tracemalloc
@@ -20,15 +18,43 @@ from bus import keys
 from bus.codec import (BadMessage, Envelope, ErrorCode, Msg, any_decoder, decode_envelope, encode_envelope,
                        peek_kind, to_plain)
 from bus.config import BusConfig
-from bus.hub import Router, _hub_requests
+from bus.hub import Router, ZmqHub, _hub_requests
 from bus.memory import MemoryHub
 from bus.peer import Peer, open_link
+from bus.permissions import ADMIN, ANYONE
 from bus.protocol import HUB, ListNodes, Ping, Pong, Register
 
-_spec = importlib.util.spec_from_file_location("security_cases", pathlib.Path(__file__).with_name("test_security.py"))
-sec = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(sec)
-Manager, SecReportStatus, SecDone = sec.Manager, sec.SecReportStatus, sec.SecDone
+
+class FuzzAbortJob(Msg):
+    job: str
+
+
+class FuzzReportStatus(Msg):
+    text: str
+
+
+class FuzzSectorInfo(Msg):
+    sector: int
+
+
+class FuzzDone(Msg):
+    who: str
+    role: str
+
+
+class Manager:
+    """A manager-like node: several handlers and a manager's kind of permission table."""
+
+    def __init__(self, cfg: BusConfig):
+        self.ran: list[tuple[str, str, str]] = []
+        self.peer = Peer(name="manager-1", role="manager", cfg=cfg, permissions={
+            FuzzAbortJob: ADMIN, FuzzReportStatus: "worker", FuzzSectorInfo: ANYONE})
+        for kind in (FuzzAbortJob, FuzzReportStatus, FuzzSectorInfo):
+            self.peer.on(kind, self.handle)
+
+    async def handle(self, req):
+        self.ran.append((type(req.body).__name__, req.sender, req.role))
+        return FuzzDone(who=req.sender, role=req.role)
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -172,7 +198,7 @@ def fuzz_frames(rng: random.Random, n: int, valid: bytes) -> list[list[bytes]]:
                                              id=rng.choice([0, i + 1, 1 << 63]),
                                              reply=rng.random() < 0.1)]
         elif r < 0.9:                                  # valid requests, replayed ids
-            frames = [b"manager-1", encode_envelope("evil", SecReportStatus(text="x"), id=rng.randint(1, 50))]
+            frames = [b"manager-1", encode_envelope("evil", FuzzReportStatus(text="x"), id=rng.randint(1, 50))]
         else:                                          # registrations in others' names
             frames = [b"hub", encode_envelope("evil", Register(
                 role=rng.choice(["worker", "manager", "admin"]), name=rng.choice(["manager-1", "w1", "~1"]),
@@ -205,35 +231,38 @@ class Sink:
 
 
 async def test_ten_thousand_fuzzed_frames_leave_the_hub_and_a_node_serving(tmp_path, nursery):
-    c = sec.Cluster(tmp_path)
-    for name, role in [("manager-1", "manager"), ("w1", "worker"), ("evil", "worker")]:
-        c.add(name, role, pin=name != "evil")
-    c.hub = sec.ZmqHub(c.hub_cfg())
-    c.address = await nursery.start(c.hub.run)
-    m = Manager(c.cfg("manager-1"))
+    hub_dir, kw = tmp_path / "hub", dict(heartbeat_s=0.1, security="curve")
+    keys.provision(hub_dir, [(str(tmp_path / name), role, name) for name, role in
+                             [("manager-1", "manager"), ("w1", "worker"), ("evil", "worker")]])
+    address = await nursery.start(ZmqHub(BusConfig(address="tcp://127.0.0.1:*", key_dir=str(hub_dir),
+                                                   **kw)).run)
+
+    def cfg(name):
+        return BusConfig(address=address, key_dir=str(tmp_path / name), **kw)
+    m = Manager(cfg("manager-1"))
     await nursery.start(m.peer.run)
-    w1 = Peer(name="w1", role="worker", cfg=c.cfg("w1"))
+    w1 = Peer(name="w1", role="worker", cfg=cfg("w1"))
     await nursery.start(w1.run)
 
     sink = Sink()
     rng = random.Random(20261122)
-    valid = encode_envelope("evil", SecReportStatus(text="hello"), id=1)
-    creds = keys.peer_credentials(c.cfg("evil"), "evil")
-    async with open_link(c.address, "evil", c.cfg("evil"), None, sink.on_rpc, lambda b: None,
+    valid = encode_envelope("evil", FuzzReportStatus(text="hello"), id=1)
+    creds = keys.peer_credentials(cfg("evil"), "evil")
+    async with open_link(address, "evil", cfg("evil"), None, sink.on_rpc, lambda b: None,
                          creds) as link:
         async def burst(n):
             for frames in fuzz_frames(rng, n, valid):
                 await link.send(frames)
             # the burst is through once the answer to a marker request is back
             sink.marker = rng.randrange(1 << 40, 1 << 41)
-            await link.send([b"manager-1", encode_envelope("evil", SecReportStatus(text="m"),
+            await link.send([b"manager-1", encode_envelope("evil", FuzzReportStatus(text="m"),
                                                            id=sink.marker)])
             with trio.fail_after(60):
                 while sink.marker is not None:
                     sink.event = trio.Event()
                     await sink.event.wait()
         # raw bytes straight at the hub's port: not even a zmq greeting
-        host, port = c.address[len("tcp://"):].rsplit(":", 1)
+        host, port = address[len("tcp://"):].rsplit(":", 1)
         for _ in range(20):
             with socket.create_connection((host, int(port))) as s:
                 s.sendall(bytes(rng.randrange(256) for _ in range(rng.randint(1, 400))))
@@ -251,12 +280,12 @@ async def test_ten_thousand_fuzzed_frames_leave_the_hub_and_a_node_serving(tmp_p
                           ErrorCode.TOO_LARGE}, codes
     assert grown < 1 << 20, f"memory grew by {grown} bytes over 10,000 fuzzed frames"
     # still serving: the hub, the manager, and the registry is as it was
-    assert await w1.call("manager-1", SecReportStatus(text="after")) == SecDone(who="w1", role="worker")
+    assert await w1.call("manager-1", FuzzReportStatus(text="after")) == FuzzDone(who="w1", role="worker")
     assert await w1.call(HUB, Ping()) == Pong(node_id="hub", role="bus")
     listing = await w1.call(HUB, ListNodes())
     assert {(n.node_id, n.role, n.state) for n in listing.nodes} == {("manager-1", "manager", "up"),
                                                                      ("w1", "worker", "up")}
-    assert m.ran.count(("SecReportStatus", "w1", "worker")) == 1
+    assert m.ran.count(("FuzzReportStatus", "w1", "worker")) == 1
 
 
 # -- the same, in memory, driven by hypothesis ------------------------------------------
@@ -274,5 +303,5 @@ async def test_a_node_keeps_serving_whatever_arrives(batch):
                 await link.send(frames)
         client = Peer(name="client", role="worker", cfg=cfg)
         await nursery.start(client.run)
-        assert await client.call("manager-1", SecReportStatus(text="ok")) == SecDone(who="client", role="worker")
+        assert await client.call("manager-1", FuzzReportStatus(text="ok")) == FuzzDone(who="client", role="worker")
         nursery.cancel_scope.cancel()
