@@ -11,6 +11,7 @@ import msgspec
 
 from bus.config import BusConfig
 from nodes.chain.config import ChainConfig
+from nodes.poster.config import PosterConfig
 
 
 class ConfigError(ValueError):
@@ -23,6 +24,7 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     repo: str = ""                   # default: ~/.zqnode/NAME
     bus: BusConfig = msgspec.field(default_factory=BusConfig)
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)   # role chain
+    poster: PosterConfig = msgspec.field(default_factory=PosterConfig)   # role poster
 
     def __post_init__(self) -> None:
         if not self.name:

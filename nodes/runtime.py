@@ -31,12 +31,18 @@ def _chain(cfg: NodeConfig):
     return ChainNode(cfg, cfg.chain).run
 
 
+def _poster(cfg: NodeConfig):
+    from nodes.poster.node import PosterNode
+    return PosterNode(cfg).run
+
+
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "bus": _bus,
     "worker": _worker,
     "chain": _chain,
+    "poster": _poster,
 }
-PLANNED = ("manager", "scheduler", "poster")
+PLANNED = ("manager", "scheduler")
 
 
 def node_runner(cfg: NodeConfig):

@@ -15,8 +15,8 @@ def main(log_level: str) -> None:
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
 
-from nodes.cli import bus, chain, keys, node, proofs  # noqa: E402  (the commands register on `main`)
+from nodes.cli import bus, chain, keys, node, proofs, proving  # noqa: E402  (commands register on `main`)
 
-for group in (node, bus, chain, proofs, keys):
+for group in (node, bus, chain, proofs, proving, keys):
     for command in group.COMMANDS:
         main.add_command(command)

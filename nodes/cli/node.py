@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 
 import click
 import trio
@@ -20,13 +21,16 @@ def _run(runners, on_started=None) -> None:
         pass
     except BaseException as e:
         leaf = unwrap(e)
-        if isinstance(leaf, OSError):
+        # What an operator can fix (a port in use, a miner the chain does not have, a bad
+        # value) is one line; --log-level debug shows the traceback.
+        if isinstance(leaf, (OSError, ValueError)):
+            logging.getLogger("zqnode").debug("start failed", exc_info=leaf)
             raise click.ClickException(str(leaf)) from None
         raise
 
 
 @click.command()
-@click.option("--role", required=True, help="bus, worker, chain (manager, scheduler, poster: planned)")
+@click.option("--role", required=True, help="bus, worker, chain, poster (manager, scheduler: planned)")
 @bus_option
 @click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")

@@ -142,7 +142,7 @@ def test_sigterm_stops_a_node_cleanly_and_it_says_goodbye(tmp_path, free_bus_add
 
 
 @pytest.mark.parametrize("args, message", [
-    (["start", "--role", "poster"], "not available in this version yet"),
+    (["start", "--role", "manager"], "not available in this version yet"),
     (["start", "--role", "miner"], "unknown role 'miner'"),
     (["start", "--role", "worker", "--bus", "udp://x"], "bad bus address"),
     (["bus", "nodes", "--bus", "tcp://127.0.0.1:1"], "no hub answers at tcp://127.0.0.1:1"),

@@ -1,0 +1,477 @@
+"""The poster node's shell: a bus Peer, the chain (BusChainAPI), the core, the store and
+the prover.
+
+One task owns the core: head changes (from `chain.head`) and the results of the work
+the core asked for arrive on one channel and are handled in order. Database commands
+(StoreProofs, RecordOutcome) run at once, before anything after them; the others start
+tasks in the runner's name, which Abort cancels. Messages are written to the store
+(with their nonce and id) before they are pushed, so a restarted poster finds them.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import pathlib
+import time
+from typing import Callable
+
+import trio
+
+from bus.codec import ErrorCode, RemoteError
+from bus.peer import Peer, Refused, Request
+from nodes.chain import messages as M
+from nodes.chain.api import BusChainAPI
+from nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
+from nodes.chain.randomness import DomainTag, address_entropy
+from nodes.config import NodeConfig
+from nodes.poster import wire as W
+from nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
+from nodes.poster.config import PosterConfig
+from nodes.poster.core import Batch, PosterCore, Runner
+from nodes.poster.events import (
+    Abort, BatchProven, CheckDone, CheckFailed, Command, DeclareFaults, DeclareRecoveries,
+    DeadlineLoaded, Event, HeadChanged, LoadDeadline, LoadFailed, MessageDropped, MessageLanded,
+    MessagePushed, MinerInfo, MinerTracked, PartitionState, ProveBatch, ProveFailed, PushFailed,
+    PushSubmission, RecordOutcome, SkippedSector, StartCheck, StoredBatch, StoreProofs, Tip,
+    WaitMessage)
+from nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
+from nodes.poster.store import PosterStore
+from proofs import cid as cids
+
+log = logging.getLogger("zqnode.poster")
+
+PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
+RETRY_CHAIN_S = (0.5, 10.0)            # back-off while the chain does not answer
+
+
+class PosterStartError(ValueError):
+    pass
+
+
+def _reason(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+class PosterNode:
+    def __init__(self, cfg: NodeConfig, poster_cfg: PosterConfig | None = None, *,
+                 prover: Prover | None = None, checker: SectorChecker | None = None,
+                 locator: SectorLocator | None = None,
+                 trace: Callable[[Event | Command], None] | None = None):
+        self.cfg = cfg
+        self.pcfg = poster_cfg or cfg.poster
+        self.prover = prover or make_prover(self.pcfg.prover)
+        self.checker = checker or SectorChecker(timeout_s=self.pcfg.check_timeout_s,
+                                                parallel=self.pcfg.check_parallel)
+        self.locator = locator or StorageLocator(self.pcfg.storage)
+        self.trace = trace
+        self.peer = Peer(name=cfg.name, role="poster", cfg=cfg.bus)
+        for kind, handler in self._handlers().items():
+            self.peer.on(kind, handler)
+        self.chain = BusChainAPI(self.peer, timeout=self.pcfg.chain_timeout_s)
+        self.core: PosterCore | None = None
+        self.store: PosterStore | None = None
+        self.network = ""
+        self.errors: list[str] = []    # core refusals (bugs): logged and kept for tests
+        self._comm_r: dict[tuple[int, int], bytes] = {}
+        self._live: set[str] = set()
+        self._scopes: dict[str, set[trio.CancelScope]] = {}
+        self._push_lock = trio.Lock()
+        self._head_seen = trio.Event()
+        self._send: trio.MemorySendChannel | None = None
+        self._nursery: trio.Nursery | None = None
+
+    # -- start-up -------------------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        repo = pathlib.Path(self.cfg.repo)
+        repo.mkdir(parents=True, exist_ok=True)
+        self.store = PosterStore(repo / "poster.sqlite")
+        if self.prover.name == "scheduler":
+            log.error("prover kind 'scheduler' is not wired yet: no proof will be made")
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await nursery.start(self.peer.run)
+                await self._start_core()
+                self._send, receive = trio.open_memory_channel(math.inf)
+                nursery.start_soon(self._follow_head)
+                task_status.started(self)
+                async for event in receive:
+                    self._handle(event)
+        finally:
+            self.prover.close()
+            self.store.close()
+
+    async def _start_core(self) -> None:
+        info = await self._until_answered(self.chain.info)
+        self.network = info.network
+        self.core = PosterCore(policy_named(info.network), self.pcfg)
+        for actor in self.pcfg.miners or info.miners:
+            m = await self._until_answered(lambda: self.chain.miner(actor))
+            self._handle(MinerTracked(cause="config", miner=MinerInfo(
+                actor_id=m.actor_id, worker=m.worker, seal_proof=m.seal_proof,
+                period_offset=m.period_offset, partition_sectors=m.partition_sectors)))
+        log.info("proving for %s on %s with the %s prover",
+                 ", ".join(f"f0{m}" for m in self.core.miners) or "no miner", self.network,
+                 self.prover.name)
+
+    async def _until_answered(self, ask):
+        """Ask the chain until it answers; a refusal (no such miner) is final."""
+        delay = RETRY_CHAIN_S[0]
+        while True:
+            try:
+                return await ask()
+            except RemoteError as e:
+                if e.code in (ErrorCode.INVALID, "not_found"):
+                    raise PosterStartError(f"the chain refused: {e.message}") from None
+                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+            except Exception as e:
+                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, RETRY_CHAIN_S[1])
+
+    async def _follow_head(self) -> None:
+        while True:
+            try:
+                async with self.chain.notify() as updates:
+                    async for u in updates:
+                        self._send.send_nowait(HeadChanged(
+                            cause=f"head {u.head.epoch}",
+                            reverted=[Tip(t.epoch, t.key) for t in u.reverted],
+                            applied=[Tip(t.epoch, t.key) for t in u.applied], snapshot=u.current))
+            except Exception as e:
+                log.warning("following the chain head: %s; again in %.1fs", _reason(e), RETRY_CHAIN_S[0])
+                await trio.sleep(RETRY_CHAIN_S[0])
+
+    # -- the core's loop ---------------------------------------------------------------------------------
+    def _handle(self, event: Event) -> None:
+        if self.trace:
+            self.trace(event)
+        try:
+            commands = self.core.handle(event, time.time())
+        except ValueError as e:
+            self.errors.append(str(e))
+            log.error("poster core refused %s: %s", type(event).__name__, e)
+            return
+        for cmd in commands:
+            if self.trace:
+                self.trace(cmd)
+            self._execute(cmd)
+        if isinstance(event, HeadChanged):        # message waiters look again
+            self._head_seen.set()
+            self._head_seen = trio.Event()
+
+    def _execute(self, cmd: Command) -> None:
+        if isinstance(cmd, StoreProofs):
+            self.store.save_proofs(cmd)
+        elif isinstance(cmd, RecordOutcome):
+            o = cmd.outcome
+            self.store.save_outcome(o)
+            (log.warning if o.status in ("missed", "unconfirmed") else log.info)(
+                "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status)
+            if o.open - 2 * self.core.policy.proving_period > 0:
+                self.store.prune(o.open - 2 * self.core.policy.proving_period)
+        elif isinstance(cmd, Abort):
+            log.info("%s: stopped: %s", cmd.cause, cmd.reason)
+            self._live.discard(cmd.cause)
+            for scope in self._scopes.pop(cmd.cause, ()):
+                scope.cancel()
+        else:
+            work = {LoadDeadline: self._load, StartCheck: self._check, ProveBatch: self._prove,
+                    PushSubmission: self._push_submission, DeclareFaults: self._push_declaration,
+                    DeclareRecoveries: self._push_declaration, WaitMessage: self._wait}[type(cmd)]
+            self._live.add(cmd.cause)
+            self._nursery.start_soon(self._in_runner, cmd.cause, work, cmd)
+
+    async def _in_runner(self, runner: str, work, cmd: Command) -> None:
+        if runner not in self._live:
+            return                                  # aborted before this task started
+        result = None
+        with trio.CancelScope() as scope:
+            self._scopes.setdefault(runner, set()).add(scope)
+            try:
+                result = await work(cmd)
+            finally:
+                scopes = self._scopes.get(runner)
+                if scopes is not None:
+                    scopes.discard(scope)
+                    if not scopes:
+                        del self._scopes[runner]
+        if result is not None and runner in self._live:
+            self._send.send_nowait(result)
+
+    # -- the work ---------------------------------------------------------------------------------------
+    async def _load(self, cmd: LoadDeadline) -> Event:
+        await trio.sleep(cmd.delay_s)
+        try:
+            rand = await self.chain.randomness(DomainTag.WindowedPoStChallengeSeed, cmd.challenge,
+                                               address_entropy(cmd.miner))
+            view = await self.chain.partitions(cmd.miner, cmd.index)
+            ahead = await self.chain.partitions(cmd.miner, cmd.ahead_index)
+            stored = await self._stored(cmd.miner, cmd.open, rand)
+        except Exception as e:
+            return LoadFailed(cause=cmd.cause, runner=cmd.cause, reason=_reason(e))
+        return DeadlineLoaded(cause=cmd.cause, runner=cmd.cause, randomness=rand,
+                              partitions=_states(view), posted=view.posted, ahead=_states(ahead),
+                              stored=stored)
+
+    async def _stored(self, miner: int, open_: int, rand: bytes) -> list[StoredBatch]:
+        out = []
+        for row in self.store.stored_batches(miner, open_, rand):
+            status = ""
+            if row.msg_id:
+                look = await self.chain.lookup(row.msg_id)
+                status = look.status
+                if look.status == "landed" and look.receipt.exit_code != 0:
+                    status = "failed"
+            out.append(StoredBatch(batch=row.batch, partitions=[p.index for p in row.partitions],
+                                   proofs=row.partitions, skipped=row.skipped, msg_id=row.msg_id,
+                                   msg_status=status))
+        return out
+
+    async def _sector(self, miner: int, number: int) -> SectorInput:
+        comm_r = self._comm_r.get((miner, number))
+        if comm_r is None:
+            view = await self.chain.sector(miner, number)
+            if view is None:
+                raise LookupError(f"the chain has no sector {number} of f0{miner}")
+            comm_r = self._comm_r[(miner, number)] = cids.parse_sealed_cid(view.sealed_cid)
+        return SectorInput(number=number, comm_r=comm_r, path=self.locator.locate(miner, number))
+
+    async def _check(self, cmd: StartCheck) -> Event:
+        try:
+            sectors = [await self._sector(cmd.miner, n) for n in cmd.sectors]
+            failed = await self.checker.check(self.core.miners[cmd.miner].seal_proof, sectors)
+        except Exception as e:
+            return CheckFailed(cause=cmd.cause, runner=cmd.cause, reason=_reason(e))
+        return CheckDone(cause=cmd.cause, runner=cmd.cause,
+                         failed=[SkippedSector(n, why) for n, why in failed.items()])
+
+    async def _prove(self, cmd: ProveBatch) -> Event:
+        await trio.sleep(cmd.delay_s)
+        try:
+            parts = [PartitionInput(index=p.index,
+                                    sectors=[await self._sector(cmd.miner, n) for n in p.sectors])
+                     for p in cmd.partitions]
+            proofs = await self.prover.prove(ProveRequest(
+                miner=cmd.miner, seal_proof=self.core.miners[cmd.miner].seal_proof,
+                randomness=cmd.randomness, partitions=parts))
+        except Exception as e:
+            log.warning("%s batch %d attempt %d: %s", cmd.cause, cmd.batch, cmd.attempt, _reason(e))
+            return ProveFailed(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, reason=_reason(e))
+        return BatchProven(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, partitions=proofs)
+
+    async def _push_submission(self, cmd: PushSubmission) -> Event:
+        try:
+            commit = await self.chain.randomness(DomainTag.PoStChainCommit, cmd.chain_commit_epoch)
+            params = M.SubmitWindowedPoStParams(
+                deadline=cmd.deadline, proofs=cmd.proofs, chain_commit_epoch=cmd.chain_commit_epoch,
+                chain_commit_rand=commit,
+                partitions=[M.PoStPartition(index=p.index, skipped=p.skipped) for p in cmd.partitions])
+            msg_id = await self._push(cmd.miner, params, kind="post", deadline=cmd.deadline,
+                                      open_=cmd.open, randomness=cmd.randomness, batch=cmd.batch)
+        except Exception as e:
+            return PushFailed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, reason=_reason(e))
+        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=msg_id)
+
+    async def _push_declaration(self, cmd: DeclareFaults | DeclareRecoveries) -> Event:
+        decls = [M.SectorDeclaration(deadline=d.deadline, partition=d.partition, sectors=d.sectors)
+                 for d in cmd.declarations]
+        params = (M.DeclareFaultsParams(faults=decls) if isinstance(cmd, DeclareFaults)
+                  else M.DeclareFaultsRecoveredParams(recoveries=decls))
+        runner = self.core.runner(cmd.cause)
+        try:
+            msg_id = await self._push(cmd.miner, params, kind=cmd.ref,
+                                      deadline=cmd.declarations[0].deadline,
+                                      open_=runner.dl.open if runner else -1, randomness=b"", batch=-1)
+        except Exception as e:
+            return PushFailed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, reason=_reason(e))
+        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=msg_id)
+
+    async def _push(self, miner: int, params, *, kind: str, deadline: int, open_: int,
+                    randomness: bytes, batch: int) -> str:
+        """Push a message from the miner's worker with an explicit nonce, stored first."""
+        worker = self.core.miners[miner].worker
+        async with self._push_lock:                 # one nonce at a time
+            for attempt in range(1, PUSH_ATTEMPTS + 1):
+                nonce = await self.chain.nonce(worker)
+                msg = M.Message.call(worker, miner, params, nonce)
+                self.store.add_message(msg_id=msg.id, kind=kind, miner=miner, deadline=deadline,
+                                       open_=open_, randomness=randomness, batch=batch, nonce=nonce,
+                                       body=M.encode(msg))
+                try:
+                    await self.chain.push(msg)
+                    return msg.id
+                except Exception as e:
+                    self.store.set_status(msg.id, "refused", _reason(e))
+                    if attempt == PUSH_ATTEMPTS:
+                        raise
+                    log.info("push of %s refused (%s); trying a fresh nonce", kind, e)
+        raise AssertionError("unreachable")
+
+    async def _wait(self, cmd: WaitMessage) -> Event:
+        while True:
+            try:
+                look = await self.chain.lookup(cmd.msg_id)
+            except Exception as e:
+                log.info("looking up %s: %s", cmd.msg_id, _reason(e))
+                look = None
+            if look is not None and look.status == "unknown":
+                self.store.set_status(cmd.msg_id, "dropped", "the chain knows no such message")
+                return MessageDropped(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
+                                      reason="the chain knows no such message (dropped)")
+            if look is not None and look.status == "landed":
+                r = look.receipt
+                if r.exit_code != 0:
+                    self.store.set_status(cmd.msg_id, "failed", f"exit code {r.exit_code}: {r.error}")
+                    posted: list[int] = []
+                    if cmd.ref.startswith("batch-"):
+                        try:
+                            posted = (await self.chain.partitions(cmd.miner, cmd.deadline)).posted
+                        except Exception as e:
+                            log.info("reading deadline %d: %s", cmd.deadline, _reason(e))
+                    return MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
+                                         epoch=look.epoch, exit_code=r.exit_code, error=r.error,
+                                         posted=posted)
+                if look.confirmations >= cmd.confidence:
+                    self.store.set_status(cmd.msg_id, "landed")
+                    return MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
+                                         epoch=look.epoch, exit_code=0)
+            await self._head_seen.wait()
+
+    # -- RPC ------------------------------------------------------------------------------------------
+    def _handlers(self) -> dict:
+        return {W.PosterGetInfo: self._rpc_info, W.PosterListDeadlines: self._rpc_deadlines,
+                W.PosterGetDeadline: self._rpc_deadline, W.PosterListFaults: self._rpc_faults,
+                W.PosterCheckDeadline: self._rpc_check}
+
+    def _ready(self) -> PosterCore:
+        if self.core is None:
+            raise Refused(ErrorCode.BUSY, "the poster is still starting (waiting for the chain)",
+                          retry=True)
+        return self.core
+
+    def _miner(self, miner: int) -> int:
+        core = self._ready()
+        if miner == 0:
+            if len(core.miners) != 1:
+                raise Refused(ErrorCode.INVALID, f"this poster proves for "
+                              f"{', '.join(f'f0{m}' for m in core.miners) or 'no miner'}: name one")
+            return next(iter(core.miners))
+        if miner not in core.miners:
+            raise Refused("not_found", f"this poster does not prove for f0{miner}")
+        return miner
+
+    def _index(self, index: int) -> int:
+        n = self._ready().policy.period_deadlines
+        if not 0 <= index < n:
+            raise Refused(ErrorCode.INVALID, f"deadline index {index} out of range 0..{n - 1}")
+        return index
+
+    async def _rpc_info(self, req: Request) -> W.PosterInfo:
+        core = self._ready()
+        miners = []
+        for mid, m in sorted(core.miners.items()):
+            info = await self.chain.deadline(mid)
+            kept = self.store.outcomes(mid, limit=2 * core.policy.period_deadlines)
+            counts = {s: sum(o.status == s for o in kept)
+                      for s in ("proven", "missed", "unconfirmed", "empty")}
+            miners.append(W.MinerSummary(
+                actor_id=mid, worker=m.worker, seal_proof=m.seal_proof, current=info,
+                runners=[runner_view(r) for r in _runners_of(core, mid)], **counts))
+        return W.PosterInfo(node=self.cfg.name, network=self.network,
+                            head=core.head.epoch if core.head else -1, prover=self.prover.name,
+                            config=self.pcfg, miners=miners)
+
+    async def _rpc_deadlines(self, req: Request) -> W.PosterDeadlines:
+        mid = self._miner(req.body.miner)
+        core = self.core
+        current = await self.chain.deadline(mid)
+        last = {}
+        for o in reversed(self.store.outcomes(mid, limit=core.policy.period_deadlines)):
+            last[o.index] = o.status
+        rows = []
+        for i in range(core.policy.period_deadlines):
+            view = await self.chain.partitions(mid, i)
+            when = self._window(current, i)
+            r = core.runner_for(mid, i)
+            rows.append(W.DeadlineRow(
+                index=i, open=when.open, close=when.close, partitions=len(view.partitions),
+                sectors=sum(len(p.sectors) for p in view.partitions),
+                faults=sum(len(p.faults) for p in view.partitions),
+                recoveries=sum(len(p.recoveries) for p in view.partitions),
+                posted=view.posted if i == current.index else [],
+                runner=r.state if r else "", last=last.get(i, "")))
+        return W.PosterDeadlines(miner=mid, current=current, deadlines=rows)
+
+    def _window(self, current, index: int):
+        p = self.core.policy
+        return next_not_elapsed(deadline_info(p, current.period_start, index, current.current_epoch), p)
+
+    async def _rpc_deadline(self, req: Request) -> W.PosterDeadline:
+        mid, index = self._miner(req.body.miner), self._index(req.body.index)
+        current = await self.chain.deadline(mid)
+        when = self._window(current, index)
+        r = self.core.runner_for(mid, index)
+        outcomes = self.store.outcomes(mid, index, limit=4)
+        shown = r.dl.open if r else outcomes[0].open if outcomes else when.open
+        return W.PosterDeadline(miner=mid, info=when, chain=await self.chain.partitions(mid, index),
+                                runner=runner_view(r) if r else None, outcomes=outcomes,
+                                messages=self.store.messages(mid, shown))
+
+    async def _rpc_faults(self, req: Request) -> W.PosterFaults:
+        mid = self._miner(req.body.miner)
+        reasons: dict[int, str] = {}
+        for o in reversed(self.store.outcomes(mid, limit=2 * self.core.policy.period_deadlines)):
+            reasons.update((s.number, s.reason) for s in o.skipped)
+        skipped = []
+        for r in _runners_of(self.core, mid):
+            reasons.update(r.skip)
+            skipped += [SkippedSector(n, why) for n, why in sorted(r.skip.items())]
+        rows = []
+        for i in range(self.core.policy.period_deadlines):
+            for p in (await self.chain.partitions(mid, i)).partitions:
+                rec = set(p.recoveries)
+                rows += [W.FaultRow(deadline=i, partition=p.index, sector=n,
+                                    state="recovering" if n in rec else "faulty",
+                                    reason=reasons.get(n, "")) for n in p.faults]
+        return W.PosterFaults(miner=mid, faults=rows, skipped=skipped)
+
+    async def _rpc_check(self, req: Request) -> W.PosterCheckReport:
+        mid, index = self._miner(req.body.miner), self._index(req.body.index)
+        view = await self.chain.partitions(mid, index)
+        where = [(p, n) for p in view.partitions for n in p.sectors]
+        sectors = [await self._sector(mid, n) for _, n in where]
+        failed = await self.checker.check(self.core.miners[mid].seal_proof, sectors)
+        out = []
+        for p, n in where:
+            state = ("recovering" if n in p.recoveries else "faulty" if n in p.faults
+                     else "unproven" if n in p.unproven else "active")
+            out.append(W.SectorCheck(number=n, partition=p.index, state=state, ok=n not in failed,
+                                     reason=failed.get(n, "")))
+        return W.PosterCheckReport(miner=mid, index=index, sectors=out)
+
+
+def _states(view) -> list[PartitionState]:
+    return [PartitionState(index=p.index, sectors=list(p.sectors), faults=list(p.faults),
+                           recoveries=list(p.recoveries)) for p in view.partitions]
+
+
+def _runners_of(core: PosterCore, miner: int) -> list[Runner]:
+    return sorted((r for r in core.runners.values() if r.miner == miner), key=lambda r: r.dl.open)
+
+
+def _batch_view(b: Batch) -> W.BatchView:
+    return W.BatchView(index=b.index, partitions=list(b.partitions), state=b.state, attempt=b.attempt,
+                       msg_id=b.msg_id, messages=list(b.messages))
+
+
+def runner_view(r: Runner) -> W.RunnerView:
+    return W.RunnerView(
+        id=r.id, index=r.dl.index, open=r.dl.open, close=r.dl.close, challenge=r.dl.challenge,
+        state=r.state, randomness=r.randomness,
+        batches=[_batch_view(b) for _, b in sorted(r.batches.items())],
+        skipped=[SkippedSector(n, why) for n, why in sorted(r.skip.items())],
+        declarations=[W.DeclarationView(ref=d.ref, state=d.state, declarations=d.declarations,
+                                        messages=list(d.messages)) for d in r.decls.values()],
+        notes=list(r.notes))
+
