@@ -15,7 +15,7 @@ def main(log_level: str) -> None:
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
 
-from nodes.cli import bus, chain, keys, node, proofs, proving  # noqa: E402  (commands register on `main`)
+from nodes.cli import bus, chain, keys, node, proofs, proving  # noqa: E402  (they register)
 
 for group in (node, bus, chain, proofs, proving, keys):
     for command in group.COMMANDS:
