@@ -133,17 +133,20 @@ class Router:
         if target is None:
             self._error(conn, env, ErrorCode.NO_ROUTE, f"no live node of role {route[1:]!r}")
             return
-        tconn = self._conn_of(target)
+        tconn = target.encode() if self.allow is None else self._conn_of(target)
         if tconn is None:
             self._error(conn, env, ErrorCode.NO_ROUTE, f"no node {target!r} is connected")
             return
+        opened = None
         if env.reply:                         # answers a request: the caller's slot frees
             waiting = self._open.get(target)
             if waiting is not None and waiting.pop(env.id, None) is not None and not waiting:
                 del self._open[target]
         elif env.id:
             opened = self._open.get(peer.name)
-            if opened is not None and len(opened) >= self.cfg.hub_max_inflight_per_sender:
+            if opened is None:
+                opened = {}
+            elif len(opened) >= self.cfg.hub_max_inflight_per_sender:
                 self._error(conn, env, ErrorCode.BUSY, f"{peer.name} has {len(opened)} requests "
                             "open through the hub", retry=True)
                 return
@@ -155,8 +158,10 @@ class Router:
         except NoRoute:
             self._error(conn, env, ErrorCode.NO_ROUTE, f"no node {target!r} is connected")
             return
-        if env.id and not env.reply:
-            self._open.setdefault(peer.name, {})[env.id] = (target, now)
+        if opened is not None:
+            if not opened:
+                self._open[peer.name] = opened
+            opened[env.id] = (target, now)
         self.routed += 1
         if self.tap_on:
             self._tap(peer.name_b, target.encode(), env, env_frame)

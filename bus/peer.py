@@ -199,21 +199,6 @@ class Subscription:
                      buffers=bufs, gap=gap, reset=reset, to=to)
 
 
-class _Window:
-    """The last request ids taken from one caller."""
-    __slots__ = ("ids", "order")
-
-    def __init__(self):
-        self.ids: set[int] = set()
-        self.order: deque[int] = deque()
-
-    def add(self, rid: int, size: int) -> None:
-        self.ids.add(rid)
-        self.order.append(rid)
-        if len(self.order) > size:
-            self.ids.discard(self.order.popleft())
-
-
 class Peer:
     def __init__(self, *, name: str, role: str, cfg: BusConfig | None = None,
                  capabilities: dict[str, Any] | None = None, ctx=None, register: bool = True,
@@ -235,7 +220,8 @@ class Peer:
         # ids differ across restarts, so a caller's window never mistakes a new process's
         # requests for replays (and stay below 2^53: exact in JSON tools)
         self._ids = itertools.count(random.randrange(1, 1 << 52))
-        self._seen: OrderedDict[bytes, _Window] = OrderedDict()   # caller -> ids taken
+        # caller -> the request ids taken from it, oldest first (OrderedDicts: all in C)
+        self._seen: OrderedDict[bytes, OrderedDict[int, None]] = OrderedDict()
         self._running_from: dict[bytes, int] = {}                  # caller -> handlers running
         self._bad_input = RateLimitedLog(log)
         self._inflight_lot = trio.lowlevel.ParkingLot()
@@ -396,12 +382,12 @@ class Peer:
         if env.id:
             window = self._seen.get(frm)
             if window is None:
-                window = self._seen[frm] = _Window()
+                window = self._seen[frm] = OrderedDict()
                 if len(self._seen) > MAX_TRACKED_CALLERS:
                     self._seen.popitem(last=False)
             else:
                 self._seen.move_to_end(frm)
-                if env.id in window.ids:
+                if env.id in window:
                     self._answer_error(frm, env, ErrorCode.REPLAY,
                                        f"request {env.id} was already received; not run again")
                     return
@@ -415,7 +401,9 @@ class Peer:
                                f"{self.node_id} is serving {self._active_handlers} requests", retry=True)
             return
         if window is not None:
-            window.add(env.id, self.cfg.replay_window)
+            window[env.id] = None
+            if len(window) > self.cfg.replay_window:
+                window.popitem(last=False)
         req = Request(body=body, sender=frm.decode(errors="replace"), id=env.id, cause=env.cause,
                       buffers=frames[3:], role=role.decode(errors="replace"))
         self._active_handlers += 1
