@@ -57,12 +57,14 @@ class NoRoute(Exception):
 
 
 class _Conn:
-    """One connection as the hub stamps it: sender name and role, and the key (curve)."""
-    __slots__ = ("name", "name_b", "role", "role_b", "user")
+    """One connection as the hub stamps it: sender name and role, and the key (curve).
+    `unregistered_node`: a node's key that has not registered on this connection (yet,
+    or again after a hub restart): it may talk only to the hub until it does."""
+    __slots__ = ("name", "name_b", "role", "role_b", "user", "unregistered_node")
 
-    def __init__(self, name: str, role: str, user: str | None):
+    def __init__(self, name: str, role: str, user: str | None, unregistered_node: bool = False):
         self.name, self.name_b, self.role, self.role_b = name, name.encode(), role, role.encode()
-        self.user = user
+        self.user, self.unregistered_node = user, unregistered_node
 
 
 class Router:
@@ -116,6 +118,8 @@ class Router:
             return
         peer = self._conns.get(conn)
         if peer is None or peer.user != user:
+            if len(self._conns) >= MAX_CACHED_CONNECTIONS:
+                self._conns.clear()
             peer = self._identify(conn, user, env)
             if peer is None:
                 return
@@ -123,6 +127,10 @@ class Router:
         self.core.heard(peer.name, now)
         if to == HUB_B:
             self._hub_request(conn, peer, env, now)
+            return
+        if peer.unregistered_node:            # else its requests would carry a "~" name
+            self._error(conn, env, ErrorCode.NOT_REGISTERED, "a node's key must register "
+                        "before it sends to other nodes", retry=True)
             return
         try:
             route = to.decode()
@@ -174,7 +182,11 @@ class Router:
                 self._error(conn, env, ErrorCode.PERMISSION,
                             "this connection's key is not on the hub's allow-list (any more)")
                 return None
-            name = self._names.get(conn) or CLIENT_PREFIX + conn.hex()
+            name = self._names.get(conn)
+            if name is None:
+                peer = self._conns[conn] = _Conn(CLIENT_PREFIX + conn.hex(), role, user,
+                                                 unregistered_node=role not in (ADMIN, READER))
+                return peer
         else:
             try:
                 name = conn.decode()
@@ -183,8 +195,6 @@ class Router:
                 return None
             rec = self.core.nodes.get(name)
             role = rec.role if rec is not None else ADMIN
-        if len(self._conns) >= MAX_CACHED_CONNECTIONS:
-            self._conns.clear()
         peer = self._conns[conn] = _Conn(name, role, user)
         return peer
 

@@ -412,19 +412,23 @@ class Peer:
 
     def _on_reply(self, frm: bytes, env: Envelope, buffers: list) -> None:
         slot = self._pending.get(env.id)
-        if slot is None:
-            if frm == HUB_B and env.id == 0:
-                body = _decode_or_none(env)
-                if isinstance(body, Error) and body.code == ErrorCode.NOT_REGISTERED:
-                    self._need_register = True
-                elif isinstance(body, Error):
-                    self._bad_input.warning("hub", "hub refused a one-way message: %s: %s",
-                                            body.code, body.message)
+        from_hub = frm == HUB_B
+        if slot is None and not (from_hub and env.id == 0):
             return                                   # late reply to a call that gave up
         try:
-            slot.body = any_decoder().decode(env)
+            body = any_decoder().decode(env)
         except BadMessage as e:
-            slot.body = Error(code=e.code, message=f"undecodable reply: {e.message}")
+            body = Error(code=e.code, message=f"undecodable reply: {e.message}")
+        if from_hub and isinstance(body, Error):
+            if body.code == ErrorCode.NOT_REGISTERED:
+                if self.register:
+                    self._need_register = True       # the hub restarted and forgot us
+            elif slot is None:
+                self._bad_input.warning("hub", "hub refused a one-way message: %s: %s",
+                                        body.code, body.message)
+        if slot is None:
+            return
+        slot.body = body
         slot.buffers = buffers
         slot.done.set()
 

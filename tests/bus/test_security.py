@@ -18,9 +18,9 @@ from bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envel
 from bus.config import BusConfig
 from bus.hub import ZmqHub
 from bus.memory import MemoryHub
-from bus.peer import HandshakeRefused, Peer, open_link
+from bus.peer import CallTimeout, HandshakeRefused, Peer, open_link
 from bus.permissions import ADMIN, ANYONE, NODES
-from bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong
+from bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong, Register
 
 
 class SecAbortJob(Msg):
@@ -230,23 +230,20 @@ async def test_the_hub_stamps_the_sender_whatever_the_envelope_claims(cluster, n
     m = Manager(cluster.cfg("manager-1"))
     await start(nursery, m.peer)
     w1 = await start(nursery, Peer(name="w1", role="worker", cfg=cluster.cfg("w1")))
-    replies = []
-    got = trio.Event()
-
-    def on_rpc(batch):
-        replies.extend(batch)
-        got.set()
-    creds = keys.peer_credentials(cluster.cfg("w2"), "w2")
-    async with open_link(cluster.address, "w2", cluster.cfg("w2"), None, on_rpc, lambda b: None,
-                         creds) as link:
-        # a zmq identity and an envelope that both claim to be w1 / the manager
-        await link.send([b"manager-1", encode_envelope("w1", SecReportStatus(text="hi"), id=5)])
-        with trio.fail_after(10):
-            await got.wait()
-    frm, role, env, *_ = replies[0]
-    body = msgspec.msgpack.decode(decode_envelope(env).body, type=SecDone)
+    raw = RawLink(cluster.cfg("w2"), "w2", keys.peer_credentials(cluster.cfg("w2"), "w2"))
+    async with raw.open() as link:
+        # a node's key must register before it talks to other nodes
+        await link.send([b"manager-1", encode_envelope("w1", SecReportStatus(text="hi"), id=4)])
+        rid, err = await raw.next(msgspec.Raw)
+        err = msgspec.msgpack.decode(err)
+        assert (rid, err["code"], err["retry"]) == (4, ErrorCode.NOT_REGISTERED, True)
+        await link.send([b"hub", encode_envelope("w2", Register(role="worker", name="w2", session="s"), id=5)])
+        assert (await raw.next(msgspec.Raw))[0] == 5
+        # a zmq identity and an envelope that both claim to be w1
+        await link.send([b"manager-1", encode_envelope("w1", SecReportStatus(text="hi"), id=6)])
+        assert await raw.next(SecDone) == (6, SecDone(who="w2", role="worker"))
+        frm, role = raw.last[:2]
     assert (frm, role) == (b"manager-1", b"manager")
-    assert body.role == "worker" and body.who.startswith("~") and body.who != "w1"
     assert await w1.call("manager-1", SecReportStatus(text="me")) == SecDone(who="w1", role="worker")
 
 
@@ -296,12 +293,16 @@ def mem_cfg(**kw) -> BusConfig:
 
 
 class RawLink:
-    def __init__(self, cfg, name):
-        self.cfg, self.name, self.replies = cfg, name, []
+    """A bare link: sends any frames, keeps the replies; `next` decodes the oldest."""
+
+    def __init__(self, cfg, name, credentials=None):
+        self.cfg, self.name, self.replies, self.credentials = cfg, name, [], credentials
         self._got = trio.Event()
+        self.last = None
 
     def open(self):
-        return open_link(self.cfg.address, self.name, self.cfg, None, self._on_rpc, lambda b: None)
+        return open_link(self.cfg.address, self.name, self.cfg, None, self._on_rpc, lambda b: None,
+                         self.credentials)
 
     def _on_rpc(self, batch):
         self.replies.extend(batch)
@@ -312,8 +313,8 @@ class RawLink:
             while not self.replies:
                 self._got = trio.Event()
                 await self._got.wait()
-        frm, role, env, *_ = self.replies.pop(0)
-        env = decode_envelope(env)
+        self.last = self.replies.pop(0)
+        env = decode_envelope(self.last[2])
         return env.id, msgspec.msgpack.decode(env.body, type=kind)
 
 
@@ -436,3 +437,40 @@ async def test_a_hub_without_its_keys_says_what_to_do(tmp_path):
     with pytest.raises(keys.KeyFileError, match="no key pair in .*keys init"):
         await ZmqHub(BusConfig(address="tcp://127.0.0.1:*", security="curve",
                                key_dir=str(tmp_path / "nothing"))).run()
+
+
+async def test_with_keys_a_restarted_node_takes_its_name_back_and_a_new_hub_is_rejoined(
+        tmp_path, nursery, free_bus_address):
+    c = Cluster(tmp_path)
+    c.add("w1", "worker")
+    c.add("manager-1", "manager")
+    c.address = free_bus_address()
+    hub_cfg = BusConfig(address=c.address, key_dir=str(c.hub_dir), **c.kw)
+    m = Manager(c.cfg("manager-1"))
+    with trio.CancelScope() as first_hub:
+        async with trio.open_nursery() as hub_nursery:
+            await hub_nursery.start(ZmqHub(hub_cfg).run)
+            await start(nursery, m.peer)
+            with trio.CancelScope() as crash:          # w1 dies without a goodbye ...
+                async with trio.open_nursery() as n:
+                    old = await start(n, Peer(name="w1", role="worker", cfg=c.cfg("w1")))
+                    old.notify = _silent
+                    assert (await old.call("manager-1", SecReportStatus(text="1"))).who == "w1"
+                    crash.cancel()
+            w1 = await start(nursery, Peer(name="w1", role="worker", cfg=c.cfg("w1")))   # ... and is back
+            assert await w1.call("manager-1", SecReportStatus(text="2")) == SecDone(who="w1", role="worker")
+            first_hub.cancel()
+    await nursery.start(ZmqHub(hub_cfg).run)            # a new hub process: nothing remembered
+    with trio.fail_after(10):
+        while True:
+            try:
+                done = await w1.call("manager-1", SecReportStatus(text="3"), timeout=1)
+                break
+            except (RemoteError, CallTimeout):
+                await trio.sleep(0.1)                   # until both have registered again
+    assert done == SecDone(who="w1", role="worker")
+    assert w1.registrations >= 2 and m.peer.registrations >= 2
+
+
+async def _silent(*args, **kwargs):
+    pass
