@@ -532,10 +532,3 @@ class Peer:
             self._caps_dirty = False
             with trio.move_on_after(hb):
                 await self.notify(HUB, Heartbeat(capabilities=caps))
-
-
-def _decode_or_none(env: Envelope) -> Msg | None:
-    try:
-        return any_decoder().decode(env)
-    except BadMessage:
-        return None
