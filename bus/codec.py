@@ -1,8 +1,9 @@
 """The wire format: an envelope plus a tagged-union message body.
 
-A bus message is a list of frames. RPC frames between a node and the hub are
-`[route, envelope, *buffers]` (route = the target on the way in, the stamped sender
-on the way out); event frames are `[topic, envelope, *buffers]`. The envelope is a
+A bus message is a list of frames. RPC frames from a node to the hub are
+`[route, envelope, *buffers]` (route = the target); from the hub to a node they are
+`[sender, role, envelope, *buffers]`, sender and role stamped by the hub (a node cannot
+write them: see bus.permissions). Event frames are `[topic, envelope, *buffers]`. The envelope is a
 small array-like struct whose `body` stays raw msgpack until a channel decodes it with
 its own union of message kinds: routing needs no body decoding, and a bad body can
 still be answered with an error that names the request id. Large binary payloads
@@ -57,7 +58,8 @@ class ErrorCode:
     BUSY = "busy"                    # peer's queue full; back off and retry
     NOT_REGISTERED = "not_registered"
     HANDLER = "handler"              # the handler raised
-    PERMISSION = "permission"
+    PERMISSION = "permission"        # the caller's role may not send this kind (or register so)
+    REPLAY = "replay"                # a request id this node has already seen from this caller
 
 
 class BusError(Exception):
@@ -96,10 +98,14 @@ def encode_envelope(sender: str, msg: Msg | msgspec.Raw, *, id: int = 0, reply: 
                                 time.time() if ts is None else ts))
 
 
+# msgspec raises UnicodeDecodeError itself for a str that is not utf-8 (found by fuzzing)
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+
+
 def decode_envelope(frame: bytes) -> Envelope:
     try:
         return _env_dec.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except _DECODE_ERRORS as e:
         raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}") from None
 
 
@@ -121,7 +127,7 @@ class BodyDecoder:
             if kind is not None and kind not in self._tags:
                 raise BadMessage(ErrorCode.UNKNOWN_KIND, f"unknown message kind {kind!r}", env) from None
             raise BadMessage(ErrorCode.INVALID, f"invalid {kind or 'message'}: {e}", env) from None
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
             raise BadMessage(ErrorCode.BAD_FRAMES, f"body is not msgpack: {e}", env) from None
 
 
@@ -136,7 +142,7 @@ def peek_kind(body: bytes | msgspec.Raw) -> str | None:
     """The `kind` of a raw body without decoding the rest (for logs, taps, metrics)."""
     try:
         return _kind_dec.decode(body).kind or None
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _DECODE_ERRORS:
         return None
 
 
@@ -144,7 +150,7 @@ def to_plain(body: bytes | msgspec.Raw) -> Any:
     """A raw body as plain Python data, for display (tail, logs)."""
     try:
         return msgspec.msgpack.decode(body)
-    except msgspec.DecodeError:
+    except _DECODE_ERRORS:
         return repr(bytes(body))
 
 

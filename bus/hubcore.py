@@ -8,7 +8,7 @@ routes and liveness.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from bus.codec import Error, ErrorCode, Msg
 from bus.protocol import (ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes,
@@ -38,6 +38,7 @@ class NodeRecord:
     last_heard: float
     since: float
     state: str = "up"
+    user: str | None = None      # the key that registered it (curve security), else None
 
     def info(self) -> NodeInfo:
         return NodeInfo(node_id=self.node_id, role=self.role, state=self.state,
@@ -71,11 +72,14 @@ class HubCore:
         return live[i].node_id
 
     # -- requests addressed to the hub --------------------------------------------
-    def request(self, sender: str, msg: Msg, now: float) -> tuple[Msg | None, list[Event]]:
-        """Handle a message sent to the hub. Returns (reply or None, events)."""
+    def request(self, sender: str, msg: Msg, now: float,
+                user: str | None = None) -> tuple[Msg | None, list[Event]]:
+        """Handle a message sent to the hub. Returns (reply or None, events). `user` is
+        the caller's authenticated key (curve security): a name registered with one key
+        cannot be registered with another while the hub remembers it."""
         s = self.settings
         if isinstance(msg, Register):
-            return self._register(sender, msg, now)
+            return self._register(sender, msg, now, user)
         if isinstance(msg, Heartbeat):
             rec = self.nodes.get(sender)
             if rec is None:
@@ -103,19 +107,23 @@ class HubCore:
         return Error(code=ErrorCode.UNKNOWN_KIND,
                      message=f"the hub does not handle {type(msg).__name__}"), []
 
-    def _register(self, sender: str, msg: Register, now: float) -> tuple[Msg, list[Event]]:
+    def _register(self, sender: str, msg: Register, now: float,
+                  user: str | None) -> tuple[Msg, list[Event]]:
         s = self.settings
         if msg.name != sender:
             return Error(code=ErrorCode.INVALID,
                          message=f"name {msg.name!r} differs from the connection's identity {sender!r}"), []
         events: list[Event] = []
         old = self.nodes.get(sender)
+        if old is not None and old.user != user:
+            return Error(code=ErrorCode.PERMISSION,
+                         message=f"node name {sender!r} is registered with another key"), []
         if old is not None and old.state == "up" and old.session != msg.session:
             events.append(("node.down", NodeDown(node_id=sender, role=old.role, reason="restarted")))
         if old is None or old.session != msg.session or old.state != "up":
             rec = NodeRecord(node_id=sender, role=msg.role, session=msg.session,
                              capabilities=msg.capabilities, pid=msg.pid, host=msg.host,
-                             last_heard=now, since=now)
+                             last_heard=now, since=now, user=user)
             self.nodes[sender] = rec
             events.append(("node.up", NodeUp(node=rec.info())))
         else:                              # the same process registering again: refresh
@@ -123,6 +131,17 @@ class HubCore:
         reply = Registered(node_id=sender, events_in=s.events_in, events_out=s.events_out,
                            heartbeat_s=s.heartbeat_s, liveness=s.liveness)
         return reply, events
+
+    def revoke(self, allowed: Callable[[str], bool], now: float) -> list[Event]:
+        """Forget the nodes whose key is no longer allowed (a node that was up goes down
+        with reason "revoked"); their names are free for other keys again."""
+        events: list[Event] = []
+        for rec in [r for r in self.nodes.values() if r.user is not None and not allowed(r.user)]:
+            if rec.state == "up":
+                events.append(("node.down", NodeDown(node_id=rec.node_id, role=rec.role,
+                                                     reason="revoked")))
+            del self.nodes[rec.node_id]
+        return events
 
     # -- time -------------------------------------------------------------------
     def tick(self, now: float) -> tuple[list[str], list[Event]]:

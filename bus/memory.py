@@ -28,7 +28,7 @@ class MemoryHub(Router):
         link = self.links.get(identity)
         if link is None:
             raise NoRoute()
-        link.on_rpc([frames[1:]])                      # the DEALER sees [from, envelope, ...]
+        link.on_rpc([frames[1:]])              # the DEALER sees [from, role, envelope, ...]
 
     def emit(self, frames: list) -> None:
         topic = frames[0]
@@ -61,7 +61,8 @@ class MemoryHub(Router):
 
 class MemoryLink:
     def __init__(self, address: str, identity: str, cfg: BusConfig, ctx,
-                 on_rpc: Callable[[list], None], on_events: Callable[[list], None]):
+                 on_rpc: Callable[[list], None], on_events: Callable[[list], None],
+                 credentials=None):
         self.address, self.identity, self.cfg = address, identity, cfg
         self.on_rpc, self.on_events = on_rpc, on_events
         self.prefixes: dict[bytes, int] = {}
@@ -89,7 +90,7 @@ class MemoryLink:
         hub.route([self.identity.encode(), *frames])
         await trio.lowlevel.checkpoint()
 
-    async def connect_events(self, events_in: str, events_out: str) -> None:
+    async def connect_events(self, events_in: str, events_out: str, publish: bool = True) -> None:
         await self._current_hub()
 
     async def publish(self, frames: list) -> None:

@@ -10,34 +10,52 @@ publish/subscribe with per-publisher sequence numbers.
         async for event in sub: ...
 
 The transport is picked by the address: tcp/ipc/inproc over ZeroMQ, mem:// in memory.
+
+Serving is guarded (see bus.permissions for the roles): a request whose caller's role
+(stamped by the hub) may not send its kind is refused with `permission`; a request id
+this node already took from the same caller is refused with `replay` and does nothing
+twice (the last `replay_window` ids per caller are kept); a caller with
+`max_inflight_per_sender` requests already running here gets `busy`. Bad input is
+answered with a typed error and logged at most once per sender per interval.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import random
 import socket
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import trio
 
+from bus import keys
 from bus.address import reachable, split
 from bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
                        RemoteError, any_decoder, decode_envelope, encode_envelope)
 from bus.config import BusConfig
-from bus.hub import HUB_B, TAP_PREFIX
-from bus.zsock import YIELD_EVERY
+from bus.hub import CLIENT_PREFIX, HUB_B, TAP_PREFIX
+from bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Rule, compile_rule,
+                             compile_table, describe)
 from bus.protocol import HUB, Goodbye, Heartbeat, HubInfo, Ping, Pong, Register, Registered
+from bus.ratelog import RateLimitedLog
+from bus.zsock import YIELD_EVERY
 
 log = logging.getLogger("zqnode.bus.peer")
+
+MAX_TRACKED_CALLERS = 1024       # replay windows kept (least recently heard dropped first)
 
 
 class CallTimeout(BusError, TimeoutError):
     pass
+
+
+class HandshakeRefused(CallTimeout):
+    """The hub refused this node's curve handshake (key not allowed, or wrong hub key)."""
 
 
 class Refused(BusError):
@@ -55,6 +73,7 @@ class Request:
     id: int
     cause: str
     buffers: list
+    role: str = ""               # the sender's role, stamped by the hub (bus.permissions)
 
 
 @dataclass
@@ -78,9 +97,10 @@ Handler = Callable[[Request], Awaitable[Msg | tuple[Msg, list] | None]]
 
 
 @asynccontextmanager
-async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on_events):
+async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on_events,
+                    credentials: keys.Credentials | None = None):
     """The transport the address names, calling `on_rpc(batch)` / `on_events(batch)`
-    with what arrives, closed on exit."""
+    with what arrives, closed on exit. `credentials`: curve keys (bus.keys)."""
     if split(address)[0] == "mem":
         from bus.memory import MemoryLink
         link = MemoryLink(address, identity, cfg, ctx, on_rpc, on_events)
@@ -90,7 +110,7 @@ async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on
             link.close()
         return
     from bus.zlink import open_zmq_link
-    async with open_zmq_link(address, identity, cfg, ctx, on_rpc, on_events) as link:
+    async with open_zmq_link(address, identity, cfg, ctx, on_rpc, on_events, credentials) as link:
         yield link
 
 
@@ -163,7 +183,7 @@ class Subscription:
                 sender, bufs = env.sender, frames[2:]
             body = self._decoder.decode(env) if self._decoder is not None else None
         except (BadMessage, IndexError, UnicodeDecodeError) as e:
-            log.warning("undecodable event on %r: %s", topic, e)
+            self._peer._bad_input.warning(("event", topic), "undecodable event on %r: %s", topic, e)
             return None
         gap, reset = 0, False
         if env.seq:
@@ -181,9 +201,10 @@ class Subscription:
 
 class Peer:
     def __init__(self, *, name: str, role: str, cfg: BusConfig | None = None,
-                 capabilities: dict[str, Any] | None = None, ctx=None, register: bool = True):
-        if not name or name == HUB or name.startswith("@"):
-            raise ValueError(f"bad node name {name!r}: not empty, not 'hub', no leading '@'")
+                 capabilities: dict[str, Any] | None = None, ctx=None, register: bool = True,
+                 permissions: Mapping[type[Msg], Rule] | None = None):
+        if not name or name == HUB or name[0] in ("@", CLIENT_PREFIX):
+            raise ValueError(f"bad node name {name!r}: not empty, not 'hub', no leading '@' or '~'")
         self.node_id, self.role = name, role
         self.register = register       # False: a client (tail, ping) that is not a node
         self.cfg = cfg or BusConfig()
@@ -192,9 +213,17 @@ class Peer:
         self.capabilities = capabilities or {}
         self._caps_dirty = False
         self._handlers: dict[type[Msg], Handler] = {Ping: self._pong}
+        self._rules: dict[type[Msg], object] = {Ping: compile_rule(ANYONE)}
+        self._rules.update(compile_table(permissions))
         self._req_decoder: BodyDecoder | None = None
         self._pending: dict[int, _Pending] = {}
-        self._ids = itertools.count(1)
+        # ids differ across restarts, so a caller's window never mistakes a new process's
+        # requests for replays (and stay below 2^53: exact in JSON tools)
+        self._ids = itertools.count(random.randrange(1, 1 << 52))
+        # caller -> the request ids taken from it, oldest first (OrderedDicts: all in C)
+        self._seen: OrderedDict[bytes, OrderedDict[int, None]] = OrderedDict()
+        self._running_from: dict[bytes, int] = {}                  # caller -> handlers running
+        self._bad_input = RateLimitedLog(log)
         self._inflight_lot = trio.lowlevel.ParkingLot()
         self._active_handlers = 0
         self._pub_seq: dict[str, int] = {}
@@ -206,11 +235,20 @@ class Peer:
         self._nursery: trio.Nursery | None = None
 
     # -- set-up -----------------------------------------------------------------
-    def on(self, kind: type[Msg], handler: Handler) -> None:
-        """Serve requests of `kind`. Register handlers before `run`."""
+    def on(self, kind: type[Msg], handler: Handler, *, allow: Rule | None = None) -> None:
+        """Serve requests of `kind`. Register handlers before `run`. `allow`: who may
+        send it (bus.permissions; default: what the permission table says, else NODES)."""
         if self._req_decoder is not None:
             raise RuntimeError("register handlers before the peer runs")
         self._handlers[kind] = handler
+        if allow is not None:
+            self._rules[kind] = compile_rule(allow)
+
+    def allow(self, table: Mapping[type[Msg], Rule]) -> None:
+        """Declare who may send which kinds (bus.permissions); kinds not listed: NODES."""
+        if self._req_decoder is not None:
+            raise RuntimeError("declare permissions before the peer runs")
+        self._rules.update(compile_table(table))
 
     def update_capabilities(self, capabilities: dict[str, Any]) -> None:
         """Sent to the hub with the next heartbeat (e.g. fresh resource figures)."""
@@ -218,11 +256,13 @@ class Peer:
         self._caps_dirty = True
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        # KeyFileError (an OSError) before connecting when curve keys are missing
+        creds = keys.peer_credentials(self.cfg, self.node_id if self.register else "client")
         self._req_decoder = BodyDecoder(self._handlers)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             async with open_link(self.cfg.address, self.node_id, self.cfg, self.ctx,
-                                 self._on_rpc_batch, self._on_events_batch) as link:
+                                 self._on_rpc_batch, self._on_events_batch, creds) as link:
                 self.link = link
                 if not self.register:
                     await self._connect_as_client()
@@ -311,17 +351,18 @@ class Peer:
             self._on_rpc(frames)
 
     def _on_rpc(self, frames: list) -> None:
-        if len(frames) < 2:
-            log.warning("dropped a message of %d frames", len(frames))
+        # [sender, role, envelope, *buffers]: sender and role stamped by the hub
+        if len(frames) < 3:
+            self._bad_input.warning("frames", "dropped a message of %d frames", len(frames))
             return
-        frm = frames[0]
+        frm, role = frames[0], frames[1]
         try:
-            env = decode_envelope(frames[1])
+            env = decode_envelope(frames[2])
         except BadMessage as e:
             self._answer_error(frm, None, e.code, e.message)
             return
         if env.reply:
-            self._on_reply(frm, env, frames[2:])
+            self._on_reply(frm, env, frames[3:])
             return
         if frm == HUB_B:
             return                                   # the hub's heartbeat: liveness only
@@ -330,29 +371,64 @@ class Peer:
         except BadMessage as e:
             self._answer_error(frm, env, e.code, e.message)
             return
+        rule = self._rules.get(type(body), NODES_RULE)
+        if rule is not ANY_RULE and role != ADMIN_B and (
+                (role == READER_B or not role) if rule is NODES_RULE else role not in rule):
+            self._answer_error(frm, env, ErrorCode.PERMISSION,
+                               f"role {role.decode(errors='replace')!r} may not send "
+                               f"{type(body).__name__} to {self.node_id} (allowed: {describe(rule)})")
+            return
+        window = None
+        if env.id:
+            window = self._seen.get(frm)
+            if window is None:
+                window = self._seen[frm] = OrderedDict()
+                if len(self._seen) > MAX_TRACKED_CALLERS:
+                    self._seen.popitem(last=False)
+            else:
+                self._seen.move_to_end(frm)
+                if env.id in window:
+                    self._answer_error(frm, env, ErrorCode.REPLAY,
+                                       f"request {env.id} was already received; not run again")
+                    return
+        running = self._running_from.get(frm, 0)
+        if running >= self.cfg.max_inflight_per_sender:
+            self._answer_error(frm, env, ErrorCode.BUSY, f"{self.node_id} is already serving "
+                               f"{running} requests from this sender", retry=True)
+            return
         if self._active_handlers >= self.cfg.max_concurrent_handlers:
             self._answer_error(frm, env, ErrorCode.BUSY,
                                f"{self.node_id} is serving {self._active_handlers} requests", retry=True)
             return
+        if window is not None:
+            window[env.id] = None
+            if len(window) > self.cfg.replay_window:
+                window.popitem(last=False)
         req = Request(body=body, sender=frm.decode(errors="replace"), id=env.id, cause=env.cause,
-                      buffers=frames[2:])
+                      buffers=frames[3:], role=role.decode(errors="replace"))
         self._active_handlers += 1
+        self._running_from[frm] = running + 1
         self._nursery.start_soon(self._serve, frm, req)
 
     def _on_reply(self, frm: bytes, env: Envelope, buffers: list) -> None:
         slot = self._pending.get(env.id)
-        if slot is None:
-            if frm == HUB_B and env.id == 0:
-                body = _decode_or_none(env)
-                if isinstance(body, Error) and body.code == ErrorCode.NOT_REGISTERED:
-                    self._need_register = True
-                elif isinstance(body, Error):
-                    log.warning("hub refused a one-way message: %s: %s", body.code, body.message)
+        from_hub = frm == HUB_B
+        if slot is None and not (from_hub and env.id == 0):
             return                                   # late reply to a call that gave up
         try:
-            slot.body = any_decoder().decode(env)
+            body = any_decoder().decode(env)
         except BadMessage as e:
-            slot.body = Error(code=e.code, message=f"undecodable reply: {e.message}")
+            body = Error(code=e.code, message=f"undecodable reply: {e.message}")
+        if from_hub and isinstance(body, Error):
+            if body.code == ErrorCode.NOT_REGISTERED:
+                if self.register:
+                    self._need_register = True       # the hub restarted and forgot us
+            elif slot is None:
+                self._bad_input.warning("hub", "hub refused a one-way message: %s: %s",
+                                        body.code, body.message)
+        if slot is None:
+            return
+        slot.body = body
         slot.buffers = buffers
         slot.done.set()
 
@@ -366,6 +442,9 @@ class Peer:
             out = Error(code=ErrorCode.HANDLER, message=f"{type(e).__name__}: {e}")
         finally:
             self._active_handlers -= 1
+            n = self._running_from.pop(frm) - 1
+            if n:
+                self._running_from[frm] = n
         if req.id == 0 or out is None:
             return                                   # one-way: nobody waits for an answer
         body, bufs = out if isinstance(out, tuple) else (out, [])
@@ -377,7 +456,7 @@ class Peer:
 
     def _answer_error(self, frm: bytes, env: Envelope | None, code: str, message: str,
                       retry: bool = False) -> None:
-        log.warning("refused a message from %r: %s: %s", frm, code, message)
+        self._bad_input.warning(frm, "refused a message from %r: %s: %s", frm, code, message)
         if env is not None and (env.reply or env.id == 0):
             return
         data = [frm, encode_envelope(self.node_id, Error(code=code, message=message, retry=retry),
@@ -407,6 +486,9 @@ class Peer:
                     timeout=wait)
                 break
             except CallTimeout:
+                failure = getattr(self.link, "auth_failure", None)
+                if failure and self.registrations == 0:
+                    raise HandshakeRefused(failure) from None   # fix the keys, then start again
                 log.info("hub at %s not answering; retrying in %.2gs", self.cfg.address, delay)
             except RemoteError as e:
                 if not e.retry:
@@ -426,9 +508,12 @@ class Peer:
         try:
             info = await self.call(HUB, HubInfo(), timeout=max(self.cfg.heartbeat_s * self.cfg.liveness, 1.0))
         except CallTimeout:
+            failure = getattr(self.link, "auth_failure", None)
+            if failure:
+                raise HandshakeRefused(failure) from None
             raise CallTimeout(f"no hub answers at {self.cfg.address}") from None
         await self.link.connect_events(reachable(info.events_in, self.cfg.address),
-                                       reachable(info.events_out, self.cfg.address))
+                                       reachable(info.events_out, self.cfg.address), publish=False)
 
     async def _liveness_loop(self) -> None:
         hb, liveness = self.cfg.heartbeat_s, self.cfg.liveness
@@ -447,10 +532,3 @@ class Peer:
             self._caps_dirty = False
             with trio.move_on_after(hb):
                 await self.notify(HUB, Heartbeat(capabilities=caps))
-
-
-def _decode_or_none(env: Envelope) -> Msg | None:
-    try:
-        return any_decoder().decode(env)
-    except BadMessage:
-        return None

@@ -82,7 +82,8 @@ class NodeUp(Msg):
 
 
 class NodeDown(Msg):
-    """Event `node.down`: a node went silent, left, or restarted (then a node.up follows)."""
+    """Event `node.down`: a node went silent, left, restarted (then a node.up follows), or
+    its key was taken off the allow-list."""
     node_id: str
     role: str
-    reason: str                  # "silent" | "left" | "restarted"
+    reason: str                  # "silent" | "left" | "restarted" | "revoked"

@@ -17,6 +17,8 @@ zmq high-water marks instead of growing memory.
 
 Where handling a message is synchronous (routing, matching a reply to its call), pass
 `on_batch`: the owner calls it with each drained batch, saving a task switch per hop.
+With `user_id=True` each message comes as `(user_id, frames)`: the ZAP User-Id libzmq
+attached to its connection ("" when there is none), which is how the hub knows who sent it.
 Each scheduler pass costs more than a message, so a sender yields once every
 `YIELD_EVERY` sends rather than on each (it still parks at once when the queue is full).
 """
@@ -46,8 +48,10 @@ class ZSocket:
     the owner task, closes on exit) or start `zs.run` in a nursery yourself."""
 
     def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = 512,
-                 copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None):
+                 copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None,
+                 user_id: bool = False):
         self.sock = sock
+        self._recv_one = self._recv_with_user if user_id else self._recv
         self._on_batch = on_batch
         self._sends = 0
         self._receives = sock.type not in (zmq.PUB, zmq.PUSH)
@@ -93,21 +97,35 @@ class ZSocket:
             parts.append(f.bytes if copy else f)
         return parts
 
+    def _recv_with_user(self) -> tuple[str, Frames]:
+        recv, copy = self.sock.recv, self._copy
+        f = recv(_NOBLOCK, copy=False)
+        try:
+            user = f.get("User-Id")
+        except zmq.ZMQError:              # no ZAP user on this connection
+            user = ""
+        parts = [f.bytes if copy else f]
+        while f.more:
+            f = recv(_NOBLOCK, copy=False)
+            parts.append(f.bytes if copy else f)
+        return user, parts
+
     def _drain(self) -> None:
         if self._on_batch is not None:
-            batch = []
+            batch, recv = [], self._recv_one
             for _ in range(self._batch):
                 try:
-                    batch.append(self._recv())
+                    batch.append(recv())
                 except zmq.Again:
                     break
             if batch:
                 self._on_batch(batch)
             return
         inbox = self._inbox
+        recv = self._recv_one
         for _ in range(min(self._batch, self._inbox_limit - len(inbox))):
             try:
-                inbox.append(self._recv())
+                inbox.append(recv())
             except zmq.Again:
                 break
         if inbox and self._readers:

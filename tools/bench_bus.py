@@ -5,7 +5,10 @@ is its own process. Baseline: blocking DEALERs and a minimal blocking ROUTER rel
 Events: publisher -> hub -> subscriber, ~100-byte events; the hub forwards with
 libzmq's proxy in both cases, so the difference is the peers' side.
 
-    python tools/bench_bus.py [--json] [--calls 3000] [--events 200000]
+    python tools/bench_bus.py [--json] [--calls 3000] [--events 200000] [--security none|curve]
+
+--security curve runs both sides with CurveZMQ (our hub with its ZAP allow-list, the
+baseline with plain curve sockets); none (the default) compares unencrypted sockets.
 """
 from __future__ import annotations
 
@@ -20,6 +23,27 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 PAYLOAD = b"x" * 64          # with topic and envelope, ~100 bytes on the wire
+NAMES = ("server", "client", "publisher", "subscriber")
+
+
+def _keys() -> str | None:
+    """The key directory of a curve run (inherited by spawned processes), else None."""
+    return os.environ.get("BENCH_BUS_KEYS") or None
+
+
+def _curve(sock, role: str) -> None:
+    """Baseline sockets: plain CurveZMQ with the same keys, no ZAP."""
+    base = _keys()
+    if base is None:
+        return
+    from bus import keys
+    hub_pub, hub_sec = keys.read_key_pair(os.path.join(base, "hub"))
+    if role == "server":
+        sock.curve_server = True
+        sock.curve_secretkey = hub_sec
+    else:
+        pub, sec = keys.read_key_pair(os.path.join(base, "server"))
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = hub_pub, pub, sec
 
 
 def _port() -> int:
@@ -35,6 +59,7 @@ def base_relay(addr: str) -> None:
     ctx = zmq.Context()
     r = ctx.socket(zmq.ROUTER)
     r.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    _curve(r, "server")
     r.bind(addr)
     while True:
         frm, to, *rest = r.recv_multipart()
@@ -49,6 +74,7 @@ def base_server(addr: str) -> None:
     ctx = zmq.Context()
     d = ctx.socket(zmq.DEALER)
     d.setsockopt(zmq.IDENTITY, b"server")
+    _curve(d, "client")
     d.connect(addr)
     while True:
         frm, payload = d.recv_multipart()
@@ -61,6 +87,7 @@ def base_rpc(addr: str, calls: int) -> list[float]:
     d = ctx.socket(zmq.DEALER)
     d.setsockopt(zmq.IDENTITY, b"client")
     d.setsockopt(zmq.RCVTIMEO, 200)
+    _curve(d, "client")
     d.connect(addr)
     while True:                       # until the server is connected through the relay
         d.send_multipart([b"server", PAYLOAD])
@@ -84,6 +111,8 @@ def base_proxy(addr_in: str, addr_out: str) -> None:
     import zmq
     ctx = zmq.Context()
     xs, xp = ctx.socket(zmq.XSUB), ctx.socket(zmq.XPUB)
+    _curve(xs, "server")
+    _curve(xp, "server")
     xs.bind(addr_in)
     xp.bind(addr_out)
     zmq.proxy(xs, xp)
@@ -93,6 +122,7 @@ def base_publisher(addr_in: str, n: int) -> None:
     import zmq
     ctx = zmq.Context()
     p = ctx.socket(zmq.PUB)
+    _curve(p, "client")
     p.connect(addr_in)
     time.sleep(0.5)
     for i in range(n):
@@ -106,6 +136,7 @@ def base_subscribe(addr_out: str, addr_in: str, n: int) -> tuple[int, float]:
     s = ctx.socket(zmq.SUB)
     s.setsockopt(zmq.SUBSCRIBE, b"bench.")
     s.setsockopt(zmq.RCVTIMEO, 2000)
+    _curve(s, "client")
     s.connect(addr_out)
     time.sleep(0.3)
     pub = mp.get_context("spawn").Process(target=base_publisher, args=(addr_in, n), daemon=True)
@@ -124,9 +155,12 @@ def base_subscribe(addr_out: str, addr_in: str, n: int) -> tuple[int, float]:
 
 
 # -- zqnode ---------------------------------------------------------------------------
-def _cfg(addr):
+def _cfg(addr, name="hub"):
     from bus.config import BusConfig
-    return BusConfig(address=addr)
+    base = _keys()
+    if base is None:
+        return BusConfig(address=addr, security="none")
+    return BusConfig(address=addr, security="curve", key_dir=os.path.join(base, name))
 
 
 def our_hub(addr: str) -> None:
@@ -140,7 +174,7 @@ def our_server(addr: str) -> None:
     from bus.peer import Peer
 
     async def main():
-        peer = Peer(name="server", role="bench", cfg=_cfg(addr))
+        peer = Peer(name="server", role="bench", cfg=_cfg(addr, "server"))
         await peer.run()
     trio.run(main)
 
@@ -152,7 +186,7 @@ def our_rpc(addr: str, calls: int) -> list[float]:
 
     async def main():
         out = []
-        peer = Peer(name="client", role="bench", cfg=_cfg(addr))
+        peer = Peer(name="client", role="bench", cfg=_cfg(addr, "client"))
         async with trio.open_nursery() as n:
             await n.start(peer.run)
             for i in range(calls + 200):
@@ -174,7 +208,7 @@ def our_publisher(addr: str, n: int) -> None:
         data: bytes
 
     async def main():
-        peer = Peer(name="publisher", role="bench", cfg=_cfg(addr))
+        peer = Peer(name="publisher", role="bench", cfg=_cfg(addr, "publisher"))
         async with trio.open_nursery() as nursery:
             await nursery.start(peer.run)
             await trio.sleep(0.5)
@@ -190,7 +224,7 @@ def our_subscribe(addr: str, n: int) -> tuple[int, float]:
     from bus.peer import Peer
 
     async def main():
-        peer = Peer(name="subscriber", role="bench", cfg=_cfg(addr))
+        peer = Peer(name="subscriber", role="bench", cfg=_cfg(addr, "subscriber"))
         got, t0, t1 = 0, None, None
         async with trio.open_nursery() as nursery:
             await nursery.start(peer.run)
@@ -279,8 +313,17 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--security", choices=("none", "curve"), default="none")
     a = ap.parse_args()
+    if a.security == "curve":
+        import tempfile
+        from bus import keys
+        base = tempfile.mkdtemp(prefix="bench-bus-keys-")
+        keys.provision(os.path.join(base, "hub"),
+                       [(os.path.join(base, n), "bench", n) for n in NAMES])
+        os.environ["BENCH_BUS_KEYS"] = base
     res = measure(a.calls, a.events)
+    res["security"] = a.security
     if a.json:
         print(json.dumps(res))
         return

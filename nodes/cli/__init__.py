@@ -15,8 +15,9 @@ def main(log_level: str) -> None:
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
 
 
-from nodes.cli import bus, chain, node, proofs, proving, sealing, sectors, worker  # noqa: E402  (commands register on `main`)
+from nodes.cli import (bus, chain, keys, node, proofs, proving, sealing,  # noqa: E402
+                       sectors, worker)  # (each module's COMMANDS register on `main`)
 
-for group in (node, bus, chain, proofs, proving, sealing, sectors, worker):
+for group in (node, bus, keys, chain, proofs, proving, sealing, sectors, worker):
     for command in group.COMMANDS:
         main.add_command(command)

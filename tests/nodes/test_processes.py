@@ -15,6 +15,12 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def no_keys(monkeypatch):
+    """These processes talk over tcp without keys (test_security_processes.py has keys)."""
+    monkeypatch.setenv("ZQNODE_BUS_SECURITY", "none")
+
+
 class Proc:
     """A `zqnode ...` process whose stdout lines arrive on a queue."""
 
