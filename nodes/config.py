@@ -3,6 +3,7 @@ with command-line options on top. A wrong key or value fails at start, naming th
 file and the key."""
 from __future__ import annotations
 
+import os
 import pathlib
 import socket
 import tomllib
@@ -39,6 +40,8 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             self.name = f"{self.role}-{socket.gethostname()}"
         if not self.repo:
             self.repo = str(pathlib.Path("~/.zqnode").expanduser() / self.name)
+        if not self.bus.key_dir and not os.environ.get("ZQNODE_KEY_DIR"):
+            self.bus.key_dir = self.repo       # a node's keys live in its repo
 
 
 def load(path: str | None, **overrides) -> NodeConfig:

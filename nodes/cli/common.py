@@ -45,7 +45,7 @@ def with_client(bus: str, fn: Callable[[Peer], Awaitable[T]], *, timeout: float 
         leaf = unwrap(e)
         if isinstance(leaf, click.ClickException):
             raise leaf from None
-        if isinstance(leaf, (CallTimeout, RemoteError)):
+        if isinstance(leaf, (CallTimeout, RemoteError, OSError)):   # OSError: keys missing
             raise click.ClickException(str(leaf)) from None
         raise
 

@@ -12,9 +12,9 @@ import pathlib
 import time
 from typing import Callable
 
-import msgspec
 import trio
 
+from bus import keys
 from bus.config import BusConfig
 from bus.hub import ZmqHub
 from nodes.chain.config import ChainConfig
@@ -97,9 +97,22 @@ class Devnet:
             path.write_text(json.dumps({"sector_size": size}) + "\n")
         return size
 
+    NODES = ("chain", "manager", "scheduler", "poster")
+
     def node_config(self, role: str, name: str, **sections) -> NodeConfig:
-        return NodeConfig(role=role, name=name, repo=str(self.base / name.removeprefix("devnet-")),
-                          bus=BusConfig(address=self.address), **sections)
+        repo = self.base / name.removeprefix("devnet-")
+        return NodeConfig(role=role, name=name, repo=str(repo), **sections,
+                          bus=BusConfig(address=self.address, key_dir=str(repo)))
+
+    def provision_keys(self) -> pathlib.Path:
+        """Curve keys for every node (kept across runs), the hub's allow-list naming each,
+        and this machine's client key as admin, so `zqnode ... --bus` works from another
+        terminal. Returns the client's key directory."""
+        client = keys.key_dir(BusConfig(), "client")
+        nodes = [(str(self.base / n), n, f"devnet-{n}") for n in self.NODES]
+        nodes += [(repo, "worker", name) for name, repo in self.worker_repos().items()]
+        keys.provision(self.base / "hub", [*nodes, (str(client), "admin", "")])
+        return client
 
     def worker_repos(self) -> dict[str, str]:
         return {f"devnet-worker-{i}": str(self.base / f"worker-{i}") for i in range(1, self.workers + 1)}
@@ -114,8 +127,12 @@ class Devnet:
         from nodes.worker.paths import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
+        hub_cfg = BusConfig(address=self.bus, key_dir=str(self.base / "hub"))
+        if hub_cfg.security_mode() == "curve":
+            client = self.provision_keys()
+            self.say(f"devnet: curve keys in {self.base}; the client key in {client} is an admin")
         async with trio.open_nursery() as nursery:
-            self.address = await nursery.start(ZmqHub(BusConfig(address=self.bus)).run)
+            self.address = await nursery.start(ZmqHub(hub_cfg).run)
             chain_cfg = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER,
                                                                       seal_proof=self.seal_proof)]),
                                     verifier="proofs", epoch_seconds=self.epoch_seconds)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 
+from bus import keys
 from proofs.porep import verify_seal
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -67,9 +68,9 @@ class Proc:
         return self.p.stderr.read()[-3000:]
 
 
-def zqnode(*args: str) -> subprocess.CompletedProcess:
+def zqnode(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60)
 
 
 def until(pred, timeout=60.0, what=""):
@@ -93,6 +94,11 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
     env = {"ZQNODE_TASK_HOLD": str(hold), "ZQNODE_TASK_LOG": str(log),
            "ZQNODE_PARENT_CACHE": str(tmp_path / "parents")}
     procs: list[Proc] = []
+    # the default security: curve keys for every node, the hub's allow-list, an admin client
+    keys.provision(tmp_path / "hub", [(str(tmp_path / n), r, n) for r, n in
+                                      [("manager", "mgr"), ("scheduler", "sched"), ("worker", "w1"),
+                                       ("worker", "w2")]] + [(str(tmp_path / "client"), "admin", "")])
+    client_env = {"ZQNODE_KEY_DIR": str(tmp_path / "client")}
 
     def start(role: str, name: str) -> Proc:
         proc = Proc("start", "--role", role, "--name", name, "--bus", bus,
@@ -109,7 +115,7 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
         for proc in nodes.values():
             proc.wait_for(lambda line: "running on" in line)
         driver = Proc("sealing", "run-pipeline", "--sectors", "1,2", "--bus", bus,
-                      "--hold-dir", str(hold), "--timeout", "180")
+                      "--hold-dir", str(hold), "--timeout", "180", env=client_env)
         procs.append(driver)
 
         # both PC1s start and wait; kill -9 the worker running sector 1's
@@ -128,7 +134,7 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
         # a PC2 result is returned and held unconsumed: kill -9 the manager there
         line = driver.wait_for(lambda line: line.startswith("holding PC2"))
         held = line.split()[-1]
-        jobs = json.loads(zqnode("sealing", "jobs", "--json", "--bus", bus).stdout)
+        jobs = json.loads(zqnode("sealing", "jobs", "--json", "--bus", bus, env=client_env).stdout)
         assert {j["work_id"]: j["status"] for j in jobs}[held] == "returned"
         nodes["mgr"].stop(signal.SIGKILL)
         nodes["mgr"] = start("manager", "mgr")
@@ -160,12 +166,12 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
         pc1 = [e for e in events if e["task"] == "PC1" and e["sector"] == 1]
         assert [e["event"] for e in pc1] == ["start", "start", "end"]
         assert len({e["call_id"] for e in pc1}) == 1 and {e["worker"] for e in pc1} == {victim}
-        calls = json.loads(zqnode("worker", "calls", "--worker", victim, "--json", "--bus", bus).stdout)
+        calls = json.loads(zqnode("worker", "calls", "--worker", victim, "--json", "--bus", bus, env=client_env).stdout)
         assert {c["call_id"]: c["runs"] for c in calls}[pc1[0]["call_id"]] == 2
         assert all(c["state"] == "done" and c["ok"] for c in calls)
 
         # the manager kept nothing it should not: every result was consumed
-        until(lambda: json.loads(zqnode("sealing", "jobs", "--json", "--bus", bus).stdout) == [],
+        until(lambda: json.loads(zqnode("sealing", "jobs", "--json", "--bus", bus, env=client_env).stdout) == [],
               what="all work consumed")
         db = sqlite3.connect(tmp_path / "mgr" / "manager.sqlite")
         assert db.execute("SELECT count(*) FROM works").fetchone() == (0,)

@@ -19,6 +19,7 @@ import threading
 import time
 
 import msgspec
+import pytest
 import trio
 
 from bus.config import BusConfig
@@ -34,6 +35,12 @@ from proofs.porep import verify_seal
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MINER = 1000
 EPOCH_S = "0.3"
+
+
+@pytest.fixture(autouse=True)
+def client_keys(tmp_path, monkeypatch):
+    """The devnet makes this client key an admin; the CLI calls here use it (not $HOME)."""
+    monkeypatch.setenv("ZQNODE_KEY_DIR", str(tmp_path / "client"))
 
 
 class Devnet:
@@ -164,7 +171,7 @@ def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
     try:
         net.wait_for(lambda line: line.startswith("devnet: pledged sectors 1, 2, 3, 4"))
         for wanted in KILL_IN:
-            seen = until(lambda: any(s["state"] in wanted for s in sectors(repo).values())
+            until(lambda: any(s["state"] in wanted for s in sectors(repo).values())
                          or all(s["state"] == "Proving" for s in sectors(repo).values()),
                          90, f"a sector in {wanted}")
             time.sleep(rng.uniform(0.0, 0.4))
