@@ -14,6 +14,7 @@ import msgspec
 import trio
 
 from bus.codec import ErrorCode
+from bus.permissions import ADMIN, ANYONE
 from bus.peer import Peer, Refused, Request
 from nodes.chain import wire as W
 from nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
@@ -44,6 +45,13 @@ class ChainNode:
         self.peer = Peer(name=cfg.name, role="chain", cfg=cfg.bus)
         for kind, handler in self._handlers().items():
             self.peer.on(kind, handler)
+        # who may ask what: reads are open to reader keys, a reorg is an operator's
+        self.peer.allow({**{k: ANYONE for k in (
+            W.ChainGetHead, W.ChainGetTipset, W.ChainGetRandomness, W.ChainGetNonce,
+            W.ChainLookup, W.ChainListMiners, W.ChainGetMiner, W.ChainGetDeadline,
+            W.ChainGetPartitions, W.ChainGetSector, W.ChainGetPreCommit)},
+            W.ChainReorg: ADMIN, W.ChainPush: ("manager", "poster"),
+            W.ChainSimulate: ("manager", "poster")})
 
     @property
     def epoch_seconds(self) -> float:

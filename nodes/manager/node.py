@@ -23,6 +23,7 @@ import time
 import trio
 
 from bus.codec import ErrorCode, RemoteError
+from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeUp
 from nodes.config import NodeConfig
@@ -62,6 +63,10 @@ class ManagerNode:
                               W.MgrJobs: self._on_jobs, W.CallStarted: self._on_started,
                               W.CallReturn: self._on_return}.items():
             self.peer.on(kind, handler)
+        # workers return results but may not abort; requesters are the poster (WDP) and
+        # operators; anyone may list jobs
+        self.peer.allow({W.MgrAbort: ADMIN, W.CallStarted: "worker", W.CallReturn: "worker",
+                         W.MgrJobs: ANYONE})
         self.sealing = None                # the sector state machine, beside the tracker
         if cfg.sealing.enabled:
             from nodes.sealing.node import SealingService

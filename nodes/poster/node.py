@@ -18,6 +18,7 @@ from typing import Callable
 import trio
 
 from bus.codec import ErrorCode, RemoteError
+from bus.permissions import ADMIN, ANYONE
 from bus.peer import Peer, Refused, Request
 from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
@@ -67,6 +68,9 @@ class PosterNode:
         self.prover = prover or make_prover(self.pcfg.prover, self.peer)
         for kind, handler in self._handlers().items():
             self.peer.on(kind, handler)
+        self.peer.allow({W.PosterGetInfo: ANYONE, W.PosterListDeadlines: ANYONE,
+                         W.PosterGetDeadline: ANYONE, W.PosterListFaults: ANYONE,
+                         W.PosterCheckDeadline: ADMIN})
         self.chain = BusChainAPI(self.peer, timeout=self.pcfg.chain_timeout_s)
         self.core: PosterCore | None = None
         self.store: PosterStore | None = None

@@ -27,6 +27,7 @@ import msgspec
 import trio
 
 from bus.codec import ErrorCode, RemoteError
+from bus.permissions import ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeDown
 from nodes.config import NodeConfig
@@ -62,6 +63,9 @@ class SchedulerNode:
                               SchedTaskPrepared: self._on_prepared, SchedTaskDone: self._on_done,
                               SchedGetDiag: self._on_diag}.items():
             self.peer.on(kind, handler)
+        self.peer.allow({SchedEnqueue: "manager", SchedCancel: "manager", SchedSync: "manager",
+                         SchedWorkerBeat: "worker", SchedTaskPrepared: "worker",
+                         SchedTaskDone: "worker", SchedGetDiag: ANYONE})
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

@@ -24,6 +24,7 @@ import msgspec
 import trio
 
 from bus.codec import ErrorCode, RemoteError
+from bus.permissions import ADMIN, ANYONE
 from bus.peer import Peer, Refused, Request
 from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
@@ -103,6 +104,10 @@ class SealingService:
         self.ready = trio.Event()          # set once the sectors are loaded and running
         for kind, handler in self._handlers().items():
             peer.on(kind, handler)
+        # operators change sectors; anyone with a key may look
+        peer.allow({W.SealingList: ANYONE, W.SealingStatus: ANYONE, W.SealingPledge: ADMIN,
+                    W.SealingAddPiece: ADMIN, W.SealingResume: ADMIN, W.SealingRemove: ADMIN,
+                    W.SealingRebuild: ADMIN, W.SealingUnseal: ADMIN})
 
     # -- start-up ---------------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from bus.codec import ErrorCode, RemoteError
+from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeUp
 from nodes.config import NodeConfig
@@ -71,6 +72,9 @@ class WorkerNode:
                               W.WorkerFetch: self._on_fetch, W.WorkerSetTask: self._on_set_task,
                               W.WorkerListCalls: self._on_list_calls}.items():
             self.peer.on(kind, handler)
+        self.peer.allow({W.WorkerPrepare: "scheduler", W.WorkerRun: "scheduler",
+                         W.WorkerAbort: "scheduler", W.WorkerSetTask: ADMIN,
+                         W.WorkerListCalls: ANYONE})
 
     # ---- start -----------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ def chain_node(bus: str, repo, **kw) -> ChainNode:
 
 
 async def client(nursery, bus: str, name: str = "sealer") -> BusChainAPI:
-    peer = Peer(name=f"{name}-{next(_names)}", role="test", cfg=BusConfig(address=bus))
+    # the chain's clients here push messages and reorg: a manager's work and an operator's
+    peer = Peer(name=f"{name}-{next(_names)}", role="admin", cfg=BusConfig(address=bus))
     await nursery.start(peer.run)
     return BusChainAPI(peer)
 

@@ -8,6 +8,7 @@ import trio
 
 from bus.config import BusConfig
 from bus.memory import MemoryHub
+from bus.peer import Peer
 from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
 from nodes.chain.node import ChainConfig, ChainNode
@@ -208,8 +209,9 @@ async def test_a_reorg_past_challenge_proves_again_for_the_new_randomness(
     await trace.wait_for(lambda x: isinstance(x, E.StoreProofs) and x.deadline == index)
     assert chain.chain.head.epoch == open_ - 1
     old = trace.of(E.StoreProofs)[0].randomness
-    api = BusChainAPI(node.peer)
-    reorged = await api.reorg(3)                       # replaces Challenge (open - 3) .. open - 1
+    operator = Peer(name="operator", role="admin", cfg=BusConfig(address=bus))
+    await nursery.start(operator.run)
+    reorged = await BusChainAPI(operator).reorg(3)                       # replaces Challenge (open - 3) .. open - 1
     assert [t.epoch for t in reorged.reverted] == [open_ - 1, open_ - 2, open_ - 3]
     await run_until(chain, close)
     (abort,) = [a for a in trace.of(E.Abort) if "revert" in a.reason]

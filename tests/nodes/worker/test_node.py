@@ -8,14 +8,21 @@ import trio
 
 from bus.config import BusConfig
 from bus.memory import MemoryHub
+from bus.peer import Peer
 from nodes.config import NodeConfig
 from nodes.scheduler.messages import SectorRef, WorkerResources
 from nodes.worker import params as P
 from nodes.worker.config import WorkerConfig
 from nodes.worker.executor import InlineExecutor
 from nodes.worker.node import WorkerNode
-from nodes.worker.wire import (WorkerAbort, WorkerAccepted, WorkerListCalls, WorkerPrepare, WorkerRun,
-                               WorkerSetTask)
+from nodes.worker.wire import (
+    WorkerAbort,
+    WorkerAccepted,
+    WorkerListCalls,
+    WorkerPrepare,
+    WorkerRun,
+    WorkerSetTask,
+)
 
 _names = itertools.count()
 GiB = 1 << 30
@@ -227,12 +234,17 @@ async def test_tasks_enable_and_disable(bus, fakes, nursery, tmp_path, autojump_
     from bus.codec import RemoteError
     w = make_worker(bus, tmp_path, tasks=["AP", "PC1"])
     await nursery.start(w.run)
-    got = await fakes.scheduler.call("w1", WorkerSetTask(task="PC1", enabled=False))
+    with pytest.raises(RemoteError) as refused:          # an operator's command, not a node's
+        await fakes.scheduler.call("w1", WorkerSetTask(task="PC1", enabled=False))
+    assert refused.value.code == "permission"
+    operator = Peer(name="operator", role="admin", cfg=BusConfig(address=bus))
+    await nursery.start(operator.run)
+    got = await operator.call("w1", WorkerSetTask(task="PC1", enabled=False))
     assert got.tasks == ["AP"]
     await until(lambda: fakes.beats and fakes.beats[-1].info.tasks == ("AP",))
-    assert (await fakes.scheduler.call("w1", WorkerSetTask(task="PC2", enabled=True))).tasks == ["AP", "PC2"]
+    assert (await operator.call("w1", WorkerSetTask(task="PC2", enabled=True))).tasks == ["AP", "PC2"]
     with pytest.raises(RemoteError, match="no task type 'C2'"):
-        await fakes.scheduler.call("w1", WorkerSetTask(task="C2", enabled=True))
+        await operator.call("w1", WorkerSetTask(task="C2", enabled=True))
     again = make_worker(bus, tmp_path, tasks=["AP", "PC1"])
     again.open()
     assert again.tasks == ["AP", "PC2"]                    # kept across restarts
