@@ -43,7 +43,7 @@ from bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Ru
                              compile_table, describe)
 from bus.protocol import HUB, Goodbye, Heartbeat, HubInfo, Ping, Pong, Register, Registered
 from bus.ratelog import RateLimitedLog
-from bus.zsock import YIELD_EVERY
+from bus.zsock import BATCH
 
 log = logging.getLogger("zqnode.bus.peer")
 
@@ -164,7 +164,10 @@ class Subscription:
             if ev is not None:
                 break
         self._taken += 1
-        if self._taken % YIELD_EVERY == 0:  # a scheduler pass per batch, not per event
+        # One scheduler pass per batch, not per event, and a batch as large as the one the
+        # socket's owner drains per pass: a consumer taking less each pass falls behind
+        # and its queue overflows while the process idles.
+        if self._taken % BATCH == 0 or not self._queue:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return ev
 

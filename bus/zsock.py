@@ -24,6 +24,7 @@ Each scheduler pass costs more than a message, so a sender yields once every
 """
 from __future__ import annotations
 
+import functools
 from collections import deque
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Sequence
@@ -33,6 +34,7 @@ import zmq
 
 Frames = list  # list[bytes | zmq.Frame]
 YIELD_EVERY = 32
+BATCH = 512          # messages the owner drains per scheduler pass
 
 # pyzmq's constants are enum.IntFlag: every | and & on them runs Python enum code, which
 # cost more than the zmq call itself on this hot path. Plain ints, computed once:
@@ -47,12 +49,14 @@ class ZSocket:
     """Owns one zmq socket. Use as `async with ZSocket(sock).running() as zs:` (starts
     the owner task, closes on exit) or start `zs.run` in a nursery yourself."""
 
-    def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = 512,
+    def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = BATCH,
                  copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None,
                  user_id: bool = False):
         self.sock = sock
         self._recv_one = self._recv_with_user if user_id else self._recv
         self._on_batch = on_batch
+        # EVENTS without pyzmq's wrapping of the answer in a PollEvent enum (hot path)
+        self._events = functools.partial(zmq.backend.Socket.get, sock, _EVENTS)
         self._sends = 0
         self._receives = sock.type not in (zmq.PUB, zmq.PUSH)
         self._fd = sock.getsockopt(zmq.FD)
@@ -70,12 +74,12 @@ class ZSocket:
         task_status.started()
         try:
             while not self._closed:
-                ev = self.sock.getsockopt(_EVENTS)
+                ev = self._events()
                 if ev & _POLLOUT and self._writers:
                     self._writers.unpark_all()
                 if ev & _POLLIN and len(self._inbox) < self._inbox_limit:
-                    self._drain()
-                    await trio.lowlevel.checkpoint()   # let consumers run between batches
+                    if self._drain():
+                        await trio.lowlevel.checkpoint()   # a full batch: consumers first
                     continue
                 with trio.CancelScope() as self._wait_scope:
                     await trio.lowlevel.wait_readable(self._fd)
@@ -110,26 +114,30 @@ class ZSocket:
             parts.append(f.bytes if copy else f)
         return user, parts
 
-    def _drain(self) -> None:
-        if self._on_batch is not None:
-            batch, recv = [], self._recv_one
-            for _ in range(self._batch):
-                try:
+    def _drain(self) -> bool:
+        """Receive what is ready, up to a batch; True when the batch filled (more may be
+        waiting). After the first message, EVENTS says whether another is there (cheaper
+        than a failed recv, and the usual RPC batch is one message); after the second,
+        a failed recv ends the batch (cheaper than EVENTS per message)."""
+        inbox = self._inbox
+        limit = self._batch if self._on_batch is not None else \
+            min(self._batch, self._inbox_limit - len(inbox))
+        batch, recv = [], self._recv_one
+        try:
+            batch.append(recv())
+            if self._events() & _POLLIN:
+                while len(batch) < limit:
                     batch.append(recv())
-                except zmq.Again:
-                    break
+        except zmq.Again:
+            pass
+        if self._on_batch is not None:
             if batch:
                 self._on_batch(batch)
-            return
-        inbox = self._inbox
-        recv = self._recv_one
-        for _ in range(min(self._batch, self._inbox_limit - len(inbox))):
-            try:
-                inbox.append(recv())
-            except zmq.Again:
-                break
-        if inbox and self._readers:
-            self._readers.unpark_all()
+        else:
+            inbox.extend(batch)
+            if inbox and self._readers:
+                self._readers.unpark_all()
+        return len(batch) >= limit
 
     def _kick(self) -> None:
         if self._wait_scope is not None:
@@ -140,7 +148,7 @@ class ZSocket:
         at EVENTS for it. (A running owner re-reads EVENTS before it next waits.)"""
         if self._wait_scope is None or not (self._receives or self._writers):
             return
-        ev = self.sock.getsockopt(_EVENTS)
+        ev = self._events()
         if ev & _POLLIN and self._receives and len(self._inbox) < self._inbox_limit:
             self._wait_scope.cancel()
         elif ev & _POLLOUT and self._writers:

@@ -5,7 +5,8 @@ is its own process. Baseline: blocking DEALERs and a minimal blocking ROUTER rel
 Events: publisher -> hub -> subscriber, ~100-byte events; the hub forwards with
 libzmq's proxy in both cases, so the difference is the peers' side.
 
-    python tools/bench_bus.py [--json] [--calls 3000] [--events 200000] [--security none|curve]
+    python tools/bench_bus.py [--json] [--calls 3000] [--events 200000] [--rounds 3]
+                              [--security none|curve]
 
 --security curve runs both sides with CurveZMQ (our hub with its ZAP allow-list, the
 baseline with plain curve sockets); none (the default) compares unencrypted sockets.
@@ -258,53 +259,70 @@ def _spawn(target, *args):
     return p
 
 
-def measure(calls: int, events: int) -> dict:
-    res = {}
-    # baseline RPC
-    addr = f"tcp://127.0.0.1:{_port()}"
-    procs = [_spawn(base_relay, addr), _spawn(base_server, addr)]
-    base_lat = base_rpc(addr, calls)
-    for p in procs:
-        p.kill()
-    # our RPC
-    addr = f"tcp://127.0.0.1:{_port()}"
-    procs = [_spawn(our_hub, addr)]
-    time.sleep(0.5)
-    procs.append(_spawn(our_server, addr))
-    time.sleep(0.5)
-    our_lat = our_rpc(addr, calls)
-    # our events through the same hub (its XSUB/XPUB)
-    got, dt = our_subscribe(addr, events)
-    for p in procs:
-        p.kill()
-    res["events_received"] = got
-    res["events_per_s"] = round(got / dt) if dt == dt else 0
-    # baseline events
-    port = _port()
-    a_in, a_out = f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{_port()}"
-    proxy = _spawn(base_proxy, a_in, a_out)
-    time.sleep(0.3)
-    bgot, bdt = base_subscribe(a_out, a_in, events)
-    proxy.kill()
-    res["events_received_baseline"] = bgot
-    res["events_per_s_baseline"] = round(bgot / bdt) if bdt == bdt else 0
+def _pct(xs, q) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e6
 
-    def pct(xs, q):
-        xs = sorted(xs)
-        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e6
-    res.update({
-        "rpc_calls": calls,
-        "rpc_p50_us": round(pct(our_lat, 0.50), 1),
-        "rpc_p99_us": round(pct(our_lat, 0.99), 1),
-        "rpc_mean_us": round(statistics.mean(our_lat) * 1e6, 1),
-        "rpc_p50_us_baseline": round(pct(base_lat, 0.50), 1),
-        "rpc_p99_us_baseline": round(pct(base_lat, 0.99), 1),
-        "rpc_mean_us_baseline": round(statistics.mean(base_lat) * 1e6, 1),
-    })
-    res["events_ratio"] = round(res["events_per_s"] / max(res["events_per_s_baseline"], 1), 3)
-    res["rpc_p50_ratio"] = round(res["rpc_p50_us"] / res["rpc_p50_us_baseline"], 3)
-    res["rpc_p99_ratio"] = round(res["rpc_p99_us"] / res["rpc_p99_us_baseline"], 3)
-    res["cpus"] = os.cpu_count()
+
+def rpc_round(calls: int, ours: bool) -> tuple[float, float, float]:
+    """(p50, p99, mean) in microseconds for one side."""
+    addr = f"tcp://127.0.0.1:{_port()}"
+    if ours:
+        procs = [_spawn(our_hub, addr)]
+        time.sleep(0.5)
+        procs.append(_spawn(our_server, addr))
+        time.sleep(0.5)
+        lat = our_rpc(addr, calls)
+    else:
+        procs = [_spawn(base_relay, addr), _spawn(base_server, addr)]
+        lat = base_rpc(addr, calls)
+    for p in procs:
+        p.kill()
+    return _pct(lat, 0.50), _pct(lat, 0.99), statistics.mean(lat) * 1e6
+
+
+def events_round(events: int, ours: bool) -> tuple[int, float]:
+    """(events received, events per second) for one side."""
+    if ours:
+        addr = f"tcp://127.0.0.1:{_port()}"
+        hub = _spawn(our_hub, addr)
+        time.sleep(0.5)
+        got, dt = our_subscribe(addr, events)
+    else:
+        a_in, a_out = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
+        hub = _spawn(base_proxy, a_in, a_out)
+        time.sleep(0.3)
+        got, dt = base_subscribe(a_out, a_in, events)
+    hub.kill()
+    return got, (got / dt if dt == dt else 0.0)
+
+
+def measure(calls: int, events: int, rounds: int = 3) -> dict:
+    """Both sides `rounds` times, alternating which goes first, so that drift in the
+    machine's load hits both alike; medians of every figure, ratios of the medians."""
+    figs: dict[str, list[float]] = {}
+
+    def add(key, value):
+        figs.setdefault(key, []).append(value)
+    for r in range(rounds):
+        for ours in ((True, False) if r % 2 == 0 else (False, True)):
+            tag = "" if ours else "_baseline"
+            p50, p99, mean = rpc_round(calls, ours)
+            add("rpc_p50_us" + tag, p50)
+            add("rpc_p99_us" + tag, p99)
+            add("rpc_mean_us" + tag, mean)
+            got, rate = events_round(events, ours)
+            add("events_received" + tag, got)
+            add("events_per_s" + tag, rate)
+    res = {k: round(statistics.median(v), 1) for k, v in figs.items()}
+    res["events_per_s"] = round(res["events_per_s"])
+    res["events_per_s_baseline"] = round(res["events_per_s_baseline"])
+    res.update(rpc_calls=calls, rounds=rounds, cpus=os.cpu_count(),
+               events_ratio=round(res["events_per_s"] / max(res["events_per_s_baseline"], 1), 3),
+               rpc_p50_ratio=round(res["rpc_p50_us"] / res["rpc_p50_us_baseline"], 3),
+               rpc_p99_ratio=round(res["rpc_p99_us"] / res["rpc_p99_us_baseline"], 3),
+               spread={k: [round(x, 1) for x in v] for k, v in figs.items()
+                       if k.startswith(("rpc_p50", "events_per_s"))})
     return res
 
 
@@ -314,6 +332,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=3000)
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--security", choices=("none", "curve"), default="none")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of both sides; medians are reported")
     a = ap.parse_args()
     if a.security == "curve":
         import tempfile
@@ -322,7 +341,7 @@ def main() -> None:
         keys.provision(os.path.join(base, "hub"),
                        [(os.path.join(base, n), "bench", n) for n in NAMES])
         os.environ["BENCH_BUS_KEYS"] = base
-    res = measure(a.calls, a.events)
+    res = measure(a.calls, a.events, a.rounds)
     res["security"] = a.security
     if a.json:
         print(json.dumps(res))
