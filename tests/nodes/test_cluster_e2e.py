@@ -9,78 +9,13 @@ started-TASK-SECTOR.PID marker naming their worker), ZQNODE_TASK_LOG (a line per
 start and end), and the driver's --hold-dir (it waits before consuming a TASK result
 while hold-consume-TASK exists)."""
 import json
-import os
-import pathlib
-import queue
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter, defaultdict
 
 from bus import keys
 from proofs.porep import verify_seal
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-class Proc:
-    """A `zqnode ...` process whose stdout lines arrive on a queue."""
-
-    def __init__(self, *args: str, env: dict | None = None):
-        self.args = args
-        self.p = subprocess.Popen([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, pred, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.p.poll() is not None and self.lines.empty():
-                    break
-                continue
-            self.seen.append(line)
-            if pred(line):
-                return line
-        raise AssertionError(f"{self.args[:3]}: nothing matched within {timeout}s; "
-                             f"stdout: {self.seen[-5:]}; stderr: {self.stop()}")
-
-    def stop(self, sig=signal.SIGTERM) -> str:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.stderr.read()[-3000:]
-
-
-def zqnode(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60)
-
-
-def until(pred, timeout=60.0, what=""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.procs import Proc, until, zqnode
 
 
 def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_consumption(

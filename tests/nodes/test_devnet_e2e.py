@@ -7,15 +7,10 @@ PreCommit and ProveCommit is on chain exactly once and its proof verifies, and n
 sector runs PreCommit1 to its end twice. Then a fifth sector is pledged from another
 terminal and a reorg reverts its PreCommit: the sector still lands."""
 import json
-import os
 import pathlib
-import queue
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
-import threading
 import time
 
 import msgspec
@@ -31,8 +26,8 @@ from nodes.chain.store import ChainStore
 from nodes.chain.verifiers import proofs_verifiers
 from proofs import cid
 from proofs.porep import verify_seal
+from tests.procs import Proc, until, zqnode
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 MINER = 1000
 EPOCH_S = "0.3"
 
@@ -41,53 +36,6 @@ EPOCH_S = "0.3"
 def client_keys(tmp_path, monkeypatch):
     """The devnet makes this client key an admin; the CLI calls here use it (not $HOME)."""
     monkeypatch.setenv("ZQNODE_KEY_DIR", str(tmp_path / "client"))
-
-
-class Devnet:
-    """`zqnode devnet` in its own process group, its stdout lines on a queue."""
-
-    def __init__(self, repo: pathlib.Path, bus: str, task_log: pathlib.Path):
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "nodes.cli", "devnet", "--repo", str(repo), "--bus", bus,
-             "--sectors", "4", "--epoch-seconds", EPOCH_S, "--refresh", "0.5"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "ZQNODE_TASK_LOG": str(task_log)})
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, pred, timeout: float = 60.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.p.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if pred(line):
-                return line
-        raise AssertionError(f"nothing matched within {timeout}s; stdout: {self.seen[-8:]}; "
-                             f"stderr: {self.p.stderr.read()[-3000:] if self.p.poll() is not None else ''}")
-
-    def kill9(self) -> None:
-        os.killpg(self.p.pid, signal.SIGKILL)     # the devnet and its task processes
-        self.p.wait(10)
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGINT)
-            self.p.wait(30)
-
-
-def zqnode(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
 
 
 def sectors(repo: pathlib.Path) -> dict[int, dict]:
@@ -112,16 +60,6 @@ def sector_log(repo: pathlib.Path, number: int) -> list[str]:
                                          (number,))]
     finally:
         db.close()
-
-
-def until(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def reorg_past(bus: str, precommit_epoch: int, ticket_epoch: int) -> list[int]:
@@ -159,6 +97,11 @@ def pc1_starts(task_log: pathlib.Path) -> int:
 
 # The states the kills aim at, in sealing order: each kill waits until some sector is in
 # one of these, then a random moment more.
+def devnet(repo: pathlib.Path, bus: str, task_log: pathlib.Path) -> Proc:
+    return Proc("devnet", "--repo", str(repo), "--bus", bus, "--sectors", "4", "--epoch-seconds", EPOCH_S,
+                "--refresh", "0.5", env={"ZQNODE_TASK_LOG": str(task_log)})
+
+
 KILL_IN = [("PreCommit1", "PreCommit2"), ("PreCommitting", "PreCommitWait"),
            ("WaitSeed",), ("Committing", "SubmitCommit", "CommitWait"), ("FinalizeSector",)]
 
@@ -166,7 +109,7 @@ KILL_IN = [("PreCommit1", "PreCommit2"), ("PreCommitting", "PreCommitWait"),
 def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
     repo, bus, task_log = tmp_path / "devnet", free_bus_address(), tmp_path / "tasks.log"
     rng = random.Random(5)
-    net = Devnet(repo, bus, task_log)
+    net = devnet(repo, bus, task_log)
     kills: list[dict[int, str]] = []
     try:
         net.wait_for(lambda line: line.startswith("devnet: pledged sectors 1, 2, 3, 4"))
@@ -177,7 +120,7 @@ def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
             time.sleep(rng.uniform(0.0, 0.4))
             net.kill9()
             kills.append({n: s["state"] for n, s in sectors(repo).items()})
-            net = Devnet(repo, bus, task_log)
+            net = devnet(repo, bus, task_log)
             net.wait_for(lambda line: line.startswith("devnet: resuming 4 sectors"))
         net.wait_for(lambda line: line.startswith("devnet: all 4 sectors are Proving"), timeout=120)
         killed_in = {st for k in kills for st in k.values()}
@@ -195,7 +138,7 @@ def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
         listing = json.loads(zqnode("sectors", "list", "--json", "--bus", bus).stdout)
         assert [(s["number"], s["state"]) for s in listing["sectors"]] == [(n, "Proving") for n in range(1, 6)]
     finally:
-        net.stop()
+        net.stop(signal.SIGINT)
     assert net.p.returncode == 0
 
     log5 = sector_log(repo, 5)

@@ -1,60 +1,18 @@
 """Real processes: a hub, a worker and `zqnode tail --json`; the worker killed -9 and
 the hub restarted, as an operator would see it."""
 import json
-import os
-import pathlib
-import queue
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests.procs import Proc, zqnode
 
 
 @pytest.fixture(autouse=True)
 def no_keys(monkeypatch):
     """These processes talk over tcp without keys (test_security_processes.py has keys)."""
     monkeypatch.setenv("ZQNODE_BUS_SECURITY", "none")
-
-
-class Proc:
-    """A `zqnode ...` process whose stdout lines arrive on a queue."""
-
-    def __init__(self, *args: str):
-        self.p = subprocess.Popen([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, pred, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if pred(line):
-                return line
-        raise AssertionError(f"nothing matched within {timeout}s; stderr: {self.stop()}")
-
-    def stop(self, sig=signal.SIGTERM) -> str:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.stderr.read()[-2000:]
 
 
 def event(line: str) -> dict:
@@ -71,11 +29,6 @@ def is_node(kind, node_id, reason=None):
         who = body.get("node", {}).get("node_id") if kind == "NodeUp" else body.get("node_id")
         return ev.get("kind") == kind and who == node_id and (reason is None or body.get("reason") == reason)
     return pred
-
-
-def zqnode(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_kill_a_worker_then_restart_the_hub(tmp_path, free_bus_address):

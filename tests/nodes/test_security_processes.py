@@ -2,17 +2,13 @@
 a worker and `zqnode tail`; a stranger's key refused; a key revoked while in use."""
 import json
 import os
-import pathlib
-import queue
-import signal
 import subprocess
-import sys
-import threading
 import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+from tests import procs
+from tests.procs import Proc
 
 
 @pytest.fixture
@@ -24,44 +20,8 @@ def env(tmp_path, monkeypatch):
     return {**os.environ, "PYTHONUNBUFFERED": "1", "HOME": str(tmp_path / "home")}
 
 
-class Proc:
-    def __init__(self, env, *args: str, keys: str | None = None):
-        e = {**env, "ZQNODE_KEY_DIR": keys} if keys else env
-        self.p = subprocess.Popen([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT, env=e,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.lines.put(line)
-
-    def wait_for(self, pred, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if pred(line):
-                return line
-        raise AssertionError(f"nothing matched within {timeout}s; stderr: {self.stop()}")
-
-    def stop(self, sig=signal.SIGTERM) -> str:
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.stderr.read()[-2000:]
-
-
 def zqnode(env, *args: str, keys: str | None = None) -> subprocess.CompletedProcess:
-    e = {**env, "ZQNODE_KEY_DIR": keys} if keys else env
-    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT, env=e,
-                          capture_output=True, text=True, timeout=60)
+    return procs.zqnode(*args, env={**env, "ZQNODE_KEY_DIR": keys} if keys else env)
 
 
 def ok(out: subprocess.CompletedProcess) -> str:
@@ -106,14 +66,14 @@ def test_a_cluster_with_keys_hub_worker_and_tail(tmp_path, env, free_bus_address
     (tmp_path / "w1.toml").write_text(f'[bus]\nkey_dir = "{w1_dir}"\n')
     procs = []
     try:
-        hub = Proc(env, "start", "--role", "bus", "--bus", bus, "--config", str(tmp_path / "hub.toml"))
+        hub = Proc("start", "--role", "bus", "--bus", bus, "--config", str(tmp_path / "hub.toml"), env=env)
         procs.append(hub)
         hub.wait_for(lambda line: "running on" in line)
-        tail = Proc(env, "tail", "--bus", bus, "--json", "--topic", "node.", keys=reader_dir)
+        tail = Proc("tail", "--bus", bus, "--json", "--topic", "node.", env={**env, "ZQNODE_KEY_DIR": reader_dir})
         procs.append(tail)
         time.sleep(1.0)          # let tail's subscription reach the hub before the first event
-        worker = Proc(env, "start", "--role", "worker", "--name", "w1", "--bus", bus,
-                      "--repo", str(tmp_path / "w1-repo"), "--config", str(tmp_path / "w1.toml"))
+        worker = Proc("start", "--role", "worker", "--name", "w1", "--bus", bus,
+                      "--repo", str(tmp_path / "w1-repo"), "--config", str(tmp_path / "w1.toml"), env=env)
         procs.append(worker)
         up = json.loads(tail.wait_for(node_event("NodeUp", "w1")))
         assert (up["sender"], up["body"]["node"]["role"]) == ("hub", "worker")
