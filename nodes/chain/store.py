@@ -3,13 +3,13 @@ finality epochs, the message pool and the fork counter. Each head change and eac
 message is one transaction, committed before anyone hears of it."""
 from __future__ import annotations
 
-import pathlib
 import sqlite3
 
 import msgspec
 
 from nodes.chain.core import Chain, Genesis, HeadChange
 from nodes.chain.messages import Message, Tipset
+from nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
@@ -24,16 +24,9 @@ _message = msgspec.msgpack.Decoder(Message)
 _genesis = msgspec.msgpack.Decoder(Genesis)
 
 
-class ChainStore:
-    def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")    # durable across a process crash
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
+class ChainStore(SqliteStore):
+    schema = SCHEMA
+    synchronous = "NORMAL"
 
     def genesis(self) -> Genesis | None:
         row = self.db.execute("SELECT v FROM meta WHERE k = 'genesis'").fetchone()

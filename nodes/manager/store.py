@@ -3,12 +3,10 @@ and the storage index. The shell applies a core step's Save/Delete/Located comma
 one transaction and commits before it says anything on the bus."""
 from __future__ import annotations
 
-import pathlib
-import sqlite3
-
 import msgspec
 
 from nodes.manager.tracker import Command, Delete, Located, Save, WorkState
+from nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS works (work_id TEXT PRIMARY KEY, state TEXT NOT NULL, body BLOB NOT NULL);
@@ -20,16 +18,8 @@ _enc = msgspec.msgpack.Encoder()
 _work = msgspec.msgpack.Decoder(WorkState)
 
 
-class ManagerStore:
-    def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")      # an acknowledged result survives power loss
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
+class ManagerStore(SqliteStore):
+    schema = SCHEMA
 
     def load(self) -> tuple[list[WorkState], dict[tuple[int, int], str]]:
         works = sorted((_work.decode(b) for (b,) in self.db.execute("SELECT body FROM works")),

@@ -11,12 +11,10 @@ the outcome of each deadline for the operator.
 """
 from __future__ import annotations
 
-import pathlib
-import sqlite3
-
 import msgspec
 
 from nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
+from nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS proofs (
@@ -69,16 +67,9 @@ _proofs = msgspec.msgpack.Decoder(StoredProofs)
 _outcome = msgspec.msgpack.Decoder(DeadlineOutcome)
 
 
-class PosterStore:
-    def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")    # durable across a process crash
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
+class PosterStore(SqliteStore):
+    schema = SCHEMA
+    synchronous = "NORMAL"
 
     # -- proofs ------------------------------------------------------------------------------
     def save_proofs(self, cmd: StoreProofs) -> None:

@@ -5,12 +5,11 @@ again). Every change is one transaction, committed before anything is said or do
 from __future__ import annotations
 
 import json
-import pathlib
-import sqlite3
 
 import msgspec
 
 from nodes.sealing.sector import LogEntry, SectorInfo
+from nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sectors (
@@ -45,17 +44,9 @@ class StoredMessage(msgspec.Struct, kw_only=True, frozen=True):
     created: float
 
 
-class SealingStore:
-    def __init__(self, path):
-        self.path = pathlib.Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
+class SealingStore(SqliteStore):
+    schema = SCHEMA
+    synchronous = "NORMAL"
 
     # -- settings --------------------------------------------------------------------------
     def setting(self, key: str, default: str | None = None) -> str | None:

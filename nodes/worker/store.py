@@ -14,13 +14,12 @@ sent again. Each change is committed before the worker tells anyone about it.
 from __future__ import annotations
 
 import json
-import pathlib
-import sqlite3
 import uuid
 
 import msgspec
 
 from nodes.scheduler.messages import SectorRef
+from nodes.sqlite_store import SqliteStore
 
 ACCEPTED, RUNNING, DONE, DROPPED = "accepted", "running", "done", "dropped"
 ENDED = frozenset({DONE, DROPPED})
@@ -82,16 +81,8 @@ def new_call_id(miner: int, number: int) -> str:
     return f"s-{miner}-{number}-{uuid.uuid4()}"
 
 
-class CallStore:
-    def __init__(self, path: str | pathlib.Path):
-        self.path = pathlib.Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self.db.close()
+class CallStore(SqliteStore):
+    schema = SCHEMA
 
     # ---- reading --------------------------------------------------------------------
 

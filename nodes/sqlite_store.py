@@ -1,0 +1,22 @@
+"""The one way a node opens its SQLite file: WAL (readers such as `zqnode status` never
+block the node), autocommit (a store method opens its own transaction where it writes
+several rows), the schema created if missing."""
+import pathlib
+import sqlite3
+
+
+class SqliteStore:
+    schema = ""                  # CREATE ... IF NOT EXISTS statements
+    synchronous = "FULL"         # FULL: what was acknowledged survives power loss;
+                                 # NORMAL: it survives a crash of the process
+
+    def __init__(self, path: str | pathlib.Path):
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={self.synchronous}")
+        self.db.executescript(self.schema)
+
+    def close(self) -> None:
+        self.db.close()
