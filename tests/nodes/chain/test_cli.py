@@ -1,10 +1,8 @@
 """`zqnode chain ...` against a hub and a chain node running in a thread (real ipc sockets)."""
 import json
-import threading
 import time
 
 import pytest
-import trio
 from click.testing import CliRunner
 
 from bus.config import BusConfig
@@ -17,31 +15,22 @@ from nodes.cli import main
 from nodes.cli.common import with_client
 from nodes.config import NodeConfig
 from proofs import cid as cids
+from tests.threaded import trio_thread
 
 
 @pytest.fixture
 def chain_bus(tmp_path):
     """A hub and a devnet chain (0.05 s epochs) in a thread; yields (address, node)."""
-    box, ready = {}, threading.Event()
+    async def start(n):
+        addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
+        node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+                                    bus=BusConfig(address=addr)),
+                         ChainConfig(verifier="fake", epoch_seconds=0.05))
+        await n.start(node.run)
+        return {"addr": addr, "node": node}
 
-    async def serve():
-        with trio.CancelScope() as cs:
-            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as n:
-                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
-                node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
-                                            bus=BusConfig(address=addr)),
-                                 ChainConfig(verifier="fake", epoch_seconds=0.05))
-                await n.start(node.run)
-                box["addr"], box["node"] = addr, node
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(20), "hub and chain did not start"
-    yield box["addr"], box["node"]
-    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
-    thread.join(10)
+    with trio_thread(start, "hub and chain") as box:
+        yield box["addr"], box["node"]
 
 
 def zq(*args: str):

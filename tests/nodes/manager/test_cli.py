@@ -2,7 +2,6 @@
 (a zmq hub on ipc, the manager, the scheduler, two workers with the fake task table
 run inline; AP held at a gate so there is something to look at)."""
 import json
-import threading
 import time
 
 import pytest
@@ -20,6 +19,7 @@ from nodes.worker import params as P
 from nodes.worker.config import WorkerConfig
 from nodes.worker.executor import InlineExecutor
 from nodes.worker.node import WorkerNode
+from tests.threaded import trio_thread
 
 TABLE = "nodes.worker.fake_tasks"
 GiB = 1 << 30
@@ -27,40 +27,28 @@ GiB = 1 << 30
 
 @pytest.fixture
 def cluster(tmp_path):
-    box, ready = {}, threading.Event()
+    async def start(n):
+        box = {}
+        addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
 
-    async def serve():
-        with trio.CancelScope() as cs:
-            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as n:
-                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
+        def cfg(role, name, **kw):
+            return NodeConfig(role=role, name=name, repo=str(tmp_path / name),
+                              bus=BusConfig(address=addr), **kw)
+        box["gate"] = trio.Event()
+        box["manager"] = m = ManagerNode(cfg("manager", "mgr"))
+        await n.start(m.run)
+        await n.start(SchedulerNode(cfg("scheduler", "sched")).run)
+        for name in ("w1", "w2"):
+            w = WorkerNode(cfg("worker", name, worker=WorkerConfig(table=TABLE, tasks=["AP", "PC1"])),
+                           executor=InlineExecutor(TABLE, {"AP": box["gate"]}),
+                           resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB,
+                                                                mem_used=GiB, gpus=("T4",)))
+            await n.start(w.run)
+        box["addr"] = addr
+        return box
 
-                def cfg(role, name, **kw):
-                    return NodeConfig(role=role, name=name, repo=str(tmp_path / name),
-                                      bus=BusConfig(address=addr), **kw)
-                box["gate"] = trio.Event()
-                box["manager"] = m = ManagerNode(cfg("manager", "mgr"))
-                await n.start(m.run)
-                await n.start(SchedulerNode(cfg("scheduler", "sched")).run)
-                for name in ("w1", "w2"):
-                    w = WorkerNode(cfg("worker", name, worker=WorkerConfig(table=TABLE, tasks=["AP", "PC1"])),
-                                   executor=InlineExecutor(TABLE, {"AP": box["gate"]}),
-                                   resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB,
-                                                                        mem_used=GiB, gpus=("T4",)))
-                    await n.start(w.run)
-                box["addr"] = addr
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(20), "the cluster did not start"
-
-    def call(fn, *args):
-        return trio.from_thread.run(fn, *args, trio_token=box["token"])
-    box["call"] = call
-    yield box
-    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
-    thread.join(10)
+    with trio_thread(start, "the cluster") as box:
+        yield box
 
 
 def zq(*args: str):

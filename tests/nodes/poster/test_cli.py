@@ -1,11 +1,9 @@
 """`zqnode proving ...` against a hub, a devnet chain (0.05 s epochs, FAKE verifier) and a
 poster (fake prover, stand-in check) running in a thread over real ipc sockets."""
 import json
-import threading
 import time
 
 import pytest
-import trio
 from click.testing import CliRunner
 
 from bus.config import BusConfig
@@ -19,6 +17,7 @@ from nodes.poster.checker import SectorChecker
 from nodes.poster.config import PosterConfig
 from nodes.poster.node import PosterNode
 from nodes.poster.prover import FakeProver
+from tests.threaded import trio_thread
 
 MINER = 1000
 
@@ -55,33 +54,23 @@ def poster_bus(tmp_path_factory):
     open_ = driver.chain.deadline(MINER).open
     driver = sealed([1, 2])
     driver.run_to(open_ - driver.policy.challenge_lookback - 2)
-    box, ready = {}, threading.Event()
+    async def start(n):
+        addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
+        chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
+                                     bus=BusConfig(address=addr)),
+                          ChainConfig(verifier="fake", epoch_seconds=0.05))
+        chain.open()
+        chain.chain = driver.chain
+        await n.start(chain.run)
+        poster = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp / "poster"),
+                                       bus=BusConfig(address=addr)),
+                            PosterConfig(), prover=FakeProver(),
+                            checker=SectorChecker(check, timeout_s=5), locator=Locator())
+        await n.start(poster.run)
+        return {"addr": addr}
 
-    async def serve():
-        with trio.CancelScope() as cs:
-            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as n:
-                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
-                chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
-                                             bus=BusConfig(address=addr)),
-                                  ChainConfig(verifier="fake", epoch_seconds=0.05))
-                chain.open()
-                chain.chain = driver.chain
-                await n.start(chain.run)
-                poster = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp / "poster"),
-                                               bus=BusConfig(address=addr)),
-                                    PosterConfig(), prover=FakeProver(),
-                                    checker=SectorChecker(check, timeout_s=5), locator=Locator())
-                await n.start(poster.run)
-                box["addr"] = addr
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(20), "hub, chain and poster did not start"
-    yield box["addr"], index
-    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
-    thread.join(10)
+    with trio_thread(start, "hub, chain and poster") as box:
+        yield box["addr"], index
 
 
 def zq(*args: str):

@@ -1,11 +1,9 @@
 """`zqnode sectors ...` against a hub, a devnet chain (0.05 s epochs, FAKE verifier) and the
 sealing service (fake tasks) running in a thread over real ipc sockets."""
 import json
-import threading
 import time
 
 import pytest
-import trio
 from click.testing import CliRunner
 
 from bus.config import BusConfig
@@ -19,40 +17,33 @@ from nodes.sealing.config import SealingConfig
 from nodes.sealing.node import SealingService
 from nodes.sealing.testing import LocalTasks
 from proofs import cid, commp
+from tests.threaded import trio_thread
 
 
 @pytest.fixture(scope="module")
 def sealing_bus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sectors")
-    box, ready = {}, threading.Event()
+    async def start(n):
+        box = {}
+        addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
+        chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
+                                     bus=BusConfig(address=addr)),
+                          ChainConfig(verifier="fake", epoch_seconds=0.05))
+        await n.start(chain.run)
+        ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp / "manager"),
+                          bus=BusConfig(address=addr))
+        tasks = LocalTasks(tmp / "tasks")
+        tasks.fail("PC1", *["no space left"] * 9)       # sector 2 will pause
+        svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
+                             scfg=SealingConfig(retry_base_s=0.01, retry_max_s=0.02,
+                                                max_retries=2, wait_deals_s=0.2),
+                             own_peer=True, verify_seal=FAKE.verify_seal)
+        await n.start(svc.run)
+        box["addr"], box["svc"], box["tasks"] = addr, svc, tasks
+        return box
 
-    async def serve():
-        with trio.CancelScope() as cs:
-            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as n:
-                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
-                chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
-                                             bus=BusConfig(address=addr)),
-                                  ChainConfig(verifier="fake", epoch_seconds=0.05))
-                await n.start(chain.run)
-                ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp / "manager"),
-                                  bus=BusConfig(address=addr))
-                tasks = LocalTasks(tmp / "tasks")
-                tasks.fail("PC1", *["no space left"] * 9)       # sector 2 will pause
-                svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
-                                     scfg=SealingConfig(retry_base_s=0.01, retry_max_s=0.02,
-                                                        max_retries=2, wait_deals_s=0.2),
-                                     own_peer=True, verify_seal=FAKE.verify_seal)
-                await n.start(svc.run)
-                box["addr"], box["svc"], box["tasks"] = addr, svc, tasks
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(20), "hub, chain and sealing did not start"
-    yield box
-    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
-    thread.join(10)
+    with trio_thread(start, "hub, chain and sealing") as box:
+        yield box
 
 
 def zq(*args: str):
