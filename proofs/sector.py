@@ -15,9 +15,6 @@ reader sees a whole file or none. File names in cache/ are Lotus's.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import msgspec
 
 from proofs import ptree
 from proofs.params import SealProof, seal_proof
+from proofs.files import write_atomic
 from proofs.poseidon import WORD
 
 META = "sector.json"
@@ -35,10 +33,6 @@ TREE_D = "sc-02-data-tree-d.dat"
 TREE_C = "sc-02-data-tree-c.dat"
 TREE_R_LAST = "sc-02-data-tree-r-last.dat"
 P_AUX = "p_aux"
-
-# mkstemp creates files 0600; atomic writes give them the usual umask-based mode instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # Stages in order; a sector's `stage` is the last one finished.
 STAGES = ("new", "pc1", "pc2", "finalized")
@@ -105,29 +99,6 @@ def cache_dir(sector_dir) -> Path:
 
 def cache_file(sector_dir, name: str) -> Path:
     return cache_dir(sector_dir) / name
-
-
-# --- atomic writes -----------------------------------------------------------------------
-
-def write_atomic(path, content: bytes | Callable) -> None:
-    """Write `content` (bytes, or a function given the open binary file) to `path` via a
-    temporary file in the same directory and a rename; on failure the temp file goes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as f:
-            if callable(content):
-                content(f)
-            else:
-                f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_meta(sector_dir) -> SectorMeta:

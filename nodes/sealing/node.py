@@ -42,6 +42,7 @@ from nodes.sealing.store import SealingStore
 from nodes.sealing.tasks import TaskError, Tasks
 from proofs import cid as cids
 from proofs import commp as commp_mod
+from proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.sealing")
 
@@ -334,7 +335,7 @@ class SealingService:
         if isinstance(cmd, C.RunFinalize):
             return self._event(E.Finalized, cmd, work_id=work_id)
         if isinstance(cmd, C.RunUnseal):
-            await trio.to_thread.run_sync(_write_atomic, cmd.out, r.data)
+            await trio.to_thread.run_sync(write_atomic, cmd.out, r.data)
             return self._event(E.UnsealDone, cmd, work_id=work_id, size=len(r.data))
         raise AssertionError(f"no result mapping for {type(cmd).__name__}")
 
@@ -608,7 +609,7 @@ class SealingService:
                                              f"padded bytes: more than a {core.proof.sector_size}-byte "
                                              "sector")
         path = self.repo / "pieces" / f"{cids.piece_cid_v1(cp.commitment)}.piece"
-        await trio.to_thread.run_sync(_write_atomic, path, data)   # kept before it is promised
+        await trio.to_thread.run_sync(write_atomic, path, data)   # kept before it is promised
         piece = Piece(comm_p=cp.commitment, payload_size=cp.payload_size, padded_size=cp.padded_size,
                       path=str(path))
         try:
@@ -670,14 +671,3 @@ class SealingService:
         if not os.path.isabs(req.body.out):
             raise Refused(ErrorCode.INVALID, f"unseal needs an absolute path, got {req.body.out!r}")
         return self._operate(req.body.number, E.Unseal, out=req.body.out, piece=req.body.piece)
-
-
-def _write_atomic(path, data: bytes) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

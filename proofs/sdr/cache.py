@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from proofs.files import write_atomic
 from proofs.params import ApiVersion, SealProof, seal_proof
 from proofs.sdr.drg import BASE_DEGREE, base_parents
 from proofs.sdr.feistel import EXP_DEGREE, FeistelPermutation, expander_parents, \
@@ -113,19 +113,6 @@ def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _write_atomically(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def generate_parent_cache(graph: Graph, path: Path) -> str:
     """Write the cache file for `graph` at `path` atomically; returns its SHA-256 hex."""
     perm = graph.permutation()
@@ -140,9 +127,9 @@ def generate_parent_cache(graph: Graph, path: Path) -> str:
             f.write(data)
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(path, write)
+    write_atomic(path, write)
     digest = sha.hexdigest()
-    _write_atomically(_digest_path(path), lambda f: f.write(digest.encode() + b"\n"))
+    write_atomic(_digest_path(path), lambda f: f.write(digest.encode() + b"\n"))
     return digest
 
 
