@@ -27,7 +27,7 @@ import random
 import socket
 import uuid
 from collections import OrderedDict, deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 
@@ -64,6 +64,21 @@ class Refused(BusError):
     def __init__(self, code: str, message: str, retry: bool = False):
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.retry = code, message, retry
+
+
+@contextmanager
+def refusing(*rules: tuple[type[Exception] | tuple[type[Exception], ...], str]):
+    """In a handler: the block's errors of the given types answer the caller as typed errors.
+    Each rule is (exception type or types, error code), the first match wins; the message
+    is the exception's `error` attribute where it has one, else its text. Other errors
+    pass through."""
+    try:
+        yield
+    except Exception as e:
+        code = next((c for types, c in rules if isinstance(e, types)), None)
+        if code is None:
+            raise
+        raise Refused(code, getattr(e, "error", None) or str(e)) from None
 
 
 @dataclass

@@ -15,7 +15,7 @@ import trio
 
 from bus.codec import ErrorCode
 from bus.permissions import ADMIN, ANYONE
-from bus.peer import Peer, Refused, Request
+from bus.peer import Peer, Refused, Request, refusing
 from nodes.chain import wire as W
 from nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
 from nodes.chain.messages import Message, MessageError, summary
@@ -210,17 +210,6 @@ class ChainNode:
             return W.ChainPreCommit(precommit=self.chain.precommit(req.body.miner, req.body.sector))
 
 
-class _refusals:
+def _refusals():
     """The core's ValueErrors as typed bus errors."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            return False
-        if issubclass(exc_type, NotFound):
-            raise Refused(W.NOT_FOUND, str(exc)) from None
-        if issubclass(exc_type, (MessageError, RandomnessError, ReorgError)):
-            raise Refused(ErrorCode.INVALID, str(exc)) from None
-        return False
+    return refusing((NotFound, W.NOT_FOUND), ((MessageError, RandomnessError, ReorgError), ErrorCode.INVALID))

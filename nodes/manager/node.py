@@ -24,7 +24,7 @@ import trio
 
 from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ADMIN, ANYONE
-from bus.peer import CallTimeout, Peer, Refused, Request
+from bus.peer import CallTimeout, Peer, Refused, Request, refusing
 from bus.protocol import NodeUp
 from nodes.config import NodeConfig
 from nodes.manager import tracker as T
@@ -356,23 +356,8 @@ def job_list(works: list[T.WorkState], diag, now: float) -> list[W.JobInfo]:
     return out
 
 
-class _refusals:
+def _refusals():
     """The tracker's errors and work failures as typed bus errors."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            return False
-        if issubclass(exc_type, T.UnknownWork):
-            raise Refused(W.UNKNOWN_WORK, str(exc)) from None
-        if issubclass(exc_type, T.InvalidTransition):
-            raise Refused(W.INVALID_TRANSITION, str(exc)) from None
-        if issubclass(exc_type, T.TrackerError):
-            raise Refused(ErrorCode.INVALID, str(exc)) from None
-        if issubclass(exc_type, WorkAborted):
-            raise Refused(W.WORK_ABORTED, exc.error) from None
-        if issubclass(exc_type, WorkFailed):
-            raise Refused(W.WORK_FAILED, exc.error) from None
-        return False
+    return refusing((T.UnknownWork, W.UNKNOWN_WORK), (T.InvalidTransition, W.INVALID_TRANSITION),
+                    (T.TrackerError, ErrorCode.INVALID), (WorkAborted, W.WORK_ABORTED),
+                    (WorkFailed, W.WORK_FAILED))
