@@ -18,7 +18,10 @@ class UnknownRole(ValueError):
 
 
 def _bus(cfg: NodeConfig):
-    return ZmqHub(cfg.bus).run
+    from nodes import observe
+    hub = ZmqHub(cfg.bus)
+    observe.hub(hub, cfg.name)
+    return hub.run
 
 
 def _worker(cfg: NodeConfig):

@@ -26,6 +26,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeUp
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.manager import tracker as T
 from nodes.manager import wire as W
@@ -72,6 +73,7 @@ class ManagerNode:
             from nodes.sealing.node import SealingService
             from nodes.sealing.tracker_tasks import TrackerTasks
             self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
+        observe.manager(self)
 
     # ---- start ------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class ManagerNode:
     def _commit(self, commands: list[T.Command]) -> None:
         """Persist first (committed), then act."""
         self.store.apply(commands)
+        observe.manager_commands(self, commands)
         self._effects(commands)
 
     def _effects(self, commands: list[T.Command]) -> None:

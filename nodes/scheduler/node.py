@@ -30,6 +30,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeDown
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.scheduler import messages as m
 from nodes.scheduler.core import Scheduler
@@ -66,6 +67,7 @@ class SchedulerNode:
         self.peer.allow({SchedEnqueue: "manager", SchedCancel: "manager", SchedSync: "manager",
                          SchedWorkerBeat: "worker", SchedTaskPrepared: "worker",
                          SchedTaskDone: "worker", SchedGetDiag: ANYONE})
+        observe.scheduler(self)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -99,6 +101,7 @@ class SchedulerNode:
         for c in commands:
             if isinstance(c, m.Run):
                 self.sent[c.request] = now
+                observe.scheduler_sent(self, c.request)
                 self._nursery.start_soon(self._send_run, c)
             elif isinstance(c, m.Prepare):
                 self.sent[c.request] = now

@@ -30,6 +30,7 @@ from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
 from nodes.chain.policy import policy as policy_named
 from nodes.chain.randomness import DomainTag, address_entropy
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.sealing import commands as C
 from nodes.sealing import events as E
@@ -268,6 +269,7 @@ class SealingService:
         self._nursery.start_soon(self._carry_out, cmd, scope)
 
     async def _carry_out(self, cmd: C.Command, scope: trio.CancelScope) -> None:
+        observe.set_cause(cmd.cause)                # this sector's log lines
         with scope:
             try:
                 event = await self._do(cmd)
