@@ -177,7 +177,7 @@ class ManagerNode:
         work_id = self.tracker.find(job)
         self._commit(self.tracker.abort(work_id, time.time()))
         await trio.lowlevel.checkpoint()
-        log.warning("work %s aborted", work_id[:12])
+        log.warning("work %s aborted", work_id[:12], extra={"cause": self.tracker.works[work_id].cause})
         return work_id
 
     def jobs(self) -> list[T.WorkState]:
@@ -262,7 +262,8 @@ class ManagerNode:
                     await self.peer.call("@scheduler", msg, timeout=5.0, cause=w.cause)
                 except RemoteError as e:
                     if e.code == ErrorCode.INVALID:
-                        log.error("the scheduler refused %s: %s", wid[:12], e.message)
+                        log.error("the scheduler refused %s: %s", wid[:12], e.message,
+                                  extra={"cause": w.cause})
                     else:
                         failed = True
                         break

@@ -34,6 +34,12 @@ def set_cause(cause: str) -> None:
     CAUSE.set(cause)
 
 
+def sector_cause(sector) -> str:
+    """The cause id of a sector's lines (its SectorRef, or anything with miner and number),
+    as the sealing state machine names it."""
+    return f"s-{sector.miner}-{sector.number}"
+
+
 @contextlib.contextmanager
 def cause(value: str):
     token = CAUSE.set(value)

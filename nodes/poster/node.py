@@ -172,11 +172,12 @@ class PosterNode:
             o = cmd.outcome
             self.store.save_outcome(o)
             (log.warning if o.status in ("missed", "unconfirmed") else log.info)(
-                "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status)
+                "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status,
+                extra={"cause": cmd.cause})
             if o.open - 2 * self.core.policy.proving_period > 0:
                 self.store.prune(o.open - 2 * self.core.policy.proving_period)
         elif isinstance(cmd, Abort):
-            log.info("%s: stopped: %s", cmd.cause, cmd.reason)
+            log.info("%s: stopped: %s", cmd.cause, cmd.reason, extra={"cause": cmd.cause})
             self._live.discard(cmd.cause)
             for scope in self._scopes.pop(cmd.cause, ()):
                 scope.cancel()
