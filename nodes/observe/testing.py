@@ -2,15 +2,20 @@
 devnet chain (accepting every proof), the manager with its sector state machine, the
 scheduler, two workers running the fake task table inline and a poster with the fake
 prover, all on the hub at `address`. `start_cluster` runs them in the caller's nursery:
-in memory under a mock clock, or over real sockets."""
+in memory under a mock clock, or over real sockets; `cluster_in_thread` runs them with
+their own hub over ipc in a thread, for commands the test runs (`zqnode status`) and
+scrapes of the /metrics endpoint."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import pathlib
+import threading
 
 import trio
 
 from bus.config import BusConfig
+from bus.hub import ZmqHub
 from nodes.chain.node import ChainConfig, ChainNode
 from nodes.config import NodeConfig
 from nodes.manager.node import ManagerNode
@@ -111,3 +116,62 @@ async def until(pred, step: float = 0.5, limit: float = 10_000.0) -> None:
     with trio.fail_after(limit):
         while not pred():
             await trio.sleep(step)
+
+
+class ClusterThread:
+    """A cluster running in its own thread: `address` (its hub), `cluster`, `metrics_url`."""
+
+    def __init__(self):
+        self.address = self.metrics_url = ""
+        self.cluster: Cluster | None = None
+        self.gates: dict[str, trio.Event] = {}
+        self.token = self.cancel = None
+
+    def release(self, task: str) -> None:
+        """Let the tasks of this type held at their gate go on."""
+        trio.from_thread.run_sync(self.gates[task].set, trio_token=self.token)
+
+
+@contextlib.contextmanager
+def cluster_in_thread(root, prefix: str, *, epoch_seconds: float = 0.05, hold: tuple[str, ...] = (),
+                      metrics_listen: str = "", pledge: int = 0):
+    """start_cluster with its own ZmqHub on ipc (in `root`), in a thread; tasks of the
+    types in `hold` wait for `release`; `pledge` CC sectors are pledged at once; a
+    /metrics server when `metrics_listen` is given."""
+    from nodes import observe
+    box, ready = ClusterThread(), threading.Event()
+    failed: list[BaseException] = []
+
+    async def serve():
+        with trio.CancelScope() as cs:
+            box.cancel, box.token = cs, trio.lowlevel.current_trio_token()
+            box.gates = {task: trio.Event() for task in hold}
+            async with trio.open_nursery() as n:
+                hub = ZmqHub(BusConfig(address=f"ipc://{root}/bus"))
+                observe.hub(hub, f"{prefix}-hub")
+                box.address = await n.start(hub.run)
+                if metrics_listen:
+                    box.metrics_url = await n.start(observe.MetricsServer(metrics_listen,
+                                                                          observe.REGISTRY).run)
+                box.cluster = await start_cluster(n, box.address, root, prefix,
+                                                  epoch_seconds=epoch_seconds, gates=box.gates)
+                if pledge:
+                    box.cluster.manager.sealing.pledge(pledge)
+                ready.set()
+
+    def main():
+        try:
+            trio.run(serve)
+        except BaseException as e:          # shown by the waiting test
+            failed.append(e)
+            ready.set()
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    if not ready.wait(30) or failed:
+        raise RuntimeError(f"the cluster did not start: {failed[:1]}")
+    try:
+        yield box
+    finally:
+        trio.from_thread.run_sync(box.cancel.cancel, trio_token=box.token)
+        thread.join(10)

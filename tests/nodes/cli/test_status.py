@@ -3,41 +3,20 @@ its sector state machine, scheduler, two workers running fake tasks, poster) in 
 over real ipc sockets: two CC sectors are sealed, then `--once --json` and the text view
 show what the nodes hold."""
 import json
-import threading
 import time
 
 import pytest
-import trio
 from click.testing import CliRunner
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
 from nodes.cli import main
 from nodes.cli.status import render
-from nodes.observe.testing import start_cluster
+from nodes.observe.testing import cluster_in_thread
 
 
 @pytest.fixture
 def devnet(tmp_path):
-    box, ready = {}, threading.Event()
-
-    async def serve():
-        with trio.CancelScope() as cs:
-            box["cancel"], box["token"] = cs, trio.lowlevel.current_trio_token()
-            async with trio.open_nursery() as n:
-                addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
-                box["addr"], box["pc2"] = addr, trio.Event()
-                box["cluster"] = c = await start_cluster(n, addr, tmp_path, "st", epoch_seconds=0.05,
-                                                         gates={"PC2": box["pc2"]})
-                c.manager.sealing.pledge(2)
-                ready.set()
-
-    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
-    thread.start()
-    assert ready.wait(30), "the cluster did not start"
-    yield box
-    trio.from_thread.run_sync(box["cancel"].cancel, trio_token=box["token"])
-    thread.join(10)
+    with cluster_in_thread(tmp_path, "st", hold=("PC2",), pledge=2) as running:
+        yield running
 
 
 def wait_for(pred, what: str) -> None:
@@ -48,14 +27,14 @@ def wait_for(pred, what: str) -> None:
 
 
 def status(devnet, *args):
-    result = CliRunner().invoke(main, ["status", "--bus", devnet["addr"], *args],
+    result = CliRunner().invoke(main, ["status", "--bus", devnet.address, *args],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
 def test_once_json_and_text_reflect_the_devnet(devnet):
-    c = devnet["cluster"]
+    c = devnet.cluster
     sealing = c.manager.sealing
     wait_for(lambda: [w.state for w in c.manager.jobs() if w.task == "PC2"] == ["running"] * 2,
              "PC2 of both sectors running")
@@ -68,7 +47,7 @@ def test_once_json_and_text_reflect_the_devnet(devnet):
     assert sorted((j["task"], j["status"]) for j in mid["jobs"]["active"]) == [("PC2", "running")] * 2
     assert sum(w["cpus_reserved"] for w in mid["workers"]) > 0
 
-    trio.from_thread.run_sync(devnet["pc2"].set, trio_token=devnet["token"])
+    devnet.release("PC2")
     wait_for(lambda: [s.state for s in sealing.core.sectors.values()] == ["Proving"] * 2,
              "both sectors proving")
     snap = json.loads(status(devnet, "--once", "--json"))
