@@ -18,9 +18,10 @@ class UnknownRole(ValueError):
 
 
 def _bus(cfg: NodeConfig):
-    from nodes import observe
     hub = ZmqHub(cfg.bus)
-    observe.hub(hub, cfg.name)
+    if cfg.metrics_listen:          # counting by kind costs ~1 us a message: only when served
+        from nodes import observe
+        observe.hub(hub, cfg.name)
     return hub.run
 
 

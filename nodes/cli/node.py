@@ -89,7 +89,11 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
         runners.append(metrics_runner(metrics_listen))
     _log_to(base / "devnet.log")
     click.echo(f"devnet: state in {base} (the same --repo resumes it); logs in {base / 'devnet.log'}")
-    _run(runners, lambda started: metrics_listen and click.echo(f"devnet: metrics on {started[-1]}"))
+
+    def started(urls) -> None:
+        if metrics_listen:
+            click.echo(f"devnet: metrics on {urls[-1]}")
+    _run(runners, started)
     click.echo(f"devnet: stopped; state kept in {base}")
 
 
