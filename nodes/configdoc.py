@@ -77,11 +77,11 @@ def struct_doc(cls: type) -> str:
 
 
 def section_doc(cls: type, fallback: str = "") -> str:
-    """A section's description: its struct's docstring, else its module's."""
+    """A section's description: its struct's docstring, else its module's when that is a
+    `config` module (one that holds the settings and nothing else), else `fallback`."""
     doc = struct_doc(cls)
-    if not doc:
-        module = inspect.getmodule(cls)
-        doc = (inspect.getdoc(module) or "") if module else ""
+    if not doc and cls.__module__.endswith(".config"):
+        doc = inspect.getdoc(inspect.getmodule(cls)) or ""
     return doc or fallback
 
 
