@@ -18,7 +18,11 @@ class UnknownRole(ValueError):
 
 
 def _bus(cfg: NodeConfig):
-    return ZmqHub(cfg.bus).run
+    hub = ZmqHub(cfg.bus)
+    if cfg.metrics_listen:          # counting by kind costs ~1 us a message: only when served
+        from nodes import observe
+        observe.hub(hub, cfg.name)
+    return hub.run
 
 
 def _worker(cfg: NodeConfig):

@@ -22,6 +22,7 @@ from nodes.chain.messages import Message, MessageError, summary
 from nodes.chain.randomness import RandomnessError, default_source
 from nodes.chain.store import ChainStore
 from nodes.chain.config import ChainConfig
+from nodes import observe
 from nodes.config import NodeConfig
 
 log = logging.getLogger("zqnode.chain")
@@ -52,6 +53,7 @@ class ChainNode:
             W.ChainGetPartitions, W.ChainGetSector, W.ChainGetPreCommit)},
             W.ChainReorg: ADMIN, W.ChainPush: ("manager", "poster"),
             W.ChainSimulate: ("manager", "poster")})
+        observe.chain(self)
 
     @property
     def epoch_seconds(self) -> float:

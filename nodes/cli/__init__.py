@@ -1,23 +1,33 @@
 """The `zqnode` command. Thin: click parses options into config structs and hands
 them to a node's `run`; nodes never import click. One module per command group."""
-import logging
-
 import click
+
+from nodes.observe import logs
+
+
+def _log_levels(ctx, param, value: str) -> str:
+    try:
+        logs.parse_levels(value)
+    except logs.LogSpecError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="zqnode")
-@click.option("--log-level", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
-def main(log_level: str) -> None:
+@click.option("--log-level", default="info", show_default=True, callback=_log_levels,
+              help="A level (debug, info, warning, error), and levels per module: "
+                   "'zqnode.bus=debug,zqnode.worker=warning,info'.")
+@click.option("--log-format", default="kv", show_default=True, type=click.Choice(logs.FORMATS),
+              help="kv: key=value lines; json: one JSON object a line.")
+def main(log_level: str, log_format: str) -> None:
     """zqnode: a Filecoin storage provider's sealing and proving cluster."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logs.setup(log_level, log_format)
 
 
-from nodes.cli import (bus, chain, keys, node, proofs, proving, sealing,  # noqa: E402
-                       sectors, worker)  # (each module's COMMANDS register on `main`)
+from nodes.cli import (bus, chain, config, keys, node, proofs, proving, sealing,  # noqa: E402
+                       sectors, status, worker)  # (each module's COMMANDS register on `main`)
 
-for group in (node, bus, keys, chain, proofs, proving, sealing, sectors, worker):
+for group in (node, bus, keys, chain, proofs, proving, sealing, sectors, worker, status, config):
     for command in group.COMMANDS:
         main.add_command(command)

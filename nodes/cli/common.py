@@ -16,6 +16,19 @@ T = TypeVar("T")
 
 bus_option = click.option("--bus", "bus", default=DEFAULT_BUS, show_default=True,
                           envvar="ZQNODE_BUS", help="The hub's address.")
+metrics_option = click.option(
+    "--metrics-listen", "metrics_listen", default="", metavar="HOST:PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics [default: the config's "
+         "metrics_listen, else none].")
+
+
+def metrics_runner(listen: str):
+    """The `run` of a /metrics server for every node in this process."""
+    from nodes.observe import REGISTRY, ListenError, MetricsServer
+    try:
+        return MetricsServer(listen, REGISTRY).run
+    except ListenError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def with_client(bus: str, fn: Callable[[Peer], Awaitable[T]], *, timeout: float = 5.0) -> T:

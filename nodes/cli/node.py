@@ -10,7 +10,7 @@ import trio
 
 from bus.address import DEFAULT_BUS
 from nodes import runtime
-from nodes.cli.common import bus_option, unwrap
+from nodes.cli.common import bus_option, metrics_option, metrics_runner, unwrap
 from nodes.config import ConfigError, NodeConfig, load
 
 
@@ -35,14 +35,27 @@ def _run(runners, on_started=None) -> None:
 @click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
-def start(role: str, bus: str, name: str, repo: str, config_path: str | None) -> None:
+@metrics_option
+def start(role: str, bus: str, name: str, repo: str, config_path: str | None,
+          metrics_listen: str) -> None:
     """Start one node and run it until SIGINT/SIGTERM."""
     try:
-        cfg = load(config_path, role=role, name=name, repo=repo, bus=bus)
-        runner = runtime.node_runner(cfg)
+        cfg = load(config_path, role=role, name=name, repo=repo, bus=bus,
+                   metrics_listen=metrics_listen)
     except (ConfigError, runtime.UnknownRole) as e:
         raise click.ClickException(str(e)) from None
-    _run([runner], lambda started: click.echo(f"{cfg.role} {cfg.name} running on {cfg.bus.address}"))
+    try:
+        runner = runtime.node_runner(cfg)
+    except (ConfigError, runtime.UnknownRole) as e:     # a node's own checks, at start
+        raise click.ClickException(f"{config_path or 'options'}: {e}") from None
+    runners = [runner]
+    if cfg.metrics_listen:
+        runners.append(metrics_runner(cfg.metrics_listen))
+
+    def started(urls) -> None:
+        click.echo(f"{cfg.role} {cfg.name} running on {cfg.bus.address}"
+                   + (f"; metrics on {urls[-1]}" if cfg.metrics_listen else ""))
+    _run(runners, started)
 
 
 @click.command()
@@ -57,8 +70,9 @@ def start(role: str, bus: str, name: str, repo: str, config_path: str | None) ->
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
+@metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
-           refresh: float) -> None:
+           refresh: float, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -70,28 +84,31 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
                      say=lambda line: click.echo(line))
     except DevnetError as e:
         raise click.ClickException(str(e)) from None
+    runners = [net.run]
+    if metrics_listen:
+        runners.append(metrics_runner(metrics_listen))
     _log_to(base / "devnet.log")
     click.echo(f"devnet: state in {base} (the same --repo resumes it); logs in {base / 'devnet.log'}")
-    _run([net.run])
+
+    def started(urls) -> None:
+        if metrics_listen:
+            click.echo(f"devnet: metrics on {urls[-1]}")
+    _run(runners, started)
     click.echo(f"devnet: stopped; state kept in {base}")
 
 
 def _log_to(path: pathlib.Path) -> None:
     """Logs go to the file (at the chosen level); only errors to the terminal, which
     shows the progress lines."""
+    from nodes.observe import logs
     root = logging.getLogger()
-    level = root.level
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    file_handler = logging.FileHandler(path)
-    file_handler.setFormatter(logging.Formatter(
-        "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"))
     terminal = logging.StreamHandler()
     terminal.setLevel(logging.ERROR)
     terminal.setFormatter(logging.Formatter("devnet: %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(file_handler)
+    root.addHandler(logs.handler(path, logs.current_format()))
     root.addHandler(terminal)
-    root.setLevel(level)
 
 
 COMMANDS = [start, devnet]

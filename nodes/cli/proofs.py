@@ -8,7 +8,8 @@
 
 Bad input is a one-line error and a non-zero exit; nothing is left half-written (seal
 builds the sector in a temporary directory next to DIR and renames it at the end).
-Progress goes to stderr, one line per stage with the elapsed time.
+Progress goes to stderr when it is a terminal (or with --progress): a bar of the bytes
+read for commp, one line per stage with the elapsed time for the others.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ import json
 import re
 import secrets
 import shutil
-import time
+import sys
 from pathlib import Path
 
 import click
 import msgspec
 
+from nodes.observe import progress
 from proofs import commp as commp_mod
 from proofs import fr32, params, post, seal
 from proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
@@ -33,19 +35,10 @@ from proofs.sector import load_meta, write_atomic
 _INPUT_ERRORS = (ValueError, OSError)
 
 
-class _Clock:
-    """Progress lines on stderr: '[  1.2s] message'."""
-
-    def __init__(self, quiet: bool = False):
-        self.start = time.perf_counter()
-        self.quiet = quiet
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(f"[{self.elapsed():6.1f}s] {message}", err=True)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+def _clock(show: bool | None, steps: int = 0) -> progress.StepProgress:
+    """Progress lines on stderr, '[  1.2s] [###...] 2/5 message', when wanted."""
+    return progress.StepProgress(sys.stderr if progress.wanted(show) else None,
+                                 steps)
 
 
 def _fail(message: str) -> click.ClickException:
@@ -91,6 +84,8 @@ def _emit(record: dict, as_json: bool) -> None:
 backend_option = click.option("--backend", type=click.Choice(BACKEND_NAMES), default="auto",
                               show_default=True, help="Where the heavy hashing runs.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+progress_option = click.option("--progress/--no-progress", "show_progress", default=None,
+                               help="Progress on stderr [default: when stderr is a terminal].")
 parent_cache_option = click.option(
     "--parent-cache", "parent_cache", type=click.Path(file_okay=False), default=None,
     envvar="ZQNODE_PARENT_CACHE", help="SDR parent cache directory [default: ~/.zqnode/parent-cache].")
@@ -105,11 +100,19 @@ def proofs_group() -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @backend_option
 @json_option
-def commp_command(path: str, backend: str, as_json: bool) -> None:
+@progress_option
+def commp_command(path: str, backend: str, as_json: bool, show_progress: bool | None) -> None:
     """CommP of a file: piece CIDs v1 and v2, payload and padded sizes."""
     impl = _backend(backend)
+    stderr = sys.stderr
     try:
-        result = commp_mod.commp(path, root=impl.sha254_root)
+        if progress.wanted(show_progress, stderr):
+            with open(path, "rb") as raw:
+                bar = progress.ByteProgress(stderr, Path(path).stat().st_size, "commp")
+                result = commp_mod.commp(progress.CountingReader(raw, bar), root=impl.sha254_root)
+                bar.finish()
+        else:
+            result = commp_mod.commp(path, root=impl.sha254_root)
     except commp_mod.PayloadTooSmall as e:
         raise _fail(f"{path}: {e}") from None
     except _INPUT_ERRORS as e:
@@ -159,8 +162,9 @@ def _fresh_out(out: str) -> Path:
 @backend_option
 @parent_cache_option
 @json_option
+@progress_option
 def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, data_path, out, seed,
-                 do_finalize, backend, parent_cache, as_json) -> None:
+                 do_finalize, backend, parent_cache, as_json, show_progress) -> None:
     """Seal a sector into --out (AP, PC1, PC2; C1 with --seed): comm_d, comm_r, replica_id."""
     p = _seal_proof_for(sector_size, seal_proof_name)
     miner_id = _miner(miner)
@@ -179,7 +183,10 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
                         f"at most {capacity}")
         if size < commp_mod.MIN_PAYLOAD:
             raise _fail(f"--data {data_path} is {size} bytes; a piece needs at least {commp_mod.MIN_PAYLOAD}")
-    clock = _Clock()
+    with_c1 = seed_bytes is not None or p.feature is params.SealFeature.NON_INTERACTIVE
+    # AP, PC1 (tree-d, labels), PC2 (tree-c, tree-r-last), C1 (proof, verified), FIN
+    steps = (data_path is not None) + 4 + 2 * with_c1 + do_finalize
+    clock = _clock(show_progress, steps)
     work = target.parent / f".{target.name}.sealing-{secrets.token_hex(4)}"
     work.mkdir()                               # (not mkdtemp: its 0700 would stay on DIR)
     try:
@@ -198,7 +205,7 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
                   "comm_d": pc2.comm_d_cid(), "comm_r": pc2.comm_r_cid(),
                   "replica_id": pc1.replica_id.hex(), "comm_c": pc2.comm_c.hex(),
                   "comm_r_last": pc2.comm_r_last.hex(), "pieces": pieces}
-        if seed_bytes is not None or p.feature is params.SealFeature.NON_INTERACTIVE:
+        if with_c1:
             c1 = seal.commit1(work, seed_bytes, backend=impl, progress=clock)
             proof_file = work / "commit1.proof"
             write_atomic(proof_file, c1.proof)
@@ -249,11 +256,13 @@ class _WindowPostFile(msgspec.Struct, array_like=True):
               help="WindowPoSt proof type, name or id [default: the V1_1 type of the size].")
 @backend_option
 @json_option
-def window_post_command(sealed_dirs, randomness, out, post_proof_name, backend, as_json) -> None:
+@progress_option
+def window_post_command(sealed_dirs, randomness, out, post_proof_name, backend, as_json,
+                        show_progress) -> None:
     """Prove and verify WindowPoSt over sealed sectors; exit 1 unless every sector verifies."""
     rand = _hex32(randomness, "--randomness")
     impl = _backend(backend)
-    clock = _Clock()
+    clock = _clock(show_progress)
     try:
         post.check_randomness(rand)
         refs = post.sector_refs(sealed_dirs)
@@ -301,10 +310,11 @@ def window_post_command(sealed_dirs, randomness, out, post_proof_name, backend, 
 @backend_option
 @parent_cache_option
 @json_option
-def unseal_command(sealed_dir, out, piece, backend, parent_cache, as_json) -> None:
+@progress_option
+def unseal_command(sealed_dir, out, piece, backend, parent_cache, as_json, show_progress) -> None:
     """Write a sealed sector's data back out (recomputing the labels if they were dropped)."""
     impl = _backend(backend)
-    clock = _Clock()
+    clock = _clock(show_progress)
     try:
         written = seal.unseal(sealed_dir, out, piece=piece, parent_cache_dir=parent_cache,
                               backend=impl, progress=clock)

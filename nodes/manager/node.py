@@ -26,6 +26,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request, refusing
 from bus.protocol import NodeUp
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.manager import tracker as T
 from nodes.manager import wire as W
@@ -72,6 +73,7 @@ class ManagerNode:
             from nodes.sealing.node import SealingService
             from nodes.sealing.tracker_tasks import TrackerTasks
             self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
+        observe.manager(self)
 
     # ---- start ------------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class ManagerNode:
     def _commit(self, commands: list[T.Command]) -> None:
         """Persist first (committed), then act."""
         self.store.apply(commands)
+        observe.manager_commands(self, commands)
         self._effects(commands)
 
     def _effects(self, commands: list[T.Command]) -> None:
@@ -174,7 +177,7 @@ class ManagerNode:
         work_id = self.tracker.find(job)
         self._commit(self.tracker.abort(work_id, time.time()))
         await trio.lowlevel.checkpoint()
-        log.warning("work %s aborted", work_id[:12])
+        log.warning("work %s aborted", work_id[:12], extra={"cause": self.tracker.works[work_id].cause})
         return work_id
 
     def jobs(self) -> list[T.WorkState]:
@@ -259,7 +262,8 @@ class ManagerNode:
                     await self.peer.call("@scheduler", msg, timeout=5.0, cause=w.cause)
                 except RemoteError as e:
                     if e.code == ErrorCode.INVALID:
-                        log.error("the scheduler refused %s: %s", wid[:12], e.message)
+                        log.error("the scheduler refused %s: %s", wid[:12], e.message,
+                                  extra={"cause": w.cause})
                     else:
                         failed = True
                         break

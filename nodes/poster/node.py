@@ -24,6 +24,7 @@ from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
 from nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
 from nodes.chain.randomness import DomainTag, address_entropy
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.poster import wire as W
 from nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
@@ -83,6 +84,7 @@ class PosterNode:
         self._head_seen = trio.Event()
         self._send: trio.MemorySendChannel | None = None
         self._nursery: trio.Nursery | None = None
+        observe.poster(self)
 
     # -- start-up -------------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -163,17 +165,19 @@ class PosterNode:
             self._head_seen = trio.Event()
 
     def _execute(self, cmd: Command) -> None:
+        observe.poster_command(self, cmd)
         if isinstance(cmd, StoreProofs):
             self.store.save_proofs(cmd)
         elif isinstance(cmd, RecordOutcome):
             o = cmd.outcome
             self.store.save_outcome(o)
             (log.warning if o.status in ("missed", "unconfirmed") else log.info)(
-                "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status)
+                "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status,
+                extra={"cause": cmd.cause})
             if o.open - 2 * self.core.policy.proving_period > 0:
                 self.store.prune(o.open - 2 * self.core.policy.proving_period)
         elif isinstance(cmd, Abort):
-            log.info("%s: stopped: %s", cmd.cause, cmd.reason)
+            log.info("%s: stopped: %s", cmd.cause, cmd.reason, extra={"cause": cmd.cause})
             self._live.discard(cmd.cause)
             for scope in self._scopes.pop(cmd.cause, ()):
                 scope.cancel()
@@ -187,6 +191,7 @@ class PosterNode:
     async def _in_runner(self, runner: str, work, cmd: Command) -> None:
         if runner not in self._live:
             return                                  # aborted before this task started
+        observe.set_cause(runner)                   # this runner's log lines
         result = None
         with trio.CancelScope() as scope:
             self._scopes.setdefault(runner, set()).add(scope)

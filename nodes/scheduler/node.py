@@ -30,6 +30,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeDown
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.scheduler import messages as m
 from nodes.scheduler.core import Scheduler
@@ -66,6 +67,7 @@ class SchedulerNode:
         self.peer.allow({SchedEnqueue: "manager", SchedCancel: "manager", SchedSync: "manager",
                          SchedWorkerBeat: "worker", SchedTaskPrepared: "worker",
                          SchedTaskDone: "worker", SchedGetDiag: ANYONE})
+        observe.scheduler(self)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -99,6 +101,7 @@ class SchedulerNode:
         for c in commands:
             if isinstance(c, m.Run):
                 self.sent[c.request] = now
+                observe.scheduler_sent(self, c.request)
                 self._nursery.start_soon(self._send_run, c)
             elif isinstance(c, m.Prepare):
                 self.sent[c.request] = now
@@ -190,13 +193,14 @@ class SchedulerNode:
             try:
                 self._reconcile_listed(worker, rid, r, now)
             except SchedulerError as e:          # one bad entry must not stop the rest
-                log.warning("%s reports %s, which cannot be adopted: %s", worker, rid[:12], e)
+                log.warning("%s reports %s, which cannot be adopted: %s", worker, rid[:12], e,
+                            extra=self._cause_of(rid))
         for rid, r in list(self.core.workers[worker].running.items()):
             sent = self.sent.get(rid)
             if (rid not in listed and r.state in ("preparing", "running") and sent is not None
                     and now - sent > LOST_AFTER_S):
                 log.warning("%s does not run %s, sent %.0fs ago: queueing it again", worker,
-                            rid[:12], now - sent)
+                            rid[:12], now - sent, extra=self._cause_of(rid))
                 self._apply(m.TaskFinished(request=rid, ok=False, cause=f"{cause}: not there"))
                 self.sent.pop(rid, None)
                 self._queue(rid, f"{cause}: lost")
@@ -237,7 +241,8 @@ class SchedulerNode:
                                       cause=f"beat {worker}: runs it"))
             self.sent[rid] = now
         elif current.worker != worker:
-            log.warning("%s and %s both run %s", worker, current.worker, rid[:12])
+            log.warning("%s and %s both run %s", worker, current.worker, rid[:12],
+                        extra=self._cause_of(rid))
         else:
             self.sent[rid] = now        # listed: not lost
 
@@ -305,6 +310,11 @@ class SchedulerNode:
                     self._requeue_orphans()
                     self._flush()
 
+    def _cause_of(self, rid: str) -> dict:
+        """`extra` for a log line about request `rid`: its sector's cause id."""
+        job = self.jobs.get(rid)
+        return {"cause": observe.sector_cause(job.sector)} if job is not None else {}
+
     # ---- sending ----------------------------------------------------------------------
 
     async def _send_run(self, c: m.Run) -> None:
@@ -312,6 +322,7 @@ class SchedulerNode:
         if job is None:
             log.error("no params for %s: cannot run it", c.request[:12])
             return
+        observe.set_cause(observe.sector_cause(job.sector))     # this task's log lines
         await self._send(c.worker, WorkerRun(request=c.request, task=job.task, sector=job.sector,
                                              sector_size=job.sector_size, params=job.params,
                                              sources=job.sources), c.cause)
@@ -321,6 +332,7 @@ class SchedulerNode:
         if job is None:
             log.error("no params for %s: cannot prepare it", c.request[:12])
             return
+        observe.set_cause(observe.sector_cause(job.sector))
         await self._send(c.worker, WorkerPrepare(request=c.request, task=job.task, sector=job.sector,
                                                  sector_size=job.sector_size, params=job.params,
                                                  sources=job.sources), c.cause)

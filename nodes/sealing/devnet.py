@@ -21,6 +21,7 @@ from nodes.chain.config import ChainConfig
 from nodes.chain.core import Genesis, MinerSpec
 from nodes.chain.node import ChainNode
 from nodes.chain.policy import next_deadline
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.sealing import states as S
 from nodes.sealing.config import SealingConfig
@@ -132,7 +133,9 @@ class Devnet:
             client = self.provision_keys()
             self.say(f"devnet: curve keys in {self.base}; the client key in {client} is an admin")
         async with trio.open_nursery() as nursery:
-            self.address = await nursery.start(ZmqHub(hub_cfg).run)
+            hub = ZmqHub(hub_cfg)
+            observe.hub(hub, "devnet-hub")
+            self.address = await nursery.start(hub.run)
             chain_cfg = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER,
                                                                       seal_proof=self.seal_proof)]),
                                     verifier="proofs", epoch_seconds=self.epoch_seconds)

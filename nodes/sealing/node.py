@@ -30,6 +30,7 @@ from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
 from nodes.chain.policy import policy as policy_named
 from nodes.chain.randomness import DomainTag, address_entropy
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.sealing import commands as C
 from nodes.sealing import events as E
@@ -189,7 +190,8 @@ class SealingService:
             try:
                 await tidy(self.core.miner, number, current.get(number))
             except Exception as e:
-                log.warning("tidying sector %d's results: %s", number, _reason(e))
+                log.warning("tidying sector %d's results: %s", number, _reason(e),
+                            extra={"cause": self.core.cause_of(number)})
 
     # -- the chain's head ----------------------------------------------------------------------------
     async def _follow_head(self) -> None:
@@ -218,7 +220,8 @@ class SealingService:
             try:
                 view = await self.chain.sector(self.core.miner, number)
             except Exception as e:
-                log.debug("fault check of sector %d: %s", number, _reason(e))
+                log.debug("fault check of sector %d: %s", number, _reason(e),
+                          extra={"cause": self.core.cause_of(number)})
                 return
             s = self.core.sectors.get(number)
             if view is None or s is None:
@@ -236,7 +239,7 @@ class SealingService:
         try:
             commands = self.core.handle(event, self.clock())
         except SealingError as e:
-            log.error("sector %d: %s", event.sector, e)
+            log.error("sector %d: %s", event.sector, e, extra={"cause": event.cause})
             self.errors.append(str(e))
             return []
         self._execute(commands)
@@ -249,7 +252,8 @@ class SealingService:
                 self._stop_stale(cmd.sector, cmd.step)
                 for entry in cmd.log:
                     log.info("sector %d: %s -> %s (%s)%s", cmd.sector, entry.prev or "new",
-                             entry.state, entry.event, f": {entry.note}" if entry.note else "")
+                             entry.state, entry.event, f": {entry.note}" if entry.note else "",
+                             extra={"cause": cmd.cause})
                 self._nursery.start_soon(self._publish, cmd)
             elif isinstance(cmd, C.Consume):
                 self._nursery.start_soon(self._consume, cmd.work_id)
@@ -269,6 +273,7 @@ class SealingService:
         self._nursery.start_soon(self._carry_out, cmd, scope)
 
     async def _carry_out(self, cmd: C.Command, scope: trio.CancelScope) -> None:
+        observe.set_cause(cmd.cause)                # this sector's log lines
         with scope:
             try:
                 event = await self._do(cmd)
@@ -288,7 +293,7 @@ class SealingService:
         try:
             await self.peer.publish(W.TOPIC_SECTOR, msg, cause=save.cause)
         except Exception as e:             # an event nobody may be listening to: never fatal
-            log.debug("publishing sector %d: %s", save.sector, _reason(e))
+            log.debug("publishing sector %d: %s", save.sector, _reason(e), extra={"cause": save.cause})
 
     async def _consume(self, work_id: str) -> None:
         delay = 1.0
@@ -565,7 +570,7 @@ class SealingService:
     def _drop_files(self, number: int) -> None:
         for path in self.sector_dirs(number):
             shutil.rmtree(path, ignore_errors=True)
-            log.info("sector %d: removed %s", number, path)
+            log.info("sector %d: removed %s", number, path, extra={"cause": self.core.cause_of(number)})
 
     def _drop_pieces(self, number: int) -> None:
         mine = {p.path for p in (*self.core.sectors[number].pieces, *self.core.sectors[number].pending)}

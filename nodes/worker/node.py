@@ -23,6 +23,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeUp
+from nodes import observe
 from nodes.config import NodeConfig
 from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
 from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
@@ -75,6 +76,7 @@ class WorkerNode:
         self.peer.allow({W.WorkerPrepare: "scheduler", W.WorkerRun: "scheduler",
                          W.WorkerAbort: "scheduler", W.WorkerSetTask: ADMIN,
                          W.WorkerListCalls: ANYONE})
+        observe.worker(self)
 
     # ---- start -----------------------------------------------------------------------
 
@@ -247,6 +249,7 @@ class WorkerNode:
         outcome: TaskOutput | None = None
         with scope:
             call = self.store.get(call_id)
+            observe.set_cause(_cause(call))       # this call's log lines
             if call.state == ACCEPTED:
                 verdict = await self._announce(call)
                 if verdict:

@@ -40,13 +40,15 @@ def sealed(tmp_path_factory, env):
     (base / "data").write_bytes(data)
     one = run(env, "seal", "--sector-size", "2KiB", "--miner", "1000", "--sector", 1,
               "--ticket", ZERO64, "--seal-proof", "StackedDrg2KiBV1_1", "--out", base / "s1",
-              "--seed", "22" * 32, "--json")
+              "--seed", "22" * 32, "--json", "--progress")
     two = run(env, "seal", "--sector-size", "2KiB", "--miner", "t01000", "--sector", 2,
               "--ticket", "33" * 32, "--seal-proof", 5, "--data", base / "data",
               "--out", base / "s2", "--json", "--backend", "cpu")
     assert one.exit_code == 0, one.output
     assert two.exit_code == 0, two.output
-    return {"base": base, "data": data, "one": json.loads(one.stdout), "two": json.loads(two.stdout)}
+    assert two.stderr == ""                          # no progress: not a terminal
+    return {"base": base, "data": data, "one": json.loads(one.stdout), "two": json.loads(two.stdout),
+            "one_progress": one.stderr}
 
 
 def test_commp_json(tmp_path, env):
@@ -61,6 +63,25 @@ def test_commp_json(tmp_path, env):
         "payload_size": 508, "padded_size": 512}
     table = run(env, "commp", path)
     assert table.exit_code == 0 and "padded_size   512" in table.stdout
+
+
+def test_commp_progress(tmp_path, env):
+    path = tmp_path / "piece"
+    path.write_bytes(bytes(3 << 20))
+    quiet = run(env, "commp", path, "--json")
+    shown = run(env, "commp", path, "--json", "--progress")
+    assert shown.exit_code == 0 and shown.stdout == quiet.stdout and quiet.stderr == ""
+    last = shown.stderr.splitlines()[-1]
+    assert last.startswith("commp [########################] 100.0% 3.0 MiB of 3.0 MiB")
+
+
+def test_seal_progress_counts_its_steps(sealed):
+    lines = [line.split("] ", 1)[1] for line in sealed["one_progress"].splitlines()]
+    expected = ["[##..........] 1/6 PC1 tree-d:", "[####........] 2/6 PC1 labels:",
+                "[######......] 3/6 PC2 tree-c:", "[########....] 4/6 PC2 tree-r-last:",
+                "[##########..] 5/6 C1:", "[############] 6/6 C1 proof verified: True"]
+    assert len(lines) == len(expected)
+    assert all(line.startswith(start) for line, start in zip(lines, expected)), lines
 
 
 def test_commp_errors(tmp_path, env):
@@ -134,7 +155,7 @@ def test_seal_into_an_existing_directory_is_refused(sealed, env):
 def test_window_post_json(sealed, env, tmp_path):
     proof_file = tmp_path / "wp.proof"
     result = run(env, "window-post", "--sealed", sealed["base"] / "s1", "--sealed", sealed["base"] / "s2",
-                 "--randomness", RAND, "--out", proof_file, "--json")
+                 "--randomness", RAND, "--out", proof_file, "--json", "--progress")
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
     rand = bytes.fromhex(RAND)

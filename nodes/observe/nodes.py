@@ -1,0 +1,202 @@
+"""What each role exports. A node's shell calls its role's function once, at the end of
+its constructor (`observe.manager(self)`, ...): its peer is instrumented
+(nodes.observe.bus) and a collector reads its state at every scrape. A few things are
+counted where they happen, through the `*_commands` / `*_sent` hooks the shells call.
+
+Collectors only read: they never change a node, and a node that is gone is skipped."""
+from __future__ import annotations
+
+import time
+
+import trio
+
+from nodes.observe import catalog as K
+from nodes.observe.bus import instrument_hub, instrument_peer
+
+
+def _by(items, key) -> dict:
+    counts: dict = {}
+    for item in items:
+        k = key(item)
+        counts[k] = counts.get(k, 0) + 1
+    return counts
+
+
+# -- hub ---------------------------------------------------------------------------------------
+def hub(router, name: str = "hub") -> None:
+    instrument_hub(router, name)
+
+
+# -- manager (and the sealing state machine beside it) -------------------------------------------
+def manager(node) -> None:
+    instrument_peer(node.peer)
+    K.REGISTRY.add_collector(_collect_manager, node)
+
+
+def _collect_manager(node) -> None:
+    name = node.cfg.name
+    for (task, state), n in _by(node.tracker.works.values(), lambda w: (w.task, w.state)).items():
+        K.MANAGER_WORKS.labels(name, task, state).set(n)
+    K.MANAGER_BACKLOG.labels(name).set(len(node._to_enqueue))
+    sealing = node.sealing
+    if sealing is not None and sealing.core is not None:
+        sectors = list(sealing.core.sectors.values())
+        for state, n in _by(sectors, lambda s: s.state).items():
+            K.SEALING_SECTORS.labels(name, state).set(n)
+        K.SEALING_PAUSED.labels(name).set(sum(1 for s in sectors if s.paused))
+
+
+def manager_commands(node, commands) -> None:
+    """The tracker's committed commands: a work that ended has its duration counted."""
+    from nodes.manager import tracker as T
+    for c in commands:
+        if isinstance(c, T.Save) and c.work.state in T.FINISHED:
+            w = c.work
+            K.MANAGER_WORK_SECONDS.labels(node.cfg.name, w.task, w.state).observe(
+                max(0.0, w.updated - w.created))
+
+
+# -- scheduler ------------------------------------------------------------------------------------
+def scheduler(node) -> None:
+    instrument_peer(node.peer)
+    K.REGISTRY.add_collector(_collect_scheduler, node)
+
+
+def scheduler_sent(node, request: str) -> None:
+    """A Run went out: how long the request waited since it was queued."""
+    r = node.core.requests.get(request)
+    if r is not None:
+        K.SCHED_WAIT_SECONDS.labels(node.cfg.name, r.task).observe(
+            max(0.0, trio.current_time() - r.queued_at))
+
+
+def _collect_scheduler(node) -> None:
+    name, core = node.cfg.name, node.core
+    for (task, state), n in _by(core.requests.values(), lambda r: (r.task, r.state)).items():
+        K.SCHED_REQUESTS.labels(name, task, state).set(n)
+    K.SCHED_QUEUE.labels(name).set(len(core.queue))
+    diag = core.diag()
+    K.SCHED_OPEN_WINDOWS.labels(name).set(len(diag.open_windows))
+    K.SCHED_WORKERS.labels(name, "enabled").set(sum(1 for w in diag.workers if w.enabled))
+    K.SCHED_WORKERS.labels(name, "disabled").set(sum(1 for w in diag.workers if not w.enabled))
+    for w in diag.workers:
+        r = w.resources
+        K.SCHED_WORKER_CPUS.labels(name, w.worker, "total").set(r.cpus)
+        K.SCHED_WORKER_CPUS.labels(name, w.worker, "reserved").set(w.active.cpu_use)
+        K.SCHED_WORKER_MEMORY.labels(name, w.worker, "total").set(r.mem_physical)
+        K.SCHED_WORKER_MEMORY.labels(name, w.worker, "used").set(r.mem_used)
+        K.SCHED_WORKER_MEMORY.labels(name, w.worker, "reserved").set(w.active.mem_used_min)
+        K.SCHED_WORKER_GPUS.labels(name, w.worker, "total").set(len(r.gpus))
+        K.SCHED_WORKER_GPUS.labels(name, w.worker, "reserved").set(w.active.gpu_used)
+        K.SCHED_WORKER_UTILIZATION.labels(name, w.worker).set(w.utilization)
+
+
+# -- worker ---------------------------------------------------------------------------------------
+def worker(node) -> None:
+    instrument_peer(node.peer)
+    name = node.name
+    run = node.executor.run
+
+    async def timed_run(inp):
+        running = K.WORKER_RUNNING.labels(name, inp.task)
+        running.inc()
+        started = time.perf_counter()
+        try:
+            out = await run(inp)
+        finally:
+            running.dec()
+        outcome = "ok" if out.ok else "failed"
+        K.WORKER_TASKS.labels(name, inp.task, outcome).inc()
+        K.WORKER_TASK_SECONDS.labels(name, inp.task, outcome).observe(time.perf_counter() - started)
+        return out
+
+    node.executor.run = timed_run
+    K.REGISTRY.add_collector(_collect_worker, node)
+
+
+def _collect_worker(node) -> None:
+    name = node.name
+    snap = node.peer.capabilities.get("resources") or {}
+    if not snap:
+        return
+    K.WORKER_CPUS.labels(name).set(snap.get("cpus", 0))
+    K.WORKER_CPU_PERCENT.labels(name).set(snap.get("cpu_percent", 0.0))
+    K.WORKER_MEMORY.labels(name, "total").set(snap.get("memory_total", 0))
+    K.WORKER_MEMORY.labels(name, "used").set(snap.get("memory_used", 0))
+    K.WORKER_SWAP.labels(name, "total").set(snap.get("swap_total", 0))
+    K.WORKER_SWAP.labels(name, "used").set(snap.get("swap_used", 0))
+    K.WORKER_GPUS.labels(name).set(len(snap.get("gpus", ())))
+
+
+# -- chain ----------------------------------------------------------------------------------------
+def chain(node) -> None:
+    instrument_peer(node.peer)
+    K.REGISTRY.add_collector(_collect_chain, node)
+
+
+def _collect_chain(node) -> None:
+    c = node.chain
+    if c is None:
+        return
+    name = node.cfg.name
+    K.CHAIN_EPOCH.labels(name).set(c.head.epoch)
+    K.CHAIN_POOL.labels(name).set(len(c.pool))
+    K.CHAIN_REORGS.labels(name).set(c.fork)
+    for actor in sorted(c.state.miners):
+        m = c.miner_view(actor)
+        miner = f"f0{actor}"
+        K.CHAIN_POWER.labels(name, miner).set(m.power)
+        for state in ("active", "unproven", "faulty", "recovering"):
+            K.CHAIN_SECTORS.labels(name, miner, state).set(getattr(m, state))
+        K.CHAIN_SECTORS.labels(name, miner, "precommitted").set(m.precommits)
+        K.CHAIN_PENALTIES.labels(name, miner).set(m.penalties)
+
+
+# -- poster ---------------------------------------------------------------------------------------
+def poster(node) -> None:
+    instrument_peer(node.peer)
+    name = node.cfg.name
+    prove = node.prover.prove
+
+    async def timed_prove(request):
+        started = time.perf_counter()
+        miner = f"f0{request.miner}"
+        try:
+            proofs = await prove(request)
+        except Exception:
+            K.POST_PROVE_SECONDS.labels(name, miner, "failed").observe(time.perf_counter() - started)
+            raise
+        K.POST_PROVE_SECONDS.labels(name, miner, "ok").observe(time.perf_counter() - started)
+        return proofs
+
+    node.prover.prove = timed_prove
+    K.REGISTRY.add_collector(_collect_poster, node)
+
+
+def poster_command(node, cmd) -> None:
+    """A command of the poster's core, as it is carried out: outcomes and declarations."""
+    from nodes.poster import events as E
+    name = node.cfg.name
+    if isinstance(cmd, E.RecordOutcome):
+        o = cmd.outcome
+        K.POST_DEADLINES.labels(name, f"f0{o.miner}", o.status).inc()
+        if o.skipped:
+            K.POST_SKIPPED.labels(name, f"f0{o.miner}").inc(len(o.skipped))
+    elif isinstance(cmd, (E.DeclareFaults, E.DeclareRecoveries)):
+        kind = "faults" if isinstance(cmd, E.DeclareFaults) else "recoveries"
+        K.POST_DECLARED.labels(name, f"f0{cmd.miner}", kind).inc(
+            sum(len(d.sectors) for d in cmd.declarations))
+
+
+def _collect_poster(node) -> None:
+    core = node.core
+    if core is None:
+        return
+    name = node.cfg.name
+    K.POST_RUNNERS.labels(name).set(len(core.runners))
+    if core.head is None:
+        return
+    from nodes.chain.policy import current_deadline
+    for actor, m in core.miners.items():
+        d = current_deadline(core.policy, m.period_offset, core.head.epoch)
+        K.POST_DEADLINE.labels(name, f"f0{actor}").set(d.index)
