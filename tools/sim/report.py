@@ -57,8 +57,9 @@ def summarise(sim) -> dict:
             "messages_lost": sim.net.lost,
             "results_duplicate": sim.manager.outcomes["duplicate"],
             "scheduler_lost_runs": sim.scheduler.lost_runs, "scheduler_adopted": sim.scheduler.adopted,
+            "requests_run_twice": len(sim.scheduler.run_twice),
         },
-        "errors": (sim.sealing.errors + sim.poster.errors + sim.scheduler.errors)[:20],
+        "errors": list(dict.fromkeys(sim.sealing.errors + sim.poster.errors + sim.scheduler.errors))[:20],
         "sim_events": sim.loop.calls,
     }
 
