@@ -62,22 +62,34 @@ class Cluster:
         return sum(g.count for g in self.groups)
 
     def scaled(self, total: int) -> "Cluster":
-        """The same mix with `total` workers (largest remainder; each group keeps >= 1
-        worker while total allows)."""
+        """The same mix with `total` workers: each group its share rounded down but at
+        least one worker, then corrected one worker at a time towards the exact shares."""
         if total < 1:
             raise SimConfigError(f"--workers must be >= 1, got {total}")
         have = self.workers
         exact = [g.count * total / have for g in self.groups]
-        counts = [int(x) for x in exact]
-        order = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
-        for i in order[:total - sum(counts)]:
+        counts = [max(int(x), 1 if g.count else 0) for x, g in zip(exact, self.groups)]
+        while sum(counts) > total:               # too many: take from the most over its share
+            spare = [i for i, c in enumerate(counts) if c > 1] or [i for i, c in enumerate(counts) if c]
+            i = max(spare, key=lambda i: (counts[i] - exact[i], -i))
+            counts[i] -= 1
+        while sum(counts) < total:               # too few: give to the most under its share
+            i = min(range(len(counts)), key=lambda i: (counts[i] - exact[i], i))
             counts[i] += 1
-        for i, c in enumerate(counts):           # no group vanishes if another can spare one
-            if c == 0 and max(counts) > 1:
-                counts[i] += 1
-                counts[counts.index(max(counts))] -= 1
         groups = tuple(WorkerGroup(**{**g.__dict__, "count": c}) for g, c in zip(self.groups, counts))
-        return Cluster(self.name, tuple(g for g in groups if g.count), self.scheduler)
+        groups = tuple(g for g in groups if g.count)
+        missing = _missing_tasks(groups)
+        if missing:
+            raise SimConfigError(f"--workers {total}: too few for {self.name}'s {len(self.groups)} groups "
+                                 f"(no worker would run {', '.join(missing)})")
+        return Cluster(self.name, groups, self.scheduler)
+
+
+PIPELINE = ("PC1", "PC2", "C1", "FIN", "WDP")     # the tasks a simulated cluster must run
+
+
+def _missing_tasks(groups) -> list[str]:
+    return [t for t in PIPELINE if not any(t in g.tasks and g.count for g in groups)]
 
 
 def _read(path: str | pathlib.Path) -> tuple[str, dict]:
@@ -146,8 +158,10 @@ def load_cluster(path: str | pathlib.Path = DEFAULT_CLUSTER) -> Cluster:
         where = f"{name}: group {i + 1}"
         if not isinstance(g, dict):
             raise SimConfigError(f"{where}: must be a table")
-        _unknown(where, g, GROUP_KEYS)
         gname = g.get("name")
+        if isinstance(gname, str) and gname.isidentifier() and gname not in seen:
+            where = f"{name}: group {gname}"
+        _unknown(where, g, GROUP_KEYS)
         if not isinstance(gname, str) or not gname.isidentifier() or gname in seen:
             raise SimConfigError(f"{where}: name must be a unique identifier, got {gname!r}")
         seen.add(gname)
@@ -172,9 +186,8 @@ def load_cluster(path: str | pathlib.Path = DEFAULT_CLUSTER) -> Cluster:
             tasks=tuple(dict.fromkeys([*tasks, "GET"])), limits=dict(limits)))
     if not any(g.count for g in groups):
         raise SimConfigError(f"{name}: the groups have no workers (every count is 0)")
-    for need in ("PC1", "PC2", "C1", "FIN", "WDP"):
-        if not any(need in g.tasks for g in groups):
-            raise SimConfigError(f"{name}: no group runs {need}: the pipeline would stop there")
+    for need in _missing_tasks(groups):
+        raise SimConfigError(f"{name}: no group runs {need}: the pipeline would stop there")
     try:
         sched = msgspec.convert(data.get("scheduler", {}), SchedulerConfig)
     except msgspec.ValidationError as e:
