@@ -166,3 +166,18 @@ def test_bad_options_are_usage_errors(small, tmp_path):
     assert r.exit_code == 2 and "bad.toml: seconds.PC1 must be a number >= 0, got -5" in r.output
     r = CliRunner().invoke(simulate.main, ["--workers", "2", "--quiet"])
     assert r.exit_code == 2 and "no worker would run WDP" in r.output
+
+
+def test_two_processes_with_different_hash_seeds_print_the_same_run():
+    """Nothing depends on set or dict orders that change between processes."""
+    import os
+    import subprocess
+    outs = []
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        r = subprocess.run([sys.executable, str(TOOLS / "simulate.py"), "--workers", "4", "--sectors",
+                            "300", "--days", "0.3", "--seed", "9", "--chaos", "--json", "--quiet"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        outs.append(stable(json.loads(r.stdout)))
+    assert outs[0] == outs[1] and outs[0]["failures"]["messages_lost"] > 0

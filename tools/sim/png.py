@@ -11,7 +11,7 @@ import numpy as np
 
 WIDTH = 1200
 LEFT = 40                    # room for labels
-TOP = 14                     # the legend
+TOP = 16                     # the legend
 PLOT_H = 60                  # each utilisation plot
 GAP = 6
 BACKGROUND = (255, 255, 255)
@@ -43,15 +43,15 @@ def size(workers: int) -> tuple[int, int, int]:
     return WIDTH, height, row
 
 
-def _text(img: np.ndarray, x: int, y: int, text: str, colour=(0, 0, 0)) -> int:
+def _text(img: np.ndarray, x: int, y: int, text: str, colour=(0, 0, 0), px: int = 2) -> int:
+    """Draw `text` with its top left at (x, y), each font pixel px x px; the x after it."""
     for ch in text.upper():
         glyph = _FONT.get(ch, _FONT[" "])
         for i, bit in enumerate(glyph):
             if bit == "1":
-                yy, xx = y + i // 3, x + i % 3
-                if 0 <= yy < img.shape[0] and 0 <= xx < img.shape[1]:
-                    img[yy, xx] = colour
-        x += 4
+                yy, xx = y + (i // 3) * px, x + (i % 3) * px
+                img[yy:yy + px, xx:xx + px] = colour
+        x += 4 * px
     return x
 
 
@@ -64,9 +64,9 @@ def render(spans, workers: dict, end: float) -> np.ndarray:
     scale = plot_w / end
     x = LEFT
     for task, colour in COLOURS.items():                  # the legend
-        img[3:8, x:x + 5] = colour
-        x = _text(img, x + 7, 3, task) + 6
-    _text(img, x + 10, 3, f"{end / 86400:g} D")
+        img[3:13, x:x + 10] = colour
+        x = _text(img, x + 13, 3, task) + 10
+    _text(img, x + 20, 3, f"{end / 86400:g} DAYS")
     img[TOP:TOP + len(names) * row, LEFT:LEFT + plot_w] = IDLE
     index = {n: i for i, n in enumerate(names)}
     for s in sorted(spans, key=lambda s: -s.start):        # earlier spans drawn last (on top)
@@ -89,10 +89,10 @@ def render(spans, workers: dict, end: float) -> np.ndarray:
             mask = rows >= tops[None, :]
             block = img[y:y + PLOT_H, LEFT:LEFT + plot_w]
             block[mask] = colour
-            _text(img, 2, y + PLOT_H // 2 - 6, label)
-            _text(img, 2, y + PLOT_H // 2, f"{100 * share.mean():.0f}%")
+            _text(img, 2, y + PLOT_H // 2 - 12, label)
+            _text(img, 2, y + PLOT_H // 2 + 2, f"{100 * share.mean():.0f}%")
         else:
-            _text(img, 2, y + PLOT_H // 2 - 3, label)
+            _text(img, 2, y + PLOT_H // 2 - 5, label)
         y += PLOT_H + GAP
     return img
 
