@@ -37,13 +37,19 @@ for path in (str(HERE.parent), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import click  # noqa: E402
+import click
+from sim.cluster import Chaos, Simulation
+from sim.config import (
+    DEFAULT_CLUSTER,
+    DEFAULT_PROFILE,
+    SimConfigError,
+    load_cluster,
+    load_profile,
+)
+from sim.png import write_png
+from sim.report import table
 
-from nodes.chain.policy import policy as policy_named  # noqa: E402
-from sim.cluster import Chaos, Simulation  # noqa: E402
-from sim.config import DEFAULT_CLUSTER, DEFAULT_PROFILE, SimConfigError, load_cluster, load_profile  # noqa: E402
-from sim.png import write_png  # noqa: E402
-from sim.report import table  # noqa: E402
+from nodes.chain.policy import policy as policy_named
 
 
 def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int | None = None,

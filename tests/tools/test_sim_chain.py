@@ -14,7 +14,7 @@ from nodes.chain.testing import ChainDriver, comm_r_of
 from nodes.chain.verifiers import FAKE
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
-from sim.chain import SimChain, add_proving_sectors  # noqa: E402
+from sim.chain import SimChain, add_proving_sectors
 
 _enc = msgspec.msgpack.Encoder()
 

@@ -7,8 +7,14 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
-from sim.config import (  # noqa: E402
-    DEFAULT_CLUSTER, DEFAULT_PROFILE, GiB, SimConfigError, load_cluster, load_profile)
+from sim.config import (
+    DEFAULT_CLUSTER,
+    DEFAULT_PROFILE,
+    GiB,
+    SimConfigError,
+    load_cluster,
+    load_profile,
+)
 
 GOOD_PROFILE = """sector_size = "32GiB"
 [seconds]

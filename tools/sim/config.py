@@ -61,7 +61,7 @@ class Cluster:
     def workers(self) -> int:
         return sum(g.count for g in self.groups)
 
-    def scaled(self, total: int) -> "Cluster":
+    def scaled(self, total: int) -> Cluster:
         """The same mix with `total` workers: each group its share rounded down but at
         least one worker, then corrected one worker at a time towards the exact shares."""
         if total < 1:

@@ -6,11 +6,11 @@ order give the same run, and a timer costs a heap push instead of a task."""
 from __future__ import annotations
 
 import heapq
-from typing import Callable
+from collections.abc import Callable
 
 
 class Timer:
-    __slots__ = ("at", "fn", "args")
+    __slots__ = ("args", "at", "fn")
 
     def __init__(self, at: float, fn: Callable, args: tuple):
         self.at, self.fn, self.args = at, fn, args

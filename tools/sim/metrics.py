@@ -18,12 +18,9 @@ class Metrics:
         self.pledged = 0
         self.deadlines: list[dict] = []                      # outcomes, as the poster recorded them
 
-    # ---- the manager and the scheduler ----------------------------------------------------
+    # ---- the manager (a wait ends when the task itself starts: a fetch first counts) -----
     def asked(self, work_id: str, task: str, now: float) -> None:
         self.asked_at.setdefault(work_id, (task, now))
-
-    def assigned(self, command) -> None:
-        pass                                                 # waits end when the task starts
 
     # ---- workers -------------------------------------------------------------------------
     def start_span(self, worker: str, task: str, now: float, need: Need, work_id: str) -> Span:

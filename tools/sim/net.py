@@ -11,8 +11,8 @@ or restarted (another session) meanwhile neither retries nor hears the answer.""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .loop import Loop
 

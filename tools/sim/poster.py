@@ -15,10 +15,30 @@ from nodes.manager.tracker import DONE, TrackerError
 from nodes.poster.config import PosterConfig, ProverConfig
 from nodes.poster.core import PosterCore
 from nodes.poster.events import (
-    Abort, BatchProven, CheckDone, DeclareFaults, DeclareRecoveries, DeadlineLoaded, HeadChanged,
-    LoadDeadline, MessageDropped, MessageLanded, MessagePushed, MinerInfo, MinerTracked,
-    PartitionProof, ProveBatch, ProveFailed, PushFailed, PushSubmission, RecordOutcome, StartCheck,
-    StoredBatch, StoreProofs, Tip, WaitMessage)
+    Abort,
+    BatchProven,
+    CheckDone,
+    DeadlineLoaded,
+    DeclareFaults,
+    DeclareRecoveries,
+    HeadChanged,
+    LoadDeadline,
+    MessageDropped,
+    MessageLanded,
+    MessagePushed,
+    MinerInfo,
+    MinerTracked,
+    PartitionProof,
+    ProveBatch,
+    ProveFailed,
+    PushSubmission,
+    RecordOutcome,
+    StartCheck,
+    StoredBatch,
+    StoreProofs,
+    Tip,
+    WaitMessage,
+)
 from nodes.poster.node import _states
 from nodes.scheduler.messages import SectorRef
 from nodes.worker import params as P

@@ -68,16 +68,17 @@ def table(s: dict) -> str:
     """The summary as text: totals, deadlines, waits and utilisation by worker group."""
     r = s["utilisation"]["resources"]
     pct = lambda x: "-" if x is None else f"{100 * x:5.1f}%"
+    groups = ", ".join(f"{k} {v}" for k, v in s["groups"].items())
+    progress = ", ".join(f"{k} {v}" for k, v in s["sectors_in_progress"].items()) or "none"
     lines = [
-        f"{s['workers']} workers ({', '.join(f'{k} {v}' for k, v in s['groups'].items())}), "
-        f"{s['days']:g} day(s), {s['policy']} policy, seed {s['seed']}"
-        f"{', chaos' if s['chaos'] else ''}",
-        f"sealed        {s['sectors_sealed']} sectors ({s['sectors_sealed_per_day']}/day) of "
-        f"{s['sectors_pledged']} pledged; PC1 slots {s['pc1_slots']}",
-        f"in progress   {', '.join(f'{k} {v}' for k, v in s['sectors_in_progress'].items()) or 'none'}",
-        f"deadlines     proven {s['deadlines_proven']} (late {s['deadlines_late']}), missed "
-        f"{s['deadlines_missed']}, unconfirmed {s['deadlines_unconfirmed']}, empty {s['deadlines_empty']}"
-        f"; {s['proving_sectors']} proving sectors",
+        (f"{s['workers']} workers ({groups}), {s['days']:g} day(s), {s['policy']} policy, "
+         f"seed {s['seed']}{', chaos' if s['chaos'] else ''}"),
+        (f"sealed        {s['sectors_sealed']} sectors ({s['sectors_sealed_per_day']}/day) of "
+         f"{s['sectors_pledged']} pledged; PC1 slots {s['pc1_slots']}"),
+        f"in progress   {progress}",
+        (f"deadlines     proven {s['deadlines_proven']} (late {s['deadlines_late']}), missed "
+         f"{s['deadlines_missed']}, unconfirmed {s['deadlines_unconfirmed']}, "
+         f"empty {s['deadlines_empty']}; {s['proving_sectors']} proving sectors"),
         f"utilisation   cpu {pct(r['cpu'])}  ram {pct(r['ram'])}  gpu {pct(r['gpu'])}",
         "",
         f"{'task':6} {'runs':>6} {'hours':>8} {'waits':>6} {'mean wait':>10} {'p50':>8} {'max':>8}",
@@ -91,17 +92,24 @@ def table(s: dict) -> str:
     workers = s["utilisation"]["workers"]
     for g in s["groups"]:
         mine = [u for name, u in workers.items() if name.rsplit("-", 1)[0] == g]
-        avg = lambda k: None if not mine or mine[0][k] is None else sum(u[k] for u in mine) / len(mine)
-        lines.append(f"{g:10} {len(mine):7} {pct(avg('cpu')):>7} {pct(avg('ram')):>7} {pct(avg('gpu')):>7}")
+        cpu, ram, gpu = (_mean(mine, k) for k in ("cpu", "ram", "gpu"))
+        lines.append(f"{g:10} {len(mine):7} {pct(cpu):>7} {pct(ram):>7} {pct(gpu):>7}")
     f = s["failures"]
     if s["chaos"]:
-        lines += ["", f"chaos         {f['worker_crashes']} worker crashes ({f['tasks_killed']} tasks killed), "
-                  f"{f['manager_restarts']} manager restarts, {f['reorgs']} reorgs, "
-                  f"{f['messages_lost']} lost / {f['messages_delayed']} slow of {f['messages_sent']} messages"]
+        lines += ["", (f"chaos         {f['worker_crashes']} worker crashes ({f['tasks_killed']} tasks "
+                       f"killed), {f['manager_restarts']} manager restarts, {f['reorgs']} reorgs, "
+                       f"{f['messages_lost']} lost / {f['messages_delayed']} slow of "
+                       f"{f['messages_sent']} messages")]
     if s["errors"]:
         lines += ["", "errors:"] + [f"  {e}" for e in s["errors"]]
     lines.append(f"\n{s['wall_seconds']} s wall, {s['sim_events']} events")
     return "\n".join(lines)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    if not rows or rows[0][key] is None:
+        return None
+    return sum(u[key] for u in rows) / len(rows)
 
 
 def _dur(seconds) -> str:

@@ -86,8 +86,6 @@ class SimScheduler(Node):
                 w = self.sim.workers[c.worker]
                 self.net.call(self, w.name, w.on_abort, c.request, tries=3, timeout=10.0,
                               backoff=(1.0, 1.0))
-            elif isinstance(c, m.AssignWindow):
-                self.sim.metrics.assigned(c)
 
     def _send_work(self, c, method: str) -> None:
         job = self.jobs.get(c.request)

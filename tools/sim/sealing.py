@@ -233,8 +233,8 @@ class SimSealing:
         if look.status == "landed":
             r = look.receipt
             if r.exit_code != 0:
-                return self._event(failed, cmd, error=f"{'PreCommitSector' if failed is E.ChainPreCommitFailed else 'ProveCommitSector'}"
-                                   f" failed: exit code {r.exit_code}: {r.error}")
+                method = "PreCommitSector" if failed is E.ChainPreCommitFailed else "ProveCommitSector"
+                return self._event(failed, cmd, error=f"{method} failed: exit code {r.exit_code}: {r.error}")
             if look.confirmations >= self.cfg.message_confidence:
                 return look
             self._wait_until(look.epoch + self.cfg.message_confidence, cmd, session)
@@ -326,7 +326,6 @@ class SimSealing:
 
     def _cmd_AbortWork(self, cmd: C.AbortWork, session: int):
         self._drop_work(cmd.sector)
-        return None
 
     def _drop_work(self, number: int) -> None:
         """nodes.sealing.tracker_tasks.TrackerTasks.drop_sector."""
@@ -340,7 +339,7 @@ class SimSealing:
     def _verify(self, **kw) -> bool:
         try:
             return self.chain.verifiers.verify_seal(**kw) is True
-        except Exception:
+        except Exception:                  # noqa: BLE001 - as the real shell: a crash is "invalid"
             return False
 
     def _facts(self, number: int, *, ticket: bytes = b"", ticket_epoch: int = -1, seed: bytes = b"",

@@ -31,7 +31,7 @@ class SectorFiles:
     comm_d: bytes = b""
     comm_r: bytes = b""
 
-    def copy(self) -> "SectorFiles":
+    def copy(self) -> SectorFiles:
         return SectorFiles(list(self.stages), self.ticket, self.comm_d, self.comm_r)
 
 

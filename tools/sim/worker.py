@@ -18,10 +18,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from nodes.scheduler.messages import StoragePath, WorkerInfo, WorkerResources
+from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from nodes.scheduler.resources import parse_resource_env
 from nodes.scheduler.wire import RunningRequest
-from nodes.scheduler.messages import SectorRef
 
 from . import tasks as T
 from .config import WorkerGroup
