@@ -181,3 +181,24 @@ def test_two_processes_with_different_hash_seeds_print_the_same_run():
         assert r.returncode == 0, r.stderr
         outs.append(stable(json.loads(r.stdout)))
     assert outs[0] == outs[1] and outs[0]["failures"]["messages_lost"] > 0
+
+
+def test_the_simulation_runs_the_node_cores_themselves(small):
+    from nodes.chain.core import Chain
+    from nodes.chain.policy import MAINNET
+    from nodes.manager.tracker import Tracker
+    from nodes.poster.core import PosterCore
+    from nodes.scheduler.core import Scheduler
+    from nodes.sealing.core import SealingCore
+    from sim.cluster import Simulation
+    from sim.config import load_cluster, load_profile
+
+    sim = Simulation(load_cluster(small["cluster"]), load_profile(small["profile"]), MAINNET, seal=1,
+                     days=0.01)
+    sim.run()
+    assert type(sim.scheduler.core) is Scheduler and type(sim.manager.tracker) is Tracker
+    assert type(sim.sealing.core) is SealingCore and type(sim.poster.core) is PosterCore
+    assert isinstance(sim.chain, Chain) and sim.chain.policy is MAINNET
+    assert sim.sealing.core.policy is MAINNET and sim.poster.core.policy is MAINNET
+    # the sector went through the core's own states, saved before each step
+    assert sim.sealing.store[1].state == "PreCommit1" and sim.manager.tracker.works
