@@ -123,7 +123,8 @@ def test_the_cli_prints_one_json_object_and_writes_the_png(small, tmp_path):
         "--seal", "4", "--days", "0.25", "--seed", "1", "--json", "--quiet", "--png", str(out)])
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    for key in ("wall_seconds", "sectors_sealed", "sectors_sealed_per_day", "deadlines_proven",
+    for key in ("wall_seconds", "sectors_sealed", "sectors_sealed_per_day", "sectors_sealed_per_day_steady",
+                "deadlines_proven",
                 "deadlines_late", "deadlines_missed", "queue_wait", "utilisation"):
         assert key in s
     assert s["sectors_sealed"] == 4 and s["sectors_sealed_per_day"] == 16.0

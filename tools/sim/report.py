@@ -36,6 +36,9 @@ def summarise(sim) -> dict:
         "sectors_pledged": m.pledged,
         "sectors_sealed": sealed,
         "sectors_sealed_per_day": round(sealed / days, 1),
+        # the rate over the second half of the run, once the pipeline is full
+        "sectors_sealed_per_day_steady": round(
+            sum(1 for t in m.sealed.values() if t >= sim.end / 2) / (days / 2), 1),
         "sectors_in_progress": {k or "New": v for k, v in sorted(states.items()) if k != S.PROVING},
         "sectors_paused": sum(1 for s in sim.sealing.core.sectors.values() if s.paused),
         "deadlines_proven": dl["proven"],
@@ -73,8 +76,9 @@ def table(s: dict) -> str:
     lines = [
         (f"{s['workers']} workers ({groups}), {s['days']:g} day(s), {s['policy']} policy, "
          f"seed {s['seed']}{', chaos' if s['chaos'] else ''}"),
-        (f"sealed        {s['sectors_sealed']} sectors ({s['sectors_sealed_per_day']}/day) of "
-         f"{s['sectors_pledged']} pledged; PC1 slots {s['pc1_slots']}"),
+        (f"sealed        {s['sectors_sealed']} sectors ({s['sectors_sealed_per_day']}/day, "
+         f"{s['sectors_sealed_per_day_steady']}/day in the second half) of {s['sectors_pledged']} "
+         f"pledged; PC1 slots {s['pc1_slots']}"),
         f"in progress   {progress}",
         (f"deadlines     proven {s['deadlines_proven']} (late {s['deadlines_late']}), missed "
          f"{s['deadlines_missed']}, unconfirmed {s['deadlines_unconfirmed']}, "

@@ -21,14 +21,19 @@ from dataclasses import dataclass, field
 from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from nodes.scheduler.resources import parse_resource_env
 from nodes.scheduler.wire import RunningRequest
+from nodes.worker.node import ABORTED
+from nodes.worker.store import (  # the call states
+    ACCEPTED,
+    DONE,
+    DROPPED,
+    ENDED,
+    RUNNING,
+)
 
 from . import tasks as T
 from .config import WorkerGroup
 from .net import Node
 
-ACCEPTED, RUNNING, DONE, DROPPED = "accepted", "running", "done", "dropped"
-ENDED = (DONE, DROPPED)
-ABORTED = "aborted"
 FETCH_FAIL_S = 5.0                     # a fetch with no source answering fails after this
 RETRY_MAX_S = 4.0                      # WorkerConfig.retry_max_s
 
