@@ -124,8 +124,7 @@ def test_the_cli_prints_one_json_object_and_writes_the_png(small, tmp_path):
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     for key in ("wall_seconds", "sectors_sealed", "sectors_sealed_per_day", "sectors_sealed_per_day_steady",
-                "deadlines_proven",
-                "deadlines_late", "deadlines_missed", "queue_wait", "utilisation"):
+                "deadlines_proven", "deadlines_late", "deadlines_missed", "queue_wait", "utilisation"):
         assert key in s
     assert s["sectors_sealed"] == 4 and s["sectors_sealed_per_day"] == 16.0
     assert set(s["utilisation"]["workers"]) == {"pc1-001", "gpu-001", "post-001"}
