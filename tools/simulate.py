@@ -22,8 +22,12 @@ whenever fewer sectors than PC1 slots wait for or run PC1), which measures what 
 cluster can seal. `--sectors N` are sectors already proving at the start (placed in
 deadlines by the miner actor's own assignment); their WindowPoSt runs as WDP tasks.
 
-Prints a table, or one JSON object with --json (`wall_seconds` is the only value that
-differs between two runs with the same arguments). Progress goes to stderr.
+Prints a table, or one JSON object with --json: sectors sealed (and per day, overall and
+over the run's second half), per-worker and per-resource utilisation, queue wait per
+task type (from the request to the task's start, a fetch included), deadline outcomes
+(proven; late = proven with less than a quarter of the window left; missed), failures.
+`wall_seconds` and `cpu_seconds` are the only values that differ between two runs with
+the same arguments. Progress goes to stderr (at most a line every 2 s).
 """
 from __future__ import annotations
 
