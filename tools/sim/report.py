@@ -1,0 +1,126 @@
+"""The summary of a simulation (a JSON-ready dict) and its table for people."""
+from __future__ import annotations
+
+from collections import Counter
+
+from nodes.sealing import states as S
+
+LATE_SHARE = 0.25        # a proof landing in the last quarter of its window is 'late'
+
+
+def summarise(sim) -> dict:
+    m, days = sim.metrics, sim.days
+    per_worker, per_resource = m.utilisation(sim.workers, 0.0, sim.end)
+    states = Counter(s.state for s in sim.sealing.core.sectors.values())
+    sealed = len(m.sealed)
+    window = sim.policy.challenge_window
+    dl = Counter()
+    for d in m.deadlines:
+        status = d["status"]
+        if status == "proven" and d["last_landing"] >= d["close"] - window * LATE_SHARE:
+            dl["late"] += 1
+        dl[status] += 1
+    chain_miner = sim.chain.miner(sim.sealing.core.miner)
+    faulty = sum(len(p.faults) for d in chain_miner.deadlines for p in d.partitions)
+    busy = {}
+    for s in m.spans:
+        end = sim.end if s.end < 0 else min(s.end, sim.end)
+        busy[s.task] = busy.get(s.task, 0.0) + max(end - s.start, 0.0)
+    return {
+        "days": days, "seed": sim.seed, "policy": sim.policy.name, "chaos": sim.chaos is not None,
+        "cluster": sim.cluster.name, "profile": sim.profile.name,
+        "workers": len(sim.workers), "groups": {g.name: g.count for g in sim.cluster.groups},
+        "pc1_slots": sim.pc1_slots,
+        "epochs": sim.chain.head.epoch - sim.start_epoch,
+        "proving_sectors": sim.proving_sectors,
+        "sectors_pledged": m.pledged,
+        "sectors_sealed": sealed,
+        "sectors_sealed_per_day": round(sealed / days, 1),
+        # the rate over the second half of the run, once the pipeline is full
+        "sectors_sealed_per_day_steady": round(
+            sum(1 for t in m.sealed.values() if t >= sim.end / 2) / (days / 2), 1),
+        "sectors_in_progress": {k or "New": v for k, v in sorted(states.items()) if k != S.PROVING},
+        "sectors_paused": sum(1 for s in sim.sealing.core.sectors.values() if s.paused),
+        "deadlines_proven": dl["proven"],
+        "deadlines_late": dl["late"],
+        "deadlines_missed": dl["missed"],
+        "deadlines_unconfirmed": dl["unconfirmed"],
+        "deadlines_empty": dl["empty"],
+        "faulty_sectors_on_chain": faulty,
+        "utilisation": {"resources": per_resource, "workers": per_worker},
+        "task_hours": {t: round(v / 3600, 1) for t, v in sorted(busy.items())},
+        "task_runs": dict(sorted(m.runs.items())),
+        "queue_wait": m.queue_waits(),
+        "failures": {
+            "tasks_killed": m.killed,
+            "worker_crashes": sum(w.crashes for w in sim.workers.values()),
+            "manager_restarts": sim.manager.restarts,
+            "reorgs": sim.reorgs,
+            "messages_sent": sim.net.sent, "messages_delayed": sim.net.delayed,
+            "messages_lost": sim.net.lost,
+            "results_duplicate": sim.manager.outcomes["duplicate"],
+            "scheduler_lost_runs": sim.scheduler.lost_runs, "scheduler_adopted": sim.scheduler.adopted,
+            "requests_run_twice": len(sim.scheduler.run_twice),
+        },
+        "errors": list(dict.fromkeys(sim.sealing.errors + sim.poster.errors + sim.scheduler.errors))[:20],
+        "sim_events": sim.loop.calls,
+    }
+
+
+def table(s: dict) -> str:
+    """The summary as text: totals, deadlines, waits and utilisation by worker group."""
+    r = s["utilisation"]["resources"]
+    pct = lambda x: "-" if x is None else f"{100 * x:5.1f}%"
+    groups = ", ".join(f"{k} {v}" for k, v in s["groups"].items())
+    progress = ", ".join(f"{k} {v}" for k, v in s["sectors_in_progress"].items()) or "none"
+    lines = [
+        (f"{s['workers']} workers ({groups}), {s['days']:g} day(s), {s['policy']} policy, "
+         f"seed {s['seed']}{', chaos' if s['chaos'] else ''}"),
+        (f"sealed        {s['sectors_sealed']} sectors ({s['sectors_sealed_per_day']}/day, "
+         f"{s['sectors_sealed_per_day_steady']}/day in the second half) of {s['sectors_pledged']} "
+         f"pledged; PC1 slots {s['pc1_slots']}"),
+        f"in progress   {progress}",
+        (f"deadlines     proven {s['deadlines_proven']} (late {s['deadlines_late']}), missed "
+         f"{s['deadlines_missed']}, unconfirmed {s['deadlines_unconfirmed']}, "
+         f"empty {s['deadlines_empty']}; {s['proving_sectors']} proving sectors"),
+        f"utilisation   cpu {pct(r['cpu'])}  ram {pct(r['ram'])}  gpu {pct(r['gpu'])}",
+        "",
+        f"{'task':6} {'runs':>6} {'hours':>8} {'waits':>6} {'mean wait':>10} {'p50':>8} {'max':>8}",
+    ]
+    for task in sorted(set(s["task_runs"]) | set(s["queue_wait"])):
+        w = s["queue_wait"].get(task, {})
+        lines.append(f"{task:6} {s['task_runs'].get(task, 0):6} {s['task_hours'].get(task, 0):8.1f} "
+                     f"{w.get('count', 0):6} {_dur(w.get('mean_s')):>10} {_dur(w.get('p50_s')):>8} "
+                     f"{_dur(w.get('max_s')):>8}")
+    lines += ["", f"{'group':10} {'workers':>7} {'cpu':>7} {'ram':>7} {'gpu':>7}"]
+    workers = s["utilisation"]["workers"]
+    for g in s["groups"]:
+        mine = [u for name, u in workers.items() if name.rsplit("-", 1)[0] == g]
+        cpu, ram, gpu = (_mean(mine, k) for k in ("cpu", "ram", "gpu"))
+        lines.append(f"{g:10} {len(mine):7} {pct(cpu):>7} {pct(ram):>7} {pct(gpu):>7}")
+    f = s["failures"]
+    if s["chaos"]:
+        lines += ["", (f"chaos         {f['worker_crashes']} worker crashes ({f['tasks_killed']} tasks "
+                       f"killed), {f['manager_restarts']} manager restarts, {f['reorgs']} reorgs, "
+                       f"{f['messages_lost']} lost / {f['messages_delayed']} slow of "
+                       f"{f['messages_sent']} messages")]
+    if s["errors"]:
+        lines += ["", "errors:"] + [f"  {e}" for e in s["errors"]]
+    lines.append(f"\n{s['wall_seconds']} s wall, {s['sim_events']} events")
+    return "\n".join(lines)
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    if not rows or rows[0][key] is None:
+        return None
+    return sum(u[key] for u in rows) / len(rows)
+
+
+def _dur(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
