@@ -77,12 +77,17 @@ class Router:
         self._seq: dict[str, int] = {}
         self.tap_on = False
         self.routed = 0                       # messages routed, for tests and metrics
+        self.meter = None                     # a bus.meter.HubMeter, set before run
         self.allow: AllowList | None = None   # set: curve security, names bound to keys
         self._conns: dict[bytes, _Conn] = {}  # connection id -> stamp (a cache)
         self._bound: dict[str, bytes] = {}    # curve: node name -> its connection id
         self._names: dict[bytes, str] = {}    # curve: connection id -> registered name
         self._open: dict[str, dict[int, tuple[str, float]]] = {}  # caller -> id -> (target, when)
         self.bad_input = RateLimitedLog(log)
+
+    def open_requests(self) -> int:
+        """Requests routed whose replies have not come back (yet)."""
+        return sum(len(v) for v in self._open.values())
 
     def deliver(self, identity: bytes, frames: list) -> None:
         raise NotImplementedError
@@ -99,6 +104,8 @@ class Router:
     # -- one message: [connection, to, envelope, *buffers] ----------------------------
     def route(self, msg: list, user: str | None = None) -> None:
         """Route one message; `user` is its connection's key under curve security."""
+        if self.meter is not None:
+            self.meter.routed(msg)
         conn = msg[0]
         if len(msg) < 3:
             self._error(conn, None, ErrorCode.BAD_FRAMES,

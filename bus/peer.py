@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections import OrderedDict, deque
 from contextlib import asynccontextmanager, contextmanager
@@ -251,8 +252,17 @@ class Peer:
         self.registrations = 0         # how many times we registered (re-registrations show)
         self.link = None
         self._nursery: trio.Nursery | None = None
+        self.meter = None              # a bus.meter.Meter, set before run, to observe traffic
 
     # -- set-up -----------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        """Gauges for an observer: calls awaiting replies, handlers running, events queued
+        in subscriptions and dropped by them, registrations so far."""
+        return {"pending_calls": len(self._pending), "active_handlers": self._active_handlers,
+                "subscription_queue": sum(len(s._queue) for s in self._subs),
+                "events_dropped": sum(s.dropped for s in self._subs),
+                "registrations": self.registrations}
+
     def on(self, kind: type[Msg], handler: Handler, *, allow: Rule | None = None) -> None:
         """Serve requests of `kind`. Register handlers before `run`. `allow`: who may
         send it (bus.permissions; default: what the permission table says, else NODES)."""
@@ -309,33 +319,48 @@ class Peer:
         timeout = self.cfg.call_timeout_s if timeout is None else timeout
         rid = next(self._ids)
         slot = _Pending()
+        started = time.perf_counter()
         try:
             with trio.fail_after(timeout):
                 while len(self._pending) >= self.cfg.max_inflight_calls:
                     await self._inflight_lot.park()    # back-pressure, not an unbounded queue
                 self._pending[rid] = slot
-                await self.link.send([to.encode(), encode_envelope(self.node_id, msg, id=rid,
-                                                                   cause=cause), *buffers])
+                await self._send([to.encode(), encode_envelope(self.node_id, msg, id=rid, cause=cause),
+                                  *buffers])
                 await slot.done.wait()
         except trio.TooSlowError:
+            self._called(msg, "timeout", started)
             raise CallTimeout(f"{to} did not answer {type(msg).__name__} "
                               f"within {timeout:g}s") from None
         finally:
             if self._pending.pop(rid, None) is not None and self._inflight_lot:
                 self._inflight_lot.unpark(count=1)
         if isinstance(slot.body, Error):
+            self._called(msg, "error", started)
             raise RemoteError(slot.body.code, slot.body.message, peer=to, retry=slot.body.retry)
+        self._called(msg, "ok", started)
         return slot.body, slot.buffers
+
+    def _called(self, msg: Msg, outcome: str, started: float) -> None:
+        if self.meter is not None:
+            self.meter.called(type(msg).__name__, outcome, time.perf_counter() - started)
+
+    async def _send(self, frames: list) -> None:
+        if self.meter is not None:
+            self.meter.rpc_out(frames)
+        await self.link.send(frames)
 
     async def notify(self, to: str, msg: Msg, *, buffers: Iterable = (), cause: str = "") -> None:
         """One-way message: no reply, no delivery guarantee beyond the transport's."""
-        await self.link.send([to.encode(), encode_envelope(self.node_id, msg, cause=cause), *buffers])
+        await self._send([to.encode(), encode_envelope(self.node_id, msg, cause=cause), *buffers])
 
     # -- events -----------------------------------------------------------------
     async def publish(self, topic: str, msg: Msg, *, buffers: Iterable = (), cause: str = "") -> None:
         seq = self._pub_seq[topic] = self._pub_seq.get(topic, 0) + 1
-        await self.link.publish([topic.encode(), encode_envelope(self.node_id, msg, seq=seq,
-                                                                cause=cause), *buffers])
+        frames = [topic.encode(), encode_envelope(self.node_id, msg, seq=seq, cause=cause), *buffers]
+        if self.meter is not None:
+            self.meter.event_out(frames)
+        await self.link.publish(frames)
 
     def subscribe(self, *prefixes: str, kinds: Iterable[type[Msg]] | None = None,
                   raw: bool = False, limit: int = 10_000) -> Subscription:
@@ -356,6 +381,8 @@ class Peer:
                 self.link.unsubscribe(p)
 
     def _on_events_batch(self, batch: list) -> None:
+        if self.meter is not None:
+            self.meter.events_in(batch)
         for frames in batch:
             topic = frames[0]
             for sub in self._subs:
@@ -365,6 +392,8 @@ class Peer:
     # -- RPC server and replies -----------------------------------------------------
     def _on_rpc_batch(self, batch: list) -> None:
         self._last_heard = trio.current_time()
+        if self.meter is not None:
+            self.meter.rpc_in(batch)
         for frames in batch:
             self._on_rpc(frames)
 
@@ -451,14 +480,19 @@ class Peer:
         slot.done.set()
 
     async def _serve(self, frm: bytes, req: Request) -> None:
+        meter, started, outcome = self.meter, time.perf_counter(), "ok"
+        if meter is not None:
+            meter.serving(req)
         try:
             out = await self._handlers[type(req.body)](req)
         except Refused as e:
-            out = Error(code=e.code, message=e.message, retry=e.retry)
+            out, outcome = Error(code=e.code, message=e.message, retry=e.retry), "refused"
         except Exception as e:                       # a handler bug must not kill the node
             log.exception("handler for %s failed", type(req.body).__name__)
-            out = Error(code=ErrorCode.HANDLER, message=f"{type(e).__name__}: {e}")
+            out, outcome = Error(code=ErrorCode.HANDLER, message=f"{type(e).__name__}: {e}"), "error"
         finally:
+            if meter is not None:
+                meter.served(type(req.body).__name__, outcome, time.perf_counter() - started)
             self._active_handlers -= 1
             n = self._running_from.pop(frm) - 1
             if n:
@@ -467,8 +501,8 @@ class Peer:
             return                                   # one-way: nobody waits for an answer
         body, bufs = out if isinstance(out, tuple) else (out, [])
         try:
-            await self.link.send([frm, encode_envelope(self.node_id, body, id=req.id, reply=True,
-                                                       cause=req.cause), *bufs])
+            await self._send([frm, encode_envelope(self.node_id, body, id=req.id, reply=True,
+                                                   cause=req.cause), *bufs])
         except trio.ClosedResourceError:
             pass
 
@@ -484,7 +518,7 @@ class Peer:
     async def _send_quietly(self, frames: list) -> None:
         with trio.move_on_after(self.cfg.heartbeat_s):
             try:
-                await self.link.send(frames)
+                await self._send(frames)
             except trio.ClosedResourceError:
                 pass
 

@@ -84,7 +84,7 @@ async def test_messages_bytes_latency_and_cause(nursery, autojump_clock):
     assert traffic.rpc_in[b"ObsAnswer"][0] == 1 and traffic.rpc_in[b"Error"][0] == 1
     assert hub_traffic.rpc_in[b"ObsAsk"][0] == 3
     assert hub_traffic.rpc_in[b"ObsAsk"][1] == asks[1] + 3 * len(f"cli{n}")   # + the route frame
-    assert server._observed.traffic.event_out[b"ObsNews"][0] == 2
+    assert server.meter.traffic.event_out[b"ObsNews"][0] == 2
 
     assert value(K.RPC_SECONDS, f"cli{n}", "ObsAsk", "ok") == 1
     assert value(K.RPC_SECONDS, f"cli{n}", "ObsAsk", "error") == 1
@@ -103,5 +103,5 @@ async def test_messages_bytes_latency_and_cause(nursery, autojump_clock):
 def test_instrumenting_twice_is_harmless():
     peer = Peer(name="twice", role="obs", cfg=BusConfig(address="mem://nowhere"))
     first = instrument_peer(peer)
-    call = peer.call_with_buffers
-    assert instrument_peer(peer) is first and peer.call_with_buffers is call
+    meter = peer.meter
+    assert instrument_peer(peer) is first and peer.meter is meter
