@@ -1,0 +1,515 @@
+"""WindowPoSt end to end on the devnet, in real processes: `zqnode devnet --no-poster` (hub,
+chain with the real PoRep and WindowPoSt verifiers, manager + sealing, scheduler, two
+workers) seals twelve 2 KiB CC sectors, and the poster runs as its own node (`zqnode
+start --role poster`, with the configuration the devnet writes) so the test can kill it
+alone. Over two full proving periods of every deadline holding sectors:
+
+- every deadline is proven in both periods, each PoSt verified by the chain's real
+  verifier, and again here against the chain's randomness; nothing is missed;
+- one sector's replica is corrupted before its first PoSt: the poster's check finds it,
+  declares it faulty for its deadline, which is proven without it (the rest of its
+  partition proven); the sector is rebuilt (`zqnode sectors rebuild N`), the poster
+  declares it recovered and proves it in the next period: power is back and the only
+  penalty of the whole run is that sector's one faulty deadline;
+- the poster is killed with SIGKILL after building a deadline's proofs and before they
+  land; started again, it pushes the stored proofs and they land before Close;
+- a reorg reverts a deadline's Challenge tipset after the poster proved it: the
+  randomness changes, the poster proves again, and the new proofs land and verify.
+
+Epochs are 0.25 s (a period of 384 epochs is 96 s): the test takes about 2.5 minutes, or
+4 when sealing is so slow (a loaded machine) that the events move to the next period."""
+import json
+import os
+import pathlib
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import msgspec
+import pytest
+import trio
+
+from bus.config import BusConfig
+from bus.peer import Peer
+from nodes.chain import messages as M
+from nodes.chain.api import BusChainAPI
+from nodes.chain.policy import DEVNET
+from nodes.chain.randomness import DomainTag, address_entropy
+from nodes.chain.store import ChainStore
+from nodes.chain.verifiers import proofs_verifiers
+from proofs import post
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MINER = 1000
+SECTORS = 12
+SECTOR_SIZE = 2048
+EPOCH_S = 0.25
+P = DEVNET
+WINDOW, LOOKBACK, PERIOD = P.challenge_window, P.challenge_lookback, P.proving_period
+LEAD = 8            # epochs the test needs ahead of a Challenge to act on it (2 s)
+REBUILD_EPOCHS = 120    # from a faulty window's Close: the sector rebuilt (30 s; some 10 s here)
+# The poster starts a deadline at its Challenge tipset (no confirmations): a reorg then
+# replaces a runner that has proven already, and a restarted poster has the most time.
+POSTER_SETTINGS = "challenge_confirmations = 0\n"
+
+
+@pytest.fixture(autouse=True)
+def client_keys(tmp_path, monkeypatch):
+    """The devnet makes this client key an admin; the CLI calls here use it (not $HOME)."""
+    monkeypatch.setenv("ZQNODE_KEY_DIR", str(tmp_path / "client"))
+
+
+class Proc:
+    """A `zqnode ...` process in its own process group; stdout lines on a queue, stderr
+    in a file."""
+
+    def __init__(self, args: list[str], stderr: pathlib.Path, env: dict | None = None):
+        self.args = args
+        self.stderr_path = stderr
+        with open(stderr, "ab") as err:
+            self.p = subprocess.Popen([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
+                                      stdout=subprocess.PIPE, stderr=err, text=True,
+                                      start_new_session=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pred, timeout: float = 60.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.2)
+            except queue.Empty:
+                if self.p.poll() is not None:
+                    break
+                continue
+            self.seen.append(line)
+            if pred(line):
+                return line
+        raise AssertionError(f"{self.args[0]}: nothing matched within {timeout}s; stdout: "
+                             f"{self.seen[-6:]}; stderr: {self.stderr_path.read_text()[-3000:]}")
+
+    def kill9(self) -> None:
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait(10)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGINT)
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def zqnode(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def zqnode_json(*args: str):
+    out = zqnode(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def on_chain(bus: str, fn):
+    """Run `fn(api)` with a bus client of the chain (the admin client key)."""
+    async def go():
+        peer = Peer(name=f"e2e-{uuid.uuid4().hex[:8]}", role="cli", register=False,
+                    cfg=BusConfig(address=bus))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.run)
+            result = await fn(BusChainAPI(peer, timeout=10))
+            nursery.cancel_scope.cancel()
+        return result
+    return trio.run(go)
+
+
+async def wait_head(api: BusChainAPI, epoch: int) -> int:
+    async with api.notify() as updates:
+        async for u in updates:
+            if u.head.epoch >= epoch:
+                return u.head.epoch
+    raise AssertionError("unreachable")
+
+
+class Occurrence(msgspec.Struct, frozen=True, order=True):
+    """One proving window of one deadline."""
+    open: int
+    index: int
+
+    @property
+    def challenge(self) -> int:
+        return self.open - LOOKBACK
+
+    @property
+    def close(self) -> int:
+        return self.open + WINDOW
+
+    @property
+    def fault_cutoff(self) -> int:
+        return self.open - P.fault_cutoff
+
+    def later(self, periods: int = 1) -> "Occurrence":
+        return Occurrence(self.open + periods * PERIOD, self.index)
+
+
+def first_after(offset: int, index: int, epoch: int) -> Occurrence:
+    """The first window of deadline `index` opening after `epoch`."""
+    base = offset % PERIOD + index * WINDOW
+    k = (epoch - base) // PERIOD + 1
+    return Occurrence(base + k * PERIOD, index)
+
+
+# -- the poster's store, read while it runs ------------------------------------------------------
+
+def poster_db(repo: pathlib.Path, sql: str, args=()) -> list[tuple]:
+    path = repo / "poster" / "poster.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def stored_proofs(repo: pathlib.Path, open_: int) -> list[bytes]:
+    """The randomness of each batch of proofs stored for the window opening at `open_`."""
+    return [r[0] for r in poster_db(repo, "SELECT randomness FROM proofs WHERE miner = ? AND open = ?",
+                                    (MINER, open_))]
+
+
+def post_messages(repo: pathlib.Path, open_: int) -> list[tuple[str, str]]:
+    return poster_db(repo, "SELECT msg_id, status FROM messages WHERE miner = ? AND open = ? AND "
+                           "kind = 'post'", (MINER, open_))
+
+
+def sealing_log(repo: pathlib.Path, number: int) -> list[str]:
+    db = sqlite3.connect(repo / "manager" / "sealing.sqlite", timeout=5)
+    try:
+        return [r[0] for r in db.execute("SELECT event FROM sector_log WHERE number = ? ORDER BY seq",
+                                         (number,))]
+    finally:
+        db.close()
+
+
+def replica_dirs(repo: pathlib.Path, number: int) -> list[tuple[pathlib.Path, str]]:
+    """Every directory of the sector under the workers' storage, with its stage."""
+    out = []
+    for meta in sorted(repo.glob("worker-*/sectors/*/sector.json")):
+        data = json.loads(meta.read_text())
+        if data["miner"] == MINER and data["sector"] == number:
+            out.append((meta.parent, data["stage"]))
+    return out
+
+
+def corrupt(sealed: pathlib.Path) -> None:
+    """Bit rot: one 32-byte node of the replica turns to zeros (still a field element)."""
+    with open(sealed, "r+b") as f:
+        f.seek(32 * 32)
+        assert f.read(32) != bytes(32)
+        f.seek(32 * 32)
+        f.write(bytes(32))
+
+
+# -- the plan: which deadline sees the corruption, the reorg and the kill --------------------------
+
+class Plan(msgspec.Struct, kw_only=True):
+    layout: dict[int, list[list[int]]]      # deadline index -> its partitions' sectors
+    first: dict[int, Occurrence]            # each deadline's first window with its sectors
+    periods: int                            # periods from `first` to the events' (0 unless sealing
+                                            # was slow; a reorg may be one more period later)
+    faulty: Occurrence                      # the window whose partition loses a sector
+    sector: int                             # the corrupted sector
+    reorg: Occurrence
+    kill: Occurrence
+
+    def windows(self) -> list[Occurrence]:
+        """Every window proven: from each deadline's first to the period after the events."""
+        return sorted(o.later(k) for o in self.first.values() for k in range(self.periods + 2))
+
+    @property
+    def end(self) -> int:
+        return max(o.close for o in self.windows())
+
+
+def make_plan(layout: dict[int, list[list[int]]], activation: dict[int, int], offset: int,
+              ready: int) -> Plan:
+    """Choose the windows of the events from the chain's layout, at least LEAD epochs after
+    `ready` (when every sector is Proving): in the first period, or in the next when sealing
+    took so long that the first has too little left."""
+    first = {i: first_after(offset, i, min(activation[n] for p in parts for n in p))
+             for i, parts in layout.items()}
+    for periods in (0, 1):
+        events = choose_events(layout, [o.later(periods) for o in first.values()], ready)
+        if events is not None:
+            faulty, sector, reorg, kill = events
+            return Plan(layout=layout, first=first, periods=periods, faulty=faulty, sector=sector,
+                        reorg=reorg, kill=kill)
+    raise AssertionError(f"no windows for the events: deadlines {layout}, first windows {first}, "
+                         f"ready at {ready}")
+
+
+def choose_events(layout: dict[int, list[list[int]]], windows: list[Occurrence], ready: int):
+    """From one period's `windows`: the corrupted sector's window (its fault must be declared
+    by the runner of two deadlines before, whose Challenge is then still ahead) and sector,
+    a reorg window whose previous deadline is empty (a reorg there reverts no other PoSt;
+    when this period's is too soon, the next period's, after the rebuild) and a kill window,
+    away from each other; None when there is no such choice."""
+    ahead = sorted(o for o in windows if o.challenge >= ready + LEAD)
+
+    def index_gap(a: Occurrence, b: Occurrence) -> int:
+        return abs(a.open - b.open) // WINDOW
+
+    faulty = next((o for o in reversed(ahead) if o.challenge - 2 * WINDOW >= ready + LEAD
+                   and any(len(p) >= 2 for p in layout[o.index])), None)
+    if faulty is None:
+        return None
+    declaring = Occurrence(faulty.open - 2 * WINDOW, (faulty.index - 2) % P.period_deadlines)
+    reorgs = [o for o in sorted(windows) if (o.index - 1) % P.period_deadlines not in layout
+              and o != faulty and index_gap(o, declaring) >= 2]
+    reorg = next((o for o in reorgs if o in ahead), None)
+    if reorg is None and reorgs and reorgs[0].later().challenge >= faulty.close + REBUILD_EPOCHS:
+        reorg = reorgs[0].later()
+    if reorg is None:
+        return None
+    after = reorg.open + 2 * WINDOW if reorg.open < faulty.open else 0   # the steps run in turn
+    kill = next((o for o in ahead if o.open >= after and index_gap(o, faulty) >= 3
+                 and o.open < declaring.open), None) or next(
+        (o for o in ahead if o.open >= after and index_gap(o, faulty) >= 3), None)
+    if kill is None:
+        return None
+    part = next(p for p in layout[faulty.index] if len(p) >= 2)
+    return faulty, part[-1], reorg, kill
+
+
+async def read_layout(api: BusChainAPI):
+    layout, activation = {}, {}
+    for i in range(P.period_deadlines):
+        view = await api.partitions(MINER, i)
+        if view.partitions:
+            layout[i] = [list(p.sectors) for p in view.partitions]
+            for p in view.partitions:
+                for n in p.sectors:
+                    activation[n] = (await api.sector(MINER, n)).activation
+    m = await api.miner(MINER)
+    return layout, activation, m.period_offset, (await api.head()).epoch
+
+
+# -- the timed steps --------------------------------------------------------------------------------
+
+def reorg_after_proofs(bus: str, repo: pathlib.Path, window: Occurrence) -> dict:
+    """Once the poster stored proofs for `window` (or two tipsets past its Challenge), revert
+    the tipsets from its Challenge on, in one client that stays connected."""
+    async def go(api: BusChainAPI):
+        entropy = address_entropy(MINER)
+        await wait_head(api, window.challenge)
+        before = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
+        while (before not in stored_proofs(repo, window.open)
+               and (await api.head()).epoch < window.challenge + 2):
+            await trio.sleep(0.02)
+        proven_before = before in stored_proofs(repo, window.open)
+        head = (await api.head()).epoch
+        proven_at = head - window.challenge          # epochs the poster took (a measure)
+        depth = head - window.challenge + 2        # one more: the head may move meanwhile
+        assert depth <= P.chain_finality, f"too late for the reorg: head {head}"
+        r = await api.reorg(depth)
+        after = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
+        return {"reverted": [t.epoch for t in r.reverted], "before": before, "after": after,
+                "proven_before": proven_before, "proven_at": proven_at,
+                "pushed_before": post_messages(repo, window.open)}
+    return on_chain(bus, go)
+
+
+def kill_after_proofs(bus: str, repo: pathlib.Path, poster: Proc, window: Occurrence) -> dict:
+    """Kill -9 the poster as soon as it stored proofs for `window`; what the chain and the
+    store held then."""
+    async def go(api: BusChainAPI):
+        await wait_head(api, window.challenge - 1)
+        with trio.fail_after(4 * WINDOW * EPOCH_S):
+            while not stored_proofs(repo, window.open):
+                await trio.sleep(0.01)
+        poster.kill9()
+        head = (await api.head()).epoch
+        view = await api.partitions(MINER, window.index)
+        return {"head": head, "posted": view.posted, "messages": post_messages(repo, window.open)}
+    return on_chain(bus, go)
+
+
+def until(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def head_epoch(bus: str) -> int:
+    return zqnode_json("chain", "head", "--bus", bus)["head"]["epoch"]
+
+
+def wait_epoch(bus: str, epoch: int) -> None:
+    on_chain(bus, lambda api: wait_head(api, epoch))
+
+
+# -- the test ---------------------------------------------------------------------------------------
+
+def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(tmp_path, free_bus_address):
+    repo, bus = tmp_path / "devnet", free_bus_address()
+    started = time.monotonic()
+    net = Proc(["devnet", "--repo", str(repo), "--bus", bus, "--sectors", str(SECTORS),
+                "--epoch-seconds", str(EPOCH_S), "--refresh", "1", "--no-poster"], tmp_path / "devnet.err")
+    procs = [net]
+    try:
+        line = net.wait_for(lambda line: line.startswith("devnet: no poster here; start it with: "))
+        command = line.split("start it with: zqnode ", 1)[1].split()
+        config = repo / "poster.toml"
+        config.write_text(config.read_text() + POSTER_SETTINGS)
+
+        def start_poster() -> Proc:
+            proc = Proc(command, tmp_path / "poster.err")
+            procs.append(proc)
+            proc.wait_for(lambda line: line.startswith("poster devnet-poster running on"))
+            return proc
+
+        poster = start_poster()
+        line = net.wait_for(lambda line: line.startswith(f"devnet: all {SECTORS} sectors are Proving"),
+                            timeout=240)
+        layout, activation, offset, ready = on_chain(bus, read_layout)
+        assert sorted(n for parts in layout.values() for p in parts for n in p) == list(range(1, SECTORS + 1))
+        assert len(layout) >= 3 and all(len(p) <= 2 for parts in layout.values() for p in parts)
+        plan = make_plan(layout, activation, offset, ready)
+        print(f"ready at {ready}; deadlines {layout}; corrupt sector {plan.sector} of "
+              f"{plan.faulty}; reorg {plan.reorg}; kill {plan.kill}; end {plan.end}"
+              + (f" (events {plan.periods} period later: slow sealing)" if plan.periods else ""))
+
+        # -- bit rot in the sector's replica (the finalized copy, where the storage index has it),
+        #    once its deadline's window of the period before, if the events are a period later, closed
+        wait_epoch(bus, plan.faulty.later(-1).close)
+        replicas = [d for d, stage in replica_dirs(repo, plan.sector) if stage == "finalized"]
+        assert len(replicas) == 1, replica_dirs(repo, plan.sector)
+        corrupt(replicas[0] / "sealed")
+
+        # -- a reorg past the Challenge of a window the poster has proven (now, or after the rebuild)
+        def reorg_step() -> dict:
+            reorg = reorg_after_proofs(bus, repo, plan.reorg)
+            assert plan.reorg.challenge in reorg["reverted"] and reorg["after"] != reorg["before"]
+            assert reorg["proven_before"] and not reorg["pushed_before"], reorg
+            return reorg
+
+        if plan.reorg.open < plan.faulty.open:
+            reorg = reorg_step()
+
+        # -- kill -9 the poster between building a window's proofs and their landing
+        killed = kill_after_proofs(bus, repo, poster, plan.kill)
+        assert killed["posted"] == [] and killed["head"] < plan.kill.close, killed
+        assert all(status != "landed" for _, status in killed["messages"]), killed
+        poster = start_poster()
+
+        # -- the first period: the fault is declared before the window, which is proven without it
+        wait_epoch(bus, plan.faulty.close + 1)
+        m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+        assert (m["faulty"], m["recovering"], m["penalties"], m["detected_faults"]) == (1, 0, 1, 0), m
+        s = zqnode_json("chain", "sector", str(MINER), str(plan.sector), "--bus", bus)["sector"]
+        assert (s["state"], s["deadline"]) == ("faulty", plan.faulty.index)
+        faults = zqnode_json("proving", "faults", "--bus", bus)
+        assert [(f["deadline"], f["sector"], f["state"]) for f in faults["faults"]] == [
+            (plan.faulty.index, plan.sector, "faulty")]
+        assert "does not match tree-r-last" in faults["faults"][0]["reason"], faults
+
+        # -- the replica rebuilt: the poster declares it recovered, and proves it next period
+        out = zqnode("sectors", "rebuild", str(plan.sector), "--bus", bus)
+        assert out.returncode == 0, out.stderr
+        recovering_at = plan.faulty.later().open - 2 * WINDOW - LOOKBACK   # the declaring runner
+        if plan.reorg.open > plan.faulty.open:
+            recovering_at = min(recovering_at, plan.reorg.challenge)
+        until(lambda: "Finalized" in sealing_log(repo, plan.sector)[sealing_log(repo, plan.sector).index("Rebuild"):],
+              timeout=max(5.0, (recovering_at - head_epoch(bus) - LEAD) * EPOCH_S), what="the rebuild")
+        if plan.reorg.open > plan.faulty.open:
+            reorg = reorg_step()
+        wait_epoch(bus, plan.end + P.chain_finality)
+
+        m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+        assert (m["sectors"], m["active"], m["faulty"], m["recovering"], m["unproven"]) == (SECTORS, SECTORS, 0, 0, 0), m
+        assert m["power"] == SECTORS * SECTOR_SIZE
+        assert (m["penalties"], m["detected_faults"], m["skipped_faults"]) == (1, 0, 0), m
+        info = zqnode_json("proving", "info", "--bus", bus)["miners"][0]
+        assert (info["missed"], info["unconfirmed"]) == (0, 0), info
+        kept = zqnode_json("proving", "deadline", str(plan.kill.index), "--bus", bus)["outcomes"]
+        notes = next(o["notes"] for o in kept if o["open"] == plan.kill.open)
+        assert any("resumed with stored proofs" in n for n in notes), notes
+        log = sealing_log(repo, plan.sector)
+        assert log[-1] == "FaultRecovered" and "FaultReported" in log[log.index("Rebuild"):], log
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+    assert net.p.returncode == 0, (tmp_path / "devnet.err").read_text()[-3000:]
+
+    # -- the chain, from its store: every window proven once, by proofs that verify -------------
+    store = ChainStore(repo / "chain" / "chain.sqlite")
+    chain = store.load(store.genesis(), proofs_verifiers())
+    store.close()
+    entropy = address_entropy(MINER)
+    posts, landed_at, failed = {}, {}, []
+    declared = {"DeclareFaults": [], "DeclareFaultsRecovered": []}
+    for ts in chain.tipsets:
+        for msg, receipt in zip(ts.messages, ts.receipts):
+            params = M.decode_params(msg.method, msg.params)
+            if msg.method == "SubmitWindowedPoSt":
+                window = Occurrence(ts.epoch - (ts.epoch - offset) % WINDOW, params.deadline)
+                if receipt.exit_code:
+                    failed.append((window, receipt.error))
+                else:
+                    assert window not in posts, f"{window} proven twice"
+                    posts[window], landed_at[window] = params, ts.epoch
+            elif msg.method in declared:
+                assert receipt.exit_code == 0, receipt
+                decls = params.faults if msg.method == "DeclareFaults" else params.recoveries
+                declared[msg.method].append((ts.epoch, [(d.deadline, d.partition, d.sectors) for d in decls]))
+
+    windows = plan.windows()
+    assert sorted(posts) == windows, (sorted(posts), windows)
+    assert failed == [], failed
+    for window, params in posts.items():
+        randomness = post.canonical_randomness(chain.randomness(
+            DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy))
+        parts = layout[window.index]
+        assert sorted(p.index for p in params.partitions) == list(range(len(parts)))
+        for pp, proof in zip(params.partitions, params.proofs):
+            proven = [n for n in parts[pp.index] if not (window == plan.faulty and n == plan.sector)]
+            assert pp.skipped == []
+            assert post.verify_window_post(
+                seal_proof=5, randomness=randomness, proof=proof,
+                sectors=[(n, chain.miner(MINER).sectors[n].comm_r) for n in proven]), window
+    reorged = posts[plan.reorg]
+    assert not post.verify_window_post(        # the proofs built before the reorg would not do
+        seal_proof=5, randomness=post.canonical_randomness(reorg["before"]), proof=reorged.proofs[0],
+        sectors=[(n, chain.miner(MINER).sectors[n].comm_r) for n in layout[plan.reorg.index][0]])
+
+    part = next(i for i, p in enumerate(layout[plan.faulty.index]) if plan.sector in p)
+    (fault_epoch, faults), = declared["DeclareFaults"]
+    assert faults == [(plan.faulty.index, part, [plan.sector])] and fault_epoch < plan.faulty.fault_cutoff
+    (recovery_epoch, recoveries), = declared["DeclareFaultsRecovered"]
+    assert recoveries == faults
+    assert plan.faulty.close <= recovery_epoch < plan.faulty.later().fault_cutoff
+    margin = min(w.close - landed_at[w] for w in windows)
+    print(f"{len(posts)} PoSts landed for {len(windows)} windows of {len(layout)} deadlines over {plan.periods + 2} "
+          f"periods; penalties 1 (sector {plan.sector}); epochs to spare at Close: at least {margin}, "
+          f"after the kill {plan.kill.close - landed_at[plan.kill]} (killed at {killed['head']}); "
+          f"proofs before the reorg at Challenge+{reorg['proven_at']}; runtime {time.monotonic() - started:.0f}s")
