@@ -54,8 +54,11 @@ WINDOW, LOOKBACK, PERIOD = P.challenge_window, P.challenge_lookback, P.proving_p
 LEAD = 8            # epochs the test needs ahead of a Challenge to act on it (2 s)
 REBUILD_EPOCHS = 120    # from a faulty window's Close: the sector rebuilt (30 s; some 10 s here)
 # The poster starts a deadline at its Challenge tipset (no confirmations): a reorg then
-# replaces a runner that has proven already, and a restarted poster has the most time.
-POSTER_SETTINGS = "challenge_confirmations = 0\n"
+# replaces a runner that has proven already, and a restarted poster has the most time. It
+# pushes one tipset after Open, so the reorg may wait for its proofs until Open (on a
+# loaded machine they take more than the two tipsets from Challenge to Open - 1).
+SUBMIT_AFTER_OPEN = 1
+POSTER_SETTINGS = f"challenge_confirmations = 0\nsubmit_after_open = {SUBMIT_AFTER_OPEN}\n"
 
 
 @pytest.fixture(autouse=True)
@@ -313,20 +316,22 @@ async def read_layout(api: BusChainAPI):
 # -- the timed steps --------------------------------------------------------------------------------
 
 def reorg_after_proofs(bus: str, repo: pathlib.Path, window: Occurrence) -> dict:
-    """Once the poster stored proofs for `window` (or two tipsets past its Challenge), revert
-    the tipsets from its Challenge on, in one client that stays connected."""
+    """Once the poster stored proofs for `window` (or the head is a tipset before the poster
+    would push them), revert the tipsets from its Challenge on, in one client that stays
+    connected."""
     async def go(api: BusChainAPI):
         entropy = address_entropy(MINER)
         await wait_head(api, window.challenge)
         before = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
-        while (before not in stored_proofs(repo, window.open)
-               and (await api.head()).epoch < window.challenge + 2):
+        while True:
+            head = (await api.head()).epoch
+            proven_before = before in stored_proofs(repo, window.open)
+            if proven_before or head >= window.open + SUBMIT_AFTER_OPEN - 1:
+                break
             await trio.sleep(0.02)
-        proven_before = before in stored_proofs(repo, window.open)
-        head = (await api.head()).epoch
         proven_at = head - window.challenge          # epochs the poster took (a measure)
-        depth = head - window.challenge + 2        # one more: the head may move meanwhile
-        assert depth <= P.chain_finality, f"too late for the reorg: head {head}"
+        assert head - window.challenge + 1 <= P.chain_finality, f"too late for the reorg: head {head}"
+        depth = min(head - window.challenge + 2, P.chain_finality)   # one more: the head may move
         r = await api.reorg(depth)
         after = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
         return {"reverted": [t.epoch for t in r.reverted], "before": before, "after": after,
