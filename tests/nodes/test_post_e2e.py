@@ -2,11 +2,12 @@
 chain with the real PoRep and WindowPoSt verifiers, manager + sealing, scheduler, two
 workers) seals twelve 2 KiB CC sectors, and the poster runs as its own node (`zqnode
 start --role poster`, with the configuration the devnet writes) so the test can kill it
-alone. Over two full proving periods of every deadline holding sectors:
+alone. Over two full proving periods of every deadline holding sectors (three when sealing
+ended too late in the first for the events below):
 
-- every deadline is proven in both periods, each PoSt verified by the chain's real
+- every deadline is proven in every period, each PoSt verified by the chain's real
   verifier, and again here against the chain's randomness; nothing is missed;
-- one sector's replica is corrupted before its first PoSt: the poster's check finds it,
+- one sector's replica is corrupted between two PoSts: the poster's check finds it,
   declares it faulty for its deadline, which is proven without it (the rest of its
   partition proven); the sector is rebuilt (`zqnode sectors rebuild N`), the poster
   declares it recovered and proves it in the next period: power is back and the only
