@@ -523,7 +523,8 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
     assert recoveries == faults
     assert plan.faulty.close <= recovery_epoch < plan.faulty.later().fault_cutoff
     margin = min(w.close - landed_at[w] for w in windows)
-    print(f"{len(posts)} PoSts landed for {len(windows)} windows of {len(layout)} deadlines by epoch {plan.end}; "
+    print(f"{len(windows)} PoSts landed for {len(windows)} windows of {len(layout)} deadlines by epoch {plan.end} "
+          f"({len(posts) - len(windows)} later); "
           f"penalties 1 (sector {plan.sector}); epochs to spare at Close: at least {margin}, "
           f"after the kill {plan.kill.close - landed_at[plan.kill]} (killed at {killed['head']}); "
           f"proofs before the reorg at Challenge+{reorg['proven_at']}; runtime {time.monotonic() - started:.0f}s")
