@@ -1,5 +1,6 @@
 """Real `zqnode` processes for the end-to-end tests: `Proc` runs one in its own process
-group, `zqnode` runs a command to its end, `until` polls a condition."""
+group, `zqnode` runs a command to its end, `until` polls a condition, `sealing_events`
+reads a devnet's sector log while it runs."""
 import os
 import pathlib
 import queue
@@ -9,6 +10,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from nodes.sealing.store import SealingStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -86,3 +89,12 @@ def until(pred, timeout: float = 60.0, what: str = "", every: float = 0.1):
             return value
         time.sleep(every)
     raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def sealing_events(repo: pathlib.Path, number: int) -> list[str]:
+    """The events of a devnet sector's sealing log, oldest first."""
+    store = SealingStore(repo / "manager" / "sealing.sqlite")
+    try:
+        return [entry.event for entry in store.log(number)]
+    finally:
+        store.close()

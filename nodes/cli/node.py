@@ -70,9 +70,11 @@ def start(role: str, bus: str, name: str, repo: str, config_path: str | None,
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--refresh", default=2.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds between progress lines.")
+@click.option("--no-poster", is_flag=True,
+              help="Leave the poster out, to run it as its own node (the devnet says how).")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
-           refresh: float, metrics_listen: str) -> None:
+           refresh: float, no_poster: bool, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -81,7 +83,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
     try:
         net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                      epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
-                     say=lambda line: click.echo(line))
+                     poster=not no_poster, say=lambda line: click.echo(line))
     except DevnetError as e:
         raise click.ClickException(str(e)) from None
     runners = [net.run]

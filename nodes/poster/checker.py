@@ -98,38 +98,54 @@ class SectorLocator(Protocol):
         """The sector's directory, or "" when storage does not know it."""
 
 
+# proofs.sector.STAGES, ranked: of several directories of one sector, the most advanced
+# is the replica (sealing workers keep the copies they fetched for PC2 or C1).
+_STAGE_RANK = {"new": 0, "pc1": 1, "pc2": 2, "finalized": 3}
+FINALIZED = _STAGE_RANK["finalized"]
+
+
 class StorageLocator:
     """Finds sector directories under storage roots: every sub-directory holding a
-    `sector.json` (proofs.sector's metadata, which names the miner and the sector). The
-    roots are scanned again when a sector is not found, at most every `rescan_s`."""
+    `sector.json` (proofs.sector's metadata, which names the miner, the sector and its
+    stage). Where a sector has several directories, the finalized one wins (the others
+    are copies a sealing worker fetched). The roots are scanned again, at most every
+    `rescan_s`, while a sector is not found, or found only unfinalized, or its directory
+    went away (a rebuild puts the replica back, maybe elsewhere)."""
 
     def __init__(self, roots: list[str], rescan_s: float = 30.0):
         self.roots = [pathlib.Path(r) for r in roots]
         self.rescan_s = rescan_s
-        self._paths: dict[tuple[int, int], str] = {}
+        self._paths: dict[tuple[int, int], tuple[str, int]] = {}     # -> (directory, stage rank)
         self._scanned_at: float | None = None
 
     def locate(self, miner: int, number: int) -> str:
         key = (miner, number)
-        if key not in self._paths and (self._scanned_at is None
-                                       or time.monotonic() - self._scanned_at >= self.rescan_s):
+        found = self._paths.get(key)
+        settled = (found is not None and found[1] == FINALIZED
+                   and os.path.isfile(os.path.join(found[0], "sector.json")))
+        if not settled and (self._scanned_at is None
+                            or time.monotonic() - self._scanned_at >= self.rescan_s):
             self.scan()
-        return self._paths.get(key, "")
+            found = self._paths.get(key)
+        return found[0] if found is not None else ""
 
     def scan(self) -> int:
-        found: dict[tuple[int, int], str] = {}
+        found: dict[tuple[int, int], tuple[str, int]] = {}
         for root in self.roots:
             try:
-                entries = list(os.scandir(root))
+                entries = sorted(os.scandir(root), key=lambda e: e.name)
             except OSError:
                 continue
             for entry in entries:
                 meta = pathlib.Path(entry.path) / "sector.json"
                 try:
                     data = json.loads(meta.read_text())
-                    found[(int(data["miner"]), int(data["sector"]))] = entry.path
-                except (OSError, ValueError, KeyError, TypeError):
+                    key = (int(data["miner"]), int(data["sector"]))
+                    rank = _STAGE_RANK.get(data.get("stage", "new"), -1)
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
                     continue
+                if key not in found or rank > found[key][1]:
+                    found[key] = (entry.path, rank)
         self._paths = found
         self._scanned_at = time.monotonic()
         return len(found)

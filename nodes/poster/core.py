@@ -82,6 +82,7 @@ class Runner:
     ahead: list[PartitionState] = field(default_factory=list)
     todo: list[int] = field(default_factory=list)     # partitions for new batches after the check
     skip: dict[int, str] = field(default_factory=dict)
+    declared: dict[int, str] = field(default_factory=dict)   # faults declared for index+2: why
     batches: dict[int, Batch] = field(default_factory=dict)
     decls: dict[str, Decl] = field(default_factory=dict)
     load_failures: int = 0
@@ -267,7 +268,8 @@ class PosterCore:
         return DeadlineOutcome(miner=r.miner, index=r.dl.index, open=r.dl.open, close=r.dl.close,
                                status=status, needed=needed, landed=landed,
                                skipped=[SkippedSector(n, why) for n, why in sorted(r.skip.items())],
-                               messages=messages, notes=list(r.notes))
+                               messages=messages, notes=list(r.notes),
+                               declared=[SkippedSector(n, why) for n, why in sorted(r.declared.items())])
 
     # -- the per-head step: start, push what may be pushed ---------------------------------------------
     def _step(self, r: Runner, out: list[Command], new_head: bool = False) -> None:
@@ -403,6 +405,7 @@ class PosterCore:
                 recoveries.append(Declaration(deadline=r.ahead_index, partition=p.index, sectors=healthy))
         if faults and self.cfg.declare_faults:
             d = r.decls["faults"] = Decl("faults", faults)
+            r.declared.update((n, failed[n]) for f in faults for n in f.sectors)
             self._note(r, f"declaring faults in deadline {r.ahead_index}: {_sectors(faults)}")
             out.append(DeclareFaults(cause=r.id, miner=r.miner, ref=d.ref, declarations=faults))
         if recoveries and self.cfg.declare_recoveries:

@@ -92,6 +92,7 @@ class DeadlineOutcome(msgspec.Struct, kw_only=True):
     skipped: list[SkippedSector] = []
     messages: list[str] = []
     notes: list[str] = []
+    declared: list[SkippedSector] = []   # sectors of deadline index+2 declared faulty, and why
 
 
 # -- events (in) --------------------------------------------------------------------------------

@@ -429,9 +429,10 @@ class PosterNode:
         mid = self._miner(req.body.miner)
         reasons: dict[int, str] = {}
         for o in reversed(self.store.outcomes(mid, limit=2 * self.core.policy.period_deadlines)):
-            reasons.update((s.number, s.reason) for s in o.skipped)
+            reasons.update((s.number, s.reason) for s in (*o.declared, *o.skipped))
         skipped = []
         for r in _runners_of(self.core, mid):
+            reasons.update(r.declared)
             reasons.update(r.skip)
             skipped += [SkippedSector(n, why) for n, why in sorted(r.skip.items())]
         rows = []

@@ -3,7 +3,9 @@ devnet chain (real PoRep and WindowPoSt verifiers), the manager with the sealing
 machine, the scheduler, workers (each task in its own process) and the poster, all
 keeping their state under one directory; a few CC sectors pledged once, and a progress
 line every few seconds. Run again with the same directory and everything goes on where
-it stopped."""
+it stopped. With `poster=False` (`--no-poster`) the poster is left out, to be run as its
+own process (`zqnode start --role poster`, with the poster.toml the devnet writes), so it
+can be stopped or killed alone."""
 from __future__ import annotations
 
 import json
@@ -72,10 +74,11 @@ class ManagerLocator:
 class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
-                 say: Callable[[str], None] = print):
+                 poster: bool = True, say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
+        self.with_poster = poster
         self.size = self._settle_size(sector_size)
         self.seal_proof = seal_proof_for(self.size)
         self.chain = self.manager = self.sealing = self.scheduler = self.poster = None
@@ -158,20 +161,33 @@ class Devnet:
                 self.worker_nodes.append(node)
 
             pcfg = PosterConfig(miners=[MINER], storage=roots)
-            self.poster = PosterNode(self.node_config("poster", "devnet-poster", poster=pcfg),
-                                     locator=ManagerLocator(self.manager, self.worker_repos()))
-            await nursery.start(self.poster.run)
+            if self.with_poster:
+                self.poster = PosterNode(self.node_config("poster", "devnet-poster", poster=pcfg),
+                                         locator=ManagerLocator(self.manager, self.worker_repos()))
+                await nursery.start(self.poster.run)
+            else:
+                self._poster_elsewhere(pcfg)
             self._started()
             task_status.started(self)
             await self._progress()
+
+    def _poster_elsewhere(self, pcfg) -> None:
+        """Write the poster's configuration (its key is provisioned already) and say how to
+        start it."""
+        path = self.base / "poster.toml"
+        repo = self.base / "poster"
+        path.write_text(f"[bus]\nkey_dir = {json.dumps(str(repo))}\n\n[poster]\n"
+                        f"miners = {json.dumps(pcfg.miners)}\nstorage = {json.dumps(pcfg.storage)}\n")
+        self.say(f"devnet: no poster here; start it with: zqnode start --role poster --name "
+                 f"devnet-poster --repo {repo} --config {path} --bus {self.address}")
 
     def _started(self) -> None:
         info = self.chain.chain
         self.say(f"devnet: bus hub at {self.address}: from another terminal, zqnode sectors list | "
                  f"tail | chain head | proving info | sealing jobs  --bus {self.address}")
         self.say(f"devnet: chain ({info.policy.name} policy, {self.chain.epoch_seconds:g} s epochs, "
-                 f"real PoRep/PoSt verifiers), manager + sealing, scheduler, {self.workers} workers, "
-                 f"poster; miner f0{MINER}, {self.size} sectors")
+                 f"real PoRep/PoSt verifiers), manager + sealing, scheduler, {self.workers} workers"
+                 f"{', poster' if self.with_poster else ''}; miner f0{MINER}, {self.size} sectors")
         have = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
         if have:
             self.say(f"devnet: resuming {len(have)} sectors ({_counts(have)})")
@@ -212,7 +228,7 @@ class Devnet:
                                                          else "") for w in jobs[:6])
         job_text += f" +{len(jobs) - 6}" if len(jobs) > 6 else ""
         posts = ""
-        if self.poster.store is not None:
+        if self.poster is not None and self.poster.store is not None:
             outcomes = self.poster.store.outcomes(MINER, limit=10_000)
             proven = sum(1 for o in outcomes if o.status == "proven")
             missed = sum(1 for o in outcomes if o.status == "missed")

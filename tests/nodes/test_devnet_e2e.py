@@ -26,7 +26,7 @@ from nodes.chain.store import ChainStore
 from nodes.chain.verifiers import proofs_verifiers
 from proofs import cid
 from proofs.porep import verify_seal
-from tests.procs import Proc, until, zqnode
+from tests.procs import Proc, sealing_events, until, zqnode
 
 MINER = 1000
 EPOCH_S = "0.3"
@@ -51,15 +51,6 @@ def sectors(repo: pathlib.Path) -> dict[int, dict]:
     finally:
         db.close()
     return {n: msgspec.msgpack.decode(info) for n, info in rows}
-
-
-def sector_log(repo: pathlib.Path, number: int) -> list[str]:
-    db = sqlite3.connect(repo / "manager" / "sealing.sqlite", timeout=5)
-    try:
-        return [r[0] for r in db.execute("SELECT event FROM sector_log WHERE number = ? ORDER BY seq",
-                                         (number,))]
-    finally:
-        db.close()
 
 
 def reorg_past(bus: str, precommit_epoch: int, ticket_epoch: int) -> list[int]:
@@ -141,7 +132,7 @@ def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
         net.stop(signal.SIGINT)
     assert net.p.returncode == 0
 
-    log5 = sector_log(repo, 5)
+    log5 = sealing_events(repo, 5)
     assert "ChainPreCommitFailed" in log5 and log5[-1] == "Finalized"
     # one PreCommit1 call per sector ran to its end (one killed in the middle ran again)
     assert {n: len(c) for n, c in pc1_calls(task_log).items()} == {n: 1 for n in range(1, 6)}

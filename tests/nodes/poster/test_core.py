@@ -116,7 +116,8 @@ def test_a_deadline_from_start_to_close_with_faults_recoveries_and_skips():
     assert head(c, 48) == [Abort(cause=D5, reason="deadline closed"), RecordOutcome(
         cause=D5, outcome=DeadlineOutcome(
             miner=1000, index=5, open=40, close=48, status="proven", needed=[0, 1], landed=[0, 1],
-            skipped=skipped, messages=["m1"], notes=c.outcomes[-1].notes))]
+            skipped=skipped, messages=["m1"], notes=c.outcomes[-1].notes,
+            declared=[SkippedSector(7, "check timed out after 30s")]))]
     assert c.outcomes[-1].notes == [
         "epoch 39: sector 2 (partition 0) skipped: sealed file missing",
         "epoch 39: declaring faults in deadline 7: partition 0: 7",

@@ -1,5 +1,6 @@
 """The poster's parts: its store, provers, sector checker, storage locator and config."""
 import json
+import shutil
 import sqlite3
 import threading
 
@@ -171,6 +172,34 @@ def test_storage_locator_finds_sector_directories(tmp_path):
     assert loc.locate(1000, 3) == str(d)                  # a miss scans again
     slow = StorageLocator([str(tmp_path / "a")], rescan_s=3600)
     assert slow.locate(1000, 9) == "" and slow.scan() == 4
+
+
+def test_storage_locator_prefers_the_finalized_replica_and_follows_a_rebuild(tmp_path):
+    """Sealing workers keep the copies they fetched: the finalized directory is the
+    replica. One that goes away, or is not finalized yet, makes the roots scanned again."""
+    def sector_dir(root: str, stage: str):
+        d = tmp_path / root / "s-t01000-7"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "sector.json").write_text(json.dumps({"miner": 1000, "sector": 7, "stage": stage}))
+        return d
+
+    fetched = sector_dir("w1", "pc1")
+    replica = sector_dir("w2", "finalized")
+    sector_dir("w3", "pc2")
+    loc = StorageLocator([str(tmp_path / r) for r in ("w1", "w2", "w3")], rescan_s=0)
+    assert loc.locate(1000, 7) == str(replica)
+    # a rebuild: every copy dropped, sealed again (pc1 first), finalized on another worker
+    for d in tmp_path.glob("w*/s-t01000-7"):
+        shutil.rmtree(d)
+    assert loc.locate(1000, 7) == ""
+    sector_dir("w1", "pc1")
+    assert loc.locate(1000, 7) == str(fetched)
+    rebuilt = sector_dir("w3", "finalized")
+    assert loc.locate(1000, 7) == str(rebuilt)
+    slow = StorageLocator([str(tmp_path / "w1"), str(tmp_path / "w3")], rescan_s=3600)
+    assert slow.locate(1000, 7) == str(rebuilt)
+    shutil.rmtree(rebuilt)
+    assert slow.locate(1000, 7) == str(rebuilt)           # scanned again no sooner than rescan_s
 
 
 # -- config ----------------------------------------------------------------------------------------------

@@ -1,0 +1,453 @@
+"""WindowPoSt end to end on the devnet, in real processes: `zqnode devnet --no-poster` (hub,
+chain with the real PoRep and WindowPoSt verifiers, manager + sealing, scheduler, two
+workers) seals twelve 2 KiB CC sectors, and the poster runs as its own node (`zqnode
+start --role poster`, with the configuration the devnet writes) so the test can kill it
+alone. Over two full proving periods of every deadline holding sectors (three when sealing
+ended too late in the first for the events below):
+
+- every deadline is proven in every period, each PoSt verified by the chain's real
+  verifier, and again here against the chain's randomness; nothing is missed;
+- one sector's replica is corrupted between two PoSts: the poster's check finds it,
+  declares it faulty for its deadline, which is proven without it (the rest of its
+  partition proven); the sector is rebuilt (`zqnode sectors rebuild N`), the poster
+  declares it recovered and proves it in the next period: power is back and the only
+  penalty of the whole run is that sector's one faulty deadline;
+- the poster is killed with SIGKILL after building a deadline's proofs and before they
+  land; started again, it pushes the stored proofs and they land before Close;
+- a reorg reverts a deadline's Challenge tipset after the poster proved it: the
+  randomness changes, the poster proves again, and the new proofs land and verify.
+
+Epochs are 0.25 s (a period of 384 epochs is 96 s): the test takes about 2.5 minutes, or
+4 when sealing is so slow (a loaded machine) that the events move to the next period."""
+import json
+import pathlib
+import signal
+import sqlite3
+import time
+import uuid
+
+import msgspec
+import pytest
+import trio
+
+from bus.config import BusConfig
+from bus.peer import Peer
+from nodes.chain import messages as M
+from nodes.chain.api import BusChainAPI
+from nodes.chain.policy import DEVNET
+from nodes.chain.randomness import DomainTag, address_entropy
+from nodes.chain.store import ChainStore
+from nodes.chain.verifiers import proofs_verifiers
+from proofs import post
+from tests.procs import Proc, sealing_events, until, zqnode
+
+MINER = 1000
+SECTORS = 12
+SECTOR_SIZE = 2048
+EPOCH_S = 0.25
+P = DEVNET
+WINDOW, LOOKBACK, PERIOD = P.challenge_window, P.challenge_lookback, P.proving_period
+LEAD = 8            # epochs the test needs ahead of a Challenge to act on it (2 s)
+REBUILD_EPOCHS = 120    # from a faulty window's Close: the sector rebuilt (30 s; some 10 s here)
+# The poster starts a deadline at its Challenge tipset (no confirmations): a reorg then
+# replaces a runner that has proven already, and a restarted poster has the most time. It
+# pushes one tipset after Open, so the reorg may wait for its proofs until Open (on a
+# loaded machine they take more than the two tipsets from Challenge to Open - 1).
+SUBMIT_AFTER_OPEN = 1
+POSTER_SETTINGS = f"challenge_confirmations = 0\nsubmit_after_open = {SUBMIT_AFTER_OPEN}\n"
+
+
+@pytest.fixture(autouse=True)
+def client_keys(tmp_path, monkeypatch):
+    """The devnet makes this client key an admin; the CLI calls here use it (not $HOME)."""
+    monkeypatch.setenv("ZQNODE_KEY_DIR", str(tmp_path / "client"))
+
+
+def zqnode_json(*args: str):
+    out = zqnode(*args, "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def on_chain(bus: str, fn):
+    """Run `fn(api)` with a bus client of the chain (the admin client key)."""
+    async def go():
+        peer = Peer(name=f"e2e-{uuid.uuid4().hex[:8]}", role="cli", register=False,
+                    cfg=BusConfig(address=bus))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(peer.run)
+            result = await fn(BusChainAPI(peer, timeout=10))
+            nursery.cancel_scope.cancel()
+        return result
+    return trio.run(go)
+
+
+async def wait_head(api: BusChainAPI, epoch: int) -> int:
+    async with api.notify() as updates:
+        async for u in updates:
+            if u.head.epoch >= epoch:
+                return u.head.epoch
+    raise AssertionError("unreachable")
+
+
+class Occurrence(msgspec.Struct, frozen=True, order=True):
+    """One proving window of one deadline."""
+    open: int
+    index: int
+
+    @property
+    def challenge(self) -> int:
+        return self.open - LOOKBACK
+
+    @property
+    def close(self) -> int:
+        return self.open + WINDOW
+
+    @property
+    def fault_cutoff(self) -> int:
+        return self.open - P.fault_cutoff
+
+    def later(self, periods: int = 1) -> "Occurrence":
+        return Occurrence(self.open + periods * PERIOD, self.index)
+
+
+def first_after(offset: int, index: int, epoch: int) -> Occurrence:
+    """The first window of deadline `index` opening after `epoch`."""
+    base = offset % PERIOD + index * WINDOW
+    k = (epoch - base) // PERIOD + 1
+    return Occurrence(base + k * PERIOD, index)
+
+
+# -- the poster's store, read while it runs ------------------------------------------------------
+
+def poster_db(repo: pathlib.Path, sql: str, args=()) -> list[tuple]:
+    path = repo / "poster" / "poster.sqlite"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path, timeout=5)
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def stored_proofs(repo: pathlib.Path, open_: int) -> list[bytes]:
+    """The randomness of each batch of proofs stored for the window opening at `open_`."""
+    return [r[0] for r in poster_db(repo, "SELECT randomness FROM proofs WHERE miner = ? AND open = ?",
+                                    (MINER, open_))]
+
+
+def post_messages(repo: pathlib.Path, open_: int) -> list[tuple[str, str]]:
+    return poster_db(repo, "SELECT msg_id, status FROM messages WHERE miner = ? AND open = ? AND "
+                           "kind = 'post'", (MINER, open_))
+
+
+def replica_dirs(repo: pathlib.Path, number: int) -> list[tuple[pathlib.Path, str]]:
+    """Every directory of the sector under the workers' storage, with its stage."""
+    out = []
+    for meta in sorted(repo.glob("worker-*/sectors/*/sector.json")):
+        data = json.loads(meta.read_text())
+        if data["miner"] == MINER and data["sector"] == number:
+            out.append((meta.parent, data["stage"]))
+    return out
+
+
+def corrupt(sealed: pathlib.Path) -> None:
+    """Bit rot: one 32-byte node of the replica turns to zeros (still a field element)."""
+    with open(sealed, "r+b") as f:
+        f.seek(32 * 32)
+        assert f.read(32) != bytes(32)
+        f.seek(32 * 32)
+        f.write(bytes(32))
+
+
+# -- the plan: which deadline sees the corruption, the reorg and the kill --------------------------
+
+class Plan(msgspec.Struct, kw_only=True):
+    layout: dict[int, list[list[int]]]      # deadline index -> its partitions' sectors
+    first: dict[int, Occurrence]            # each deadline's first window with its sectors
+    faulty: Occurrence                      # the window whose partition loses a sector
+    sector: int                             # the corrupted sector
+    reorg: Occurrence
+    kill: Occurrence
+
+    @property
+    def declaring(self) -> Occurrence:
+        """The window whose runner declares the fault (index+2 of its deadline)."""
+        return Occurrence(self.faulty.open - 2 * WINDOW, (self.faulty.index - 2) % P.period_deadlines)
+
+    def steps(self) -> list[tuple[int, int, str]]:
+        """(first epoch, last epoch, name) of what the test does, in order: the corruption
+        once the faulty deadline's window before is closed (long before the declaring
+        runner's Challenge), the reorg and the kill around their windows, the fault's check
+        and the rebuild after the faulty window."""
+        corrupt_at = max(self.faulty.later(-1).close, 0)
+        return sorted([(corrupt_at, corrupt_at, "corrupt"),
+                       (self.reorg.challenge - LEAD, self.reorg.open, "reorg"),
+                       (self.kill.challenge - LEAD, self.kill.close, "kill"),
+                       (self.faulty.close, self.faulty.close + REBUILD_EPOCHS, "rebuild")])
+
+    @property
+    def end(self) -> int:
+        """Every deadline proven twice, the events done and the sector proven again."""
+        return max(self.faulty.later().close, self.reorg.close, self.kill.close,
+                   *(o.later().close for o in self.first.values()))
+
+    def windows(self) -> list[Occurrence]:
+        """Every window proven by `end`."""
+        return sorted(o.later(k) for o in self.first.values()
+                      for k in range(4) if o.later(k).close <= self.end)
+
+
+def make_plan(layout: dict[int, list[list[int]]], activation: dict[int, int], offset: int,
+              ready: int) -> Plan:
+    """The windows of the events, at least LEAD epochs after `ready` (when every sector is
+    Proving), with the earliest end: the corrupted sector's window (its fault must be
+    declared by the runner of two deadlines before, whose Challenge is then still ahead), a
+    reorg window whose previous deadline is empty (a reorg there reverts no other PoSt) and
+    a kill window, away from each other and from the runners declaring the fault and the
+    recovery, each step done before the next begins."""
+    first = {i: first_after(offset, i, min(activation[n] for p in parts for n in p))
+             for i, parts in layout.items()}
+    soon = [next(o.later(k) for k in range(3) if o.later(k).challenge >= ready + LEAD)
+            for o in first.values()]
+    ahead = sorted([*soon, *(o.later() for o in soon)])
+
+    def apart(a: Occurrence, b: Occurrence, deadlines: int) -> bool:
+        return abs(a.open - b.open) >= deadlines * WINDOW
+
+    plans = []
+    for faulty in ahead:
+        parts = [p for p in layout[faulty.index] if len(p) >= 2]
+        if not parts or faulty.challenge - 2 * WINDOW < ready + LEAD:
+            continue
+        for reorg in ahead:
+            for kill in ahead:
+                plan = Plan(layout=layout, first=first, faulty=faulty, sector=parts[0][-1],
+                            reorg=reorg, kill=kill)
+                declaring = plan.declaring
+                steps = plan.steps()
+                if ((reorg.index - 1) % P.period_deadlines not in layout
+                        and all(apart(reorg, o, 2) for o in (faulty, faulty.later(), declaring,
+                                                             declaring.later()))
+                        and all(apart(kill, o, 3) for o in (faulty, faulty.later()))
+                        and apart(kill, reorg, 2)
+                        and all(apart(kill, o, 1) for o in (declaring, declaring.later()))
+                        and all(a[1] <= b[0] for a, b in zip(steps, steps[1:]))):
+                    plans.append(plan)
+    assert plans, f"no windows for the events: deadlines {layout}, first {first}, ready at {ready}"
+    return min(plans, key=lambda p: (p.end, p.kill > p.declaring, -p.faulty.open, p.reorg, p.kill))
+
+
+async def read_layout(api: BusChainAPI):
+    layout, activation = {}, {}
+    for i in range(P.period_deadlines):
+        view = await api.partitions(MINER, i)
+        if view.partitions:
+            layout[i] = [list(p.sectors) for p in view.partitions]
+            for p in view.partitions:
+                for n in p.sectors:
+                    activation[n] = (await api.sector(MINER, n)).activation
+    m = await api.miner(MINER)
+    return layout, activation, m.period_offset, (await api.head()).epoch
+
+
+# -- the timed steps --------------------------------------------------------------------------------
+
+def reorg_after_proofs(bus: str, repo: pathlib.Path, window: Occurrence) -> dict:
+    """Once the poster stored proofs for `window` (or the head is a tipset before the poster
+    would push them), revert the tipsets from its Challenge on, in one client that stays
+    connected."""
+    async def go(api: BusChainAPI):
+        entropy = address_entropy(MINER)
+        await wait_head(api, window.challenge)
+        before = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
+        while True:
+            head = (await api.head()).epoch
+            proven_before = before in stored_proofs(repo, window.open)
+            if proven_before or head >= window.open + SUBMIT_AFTER_OPEN - 1:
+                break
+            await trio.sleep(0.02)
+        proven_at = head - window.challenge          # epochs the poster took (a measure)
+        assert head - window.challenge + 1 <= P.chain_finality, f"too late for the reorg: head {head}"
+        depth = min(head - window.challenge + 2, P.chain_finality)   # one more: the head may move
+        r = await api.reorg(depth)
+        after = await api.randomness(DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy)
+        return {"reverted": [t.epoch for t in r.reverted], "before": before, "after": after,
+                "proven_before": proven_before, "proven_at": proven_at,
+                "pushed_before": post_messages(repo, window.open)}
+    return on_chain(bus, go)
+
+
+def kill_after_proofs(bus: str, repo: pathlib.Path, poster: Proc, window: Occurrence) -> dict:
+    """Kill -9 the poster as soon as it stored proofs for `window`; what the chain and the
+    store held then."""
+    async def go(api: BusChainAPI):
+        await wait_head(api, window.challenge - 1)
+        with trio.fail_after(4 * WINDOW * EPOCH_S):
+            while not stored_proofs(repo, window.open):
+                await trio.sleep(0.01)
+        poster.kill9()
+        head = (await api.head()).epoch
+        view = await api.partitions(MINER, window.index)
+        return {"head": head, "posted": view.posted, "messages": post_messages(repo, window.open)}
+    return on_chain(bus, go)
+
+
+def head_epoch(bus: str) -> int:
+    return zqnode_json("chain", "head", "--bus", bus)["head"]["epoch"]
+
+
+def wait_epoch(bus: str, epoch: int) -> None:
+    on_chain(bus, lambda api: wait_head(api, epoch))
+
+
+# -- the test ---------------------------------------------------------------------------------------
+
+def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(tmp_path, free_bus_address):
+    repo, bus = tmp_path / "devnet", free_bus_address()
+    started = time.monotonic()
+    net = Proc("devnet", "--repo", str(repo), "--bus", bus, "--sectors", str(SECTORS),
+               "--epoch-seconds", str(EPOCH_S), "--refresh", "1", "--no-poster")
+    procs = [net]
+    try:
+        line = net.wait_for(lambda line: line.startswith("devnet: no poster here; start it with: "))
+        command = line.split("start it with: zqnode ", 1)[1].split()
+        config = repo / "poster.toml"
+        config.write_text(config.read_text() + POSTER_SETTINGS)
+
+        def start_poster() -> Proc:
+            proc = Proc(*command)
+            procs.append(proc)
+            proc.wait_for(lambda line: line.startswith("poster devnet-poster running on"))
+            return proc
+
+        poster = start_poster()
+        line = net.wait_for(lambda line: line.startswith(f"devnet: all {SECTORS} sectors are Proving"),
+                            timeout=240)
+        layout, activation, offset, ready = on_chain(bus, read_layout)
+        assert sorted(n for parts in layout.values() for p in parts for n in p) == list(range(1, SECTORS + 1))
+        assert len(layout) >= 3 and all(len(p) <= 2 for parts in layout.values() for p in parts)
+        plan = make_plan(layout, activation, offset, ready)
+        print(f"ready at {ready}; deadlines {layout}; corrupt sector {plan.sector} of "
+              f"{plan.faulty}; reorg {plan.reorg}; kill {plan.kill}; end {plan.end}"
+              f"; steps {[step for _, _, step in plan.steps()]}")
+
+        def corrupt_step() -> None:
+            """Bit rot in the sector's replica (the finalized copy, where the storage index has it)."""
+            wait_epoch(bus, plan.faulty.later(-1).close)
+            replicas = [d for d, stage in replica_dirs(repo, plan.sector) if stage == "finalized"]
+            assert len(replicas) == 1, replica_dirs(repo, plan.sector)
+            corrupt(replicas[0] / "sealed")
+
+        def reorg_step() -> None:
+            """A reorg past the Challenge of a window the poster has proven."""
+            reorg = done["reorg"] = reorg_after_proofs(bus, repo, plan.reorg)
+            assert plan.reorg.challenge in reorg["reverted"] and reorg["after"] != reorg["before"]
+            assert reorg["proven_before"] and not reorg["pushed_before"], reorg
+
+        def kill_step() -> None:
+            """Kill -9 the poster between building a window's proofs and their landing."""
+            killed = done["kill"] = kill_after_proofs(bus, repo, done["poster"], plan.kill)
+            assert killed["posted"] == [] and killed["head"] < plan.kill.close, killed
+            assert all(status != "landed" for _, status in killed["messages"]), killed
+            done["poster"] = start_poster()
+
+        def rebuild_step() -> None:
+            """The fault was declared before the window, which was proven without the sector;
+            the replica is rebuilt, in time for the poster to declare it recovered (and prove
+            it next period) and before the next step."""
+            wait_epoch(bus, plan.faulty.close + 1)
+            m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+            assert (m["faulty"], m["recovering"], m["penalties"], m["detected_faults"]) == (1, 0, 1, 0), m
+            s = zqnode_json("chain", "sector", str(MINER), str(plan.sector), "--bus", bus)["sector"]
+            assert (s["state"], s["deadline"]) == ("faulty", plan.faulty.index)
+            faults = zqnode_json("proving", "faults", "--bus", bus)
+            assert [(f["deadline"], f["sector"], f["state"]) for f in faults["faults"]] == [
+                (plan.faulty.index, plan.sector, "faulty")]
+            assert "does not match tree-r-last" in faults["faults"][0]["reason"], faults
+            out = zqnode("sectors", "rebuild", str(plan.sector), "--bus", bus)
+            assert out.returncode == 0, out.stderr
+            by = min([plan.declaring.later().challenge - LEAD,
+                      *(start for start, _, _ in plan.steps() if start > plan.faulty.close)])
+            until(lambda: "Finalized" in sealing_events(repo, plan.sector)[sealing_events(repo, plan.sector).index("Rebuild"):],
+                  timeout=max(5.0, (by - head_epoch(bus)) * EPOCH_S), what="the rebuild")
+
+        done = {"poster": poster}
+        run = {"corrupt": corrupt_step, "reorg": reorg_step, "kill": kill_step, "rebuild": rebuild_step}
+        for _, _, step in plan.steps():
+            run[step]()
+        reorg, killed = done["reorg"], done["kill"]
+        wait_epoch(bus, plan.end + P.chain_finality)
+
+        m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+        assert (m["sectors"], m["active"], m["faulty"], m["recovering"], m["unproven"]) == (SECTORS, SECTORS, 0, 0, 0), m
+        assert m["power"] == SECTORS * SECTOR_SIZE
+        assert (m["penalties"], m["detected_faults"], m["skipped_faults"]) == (1, 0, 0), m
+        info = zqnode_json("proving", "info", "--bus", bus)["miners"][0]
+        assert (info["missed"], info["unconfirmed"]) == (0, 0), info
+        kept = zqnode_json("proving", "deadline", str(plan.kill.index), "--bus", bus)["outcomes"]
+        notes = next(o["notes"] for o in kept if o["open"] == plan.kill.open)
+        assert any("resumed with stored proofs" in n for n in notes), notes
+        log = sealing_events(repo, plan.sector)
+        assert log[-1] == "FaultRecovered" and "FaultReported" in log[log.index("Rebuild"):], log
+    finally:
+        for proc in reversed(procs):
+            proc.stop(signal.SIGINT)
+    assert net.p.returncode == 0, net.stderr()
+
+    # -- the chain, from its store: every window proven once, by proofs that verify -------------
+    store = ChainStore(repo / "chain" / "chain.sqlite")
+    chain = store.load(store.genesis(), proofs_verifiers())
+    store.close()
+    entropy = address_entropy(MINER)
+    posts, landed_at, failed = {}, {}, []
+    declared = {"DeclareFaults": [], "DeclareFaultsRecovered": []}
+    for ts in chain.tipsets:
+        for msg, receipt in zip(ts.messages, ts.receipts):
+            params = M.decode_params(msg.method, msg.params)
+            if msg.method == "SubmitWindowedPoSt":
+                window = Occurrence(ts.epoch - (ts.epoch - offset) % WINDOW, params.deadline)
+                if receipt.exit_code:
+                    failed.append((window, receipt.error))
+                else:
+                    assert window not in posts, f"{window} proven twice"
+                    posts[window], landed_at[window] = params, ts.epoch
+            elif msg.method in declared:
+                assert receipt.exit_code == 0, receipt
+                decls = params.faults if msg.method == "DeclareFaults" else params.recoveries
+                declared[msg.method].append((ts.epoch, [(d.deadline, d.partition, d.sectors) for d in decls]))
+
+    windows = plan.windows()
+    assert sorted(w for w in posts if w.close <= plan.end) == windows, (sorted(posts), windows)
+    assert failed == [], failed
+    for window, params in posts.items():
+        randomness = post.canonical_randomness(chain.randomness(
+            DomainTag.WindowedPoStChallengeSeed, window.challenge, entropy))
+        parts = layout[window.index]
+        assert sorted(p.index for p in params.partitions) == list(range(len(parts)))
+        for pp, proof in zip(params.partitions, params.proofs):
+            proven = [n for n in parts[pp.index] if not (window == plan.faulty and n == plan.sector)]
+            assert pp.skipped == []
+            assert post.verify_window_post(
+                seal_proof=5, randomness=randomness, proof=proof,
+                sectors=[(n, chain.miner(MINER).sectors[n].comm_r) for n in proven]), window
+    reorged = posts[plan.reorg]
+    assert not post.verify_window_post(        # the proofs built before the reorg would not do
+        seal_proof=5, randomness=post.canonical_randomness(reorg["before"]), proof=reorged.proofs[0],
+        sectors=[(n, chain.miner(MINER).sectors[n].comm_r) for n in layout[plan.reorg.index][0]])
+
+    part = next(i for i, p in enumerate(layout[plan.faulty.index]) if plan.sector in p)
+    (fault_epoch, faults), = declared["DeclareFaults"]
+    assert faults == [(plan.faulty.index, part, [plan.sector])] and fault_epoch < plan.faulty.fault_cutoff
+    (recovery_epoch, recoveries), = declared["DeclareFaultsRecovered"]
+    assert recoveries == faults
+    assert plan.faulty.close <= recovery_epoch < plan.faulty.later().fault_cutoff
+    margin = min(w.close - landed_at[w] for w in windows)
+    print(f"{len(windows)} PoSts landed for {len(windows)} windows of {len(layout)} deadlines by epoch {plan.end} "
+          f"({len(posts) - len(windows)} later); "
+          f"penalties 1 (sector {plan.sector}); epochs to spare at Close: at least {margin}, "
+          f"after the kill {plan.kill.close - landed_at[plan.kill]} (killed at {killed['head']}); "
+          f"proofs before the reorg at Challenge+{reorg['proven_at']}; runtime {time.monotonic() - started:.0f}s")
