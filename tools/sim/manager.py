@@ -14,9 +14,9 @@ import msgspec
 
 from nodes.manager import tracker as T
 from nodes.scheduler.messages import SectorRef
+from nodes.scheduler.wire import SchedEnqueue
 
 from .net import Node
-from .scheduler import Job
 
 
 class SimManager(Node):
@@ -67,12 +67,13 @@ class SimManager(Node):
 
     def _enqueue(self, c: T.Enqueue) -> None:
         w = c.work
-        job = Job(request=w.work_id, sector=SectorRef(miner=w.miner, number=w.number), task=w.task,
-                  sector_size=w.sector_size, priority=w.priority, selector=c.selector,
-                  prepare=c.prepare, params=w.params, sources=tuple(c.sources),
-                  running_on=c.running_on, cause=w.cause)
+        job = SchedEnqueue(request=w.work_id, sector=SectorRef(miner=w.miner, number=w.number),
+                           task=w.task, sector_size=w.sector_size, priority=w.priority,
+                           selector=c.selector, prepare=c.prepare, params=w.params,
+                           sources=list(c.sources), running_on=c.running_on)
         sched = self.sim.scheduler
-        self.net.call(self, sched.name, sched.on_enqueue, job, tries=None, backoff=(0.25, 4.0))
+        self.net.call(self, sched.name, sched.on_enqueue, job, w.cause, tries=None,
+                      backoff=(0.25, 4.0))
 
     # ---- requesters (the sector state machine in process; the poster over the bus) -------------
     def do(self, task: str, params, sector: SectorRef, size: int, priority: int = 0,
