@@ -14,7 +14,6 @@ import msgspec
 
 from nodes.manager import tracker as T
 from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import SchedEnqueue
 
 from .net import Node
 
@@ -66,13 +65,8 @@ class SimManager(Node):
                     self.loop.soon(fn, work.state, work.result, work.error)
 
     def _enqueue(self, c: T.Enqueue) -> None:
-        w = c.work
-        job = SchedEnqueue(request=w.work_id, sector=SectorRef(miner=w.miner, number=w.number),
-                           task=w.task, sector_size=w.sector_size, priority=w.priority,
-                           selector=c.selector, prepare=c.prepare, params=w.params,
-                           sources=list(c.sources), running_on=c.running_on)
         sched = self.sim.scheduler
-        self.net.call(self, sched.name, sched.on_enqueue, job, w.cause, tries=None,
+        self.net.call(self, sched.name, sched.on_enqueue, c.message(), c.work.cause, tries=None,
                       backoff=(0.25, 4.0))
 
     # ---- requesters (the sector state machine in process; the poster over the bus) -------------
