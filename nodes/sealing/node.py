@@ -222,14 +222,11 @@ class SealingService:
                 log.debug("fault check of sector %d: %s", number, _reason(e),
                           extra={"cause": self.core.cause_of(number)})
                 return
-            s = self.core.sectors.get(number)
-            if view is None or s is None:
+            if view is None:
                 continue
-            faulty = view.state in ("faulty", "recovering")
-            if faulty and s.state in (S.PROVING, S.FAULTY):
-                self._feed(self.core.event(E.FaultReported, number))
-            elif not faulty and s.state == S.FAULT_REPORTED:
-                self._feed(self.core.event(E.FaultRecovered, number))
+            event = P.fault_change(self.core, number, view.state in ("faulty", "recovering"))
+            if event is not None:
+                self._feed(event)
 
     # -- events in, commands out ------------------------------------------------------------------------
     def _feed(self, event: E.Event) -> list[C.Command]:

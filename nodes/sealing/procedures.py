@@ -19,6 +19,7 @@ from nodes.chain import messages as M
 from nodes.chain.randomness import DomainTag, address_entropy
 from nodes.sealing import commands as C
 from nodes.sealing import events as E
+from nodes.sealing import states as S
 from nodes.sealing.core import SealingCore
 from nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
 from proofs import cid as cids
@@ -296,6 +297,19 @@ def _message_fact(msg_id: str):
         r = look.receipt
         return MessageFact(status="landed", exit_code=r.exit_code, error=r.error)
     return MessageFact(status=look.status)
+
+
+# ---- faults ---------------------------------------------------------------------------------
+def fault_change(core: SealingCore, number: int, faulty: bool) -> E.Event | None:
+    """The event when the chain's fault flag of a watched sector differs from its state."""
+    s = core.sectors.get(number)
+    if s is None:
+        return None
+    if faulty and s.state in (S.PROVING, S.FAULTY):
+        return core.event(E.FaultReported, number)
+    if not faulty and s.state == S.FAULT_REPORTED:
+        return core.event(E.FaultRecovered, number)
+    return None
 
 
 # ---- a task's result --------------------------------------------------------------------------

@@ -215,11 +215,10 @@ class SimSealing:
         (nodes.sealing.node._check_faults, reading the chain's faulty set once)."""
         m = self.chain.miner(self.core.miner)
         faulty = {n for d in m.deadlines for p in d.partitions for n in p.faults}
-        for number, s in list(self.core.sectors.items()):
-            if number in faulty and s.state in (S.PROVING, S.FAULTY):
-                self._feed(self.core.event(E.FaultReported, number))
-            elif number not in faulty and s.state == S.FAULT_REPORTED:
-                self._feed(self.core.event(E.FaultRecovered, number))
+        for number in list(self.core.sectors):
+            event = P.fault_change(self.core, number, number in faulty)
+            if event is not None:
+                self._feed(event)
 
     # ---- answers ------------------------------------------------------------------------------------
     def _drop_work(self, number: int) -> None:
