@@ -4,8 +4,14 @@ import pytest
 
 from nodes.scheduler import messages as m
 from nodes.scheduler.errors import SchedulerError
-from nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
-                                     SchedulerService)
+from nodes.scheduler.service import (
+    LOST_AFTER_S,
+    LostRun,
+    NoJob,
+    NotAdopted,
+    RunTwice,
+    SchedulerService,
+)
 from nodes.scheduler.wire import RunningRequest, SchedEnqueue
 
 GiB = 1 << 30
