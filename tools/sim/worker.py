@@ -24,7 +24,7 @@ from nodes.scheduler.resources import parse_resource_env
 from nodes.scheduler.wire import RunningRequest
 from nodes.worker import calls
 from nodes.worker.node import ABORTED
-from nodes.worker.store import ACCEPTED, DONE, DROPPED, ENDED, RUNNING, Call
+from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved
 
 from . import tasks as T
 from .config import WorkerGroup
@@ -205,8 +205,9 @@ class SimWorker(Node):
                           ack=lambda verdict: self._announced(call, verdict), tries=None,
                           backoff=(0.25, RETRY_MAX_S))
             return
-        if resumed:
-            call.runs += 1                 # its computation died with the old process
+        if resumed:                        # its computation died with the old process
+            call.state = moved(call, "rerun")
+            call.runs += 1
         self._execute(call)
 
     def _announced(self, call: Call, verdict: str) -> None:
@@ -214,11 +215,11 @@ class SimWorker(Node):
             return                         # aborted meanwhile
         if verdict != "run":
             del self.active[call.call_id]
-            call.state, call.returned, call.error = DROPPED, True, verdict
+            call.state, call.returned, call.error = moved(call, "refuse"), True, verdict
             self._settle(call)
             self._resume(call)
             return
-        call.state = RUNNING
+        call.state = moved(call, "start")
         call.runs += 1
         self._execute(call)
 
@@ -266,7 +267,7 @@ class SimWorker(Node):
         self._finish(call, True, out, "")
 
     def _finish(self, call: Call, ok: bool, result: bytes, error: str) -> None:
-        call.state, call.ok, call.result, call.error = DONE, ok, result, error
+        call.state, call.ok, call.result, call.error = moved(call, "finish"), ok, result, error
         self._resume(call)
 
     def _resume(self, call: Call, restarted: bool = False) -> None:
@@ -282,7 +283,7 @@ class SimWorker(Node):
         mgr = self.sim.manager
 
         def ack(outcome):
-            call.returned = True
+            call.state, call.returned = moved(call, "returned"), True
             self._settle(call)
         self.net.call(self, mgr.name, mgr.on_return, call.work_id, call.call_id, self.name,
                       bool(call.ok), call.result, call.error, ack=ack, tries=None,
