@@ -1,23 +1,15 @@
-"""The scheduler's shell: the pure core (nodes.scheduler.core) fed from the bus.
+"""The scheduler's shell: the scheduler's logic (nodes.scheduler.service, around the pure
+core nodes.scheduler.core) fed from the bus.
 
 In: SchedEnqueue / SchedCancel / SchedSync from the manager; SchedWorkerBeat /
 SchedTaskPrepared / SchedTaskDone from the workers; a Tick every second; `node.down`
-(left) of a worker. Out: WorkerPrepare / WorkerRun / WorkerAbort to the workers.
+(left) of a worker. Out: WorkerPrepare / WorkerRun / WorkerAbort to the workers (a few
+tries each), and log lines for what the service reports.
 
 State is in memory only, rebuilt after a restart: the manager enqueues its queued and
 running work again (on `node.up` of the scheduler and in its periodic SchedSync), and
-every worker's beat says who it is and what it runs. Reconciling the two:
-
-- a request a worker reports running that the core does not know is adopted there
-  (TaskAdopted), unless it finished here moments ago (its TaskDone overtook the beat);
-- a request the manager says is running on worker W is parked until W's next beat:
-  adopted if W lists it, queued if not (or if W never comes back within
-  remove_after_s);
-- requests the core counted as running on a worker that was removed or restarted are
-  queued again, unless the worker (new session) lists them running (one it lists as
-  preparing is not adopted: it would never get its Run);
-- a request the core has running on W that W does not list for a while after it was
-  sent (a lost WorkerRun) is finished as failed and queued again.
+every worker's beat says who it is and what it runs (nodes.scheduler.service reconciles
+the two).
 """
 from __future__ import annotations
 

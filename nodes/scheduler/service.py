@@ -1,12 +1,26 @@
 """The scheduler node's logic without I/O or a clock: the core (nodes.scheduler.core)
 plus what the node remembers of each request, reconciled with the manager's enqueues and
 the workers' beats. Used by the Trio shell (nodes.scheduler.node) and by the simulator
-(tools/sim/scheduler.py); see node.py's docstring for the reconciliation rules.
+(tools/sim/scheduler.py).
+
+The node's state is in memory only: after a restart the manager enqueues its queued and
+running work again, and every worker's beat says what it runs. Reconciling the two:
+
+- a request a worker reports running that the core does not know is adopted there
+  (TaskAdopted), unless it finished here moments ago (its TaskDone overtook the beat);
+- a request the manager says is running on worker W is parked until W's next beat:
+  adopted if W lists it, queued if not (or if W never comes back within
+  remove_after_s);
+- requests the core counted as running on a worker that was removed or restarted are
+  queued again, unless the worker (new session) lists them running (one it lists as
+  preparing is not adopted: it would never get its Run);
+- a request the core has running on W that W does not list for a while after it was
+  sent (a lost WorkerRun) is finished as failed and queued again.
 
 Every entry point takes `now`. What must go out (the core's commands at each flush:
 Prepare / Run / Abort to send, worker changes to log) and what the shell should report
-(LostRun, NotAdopted, RunTwice, NoJob) are handed to `emit` in order, as they happen. An invalid
-enqueue or beat raises SchedulerError and changes nothing.
+(LostRun, NotAdopted, RunTwice, NoJob) are handed to `emit` in order, as they happen.
+An invalid enqueue or beat raises SchedulerError and changes nothing.
 """
 from __future__ import annotations
 
