@@ -1,6 +1,7 @@
 """The manager: the real call tracker (nodes.manager.tracker.Tracker) behind a
-synchronous version of nodes.manager.node.ManagerNode's routing of its commands, with its store as a dict of committed
-WorkStates, and the sector state machine (tools/sim/sealing.py) in the same process.
+synchronous version of nodes.manager.node.ManagerNode's routing of its commands, with
+its store as a dict of committed WorkStates, and the sector state machine
+(tools/sim/sealing.py) in the same process.
 
 Persist first, then act: Save / Delete go to the store before an Enqueue, a Cancel or
 a Wake takes effect. A restart drops everything else (waiters, enqueues in flight, the
