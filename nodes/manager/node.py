@@ -33,7 +33,7 @@ from nodes.manager import wire as W
 from nodes.manager.errors import WorkAborted, WorkFailed
 from nodes.manager.store import ManagerStore
 from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import SchedCancel, SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync
+from nodes.scheduler.wire import SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
 from nodes.worker.wire import WorkerAbort
 
 log = logging.getLogger("zqnode.manager")
@@ -254,12 +254,8 @@ class ManagerNode:
             failed = False
             for wid, c in list(self._to_enqueue.items()):
                 w = c.work
-                msg = SchedEnqueue(request=wid, sector=SectorRef(miner=w.miner, number=w.number),
-                                   task=w.task, sector_size=w.sector_size, priority=w.priority,
-                                   selector=c.selector, prepare=c.prepare, params=w.params,
-                                   sources=list(c.sources), running_on=c.running_on)
                 try:
-                    await self.peer.call("@scheduler", msg, timeout=5.0, cause=w.cause)
+                    await self.peer.call("@scheduler", c.message(), timeout=5.0, cause=w.cause)
                 except RemoteError as e:
                     if e.code == ErrorCode.INVALID:
                         log.error("the scheduler refused %s: %s", wid[:12], e.message,

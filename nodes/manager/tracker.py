@@ -25,8 +25,9 @@ from typing import Union
 
 import msgspec
 
-from nodes.scheduler.messages import SelAlloc, SelExisting, SelTask
+from nodes.scheduler.messages import SectorRef, SelAlloc, SelExisting, SelTask
 from nodes.scheduler.tasks import SECTOR_SIZES
+from nodes.scheduler.wire import SchedEnqueue
 from nodes.worker.params import ParamsError, check_params, decode_params, work_id
 
 QUEUED, RUNNING, DONE, FAILED, ABORTED = "queued", "running", "done", "failed", "aborted"
@@ -113,6 +114,14 @@ class Enqueue(msgspec.Struct, frozen=True):
     prepare: str | None
     sources: tuple[str, ...]
     running_on: str
+
+    def message(self) -> SchedEnqueue:
+        """What the shell sends the scheduler (cause: the work's)."""
+        w = self.work
+        return SchedEnqueue(request=w.work_id, sector=SectorRef(miner=w.miner, number=w.number),
+                            task=w.task, sector_size=w.sector_size, priority=w.priority,
+                            selector=self.selector, prepare=self.prepare, params=w.params,
+                            sources=list(self.sources), running_on=self.running_on)
 
 
 class Cancel(msgspec.Struct, frozen=True):

@@ -12,7 +12,6 @@ answered by the call tracker from what it stored.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pathlib
@@ -29,16 +28,17 @@ from bus.peer import Peer, Refused, Request
 from nodes.chain import messages as M
 from nodes.chain.api import BusChainAPI
 from nodes.chain.policy import policy as policy_named
-from nodes.chain.randomness import DomainTag, address_entropy
 from nodes import observe
 from nodes.config import NodeConfig
 from nodes.sealing import commands as C
+from nodes.sealing import procedures as P
 from nodes.sealing import events as E
 from nodes.sealing import states as S
 from nodes.sealing import wire as W
 from nodes.sealing.config import SealingConfig
 from nodes.sealing.core import SealingCore, SealingError
-from nodes.sealing.sector import ChainFacts, MessageFact, Piece, PreCommitFact, SectorInfo
+from nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home
+from nodes.sealing.sector import Piece, SectorInfo
 from nodes.sealing.store import SealingStore
 from nodes.sealing.tasks import TaskError, Tasks
 from proofs import cid as cids
@@ -50,7 +50,6 @@ log = logging.getLogger("zqnode.sealing")
 PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
 CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer at start
 FAULT_CHECK_EPOCHS = 4                 # how often Proving sectors are looked up on chain
-NO_TERMINATE = "the devnet chain has no TerminateSectors method"
 
 
 class SealingStartError(ValueError):
@@ -223,14 +222,11 @@ class SealingService:
                 log.debug("fault check of sector %d: %s", number, _reason(e),
                           extra={"cause": self.core.cause_of(number)})
                 return
-            s = self.core.sectors.get(number)
-            if view is None or s is None:
+            if view is None:
                 continue
-            faulty = view.state in ("faulty", "recovering")
-            if faulty and s.state in (S.PROVING, S.FAULTY):
-                self._feed(self.core.event(E.FaultReported, number))
-            elif not faulty and s.state == S.FAULT_REPORTED:
-                self._feed(self.core.event(E.FaultRecovered, number))
+            event = P.fault_change(self.core, number, view.state in ("faulty", "recovering"))
+            if event is not None:
+                self._feed(event)
 
     # -- events in, commands out ------------------------------------------------------------------------
     def _feed(self, event: E.Event) -> list[C.Command]:
@@ -316,7 +312,40 @@ class SealingService:
             return self._event(E.Wake, cmd)
         if isinstance(cmd, C.RunTask):
             return await self._task(cmd)
-        return await getattr(self, f"_cmd_{type(cmd).__name__}")(cmd)
+        proc = P.procedure(self.core, cmd)
+        answer = None
+        while True:
+            try:
+                ask = proc.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer = await self._answer(ask)
+
+    async def _answer(self, ask: P.Ask):
+        """What a procedure (nodes.sealing.procedures) asks, from the chain and the disk."""
+        if isinstance(ask, P.Head):
+            return (await self.chain.head()).epoch
+        if isinstance(ask, P.NextHead):
+            return await self._next_head()
+        if isinstance(ask, P.PreCommitOf):
+            return await self.chain.precommit(ask.miner, ask.number)
+        if isinstance(ask, P.SectorOf):
+            return await self.chain.sector(ask.miner, ask.number)
+        if isinstance(ask, P.Randomness):
+            return await self.chain.randomness(ask.tag, ask.epoch, ask.entropy)
+        if isinstance(ask, P.Lookup):
+            return await self.chain.lookup(ask.msg_id)
+        if isinstance(ask, P.Verify):
+            return await trio.to_thread.run_sync(lambda: self._verify(**ask.args))
+        if isinstance(ask, P.Send):
+            return await self._send(ask.number, ask.key, ask.params)
+        if isinstance(ask, P.DropWork):
+            return await self.tasks.drop_sector(self.core.miner, ask.number)
+        if isinstance(ask, P.DropFiles):
+            return await trio.to_thread.run_sync(self._drop_files, ask.number)
+        if isinstance(ask, P.DropPieces):
+            return self._drop_pieces(ask.number)
+        raise AssertionError(f"no answer to {ask!r}")
 
     async def _task(self, cmd: C.RunTask) -> E.Event:
         try:
@@ -327,151 +356,9 @@ class SealingService:
             r = await self.tasks.wait(work_id)
         except TaskError as e:
             return self._event(E.TaskFailed, cmd, task=cmd.task, work_id=work_id, error=e.error)
-        if isinstance(cmd, C.RunAddPiece):
-            return self._event(E.PieceAdded, cmd, work_id=work_id, comm_p=r.comm_p,
-                               payload_size=r.payload_size, padded_size=r.padded_size, offset=r.offset)
-        if isinstance(cmd, C.RunPreCommit1):
-            return self._event(E.PreCommit1Done, cmd, work_id=work_id, comm_d=r.comm_d,
-                               replica_id=r.replica_id)
-        if isinstance(cmd, C.RunPreCommit2):
-            return self._event(E.PreCommit2Done, cmd, work_id=work_id, comm_d=r.comm_d, comm_r=r.comm_r)
-        if isinstance(cmd, C.RunCommit1):
-            return self._event(E.Commit1Done, cmd, work_id=work_id, proof=r.proof)
-        if isinstance(cmd, C.RunFinalize):
-            return self._event(E.Finalized, cmd, work_id=work_id)
         if isinstance(cmd, C.RunUnseal):
             await trio.to_thread.run_sync(write_atomic, cmd.out, r.data)
-            return self._event(E.UnsealDone, cmd, work_id=work_id, size=len(r.data))
-        raise AssertionError(f"no result mapping for {type(cmd).__name__}")
-
-    async def _cmd_GetTicket(self, cmd: C.GetTicket) -> E.Event:
-        miner, number = self.core.miner, cmd.sector
-        pc = await self.chain.precommit(miner, number)
-        if pc is not None:                 # already pre-committed: seal with its ticket
-            epoch = pc.seal_rand_epoch
-        else:
-            lookback = self.core.policy.seal_randomness_lookback
-            while (head := (await self.chain.head()).epoch) < lookback:
-                await self._next_head()        # a young chain: no ticket old enough yet
-            epoch = head - lookback
-        ticket = await self.chain.randomness(DomainTag.SealRandomness, epoch, address_entropy(miner))
-        return self._event(E.TicketReady, cmd, ticket=ticket, epoch=epoch)
-
-    async def _cmd_SendPreCommit(self, cmd: C.SendPreCommit) -> E.Event:
-        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch)
-        decision = self.core.precommit_decision(self.core.sectors[cmd.sector], facts)
-        if decision is not None:
-            return decision
-        params = M.PreCommitSectorParams(
-            sector_number=cmd.sector, seal_proof=cmd.seal_proof, sealed_cid=cids.sealed_cid(cmd.comm_r),
-            unsealed_cid=cids.piece_cid_v1(cmd.comm_d), seal_rand_epoch=cmd.ticket_epoch)
-        msg_id = await self._send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
-        return self._event(E.PreCommitSent, cmd, msg_id=msg_id)
-
-    async def _cmd_WaitPreCommit(self, cmd: C.WaitPreCommit) -> E.Event:
-        while True:
-            look = await self.chain.lookup(cmd.msg_id)
-            if look.status == "unknown":
-                return self._event(E.ChainPreCommitFailed, cmd,
-                                   error=f"the chain knows no message {cmd.msg_id[:16]}")
-            if look.status == "landed":
-                r = look.receipt
-                if r.exit_code != 0:
-                    return self._event(E.ChainPreCommitFailed, cmd, error=f"PreCommitSector failed: "
-                                       f"exit code {r.exit_code}: {r.error}")
-                if look.confirmations >= self.scfg.message_confidence:
-                    pc = await self.chain.precommit(self.core.miner, cmd.sector)
-                    if pc is not None and pc.comm_r == cmd.comm_r:
-                        return self._event(E.PreCommitLanded, cmd, precommit_epoch=pc.precommit_epoch,
-                                           seed_epoch=pc.seed_epoch)
-                    return self._event(E.ChainPreCommitFailed, cmd, error="the pre-commit landed but "
-                                       "the chain does not hold it with our comm_r")
-            await self._next_head()
-
-    async def _cmd_WaitSeed(self, cmd: C.WaitSeed) -> E.Event:
-        miner = self.core.miner
-        while True:
-            pc = await self.chain.precommit(miner, cmd.sector)
-            if pc is None:
-                return self._event(E.ChainPreCommitFailed, cmd,
-                                   error="the pre-commit is no longer on chain (reverted?)")
-            if pc.comm_r != cmd.comm_r:
-                return self._event(E.ChainPreCommitFailed, cmd,
-                                   error="the chain's pre-commit has another comm_r")
-            if self.core.head >= pc.seed_epoch + self.scfg.seed_confidence:
-                seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
-                                                   pc.seed_epoch, address_entropy(miner))
-                return self._event(E.SeedReady, cmd, seed=seed, epoch=pc.seed_epoch,
-                                   precommit_epoch=pc.precommit_epoch)
-            await self._next_head()
-
-    async def _cmd_SendProveCommit(self, cmd: C.SendProveCommit) -> E.Event:
-        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
-                                  seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r)
-        decision = self.core.commit_decision(self.core.sectors[cmd.sector], facts)
-        if decision is not None:
-            return decision
-        params = M.ProveCommitSectorParams(sector_number=cmd.sector, proof=cmd.proof)
-        key = f"provecommit:{hashlib.sha256(cmd.proof).hexdigest()[:16]}:{cmd.seed_epoch}"
-        msg_id = await self._send(cmd.sector, key, params)
-        return self._event(E.CommitSent, cmd, msg_id=msg_id)
-
-    async def _cmd_WaitProveCommit(self, cmd: C.WaitProveCommit) -> E.Event:
-        while True:
-            look = await self.chain.lookup(cmd.msg_id)
-            if look.status == "unknown":
-                return self._event(E.CommitFailed, cmd,
-                                   error=f"the chain knows no message {cmd.msg_id[:16]}")
-            if look.status == "landed":
-                r = look.receipt
-                if r.exit_code != 0:
-                    return self._event(E.CommitFailed, cmd, error=f"ProveCommitSector failed: exit code "
-                                       f"{r.exit_code}: {r.error}")
-                if look.confirmations >= self.scfg.message_confidence:
-                    view = await self.chain.sector(self.core.miner, cmd.sector)
-                    if view is not None:
-                        return self._event(E.CommitLanded, cmd, epoch=view.activation)
-            await self._next_head()
-
-    async def _cmd_CheckChain(self, cmd: C.CheckChain) -> E.Event:
-        facts = await self._facts(cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
-                                  seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r,
-                                  precommit_msg=cmd.precommit_msg, commit_msg=cmd.commit_msg)
-        return self._event(E.ChainChecked, cmd, facts=facts)
-
-    async def _cmd_VerifyProof(self, cmd: C.VerifyProof) -> E.Event:
-        s = self.core.sectors[cmd.sector]
-        miner, entropy = self.core.miner, address_entropy(self.core.miner)
-        view = await self.chain.sector(miner, cmd.sector)
-        if view is None:
-            return self._event(E.ProofChecked, cmd, ok=False, error="the sector is not on chain")
-        ticket = await self.chain.randomness(DomainTag.SealRandomness, s.ticket_epoch, entropy)
-        seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed, s.seed_epoch, entropy)
-        ok = await trio.to_thread.run_sync(lambda: self._verify(
-            seal_proof=s.seal_proof, miner=miner, sector=cmd.sector, ticket=ticket, seed=seed,
-            comm_d=cids.parse_piece_cid(view.unsealed_cid),
-            comm_r=cids.parse_sealed_cid(view.sealed_cid), proof=cmd.proof))
-        return self._event(E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
-
-    async def _cmd_SendTerminate(self, cmd) -> E.Event:
-        return self._event(E.TerminateFailed, cmd, error=NO_TERMINATE)
-
-    async def _cmd_WaitTerminate(self, cmd) -> E.Event:
-        return self._event(E.TerminateFailed, cmd, error=NO_TERMINATE)
-
-    async def _cmd_CleanSector(self, cmd: C.CleanSector) -> E.Event:
-        await trio.to_thread.run_sync(self._drop_files, cmd.sector)
-        return self._event(E.Cleaned, cmd)
-
-    async def _cmd_RemoveSector(self, cmd: C.RemoveSector) -> E.Event:
-        await self.tasks.drop_sector(self.core.miner, cmd.sector)
-        await trio.to_thread.run_sync(self._drop_files, cmd.sector)
-        self._drop_pieces(cmd.sector)
-        return self._event(E.SectorRemoved, cmd)
-
-    async def _cmd_AbortWork(self, cmd: C.AbortWork) -> None:
-        await self.tasks.drop_sector(self.core.miner, cmd.sector)
-        return None
+        return P.task_done(self.core, cmd, work_id, r)
 
     # -- chain helpers ------------------------------------------------------------------------------
     def _verify(self, **kw) -> bool:
@@ -480,48 +367,6 @@ class SealingService:
         except Exception as e:
             log.warning("verifying a proof: %s", _reason(e))
             return False
-
-    async def _facts(self, number: int, *, ticket: bytes = b"", ticket_epoch: int = -1,
-                     seed: bytes = b"", proof: bytes = b"", comm_d: bytes = b"", comm_r: bytes = b"",
-                     precommit_msg: str = "", commit_msg: str = "") -> ChainFacts:
-        miner, entropy = self.core.miner, address_entropy(self.core.miner)
-        head = (await self.chain.head()).epoch
-        pc = await self.chain.precommit(miner, number)
-        view = await self.chain.sector(miner, number)
-        fact = None if pc is None else PreCommitFact(
-            comm_r=pc.comm_r, seal_rand_epoch=pc.seal_rand_epoch, precommit_epoch=pc.precommit_epoch,
-            seed_epoch=pc.seed_epoch, prove_by=pc.prove_by)
-        ticket_matches = seed_matches = proof_valid = None
-        chain_ticket = ticket
-        if ticket and 0 <= ticket_epoch <= head:
-            chain_ticket = await self.chain.randomness(DomainTag.SealRandomness, ticket_epoch, entropy)
-            ticket_matches = chain_ticket == ticket
-        chain_seed = b""
-        if pc is not None and pc.seed_epoch <= head:
-            chain_seed = await self.chain.randomness(DomainTag.InteractiveSealChallengeSeed,
-                                                     pc.seed_epoch, entropy)
-            if seed:
-                seed_matches = chain_seed == seed
-        if proof and pc is not None and chain_seed:
-            s = self.core.sectors[number]
-            proof_valid = await trio.to_thread.run_sync(lambda: self._verify(
-                seal_proof=s.seal_proof, miner=miner, sector=number, ticket=chain_ticket,
-                seed=chain_seed, comm_d=pc.comm_d, comm_r=pc.comm_r, proof=proof))
-        return ChainFacts(head=head, precommit=fact, on_chain=view is not None,
-                          activation=view.activation if view is not None else -1,
-                          precommit_msg=await self._message_fact(precommit_msg),
-                          commit_msg=await self._message_fact(commit_msg),
-                          ticket_matches=ticket_matches, seed_matches=seed_matches,
-                          proof_valid=proof_valid)
-
-    async def _message_fact(self, msg_id: str) -> MessageFact:
-        if not msg_id:
-            return MessageFact()
-        look = await self.chain.lookup(msg_id)
-        if look.status == "landed":
-            r = look.receipt
-            return MessageFact(status="landed", exit_code=r.exit_code, error=r.error)
-        return MessageFact(status=look.status)
 
     async def _send(self, number: int, key: str, params) -> str:
         """Send a message once: one stored under `key` that is pending or landed well is

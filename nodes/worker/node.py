@@ -28,6 +28,7 @@ from nodes.config import NodeConfig
 from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
 from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from nodes.scheduler.wire import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from nodes.worker import calls
 from nodes.worker import params as P
 from nodes.worker import resources
 from nodes.worker import wire as W
@@ -35,7 +36,7 @@ from nodes.worker.executor import SubprocessExecutor
 from nodes.worker.fetch import FetchError, fetch_sector, serve_chunk, serve_files
 from nodes.worker.limits import Limits
 from nodes.worker.paths import sector_dir
-from nodes.worker.store import ACCEPTED, DONE, ENDED, RUNNING, Call, CallStore
+from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
 from nodes.worker.task import TaskInput, TaskOutput, load_table
 
 log = logging.getLogger("zqnode.worker")
@@ -102,13 +103,13 @@ class WorkerNode:
             self.store.close()
 
     def _resume(self, call: Call) -> None:
-        if call.state in (ACCEPTED, RUNNING):
-            self._nursery.start_soon(self._drive, call.call_id, True)
-            return
-        if call.state == DONE and not call.returned:
-            self._nursery.start_soon(self._return_loop, call.call_id)
-        if not call.sched_done:
-            self._nursery.start_soon(self._done_loop, call.call_id)
+        for step in calls.next_steps(call):
+            if step == calls.DRIVE:
+                self._nursery.start_soon(self._drive, call.call_id, True)
+            elif step == calls.RETURN:
+                self._nursery.start_soon(self._return_loop, call.call_id)
+            else:
+                self._nursery.start_soon(self._done_loop, call.call_id)
 
     # ---- resources and beats -----------------------------------------------------------
 
@@ -129,12 +130,8 @@ class WorkerNode:
     def running(self) -> list[RunningRequest]:
         """What the scheduler should count as running here: calls whose end it has not
         acknowledged, and requests being prepared."""
-        out = {c.work_id: RunningRequest(request=c.work_id, task=c.task, sector=c.sector,
-                                         sector_size=c.sector_size)
-               for c in self.store.unreported()}
-        for request, (_, rr) in self._preparing.items():
-            out.setdefault(request, rr)
-        return list(out.values())
+        return calls.running_requests(self.store.unreported(),
+                                      (rr for _, rr in self._preparing.values()))
 
     async def beat(self) -> bool:
         """One beat to the scheduler; whether it answered."""
@@ -290,9 +287,7 @@ class WorkerNode:
             delay = min(delay * 2, self.wcfg.retry_max_s)
 
     async def _execute(self, call: Call) -> TaskOutput:
-        # Files come in the preparing step; tasks the scheduler starts without one (C1,
-        # C2 go straight to 'active', as in Lotus) and GET itself fetch here.
-        if call.task == "GET" or call.work_id not in self._prepared:
+        if calls.needs_fetch(call, self._prepared):
             try:
                 files, size = await self.ensure_local(call.task, call.sector, call.params, call.sources)
             except (FetchError, P.ParamsError) as e:

@@ -38,6 +38,14 @@ class CallStoreError(ValueError):
     pass
 
 
+def moved(call: Call, event: str) -> str:
+    """The state `call` goes to on `event` (TRANSITIONS); CallStoreError if it may not."""
+    new = TRANSITIONS.get((call.state, event))
+    if new is None:
+        raise CallStoreError(f"call {call.call_id} is {call.state}: cannot {event} it")
+    return new
+
+
 class Call(msgspec.Struct, kw_only=True):
     call_id: str
     work_id: str
@@ -135,11 +143,7 @@ class CallStore(SqliteStore):
         return call
 
     def _move(self, call_id: str, event: str, now: float, **fields) -> Call:
-        call = self.get(call_id)
-        new = TRANSITIONS.get((call.state, event))
-        if new is None:
-            raise CallStoreError(f"call {call_id} is {call.state}: cannot {event} it")
-        sets = {"state": new, "updated": now, **fields}
+        sets = {"state": moved(self.get(call_id), event), "updated": now, **fields}
         self.db.execute(f"UPDATE calls SET {', '.join(f'{k} = ?' for k in sets)} WHERE call_id = ?",
                         (*sets.values(), call_id))
         return self.get(call_id)

@@ -1,6 +1,7 @@
-"""The manager: the real call tracker (nodes.manager.tracker.Tracker) behind a copy of
-nodes.manager.node.ManagerNode's logic, with its store as a dict of committed
-WorkStates, and the sector state machine (tools/sim/sealing.py) in the same process.
+"""The manager: the real call tracker (nodes.manager.tracker.Tracker) behind a
+synchronous version of nodes.manager.node.ManagerNode's routing of its commands, with
+its store as a dict of committed WorkStates, and the sector state machine
+(tools/sim/sealing.py) in the same process.
 
 Persist first, then act: Save / Delete go to the store before an Enqueue, a Cancel or
 a Wake takes effect. A restart drops everything else (waiters, enqueues in flight, the
@@ -16,7 +17,6 @@ from nodes.manager import tracker as T
 from nodes.scheduler.messages import SectorRef
 
 from .net import Node
-from .scheduler import Job
 
 
 class SimManager(Node):
@@ -66,13 +66,9 @@ class SimManager(Node):
                     self.loop.soon(fn, work.state, work.result, work.error)
 
     def _enqueue(self, c: T.Enqueue) -> None:
-        w = c.work
-        job = Job(request=w.work_id, sector=SectorRef(miner=w.miner, number=w.number), task=w.task,
-                  sector_size=w.sector_size, priority=w.priority, selector=c.selector,
-                  prepare=c.prepare, params=w.params, sources=tuple(c.sources),
-                  running_on=c.running_on, cause=w.cause)
         sched = self.sim.scheduler
-        self.net.call(self, sched.name, sched.on_enqueue, job, tries=None, backoff=(0.25, 4.0))
+        self.net.call(self, sched.name, sched.on_enqueue, c.message(), c.work.cause, tries=None,
+                      backoff=(0.25, 4.0))
 
     # ---- requesters (the sector state machine in process; the poster over the bus) -------------
     def do(self, task: str, params, sector: SectorRef, size: int, priority: int = 0,

@@ -1,4 +1,5 @@
-"""A simulated worker: nodes.worker.node.WorkerNode's call handling, with the profile's
+"""A simulated worker: nodes.worker.node.WorkerNode's call handling (its calls are
+nodes.worker.store.Call, following the rules of nodes.worker.calls), with the profile's
 durations instead of task processes and copies of SectorFiles instead of fetching.
 
 Kept as the real worker keeps it (its 'calls.sqlite' and sector directories survive a
@@ -21,14 +22,9 @@ from dataclasses import dataclass, field
 from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from nodes.scheduler.resources import parse_resource_env
 from nodes.scheduler.wire import RunningRequest
+from nodes.worker import calls
 from nodes.worker.node import ABORTED
-from nodes.worker.store import (  # the call states
-    ACCEPTED,
-    DONE,
-    DROPPED,
-    ENDED,
-    RUNNING,
-)
+from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved
 
 from . import tasks as T
 from .config import WorkerGroup
@@ -36,25 +32,6 @@ from .net import Node
 
 FETCH_FAIL_S = 5.0                     # a fetch with no source answering fails after this
 RETRY_MAX_S = 4.0                      # WorkerConfig.retry_max_s
-
-
-@dataclass
-class Call:
-    call_id: str
-    work_id: str
-    task: str
-    miner: int
-    number: int
-    size: int
-    params: bytes
-    sources: tuple[str, ...]
-    state: str = ACCEPTED
-    runs: int = 0
-    ok: bool | None = None
-    result: bytes = b""
-    error: str = ""
-    returned: bool = False
-    sched_done: bool = False
 
 
 @dataclass
@@ -138,13 +115,8 @@ class SimWorker(Node):
 
     # ---- the scheduler's view ----------------------------------------------------------------
     def running(self) -> list[RunningRequest]:
-        out = {c.work_id: RunningRequest(request=c.work_id, task=c.task,
-                                         sector=SectorRef(miner=c.miner, number=c.number),
-                                         sector_size=c.size)
-               for c in self.calls.values() if not c.sched_done}
-        for rid, (_, rr, _, _) in self.preparing.items():
-            out.setdefault(rid, rr)
-        return list(out.values())
+        return calls.running_requests((c for c in self.calls.values() if not c.sched_done),
+                                      (p[1] for p in self.preparing.values()))
 
     def beat(self) -> None:
         sched = self.sim.scheduler
@@ -153,7 +125,7 @@ class SimWorker(Node):
 
     # ---- requests from the scheduler -------------------------------------------------------------
     def on_prepare(self, rid: str, task: str, miner: int, number: int, size: int, params: bytes,
-                   sources: tuple[str, ...]) -> None:
+                   sources: list[str]) -> None:
         if rid in self.preparing:
             return
         rr = RunningRequest(request=rid, task=task, sector=SectorRef(miner=miner, number=number),
@@ -176,7 +148,7 @@ class SimWorker(Node):
                       tries=None, backoff=(0.25, RETRY_MAX_S))
 
     def on_run(self, rid: str, task: str, miner: int, number: int, size: int, params: bytes,
-               sources: tuple[str, ...]) -> str:
+               sources: list[str]) -> str:
         call = self._live_for(rid)
         if call is None:
             call = self._add(rid, task, miner, number, size, params, sources)
@@ -211,8 +183,8 @@ class SimWorker(Node):
     # ---- a call ------------------------------------------------------------------------------------
     def _add(self, rid, task, miner, number, size, params, sources) -> Call:
         call = Call(call_id=f"s-{miner}-{number}-{self.name}-{next(self._ids)}", work_id=rid,
-                    task=task, miner=miner, number=number, size=size, params=params,
-                    sources=tuple(sources))
+                    task=task, miner=miner, number=number, sector_size=size, params=params,
+                    sources=list(sources), state=ACCEPTED)
         self.calls[call.call_id] = self.live[rid] = call
         return call
 
@@ -233,8 +205,9 @@ class SimWorker(Node):
                           ack=lambda verdict: self._announced(call, verdict), tries=None,
                           backoff=(0.25, RETRY_MAX_S))
             return
-        if resumed:
-            call.runs += 1                 # its computation died with the old process
+        if resumed:                        # its computation died with the old process
+            call.state = moved(call, "rerun")
+            call.runs += 1
         self._execute(call)
 
     def _announced(self, call: Call, verdict: str) -> None:
@@ -242,17 +215,17 @@ class SimWorker(Node):
             return                         # aborted meanwhile
         if verdict != "run":
             del self.active[call.call_id]
-            call.state, call.returned, call.error = DROPPED, True, verdict
+            call.state, call.returned, call.error = moved(call, "refuse"), True, verdict
             self._settle(call)
             self._resume(call)
             return
-        call.state = RUNNING
+        call.state = moved(call, "start")
         call.runs += 1
         self._execute(call)
 
     def _execute(self, call: Call) -> None:
         plan = None
-        if call.task == "GET" or call.work_id not in self.prepared:
+        if calls.needs_fetch(call, self.prepared):
             delay, plan = self._fetch(call.task, call.number, call.sources, call.work_id)
             if plan is not None:
                 span = plan[2] if plan[0] == "from" else None
@@ -269,7 +242,7 @@ class SimWorker(Node):
         self.prepared.discard(call.work_id)
         if call.task == "GET":
             self.active.pop(call.call_id, None)
-            out, _ = T.run("GET", call.miner, call.number, call.size, self.sim.profile.seal_proof,
+            out, _ = T.run("GET", call.miner, call.number, call.sector_size, self.sim.profile.seal_proof,
                            call.params, self.files.get(call.number))
             self._finish(call, True, out, "")
             return
@@ -281,7 +254,7 @@ class SimWorker(Node):
     def _done(self, call: Call, span: Span) -> None:
         self.active.pop(call.call_id, None)
         try:
-            out, files = T.run(call.task, call.miner, call.number, call.size,
+            out, files = T.run(call.task, call.miner, call.number, call.sector_size,
                                self.sim.profile.seal_proof, call.params, self.files.get(call.number))
         except (T.SimTaskError, ValueError) as e:
             self.sim.metrics.end_span(span, self.loop.now, "failed")
@@ -294,23 +267,23 @@ class SimWorker(Node):
         self._finish(call, True, out, "")
 
     def _finish(self, call: Call, ok: bool, result: bytes, error: str) -> None:
-        call.state, call.ok, call.result, call.error = DONE, ok, result, error
+        call.state, call.ok, call.result, call.error = moved(call, "finish"), ok, result, error
         self._resume(call)
 
     def _resume(self, call: Call, restarted: bool = False) -> None:
-        if call.state in (ACCEPTED, RUNNING):
-            self.loop.soon(self._drive, call, self.session, restarted and call.state == RUNNING)
-            return
-        if call.state == DONE and not call.returned:
-            self._return_loop(call)
-        if not call.sched_done:
-            self._done_loop(call)
+        for step in calls.next_steps(call):
+            if step == calls.DRIVE:
+                self.loop.soon(self._drive, call, self.session, restarted and call.state == RUNNING)
+            elif step == calls.RETURN:
+                self._return_loop(call)
+            else:
+                self._done_loop(call)
 
     def _return_loop(self, call: Call) -> None:
         mgr = self.sim.manager
 
         def ack(outcome):
-            call.returned = True
+            call.state, call.returned = moved(call, "returned"), True
             self._settle(call)
         self.net.call(self, mgr.name, mgr.on_return, call.work_id, call.call_id, self.name,
                       bool(call.ok), call.result, call.error, ack=ack, tries=None,

@@ -1,0 +1,333 @@
+"""How the sealing shell carries out a sector's chain and storage commands, without I/O:
+each procedure is a generator that yields what it needs to know or have done (an Ask)
+and gets the answer sent back, and returns the event for the core (or None).
+
+The Trio shell (nodes.sealing.node.SealingService) answers each Ask over the bus and
+on disk; the simulator (tools/sim/sealing.py) answers from its chain in process. Both
+run the same decisions. `NextHead(at)` asks to go on after the chain's next head: the
+Trio shell waits one head and goes on; the simulator may sleep until epoch `at` (or a
+revert), as nothing the procedure looks at changes before.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Generator
+
+import msgspec
+
+from nodes.chain import messages as M
+from nodes.chain.randomness import DomainTag, address_entropy
+from nodes.sealing import commands as C
+from nodes.sealing import events as E
+from nodes.sealing import states as S
+from nodes.sealing.core import SealingCore
+from nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
+from proofs import cid as cids
+
+NO_TERMINATE = "the devnet chain has no TerminateSectors method"
+
+
+# ---- what a procedure asks its shell ----------------------------------------------------------
+class Ask(msgspec.Struct, frozen=True):
+    pass
+
+
+class Head(Ask, frozen=True):
+    """-> the chain's head epoch."""
+
+
+class NextHead(Ask, frozen=True):
+    """-> None, after the next head (`at`: the first epoch worth looking again; -1: the next)."""
+    at: int = -1
+
+
+class PreCommitOf(Ask, frozen=True):
+    """-> the chain's pre-commit of the sector (nodes.chain.messages), or None."""
+    miner: int
+    number: int
+
+
+class SectorOf(Ask, frozen=True):
+    """-> the chain's view of the sector, or None."""
+    miner: int
+    number: int
+
+
+class Randomness(Ask, frozen=True):
+    """-> 32 bytes of chain randomness."""
+    tag: DomainTag
+    epoch: int
+    entropy: bytes
+
+
+class Lookup(Ask, frozen=True):
+    """-> M.MessageLookup of a message."""
+    msg_id: str
+
+
+class Verify(Ask, frozen=True):
+    """-> whether the seal proof verifies (False when the verifier fails)."""
+    args: dict
+
+
+class Send(Ask, frozen=True):
+    """-> the id of the message sent once under `key` (the one stored, or a new one)."""
+    number: int
+    key: str
+    params: object
+
+
+class DropWork(Ask, frozen=True):
+    """-> None: the call tracker aborts and forgets the sector's work."""
+    number: int
+
+
+class DropFiles(Ask, frozen=True):
+    """-> None: the sector's files are deleted."""
+    number: int
+
+
+class DropPieces(Ask, frozen=True):
+    """-> None: piece files no other sector uses are deleted."""
+    number: int
+
+
+Procedure = Generator[Ask, object, "E.Event | None"]
+
+
+def procedure(core: SealingCore, cmd: C.Command) -> Procedure:
+    """The procedure of a chain or storage command (not Schedule, Save, Consume, RunTask)."""
+    return _PROCEDURES[type(cmd)](core, cmd)
+
+
+def _event(core: SealingCore, kind, cmd: C.Command, **fields) -> E.Event:
+    return core.event(kind, cmd.sector, step=cmd.step, **fields)
+
+
+# ---- the procedures ---------------------------------------------------------------------------
+def _get_ticket(core: SealingCore, cmd: C.GetTicket) -> Procedure:
+    miner = core.miner
+    pc = yield PreCommitOf(miner, cmd.sector)
+    if pc is not None:                 # already pre-committed: seal with its ticket
+        epoch = pc.seal_rand_epoch
+    else:
+        lookback = core.policy.seal_randomness_lookback
+        while (head := (yield Head())) < lookback:
+            yield NextHead(lookback)   # a young chain: no ticket old enough yet
+        epoch = head - lookback
+    ticket = yield Randomness(DomainTag.SealRandomness, epoch, address_entropy(miner))
+    return _event(core, E.TicketReady, cmd, ticket=ticket, epoch=epoch)
+
+
+def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
+    facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch)
+    decision = core.precommit_decision(core.sectors[cmd.sector], facts)
+    if decision is not None:
+        return decision
+    params = M.PreCommitSectorParams(
+        sector_number=cmd.sector, seal_proof=cmd.seal_proof, sealed_cid=cids.sealed_cid(cmd.comm_r),
+        unsealed_cid=cids.piece_cid_v1(cmd.comm_d), seal_rand_epoch=cmd.ticket_epoch)
+    msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
+    return _event(core, E.PreCommitSent, cmd, msg_id=msg_id)
+
+
+def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
+    """The message's lookup once it landed well with the confidence; the `failed` event
+    if it is unknown or failed."""
+    while True:
+        look = yield Lookup(msg_id)
+        if look.status == "unknown":
+            return _event(core, failed, cmd, error=f"the chain knows no message {msg_id[:16]}")
+        if look.status != "landed":
+            yield NextHead()
+            continue
+        r = look.receipt
+        if r.exit_code != 0:
+            return _event(core, failed, cmd, error=f"{method} failed: exit code {r.exit_code}: {r.error}")
+        if look.confirmations >= core.cfg.message_confidence:
+            return look
+        yield NextHead(look.epoch + core.cfg.message_confidence)
+
+
+def _wait_precommit(core: SealingCore, cmd: C.WaitPreCommit) -> Procedure:
+    look = yield from _landed(core, cmd, cmd.msg_id, E.ChainPreCommitFailed, "PreCommitSector")
+    if not isinstance(look, M.MessageLookup):
+        return look
+    pc = yield PreCommitOf(core.miner, cmd.sector)
+    if pc is not None and pc.comm_r == cmd.comm_r:
+        return _event(core, E.PreCommitLanded, cmd, precommit_epoch=pc.precommit_epoch,
+                      seed_epoch=pc.seed_epoch)
+    return _event(core, E.ChainPreCommitFailed, cmd, error="the pre-commit landed but the chain "
+                  "does not hold it with our comm_r")
+
+
+def _wait_seed(core: SealingCore, cmd: C.WaitSeed) -> Procedure:
+    miner = core.miner
+    while True:
+        pc = yield PreCommitOf(miner, cmd.sector)
+        if pc is None:
+            return _event(core, E.ChainPreCommitFailed, cmd,
+                          error="the pre-commit is no longer on chain (reverted?)")
+        if pc.comm_r != cmd.comm_r:
+            return _event(core, E.ChainPreCommitFailed, cmd,
+                          error="the chain's pre-commit has another comm_r")
+        ready = pc.seed_epoch + core.cfg.seed_confidence
+        if core.head >= ready:
+            seed = yield Randomness(DomainTag.InteractiveSealChallengeSeed, pc.seed_epoch,
+                                    address_entropy(miner))
+            return _event(core, E.SeedReady, cmd, seed=seed, epoch=pc.seed_epoch,
+                          precommit_epoch=pc.precommit_epoch)
+        yield NextHead(ready)
+
+
+def _send_provecommit(core: SealingCore, cmd: C.SendProveCommit) -> Procedure:
+    facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
+                                   seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r)
+    decision = core.commit_decision(core.sectors[cmd.sector], facts)
+    if decision is not None:
+        return decision
+    params = M.ProveCommitSectorParams(sector_number=cmd.sector, proof=cmd.proof)
+    key = f"provecommit:{hashlib.sha256(cmd.proof).hexdigest()[:16]}:{cmd.seed_epoch}"
+    msg_id = yield Send(cmd.sector, key, params)
+    return _event(core, E.CommitSent, cmd, msg_id=msg_id)
+
+
+def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
+    while True:
+        look = yield from _landed(core, cmd, cmd.msg_id, E.CommitFailed, "ProveCommitSector")
+        if not isinstance(look, M.MessageLookup):
+            return look
+        view = yield SectorOf(core.miner, cmd.sector)
+        if view is not None:
+            return _event(core, E.CommitLanded, cmd, epoch=view.activation)
+        yield NextHead()
+
+
+def _check_chain(core: SealingCore, cmd: C.CheckChain) -> Procedure:
+    facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
+                                   seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r,
+                                   precommit_msg=cmd.precommit_msg, commit_msg=cmd.commit_msg)
+    return _event(core, E.ChainChecked, cmd, facts=facts)
+
+
+def _verify_proof(core: SealingCore, cmd: C.VerifyProof) -> Procedure:
+    s, miner = core.sectors[cmd.sector], core.miner
+    entropy = address_entropy(miner)
+    view = yield SectorOf(miner, cmd.sector)
+    if view is None:
+        return _event(core, E.ProofChecked, cmd, ok=False, error="the sector is not on chain")
+    ticket = yield Randomness(DomainTag.SealRandomness, s.ticket_epoch, entropy)
+    seed = yield Randomness(DomainTag.InteractiveSealChallengeSeed, s.seed_epoch, entropy)
+    ok = yield Verify(dict(seal_proof=s.seal_proof, miner=miner, sector=cmd.sector, ticket=ticket,
+                           seed=seed, comm_d=cids.parse_piece_cid(view.unsealed_cid),
+                           comm_r=cids.parse_sealed_cid(view.sealed_cid), proof=cmd.proof))
+    return _event(core, E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
+
+
+def _terminate(core: SealingCore, cmd) -> Procedure:
+    return _event(core, E.TerminateFailed, cmd, error=NO_TERMINATE)
+    yield                              # a generator, like the others
+
+
+def _clean_sector(core: SealingCore, cmd: C.CleanSector) -> Procedure:
+    yield DropFiles(cmd.sector)
+    return _event(core, E.Cleaned, cmd)
+
+
+def _remove_sector(core: SealingCore, cmd: C.RemoveSector) -> Procedure:
+    yield DropWork(cmd.sector)
+    yield DropFiles(cmd.sector)
+    yield DropPieces(cmd.sector)
+    return _event(core, E.SectorRemoved, cmd)
+
+
+def _abort_work(core: SealingCore, cmd: C.AbortWork) -> Procedure:
+    yield DropWork(cmd.sector)
+    return None
+
+
+_PROCEDURES = {
+    C.GetTicket: _get_ticket, C.SendPreCommit: _send_precommit, C.WaitPreCommit: _wait_precommit,
+    C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
+    C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
+    C.VerifyProof: _verify_proof, C.SendTerminate: _terminate, C.WaitTerminate: _terminate,
+    C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,
+}
+
+
+# ---- what the chain says about a sector -------------------------------------------------------
+def chain_facts(core: SealingCore, number: int, *, ticket: bytes = b"", ticket_epoch: int = -1,
+                seed: bytes = b"", proof: bytes = b"", comm_d: bytes = b"", comm_r: bytes = b"",
+                precommit_msg: str = "", commit_msg: str = ""):
+    """-> ChainFacts: what the core's decisions need to know from the chain."""
+    miner, entropy = core.miner, address_entropy(core.miner)
+    head = yield Head()
+    pc = yield PreCommitOf(miner, number)
+    view = yield SectorOf(miner, number)
+    fact = None if pc is None else PreCommitFact(
+        comm_r=pc.comm_r, seal_rand_epoch=pc.seal_rand_epoch, precommit_epoch=pc.precommit_epoch,
+        seed_epoch=pc.seed_epoch, prove_by=pc.prove_by)
+    ticket_matches = seed_matches = proof_valid = None
+    chain_ticket = ticket
+    if ticket and 0 <= ticket_epoch <= head:
+        chain_ticket = yield Randomness(DomainTag.SealRandomness, ticket_epoch, entropy)
+        ticket_matches = chain_ticket == ticket
+    chain_seed = b""
+    if pc is not None and pc.seed_epoch <= head:
+        chain_seed = yield Randomness(DomainTag.InteractiveSealChallengeSeed, pc.seed_epoch, entropy)
+        if seed:
+            seed_matches = chain_seed == seed
+    if proof and pc is not None and chain_seed:
+        proof_valid = yield Verify(dict(seal_proof=core.sectors[number].seal_proof, miner=miner,
+                                        sector=number, ticket=chain_ticket, seed=chain_seed,
+                                        comm_d=pc.comm_d, comm_r=pc.comm_r, proof=proof))
+    return ChainFacts(head=head, precommit=fact, on_chain=view is not None,
+                      activation=view.activation if view is not None else -1,
+                      precommit_msg=(yield from _message_fact(precommit_msg)),
+                      commit_msg=(yield from _message_fact(commit_msg)),
+                      ticket_matches=ticket_matches, seed_matches=seed_matches,
+                      proof_valid=proof_valid)
+
+
+def _message_fact(msg_id: str):
+    if not msg_id:
+        return MessageFact()
+    look = yield Lookup(msg_id)
+    if look.status == "landed":
+        r = look.receipt
+        return MessageFact(status="landed", exit_code=r.exit_code, error=r.error)
+    return MessageFact(status=look.status)
+
+
+# ---- faults ---------------------------------------------------------------------------------
+def fault_change(core: SealingCore, number: int, faulty: bool) -> E.Event | None:
+    """The event when the chain's fault flag of a watched sector differs from its state."""
+    s = core.sectors.get(number)
+    if s is None:
+        return None
+    if faulty and s.state in (S.PROVING, S.FAULTY):
+        return core.event(E.FaultReported, number)
+    if not faulty and s.state == S.FAULT_REPORTED:
+        return core.event(E.FaultRecovered, number)
+    return None
+
+
+# ---- a task's result --------------------------------------------------------------------------
+def task_done(core: SealingCore, cmd: C.RunTask, work_id: str, r) -> E.Event:
+    """The event of a task's decoded result `r` (nodes.worker.params); RunUnseal's data is
+    written to cmd.out by the shell first."""
+    if isinstance(cmd, C.RunAddPiece):
+        return _event(core, E.PieceAdded, cmd, work_id=work_id, comm_p=r.comm_p,
+                      payload_size=r.payload_size, padded_size=r.padded_size, offset=r.offset)
+    if isinstance(cmd, C.RunPreCommit1):
+        return _event(core, E.PreCommit1Done, cmd, work_id=work_id, comm_d=r.comm_d,
+                      replica_id=r.replica_id)
+    if isinstance(cmd, C.RunPreCommit2):
+        return _event(core, E.PreCommit2Done, cmd, work_id=work_id, comm_d=r.comm_d, comm_r=r.comm_r)
+    if isinstance(cmd, C.RunCommit1):
+        return _event(core, E.Commit1Done, cmd, work_id=work_id, proof=r.proof)
+    if isinstance(cmd, C.RunFinalize):
+        return _event(core, E.Finalized, cmd, work_id=work_id)
+    if isinstance(cmd, C.RunUnseal):
+        return _event(core, E.UnsealDone, cmd, work_id=work_id, size=len(r.data))
+    raise AssertionError(f"no result mapping for {type(cmd).__name__}")
