@@ -56,6 +56,13 @@ class Genesis(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     miners: list[MinerSpec] = msgspec.field(default_factory=lambda: [MinerSpec()])
 
 
+def failed_receipt(e: Exception) -> Receipt:
+    """The receipt of an actor method that raised (ActorError or RandomnessError)."""
+    if isinstance(e, actor.ActorError):
+        return Receipt(exit_code=e.exit_code, error=e.message)
+    return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
+
+
 class ChainState(msgspec.Struct, kw_only=True):
     miners: dict[int, actor.MinerState] = {}
     nonces: dict[str, int] = {}        # next nonce each sender's next message must carry
@@ -302,13 +309,16 @@ class Chain:
                            beacon=lambda t, e, x: self.randomness(t, e, x, "beacon"),
                            verify_seal=self.verifiers.verify_seal,
                            verify_window_post=self.verifiers.verify_window_post)
-        work = msgspec.msgpack.decode(_enc.encode(miner), type=actor.MinerState)  # a transaction
+        return self._apply_method(msg.to, miner, rt, msg.method, params, commit)
+
+    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool) -> Receipt:
+        """The actor method as a transaction: run on a copy of the miner's state, which
+        replaces it only when the method succeeds (and `commit`)."""
+        work = msgspec.msgpack.decode(_enc.encode(miner), type=actor.MinerState)
         try:
-            ret = actor.METHOD_IMPLS[msg.method](work, rt, params)
-        except actor.ActorError as e:
-            return Receipt(exit_code=e.exit_code, error=e.message)
-        except RandomnessError as e:
-            return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
+            ret = actor.METHOD_IMPLS[method](work, rt, params)
+        except (actor.ActorError, RandomnessError) as e:
+            return failed_receipt(e)
         if commit:
-            self.state.miners[msg.to] = work
+            self.state.miners[to] = work
         return Receipt(exit_code=ExitCode.OK, return_value=ret or b"")

@@ -16,9 +16,8 @@ import hashlib
 
 import msgspec
 
-from nodes.chain import messages as M
 from nodes.chain import miner as actor
-from nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError, Verifiers
+from nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError, Verifiers, failed_receipt
 from nodes.chain.messages import ExitCode, Receipt
 from nodes.chain.randomness import RandomnessError
 from proofs import cid as cids
@@ -109,30 +108,16 @@ class SimChain(Chain):
                              f"depth {self.keep_states - 1}, got {depth}")
         return super().reorg(depth, timestamp)
 
-    def _execute(self, msg: M.Message, epoch: int, commit: bool = True) -> Receipt:
+    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool) -> Receipt:
+        """The method on the state itself, undone when it fails (the core copies it)."""
         if not commit:
-            return super()._execute(msg, epoch, commit)
-        miner = self.state.miners.get(msg.to)
-        if miner is None:
-            return Receipt(exit_code=ExitCode.SYS_INVALID_RECEIVER, error=f"no actor f0{msg.to}")
+            return super()._apply_method(to, miner, rt, method, params, commit)
+        undo = _undo_for(miner, method, params)
         try:
-            params = M.decode_params(msg.method, msg.params)
-        except M.MessageError as e:
-            return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
-        rt = actor.Runtime(epoch=epoch, policy=self.policy, sender=msg.sender,
-                           tickets=lambda t, e, x: self.randomness(t, e, x, "tickets"),
-                           beacon=lambda t, e, x: self.randomness(t, e, x, "beacon"),
-                           verify_seal=self.verifiers.verify_seal,
-                           verify_window_post=self.verifiers.verify_window_post)
-        undo = _undo_for(miner, msg.method, params)
-        try:
-            ret = actor.METHOD_IMPLS[msg.method](miner, rt, params)
-        except actor.ActorError as e:
+            ret = actor.METHOD_IMPLS[method](miner, rt, params)
+        except (actor.ActorError, RandomnessError) as e:
             undo()
-            return Receipt(exit_code=e.exit_code, error=e.message)
-        except RandomnessError as e:
-            undo()
-            return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
+            return failed_receipt(e)
         return Receipt(exit_code=ExitCode.OK, return_value=ret or b"")
 
 
