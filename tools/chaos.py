@@ -7,7 +7,8 @@ It provisions keys and writes each node's config the way `zqnode devnet` does
 (nodes.sealing.devnet.Devnet), starts `zqnode start --role R --config FILE` for the hub,
 the chain (devnet policy, real verifiers), the manager with the sealing state machine,
 the scheduler, the workers and the poster, each in its own process group, and pledges
---sectors 2 KiB CC sectors. Then, for --duration seconds, it picks (with a RNG seeded by
+--sectors 2 KiB CC sectors (and, with --pledge-every, one more now and then during the
+chaos: every sector the manager has at the end counts as pledged). Then, for --duration seconds, it picks (with a RNG seeded by
 --seed) a node at a random moment, kills its process group with SIGKILL and restarts it
 after a random pause; with --pause-hub some of the actions SIGSTOP the hub for a while
 instead. Afterwards every node runs again and the cluster settles: every pledged sector
@@ -250,27 +251,45 @@ class Cluster:
             time.sleep(0.5 if out.returncode == 0 else 2.0)
         raise ChaosError(f"could not pledge {count} sectors within {timeout:g}s: {error}")
 
+    def pledge_one(self) -> bool:
+        """One more sector, if the manager answers now (during the chaos it may not)."""
+        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
+        try:
+            out = subprocess.run([sys.executable, "-m", "nodes.cli", "sectors", "pledge", "--bus", self.bus],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return False
+        return out.returncode == 0
+
 
 # -- the run --------------------------------------------------------------------------------
 
 class Action(msgspec.Struct):
     at: float                          # seconds into the chaos
-    kind: str                          # kill | pause-hub
+    kind: str                          # kill | pause-hub | pledge | pledge-refused
     node: str
     down_s: float
 
 
 def run_chaos(cluster: Cluster, rng: random.Random, duration: float, pause_hub: bool,
-              gap: tuple[float, float], down: tuple[float, float], say) -> list[Action]:
+              gap: tuple[float, float], down: tuple[float, float], pledge_every: float,
+              say) -> list[Action]:
     """Until `duration` has passed: wait a random gap, then kill -9 a random node and
-    restart it after a random pause (or stop the hub for a while)."""
+    restart it after a random pause (or stop the hub for a while); every `pledge_every`
+    seconds (0: never) pledge one more sector, so that sealing goes on under the chaos."""
     actions: list[Action] = []
     t0 = time.monotonic()
+    next_pledge = pledge_every
     names = list(cluster.nodes)
     while True:
         time.sleep(rng.uniform(*gap))
-        if time.monotonic() - t0 >= duration:
+        now = time.monotonic() - t0
+        if now >= duration:
             return actions
+        if pledge_every and now >= next_pledge:
+            next_pledge = now + pledge_every
+            actions.append(Action(at=round(now, 1), kind="pledge" if cluster.pledge_one()
+                                  else "pledge-refused", node="devnet-manager", down_s=0.0))
         pause = pause_hub and rng.random() < 0.25
         victim = HUB if pause else rng.choice(names)
         down_s = rng.uniform(*down)
@@ -350,7 +369,7 @@ def check_all(cluster: Cluster, pledged: list[int], warmup: float) -> dict:
 def print_report(r: dict) -> None:
     print(f"chaos: {'OK' if r['ok'] else 'VIOLATED'}: seed {r['seed']}, {r['sectors']} sectors, "
           f"{r['workers']} workers, {r['duration']:g}s of chaos: {r['kills']} kills/restarts, "
-          f"{r['hub_pauses']} hub pauses; settled {r['settled']} in {r['settle_seconds']:.0f}s; "
+          f"{r['hub_pauses']} hub pauses, {r['pledges']} pledges during it; settled {r['settled']} in {r['settle_seconds']:.0f}s; "
           f"{r['wall_seconds']:.0f}s in all; state in {r['repo']}")
     for name in checks.INVARIANTS:
         inv = r["invariants"][name]
@@ -372,6 +391,8 @@ def print_report(r: dict) -> None:
               help="Seconds between actions: uniform in [MIN, MAX].")
 @click.option("--down", default=(0.5, 5.0), show_default=True, type=(float, float),
               help="Seconds a killed node stays down (or the hub stopped): uniform in [MIN, MAX].")
+@click.option("--pledge-every", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="During the chaos, pledge one more sector every this many seconds (0: never).")
 @click.option("--settle-timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds after the chaos for sectors to reach Proving and their deadlines to close.")
 @click.option("--warmup", default=10.0, show_default=True, type=click.FloatRange(min=0),
@@ -379,7 +400,8 @@ def print_report(r: dict) -> None:
                    "for the deadline to count as makeable.")
 @click.option("--repo", default="", help="Run directory [default: a new temporary one].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress to stderr).")
-def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, settle_timeout,
+def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
+         settle_timeout,
          warmup, repo, as_json) -> None:
     """Chaos over real processes; exits 1 naming each violated invariant."""
     t0 = time.monotonic()
@@ -399,7 +421,8 @@ def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, 
         cluster.start_all(timeout=90)
         pledged = cluster.pledge(sectors, timeout=90)
         say(f"chaos: pledged sectors {', '.join(map(str, pledged))}")
-        actions = run_chaos(cluster, rng, duration, pause_hub, gap, down, say)
+        actions = run_chaos(cluster, rng, duration, pause_hub, gap, down, pledge_every, say)
+        pledged = sorted(cluster.sealing_states())        # with those pledged during the chaos
         ok, settled_s, until_epoch = settle(cluster, pledged, settle_timeout, warmup, epoch_seconds, say)
     except ChaosError as e:
         cluster.stop_all()
@@ -409,10 +432,11 @@ def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, 
         cluster.stop_all()
     invariants = check_all(cluster, pledged, warmup)
     report = {
-        "ok": all(i["ok"] for i in invariants.values()), "seed": seed, "sectors": sectors,
+        "ok": all(i["ok"] for i in invariants.values()), "seed": seed, "sectors": len(pledged),
         "workers": workers, "duration": duration, "pause_hub": pause_hub, "repo": str(base),
         "kills": sum(1 for a in actions if a.kind == "kill"),
         "hub_pauses": sum(1 for a in actions if a.kind == "pause-hub"),
+        "pledges": sum(1 for a in actions if a.kind == "pledge"),
         "killed": {n: sum(1 for a in actions if a.kind == "kill" and a.node == n) for n in cluster.nodes},
         "settled": ok, "settle_seconds": round(settled_s, 1), "until_epoch": until_epoch,
         "wall_seconds": round(time.monotonic() - t0, 1),
