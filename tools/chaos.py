@@ -174,10 +174,10 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float):
+    def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float, sector_size: str = "2KiB"):
         self.base = base
         self.bus = free_bus_address()
-        self.devnet = Devnet(base=base, bus=self.bus, sectors=0, sector_size="2KiB",
+        self.devnet = Devnet(base=base, bus=self.bus, sectors=0, sector_size=sector_size,
                              epoch_seconds=epoch_seconds, workers=workers, say=lambda _: None)
         self.devnet.address = self.bus
         self.client = base / "client"
@@ -367,10 +367,11 @@ def check_all(cluster: Cluster, pledged: list[int], warmup: float) -> dict:
 
 
 def print_report(r: dict) -> None:
-    print(f"chaos: {'OK' if r['ok'] else 'VIOLATED'}: seed {r['seed']}, {r['sectors']} sectors, "
-          f"{r['workers']} workers, {r['duration']:g}s of chaos: {r['kills']} kills/restarts, "
-          f"{r['hub_pauses']} hub pauses, {r['pledges']} pledges during it; settled {r['settled']} in {r['settle_seconds']:.0f}s; "
-          f"{r['wall_seconds']:.0f}s in all; state in {r['repo']}")
+    print(f"chaos: {'OK' if r['ok'] else 'VIOLATED'}: seed {r['seed']}, {r['sectors']} {r['sector_size']} "
+          f"sectors, {r['workers']} workers; {r['duration']:g}s of chaos: {r['kills']} kills and "
+          f"restarts, {r['hub_pauses']} hub pauses, {r['pledges']} pledges; settled {r['settled']} "
+          f"in {r['settle_seconds']:.0f}s, ran to epoch {r['until_epoch']}; {r['wall_seconds']:.0f}s "
+          f"in all; state in {r['repo']}")
     for name in checks.INVARIANTS:
         inv = r["invariants"][name]
         figures = ", ".join(f"{k} {v}" for k, v in inv.items() if k not in ("ok", "violations"))
@@ -383,6 +384,8 @@ def print_report(r: dict) -> None:
 @click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds of kills and restarts.")
 @click.option("--sectors", default=3, show_default=True, type=click.IntRange(1, 64))
+@click.option("--sector-size", default="2KiB", show_default=True, type=click.Choice(["2KiB", "8MiB"]),
+              help="8MiB sectors take long enough to seal that kills land inside tasks.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--pause-hub", is_flag=True, help="Also SIGSTOP/SIGCONT the hub at random.")
@@ -400,9 +403,8 @@ def print_report(r: dict) -> None:
                    "for the deadline to count as makeable.")
 @click.option("--repo", default="", help="Run directory [default: a new temporary one].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress to stderr).")
-def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
-         settle_timeout,
-         warmup, repo, as_json) -> None:
+def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
+         settle_timeout, warmup, repo, as_json) -> None:
     """Chaos over real processes; exits 1 naming each violated invariant."""
     t0 = time.monotonic()
     base = pathlib.Path(repo).expanduser() if repo else pathlib.Path(tempfile.mkdtemp(prefix="zqchaos-"))
@@ -414,7 +416,7 @@ def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, 
         click.echo(line, err=as_json)
 
     rng = random.Random(seed)
-    cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds)
+    cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds, sector_size=sector_size)
     try:
         cluster.provision()
         say(f"chaos: starting {len(cluster.nodes)} nodes on {cluster.bus} in {base}")
@@ -425,7 +427,7 @@ def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, 
         pledged = sorted(cluster.sealing_states())        # with those pledged during the chaos
         ok, settled_s, until_epoch = settle(cluster, pledged, settle_timeout, warmup, epoch_seconds, say)
     except ChaosError as e:
-        cluster.stop_all()
+        cluster.stop_all()                 # before the message: the nodes' ports are free then
         click.echo(f"chaos: the harness failed: {e}", err=True)
         sys.exit(2)
     finally:
@@ -433,6 +435,7 @@ def main(duration, sectors, workers, seed, pause_hub, epoch_seconds, gap, down, 
     invariants = check_all(cluster, pledged, warmup)
     report = {
         "ok": all(i["ok"] for i in invariants.values()), "seed": seed, "sectors": len(pledged),
+        "sector_size": sector_size,
         "workers": workers, "duration": duration, "pause_hub": pause_hub, "repo": str(base),
         "kills": sum(1 for a in actions if a.kind == "kill"),
         "hub_pauses": sum(1 for a in actions if a.kind == "pause-hub"),

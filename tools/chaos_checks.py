@@ -15,7 +15,10 @@ figures for the report.
   unacknowledged by the manager (lost between worker and manager).
 - deadlines_made  (check_deadlines): the chain is replayed from genesis; each WindowPoSt
   deadline occurrence holding sectors ends "proven" (every partition that needed a proof
-  was posted, none skipped a sector, no fault declared for it), "missed" or "faulted".
+  was posted, none skipped a sector, no fault declared for it, no sector faulty), "missed"
+  (a partition that needed a proof was not posted), "faulted" (sectors skipped or declared
+  faulty for it) or "faulty" (sectors faulty since an earlier occurrence and not declared
+  recovered: excused, since recoveries are declared two deadlines ahead).
   A missed or faulted occurrence is a violation when the policy could have made it: the
   hub, the chain and the poster were each up without a break from `warmup` seconds
   before the tipset of the deadline's Challenge epoch to the tipset of its last epoch
@@ -202,7 +205,7 @@ class Outcome(msgspec.Struct, kw_only=True):
     index: int
     open: int
     close: int
-    status: str                        # proven | missed | faulted
+    status: str                        # proven | missed | faulted | faulty
     detail: str = ""
     excused: str = ""                  # why the policy could not have made it ("": it could)
 
@@ -245,14 +248,15 @@ def deadline_outcomes(genesis: Genesis, tipsets: list[M.Tipset], miner: int) -> 
                 missed = [i for i, part in enumerate(dl.partitions) if i not in dl.posted
                           and (part.recoveries or part.faults != set(part.sectors))]
                 faulted = sorted(skipped.pop(di.index, set()) | declared.pop(di.index, set()))
+                carried = sorted(set().union(*(p.faults for p in dl.partitions)) - set(faulted))
+                o = Outcome(index=di.index, open=di.open, close=di.close, status="proven")
                 if missed:
-                    o = Outcome(index=di.index, open=di.open, close=di.close, status="missed",
-                                detail=f"partitions {missed} not proven")
+                    o.status, o.detail = "missed", f"partitions {missed} not proven"
                 elif faulted:
-                    o = Outcome(index=di.index, open=di.open, close=di.close, status="faulted",
-                                detail=f"sectors {faulted} skipped or declared faulty")
-                else:
-                    o = Outcome(index=di.index, open=di.open, close=di.close, status="proven")
+                    o.status, o.detail = "faulted", f"sectors {faulted} skipped or declared faulty"
+                elif carried:     # faulty since an earlier occurrence, not declared recovered
+                    o.status, o.detail = "faulty", f"sectors {carried} still faulty"
+                    o.excused = "its sectors were faulty before it"
                 outcomes.append(o)
             skipped.pop(di.index, None)
             declared.pop(di.index, None)
@@ -279,7 +283,7 @@ def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, floa
         down = [n for n in needed if not _covered(up.get(n, []), start, end)]
         if down:
             o.excused = f"{', '.join(down)} not up throughout"
-        elif o.status != "proven":
+        elif o.status != "proven" and not o.excused:
             out.append(Violation(name, f"deadline {o.index} [{o.open},{o.close}) {o.status}: {o.detail} "
                                        f"while {', '.join(needed)} were up"))
     counts: dict[str, int] = defaultdict(int)

@@ -133,16 +133,17 @@ def test_a_result_computed_again_or_lost_is_named(tmp_path):
 # -- deadlines_made -------------------------------------------------------------------------
 
 def proven_then_missed() -> tuple[ChainDriver, int, list[tuple[int, int]]]:
-    """Sectors 1 and 2 in one deadline: its first occurrence proven, the next missed."""
+    """Sectors 1 and 2 in one deadline: its first occurrence proven, the next missed, the
+    one after that closes with the sectors still faulty (no recovery declared)."""
     d = sealed_chain()
     index = next(i for i, dl in enumerate(d.chain.miner(MINER).deadlines) if dl.partitions)
     d.run_to_open(MINER, index)
     first = d.chain.deadline(MINER)
     r = d.receipt_after(d.send(MINER, d.post_params(MINER, [0])))
     assert r.exit_code == 0, r.error
-    d.run_to(first.close + d.policy.proving_period)       # the next occurrence closed unproven
     pp = d.policy.proving_period
-    return d, index, [(first.open, first.close), (first.open + pp, first.close + pp)]
+    d.run_to(first.close + 2 * pp)                    # two more occurrences closed unproven
+    return d, index, [(first.open + k * pp, first.close + k * pp) for k in range(3)]
 
 
 def test_a_missed_deadline_counts_only_when_the_poster_could_have_made_it(tmp_path):
@@ -150,14 +151,14 @@ def test_a_missed_deadline_counts_only_when_the_poster_could_have_made_it(tmp_pa
     write_chain(tmp_path / "chain.sqlite", d)
     outcomes = checks.deadline_outcomes(*checks.read_tipsets(tmp_path / "chain.sqlite"), MINER)
     assert [(o.index, o.open, o.close, o.status) for o in outcomes] == [
-        (index, windows[0][0], windows[0][1], "proven"), (index, windows[1][0], windows[1][1], "missed")]
+        (index, *windows[0], "proven"), (index, *windows[1], "missed"), (index, *windows[2], "faulty")]
 
     always = {n: [(0.0, T0 + 10_000)] for n in chaos.POST_NEEDS}
     violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", always, MINER, 10.0, chaos.POST_NEEDS)
     assert [v.detail for v in violations] == [
         f"deadline {index} [{windows[1][0]},{windows[1][1]}) missed: partitions [0] not proven while "
         f"devnet-hub, devnet-chain, devnet-poster were up"]
-    assert info == {"occurrences": 2, "qualifying": 2, "missed": 1, "proven": 1}
+    assert info == {"occurrences": 3, "qualifying": 2, "faulty (excused)": 1, "missed": 1, "proven": 1}
 
     # the poster (re)started 5 s before the second Challenge: too late to count
     challenge = windows[1][0] - d.policy.challenge_lookback
