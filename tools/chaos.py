@@ -319,7 +319,7 @@ def _states(states: dict[int, str]) -> str:
 def settle(cluster: Cluster, pledged: list[int], timeout: float, warmup: float, epoch_s: float,
            say) -> tuple[bool, float, int]:
     """Wait until every pledged sector is Proving and every stored result acknowledged,
-    then until each deadline holding sectors has closed once more with its Challenge at
+    then until each deadline holding sectors has closed once more, its sectors checked at
     least `warmup` (and two epochs) after that point, so it had to be proven. At most
     `timeout` seconds in all. Returns (settled, seconds to settle, the epoch waited for)."""
     t0 = time.monotonic()

@@ -21,8 +21,10 @@ figures for the report.
   recovered: excused, since recoveries are declared two deadlines ahead).
   A missed or faulted occurrence is a violation when the policy could have made it: the
   hub, the chain and the poster were each up without a break from `warmup` seconds
-  before the tipset of the deadline's Challenge epoch to the tipset of its last epoch
-  (times are the tipsets' timestamps and the harness's clock: both wall clock).
+  before the tipset of the Open epoch of the deadline two before it (when the poster
+  checks the sectors of the deadline two ahead and declares faults or recoveries; its
+  Challenge comes later) to the tipset of its last epoch (times are the tipsets'
+  timestamps and the harness's clock: both wall clock).
 - databases_intact  (check_databases): `PRAGMA integrity_check` says ok for every file.
 """
 from __future__ import annotations
@@ -75,18 +77,18 @@ def head_state(chain_db: pathlib.Path) -> tuple[int, ChainState]:
     return epoch, msgspec.msgpack.decode(body, type=ChainState)
 
 
-def next_closes(genesis: Genesis, state: ChainState, miner: int, challenge_from: int) -> dict[int, int]:
-    """For each deadline holding sectors, the close of its first occurrence whose
-    Challenge epoch is `challenge_from` or later."""
+def next_closes(genesis: Genesis, state: ChainState, miner: int, from_epoch: int) -> dict[int, int]:
+    """For each deadline holding sectors, the close of its first occurrence whose sectors
+    are checked (at the Open of the deadline two before it) at `from_epoch` or later."""
     pol = Chain(genesis, _trusting()).policy
     m = state.miners[miner]
     closes = {}
     for index, dl in enumerate(m.deadlines):
         if dl.total_sectors:
-            d = actor.proving_deadline(m, pol, challenge_from)
-            d = deadline_info(pol, d.period_start, index, challenge_from)
-            while d.challenge < challenge_from:
-                d = deadline_info(pol, d.period_start + pol.proving_period, index, challenge_from)
+            d = actor.proving_deadline(m, pol, from_epoch)
+            d = deadline_info(pol, d.period_start, index, from_epoch)
+            while d.open - 2 * pol.challenge_window < from_epoch:
+                d = deadline_info(pol, d.period_start + pol.proving_period, index, from_epoch)
             closes[index] = d.close
     return closes
 
@@ -278,8 +280,8 @@ def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, floa
     out: list[Violation] = []
     outcomes = deadline_outcomes(genesis, tipsets, miner)
     for o in outcomes:
-        challenge = max(o.open - pol.challenge_lookback, 0)
-        start, end = tipsets[challenge].timestamp - warmup, tipsets[o.close - 1].timestamp
+        checked = max(o.open - 2 * pol.challenge_window, 0)   # its sectors checked, faults declared
+        start, end = tipsets[checked].timestamp - warmup, tipsets[o.close - 1].timestamp
         down = [n for n in needed if not _covered(up.get(n, []), start, end)]
         if down:
             o.excused = f"{', '.join(down)} not up throughout"

@@ -160,9 +160,10 @@ def test_a_missed_deadline_counts_only_when_the_poster_could_have_made_it(tmp_pa
         f"devnet-hub, devnet-chain, devnet-poster were up"]
     assert info == {"occurrences": 3, "qualifying": 2, "faulty (excused)": 1, "missed": 1, "proven": 1}
 
-    # the poster (re)started 5 s before the second Challenge: too late to count
-    challenge = windows[1][0] - d.policy.challenge_lookback
-    restarted = {**always, "devnet-poster": [(0.0, T0 + windows[0][1]), (T0 + challenge - 5, T0 + 10_000)]}
+    # the poster (re)started 5 s before the second occurrence's sectors were checked (at the
+    # Open of the deadline two before it): too late to count
+    checked = windows[1][0] - 2 * d.policy.challenge_window
+    restarted = {**always, "devnet-poster": [(0.0, T0 + windows[0][1]), (T0 + checked - 5, T0 + 10_000)]}
     violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", restarted, MINER, 10.0, chaos.POST_NEEDS)
     assert violations == [] and info["missed (excused)"] == 1 and info["qualifying"] == 1
 
@@ -199,7 +200,7 @@ def test_config_files_load_back_as_the_devnet_configs(tmp_path):
 def test_a_short_chaos_run_keeps_every_invariant(tmp_path):
     out = subprocess.run(
         [sys.executable, "tools/chaos.py", "--duration", "25", "--sectors", "3", "--gap", "1", "3",
-         "--down", "0.5", "2", "--seed", "3", "--pause-hub", "--pledge-every", "8", "--json", "--repo", str(tmp_path / "run")],
+         "--down", "0.5", "2", "--seed", "3", "--pause-hub", "--json", "--repo", str(tmp_path / "run")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
