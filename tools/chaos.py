@@ -318,14 +318,15 @@ def _states(states: dict[int, str]) -> str:
 
 def settle(cluster: Cluster, pledged: list[int], timeout: float, warmup: float, epoch_s: float,
            say) -> tuple[bool, float, int]:
-    """Wait until every pledged sector is Proving and every stored result acknowledged,
+    """Wait until every pledged sector is sealed (Proving, or faulty since) and every
+    stored result acknowledged,
     then until each deadline holding sectors has closed once more, its sectors checked at
     least `warmup` (and two epochs) after that point, so it had to be proven. At most
     `timeout` seconds in all. Returns (settled, seconds to settle, the epoch waited for)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         states = cluster.sealing_states()
-        if all(states.get(n) == "Proving" for n in pledged) and cluster.unacknowledged() == 0:
+        if all(states.get(n) in checks.SEALED for n in pledged) and cluster.unacknowledged() == 0:
             break
         time.sleep(1.0)
     else:

@@ -3,9 +3,11 @@ nodes left on disk (and, for deadlines, when the harness had each node up). Each
 `(violations, info)`: a list of Violation (empty: the invariant holds) and a dict of
 figures for the report.
 
-- sectors_proving_once  (check_sectors): every pledged sector is Proving in the sealing
-  store, and on chain its PreCommitSector and its ProveCommitSector each landed (exit
-  code 0) exactly once; no sector the run did not pledge is on chain or in the store.
+- sectors_proving_once  (check_sectors): every pledged sector's sealing log records its
+  step FinalizeSector -> Proving exactly once and it is sealed now (Proving, or faulty:
+  Faulty/FaultReported, which the deadline check judges), and on chain its
+  PreCommitSector and its ProveCommitSector each landed (exit code 0) exactly once; no
+  sector the run did not pledge is on chain or in the store.
 - results_once  (check_results): no task result was computed again after it was stored,
   and none was lost. From the workers' task log (ZQNODE_TASK_LOG, appended in order):
   once a call's last run ended (the run whose result its worker stored; a worker killed
@@ -103,10 +105,23 @@ def _landed(tipsets: list[M.Tipset]):
 
 # -- sectors_proving_once -------------------------------------------------------------------
 
+SEALED = ("Proving", "Faulty", "FaultReported")   # sealed and on chain (maybe faulty now)
+
+
 def sealing_states(sealing_db: pathlib.Path) -> dict[int, str]:
     db = _connect(sealing_db)
     try:
         return dict(db.execute("SELECT number, state FROM sectors"))
+    finally:
+        db.close()
+
+
+def times_finalized(sealing_db: pathlib.Path) -> dict[int, int]:
+    """Per sector, how often its log records FinalizeSector -> Proving."""
+    db = _connect(sealing_db)
+    try:
+        return dict(db.execute("SELECT number, count(*) FROM sector_log WHERE event = 'Finalized' "
+                               "AND state = 'Proving' GROUP BY number"))
     finally:
         db.close()
 
@@ -121,21 +136,23 @@ def check_sectors(chain_db: pathlib.Path, sealing_db: pathlib.Path, pledged: lis
     for _, msg, params in _landed(tipsets):
         if msg.to == miner and msg.method in counts:
             counts[msg.method][params.sector_number] += 1
-    states = sealing_states(sealing_db)
+    states, finalized = sealing_states(sealing_db), times_finalized(sealing_db)
     for n in pledged:
         for method, per_sector in counts.items():
             if per_sector.get(n, 0) != 1:
                 out.append(Violation(name, f"sector {n}: {method} landed {per_sector.get(n, 0)} "
                                            f"times on chain (want exactly once)"))
-        if states.get(n) != "Proving":
-            out.append(Violation(name, f"sector {n} is {states.get(n, 'missing')} in the sealing "
-                                       f"store, not Proving"))
+        if finalized.get(n, 0) != 1 or states.get(n) not in SEALED:
+            out.append(Violation(name, f"sector {n} reached Proving {finalized.get(n, 0)} times "
+                                       f"(want once) and is {states.get(n, 'missing')} in the sealing store"))
     strangers = sorted((set(counts["PreCommitSector"]) | set(states)) - set(pledged))
     if strangers:
         out.append(Violation(name, f"sectors {strangers} were never pledged but are on chain or "
                                    f"in the sealing store"))
     proving = sum(1 for n in pledged if states.get(n) == "Proving")
-    return out, {"pledged": len(pledged), "proving": proving, "head_epoch": tipsets[-1].epoch}
+    faulty = sum(1 for n in pledged if states.get(n) in SEALED[1:])
+    return out, {"pledged": len(pledged), "proving": proving, "faulty_now": faulty,
+                 "head_epoch": tipsets[-1].epoch}
 
 
 # -- results_once ---------------------------------------------------------------------------
