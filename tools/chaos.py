@@ -416,6 +416,11 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds
     def say(line: str) -> None:
         click.echo(line, err=as_json)
 
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt        # the finally below stops every node
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)   # a background job ignores SIGINT otherwise
+
     rng = random.Random(seed)
     cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds, sector_size=sector_size)
     try:
