@@ -4,19 +4,20 @@ killed -9 and restarted at random, then the invariants of tools/chaos_checks.py.
     python tools/chaos.py --duration 300 --sectors 4 --workers 2 --seed 1 [--pause-hub] [--json]
 
 It provisions keys and writes each node's config the way `zqnode devnet` does
-(nodes.sealing.devnet.Devnet), starts `zqnode start --role R --config FILE` for the hub,
-the chain (devnet policy, real verifiers), the manager with the sealing state machine,
-the scheduler, the workers and the poster, each in its own process group, and pledges
---sectors 2 KiB CC sectors (and, with --pledge-every, one more now and then during the
-chaos: every sector the manager has at the end counts as pledged). Then, for --duration seconds, it picks (with a RNG seeded by
---seed) a node at a random moment, kills its process group with SIGKILL and restarts it
-after a random pause; with --pause-hub some of the actions SIGSTOP the hub for a while
-instead. Afterwards every node runs again and the cluster settles: every pledged sector
-Proving, every stored result acknowledged, then each deadline holding sectors closes once
-more with every node up (at most --settle-timeout seconds); the nodes are stopped and the
-invariants are checked. It prints a report (one JSON object with --json) and
-exits 1 when an invariant is violated, naming it, 2 when the cluster could not start.
-The run's directory (--repo, else a temporary one) keeps every node's log and state.
+(nodes.sealing.devnet.Devnet.node_configs), starts `zqnode start --role R --config FILE`
+for the hub, the chain (devnet policy, real verifiers), the manager with the sealing
+state machine, the scheduler, the workers and the poster, each in its own process group,
+and pledges --sectors CC sectors (with --pledge-every, one more now and then during the
+chaos: every sector the manager has at the end counts as pledged). Then, for --duration
+seconds, it picks (with a RNG seeded by --seed) a node at a random moment, kills its
+process group with SIGKILL and restarts it after a random pause; with --pause-hub a
+quarter of the actions SIGSTOP the hub for a while instead. Afterwards the cluster
+settles with every node up: every sector sealed, every stored result acknowledged, then
+each deadline holding sectors closes once more (at most --settle-timeout seconds). The
+nodes are stopped (SIGTERM) and the invariants checked. It prints a report (one JSON
+object with --json) and exits 1 when an invariant is violated, naming it, 2 when the
+harness could not start the cluster. The run's directory (--repo, else a temporary one)
+keeps every node's config, log and state, and the workers' task log.
 """
 from __future__ import annotations
 
@@ -319,10 +320,10 @@ def _states(states: dict[int, str]) -> str:
 def settle(cluster: Cluster, pledged: list[int], timeout: float, warmup: float, epoch_s: float,
            say) -> tuple[bool, float, int]:
     """Wait until every pledged sector is sealed (Proving, or faulty since) and every
-    stored result acknowledged,
-    then until each deadline holding sectors has closed once more, its sectors checked at
-    least `warmup` (and two epochs) after that point, so it had to be proven. At most
-    `timeout` seconds in all. Returns (settled, seconds to settle, the epoch waited for)."""
+    stored result acknowledged, then until each deadline holding sectors has closed once
+    more, its sectors checked at least `warmup` (and two epochs) after that point, so it
+    had to be proven. At most `timeout` seconds in all. Returns (settled, seconds to
+    settle, the epoch waited for)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         states = cluster.sealing_states()
