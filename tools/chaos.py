@@ -401,8 +401,8 @@ def print_report(r: dict) -> None:
 @click.option("--settle-timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds after the chaos for sectors to reach Proving and their deadlines to close.")
 @click.option("--warmup", default=10.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds the poster, chain and hub must be up before a deadline's Challenge "
-                   "for the deadline to count as makeable.")
+              help="Seconds the poster, chain and hub must be up before a deadline's sectors are "
+                   "checked (the Open of the deadline two before it) for it to count as makeable.")
 @click.option("--repo", default="", help="Run directory [default: a new temporary one].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress to stderr).")
 def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
