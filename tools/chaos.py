@@ -452,6 +452,7 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds
         "wall_seconds": round(time.monotonic() - t0, 1),
         "violations": [f"{n}: {v}" for n, i in invariants.items() for v in i["violations"]],
         "invariants": invariants, "actions": msgspec.to_builtins(actions),
+        "up": {n: [[round(a, 3), round(b, 3)] for a, b in node.up] for n, node in cluster.nodes.items()},
     }
     if as_json:
         print(json.dumps(report))
