@@ -214,7 +214,7 @@ def test_a_short_chaos_run_keeps_every_invariant(tmp_path):
     inv = report["invariants"]
     assert set(inv) == set(checks.INVARIANTS) and all(i["ok"] for i in inv.values())
     assert inv["sectors_proving_once"]["proving"] == report["sectors"] == 3
-    assert inv["results_once"]["task_ends"] >= 4 * report["sectors"]   # AP, PC1, PC2, C1 each
+    assert inv["results_once"]["task_ends"] >= 4 * report["sectors"]   # PC1, PC2, C1, FIN each
     assert inv["deadlines_made"]["qualifying"] >= 1 and inv["deadlines_made"].get("proven", 0) >= 1
     assert inv["databases_intact"]["databases"] == 5     # chain, sealing, manager, poster, calls
     kinds = [a["kind"] for a in report["actions"]]
