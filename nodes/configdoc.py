@@ -148,13 +148,20 @@ def toml_value(v) -> str:
         return json.dumps(v, ensure_ascii=False)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        if not v:
-            return "{}"
-        return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, dict):                     # TOML has no null: an unset key is left out
+        items = [f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items() if x is not None]
+        return "{ " + ", ".join(items) + " }" if items else "{}"
     if isinstance(v, msgspec.Struct):
         return toml_value(msgspec.to_builtins(v))
     raise TypeError(f"no TOML for {type(v).__name__}")
+
+
+def config_toml(cfg) -> str:
+    """A node's configuration as a file nodes.config.load reads back equal: its identity,
+    bus and its role's sections, one line each (inline tables)."""
+    data = msgspec.to_builtins(cfg)
+    keys = ("role", "name", "repo", "bus", *ROLE_SECTIONS[cfg.role])
+    return "".join(f"{k} = {toml_value(data[k])}\n" for k in keys if data.get(k) is not None)
 
 
 def toml_key(k) -> str:

@@ -10,7 +10,7 @@ import trio
 
 from bus.address import DEFAULT_BUS
 from nodes import runtime
-from nodes.cli.common import bus_option, metrics_option, metrics_runner, unwrap
+from nodes.cli.common import metrics_option, metrics_runner, unwrap
 from nodes.config import ConfigError, NodeConfig, load
 
 
@@ -31,12 +31,13 @@ def _run(runners, on_started=None) -> None:
 
 @click.command()
 @click.option("--role", required=True, help="bus, chain, manager, scheduler, worker, poster")
-@bus_option
+@click.option("--bus", default=None, envvar="ZQNODE_BUS",
+              help=f"The hub's address [default: the config's bus.address, else {DEFAULT_BUS}].")
 @click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 @metrics_option
-def start(role: str, bus: str, name: str, repo: str, config_path: str | None,
+def start(role: str, bus: str | None, name: str, repo: str, config_path: str | None,
           metrics_listen: str) -> None:
     """Start one node and run it until SIGINT/SIGTERM."""
     try:

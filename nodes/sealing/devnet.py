@@ -121,16 +121,35 @@ class Devnet:
     def worker_repos(self) -> dict[str, str]:
         return {f"devnet-worker-{i}": str(self.base / f"worker-{i}") for i in range(1, self.workers + 1)}
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        from nodes.manager.node import ManagerNode
+    def node_configs(self) -> dict[str, NodeConfig]:
+        """Every node's configuration but the hub's, by name, in start order (it names the
+        hub at self.address): what `run` starts here, and what tools/chaos.py writes to
+        files to start each node in its own process."""
         from nodes.poster.config import PosterConfig
-        from nodes.poster.node import PosterNode
-        from nodes.scheduler.node import SchedulerNode
         from nodes.worker.config import WorkerConfig
-        from nodes.worker.node import WorkerNode
         from nodes.worker.paths import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
+        chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof)]),
+                            verifier="proofs", epoch_seconds=self.epoch_seconds)
+        sealing = SealingConfig(miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0,
+                                storage=roots)
+        cfgs = [self.node_config("chain", "devnet-chain", chain=chain),
+                self.node_config("manager", "devnet-manager", sealing=sealing),
+                self.node_config("scheduler", "devnet-scheduler")]
+        cfgs += [self.node_config("worker", name, worker=WorkerConfig(
+                     ignore_resources=True, parent_cache=str(self.base / "parent-cache")))
+                 for name in self.worker_repos()]
+        cfgs.append(self.node_config("poster", "devnet-poster",
+                                     poster=PosterConfig(miners=[MINER], storage=roots)))
+        return {c.name: c for c in cfgs}
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from nodes.manager.node import ManagerNode
+        from nodes.poster.node import PosterNode
+        from nodes.scheduler.node import SchedulerNode
+        from nodes.worker.node import WorkerNode
+
         hub_cfg = BusConfig(address=self.bus, key_dir=str(self.base / "hub"))
         if hub_cfg.security_mode() == "curve":
             client = self.provision_keys()
@@ -139,34 +158,29 @@ class Devnet:
             hub = ZmqHub(hub_cfg)
             observe.hub(hub, "devnet-hub")
             self.address = await nursery.start(hub.run)
-            chain_cfg = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER,
-                                                                      seal_proof=self.seal_proof)]),
-                                    verifier="proofs", epoch_seconds=self.epoch_seconds)
-            self.chain = ChainNode(self.node_config("chain", "devnet-chain"), chain_cfg)
+            cfgs = self.node_configs()
+            chain_cfg = cfgs["devnet-chain"]
+            self.chain = ChainNode(chain_cfg, chain_cfg.chain)
             await nursery.start(self.chain.run)
 
-            mcfg = self.node_config("manager", "devnet-manager", sealing=SealingConfig(
-                miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0, storage=roots))
-            self.manager = ManagerNode(mcfg)            # runs the sector state machine
+            self.manager = ManagerNode(cfgs["devnet-manager"])   # runs the sector state machine
             self.sealing = self.manager.sealing
             await nursery.start(self.manager.run)
             await self.sealing.ready.wait()
 
-            self.scheduler = SchedulerNode(self.node_config("scheduler", "devnet-scheduler"))
+            self.scheduler = SchedulerNode(cfgs["devnet-scheduler"])
             await nursery.start(self.scheduler.run)
             for name in self.worker_repos():
-                wcfg = WorkerConfig(ignore_resources=True, parent_cache=str(self.base / "parent-cache"))
-                node = WorkerNode(self.node_config("worker", name, worker=wcfg))
+                node = WorkerNode(cfgs[name])
                 await nursery.start(node.run)
                 self.worker_nodes.append(node)
 
-            pcfg = PosterConfig(miners=[MINER], storage=roots)
             if self.with_poster:
-                self.poster = PosterNode(self.node_config("poster", "devnet-poster", poster=pcfg),
+                self.poster = PosterNode(cfgs["devnet-poster"],
                                          locator=ManagerLocator(self.manager, self.worker_repos()))
                 await nursery.start(self.poster.run)
             else:
-                self._poster_elsewhere(pcfg)
+                self._poster_elsewhere(cfgs["devnet-poster"].poster)
             self._started()
             task_status.started(self)
             await self._progress()

@@ -1,0 +1,435 @@
+"""Chaos over real processes: a devnet whose every node runs in its own process, nodes
+killed -9 and restarted at random, then the invariants of tools/chaos_checks.py.
+
+    python tools/chaos.py --duration 300 --sectors 4 --workers 2 --seed 1 [--pause-hub] [--json]
+
+It provisions keys and writes each node's config the way `zqnode devnet` does
+(nodes.sealing.devnet.Devnet.node_configs), starts `zqnode start --role R --config FILE`
+for the hub, the chain (devnet policy, real verifiers), the manager with the sealing
+state machine, the scheduler, the workers and the poster, each in its own process group,
+and pledges --sectors CC sectors (with --pledge-every, one more now and then during the
+chaos: every sector the manager has at the end counts as pledged). Then, for --duration
+seconds, it picks (with a RNG seeded by --seed) a node at a random moment, kills its
+process group with SIGKILL and restarts it after a random pause; with --pause-hub a
+quarter of the actions SIGSTOP the hub for a while instead. Afterwards the cluster
+settles with every node up: every sector sealed, every stored result acknowledged, then
+each deadline holding sectors closes once more (at most --settle-timeout seconds). The
+nodes are stopped (SIGTERM) and the invariants checked. It prints a report (one JSON
+object with --json) and exits 1 when an invariant is violated, naming it, 2 when the
+harness could not start the cluster. The run's directory (--repo, else a temporary one)
+keeps every node's config, log and state, and the workers' task log.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+import msgspec
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bus.config import BusConfig  # noqa: E402
+from nodes.config import NodeConfig  # noqa: E402
+from nodes.configdoc import config_toml  # noqa: E402
+from nodes.sealing.devnet import MINER, Devnet  # noqa: E402
+from tools import chaos_checks as checks  # noqa: E402
+
+HUB = "devnet-hub"
+POST_NEEDS = (HUB, "devnet-chain", "devnet-poster")   # what a WindowPoSt needs up
+
+
+class ChaosError(RuntimeError):
+    """The harness could not do its part (a node would not start, a pledge failed)."""
+
+
+def free_bus_address() -> str:
+    """A tcp address whose port and the two after it are free (the hub binds three)."""
+    while True:
+        socks = [socket.socket() for _ in range(3)]
+        try:
+            socks[0].bind(("127.0.0.1", 0))
+            port = socks[0].getsockname()[1]
+            for i, s in enumerate(socks[1:], 1):
+                s.bind(("127.0.0.1", port + i))
+            return f"tcp://127.0.0.1:{port}"
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+
+
+# -- processes ------------------------------------------------------------------------------
+
+class Node:
+    """One `zqnode start` process group; `up` keeps the intervals it ran (wall clock)."""
+
+    def __init__(self, name: str, role: str, config: pathlib.Path, log: pathlib.Path, env: dict,
+                 bus: str):
+        self.name, self.role, self.config, self.log, self.env = name, role, config, log, env
+        self.bus = bus
+        self.proc: subprocess.Popen | None = None
+        self.up: list[tuple[float, float]] = []
+        self.since = 0.0
+        self.paused = False
+
+    def start(self) -> None:
+        with open(self.log, "a") as out:
+            out.write(f"---- chaos: start at {time.time():.3f}\n")
+            out.flush()
+            self.proc = subprocess.Popen(
+                # --bus as well: `zqnode start` lets its --bus default override the file's
+                [sys.executable, "-m", "nodes.cli", "start", "--role", self.role, "--config",
+                 str(self.config), "--bus", self.bus], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        self.since = time.time()
+
+    def wait_running(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text()
+            if " running on " in text[text.rfind("---- chaos: start"):]:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise ChaosError(f"{self.name} did not start within {timeout:g}s; see {self.log}")
+
+    def _down(self) -> None:
+        self.up.append((self.since, time.time()))
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill9(self) -> None:
+        self._down()
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait()
+
+    def pause(self) -> None:
+        self._down()
+        self.signal_group(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal_group(signal.SIGCONT)
+        self.paused = False
+        self.since = time.time()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self._down()
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.signal_group(signal.SIGKILL)          # the node, or task processes it left
+        self.proc.wait()
+
+
+class Cluster:
+    def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float, sector_size: str = "2KiB"):
+        self.base = base
+        self.bus = free_bus_address()
+        self.devnet = Devnet(base=base, bus=self.bus, sectors=0, sector_size=sector_size,
+                             epoch_seconds=epoch_seconds, workers=workers, say=lambda _: None)
+        self.devnet.address = self.bus
+        self.client = base / "client"
+        self.task_log = base / "tasks.log"
+        (base / "configs").mkdir(parents=True, exist_ok=True)
+        (base / "logs").mkdir(exist_ok=True)
+        self.nodes: dict[str, Node] = {}
+
+    def provision(self) -> None:
+        """Keys (the Devnet's way: every node, and our client as admin) and config files."""
+        os.environ["ZQNODE_KEY_DIR"] = str(self.client)
+        self.devnet.provision_keys()
+        hub = NodeConfig(role="bus", name=HUB, repo=str(self.base / "hub"),
+                         bus=BusConfig(address=self.bus, key_dir=str(self.base / "hub")))
+        env = {k: v for k, v in os.environ.items() if k != "ZQNODE_KEY_DIR"}
+        env.update(PYTHONUNBUFFERED="1", ZQNODE_TASK_LOG=str(self.task_log))
+        for cfg in [hub, *self.devnet.node_configs().values()]:
+            path = self.base / "configs" / f"{cfg.name}.toml"
+            path.write_text(config_toml(cfg))
+            self.nodes[cfg.name] = Node(cfg.name, cfg.role, path, self.base / "logs" / f"{cfg.name}.log",
+                                       env, self.bus)
+
+    def start_all(self, timeout: float) -> None:
+        for node in self.nodes.values():
+            node.start()
+            node.wait_running(timeout)
+
+    def stop_all(self) -> None:
+        for node in reversed(list(self.nodes.values())):
+            if node.paused:
+                node.resume()
+            node.stop()
+
+    # -- what the nodes keep --
+    def path(self, node: str, file: str) -> pathlib.Path:
+        return self.base / node.removeprefix("devnet-") / file      # the Devnet's repo layout
+
+    def worker_dbs(self) -> dict[str, pathlib.Path]:
+        return {n: self.path(n, "calls.sqlite") for n in self.devnet.worker_repos()}
+
+    def sealing_states(self) -> dict[int, str]:
+        try:
+            return checks.sealing_states(self.path("devnet-manager", "sealing.sqlite"))
+        except (FileNotFoundError, sqlite3.Error):
+            return {}
+
+    def unacknowledged(self) -> int:
+        n = 0
+        for path in self.worker_dbs().values():
+            try:
+                n += sum(1 for c in checks.worker_calls(path) if c["state"] == "done" and c["ok"]
+                         and not c["returned"])
+            except (FileNotFoundError, sqlite3.Error):
+                pass
+        return n
+
+    def pledge(self, count: int, timeout: float) -> list[int]:
+        """`zqnode sectors pledge` until the sealing store holds `count` sectors (a pledge
+        whose answer was lost is not repeated)."""
+        deadline = time.monotonic() + timeout
+        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
+        error = ""
+        while time.monotonic() < deadline:
+            have = sorted(self.sealing_states())
+            if len(have) >= count:
+                return have
+            out = subprocess.run([sys.executable, "-m", "nodes.cli", "sectors", "pledge", "--count",
+                                  str(count - len(have)), "--bus", self.bus], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=60)
+            error = out.stderr.strip()
+            time.sleep(0.5 if out.returncode == 0 else 2.0)
+        raise ChaosError(f"could not pledge {count} sectors within {timeout:g}s: {error}")
+
+    def pledge_one(self) -> bool:
+        """One more sector, if the manager answers now (during the chaos it may not)."""
+        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
+        try:
+            out = subprocess.run([sys.executable, "-m", "nodes.cli", "sectors", "pledge", "--bus", self.bus],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return False
+        return out.returncode == 0
+
+
+# -- the run --------------------------------------------------------------------------------
+
+class Action(msgspec.Struct):
+    at: float                          # seconds into the chaos
+    kind: str                          # kill | pause-hub | pledge | pledge-refused
+    node: str
+    down_s: float
+
+
+def run_chaos(cluster: Cluster, rng: random.Random, duration: float, pause_hub: bool,
+              gap: tuple[float, float], down: tuple[float, float], pledge_every: float,
+              say) -> list[Action]:
+    """Until `duration` has passed: wait a random gap, then kill -9 a random node and
+    restart it after a random pause (or stop the hub for a while); every `pledge_every`
+    seconds (0: never) pledge one more sector, so that sealing goes on under the chaos."""
+    actions: list[Action] = []
+    t0 = time.monotonic()
+    next_pledge = pledge_every
+    names = list(cluster.nodes)
+    while True:
+        time.sleep(rng.uniform(*gap))
+        now = time.monotonic() - t0
+        if now >= duration:
+            return actions
+        if pledge_every and now >= next_pledge:
+            next_pledge = now + pledge_every
+            actions.append(Action(at=round(now, 1), kind="pledge" if cluster.pledge_one()
+                                  else "pledge-refused", node="devnet-manager", down_s=0.0))
+        pause = pause_hub and rng.random() < 0.25
+        victim = HUB if pause else rng.choice(names)
+        down_s = rng.uniform(*down)
+        node = cluster.nodes[victim]
+        action = Action(at=round(time.monotonic() - t0, 1), kind="pause-hub" if pause else "kill",
+                        node=victim, down_s=round(down_s, 1))
+        say(f"chaos: {action.at:6.1f}s {action.kind} {victim} for {action.down_s:g}s "
+            f"(sectors: {_states(cluster.sealing_states())})")
+        if pause:
+            node.pause()
+            time.sleep(down_s)
+            node.resume()
+        else:
+            node.kill9()
+            time.sleep(down_s)
+            node.start()
+        actions.append(action)
+
+
+def _states(states: dict[int, str]) -> str:
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
+
+
+def settle(cluster: Cluster, pledged: list[int], timeout: float, warmup: float, epoch_s: float,
+           say) -> tuple[bool, float, int]:
+    """Wait until every pledged sector is sealed (Proving, or faulty since) and every
+    stored result acknowledged, then until each deadline holding sectors has closed once
+    more, its sectors checked at least `warmup` (and two epochs) after that point, so it
+    had to be proven. At most `timeout` seconds in all. Returns (settled, seconds to
+    settle, the epoch waited for)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        states = cluster.sealing_states()
+        if all(states.get(n) in checks.SEALED for n in pledged) and cluster.unacknowledged() == 0:
+            break
+        time.sleep(1.0)
+    else:
+        say(f"chaos: not settled within {timeout:g}s (sectors: {_states(cluster.sealing_states())})")
+        return False, time.monotonic() - t0, 0
+    settled = time.monotonic() - t0
+    chain_db = cluster.path("devnet-chain", "chain.sqlite")
+    genesis, _ = checks.read_tipsets(chain_db)
+    head, state = checks.head_state(chain_db)
+    closes = checks.next_closes(genesis, state, MINER, head + math.ceil(warmup / epoch_s) + 2)
+    target = max(closes.values(), default=head)
+    say(f"chaos: settled in {settled:.0f}s at epoch {head}; running to epoch {target} for the "
+        f"WindowPoSts of deadlines {sorted(closes)}")
+    while time.monotonic() - t0 < timeout and checks.head_state(chain_db)[0] <= target:
+        time.sleep(1.0)
+    return True, settled, target
+
+
+def check_all(cluster: Cluster, pledged: list[int], warmup: float) -> dict:
+    base = cluster.base
+    results = {
+        "sectors_proving_once": lambda: checks.check_sectors(
+            cluster.path("devnet-chain", "chain.sqlite"), cluster.path("devnet-manager", "sealing.sqlite"),
+            pledged, MINER),
+        "results_once": lambda: checks.check_results(cluster.task_log, cluster.worker_dbs()),
+        "deadlines_made": lambda: checks.check_deadlines(
+            cluster.path("devnet-chain", "chain.sqlite"), {n: node.up for n, node in cluster.nodes.items()},
+            MINER, warmup, POST_NEEDS),
+        "databases_intact": lambda: checks.check_databases(sorted(base.rglob("*.sqlite"))),
+    }
+    report = {}
+    for name, check in results.items():
+        try:
+            violations, info = check()
+        except Exception as e:           # a store the check cannot read is itself a finding
+            violations, info = [checks.Violation(name, f"could not check: {type(e).__name__}: {e}")], {}
+        report[name] = {"ok": not violations, "violations": [v.detail for v in violations], **info}
+    return report
+
+
+def print_report(r: dict) -> None:
+    print(f"chaos: {'OK' if r['ok'] else 'VIOLATED'}: seed {r['seed']}, {r['sectors']} {r['sector_size']} "
+          f"sectors, {r['workers']} workers; {r['duration']:g}s of chaos: {r['kills']} kills and "
+          f"restarts, {r['hub_pauses']} hub pauses, {r['pledges']} pledges; settled {r['settled']} "
+          f"in {r['settle_seconds']:.0f}s, ran to epoch {r['until_epoch']}; {r['wall_seconds']:.0f}s "
+          f"in all; state in {r['repo']}")
+    for name in checks.INVARIANTS:
+        inv = r["invariants"][name]
+        figures = ", ".join(f"{k} {v}" for k, v in inv.items() if k not in ("ok", "violations"))
+        print(f"  {'ok  ' if inv['ok'] else 'FAIL'} {name}: {figures}")
+        for v in inv["violations"]:
+            print(f"       - {v}")
+
+
+@click.command()
+@click.option("--duration", default=60.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds of kills and restarts.")
+@click.option("--sectors", default=3, show_default=True, type=click.IntRange(1, 64))
+@click.option("--sector-size", default="2KiB", show_default=True, type=click.Choice(["2KiB", "8MiB"]),
+              help="8MiB sectors take long enough to seal that kills land inside tasks.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--pause-hub", is_flag=True, help="Also SIGSTOP/SIGCONT the hub at random.")
+@click.option("--epoch-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
+@click.option("--gap", default=(2.0, 8.0), show_default=True, type=(float, float),
+              help="Seconds between actions: uniform in [MIN, MAX].")
+@click.option("--down", default=(0.5, 5.0), show_default=True, type=(float, float),
+              help="Seconds a killed node stays down (or the hub stopped): uniform in [MIN, MAX].")
+@click.option("--pledge-every", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="During the chaos, pledge one more sector every this many seconds (0: never).")
+@click.option("--settle-timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds after the chaos for sectors to reach Proving and their deadlines to close.")
+@click.option("--warmup", default=10.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds the poster, chain and hub must be up before a deadline's sectors are "
+                   "checked (the Open of the deadline two before it) for it to count as makeable.")
+@click.option("--repo", default="", help="Run directory [default: a new temporary one].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress to stderr).")
+def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
+         settle_timeout, warmup, repo, as_json) -> None:
+    """Chaos over real processes; exits 1 naming each violated invariant."""
+    t0 = time.monotonic()
+    base = pathlib.Path(repo).expanduser() if repo else pathlib.Path(tempfile.mkdtemp(prefix="zqchaos-"))
+    base.mkdir(parents=True, exist_ok=True)
+    if any(base.iterdir()):
+        raise click.ClickException(f"{base} is not empty: give a new --repo")
+
+    def say(line: str) -> None:
+        click.echo(line, err=as_json)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt        # the finally below stops every node
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)   # a background job ignores SIGINT otherwise
+
+    rng = random.Random(seed)
+    cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds, sector_size=sector_size)
+    try:
+        cluster.provision()
+        say(f"chaos: starting {len(cluster.nodes)} nodes on {cluster.bus} in {base}")
+        cluster.start_all(timeout=90)
+        pledged = cluster.pledge(sectors, timeout=90)
+        say(f"chaos: pledged sectors {', '.join(map(str, pledged))}")
+        actions = run_chaos(cluster, rng, duration, pause_hub, gap, down, pledge_every, say)
+        pledged = sorted(cluster.sealing_states())        # with those pledged during the chaos
+        ok, settled_s, until_epoch = settle(cluster, pledged, settle_timeout, warmup, epoch_seconds, say)
+    except ChaosError as e:
+        cluster.stop_all()                 # before the message: the nodes' ports are free then
+        click.echo(f"chaos: the harness failed: {e}", err=True)
+        sys.exit(2)
+    finally:
+        cluster.stop_all()
+    invariants = check_all(cluster, pledged, warmup)
+    report = {
+        "ok": all(i["ok"] for i in invariants.values()), "seed": seed, "sectors": len(pledged),
+        "sector_size": sector_size,
+        "workers": workers, "duration": duration, "pause_hub": pause_hub, "repo": str(base),
+        "kills": sum(1 for a in actions if a.kind == "kill"),
+        "hub_pauses": sum(1 for a in actions if a.kind == "pause-hub"),
+        "pledges": sum(1 for a in actions if a.kind == "pledge"),
+        "killed": {n: sum(1 for a in actions if a.kind == "kill" and a.node == n) for n in cluster.nodes},
+        "settled": ok, "settle_seconds": round(settled_s, 1), "until_epoch": until_epoch,
+        "wall_seconds": round(time.monotonic() - t0, 1),
+        "violations": [f"{n}: {v}" for n, i in invariants.items() for v in i["violations"]],
+        "invariants": invariants, "actions": msgspec.to_builtins(actions),
+        "up": {n: [[round(a, 3), round(b, 3)] for a, b in node.up] for n, node in cluster.nodes.items()},
+    }
+    if as_json:
+        print(json.dumps(report))
+    else:
+        print_report(report)
+    sys.exit(0 if report["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
