@@ -13,13 +13,13 @@ LOCAL_SCHEMES = ("inproc", "mem")       # one process: never curve
 
 
 class BusConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    address: str = DEFAULT_BUS
+    address: str = DEFAULT_BUS          # the hub's RPC endpoint; its event ports are the next two
     heartbeat_s: float = 1.0           # application heartbeats, both ways
     liveness: int = 3                  # heartbeats missed before the other side is down
     forget_after_s: float = 600.0      # the hub lists a down node this long
     call_timeout_s: float = 30.0       # default RPC timeout
     max_message_bytes: int = 64 << 20  # whole message; larger is refused with too_large
-    max_envelope_bytes: int = 1 << 20
+    max_envelope_bytes: int = 1 << 20  # the envelope frame (binary payloads ride in extra frames)
     max_inflight_calls: int = 1024     # per node; further calls wait (back-pressure)
     max_concurrent_handlers: int = 256 # per node; further requests get `busy`
     reconnect_max_s: float = 8.0       # back-off cap when the hub is away

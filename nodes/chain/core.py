@@ -44,16 +44,16 @@ class Verifiers:
 
 
 class MinerSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    actor_id: int = 1000
-    worker: str = "t0100"
+    actor_id: int = 1000               # the miner's id: f0<actor_id>
+    worker: str = "t0100"              # the address its messages come from
     seal_proof: int = 5                # StackedDrg2KiBV1_1
 
 
 class Genesis(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     network: str = "devnet"            # a policy name: devnet | mainnet
     seed: str = "zqnode-devnet"        # different seeds, different chains
-    timestamp: float = 0.0
-    miners: list[MinerSpec] = msgspec.field(default_factory=lambda: [MinerSpec()])
+    timestamp: float = 0.0             # the genesis tipset's timestamp (unix seconds)
+    miners: list[MinerSpec] = msgspec.field(default_factory=lambda: [MinerSpec()])   # the miners at genesis
 
 
 def failed_receipt(e: Exception) -> Receipt:

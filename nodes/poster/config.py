@@ -25,7 +25,7 @@ class ProverConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kind: `local` (proofs.post in this process: a worker thread or a process pool),
     `fake` (proofs the chain's FAKE verifier accepts: devnets without real sectors), or
     `scheduler` (WDP tasks on the cluster's workers, one per partition)."""
-    kind: str = "local"
+    kind: str = "local"                # local | fake | scheduler (see above)
     mode: str = "thread"               # local: thread | process (a spawned process pool)
     backend: str = "auto"              # proofs backend: auto | cpu | cuda
     parallel: int = 1                  # batches proven at the same time
@@ -56,7 +56,7 @@ class PosterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     check_parallel: int = 4            # sectors checked at the same time
     storage: list[str] = []            # directories whose sub-directories are sector directories
     chain_timeout_s: float = 10.0      # per chain query
-    prover: ProverConfig = msgspec.field(default_factory=ProverConfig)
+    prover: ProverConfig = msgspec.field(default_factory=ProverConfig)   # how proofs are computed
 
     def __post_init__(self) -> None:
         for name in ("challenge_confirmations", "submit_after_open", "message_confidence",
