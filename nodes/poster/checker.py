@@ -25,6 +25,7 @@ from typing import Callable, Protocol
 import trio
 
 from nodes.poster.prover import SectorInput
+from nodes.worker.paths import sector_dir_name
 
 CheckFn = Callable[[int, SectorInput], str]
 
@@ -108,9 +109,11 @@ class StorageLocator:
     """Finds sector directories under storage roots: every sub-directory holding a
     `sector.json` (proofs.sector's metadata, which names the miner, the sector and its
     stage). Where a sector has several directories, the finalized one wins (the others
-    are copies a sealing worker fetched). The roots are scanned again, at most every
-    `rescan_s`, while a sector is not found, or found only unfinalized, or its directory
-    went away (a rebuild puts the replica back, maybe elsewhere)."""
+    are copies a sealing worker fetched). A sector not settled (not found, found only
+    unfinalized, or its directory went away: a rebuild puts the replica back, maybe
+    elsewhere) is looked for first where workers put it (`s-MINER-NUMBER` under each
+    root: a sector finalized a moment ago is found at once), then by scanning the roots
+    again, at most every `rescan_s`."""
 
     def __init__(self, roots: list[str], rescan_s: float = 30.0):
         self.roots = [pathlib.Path(r) for r in roots]
@@ -121,10 +124,15 @@ class StorageLocator:
     def locate(self, miner: int, number: int) -> str:
         key = (miner, number)
         found = self._paths.get(key)
-        settled = (found is not None and found[1] == FINALIZED
-                   and os.path.isfile(os.path.join(found[0], "sector.json")))
-        if not settled and (self._scanned_at is None
-                            or time.monotonic() - self._scanned_at >= self.rescan_s):
+        there = found is not None and os.path.isfile(os.path.join(found[0], "sector.json"))
+        if there and found[1] == FINALIZED:
+            return found[0]
+        if found is not None and not there:
+            del self._paths[key]                     # it went away
+        self._add(self._paths, (str(root / sector_dir_name(miner, number)) for root in self.roots))
+        found = self._paths.get(key)
+        if (found is None or found[1] != FINALIZED) and (
+                self._scanned_at is None or time.monotonic() - self._scanned_at >= self.rescan_s):
             self.scan()
             found = self._paths.get(key)
         return found[0] if found is not None else ""
@@ -133,19 +141,23 @@ class StorageLocator:
         found: dict[tuple[int, int], tuple[str, int]] = {}
         for root in self.roots:
             try:
-                entries = sorted(os.scandir(root), key=lambda e: e.name)
+                names = sorted(e.name for e in os.scandir(root))
             except OSError:
                 continue
-            for entry in entries:
-                meta = pathlib.Path(entry.path) / "sector.json"
-                try:
-                    data = json.loads(meta.read_text())
-                    key = (int(data["miner"]), int(data["sector"]))
-                    rank = _STAGE_RANK.get(data.get("stage", "new"), -1)
-                except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                    continue
-                if key not in found or rank > found[key][1]:
-                    found[key] = (entry.path, rank)
+            self._add(found, (str(root / name) for name in names))
         self._paths = found
         self._scanned_at = time.monotonic()
         return len(found)
+
+    @staticmethod
+    def _add(found: dict, directories) -> None:
+        """Each directory holding a readable sector.json, where it beats what `found` has."""
+        for path in directories:
+            try:
+                data = json.loads(pathlib.Path(path, "sector.json").read_text())
+                key = (int(data["miner"]), int(data["sector"]))
+                rank = _STAGE_RANK.get(data.get("stage", "new"), -1)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if key not in found or rank > found[key][1]:
+                found[key] = (path, rank)

@@ -9,6 +9,7 @@ import pytest
 from nodes.chain.verifiers import FAKE
 from nodes.config import ConfigError, load
 from nodes.poster.checker import SectorChecker, StorageLocator, check_sector_files
+from nodes.worker.paths import sector_dir_name
 from nodes.poster.config import PosterConfig, ProverConfig
 from nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
 from nodes.poster.prover import (FakeProver, LocalProver, PartitionInput, ProveRequest, ProverError,
@@ -199,7 +200,28 @@ def test_storage_locator_prefers_the_finalized_replica_and_follows_a_rebuild(tmp
     slow = StorageLocator([str(tmp_path / "w1"), str(tmp_path / "w3")], rescan_s=3600)
     assert slow.locate(1000, 7) == str(rebuilt)
     shutil.rmtree(rebuilt)
-    assert slow.locate(1000, 7) == str(rebuilt)           # scanned again no sooner than rescan_s
+    assert slow.locate(1000, 7) == ""                     # gone; scanned again no sooner than rescan_s
+    sector_dir("w1", "finalized")
+    assert slow.locate(1000, 7) == ""                     # under another name: the next scan finds it
+
+
+def test_storage_locator_finds_a_sector_finalized_a_moment_ago_where_workers_put_it(tmp_path):
+    """The chaos run's case: the roots were scanned just before the sector was finalized;
+    its check must not wait for the next scan, or the poster declares it faulty."""
+    roots = [tmp_path / "w1" / "sectors", tmp_path / "w2" / "sectors"]
+
+    def put(root, number: int, stage: str):
+        d = root / sector_dir_name(1000, number)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "sector.json").write_text(json.dumps({"miner": 1000, "sector": number, "stage": stage}))
+        return d
+
+    put(roots[0], 1, "finalized")
+    loc = StorageLocator([str(r) for r in roots], rescan_s=3600)
+    assert loc.scan() == 1 and loc.locate(1000, 2) == ""
+    put(roots[0], 2, "pc1")                               # PC1 ran on w1 (a copy stays)
+    sealed = put(roots[1], 2, "finalized")                # PC2 and finalize on w2
+    assert loc.locate(1000, 2) == str(sealed)
 
 
 # -- config ----------------------------------------------------------------------------------------------
