@@ -4,6 +4,7 @@ the hub reports the ones it bound, so peers never need to be told twice."""
 from __future__ import annotations
 
 import os
+import socket
 
 DEFAULT_BUS = os.environ.get("ZQNODE_BUS", "tcp://127.0.0.1:7700")
 SCHEMES = ("tcp", "ipc", "inproc", "mem")
@@ -49,3 +50,21 @@ def reachable(endpoint: str, bus_address: str) -> str:
         bus_host = split(bus_address)[1].rpartition(":")[0]
         return f"tcp://{bus_host}:{port}"
     return endpoint
+
+
+def free_tcp_address(host: str = "127.0.0.1") -> str:
+    """A tcp bus address on `host` whose port and the two after it (the hub's event
+    ports) are free now: for tests and throw-away clusters."""
+    while True:
+        socks = [socket.socket() for _ in range(3)]
+        try:
+            socks[0].bind((host, 0))
+            port = socks[0].getsockname()[1]
+            for i, s in enumerate(socks[1:], 1):
+                s.bind((host, port + i))
+            return f"tcp://{host}:{port}"
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()

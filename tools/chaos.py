@@ -27,7 +27,6 @@ import os
 import pathlib
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import msgspec
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bus.address import free_tcp_address  # noqa: E402
 from bus.config import BusConfig  # noqa: E402
 from nodes.config import NodeConfig  # noqa: E402
 from nodes.configdoc import config_toml  # noqa: E402
@@ -52,23 +52,6 @@ POST_NEEDS = (HUB, "devnet-chain", "devnet-poster")   # what a WindowPoSt needs 
 
 class ChaosError(RuntimeError):
     """The harness could not do its part (a node would not start, a pledge failed)."""
-
-
-def free_bus_address() -> str:
-    """A tcp address whose port and the two after it are free (the hub binds three)."""
-    while True:
-        socks = [socket.socket() for _ in range(3)]
-        try:
-            socks[0].bind(("127.0.0.1", 0))
-            port = socks[0].getsockname()[1]
-            for i, s in enumerate(socks[1:], 1):
-                s.bind(("127.0.0.1", port + i))
-            return f"tcp://127.0.0.1:{port}"
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -147,7 +130,7 @@ class Node:
 class Cluster:
     def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float, sector_size: str = "2KiB"):
         self.base = base
-        self.bus = free_bus_address()
+        self.bus = free_tcp_address()
         self.devnet = Devnet(base=base, bus=self.bus, sectors=0, sector_size=sector_size,
                              epoch_seconds=epoch_seconds, workers=workers, say=lambda _: None)
         self.devnet.address = self.bus

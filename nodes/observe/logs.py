@@ -75,32 +75,31 @@ def _kv_value(v) -> str:
         .replace("\t", "\\t") + '"'
 
 
+def _fields(formatter: logging.Formatter, record: logging.LogRecord) -> dict:
+    """A record's fields in their order: ts, level, logger, cause (when there is one), msg,
+    extras, exc."""
+    fields = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name}
+    if getattr(record, "cause", ""):
+        fields["cause"] = record.cause
+    fields["msg"] = record.getMessage()
+    fields.update(_extras(record))
+    if record.exc_info:
+        fields["exc"] = formatter.formatException(record.exc_info)
+    return fields
+
+
 class KeyValueFormatter(logging.Formatter):
     """ts=... level=info logger=zqnode.worker cause=s-1000-3 msg="..." [key=value ...]"""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name}
-        if getattr(record, "cause", ""):
-            fields["cause"] = record.cause
-        fields["msg"] = record.getMessage()
-        fields.update(_extras(record))
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_kv_value(v)}" for k, v in fields.items())
+        return " ".join(f"{k}={_kv_value(v)}" for k, v in _fields(self, record).items())
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ts, level, logger, cause (when there is one), msg, extras."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = {"ts": _timestamp(record), "level": record.levelname.lower(), "logger": record.name}
-        if getattr(record, "cause", ""):
-            fields["cause"] = record.cause
-        fields["msg"] = record.getMessage()
-        fields.update(_extras(record))
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return json.dumps(fields, default=str)
+        return json.dumps(_fields(self, record), default=str)
 
 
 def parse_levels(spec: str) -> tuple[int, dict[str, int]]:
