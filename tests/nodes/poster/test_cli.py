@@ -54,6 +54,7 @@ def poster_bus(tmp_path_factory):
     open_ = driver.chain.deadline(MINER).open
     driver = sealed([1, 2])
     driver.run_to(open_ - driver.policy.challenge_lookback - 2)
+
     async def start(n):
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
         chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),

@@ -23,6 +23,7 @@ from tests.threaded import trio_thread
 @pytest.fixture(scope="module")
 def sealing_bus(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sectors")
+
     async def start(n):
         box = {}
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
