@@ -98,14 +98,17 @@ def encode_envelope(sender: str, msg: Msg | msgspec.Raw, *, id: int = 0, reply: 
                                 time.time() if ts is None else ts))
 
 
-# msgspec raises UnicodeDecodeError itself for a str that is not utf-8 (found by fuzzing)
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
+# Everything msgspec can raise for a peer's bytes: its own errors, UnicodeDecodeError for
+# a str that is not utf-8 (found by fuzzing) and RecursionError for deeply nested
+# arrays, even inside a Raw field it only skips (a 1 KB message did that). Every decoder
+# of bytes that came from outside this process catches these, and only these.
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
 
 
 def decode_envelope(frame: bytes) -> Envelope:
     try:
         return _env_dec.decode(frame)
-    except _DECODE_ERRORS as e:
+    except DECODE_ERRORS as e:
         raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}") from None
 
 
@@ -127,7 +130,7 @@ class BodyDecoder:
             if kind is not None and kind not in self._tags:
                 raise BadMessage(ErrorCode.UNKNOWN_KIND, f"unknown message kind {kind!r}", env) from None
             raise BadMessage(ErrorCode.INVALID, f"invalid {kind or 'message'}: {e}", env) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        except DECODE_ERRORS as e:
             raise BadMessage(ErrorCode.BAD_FRAMES, f"body is not msgpack: {e}", env) from None
 
 
@@ -142,7 +145,7 @@ def peek_kind(body: bytes | msgspec.Raw) -> str | None:
     """The `kind` of a raw body without decoding the rest (for logs, taps, metrics)."""
     try:
         return _kind_dec.decode(body).kind or None
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return None
 
 
@@ -150,7 +153,7 @@ def to_plain(body: bytes | msgspec.Raw) -> Any:
     """A raw body as plain Python data, for display (tail, logs)."""
     try:
         return msgspec.msgpack.decode(body)
-    except _DECODE_ERRORS:
+    except DECODE_ERRORS:
         return repr(bytes(body))
 
 

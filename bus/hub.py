@@ -1,25 +1,28 @@
 """The bus hub (role `bus`): RPC routing, the registry and liveness of
-`bus.hubcore`, node.up/node.down events, and a tap of routed RPC.
+`bus.hubcore`, node.up/node.down events, event forwarding, and a tap of routed RPC.
 
-`Router` is the routing logic; `ZmqHub` runs it over a ZeroMQ ROUTER with an XSUB/XPUB
-event forwarder, and `bus.memory.MemoryHub` runs it in memory for simulations. The hub
-is stateless: restarting it costs the peers one re-registration, never data.
+`Router` is the routing logic; `ZmqHub` runs it over a ZeroMQ ROUTER and an XSUB/XPUB
+pair, and `bus.memory.MemoryHub` runs it in memory for simulations. The hub is
+stateless: restarting it costs the peers one re-registration, never data.
 
 Who sent a message is the hub's word, never the sender's. With curve security
 (`bus.auth`), every connection carries the key that passed the handshake; the hub
 assigns connection ids itself (nodes set no zmq identity, and ROUTER_HANDOVER is off,
 so no connection can take over another's), binds a node name to a connection when
 that key registers it, and stamps each message it delivers with the sender's name and
-the role of its key. Without security, the connection id is the node's name and the
-stamped role is the one it registered with (an unregistered client: admin).
+the role of its key. Events are stamped too: the hub forwards an event only when the
+node its envelope names is registered with the key the event came with (its
+connection's ZAP User-Id), as [topic, name, role, envelope, *buffers]. A reply is delivered only when it comes from the node its request was
+routed to. Without security, the connection id is the node's name and the stamped
+role is the one it registered with (an unregistered client: admin).
 """
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import pathlib
-import uuid
 
 import trio
 import zmq
@@ -33,8 +36,8 @@ from bus.config import BusConfig, configure
 from bus.hubcore import HubCore, HubSettings
 from bus.keys import AllowList
 from bus.permissions import ADMIN, READER
-from bus.protocol import (HUB, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, ListNodes, Ping, Register,
-                          Registered)
+from bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, ListNodes, Ping,
+                          Register, Registered, Tap, Tapping)
 from bus.ratelog import RateLimitedLog
 from bus.zsock import ZSocket
 
@@ -42,10 +45,13 @@ log = logging.getLogger("zqnode.bus.hub")
 
 HUB_B = HUB.encode()
 HUB_ROLE_B = b"bus"
+TAP_ROLE_B = b"tap"              # the role frame of tapped copies (only the hub writes it)
 TAP_PREFIX = "bus.rpc."
-CLIENT_PREFIX = "~"              # curve: "~<hex connection id>" names an unregistered client
+CLIENT_PREFIX = "~"              # curve: "~<key id>.<hex connection id>" names an unregistered client
 MAX_CACHED_CONNECTIONS = 8192    # the per-connection stamp cache is dropped beyond this
-_hub_requests = BodyDecoder([Register, Heartbeat, Goodbye, Ping, ListNodes, HubInfo])
+MAX_TAPS = 16                    # connections tapping at once
+_HUB_TOPICS_B = tuple(t.encode() for t in HUB_TOPICS)
+_hub_requests = BodyDecoder([Register, Heartbeat, Goodbye, Ping, ListNodes, HubInfo, Tap])
 
 
 class Busy(Exception):
@@ -75,8 +81,10 @@ class Router:
         self.cfg = cfg
         self.core: HubCore | None = None
         self._seq: dict[str, int] = {}
-        self.tap_on = False
+        self._taps: dict[bytes, float] = {}   # connection -> when its tap runs out
         self.routed = 0                       # messages routed, for tests and metrics
+        self.forwarded = 0                    # events forwarded, for tests
+        self.refused_events = 0               # events dropped for their sender or topic
         self.meter = None                     # a bus.meter.HubMeter, set before run
         self.allow: AllowList | None = None   # set: curve security, names bound to keys
         self._conns: dict[bytes, _Conn] = {}  # connection id -> stamp (a cache)
@@ -84,6 +92,10 @@ class Router:
         self._names: dict[bytes, str] = {}    # curve: connection id -> registered name
         self._open: dict[str, dict[int, tuple[str, float]]] = {}  # caller -> id -> (target, when)
         self.bad_input = RateLimitedLog(log)
+
+    @property
+    def tap_on(self) -> bool:
+        return bool(self._taps)
 
     def open_requests(self) -> int:
         """Requests routed whose replies have not come back (yet)."""
@@ -155,7 +167,13 @@ class Router:
         opened = None
         if env.reply:                         # answers a request: the caller's slot frees
             waiting = self._open.get(target)
-            if waiting is not None and waiting.pop(env.id, None) is not None and not waiting:
+            asked = waiting.get(env.id) if waiting is not None else None
+            if asked is None or asked[0] != peer.name:
+                self._error(conn, env, ErrorCode.PERMISSION, f"a reply to {target!r} for a "
+                            f"request it did not send to {peer.name!r} (or that timed out)")
+                return
+            del waiting[env.id]
+            if not waiting:
                 del self._open[target]
         elif env.id:
             opened = self._open.get(peer.name)
@@ -178,8 +196,8 @@ class Router:
                 self._open[peer.name] = opened
             opened[env.id] = (target, now)
         self.routed += 1
-        if self.tap_on:
-            self._tap(peer.name_b, target.encode(), env, env_frame)
+        if self._taps:
+            self._tap(peer.name_b, target.encode(), env, env_frame, now)
 
     def _identify(self, conn: bytes, user: str | None, env: Envelope) -> _Conn | None:
         """The stamp of a connection not in the cache, or None (refused and answered)."""
@@ -191,7 +209,7 @@ class Router:
                 return None
             name = self._names.get(conn)
             if name is None:
-                peer = self._conns[conn] = _Conn(CLIENT_PREFIX + conn.hex(), role, user,
+                peer = self._conns[conn] = _Conn(client_name(user, conn), role, user,
                                                  unregistered_node=role not in (ADMIN, READER))
                 return peer
         else:
@@ -211,7 +229,7 @@ class Router:
         conn = self._bound.get(name)
         if conn is None and name.startswith(CLIENT_PREFIX):
             try:
-                conn = bytes.fromhex(name[1:])
+                conn = bytes.fromhex(name.rpartition(".")[2])
             except ValueError:
                 return None
         return conn
@@ -225,6 +243,8 @@ class Router:
             return
         if isinstance(body, Register):
             reply, events = self._register(conn, peer, body, now)
+        elif isinstance(body, Tap):
+            reply, events = self._tap_request(conn, peer, body, now), []
         else:
             reply, events = self.core.request(peer.name, body, now)
         if reply is not None and (env.id or isinstance(reply, Error)):
@@ -274,10 +294,21 @@ class Router:
             return f"this key may register only as {own!r}"
         return ""
 
+    def _tap_request(self, conn: bytes, peer: _Conn, msg: Tap, now: float) -> Msg:
+        """The tap shows every request body: admin keys only, for a bounded lease."""
+        if peer.role != ADMIN:
+            return Error(code=ErrorCode.PERMISSION, message="only an admin key may tap the bus's RPC")
+        if conn not in self._taps and len(self._taps) >= MAX_TAPS:
+            return Error(code=ErrorCode.BUSY, message=f"{MAX_TAPS} connections tap already", retry=True)
+        seconds = min(max(msg.seconds, 0.0), 60.0)
+        self._taps[conn] = now + seconds
+        return Tapping(seconds=seconds)
+
     def allow_changed(self, allow: AllowList) -> None:
         """A new allow-list: stamps are recomputed, revoked keys' nodes are dropped."""
         self.allow = allow
         self._conns.clear()
+        self._taps.clear()                    # an admin key may have been taken off
         events = self.core.revoke(lambda key: key in allow.entries, trio.current_time())
         self._forget_unbound()
         for topic, ev in events:
@@ -339,20 +370,62 @@ class Router:
 
     # -- events -----------------------------------------------------------------
     def publish(self, topic: str, msg: Msg) -> None:
+        """The hub's own event (node.up, node.down)."""
         seq = self._seq[topic] = self._seq.get(topic, 0) + 1
         log.info("%s %s", topic, msg)
-        self.emit([topic.encode(), encode_envelope(HUB, msg, seq=seq)])
+        self.emit([topic.encode(), HUB_B, HUB_ROLE_B, encode_envelope(HUB, msg, seq=seq)])
 
-    def _tap(self, frm: bytes, to: bytes, env: Envelope, env_frame: bytes) -> None:
-        """Copy a routed message onto `bus.rpc.<kind>` as [topic, from, to, envelope];
-        buffers are left out: a tail shows the traffic, it does not carry sector data."""
+    def forward_event(self, user: str | None, frames: list) -> None:
+        """A node's event [topic, envelope, *buffers] that came with key `user` (None
+        without security): forwarded with the name and role of the node its envelope
+        names, if that node is registered with that key; dropped when it is not, or the
+        topic is the hub's. (The body is never decoded.)"""
+        try:
+            node = decode_envelope(frames[1]).sender
+        except (BadMessage, IndexError):
+            self._refuse_event(user or "?", "that is not [topic, envelope, *buffers]")
+            return
+        rec = self.core.nodes.get(node)
+        if rec is None or rec.user != user:
+            self._refuse_event(user or node, "from a publisher that is not a node registered "
+                               f"with its key (it says {node[:60]!r})")
+            return
+        topic = frames[0]
+        if topic.startswith(_HUB_TOPICS_B):
+            self._refuse_event(node, f"topic {bytes(topic)[:40]!r} with {len(frames)} frames")
+            return
+        if sum(map(len, frames)) > self.cfg.max_message_bytes:
+            self._refuse_event(node, f"over {self.cfg.max_message_bytes} bytes")
+            return
+        self.forwarded += 1
+        self.emit([topic, *rec.stamp, *frames[1:]])
+
+    def _refuse_event(self, who: str, why: str) -> None:
+        self.refused_events += 1
+        self.bad_input.warning(("event", who), "dropped an event %s", why)
+
+    def _tap(self, frm: bytes, to: bytes, env: Envelope, env_frame: bytes, now: float) -> None:
+        """Send each tapping connection a copy of a routed message (buffers left out:
+        a tail shows the traffic, it does not carry sector data)."""
         kind = peek_kind(env.body) or "unknown"
-        self.emit([(TAP_PREFIX + kind).encode(), frm, to, env_frame])
+        topic = (TAP_PREFIX + kind).encode()
+        for conn, until in list(self._taps.items()):
+            if until < now:
+                del self._taps[conn]
+                continue
+            try:
+                self.deliver(conn, [conn, HUB_B, TAP_ROLE_B, topic, frm, to, env_frame])
+            except Busy:
+                pass                          # a tail that does not keep up misses copies
+            except NoRoute:
+                del self._taps[conn]
 
-    def note_subscriptions(self, prefixes) -> None:
-        """Tap only while someone subscribes to something a tap topic could match."""
-        t = TAP_PREFIX.encode()
-        self.tap_on = any(t.startswith(p) or p.startswith(t) for p in prefixes)
+
+def client_name(user: str, conn: bytes) -> str:
+    """The name a curve client (a key that registers no node) is stamped with: its key's
+    id, which peers key their replay windows and limits by (so they hold across
+    reconnects), then its connection, which replies are routed to."""
+    return f"{CLIENT_PREFIX}{hashlib.sha256(user.encode()).hexdigest()[:16]}.{conn.hex()}"
 
 
 def _envelope_or_none(frame: bytes) -> Envelope | None:
@@ -363,9 +436,10 @@ def _envelope_or_none(frame: bytes) -> Envelope | None:
 
 
 class ZmqHub(Router):
-    """The hub over ZeroMQ. Events are forwarded by libzmq's own proxy in a thread (no
-    Python per event); the hub's own events and the tap go in through an XPUB connected
-    to that proxy, which also tells the hub what is subscribed.
+    """The hub over ZeroMQ: a ROUTER for RPC, and an XSUB (publishers connect) with an
+    XPUB (subscribers connect) for events, all owned by this Trio task. Each event is
+    stamped here from its connection's metadata (no body is decoded); subscriptions
+    coming in on the XPUB go up the XSUB, so publishers send only what someone wants.
 
     With curve security the hub needs its key pair (bus.key_dir, see bus.keys) and reads
     its allow-list; it then runs in a zmq context of its own, whose ZAP handler it is."""
@@ -375,8 +449,8 @@ class ZmqHub(Router):
         self._given_ctx = ctx
         self.ctx = ctx or zmq.Context.instance()
         self.address = self.cfg.address       # the bound address once running
-        self._subs: set[bytes] = set()
         self.auth: Authenticator | None = None
+        self._dropped_log = RateLimitedLog(log, interval_s=10.0)
 
     def deliver(self, identity: bytes, frames: list) -> None:
         try:
@@ -390,9 +464,10 @@ class ZmqHub(Router):
 
     def emit(self, frames: list) -> None:
         try:
-            self._events.send_nowait(frames)
+            self._xpub.send_nowait(frames)
         except zmq.Again:
-            log.warning("event %r dropped: subscribers not keeping up", frames[0])
+            self._dropped_log.warning("events", "event %r dropped: subscribers not keeping up",
+                                      bytes(frames[0]))
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.cfg
@@ -412,9 +487,7 @@ class ZmqHub(Router):
                 router.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted node takes its id back
             xsub = configure(ctx.socket(zmq.XSUB), cfg, linger_ms=0)
             xpub = configure(ctx.socket(zmq.XPUB), cfg, linger_ms=0)
-            own = configure(ctx.socket(zmq.XPUB), cfg, linger_ms=0)
-            ctrl_a, ctrl_b = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-            sockets = [router, xsub, xpub, own, ctrl_a, ctrl_b]
+            sockets = [router, xsub, xpub]
             if creds is not None:
                 for sock, domain in ((router, DOMAIN_RPC), (xsub, DOMAIN_EVENTS_IN),
                                      (xpub, DOMAIN_EVENTS_OUT)):
@@ -428,11 +501,6 @@ class ZmqHub(Router):
             _bind(xpub, ev_out)
             ev_in = xsub.getsockopt(zmq.LAST_ENDPOINT).decode()
             ev_out = xpub.getsockopt(zmq.LAST_ENDPOINT).decode()
-            inproc = f"inproc://zqnode-hub-{uuid.uuid4().hex}"
-            xsub.bind(inproc + "-events")
-            own.connect(inproc + "-events")
-            ctrl_a.bind(inproc + "-ctrl")
-            ctrl_b.connect(inproc + "-ctrl")
         except (zmq.ZMQError, OSError) as e:
             for s in sockets:
                 s.close(linger=0)
@@ -450,14 +518,17 @@ class ZmqHub(Router):
             async with trio.open_nursery() as nursery:
                 if self.auth is not None:
                     await nursery.start(self.auth.run)
-                nursery.start_soon(self._forward_events, xsub, xpub, ctrl_a, ctrl_b)
                 # assigned before the owners start: their first batch may route at once
                 if creds is not None:
-                    self._router = ZSocket(router, on_batch=self._route_batch_secure, user_id=True)
+                    self._router = ZSocket(router, on_batch=self._route_batch_secure,
+                                           properties=("User-Id",))
+                    self._xsub = ZSocket(xsub, on_batch=self._forward_batch_secure,
+                                         properties=("User-Id",))
                 else:
                     self._router = ZSocket(router, on_batch=self._route_batch)
-                self._events = ZSocket(own, on_batch=self._subscriptions)
-                async with self._router.running(), self._events.running():
+                    self._xsub = ZSocket(xsub, on_batch=self._forward_batch)
+                self._xpub = ZSocket(xpub, on_batch=self._subscriptions)
+                async with self._router.running(), self._xsub.running(), self._xpub.running():
                     nursery.start_soon(self.tick_loop)
                     task_status.started(self.address)
                     await trio.sleep_forever()
@@ -475,36 +546,25 @@ class ZmqHub(Router):
             self.route(msg)
 
     def _route_batch_secure(self, batch: list) -> None:
-        for user, msg in batch:
+        for (user,), msg in batch:
             self.route(msg, user)
 
+    def _forward_batch(self, batch: list) -> None:
+        for frames in batch:
+            self.forward_event(None, frames)
+
+    def _forward_batch_secure(self, batch: list) -> None:
+        for (user,), frames in batch:
+            self.forward_event(user, frames)
+
     def _subscriptions(self, batch: list) -> None:
-        for (frame, *_) in batch:
-            if frame[:1] == b"\x01":
-                self._subs.add(frame[1:])
-            elif frame[:1] == b"\x00":
-                self._subs.discard(frame[1:])
-        self.note_subscriptions(self._subs)
-
-    async def _forward_events(self, xsub, xpub, ctrl_a, ctrl_b) -> None:
-        """libzmq forwards events in a thread; TERMINATE over the control pair stops it
-        when the hub stops, and we wait for the thread before the sockets close."""
-        done = trio.Event()
-        token = trio.lowlevel.current_trio_token()
-
-        def forward() -> None:
-            try:
-                zmq.proxy_steerable(xsub, xpub, None, ctrl_a)
-            except zmq.ZMQError:
-                pass
-
-        trio.lowlevel.start_thread_soon(forward, lambda _: token.run_sync_soon(done.set))
-        try:
-            await trio.sleep_forever()
-        finally:
-            ctrl_b.send(b"TERMINATE")
-            with trio.CancelScope(shield=True):
-                await done.wait()
+        """(Un)subscriptions from subscribers, passed up to the publishers."""
+        for frames in batch:
+            if frames[0][:1] in (b"\x00", b"\x01"):
+                try:
+                    self._xsub.send_nowait(frames[:1])
+                except zmq.Again:
+                    log.warning("a subscription change was not passed on: publishers busy")
 
 
 def _bind(sock: zmq.Socket, endpoint: str) -> None:

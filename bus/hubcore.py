@@ -39,6 +39,10 @@ class NodeRecord:
     since: float
     state: str = "up"
     user: str | None = None      # the key that registered it (curve security), else None
+    stamp: tuple[bytes, bytes] = field(init=False, repr=False)   # the frames its events get
+
+    def __post_init__(self) -> None:
+        self.stamp = (self.node_id.encode(), self.role.encode())
 
     def info(self) -> NodeInfo:
         return NodeInfo(node_id=self.node_id, role=self.role, state=self.state,

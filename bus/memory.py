@@ -38,10 +38,6 @@ class MemoryHub(Router):
 
     def attach(self, link: "MemoryLink") -> None:
         self.links[link.identity.encode()] = link    # like ROUTER_HANDOVER
-        self.subscriptions_changed()
-
-    def subscriptions_changed(self) -> None:
-        self.note_subscriptions({p for link in self.links.values() for p in link.prefixes})
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         if self.address in _hubs:
@@ -71,7 +67,6 @@ class MemoryLink:
     def close(self) -> None:
         if self._hub is not None and self._hub.links.get(self.identity.encode()) is self:
             del self._hub.links[self.identity.encode()]
-            self._hub.subscriptions_changed()
 
     async def _current_hub(self) -> MemoryHub:
         """The hub at our address, waiting while there is none (like zmq's IMMEDIATE)."""
@@ -95,7 +90,7 @@ class MemoryLink:
 
     async def publish(self, frames: list) -> None:
         hub = await self._current_hub()
-        hub.emit(frames)
+        hub.forward_event(None, frames)
         await trio.lowlevel.checkpoint()
 
     def wants(self, topic: bytes) -> bool:
@@ -103,8 +98,6 @@ class MemoryLink:
 
     def subscribe(self, prefix: bytes) -> None:
         self.prefixes[prefix] = self.prefixes.get(prefix, 0) + 1
-        if self._hub is not None:
-            self._hub.subscriptions_changed()
 
     def unsubscribe(self, prefix: bytes) -> None:
         n = self.prefixes.get(prefix, 0) - 1
@@ -112,5 +105,3 @@ class MemoryLink:
             self.prefixes[prefix] = n
         else:
             self.prefixes.pop(prefix, None)
-        if self._hub is not None:
-            self._hub.subscriptions_changed()

@@ -7,9 +7,10 @@ from typing import Protocol
 
 
 class Meter(Protocol):
-    # frames as they cross the socket: RPC in [sender, role, envelope, *buffers], RPC out
-    # [to, envelope, *buffers], events [topic, envelope, *buffers] (a tap event carries a
-    # copy of an RPC: [topic, sender, to, envelope, *buffers])
+    # frames as they cross the socket: RPC in [sender, role, envelope, *buffers] (a tapped
+    # copy of an RPC: [hub, tap, topic, from, to, envelope]), RPC out [to, envelope,
+    # *buffers], events in [topic, sender, role, envelope, *buffers] (stamped by the hub),
+    # events out [topic, envelope, *buffers]
     def rpc_in(self, batch: list) -> None: ...
     def events_in(self, batch: list) -> None: ...
     def rpc_out(self, frames: list) -> None: ...

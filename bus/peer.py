@@ -6,7 +6,7 @@ publish/subscribe with per-publisher sequence numbers.
     await nursery.start(peer.run)              # returns once registered
     reply = await peer.call("@scheduler", msg, timeout=5)
     await peer.publish("sector.state", msg, cause="s-1000-1")
-    with peer.subscribe("chain.head") as sub:
+    with peer.subscribe("chain.head", roles=["chain"]) as sub:
         async for event in sub: ...
 
 The transport is picked by the address: tcp/ipc/inproc over ZeroMQ, mem:// in memory.
@@ -15,8 +15,15 @@ Serving is guarded (see bus.permissions for the roles): a request whose caller's
 (stamped by the hub) may not send its kind is refused with `permission`; a request id
 this node already took from the same caller is refused with `replay` and does nothing
 twice (the last `replay_window` ids per caller are kept); a caller with
-`max_inflight_per_sender` requests already running here gets `busy`. Bad input is
-answered with a typed error and logged at most once per sender per interval.
+`max_inflight_per_sender` requests already running here gets `busy`. A caller is its
+stamped name, or for a curve client its key (so both hold across reconnects). Bad
+input is answered with a typed error and logged at most once per sender per interval;
+so is a handler's failure.
+
+What comes back is checked too: a reply is taken only from the node the call went to
+(for a role route, a node of that role; the hub checks the exact node), and an event
+only with the stamp the hub gave it; `subscribe(roles=...)` takes a topic only from
+the roles that own it, and the hub's topics (node.*, bus.*) only from the hub.
 """
 from __future__ import annotations
 
@@ -39,16 +46,21 @@ from bus.address import reachable, split
 from bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
                        RemoteError, any_decoder, decode_envelope, encode_envelope)
 from bus.config import BusConfig
-from bus.hub import CLIENT_PREFIX, HUB_B, TAP_PREFIX
+from bus.hub import CLIENT_PREFIX, HUB_B, HUB_ROLE_B, TAP_PREFIX, TAP_ROLE_B
 from bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Rule, compile_rule,
                              compile_table, describe)
-from bus.protocol import HUB, Goodbye, Heartbeat, HubInfo, Ping, Pong, Register, Registered
+from bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, Ping, Pong,
+                          Register, Registered, Tap)
 from bus.ratelog import RateLimitedLog
 from bus.zsock import BATCH
 
 log = logging.getLogger("zqnode.bus.peer")
 
 MAX_TRACKED_CALLERS = 1024       # replay windows kept (least recently heard dropped first)
+TAP_LEASE_S = 10.0               # a tap is asked for this long, and again a third of the way
+_TAP_B = TAP_PREFIX.encode()
+_CLIENT_B = CLIENT_PREFIX.encode()
+_HUB_TOPICS_B = tuple(t.encode() for t in HUB_TOPICS)
 
 
 class CallTimeout(BusError, TimeoutError):
@@ -95,7 +107,7 @@ class Request:
 @dataclass
 class Event:
     topic: str
-    sender: str
+    sender: str                  # stamped by the hub: the node that published it
     seq: int
     body: Msg | None             # None for a raw subscription
     envelope: Envelope
@@ -103,6 +115,7 @@ class Event:
     gap: int = 0                 # events of this publisher and topic missed before this one
     reset: bool = False          # the publisher restarted its numbering
     to: str = ""                 # tapped RPC (bus.rpc.*): the route it took
+    role: str = ""               # the sender's role, stamped by the hub
 
     @property
     def cause(self) -> str:
@@ -131,22 +144,38 @@ async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on
 
 
 class _Pending:
-    __slots__ = ("done", "body", "buffers")
+    """A call waiting for its reply from `to` (a node id, "@role" or "hub")."""
+    __slots__ = ("done", "body", "buffers", "to")
 
-    def __init__(self):
+    def __init__(self, to: str):
         self.done = trio.Event()
         self.body: Msg | None = None
         self.buffers: list = []
+        self.to = to
+
+    def answered_by(self, frm: bytes, role: bytes) -> bool:
+        """Whether a reply stamped `frm` (`role`) may answer this call. The hub answers
+        any call (its errors: no route, busy, ...)."""
+        if frm == HUB_B:
+            return True
+        to = self.to
+        if to.startswith(ROLE_PREFIX):
+            return role == to[1:].encode()
+        return frm == to.encode()
 
 
 class Subscription:
     """Events whose topic starts with one of the prefixes, in arrival order. Gaps in a
     publisher's sequence (dropped under load, or missed while away) are marked on the
-    next event so the consumer can ask the owner for a snapshot."""
+    next event so the consumer can ask the owner for a snapshot. `roles`: the roles
+    whose events are taken (None: any); the hub's topics are taken only from the hub.
+    Tapped RPC copies (bus.rpc.*) come from the hub on the RPC socket."""
 
     def __init__(self, peer: "Peer", prefixes: tuple[bytes, ...], decoder: BodyDecoder | None,
-                 limit: int):
+                 limit: int, roles: Iterable[str] | None = None):
         self._peer, self.prefixes, self._decoder = peer, prefixes, decoder
+        self.roles = None if roles is None else frozenset(r.encode() for r in roles)
+        self.taps = any(_TAP_B.startswith(p) or p.startswith(_TAP_B) for p in prefixes)
         self._queue: deque[list] = deque()
         self._limit = limit
         self._lot = trio.lowlevel.ParkingLot()
@@ -155,6 +184,8 @@ class Subscription:
         self.dropped = 0
 
     def offer(self, frames: list) -> None:
+        """An event [topic, sender, role, envelope, *buffers] (a list), or a tapped copy
+        (topic bus.rpc.KIND, from, to, envelope) (a tuple: only Peer._on_tap makes them)."""
         if len(self._queue) >= self._limit:
             self.dropped += 1          # the sequence numbers will show the gap
             return
@@ -191,15 +222,18 @@ class Subscription:
         return await self.__anext__()
 
     def _decode(self, frames: list) -> Event | None:
-        topic = frames[0].decode(errors="replace")
+        topic_b = bytes(frames[0])
+        topic = topic_b.decode(errors="replace")
         to = ""
         try:
-            if topic.startswith(TAP_PREFIX) and len(frames) >= 4:
+            if type(frames) is tuple:                   # a copy the hub sent us (Peer._on_tap)
                 sender, to, env = frames[1].decode(), frames[2].decode(), decode_envelope(frames[3])
-                bufs = []
+                role_b, bufs = HUB_ROLE_B, []
             else:
-                env = decode_envelope(frames[1])
-                sender, bufs = env.sender, frames[2:]
+                sender, role_b = frames[1].decode(), bytes(frames[2])
+                if not self._accepts(topic_b, sender, role_b):
+                    return None
+                env, bufs = decode_envelope(frames[3]), frames[4:]
             body = self._decoder.decode(env) if self._decoder is not None else None
         except (BadMessage, IndexError, UnicodeDecodeError) as e:
             self._peer._bad_input.warning(("event", topic), "undecodable event on %r: %s", topic, e)
@@ -215,7 +249,18 @@ class Subscription:
                     reset = True
             self._last[key] = env.seq
         return Event(topic=topic, sender=sender, seq=env.seq, body=body, envelope=env,
-                     buffers=bufs, gap=gap, reset=reset, to=to)
+                     buffers=bufs, gap=gap, reset=reset, to=to, role=role_b.decode(errors="replace"))
+
+    def _accepts(self, topic: bytes, sender: str, role: bytes) -> bool:
+        if topic.startswith(_HUB_TOPICS_B):
+            ok = sender == HUB and role == HUB_ROLE_B
+        else:
+            ok = self.roles is None or role in self.roles
+        if not ok:
+            self._peer._bad_input.warning(("event-from", sender, topic), "ignored %r from %s "
+                                          "(role %r): not a publisher of that topic", topic,
+                                          sender, role.decode(errors="replace"))
+        return ok
 
 
 class Peer:
@@ -236,6 +281,7 @@ class Peer:
         self._rules.update(compile_table(permissions))
         self._req_decoder: BodyDecoder | None = None
         self._pending: dict[int, _Pending] = {}
+        self._tapping = False          # a task keeps asking the hub for tapped copies
         # ids differ across restarts, so a caller's window never mistakes a new process's
         # requests for replays (and stay below 2^53: exact in JSON tools)
         self._ids = itertools.count(random.randrange(1, 1 << 52))
@@ -243,6 +289,7 @@ class Peer:
         self._seen: OrderedDict[bytes, OrderedDict[int, None]] = OrderedDict()
         self._running_from: dict[bytes, int] = {}                  # caller -> handlers running
         self._bad_input = RateLimitedLog(log)
+        self._handler_failures = RateLimitedLog(log, interval_s=60.0)
         self._inflight_lot = trio.lowlevel.ParkingLot()
         self._active_handlers = 0
         self._pub_seq: dict[str, int] = {}
@@ -283,6 +330,18 @@ class Peer:
         self.capabilities = capabilities
         self._caps_dirty = True
 
+    def set_problem(self, key: str, text: str = "") -> None:
+        """Report a condition an operator must see (`text`), or clear it (""): listed by
+        the hub with the node (capabilities["problems"]), shown by `zqnode status`."""
+        problems = dict(self.capabilities.get("problems") or {})
+        if (problems.get(key) or "") == text:
+            return
+        if text:
+            problems[key] = text
+        else:
+            del problems[key]
+        self.update_capabilities({**self.capabilities, "problems": problems})
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         # KeyFileError (an OSError) before connecting when curve keys are missing
         creds = keys.peer_credentials(self.cfg, self.node_id if self.register else "client")
@@ -318,7 +377,7 @@ class Peer:
                                 timeout: float | None = None, cause: str = "") -> tuple[Msg, list]:
         timeout = self.cfg.call_timeout_s if timeout is None else timeout
         rid = next(self._ids)
-        slot = _Pending()
+        slot = _Pending(to)
         started = time.perf_counter()
         try:
             with trio.fail_after(timeout):
@@ -364,16 +423,45 @@ class Peer:
         await self.link.publish(frames)
 
     def subscribe(self, *prefixes: str, kinds: Iterable[type[Msg]] | None = None,
-                  raw: bool = False, limit: int = 10_000) -> Subscription:
+                  raw: bool = False, limit: int = 10_000,
+                  roles: Iterable[str] | None = None) -> Subscription:
         """Events under the topic prefixes ("" = everything). Bodies are decoded with
-        `kinds` (default: every registered kind) unless `raw`."""
+        `kinds` (default: every registered kind) unless `raw`. `roles`: take events only
+        from nodes of these roles (the owners of the topic); None: from any. A prefix
+        that covers bus.rpc. asks the hub for tapped RPC copies too (admin keys only)."""
         pre = tuple(p.encode() for p in (prefixes or ("",)))
         decoder = None if raw else (BodyDecoder(kinds) if kinds else any_decoder())
-        sub = Subscription(self, pre, decoder, limit)
+        sub = Subscription(self, pre, decoder, limit, roles)
         self._subs.append(sub)
         for p in pre:
             self.link.subscribe(p)
+        if sub.taps and not self._tapping:
+            self._tapping = True
+            self._nursery.start_soon(self._tap_loop)
         return sub
+
+    async def _tap_loop(self) -> None:
+        """Keep the hub's tap lease while a subscription wants tapped copies."""
+        try:
+            while any(sub.taps for sub in self._subs):
+                try:
+                    await self.call(HUB, Tap(seconds=TAP_LEASE_S), timeout=TAP_LEASE_S / 3)
+                except RemoteError as e:
+                    if not e.retry:
+                        log.warning("no RPC tap: %s", e.message)
+                        return
+                except CallTimeout:
+                    pass
+                await trio.sleep(TAP_LEASE_S / 3)
+        finally:
+            self._tapping = False
+
+    def _on_tap(self, frames: list) -> None:
+        """A tapped copy [topic, from, to, envelope] from the hub."""
+        topic = frames[0]
+        for sub in self._subs:
+            if sub.taps and any(topic.startswith(p) for p in sub.prefixes):
+                sub.offer(tuple(frames))
 
     def _unsubscribe(self, sub: Subscription) -> None:
         if sub in self._subs:
@@ -404,13 +492,16 @@ class Peer:
             self._bad_input.warning("frames", "dropped a message of %d frames", len(frames))
             return
         frm, role = frames[0], frames[1]
+        if role == TAP_ROLE_B and frm == HUB_B:
+            self._on_tap(frames[2:])
+            return
         try:
             env = decode_envelope(frames[2])
         except BadMessage as e:
             self._answer_error(frm, None, e.code, e.message)
             return
         if env.reply:
-            self._on_reply(frm, env, frames[3:])
+            self._on_reply(frm, role, env, frames[3:])
             return
         if frm == HUB_B:
             return                                   # the hub's heartbeat: liveness only
@@ -426,20 +517,22 @@ class Peer:
                                f"role {role.decode(errors='replace')!r} may not send "
                                f"{type(body).__name__} to {self.node_id} (allowed: {describe(rule)})")
             return
+        # a curve client is "~KEYID.CONNECTION": its key is the caller, across connections
+        caller = frm.partition(b".")[0] if frm[:1] == _CLIENT_B else frm
         window = None
         if env.id:
-            window = self._seen.get(frm)
+            window = self._seen.get(caller)
             if window is None:
-                window = self._seen[frm] = OrderedDict()
+                window = self._seen[caller] = OrderedDict()
                 if len(self._seen) > MAX_TRACKED_CALLERS:
                     self._seen.popitem(last=False)
             else:
-                self._seen.move_to_end(frm)
+                self._seen.move_to_end(caller)
                 if env.id in window:
                     self._answer_error(frm, env, ErrorCode.REPLAY,
                                        f"request {env.id} was already received; not run again")
                     return
-        running = self._running_from.get(frm, 0)
+        running = self._running_from.get(caller, 0)
         if running >= self.cfg.max_inflight_per_sender:
             self._answer_error(frm, env, ErrorCode.BUSY, f"{self.node_id} is already serving "
                                f"{running} requests from this sender", retry=True)
@@ -455,14 +548,18 @@ class Peer:
         req = Request(body=body, sender=frm.decode(errors="replace"), id=env.id, cause=env.cause,
                       buffers=frames[3:], role=role.decode(errors="replace"))
         self._active_handlers += 1
-        self._running_from[frm] = running + 1
-        self._nursery.start_soon(self._serve, frm, req)
+        self._running_from[caller] = running + 1
+        self._nursery.start_soon(self._serve, frm, caller, req)
 
-    def _on_reply(self, frm: bytes, env: Envelope, buffers: list) -> None:
+    def _on_reply(self, frm: bytes, role: bytes, env: Envelope, buffers: list) -> None:
         slot = self._pending.get(env.id)
         from_hub = frm == HUB_B
         if slot is None and not (from_hub and env.id == 0):
             return                                   # late reply to a call that gave up
+        if slot is not None and not slot.answered_by(frm, role):
+            self._bad_input.warning(("reply", frm), "ignored a reply from %r to a call to %r",
+                                    frm, slot.to)
+            return
         try:
             body = any_decoder().decode(env)
         except BadMessage as e:
@@ -480,7 +577,7 @@ class Peer:
         slot.buffers = buffers
         slot.done.set()
 
-    async def _serve(self, frm: bytes, req: Request) -> None:
+    async def _serve(self, frm: bytes, caller: bytes, req: Request) -> None:
         meter, started, outcome = self.meter, time.perf_counter(), "ok"
         if meter is not None:
             meter.serving(req)
@@ -489,15 +586,16 @@ class Peer:
         except Refused as e:
             out, outcome = Error(code=e.code, message=e.message, retry=e.retry), "refused"
         except Exception as e:                       # a handler bug must not kill the node
-            log.exception("handler for %s failed", type(req.body).__name__)
+            kind = type(req.body).__name__              # (its traceback once a minute)
+            self._handler_failures.warning(kind, "handler for %s failed", kind, exc_info=True)
             out, outcome = Error(code=ErrorCode.HANDLER, message=f"{type(e).__name__}: {e}"), "error"
         finally:
             if meter is not None:
                 meter.served(type(req.body).__name__, outcome, time.perf_counter() - started)
             self._active_handlers -= 1
-            n = self._running_from.pop(frm) - 1
+            n = self._running_from.pop(caller) - 1
             if n:
-                self._running_from[frm] = n
+                self._running_from[caller] = n
         if req.id == 0 or out is None:
             return                                   # one-way: nobody waits for an answer
         body, bufs = out if isinstance(out, tuple) else (out, [])

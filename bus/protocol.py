@@ -7,6 +7,7 @@ from bus.codec import Msg
 
 HUB = "hub"                      # the hub's own route name
 ROLE_PREFIX = "@"                # route "@worker" = any live node of role worker
+HUB_TOPICS = ("node.", "bus.")   # events only the hub publishes (it drops them from nodes)
 
 
 class Register(Msg):
@@ -67,6 +68,17 @@ class NodeList(Msg):
 
 class HubInfo(Msg):
     pass
+
+
+class Tap(Msg):
+    """Ask the hub for a copy of every routed request and reply for `seconds` (admin
+    keys only; ask again before it runs out). Copies come on the RPC socket as
+    [hub, "tap", bus.rpc.KIND, from, to, envelope]."""
+    seconds: float = 10.0
+
+
+class Tapping(Msg):
+    seconds: float               # the copies stop this long from now unless asked again
 
 
 class HubInfoReply(Msg):

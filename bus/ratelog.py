@@ -22,9 +22,9 @@ class RateLimitedLog:
         self._lines = 0
         self._dropped = 0
 
-    def warning(self, offender, msg: str, *args) -> bool:
-        """Log `msg % args` for `offender` unless it was heard from within the interval.
-        Returns whether a line was written."""
+    def warning(self, offender, msg: str, *args, exc_info: bool = False) -> bool:
+        """Log `msg % args` for `offender` unless it was heard from within the interval
+        (with the exception's traceback when `exc_info`). Returns whether a line was written."""
         now = self.clock()
         entry = self._offenders.get(offender)
         if entry is not None and now - entry[0] < self.interval:
@@ -50,5 +50,5 @@ class RateLimitedLog:
         if held:
             msg += f" (and {held} more from this sender in the last %gs)"
             args = (*args, self.interval)
-        self.logger.warning(msg, *args)
+        self.logger.warning(msg, *args, exc_info=exc_info)
         return True

@@ -17,8 +17,10 @@ zmq high-water marks instead of growing memory.
 
 Where handling a message is synchronous (routing, matching a reply to its call), pass
 `on_batch`: the owner calls it with each drained batch, saving a task switch per hop.
-With `user_id=True` each message comes as `(user_id, frames)`: the ZAP User-Id libzmq
-attached to its connection ("" when there is none), which is how the hub knows who sent it.
+With `properties=("User-Id", ...)` each message comes as `(values, frames)`: the
+metadata libzmq attached to its connection ("" for one it does not have): the ZAP
+User-Id (the curve key that passed the handshake) and the peer's own handshake
+properties (zmq.METADATA), which is how the hub knows who sent what.
 Each scheduler pass costs more than a message, so a sender yields once every
 `YIELD_EVERY` sends rather than on each (it still parks at once when the queue is full).
 """
@@ -45,15 +47,25 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 
 
+def _property(frame: zmq.Frame, name: str) -> str:
+    """A connection's metadata property, "" when it has none (no ZAP user, a peer that
+    declared nothing) or declared bytes that are not text."""
+    try:
+        return frame.get(name)
+    except (zmq.ZMQError, UnicodeDecodeError):
+        return ""
+
+
 class ZSocket:
     """Owns one zmq socket. Use as `async with ZSocket(sock).running() as zs:` (starts
     the owner task, closes on exit) or start `zs.run` in a nursery yourself."""
 
     def __init__(self, sock: zmq.Socket, *, inbox_limit: int = 4096, batch: int = BATCH,
                  copy: bool = True, on_batch: Callable[[list[Frames]], None] | None = None,
-                 user_id: bool = False):
+                 properties: tuple[str, ...] = ()):
         self.sock = sock
-        self._recv_one = self._recv_with_user if user_id else self._recv
+        self._properties = properties
+        self._recv_one = self._recv_with_properties if properties else self._recv
         self._on_batch = on_batch
         # EVENTS without pyzmq's wrapping of the answer in a PollEvent enum (hot path)
         self._events = functools.partial(zmq.backend.Socket.get, sock, _EVENTS)
@@ -101,18 +113,15 @@ class ZSocket:
             parts.append(f.bytes if copy else f)
         return parts
 
-    def _recv_with_user(self) -> tuple[str, Frames]:
+    def _recv_with_properties(self) -> tuple[tuple[str, ...], Frames]:
         recv, copy = self.sock.recv, self._copy
         f = recv(_NOBLOCK, copy=False)
-        try:
-            user = f.get("User-Id")
-        except zmq.ZMQError:              # no ZAP user on this connection
-            user = ""
+        values = tuple(_property(f, name) for name in self._properties)
         parts = [f.bytes if copy else f]
         while f.more:
             f = recv(_NOBLOCK, copy=False)
             parts.append(f.bytes if copy else f)
-        return user, parts
+        return values, parts
 
     def _drain(self) -> bool:
         """Receive what is ready, up to a batch; True when the batch filled (more may be

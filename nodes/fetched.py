@@ -9,12 +9,15 @@ against the fetched sector.json, before it works on them or reports them present
     verify_sealed(sector_dir, comm_r, seal_proof, samples=16) p_aux, tree-r-last, replica
 
 Each raises FetchedDataError (a ValueError) naming what does not match. Only proofs/ is
-used. verify_sealed re-hashes `samples` random segments of the replica up to the
+used. The worker runs the last two on every sector it fetched whose commitments it
+knows (`Expected`: from the chain's precommit or sector, or from a WDP's params), before
+a task uses the files (nodes.worker.fetch.check_fetched). verify_sealed re-hashes `samples` random segments of the replica up to the
 stored rows of tree-r-last (as a WindowPoSt does); `samples=None` re-hashes them all.
 """
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from proofs import ptree
@@ -30,6 +33,14 @@ CHUNK = 1 << 20                      # bytes of the unsealed file hashed at a ti
 
 class FetchedDataError(ValueError):
     """Fetched data that does not match the commitment it must have."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a sector's data must hash to, by our own side's account (b"": unknown)."""
+    seal_proof: int
+    comm_r: bytes = b""
+    comm_d: bytes = b""
 
 
 def verify_piece(source, comm_p: bytes, payload_size: int | None = None) -> CommP:

@@ -4,6 +4,12 @@ several rows), the schema created if missing."""
 import pathlib
 import sqlite3
 
+from bus.codec import DECODE_ERRORS
+
+
+class StoreDamaged(ValueError):
+    """A row that does not decode: the file was damaged (or written by something else)."""
+
 
 class SqliteStore:
     schema = ""                  # CREATE ... IF NOT EXISTS statements
@@ -20,3 +26,12 @@ class SqliteStore:
 
     def close(self) -> None:
         self.db.close()
+
+    def decoded(self, decoder, blob, what: str):
+        """`blob` decoded, or StoreDamaged naming the file and the row: a damaged
+        database stops the node with that, never with a decoder's traceback."""
+        try:
+            return decoder.decode(blob)
+        except DECODE_ERRORS as e:
+            raise StoreDamaged(f"{self.path}: {what} does not decode ({e}): the database is "
+                               "damaged; restore it from a backup (nothing was changed)") from None

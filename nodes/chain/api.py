@@ -74,7 +74,8 @@ class BusChainAPI:
 
     @contextlib.asynccontextmanager
     async def notify(self):
-        with self.peer.subscribe(W.TOPIC_HEAD, kinds=[W.ChainHeadChanged]) as sub:
+        # head changes only from a chain node: any other key could move our head anywhere
+        with self.peer.subscribe(W.TOPIC_HEAD, kinds=[W.ChainHeadChanged], roles=["chain"]) as sub:
             updates = self._updates(sub)
             try:
                 yield updates

@@ -13,6 +13,8 @@ class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     verifier: str = "proofs"           # proofs (proofs.porep / proofs.post) | fake | accept
     epoch_seconds: float = 0.0         # 0: the network policy's
     allow_reorg: bool | None = None    # None: on the devnet network only
+    allow_rollback: bool = False       # start even though the database is below a head
+                                       # already published (it lost its last changes)
 
     def __post_init__(self) -> None:
         if self.verifier not in VERIFIERS:

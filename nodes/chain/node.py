@@ -1,7 +1,12 @@
 """The chain node's shell: a tipset every epoch on a Trio timer, SQLite persistence under
 the node's repo (chain.sqlite), `chain.head` events, and the RPC of nodes.chain.wire.
 A restarted node continues from the persisted head; time spent down is not made up
-(there are no null rounds: the next tipset is simply the next epoch)."""
+(there are no null rounds: the next tipset is simply the next epoch).
+
+The chain never goes back silently: the highest epoch it published is written (and
+synced) beside the database before the event goes out, and a database found below it
+(a lost or damaged WAL, a restored backup) stops the start with an error, unless
+`[chain] allow_rollback` says to go on."""
 from __future__ import annotations
 
 import importlib.util
@@ -24,8 +29,15 @@ from nodes.chain.store import ChainStore
 from nodes.chain.config import ChainConfig
 from nodes import observe
 from nodes.config import NodeConfig
+from proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.chain")
+
+PUBLISHED_HEAD = "published-head"      # in the repo: the highest epoch announced
+
+
+class ChainRollback(ValueError):
+    """The database is below a head this chain already published."""
 
 def make_verifiers(name: str) -> Verifiers:
     from nodes.chain import verifiers
@@ -41,6 +53,7 @@ class ChainNode:
         self.verifiers = verifiers or make_verifiers(self.chain_cfg.verifier)
         self.clock = clock
         self.chain: Chain | None = None
+        self._published = -1               # the highest epoch announced
         self.store: ChainStore | None = None
         self._lock = trio.Lock()           # one head change at a time, published in order
         self.peer = Peer(name=cfg.name, role="chain", cfg=cfg.bus)
@@ -84,6 +97,7 @@ class ChainNode:
                                  f"the configuration asks for {wanted}")
             self.chain = self.store.load(stored, self.verifiers)
             log.info("chain resumed at epoch %d from %s", self.chain.head.epoch, repo)
+        self._published = self._check_published(repo)
         if self.chain_cfg.verifier == "proofs":
             for module in ("proofs.porep", "proofs.post"):
                 if importlib.util.find_spec(module) is None:
@@ -113,7 +127,37 @@ class ChainNode:
                 self.store.save_change(self.chain, change)
                 await self._publish(change)
 
+    def _check_published(self, repo: pathlib.Path) -> int:
+        """The highest epoch published before; refuses a database below it."""
+        try:
+            published = int((repo / PUBLISHED_HEAD).read_text().split()[0])
+        except FileNotFoundError:
+            return -1
+        except (OSError, ValueError, IndexError) as e:
+            raise ChainRollback(f"{repo / PUBLISHED_HEAD} cannot be read ({e}): move it "
+                                "away to start from the database's head") from None
+        head = self.chain.head.epoch
+        if head < published:
+            why = (f"{self.store.path} is at epoch {head}, below epoch {published} that this "
+                   "chain already published: its last changes were lost (a damaged or "
+                   "deleted WAL, a restored backup)")
+            if not self.chain_cfg.allow_rollback:
+                raise ChainRollback(f"{why}. Every node that followed it has seen a head that "
+                                    "is gone; to go on from here anyway, set [chain] "
+                                    "allow_rollback = true for one start")
+            log.error("%s; going on from epoch %d as [chain] allow_rollback says", why, head)
+            self.peer.set_problem("rollback", f"{why}; went on from epoch {head}")
+            self._mark_published(head, force=True, repo=repo)
+            return head
+        return published
+
+    def _mark_published(self, epoch: int, *, force: bool = False, repo=None) -> None:
+        if epoch > self._published or force:
+            write_atomic(pathlib.Path(repo or self.cfg.repo) / PUBLISHED_HEAD, f"{epoch}\n".encode())
+            self._published = epoch
+
     async def _publish(self, change: HeadChange) -> None:
+        self._mark_published(self.chain.head.epoch)          # synced before anyone hears of it
         await self.peer.publish(W.TOPIC_HEAD, W.ChainHeadChanged(
             reverted=[summary(t) for t in change.reverted], applied=[summary(t) for t in change.applied]))
 

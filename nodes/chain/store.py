@@ -30,7 +30,7 @@ class ChainStore(SqliteStore):
 
     def genesis(self) -> Genesis | None:
         row = self.db.execute("SELECT v FROM meta WHERE k = 'genesis'").fetchone()
-        return None if row is None else _genesis.decode(row[0])
+        return None if row is None else self.decoded(_genesis, row[0], "the genesis")
 
     def create(self, chain: Chain) -> None:
         """Record a new chain (its genesis tipset and state)."""
@@ -40,11 +40,13 @@ class ChainStore(SqliteStore):
             self._insert(chain, chain.tipsets)
 
     def load(self, chain_genesis: Genesis, verifiers) -> Chain:
-        tipsets = [_tipset.decode(b) for (b,) in self.db.execute(
+        tipsets = [self.decoded(_tipset, b, "a tipset") for (b,) in self.db.execute(
             "SELECT body FROM tipsets ORDER BY epoch")]
         states = dict(self.db.execute("SELECT epoch, body FROM states"))
-        pool = [_message.decode(b) for (b,) in self.db.execute("SELECT body FROM pool ORDER BY seq")]
-        fork = msgspec.msgpack.decode(self.db.execute("SELECT v FROM meta WHERE k = 'fork'").fetchone()[0])
+        pool = [self.decoded(_message, b, "a pooled message")
+                for (b,) in self.db.execute("SELECT body FROM pool ORDER BY seq")]
+        fork = self.decoded(msgspec.msgpack, self.db.execute("SELECT v FROM meta WHERE k = 'fork'").fetchone()[0],
+                            "the fork counter")
         return Chain.restore(chain_genesis, verifiers, tipsets=tipsets, states=states, pool=pool,
                              fork=fork)
 

@@ -6,7 +6,7 @@
     zqnode status --once --json     one JSON object (see `gather`)
 
 It asks the chain, the manager (its sector state machine and call tracker), the
-scheduler and the poster, all at once; a role that does not answer shows under
+scheduler, the poster and the hub (the problems nodes report: a full disk, ...), all at once; a role that does not answer shows under
 `errors` and the rest is still shown."""
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import trio
 
 from bus.codec import RemoteError
 from bus.peer import CallTimeout, Peer
+from bus.protocol import HUB, ListNodes
 from nodes.chain.api import BusChainAPI
 from nodes.cli.common import bus_option, with_client
 from nodes.manager.wire import MgrJobs
@@ -62,11 +63,20 @@ async def gather(peer: Peer, *, timeout: float = 5.0) -> dict:
         nursery.start_soon(ask, "workers", lambda: peer.call("@scheduler", SchedGetDiag(),
                                                              timeout=timeout))
         nursery.start_soon(ask, "deadlines", deadlines)
+        nursery.start_soon(ask, "nodes", lambda: peer.call(HUB, ListNodes(), timeout=timeout))
     return {"time": round(time.time(), 3), "chain": _chain(raw.get("chain")),
             "sectors": _sectors(raw.get("sectors")), "workers": _workers(raw.get("workers"),
                                                                           raw.get("jobs")),
             "jobs": _jobs(raw.get("jobs")), "deadlines": _deadlines(raw.get("deadlines")),
-            "errors": errors}
+            "problems": _problems(raw.get("nodes")), "errors": errors}
+
+
+def _problems(listing) -> dict | None:
+    """What each node reports for an operator (a full disk, a chain that went back)."""
+    if listing is None:
+        return None
+    return {n.node_id: dict(n.capabilities.get("problems") or {}) for n in listing.nodes
+            if isinstance(n.capabilities, dict) and n.capabilities.get("problems")}
 
 
 def _chain(info) -> dict | None:
@@ -165,6 +175,9 @@ def _age(seconds: float) -> str:
 def render(snap: dict) -> str:
     """The snapshot as the lines `zqnode status` shows."""
     lines = [f"zqnode status at {time.strftime('%H:%M:%S', time.localtime(snap['time']))}"]
+    for node, problems in (snap.get("problems") or {}).items():
+        for key, text in problems.items():
+            lines.append(f"PROBLEM   {node}: {key}: {text}")
     c = snap["chain"]
     if c is not None:
         lines.append(f"chain     epoch {c['epoch']} ({c['network']}, {c['epoch_seconds']:g} s epochs, "

@@ -33,10 +33,13 @@ from nodes.manager import wire as W
 from nodes.manager.errors import WorkAborted, WorkFailed
 from nodes.manager.store import ManagerStore
 from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
+from nodes.scheduler.wire import SchedAssigned, SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
 from nodes.worker.wire import WorkerAbort
 
 log = logging.getLogger("zqnode.manager")
+
+REQUESTERS = ("poster",)               # roles that may ask for work over the bus (and admins)
+POSTER_TASKS = frozenset({"WDP"})      # what a poster's key may ask for, wait on and consume
 
 
 class _Slot:
@@ -64,9 +67,11 @@ class ManagerNode:
                               W.MgrJobs: self._on_jobs, W.CallStarted: self._on_started,
                               W.CallReturn: self._on_return}.items():
             self.peer.on(kind, handler)
-        # workers return results but may not abort; requesters are the poster (WDP) and
-        # operators; anyone may list jobs
-        self.peer.allow({W.MgrAbort: ADMIN, W.CallStarted: "worker", W.CallReturn: "worker",
+        # workers start and return work (only what the scheduler gave them, see
+        # _on_started); requesters over the bus are the poster (its WindowPoSt work only)
+        # and operators; anyone may list jobs
+        self.peer.allow({W.MgrDo: REQUESTERS, W.MgrWait: REQUESTERS, W.MgrConsume: REQUESTERS,
+                         W.MgrAbort: ADMIN, W.CallStarted: "worker", W.CallReturn: "worker",
                          W.MgrJobs: ANYONE})
         self.sealing = None                # the sector state machine, beside the tracker
         if cfg.sealing.enabled:
@@ -187,6 +192,7 @@ class ManagerNode:
 
     async def _on_do(self, req: Request) -> W.MgrWork:
         b: W.MgrDo = req.body
+        _may_request(req, b.task)
         with _refusals():
             wid = await self.do(b.task, bytes(b.params), b.sector, b.sector_size,
                                 priority=b.priority, cause=req.cause)
@@ -194,6 +200,7 @@ class ManagerNode:
 
     async def _on_wait(self, req: Request):
         b: W.MgrWait = req.body
+        self._may_touch(req, b.work_id)
         with _refusals():
             slot = await self._wait(b.work_id, max(0.0, min(b.timeout_s, self.cfg.bus.call_timeout_s / 2)))
             if slot is None:
@@ -203,9 +210,15 @@ class ManagerNode:
         return W.MgrResult(work_id=b.work_id, finished=True, state=slot.state), [result]
 
     async def _on_consume(self, req: Request) -> W.MgrAck:
+        self._may_touch(req, req.body.work_id)
         with _refusals():
             await self.consume(req.body.work_id)
         return W.MgrAck()
+
+    def _may_touch(self, req: Request, work_id: str) -> None:
+        work = self.tracker.works.get(work_id)
+        if work is not None:                     # unknown: the tracker answers that itself
+            _may_request(req, work.task)
 
     async def _on_abort(self, req: Request) -> W.MgrAborted:
         with _refusals():
@@ -224,8 +237,11 @@ class ManagerNode:
 
     async def _on_started(self, req: Request) -> W.MgrAck:
         b: W.CallStarted = req.body
+        assigned = req.sender if self.tracker.runs(b.work_id, b.call_id, req.sender) else \
+            await self._assigned(b.work_id)
         with _refusals():
-            verdict, commands = self.tracker.started(b.work_id, b.call_id, req.sender, time.time())
+            verdict, commands = self.tracker.started(b.work_id, b.call_id, req.sender, assigned,
+                                                     time.time())
         self._commit(commands)
         if verdict != "run":
             raise Refused(W.CALL_REFUSED, verdict)
@@ -243,6 +259,16 @@ class ManagerNode:
         return W.ReturnAck(outcome=outcome)
 
     # ---- talking to the scheduler -----------------------------------------------------------
+
+    async def _assigned(self, work_id: str) -> str:
+        """The worker the scheduler gave `work_id` to; busy (the worker asks again) while
+        the scheduler does not answer."""
+        try:
+            reply = await self.peer.call("@scheduler", SchedAssigned(request=work_id), timeout=5.0)
+        except (RemoteError, CallTimeout) as e:
+            raise Refused(ErrorCode.BUSY, f"cannot ask the scheduler who runs {work_id[:12]}: {e}",
+                          retry=True) from None
+        return reply.worker
 
     async def _enqueue_loop(self) -> None:
         delay = 0.25
@@ -354,6 +380,13 @@ def job_list(works: list[T.WorkState], diag, now: float) -> list[W.JobInfo]:
                              status=status, worker=worker, call_id=w.call_id,
                              age_s=round(max(0.0, now - w.created), 3), error=w.error))
     return out
+
+
+def _may_request(req: Request, task: str) -> None:
+    """A poster's key asks only for WindowPoSt work (it could otherwise take a sector's
+    results away from the sealing machine, or run any task on any sector)."""
+    if req.role == "poster" and task not in POSTER_TASKS:
+        raise Refused(ErrorCode.PERMISSION, f"a poster may not request {task} work")
 
 
 def _refusals():

@@ -22,7 +22,8 @@ class ManagerStore(SqliteStore):
     schema = SCHEMA
 
     def load(self) -> tuple[list[WorkState], dict[tuple[int, int], str]]:
-        works = sorted((_work.decode(b) for (b,) in self.db.execute("SELECT body FROM works")),
+        works = sorted((self.decoded(_work, b, "a work")
+                        for (b,) in self.db.execute("SELECT body FROM works")),
                        key=lambda w: (w.created, w.work_id))
         locations = {(m, n): w for m, n, w in self.db.execute("SELECT miner, number, worker FROM locations")}
         return works, locations

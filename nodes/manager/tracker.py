@@ -18,6 +18,10 @@ manager restart between return and consumption recomputes nothing (the requester
 `do` again finds the stored result); a returned result is never replaced (a second
 return of the same work is acknowledged and ignored); a worker asking to start work
 whose result is stored, or which was aborted, is told not to run it.
+
+A worker speaks only for work it was given (any worker key may be hostile): a start is
+accepted from the worker the scheduler assigned the work to (the shell asks it, unless
+the same call started before), and a result only from the call that runs the work.
 """
 from __future__ import annotations
 
@@ -63,7 +67,7 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
            FAILED: "existing", ABORTED: "existing"},
     "started": {QUEUED: "start", RUNNING: "start", DONE: "refuse", FAILED: "refuse",
                 ABORTED: "refuse", None: "refuse"},
-    "returned": {QUEUED: "finish", RUNNING: "finish", DONE: "duplicate", FAILED: "duplicate",
+    "returned": {QUEUED: "refuse", RUNNING: "finish", DONE: "duplicate", FAILED: "duplicate",
                  ABORTED: "ignore", None: "ignore"},
     "abort": {QUEUED: "abort", RUNNING: "abort"},
     "wait": {QUEUED: "park", RUNNING: "park", DONE: "wake", FAILED: "wake", ABORTED: "wake"},
@@ -216,6 +220,12 @@ class Tracker:
         del self.works[work_id]
         return [Delete(work_id)]
 
+    def task_of(self, work_id: str) -> str:
+        work = self.works.get(work_id)
+        if work is None:
+            raise UnknownWork(f"no work {work_id[:12]}")
+        return work.task
+
     def find(self, prefix: str) -> str:
         """The work id starting with `prefix` (an operator's JOB argument)."""
         if not prefix:
@@ -238,10 +248,18 @@ class Tracker:
 
     # ---- workers --------------------------------------------------------------------
 
-    def started(self, work_id: str, call_id: str, worker: str, now: float
+    def runs(self, work_id: str, call_id: str, worker: str) -> bool:
+        """Whether `worker`'s call `call_id` is the one running the work (a start said
+        again, after a restart of either side, needs no new assignment)."""
+        work = self.works.get(work_id)
+        return (work is not None and work.state == RUNNING and work.call_id == call_id
+                and work.worker == worker)
+
+    def started(self, work_id: str, call_id: str, worker: str, assigned: str, now: float
                 ) -> tuple[str, list[Command]]:
-        """A worker is about to run the work as `call_id`. Returns ("run", commands) or
-        ("refuse: why", []) when it must not run it."""
+        """A worker is about to run the work as `call_id`; `assigned` is the worker the
+        scheduler gave it to. Returns ("run", commands) or ("refuse: why", []) when it
+        must not run it."""
         if not call_id or not worker:
             raise TrackerError("a started call needs a call id and a worker")
         work, what = self._what("started", work_id)
@@ -249,15 +267,19 @@ class Tracker:
             why = "no such work (consumed, or never asked for)" if work is None else \
                 f"work is {work.state}"
             return f"refuse: {why}", []
-        if work.state == RUNNING and work.call_id == call_id and work.worker == worker:
+        if self.runs(work_id, call_id, worker):
             return "run", []                                # said twice: nothing new
+        if assigned != worker:
+            return f"refuse: not assigned to {worker} (the scheduler gave it to " \
+                   f"{assigned or 'no worker'})", []
         work.state, work.call_id, work.worker, work.updated = RUNNING, call_id, worker, now
         return "run", [Save(work)]
 
     def returned(self, work_id: str, call_id: str, worker: str, ok: bool, result: bytes,
                  error: str, now: float) -> tuple[str, list[Command]]:
         """A worker's result. Returns (outcome, commands): "stored", "duplicate" (the work
-        already has its result: kept as it is) or "ignored" (aborted or unknown work)."""
+        already has its result: kept as it is), "ignored" (aborted or unknown work) or
+        "refused" (not from the call that runs the work: nothing changes)."""
         if not call_id or not worker:
             raise TrackerError("a result needs a call id and a worker")
         if not isinstance(ok, bool) or (not ok and not error):
@@ -267,6 +289,8 @@ class Tracker:
             return "duplicate", []
         if what == "ignore":
             return "ignored", []
+        if what == "refuse" or not self.runs(work_id, call_id, worker):
+            return "refused", []
         work.state = DONE if ok else FAILED
         work.call_id, work.worker, work.updated = call_id, worker, now
         work.result, work.error = (bytes(result), "") if ok else (b"", error)

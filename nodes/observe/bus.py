@@ -15,7 +15,7 @@ from nodes.observe import catalog as K
 from nodes.observe.logs import CAUSE
 
 _KIND = b"\xa4kind"                # msgpack: the 4-char string "kind", a tagged body's first key
-_TAP = b"bus.rpc."
+_TAP_ROLE = b"tap"
 _SEARCH = 512                      # the kind is near the envelope's start (after the sender)
 
 
@@ -78,16 +78,17 @@ class PeerMeter:
     def __init__(self, peer: Peer):
         self.peer = peer
         self.traffic = Traffic(peer.node_id)
+        self.problems_seen: set[str] = set()        # reported 0 once they clear
 
     def rpc_in(self, batch: list) -> None:
         table = self.traffic.rpc_in
-        for frames in batch:
-            _count(table, frames, 2)
+        for frames in batch:          # a tapped copy: [hub, tap, topic, from, to, envelope]
+            _count(table, frames, 5 if frames[1] == _TAP_ROLE else 2)
 
     def events_in(self, batch: list) -> None:
         table = self.traffic.event_in
         for frames in batch:
-            _count(table, frames, 3 if frames[0][:8] == _TAP else 1)
+            _count(table, frames, 3)
 
     def rpc_out(self, frames: list) -> None:
         _count(self.traffic.rpc_out, frames, 1)
@@ -125,6 +126,11 @@ def _collect_peer(peer: Peer) -> None:
     K.BUS_REGISTRATIONS.labels(node).set(stats["registrations"])
     if peer.register:
         K.NODE_INFO.labels(node, peer.role).set(1)
+    problems = peer.capabilities.get("problems") or {}
+    seen = peer.meter.problems_seen
+    seen.update(problems)
+    for key in seen:
+        K.NODE_PROBLEMS.labels(node, key).set(1 if key in problems else 0)
 
 
 # -- the hub ----------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ N = ("node",)
 # -- the process ----------------------------------------------------------------------------
 NODE_INFO = R.gauge("zqnode_node_info", "A node running in this process (always 1).",
                     ("node", "role"), collected=True)
+NODE_PROBLEMS = R.gauge("zqnode_node_problem", "A condition the node reports for an operator "
+                        "(1 while it lasts, e.g. problem=\"store\": its database cannot be "
+                        "written); `zqnode status` shows the text.", ("node", "problem"),
+                        collected=True)
 PROCESS_START = R.gauge("zqnode_process_start_time_seconds",
                         "When this process started, seconds since the epoch.")
 PROCESS_START.set(time.time())

@@ -88,7 +88,7 @@ class PosterStore(SqliteStore):
                 "SELECT msg_id FROM messages WHERE miner = ? AND open = ? AND randomness = ? AND "
                 "batch = ? AND kind = 'post' AND status != 'refused' ORDER BY seq DESC LIMIT 1",
                 (miner, open_, randomness, batch)).fetchone()
-            stored = _proofs.decode(body)
+            stored = self.decoded(_proofs, body, "stored proofs")
             out.append(StoredBatchRow(batch=batch, partitions=stored.partitions,
                                       skipped=stored.skipped, msg_id=row[0] if row else ""))
         return out
@@ -132,7 +132,7 @@ class PosterStore(SqliteStore):
         if deadline is not None:
             query, args = query + " AND deadline = ?", args + (deadline,)
         rows = self.db.execute(query + " ORDER BY open DESC LIMIT ?", args + (limit,))
-        return [_outcome.decode(b) for (b,) in rows]
+        return [self.decoded(_outcome, b, "a deadline outcome") for (b,) in rows]
 
     def prune(self, before_open: int) -> None:
         """Forget proofs and messages of deadlines that opened before `before_open`."""

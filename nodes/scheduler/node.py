@@ -1,7 +1,7 @@
 """The scheduler's shell: the scheduler's logic (nodes.scheduler.service, around the pure
 core nodes.scheduler.core) fed from the bus.
 
-In: SchedEnqueue / SchedCancel / SchedSync from the manager; SchedWorkerBeat /
+In: SchedEnqueue / SchedCancel / SchedSync / SchedAssigned from the manager; SchedWorkerBeat /
 SchedTaskPrepared / SchedTaskDone from the workers; a Tick every second; `node.down`
 (left) of a worker. Out: WorkerPrepare / WorkerRun / WorkerAbort to the workers (a few
 tries each), and log lines for what the service reports.
@@ -28,9 +28,10 @@ from nodes.scheduler.core import Scheduler
 from nodes.scheduler.errors import SchedulerError
 from nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
                                      SchedulerService)
-from nodes.scheduler.wire import (SchedAck, SchedCancel, SchedDiagReply, SchedEnqueue,
-                                  SchedGetDiag, SchedSync, SchedSyncReply, SchedTaskDone,
-                                  SchedTaskPrepared, SchedWorkerBeat)
+from nodes.scheduler.wire import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
+                                  SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync,
+                                  SchedSyncReply, SchedTaskDone, SchedTaskPrepared,
+                                  SchedWorkerBeat)
 from nodes.worker.wire import WorkerAbort, WorkerPrepare, WorkerRun
 
 __all__ = ["LOST_AFTER_S", "TICK_S", "SchedulerNode"]
@@ -49,9 +50,10 @@ class SchedulerNode:
         for kind, handler in {SchedEnqueue: self._on_enqueue, SchedCancel: self._on_cancel,
                               SchedSync: self._on_sync, SchedWorkerBeat: self._on_beat,
                               SchedTaskPrepared: self._on_prepared, SchedTaskDone: self._on_done,
-                              SchedGetDiag: self._on_diag}.items():
+                              SchedGetDiag: self._on_diag, SchedAssigned: self._on_assigned}.items():
             self.peer.on(kind, handler)
         self.peer.allow({SchedEnqueue: "manager", SchedCancel: "manager", SchedSync: "manager",
+                         SchedAssigned: "manager",
                          SchedWorkerBeat: "worker", SchedTaskPrepared: "worker",
                          SchedTaskDone: "worker", SchedGetDiag: ANYONE})
         observe.scheduler(self)
@@ -111,6 +113,9 @@ class SchedulerNode:
 
     async def _on_sync(self, req: Request) -> SchedSyncReply:
         return SchedSyncReply(unknown=self.service.unknown(req.body.requests))
+
+    async def _on_assigned(self, req: Request) -> SchedAssignedReply:
+        return SchedAssignedReply(worker=self.service.assigned(req.body.request))
 
     async def _on_diag(self, req: Request) -> SchedDiagReply:
         return SchedDiagReply(diag=self.core.diag(), parked=sorted(self.parked))

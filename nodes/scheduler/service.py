@@ -17,6 +17,12 @@ running work again, and every worker's beat says what it runs. Reconciling the t
 - a request the core has running on W that W does not list for a while after it was
   sent (a lost WorkerRun) is finished as failed and queued again.
 
+A worker speaks only for the work it was given (any worker key may be hostile): a
+request is adopted from W's beat, taken back from the queue by W, or finished by W's
+TaskDone only when this node sent it to W, the manager says W runs it, or W held it
+when it was removed; `assigned(rid)` tells the manager which worker a request is
+given to, before it lets a worker start it.
+
 Every entry point takes `now`. What must go out (the core's commands at each flush:
 Prepare / Run / Abort to send, worker changes to log) and what the shell should report
 (LostRun, NotAdopted, RunTwice, NoJob) are handed to `emit` in order, as they happen.
@@ -73,6 +79,7 @@ class SchedulerService:
         self.orphans: dict[str, str] = {}                # lost by a removed worker -> it
         self.finished: dict[str, float] = {}             # request -> when it finished
         self.sent: dict[str, float] = {}                 # request -> when Prepare/Run went out
+        self.given: dict[str, str] = {}                  # request -> the worker it was given to
         self.adopted = 0                                 # requests adopted from beats
         self.lost_runs = 0                               # requests queued again as LostRun
         self._pending: list[m.Command] = []
@@ -90,6 +97,7 @@ class SchedulerService:
             elif isinstance(c, m.Cancelled):
                 self.jobs.pop(c.request, None)
                 self.sent.pop(c.request, None)
+                self.given.pop(c.request, None)
         self._pending += commands
 
     def _flush(self, now: float) -> None:
@@ -98,6 +106,7 @@ class SchedulerService:
         for c in commands:
             if isinstance(c, (m.Run, m.Prepare)):
                 self.sent[c.request] = now
+                self.given[c.request] = c.worker
             self.emit(c)
 
     def _queue(self, rid: str, cause: str, now: float) -> None:
@@ -150,6 +159,22 @@ class SchedulerService:
         self._flush(now)
         return True
 
+    def assigned(self, rid: str) -> str:
+        """The worker `rid` is given to ("" when none): the one the core has it on, or
+        the one the manager says runs it (parked until that worker's beat)."""
+        r = self.core.requests.get(rid)
+        if r is not None and r.worker:
+            return r.worker
+        parked = self.parked.get(rid)
+        return parked[0] if parked is not None else ""
+
+    def _gave(self, rid: str, worker: str) -> bool:
+        """Whether `worker` may speak for `rid`: it was sent it, the manager says it runs
+        it, or it held it when it was removed."""
+        parked = self.parked.get(rid)
+        return (self.given.get(rid) == worker or self.orphans.get(rid) == worker
+                or (parked is not None and parked[0] == worker))
+
     def unknown(self, rids: list[str]) -> list[str]:
         """The requests of a SchedSync this node does not know."""
         return [rid for rid in rids if rid not in self.core.requests and rid not in self.parked]
@@ -197,6 +222,11 @@ class SchedulerService:
             if current is not None and current.worker == worker:
                 self.sent[rid] = now
             return
+        taken = current is not None and current.state not in ("queued", "assigned")
+        if not taken and not self._gave(rid, worker):
+            if current is not None or rid in self.jobs:     # else: the manager enqueues it soon
+                self.emit(NotAdopted(worker, rid, "it was not given to this worker"))
+            return
         if current is None:
             if rid in self.finished:
                 return                  # its TaskDone overtook this beat
@@ -209,6 +239,7 @@ class SchedulerService:
                                       priority=job.priority if job else 0,
                                       cause=f"beat {worker}: runs it"), now)
             self.sent[rid] = now
+            self.given[rid] = worker
         elif current.state in ("queued", "assigned"):
             job = self.jobs.get(rid)     # queued again while the worker still ran it: take it back
             self._apply(m.TaskCancelled(request=rid, cause=f"beat {worker}: runs it"), now)
@@ -219,6 +250,7 @@ class SchedulerService:
                                       sector_size=r.sector_size, priority=current.priority,
                                       cause=f"beat {worker}: runs it"), now)
             self.sent[rid] = now
+            self.given[rid] = worker
         elif current.worker != worker:
             self.emit(RunTwice(worker, current.worker, rid))
         else:
@@ -239,15 +271,19 @@ class SchedulerService:
 
     def done(self, worker: str, rid: str, ok: bool, now: float, cause: str = "") -> bool:
         r = self.core.requests.get(rid)
-        self.finished[rid] = now
         if r is None:
+            if self._gave(rid, worker):
+                self.finished[rid] = now
             return False
         if r.state in ("queued", "assigned"):            # it was queued again meanwhile
+            if not self._gave(rid, worker):
+                return False
             self._apply(m.TaskCancelled(request=rid, cause=f"done at {worker}"), now)
         elif r.worker != worker:
             return False
         else:
             self._apply(m.TaskFinished(request=rid, ok=ok, cause=cause or "done"), now)
+        self.finished[rid] = now
         self._done(rid)
         self._flush(now)
         return True
@@ -256,6 +292,7 @@ class SchedulerService:
         if rid not in self.core.requests:
             self.jobs.pop(rid, None)
             self.sent.pop(rid, None)
+            self.given.pop(rid, None)
 
     def left(self, worker: str, now: float) -> None:
         """The hub says `worker` left (a clean stop)."""

@@ -46,6 +46,16 @@ class SchedSyncReply(Msg):
     unknown: list[str]
 
 
+class SchedAssigned(Msg):
+    """Manager -> scheduler: which worker is `request` given to? (Asked before the
+    manager lets a worker start work: a worker key may claim any work.)"""
+    request: str
+
+
+class SchedAssignedReply(Msg):
+    worker: str                   # "" when no worker has it
+
+
 class RunningRequest(msgspec.Struct, frozen=True, kw_only=True):
     """A request a worker is running (a call in its store) or preparing (fetching)."""
     request: str

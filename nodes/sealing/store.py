@@ -86,7 +86,7 @@ class SealingStore(SqliteStore):
                             (str(next_number),))
 
     def sectors(self) -> list[SectorInfo]:
-        return [_dec.decode(row[0]) for row in
+        return [self.decoded(_dec, row[0], "a sector") for row in
                 self.db.execute("SELECT info FROM sectors ORDER BY number")]
 
     def log(self, number: int, limit: int = 0) -> list[LogEntry]:

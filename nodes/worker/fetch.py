@@ -5,20 +5,30 @@ file's size, a chunk that does not match is refused and asked for again, every f
 written under a temporary name, checked for its size and renamed into place, and
 sector.json comes last, so a half-fetched sector never looks whole. Files the holder
 does not have are removed afterwards: the copy mirrors the holder's.
+
+Neither side trusts the other. A holder serves only regular files inside the sector's
+directory (no symlink is followed, no path leaves it), at most MAX_CHUNK bytes a
+request and READERS reads at once. A fetcher takes at most `max_bytes` and MAX_FILES
+files from a listing, and `check_fetched` compares what came against commitments from
+its own side (nodes.fetched): the chunk hashes only say the holder sent what it meant to.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import stat
 import uuid
 from pathlib import Path, PurePosixPath
 
 import trio
 
 from bus.codec import RemoteError
+from nodes.fetched import Expected, FetchedDataError, verify_sealed, verify_unsealed
 from bus.peer import CallTimeout, Peer, Refused
 from nodes.scheduler.messages import SectorRef
+from proofs.sector import SEALED, UNSEALED
 from nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
 
 log = logging.getLogger("zqnode.worker.fetch")
@@ -26,6 +36,9 @@ log = logging.getLogger("zqnode.worker.fetch")
 META = "sector.json"
 NOT_HELD = "not_held"
 THREAD_MIN = 256 << 10           # chunks at least this big are read and hashed in a thread
+MAX_CHUNK = 16 << 20             # bytes one WorkerFetch may ask for
+MAX_FILES = 4096                 # files a listing may name
+READERS = trio.CapacityLimiter(4)   # chunks read at once for other workers (memory bound)
 
 
 class FetchError(Exception):
@@ -37,14 +50,15 @@ def _is_temp(rel: PurePosixPath) -> bool:
 
 
 def list_files(sector_dir: Path) -> list[FileEntry]:
-    """The sector's files (temporary ones left out), sector.json last."""
-    if not sector_dir.is_dir():
+    """The sector's regular files (temporary ones and symlinks left out), sector.json last."""
+    if not sector_dir.is_dir() or sector_dir.is_symlink():
         return []
     found = []
-    for path in sector_dir.rglob("*"):
+    for path in sector_dir.rglob("*"):       # rglob does not descend into symlinked dirs
         rel = PurePosixPath(path.relative_to(sector_dir).as_posix())
-        if path.is_file() and not _is_temp(rel):
-            found.append(FileEntry(str(rel), path.stat().st_size))
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode) and not _is_temp(rel):
+            found.append(FileEntry(str(rel), st.st_size))
     return sorted(found, key=lambda f: (f.name == META, f.name))
 
 
@@ -52,7 +66,11 @@ def safe_path(sector_dir: Path, name: str) -> Path:
     rel = PurePosixPath(name)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or _is_temp(rel):
         raise Refused("invalid", f"bad file name {name!r}")
-    return sector_dir / Path(*rel.parts)
+    path = sector_dir / Path(*rel.parts)
+    for parent in [sector_dir, *reversed(path.parents[:len(rel.parts) - 1])]:
+        if parent.is_symlink():              # a link anywhere on the way could lead out
+            raise Refused(NOT_HELD, f"{name!r} is not held here")
+    return path
 
 
 def serve_files(sector_dir: Path) -> WorkerFileList:
@@ -64,24 +82,32 @@ def serve_files(sector_dir: Path) -> WorkerFileList:
 
 def read_chunk(sector_dir: Path, name: str, offset: int, length: int) -> tuple[WorkerChunk, bytes]:
     path = safe_path(sector_dir, name)
-    if offset < 0 or length < 0:
-        raise Refused("invalid", "offset and length must be >= 0")
+    if offset < 0 or not 0 <= length <= MAX_CHUNK:
+        raise Refused("invalid", f"offset must be >= 0 and length 0 to {MAX_CHUNK} bytes")
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            f.seek(offset)
-            data = f.read(length)
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)      # the file itself no link either
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         raise Refused(NOT_HELD, f"{sector_dir.name}/{name} is not held here") from None
-    return WorkerChunk(size=size, sha256=hashlib.sha256(data).hexdigest()), data
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Refused(NOT_HELD, f"{sector_dir.name}/{name} is not held here") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Refused(NOT_HELD, f"{sector_dir.name}/{name} is not held here")
+        f.seek(offset)
+        data = f.read(length)
+    return WorkerChunk(size=st.st_size, sha256=hashlib.sha256(data).hexdigest()), data
 
 
 async def serve_chunk(sector_dir: Path, req: WorkerFetch) -> tuple[WorkerChunk, list]:
     if req.length < THREAD_MIN:      # a thread hand-off costs more than a small read
         chunk, data = read_chunk(sector_dir, req.file, req.offset, req.length)
     else:
-        chunk, data = await trio.to_thread.run_sync(read_chunk, sector_dir, req.file, req.offset,
-                                                    req.length)
+        async with READERS:
+            chunk, data = await trio.to_thread.run_sync(read_chunk, sector_dir, req.file,
+                                                        req.offset, req.length)
     return chunk, [data]
 
 
@@ -130,13 +156,20 @@ async def _fetch_chunk(peer: Peer, source: str, sector: SectorRef, entry: FileEn
 
 
 async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: Path, *,
-                       chunk: int = 4 << 20, attempts: int = 3) -> tuple[list[str], int]:
-    """Copy the sector's files from the first source that has them into `dest`.
-    Returns (file names, bytes). Raises FetchError when no source could give them."""
+                       chunk: int = 4 << 20, attempts: int = 3,
+                       max_bytes: int = 1 << 40) -> tuple[list[str], int]:
+    """Copy the sector's files from the first source that has them into `dest`, at most
+    `max_bytes` in all. Returns (file names, bytes). Raises FetchError when no source
+    could give them."""
     problems = []
+    chunk = min(chunk, MAX_CHUNK)
     for source in sources:
         try:
             listing = await peer.call(source, WorkerSectorFiles(sector=sector))
+            total = sum(max(f.size, 0) for f in listing.files)
+            if len(listing.files) > MAX_FILES or total > max_bytes:
+                raise FetchError(f"it lists {len(listing.files)} files of {total} bytes: more "
+                                 f"than a sector has (at most {MAX_FILES} files, {max_bytes} bytes)")
             dest.mkdir(parents=True, exist_ok=True)
             for entry in listing.files:
                 await _fetch_file(peer, source, sector, entry, dest, chunk, attempts)
@@ -150,3 +183,23 @@ async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: 
         return [f.name for f in listing.files], sum(f.size for f in listing.files)
     raise FetchError(f"cannot fetch s-{sector.miner}-{sector.number}: "
                      + ("; ".join(problems) if problems else "no source holds it"))
+
+
+def check_fetched(dest: Path, files: list[str], expected: "Expected | None", sector_size: int) -> None:
+    """What was fetched into `dest` against commitments from our own side (the chain, or
+    the work's params): the sealed replica and its cache against comm_r, the unsealed
+    file against comm_d. Runs in a worker thread (it hashes). Raises FetchError, after
+    removing the files, when they do not match. Without commitments (a sector not yet
+    precommitted: PC1's layers have none) only the chunk hashes vouch for them."""
+    if expected is None:
+        return
+    names = set(files)
+    try:
+        if expected.comm_r and SEALED in names:
+            verify_sealed(dest, expected.comm_r, expected.seal_proof)
+        if expected.comm_d and UNSEALED in names:
+            verify_unsealed(dest, expected.comm_d, sector_size)
+    except FetchedDataError as e:
+        for name in files:
+            safe_path(dest, name).unlink(missing_ok=True)
+        raise FetchError(f"fetched data for {dest.name} is not the sector's: {e}") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bus.codec import ErrorCode, RemoteError
 from bus.permissions import ADMIN, ANYONE
 from bus.peer import CallTimeout, Peer, Refused, Request
 from bus.protocol import NodeUp
+from bus.ratelog import RateLimitedLog
 from nodes import observe
 from nodes.config import NodeConfig
 from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
@@ -33,15 +35,20 @@ from nodes.worker import params as P
 from nodes.worker import resources
 from nodes.worker import wire as W
 from nodes.worker.executor import SubprocessExecutor
-from nodes.worker.fetch import FetchError, fetch_sector, serve_chunk, serve_files
+from nodes.chain import wire as CW
+from nodes.chain.api import BusChainAPI
+from nodes.fetched import Expected
+from nodes.worker.fetch import FetchError, check_fetched, fetch_sector, serve_chunk, serve_files
 from nodes.worker.limits import Limits
 from nodes.worker.paths import sector_dir
 from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
 from nodes.worker.task import TaskInput, TaskOutput, load_table
+from proofs.cid import parse_sealed_cid
 
 log = logging.getLogger("zqnode.worker")
 
 KEEP_ACKED_S = 7 * 86400          # acknowledged calls are forgotten after a week
+MAX_SECTOR_FILES = 32             # a sector's files, all layers and trees, in sector sizes
 ABORTED = "aborted"
 
 
@@ -66,6 +73,7 @@ class WorkerNode:
         self._preparing: dict[str, tuple[trio.CancelScope, RunningRequest]] = {}
         self._prepared: set[str] = set()                    # requests whose files are here
         self._kick = trio.Event()                            # the manager/scheduler came up
+        self._store_log = RateLimitedLog(log, interval_s=60.0)
         self._nursery: trio.Nursery | None = None
         self.peer = Peer(name=cfg.name, role="worker", cfg=cfg.bus,
                          capabilities={"resources": resources.snapshot(self._gpus)})
@@ -137,7 +145,8 @@ class WorkerNode:
         """One beat to the scheduler; whether it answered."""
         info = self.info()
         if self._host:
-            self.peer.update_capabilities({"resources": resources.snapshot(self._gpus)})
+            self.peer.update_capabilities({**self.peer.capabilities,
+                                           "resources": resources.snapshot(self._gpus)})
         try:
             await self.peer.call("@scheduler", SchedWorkerBeat(
                 session=self.peer.session, info=info, running=self.running()),
@@ -178,7 +187,7 @@ class WorkerNode:
         error = ""
         with scope:
             try:
-                await self.ensure_local(b.task, b.sector, b.params, b.sources)
+                await self.ensure_local(b.task, b.sector, b.sector_size, b.params, b.sources)
             except (FetchError, P.ParamsError) as e:
                 error = f"fetch failed: {e}"
         del self._preparing[b.request]
@@ -187,32 +196,58 @@ class WorkerNode:
         if scope.cancelled_caught:
             error = ABORTED
         if error:       # the work ends here: failed (or aborted) as a call, so the manager hears
-            call = self.store.add(b.request, b.task, b.sector, b.sector_size, b.params, b.sources,
-                                  time.time())
-            self.store.finish(call.call_id, False, b"", error, time.time())
+            call = await self._persist(self.store.add, b.request, b.task, b.sector, b.sector_size,
+                                       b.params, b.sources, time.time())
+            await self._persist(self.store.finish, call.call_id, False, b"", error, time.time())
             self._resume(self.store.get(call.call_id))
             return
         await self._retry(f"{b.request[:12]} prepared", "@scheduler",
                           lambda: SchedTaskPrepared(request=b.request))
 
-    async def ensure_local(self, task: str, sector: SectorRef, params: bytes,
+    async def ensure_local(self, task: str, sector: SectorRef, sector_size: int, params: bytes,
                            sources: list[str]) -> tuple[list[str], int]:
         """Fetch the sector's files (and, for WDP, every proven sector's) unless this
-        worker is a holder. Returns (files, bytes) fetched."""
+        worker is a holder, and check them against the sector's commitments. Returns
+        (files, bytes) fetched."""
         if not sources or self.name in sources:
             return [], 0
         numbers = [sector.number]
+        proven: dict[int, Expected] = {}     # WDP: the poster's comm_r of each sector
         if task == "WDP":
-            numbers += [n for n, _ in P.decode_params("WDP", params).sectors if n != sector.number]
+            wdp = P.decode_params("WDP", params)
+            proven = {n: Expected(wdp.seal_proof, comm_r=bytes(c)) for n, c in wdp.sectors}
+            numbers += [n for n in proven if n != sector.number]
         files, size = [], 0
         for number in numbers:
             ref = SectorRef(miner=sector.miner, number=number)
-            got, n = await fetch_sector(self.peer, sources, ref,
-                                        sector_dir(self.repo, sector.miner, number),
-                                        chunk=self.wcfg.fetch_chunk, attempts=self.wcfg.fetch_attempts)
+            dest = sector_dir(self.repo, sector.miner, number)
+            got, n = await fetch_sector(self.peer, sources, ref, dest,
+                                        chunk=self.wcfg.fetch_chunk, attempts=self.wcfg.fetch_attempts,
+                                        max_bytes=MAX_SECTOR_FILES * sector_size + (64 << 20))
+            expected = proven.get(number) or await self._expected(ref)
+            await trio.to_thread.run_sync(check_fetched, dest, got, expected, sector_size)
             files += got
             size += n
         return files, size
+
+    async def _expected(self, ref: SectorRef) -> Expected | None:
+        """The sector's commitments by the chain's account: its precommit, or once proven
+        its sealed CID; None before it is precommitted."""
+        chain = BusChainAPI(self.peer, timeout=10.0)
+        try:
+            pc = await chain.precommit(ref.miner, ref.number)
+            if pc is not None:
+                return Expected(pc.seal_proof, comm_r=pc.comm_r, comm_d=pc.comm_d)
+            on_chain = await chain.sector(ref.miner, ref.number)
+        except RemoteError as e:
+            if e.code == CW.NOT_FOUND:          # a miner the chain does not know: nothing to check
+                return None
+            raise FetchError(f"cannot check s-{ref.miner}-{ref.number} against the chain: {e}") from None
+        except CallTimeout as e:
+            raise FetchError(f"cannot check s-{ref.miner}-{ref.number} against the chain: {e}") from None
+        if on_chain is None:
+            return None
+        return Expected(on_chain.seal_proof, comm_r=parse_sealed_cid(on_chain.sealed_cid))
 
     async def _on_run(self, req: Request) -> W.WorkerAccepted:
         b: W.WorkerRun = req.body
@@ -239,6 +274,27 @@ class WorkerNode:
             found = True
         return W.WorkerAck(found=found)
 
+    # ---- the call store ------------------------------------------------------------------
+
+    async def _persist(self, write, *args):
+        """`write(*args)` on the call store, retried while the disk is full or failing
+        (sqlite3.OperationalError), with the condition reported (log, `zqnode status`,
+        metric) until a write succeeds: a full disk pauses calls, it never ends the
+        worker (whose sectors' files other nodes need)."""
+        delay = 1.0
+        while True:
+            try:
+                result = write(*args)
+            except sqlite3.OperationalError as e:
+                why = f"cannot write {self.store.path}: {e}"
+                self.peer.set_problem("store", why)
+                self._store_log.warning("store", "%s; trying again in %.0fs", why, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.wcfg.retry_max_s)
+                continue
+            self.peer.set_problem("store")
+            return result
+
     # ---- a call, start to end ------------------------------------------------------------
 
     async def _drive(self, call_id: str, resumed: bool) -> None:
@@ -250,12 +306,12 @@ class WorkerNode:
             if call.state == ACCEPTED:
                 verdict = await self._announce(call)
                 if verdict:
-                    self.store.refuse(call_id, verdict, time.time())
+                    await self._persist(self.store.refuse, call_id, verdict, time.time())
                     log.info("call %s: the manager refused it (%s)", call_id, verdict)
                 else:
-                    call = self.store.start(call_id, time.time())
+                    call = await self._persist(self.store.start, call_id, time.time())
             elif resumed:
-                call = self.store.rerun(call_id, time.time())
+                call = await self._persist(self.store.rerun, call_id, time.time())
                 log.info("call %s (%s): running again after a restart (run %d)", call_id,
                          call.task, call.runs)
             if call.state == RUNNING:
@@ -264,7 +320,8 @@ class WorkerNode:
         if scope.cancelled_caught and outcome is None and self.store.get(call_id).state != "dropped":
             outcome = TaskOutput(ok=False, error=ABORTED)
         if outcome is not None:
-            self.store.finish(call_id, outcome.ok, outcome.result, outcome.error, time.time())
+            await self._persist(self.store.finish, call_id, outcome.ok, outcome.result,
+                                outcome.error, time.time())
             log.info("call %s (%s) %s", call_id, call.task,
                      "done" if outcome.ok else f"failed: {outcome.error}")
         self._resume(self.store.get(call_id))
@@ -289,7 +346,8 @@ class WorkerNode:
     async def _execute(self, call: Call) -> TaskOutput:
         if calls.needs_fetch(call, self._prepared):
             try:
-                files, size = await self.ensure_local(call.task, call.sector, call.params, call.sources)
+                files, size = await self.ensure_local(call.task, call.sector, call.sector_size,
+                                                      call.params, call.sources)
             except (FetchError, P.ParamsError) as e:
                 return TaskOutput(ok=False, error=f"fetch failed: {e}")
             if call.task == "GET":
@@ -309,14 +367,14 @@ class WorkerNode:
         msg = CallReturn(work_id=call.work_id, call_id=call_id, ok=bool(call.ok), error=call.error)
         await self._retry(f"return of {call_id}", "@manager", lambda: msg,
                           buffers=[call.result] if call.ok else [], cause=_cause(call))
-        self.store.mark_returned(call_id, time.time())
+        await self._persist(self.store.mark_returned, call_id, time.time())
 
     async def _done_loop(self, call_id: str) -> None:
         call = self.store.get(call_id)
         await self._retry(f"TaskDone of {call_id}", "@scheduler",
                           lambda: SchedTaskDone(request=call.work_id, ok=bool(call.ok)),
                           cause=_cause(call))
-        self.store.mark_sched_done(call_id)
+        await self._persist(self.store.mark_sched_done, call_id)
 
     async def _retry(self, what: str, to: str, make, buffers=(), cause: str = ""):
         """Send until answered, with capped back-off (woken early when the target's role

@@ -78,6 +78,32 @@ def bodies(draw):
     return _enc.encode(draw(st.one_of(st.just(body), values)))
 
 
+@st.composite
+def hostile(draw):
+    """msgpack a hostile peer would write: nesting thousands deep (msgspec raises
+    RecursionError for it, even inside a Raw field it only skips), lengths declared huge
+    with few bytes behind them, and arrays of every type mixed."""
+    shape = draw(st.sampled_from(["nest", "huge", "mixed"]))
+    if shape == "nest":
+        opener = draw(st.sampled_from([b"\x91", b"\x81\xa1k", b"\xdc\x00\x01", b"\x92\xc0"]))
+        return opener * draw(st.integers(50, 20_000)) + b"\xc0"
+    if shape == "huge":
+        head = draw(st.sampled_from([b"\xdd", b"\xdf", b"\xdb", b"\xc6", b"\xc9\x01", b"\xdc"]))
+        size = draw(st.integers(1 << 16, (1 << 32) - 1)).to_bytes(4, "big")
+        return head + size[-2:] if head == b"\xdc" else head + size + draw(st.binary(max_size=16))
+    return _enc.encode(draw(st.lists(st.one_of(scalars, st.lists(scalars, max_size=3),
+                                               st.dictionaries(scalars.filter(lambda v: v is not None
+                                                                              and not isinstance(v, float)),
+                                                               scalars, max_size=3)),
+                                     max_size=10)))
+
+
+def envelopes_around(body: bytes) -> list[bytes]:
+    """`body` as a whole envelope frame, as an envelope's body, and as its sender."""
+    return [body, encode_envelope("x", msgspec.Raw(body), id=7),
+            b"\x97" + body + b"\xc0\x07\xc2\x00\xa0\x00"]
+
+
 def mutate(data: bytes, rng: random.Random) -> bytes:
     b = bytearray(data)
     for _ in range(rng.randint(1, 4)):
@@ -133,6 +159,24 @@ def test_body_decoders_raise_only_bad_message(body, rng, mutated):
     to_plain(body)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile())
+def test_hostile_msgpack_gets_a_typed_error_from_every_decoder(body):
+    for frame in envelopes_around(body):
+        try:
+            env = decode_envelope(frame)
+        except BadMessage as e:
+            assert e.code == ErrorCode.BAD_FRAMES
+            continue
+        for decoder in (any_decoder(), _hub_requests):
+            try:
+                decoder.decode(env)
+            except BadMessage as e:
+                assert e.code in (ErrorCode.BAD_FRAMES, ErrorCode.UNKNOWN_KIND, ErrorCode.INVALID)
+    peek_kind(body)
+    to_plain(body)
+
+
 def test_every_registered_kind_round_trips_through_the_all_kinds_decoder():
     decoder = any_decoder()
     assert len(decoder.kinds) == len(Msg.registry) > 30
@@ -177,6 +221,23 @@ def test_the_router_answers_any_frames_without_raising(frames, sender, wrap):
     trio.run(main)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile(), st.booleans())
+def test_the_router_answers_hostile_msgpack_and_forwards_no_event_of_it(body, registered):
+    async def main():
+        r = RecordingRouter()
+        emitted = []
+        r.emit = emitted.append
+        if registered:
+            r.core.request("w1", Register(role="worker", name="w1", session="s"), 0.0)
+        for frame in envelopes_around(body):
+            r.route([b"w1", b"manager-1", frame])
+            r.forward_event(None, [b"t.x", frame])
+        for frames in emitted:                  # only an event with a well-formed envelope
+            assert frames[1:3] == [b"w1", b"worker"] and decode_envelope(frames[3]).sender == "w1"
+    trio.run(main)
+
+
 # -- a hub and a manager-like node under 10,000 fuzzed frames, over curve tcp -----------
 def fuzz_frames(rng: random.Random, n: int, valid: bytes) -> list[list[bytes]]:
     routes = [b"manager-1", b"hub", b"@manager", b"@worker", b"nobody", b"~00", b"\xff", b"",
@@ -197,6 +258,9 @@ def fuzz_frames(rng: random.Random, n: int, valid: bytes) -> list[list[bytes]]:
             frames = [route, encode_envelope("evil", msgspec.Raw(_enc.encode(body)),
                                              id=rng.choice([0, i + 1, 1 << 63]),
                                              reply=rng.random() < 0.1)]
+        elif r < 0.8:                                  # nesting, huge lengths, mixed arrays
+            hostile_body = _hostile_bytes(rng)
+            frames = [route, rng.choice(envelopes_around(hostile_body))]
         elif r < 0.9:                                  # valid requests, replayed ids
             frames = [b"manager-1", encode_envelope("evil", FuzzReportStatus(text="x"), id=rng.randint(1, 50))]
         else:                                          # registrations in others' names
@@ -207,6 +271,15 @@ def fuzz_frames(rng: random.Random, n: int, valid: bytes) -> list[list[bytes]]:
             frames.append(bytes(rng.randrange(256) for _ in range(rng.randint(0, 100))))
         out.append(frames)
     return out
+
+
+def _hostile_bytes(rng: random.Random) -> bytes:
+    shape = rng.random()
+    if shape < 0.5:
+        return rng.choice([b"\x91", b"\x81\xa1k", b"\xdc\x00\x01"]) * rng.randint(100, 20_000) + b"\xc0"
+    if shape < 0.8:
+        return rng.choice([b"\xdd", b"\xdf", b"\xdb", b"\xc6"]) + rng.randrange(1 << 16, 1 << 32).to_bytes(4, "big")
+    return _enc.encode([rng.choice([1, "a", None, [1, {"k": b"x"}], 2.5, True, {1: 2}]) for _ in range(8)])
 
 
 class Sink:
@@ -310,4 +383,26 @@ async def test_a_node_keeps_serving_whatever_arrives(batch):
         client = Peer(name="client", role="worker", cfg=cfg)
         await nursery.start(client.run)
         assert await client.call("manager-1", FuzzReportStatus(text="ok")) == FuzzDone(who="client", role="worker")
+        nursery.cancel_scope.cancel()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(hostile(), min_size=1, max_size=8))
+async def test_a_subscriber_keeps_taking_events_whatever_a_publisher_sends(bodies_):
+    cfg = BusConfig(address=f"mem://fuzz-sub-{random.getrandbits(64)}", heartbeat_s=0.5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(MemoryHub(cfg).run)
+        pub = Peer(name="pub", role="worker", cfg=cfg)
+        sub_peer = Peer(name="sub", role="manager", cfg=cfg)
+        await nursery.start(pub.run)
+        await nursery.start(sub_peer.run)
+        with sub_peer.subscribe("t.", kinds=[FuzzSectorInfo]) as sub:
+            for body in bodies_:
+                for frame in envelopes_around(body):
+                    await pub.link.publish([b"t.x", frame])
+            await pub.publish("t.x", FuzzSectorInfo(sector=9))
+            with trio.fail_after(5):
+                ev = await sub.receive()
+        assert ev.body == FuzzSectorInfo(sector=9) and (ev.sender, ev.role) == ("pub", "worker")
         nursery.cancel_scope.cancel()

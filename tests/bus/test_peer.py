@@ -259,20 +259,17 @@ async def test_events_by_topic_prefix_with_sequence_per_publisher_and_topic(bus,
 
 async def test_gaps_and_restarts_in_a_sequence_are_marked(bus, nursery):
     sub_peer = await start_peer(nursery, bus, "sub")
-    raw = Raw(bus, name="pub")
-    async with raw.open() as link:
-        raw.link = link
-        with sub_peer.subscribe("t.") as sub:
-            await raw.link.connect_events(*(await _endpoints(sub_peer)))
-            await until_subscribed(lambda t: raw.link.publish(
-                [t.encode(), encode_envelope("pub", PeerTick(n=0))]), sub, "t.probe")
-            for seq in (1, 2, 5, 1):
-                await raw.link.publish([b"t.x", encode_envelope("pub", PeerTick(n=seq), seq=seq)])
-            marks = []
-            with trio.fail_after(5):
-                while len(marks) < 4:
-                    ev = await sub.receive()
-                    marks.append((ev.seq, ev.gap, ev.reset))
+    link = (await start_peer(nursery, bus, "pub")).link     # frames with sequence numbers we pick
+    with sub_peer.subscribe("t.") as sub:
+        await until_subscribed(lambda t: link.publish(
+            [t.encode(), encode_envelope("pub", PeerTick(n=0))]), sub, "t.probe")
+        for seq in (1, 2, 5, 1):
+            await link.publish([b"t.x", encode_envelope("pub", PeerTick(n=seq), seq=seq)])
+        marks = []
+        with trio.fail_after(5):
+            while len(marks) < 4:
+                ev = await sub.receive()
+                marks.append((ev.seq, ev.gap, ev.reset))
     assert marks == [(1, 0, False), (2, 0, False), (5, 2, False), (1, 0, True)]
 
 
@@ -301,7 +298,8 @@ async def _endpoints(peer: Peer):
 async def test_tap_publishes_routed_requests_and_replies(bus, nursery):
     await start_peer(nursery, bus, "w1", PeerEcho=echo)
     client = await start_peer(nursery, bus, "client")
-    watcher = await start_peer(nursery, bus, "watcher")
+    watcher = Peer(name="watcher", role="client", cfg=bus, register=False)   # no keys: admin
+    await nursery.start(watcher.run)
     with watcher.subscribe("bus.rpc.") as sub:
         await until_subscribed(lambda t: client.call("w1", Ping()), sub, "bus.rpc.Pong")
         await client.call("w1", PeerEcho(text="t"))
@@ -316,8 +314,8 @@ async def test_tap_publishes_routed_requests_and_replies(bus, nursery):
 
 async def test_a_silent_node_is_declared_down_and_a_new_one_up(bus, nursery):
     watcher = await start_peer(nursery, bus, "watcher")
-    with watcher.subscribe("node.") as sub:
-        await until_subscribed(lambda t: watcher.publish(t, PeerTick(n=0)), sub, "node.probe")
+    with watcher.subscribe("node.", "probe.") as sub:    # one socket: both prefixes at once
+        await until_subscribed(lambda t: watcher.publish(t, PeerTick(n=0)), sub, "probe.x")
         with trio.CancelScope() as crash:
             async with trio.open_nursery() as n:
                 victim = Peer(name="victim", role="worker", cfg=bus)

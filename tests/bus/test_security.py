@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import stat
+from collections import deque
 
 import msgspec
 import pytest
@@ -20,7 +21,7 @@ from bus.hub import ZmqHub
 from bus.memory import MemoryHub
 from bus.peer import CallTimeout, HandshakeRefused, Peer, open_link
 from bus.permissions import ADMIN, ANYONE, NODES
-from bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong, Register
+from bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong, Register, Tap
 
 
 class SecAbortJob(Msg):
@@ -177,13 +178,18 @@ async def test_a_worker_key_calling_an_admin_method_is_refused(cluster, nursery)
     assert [k for k, _, _ in m.ran] == ["SecReportResult", "SecReportStatus", "SecAbortJob"]
 
 
-async def test_a_read_key_can_tail_and_read_but_not_act(cluster, nursery):
+async def test_a_read_key_can_read_but_not_act_nor_tap_rpc_and_an_admin_key_can_tap(cluster, nursery):
     m = Manager(cluster.cfg("manager-1"))
     await start(nursery, m.peer)
     reader = await client(nursery, cluster, "reader")
-    with reader.subscribe("bus.rpc.") as sub:
+    with pytest.raises(RemoteError) as e:            # the tap shows every request body
+        await reader.call(HUB, Tap())
+    assert (e.value.code, e.value.message) == (ErrorCode.PERMISSION,
+                                               "only an admin key may tap the bus's RPC")
+    admin = await client(nursery, cluster, "admin")
+    with admin.subscribe("bus.rpc.") as sub:
         with trio.fail_after(10):
-            while True:                          # until the subscription reaches the hub
+            while True:                          # until the tap is on at the hub
                 await reader.call("manager-1", SecSectorInfo(sector=1))    # ANYONE: readers too
                 with trio.move_on_after(0.2):
                     await sub.receive()
@@ -474,3 +480,85 @@ async def test_with_keys_a_restarted_node_takes_its_name_back_and_a_new_hub_is_r
 
 async def _silent(*args, **kwargs):
     pass
+
+
+class SecHead(Msg):
+    epoch: int
+
+
+async def test_events_carry_the_publishers_key_identity_not_its_claim(cluster, nursery):
+    m = await start(nursery, Manager(cluster.cfg("manager-1")).peer)
+    w1 = await start(nursery, Peer(name="w1", role="worker", cfg=cluster.cfg("w1")))
+    with m.subscribe("chain.", "node.", "probe.") as sub:
+        while True:                                   # until the subscription reaches the hub
+            await w1.publish("probe.x", SecHead(epoch=0))
+            with trio.move_on_after(0.2):
+                if (await sub.receive()).topic == "probe.x":
+                    break
+        # w1's key, another node's name in the envelope: dropped at the hub
+        await w1.link.publish([b"chain.head", encode_envelope("manager-1", SecHead(epoch=1))])
+        # the hub's own topics, from a node: dropped
+        await w1.publish("node.down", NodeDown(node_id="manager-1", role="manager", reason="left"))
+        await w1.publish("chain.head", SecHead(epoch=2))           # its own name: stamped as such
+        with trio.fail_after(5):
+            ev = await sub.receive()
+    assert (ev.topic, ev.sender, ev.role, ev.body) == ("chain.head", "w1", "worker", SecHead(epoch=2))
+    assert sub._queue == deque() and cluster.hub.refused_events == 2
+
+
+async def test_a_subscriber_takes_a_topic_only_from_the_roles_that_own_it(cluster, nursery):
+    m = await start(nursery, Manager(cluster.cfg("manager-1")).peer)
+    w1 = await start(nursery, Peer(name="w1", role="worker", cfg=cluster.cfg("w1")))
+    with m.subscribe("chain.", roles=["chain"]) as owned, m.subscribe("chain.") as anyone:
+        while True:
+            await w1.publish("chain.probe", SecHead(epoch=0))
+            with trio.move_on_after(0.2):
+                await anyone.receive()
+                break
+        await w1.publish("chain.head", SecHead(epoch=10 ** 6))      # a worker is no chain
+        with trio.fail_after(5):
+            assert (await anyone.receive()).body == SecHead(epoch=10 ** 6)
+        with trio.move_on_after(0.5):
+            await owned.receive()
+            raise AssertionError("a worker's chain.head was taken")
+
+
+async def test_a_reply_is_taken_only_from_the_node_the_request_went_to(cluster, nursery):
+    gate = trio.Event()
+    m = Manager(cluster.cfg("manager-1"))
+    m.gate = gate                                     # the manager answers late
+    await start(nursery, m.peer)
+    w1 = await start(nursery, Peer(name="w1", role="worker", cfg=cluster.cfg("w1")))
+    w2 = await start(nursery, Peer(name="w2", role="worker", cfg=cluster.cfg("w2")))
+    got = []
+
+    async def ask():
+        got.append(await w1.call("manager-1", SecReportStatus(text="real")))
+    nursery.start_soon(ask)
+    while not m.ran:
+        await trio.sleep(0.01)
+    # w2 forges the answer: every id w1 may be using, aimed at w1 (ids are sequential)
+    first = next(iter(w1._pending))
+    for rid in range(first - 3, first + 4):
+        await w2.link.send([b"w1", encode_envelope("w2", SecDone(who="forged", role="admin"),
+                                                   id=rid, reply=True)])
+    await trio.sleep(0.3)
+    assert got == []                                  # nothing reached w1
+    gate.set()
+    with trio.fail_after(5):
+        while not got:
+            await trio.sleep(0.01)
+    assert got == [SecDone(who="w1", role="worker")]
+
+
+async def test_a_clients_replay_window_holds_across_reconnects(cluster, nursery):
+    m = Manager(cluster.cfg("manager-1"))
+    await start(nursery, m.peer)
+    admin = await client(nursery, cluster, "admin")
+    req = [b"manager-1", encode_envelope("x", SecAbortJob(job="j"), id=4242)]
+    assert (await admin.call("manager-1", Ping())).node_id == "manager-1"
+    await admin.link.send(req)
+    await admin.link.reset()                          # a new connection: a new "~..." name
+    await admin.link.send(req)                        # the same request again
+    await trio.sleep(0.5)
+    assert [k for k, _, _ in m.ran] == ["SecAbortJob"]

@@ -1,5 +1,5 @@
 """The sealing cluster end to end, in real processes over a tcp hub: a manager, a
-scheduler and two workers seal two 2 KiB sectors AP -> PC1 -> PC2 -> C1 with the real
+scheduler and two workers (and a chain, which workers check fetched sectors against) seal two 2 KiB sectors AP -> PC1 -> PC2 -> C1 with the real
 proofs functions, while the test kills -9 a worker in the middle of PC1 and the
 manager between a PC2 result's return and its consumption. Everything finishes, every
 C1 proof verifies, no task runs again once its result was stored, no result is lost.
@@ -32,7 +32,8 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
     # the default security: curve keys for every node, the hub's allow-list, an admin client
     keys.provision(tmp_path / "hub", [(str(tmp_path / n), r, n) for r, n in
                                       [("manager", "mgr"), ("scheduler", "sched"), ("worker", "w1"),
-                                       ("worker", "w2")]] + [(str(tmp_path / "client"), "admin", "")])
+                                       ("worker", "w2"), ("chain", "chain")]]
+                  + [(str(tmp_path / "client"), "admin", "")])
     client_env = {"ZQNODE_KEY_DIR": str(tmp_path / "client")}
 
     def start(role: str, name: str) -> Proc:
@@ -46,7 +47,8 @@ def test_two_sectors_survive_a_worker_kill_in_pc1_and_a_manager_kill_before_cons
         procs.append(hub)
         hub.wait_for(lambda line: "running on" in line)
         nodes = {name: start(role, name) for role, name in
-                 [("manager", "mgr"), ("scheduler", "sched"), ("worker", "w1"), ("worker", "w2")]}
+                 [("manager", "mgr"), ("scheduler", "sched"), ("worker", "w1"), ("worker", "w2"),
+                  ("chain", "chain")]}
         for proc in nodes.values():
             proc.wait_for(lambda line: "running on" in line)
         driver = Proc("sealing", "run-pipeline", "--sectors", "1,2", "--bus", bus,

@@ -30,7 +30,7 @@ class SimManager(Node):
         self._waiters: dict[int, callable] = {}
         self._ids = itertools.count(1)
         self.sealing = None                                # set by the simulation
-        self.outcomes = {"stored": 0, "duplicate": 0, "ignored": 0}
+        self.outcomes = {"stored": 0, "duplicate": 0, "ignored": 0, "refused": 0}
         self.restarts = 0
 
     def start(self) -> None:
@@ -103,8 +103,11 @@ class SimManager(Node):
 
     # ---- workers ----------------------------------------------------------------------------------
     def on_started(self, work_id: str, call_id: str, worker: str) -> str:
+        # the scheduler never crashes in the simulation: asked in process, like the shell over the bus
+        assigned = worker if self.tracker.runs(work_id, call_id, worker) else \
+            self.sim.scheduler.service.assigned(work_id)
         try:
-            verdict, commands = self.tracker.started(work_id, call_id, worker, self.loop.now)
+            verdict, commands = self.tracker.started(work_id, call_id, worker, assigned, self.loop.now)
         except T.TrackerError as e:
             return f"refuse: {e}"
         self._commit(commands)

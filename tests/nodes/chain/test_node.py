@@ -15,7 +15,7 @@ from nodes.chain import messages as M
 from nodes.chain import wire as W
 from nodes.chain.api import BusChainAPI, MessageUnknown
 from nodes.chain.core import Genesis
-from nodes.chain.node import ChainConfig, ChainNode
+from nodes.chain.node import PUBLISHED_HEAD, ChainConfig, ChainNode, ChainRollback
 from nodes.chain.randomness import DomainTag, address_entropy, draw
 from nodes.chain.testing import comm_d_of, comm_r_of
 from nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
@@ -304,3 +304,28 @@ async def test_notify_starts_from_a_snapshot_and_drops_what_it_already_shows():
     assert [(u.current, [t.key for t in u.reverted], [t.key for t in u.applied]) for u in got] == [
         (True, [], ["d"]), (False, [], ["e"]), (False, ["e", "d"], ["d2", "e2"]),
         (True, [], ["i"]), (False, [], ["j"])]
+
+
+async def test_a_database_below_a_published_head_stops_the_start_unless_told(
+        bus, nursery, tmp_path, autojump_clock, caplog):
+    async with trio.open_nursery() as run1:
+        await run1.start(chain_node(bus, tmp_path).run)
+        await trio.sleep(5.5)
+        run1.cancel_scope.cancel()
+    published = int((tmp_path / PUBLISHED_HEAD).read_text())
+    assert published >= 5
+    db = sqlite3.connect(tmp_path / "chain.sqlite")           # its last changes lost
+    db.execute("DELETE FROM tipsets WHERE epoch > 2")
+    db.commit()
+    db.close()
+    with pytest.raises(ChainRollback, match=f"is at epoch 2, below epoch {published} that this "
+                                            "chain already published.*allow_rollback = true"):
+        chain_node(bus, tmp_path).open()
+    node = chain_node(bus, tmp_path, allow_rollback=True)      # the operator's word
+    assert node.open().head.epoch == 2
+    assert any(f"below epoch {published}" in r.getMessage() and r.levelname == "ERROR"
+               for r in caplog.records)
+    assert int((tmp_path / PUBLISHED_HEAD).read_text()) == 2
+    assert "below epoch" in node.peer.capabilities["problems"]["rollback"]   # zqnode status shows it
+    node.store.close()
+    chain_node(bus, tmp_path).open().head          # from here on, without the flag

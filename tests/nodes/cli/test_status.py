@@ -51,7 +51,7 @@ def test_once_json_and_text_reflect_the_devnet(devnet):
     wait_for(lambda: [s.state for s in sealing.core.sectors.values()] == ["Proving"] * 2,
              "both sectors proving")
     snap = json.loads(status(devnet, "--once", "--json"))
-    assert snap["errors"] == {}
+    assert snap["errors"] == {} and snap["problems"] == {}
     chain = snap["chain"]
     assert (chain["network"], chain["miners"], chain["epoch_seconds"]) == ("devnet", [1000], 0.05)
     assert 0 < chain["epoch"] <= c.chain.chain.head.epoch
@@ -81,3 +81,11 @@ def test_a_role_that_does_not_answer_is_named():
     snap = {"time": 0.0, "chain": None, "sectors": None, "workers": None, "jobs": None,
             "deadlines": None, "errors": {"chain": "no node with role chain"}}
     assert render(snap).splitlines()[1:] == ["(chain: no node with role chain)"]
+
+
+def test_problems_nodes_report_come_first():
+    snap = {"time": 0.0, "chain": None, "sectors": None, "workers": None, "jobs": None,
+            "deadlines": None, "errors": {},
+            "problems": {"w1": {"store": "cannot write calls.sqlite: database or disk is full"}}}
+    assert render(snap).splitlines()[1:] == [
+        "PROBLEM   w1: store: cannot write calls.sqlite: database or disk is full"]

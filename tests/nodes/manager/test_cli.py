@@ -19,6 +19,7 @@ from nodes.worker import params as P
 from nodes.worker.config import WorkerConfig
 from nodes.worker.executor import InlineExecutor
 from nodes.worker.node import WorkerNode
+from tests.chain_stand_in import ChainStandIn
 from tests.threaded import trio_thread
 
 TABLE = "nodes.worker.fake_tasks"
@@ -44,6 +45,7 @@ def cluster(tmp_path):
                            resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB,
                                                                 mem_used=GiB, gpus=("T4",)))
             await n.start(w.run)
+        await ChainStandIn(addr).start(n)               # workers check fetched data with it
         box["addr"] = addr
         return box
 

@@ -7,6 +7,7 @@ import itertools
 import pytest
 import trio
 
+from bus.codec import ErrorCode, RemoteError
 from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer
@@ -20,10 +21,12 @@ from nodes.manager.store import ManagerStore
 from nodes.manager.wire import MgrJobs
 from nodes.scheduler.messages import SectorRef, WorkerResources
 from nodes.scheduler.node import SchedulerNode
+from nodes.sqlite_store import StoreDamaged
 from nodes.worker import params as P
 from nodes.worker.config import WorkerConfig
 from nodes.worker.executor import InlineExecutor
 from nodes.worker.node import WorkerNode
+from tests.chain_stand_in import ChainStandIn
 
 _names = itertools.count()
 TABLE = "nodes.worker.fake_tasks"
@@ -71,6 +74,7 @@ async def cluster(nursery, bus, tmp_path, gates=None):
     workers = [worker(bus, tmp_path, f"w{i}", gates) for i in (1, 2)]
     for w in workers:
         await start(nursery, w)
+    await ChainStandIn(bus).start(nursery)              # workers check fetched data with it
     return m, s, workers, stop_m, stop_s
 
 
@@ -199,8 +203,8 @@ async def test_a_restarted_scheduler_gets_the_work_again_and_nothing_runs_twice(
 
 async def test_requesters_over_the_bus(bus, nursery, tmp_path, autojump_clock):
     m, s, workers, *_ = await cluster(nursery, bus, tmp_path)
-    peer = Peer(name="poster", role="poster", cfg=BusConfig(address=bus))
-    await nursery.start(peer.run)
+    peer = Peer(name="operator", role="client", cfg=BusConfig(address=bus), register=False)
+    await nursery.start(peer.run)                         # no keys: a client is admin
     req = BusRequester(peer, patience_s=30.0)
     out = await run_task(req, "AP", AP, S1, K2)
     assert out.payload_size == len(AP.piece)
@@ -213,6 +217,19 @@ async def test_requesters_over_the_bus(bus, nursery, tmp_path, autojump_clock):
         await req.wait(wid)
     await req.consume(wid)
     await req.consume(wid)                                # an answer lost: consuming again is fine
+
+
+async def test_a_poster_may_request_only_windowpost_work(bus, nursery, tmp_path, autojump_clock):
+    m, *_ = await cluster(nursery, bus, tmp_path)
+    poster = Peer(name="poster", role="poster", cfg=BusConfig(address=bus))
+    await nursery.start(poster.run)
+    ap = await m.do("AP", AP, S1, K2)                     # the sealing machine's work
+    req = BusRequester(poster, patience_s=30.0)
+    for attempt in (req.do("AP", AP, S1, K2), req.wait(ap), req.consume(ap)):
+        with pytest.raises(RemoteError) as e:
+            await attempt
+        assert e.value.code == ErrorCode.PERMISSION and "a poster may not request AP work" in e.value.message
+    assert ap in m.tracker.works
 
 
 async def test_jobs_list_where_work_is(bus, nursery, tmp_path, autojump_clock):
@@ -307,3 +324,11 @@ async def test_roles_may_only_do_what_their_role_allows(bus, nursery, tmp_path, 
     assert await answer(reader, SealingPledge(count=1)) == "permission"
     assert await answer(reader, SealingList()) != "permission"
     assert await answer(admin, SealingPledge(count=1)) != "permission"
+
+
+@pytest.mark.parametrize("row", [b"\x91" * 5000 + b"\xc0", b"\xdd\xff\xff\xff\xff", b"junk"])
+def test_a_damaged_row_stops_the_load_naming_the_file(tmp_path, row):
+    store = ManagerStore(tmp_path / "manager.sqlite")
+    store.db.execute("INSERT INTO works VALUES ('w', 'queued', ?)", (row,))
+    with pytest.raises(StoreDamaged, match=r"manager.sqlite: a work does not decode .* damaged"):
+        store.load()

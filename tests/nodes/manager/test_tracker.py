@@ -47,37 +47,51 @@ def test_the_table_has_every_state_for_every_event():
 
 def test_started_moves_queued_to_running_once():
     t, work, _ = fresh()
-    verdict, commands = t.started(work.work_id, "call-1", "w1", 11.0)
+    verdict, commands = t.started(work.work_id, "call-1", "w1", "w1", 11.0)
     assert verdict == "run" and work.state == "running" and (work.call_id, work.worker) == ("call-1", "w1")
     assert commands == [T.Save(work)]
-    assert t.started(work.work_id, "call-1", "w1", 12.0) == ("run", [])     # said twice
+    assert t.started(work.work_id, "call-1", "w1", "w1", 12.0) == ("run", [])     # said twice
     # another call (the scheduler gave it to another worker after losing the first)
-    verdict, commands = t.started(work.work_id, "call-2", "w2", 13.0)
+    verdict, commands = t.started(work.work_id, "call-2", "w2", "w2", 13.0)
     assert verdict == "run" and (work.call_id, work.worker) == ("call-2", "w2") and commands == [T.Save(work)]
+
+
+def test_a_start_from_a_worker_the_work_was_not_given_to_is_refused():
+    t, work, _ = fresh()
+    before = snapshot(t)
+    assert t.started(work.work_id, "evil", "w9", "w1", 11.0) == (
+        "refuse: not assigned to w9 (the scheduler gave it to w1)", [])
+    assert t.started(work.work_id, "evil", "w9", "", 11.0) == (
+        "refuse: not assigned to w9 (the scheduler gave it to no worker)", [])
+    assert snapshot(t) == before
+    t.started(work.work_id, "c1", "w1", "w1", 12.0)
+    before = snapshot(t)
+    assert t.started(work.work_id, "evil", "w9", "w1", 13.0)[0].startswith("refuse: not assigned")
+    assert snapshot(t) == before
 
 
 @pytest.mark.parametrize("state", ["done", "failed", "aborted"])
 def test_started_is_refused_when_the_work_is_finished(state):
     t, work, _ = fresh()
-    t.started(work.work_id, "c1", "w1", 11.0)
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
     if state == "aborted":
         t.abort(work.work_id, 12.0)
     else:
         t.returned(work.work_id, "c1", "w1", state == "done", b"r", "" if state == "done" else "x", 12.0)
     before = snapshot(t)
-    verdict, commands = t.started(work.work_id, "c9", "w2", 13.0)
+    verdict, commands = t.started(work.work_id, "c9", "w2", "w2", 13.0)
     assert verdict == f"refuse: work is {state}" and commands == []
     assert snapshot(t) == before
 
 
 def test_started_for_unknown_work_is_refused():
     t = T.Tracker()
-    assert t.started("nope", "c1", "w1", 1.0) == ("refuse: no such work (consumed, or never asked for)", [])
+    assert t.started("nope", "c1", "w1", "w1", 1.0) == ("refuse: no such work (consumed, or never asked for)", [])
 
 
 def test_a_result_is_stored_once_and_duplicates_change_nothing():
     t, work, _ = fresh()
-    t.started(work.work_id, "c1", "w1", 11.0)
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
     outcome, commands = t.returned(work.work_id, "c1", "w1", True, b"result", "", 12.0)
     assert outcome == "stored" and work.state == "done" and work.result == b"result"
     assert commands == [T.Save(work), T.Located(1000, 1, "w1")]     # PC2 leaves files at w1
@@ -90,14 +104,22 @@ def test_a_result_is_stored_once_and_duplicates_change_nothing():
     assert snapshot(t) == before
 
 
-def test_a_result_may_arrive_before_started_was_heard():
+def test_only_the_call_that_runs_the_work_may_return_its_result():
     t, work, _ = fresh("C1", P.C1Params(seed=b"s" * 32))
-    outcome, commands = t.returned(work.work_id, "c1", "w1", True, b"proof", "", 12.0)
+    before = snapshot(t)
+    assert t.returned(work.work_id, "c1", "w1", True, b"forged", "", 12.0) == ("refused", [])
+    t.started(work.work_id, "c1", "w1", "w1", 13.0)
+    before = snapshot(t)
+    assert t.returned(work.work_id, "c9", "w9", True, b"forged", "", 14.0) == ("refused", [])
+    assert t.returned(work.work_id, "c9", "w1", True, b"forged", "", 14.0) == ("refused", [])
+    assert snapshot(t) == before
+    outcome, commands = t.returned(work.work_id, "c1", "w1", True, b"proof", "", 15.0)
     assert outcome == "stored" and work.state == "done" and commands == [T.Save(work)]   # C1 moves no files
 
 
 def test_a_failure_is_stored_with_its_error():
     t, work, _ = fresh()
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
     outcome, commands = t.returned(work.work_id, "c1", "w1", False, b"ignored", "SectorError: bad", 12.0)
     assert outcome == "stored" and work.state == "failed" and work.error == "SectorError: bad"
     assert work.result == b"" and commands == [T.Save(work)] and t.locations == {}
@@ -116,6 +138,7 @@ def test_waits_wake_on_the_result_and_at_once_when_finished():
     t, work, _ = fresh()
     assert t.wait(work.work_id, 1) == [] and t.wait(work.work_id, 2) == []
     t.unwait(work.work_id, 2)                                # the second gave up
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
     _, commands = t.returned(work.work_id, "c1", "w1", True, b"r", "", 12.0)
     assert commands[-1] == T.Wake(1, work) and not any(isinstance(c, T.Wake) and c.waiter == 2
                                                         for c in commands)
@@ -127,7 +150,7 @@ def test_consume_deletes_finished_work_only():
     t, work, _ = fresh()
     with pytest.raises(T.InvalidTransition, match="is queued: cannot consume"):
         t.consume(work.work_id)
-    t.started(work.work_id, "c1", "w1", 11.0)
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
     with pytest.raises(T.InvalidTransition, match="is running: cannot consume"):
         t.consume(work.work_id)
     t.returned(work.work_id, "c1", "w1", True, b"r", "", 12.0)
@@ -148,7 +171,7 @@ def test_abort_of_queued_or_running_work(state):
     t, work, _ = fresh()
     t.wait(work.work_id, 7)
     if state == "running":
-        t.started(work.work_id, "c1", "w1", 11.0)
+        t.started(work.work_id, "c1", "w1", "w1", 11.0)
     commands = t.abort(work.work_id, 12.0)
     assert work.state == "aborted" and work.error == "aborted"
     assert commands == [T.Save(work), T.Cancel(work.work_id, "w1" if state == "running" else ""),
@@ -162,6 +185,7 @@ def test_abort_of_finished_work_raises_and_changes_nothing(state):
     if state == "aborted":
         t.abort(work.work_id, 11.0)
     else:
+        t.started(work.work_id, "c1", "w1", "w1", 10.0)
         t.returned(work.work_id, "c1", "w1", state == "done", b"r", "e", 11.0)
     before = snapshot(t)
     with pytest.raises(T.InvalidTransition, match=f"is {state}: cannot abort"):
@@ -187,7 +211,8 @@ def test_resend_enqueues_queued_and_running_work_with_where_it_runs():
     t, queued, _ = fresh(number=1)
     _, running, _ = fresh(number=2, t=t)
     _, done, _ = fresh(number=3, t=t)
-    t.started(running.work_id, "c2", "w2", 11.0)
+    t.started(running.work_id, "c2", "w2", "w2", 11.0)
+    t.started(done.work_id, "c3", "w3", "w3", 11.0)
     t.returned(done.work_id, "c3", "w3", True, b"r", "", 11.0)
     commands = t.resend()
     assert [(c.work.work_id, c.running_on) for c in commands] == [
@@ -200,6 +225,7 @@ def test_placement_follows_the_storage_index():
     t = T.Tracker()
     ap, cmds = t.do("AP", P.APParams(seal_proof=5, piece=b"p" * 100), 1000, 5, K2, now=1.0)
     assert (cmds[1].selector, cmds[1].prepare, cmds[1].sources) == (SelAlloc(path_type="seal"), None, ())
+    t.started(ap.work_id, "c", "w2", "w2", 2.0)
     t.returned(ap.work_id, "c", "w2", True, b"", "", 2.0)
     pc1, cmds = t.do("PC1", P.PC1Params(seal_proof=5, ticket=b"t" * 32), 1000, 5, K2, now=3.0)
     assert (cmds[1].selector, cmds[1].prepare, cmds[1].sources) == (
@@ -232,7 +258,7 @@ def test_bad_worker_reports_raise_and_change_nothing():
     t, work, _ = fresh()
     before = snapshot(t)
     with pytest.raises(T.TrackerError, match="needs a call id and a worker"):
-        t.started(work.work_id, "", "w1", 1.0)
+        t.started(work.work_id, "", "w1", "w1", 1.0)
     with pytest.raises(T.TrackerError, match="when not ok, an error text"):
         t.returned(work.work_id, "c1", "w1", False, b"", "", 1.0)
     with pytest.raises(T.UnknownWork):

@@ -239,17 +239,18 @@ async def test_a_restarted_scheduler_rebuilds_from_beats_and_the_manager(
                                       sector_size=K2)
     s = await start_scheduler(nursery, bus, tmp_path)
     await w1.beat()
-    assert dict(by_worker(s)["w1"].running) == {"r1": "running"}        # adopted
+    assert dict(by_worker(s)["w1"].running) == {}   # its word alone adopts nothing: any key may claim
     # the manager sends everything unfinished again: r1 running on w1, r3 running on w1
     # by its records (w1 lost it), r2 queued
-    assert await mgr.call("@scheduler", job("r1", running_on="w1")) == SchedAck(known=True)
+    assert await mgr.call("@scheduler", job("r1", running_on="w1")) == SchedAck(known=False)
     await mgr.call("@scheduler", job("r3", number=3, running_on="w1"))
     await mgr.call("@scheduler", job("r2", number=2))
-    assert (await mgr.call("@scheduler", SchedGetDiag())).parked == ["r3"]
+    assert (await mgr.call("@scheduler", SchedGetDiag())).parked == ["r1", "r3"]
     sync = await mgr.call("@scheduler", SchedSync(requests=["r1", "r2", "r3", "r4"]))
     assert sync.unknown == ["r4"]
     await until(lambda: "r2" in w1.runs)
-    await w1.beat()                                        # w1 does not list r3: queued, run
+    await w1.beat()                        # w1 lists r1: adopted; not r3: queued, run
+    assert dict(by_worker(s)["w1"].running)["r1"] == "running"
     await until(lambda: "r3" in w1.runs)
     assert w1.got == [("run", "r2"), ("run", "r3")]
 

@@ -102,7 +102,10 @@ def test_reports_of_other_workers_runs_and_unknown_jobs(svc):
     assert emitted(svc, RunTwice) == [RunTwice(other, runner, "r1")]
     bad = RunningRequest(request="r9", task="NOPE", sector=SECTOR, sector_size=32 * GiB)
     svc.beat(other, "s1", worker_info(), [bad], now=2.0)
-    assert [c.request for c in emitted(svc, NotAdopted)] == ["r9"]
+    assert emitted(svc, NotAdopted) == [] and "r9" not in svc.core.requests   # nobody gave it r9
+    svc.enqueue(job("r9", running_on=other), now=2.0)     # the manager says it runs there
+    svc.beat(other, "s1", worker_info(), [bad], now=2.0)
+    assert [c.request for c in emitted(svc, NotAdopted)] == ["r9"]         # but it cannot be adopted
     svc.orphans["r8"] = "w3"                   # lost by a removed worker, never enqueued here
     svc.tick(now=3.0)
     assert emitted(svc, NoJob) == [NoJob("r8")]
@@ -118,3 +121,22 @@ def test_done_finishes_and_forgets_after_a_while(svc):
     assert svc.adopted == 0 and svc.finished == {"r1": 2.0}
     svc.tick(now=100.0)
     assert svc.finished == {}
+
+
+def test_a_worker_speaks_only_for_work_it_was_given(svc):
+    svc.beat("w1", "s1", worker_info(tasks=("AP",)), [], now=0.0)       # w1 cannot run PC1
+    svc.beat("evil", "s1", worker_info(tasks=("AP",)), [], now=0.0)
+    svc.enqueue(job("r1"), now=0.0)
+    assert svc.core.requests["r1"].state == "queued" and svc.assigned("r1") == ""
+    svc.beat("evil", "s1", worker_info(tasks=("AP",)), [listed("r1")], now=1.0)   # claims it
+    assert svc.core.requests["r1"].state == "queued" and svc.adopted == 0
+    assert emitted(svc, NotAdopted) == [NotAdopted("evil", "r1", "it was not given to this worker")]
+    assert svc.done("evil", "r1", True, now=2.0) is False                          # "done" it
+    assert svc.core.requests["r1"].state == "queued" and "r1" not in svc.finished
+    svc.beat("w2", "s1", worker_info(), [], now=3.0)
+    assert svc.assigned("r1") == "w2"                                              # given now
+    assert svc.done("evil", "r1", True, now=4.0) is False
+    assert svc.core.requests["r1"].worker == "w2"
+    svc.enqueue(job("r2", running_on="w1"), now=5.0)
+    assert svc.assigned("r2") == "w1"                  # the manager's word, until w1's beat
+    assert svc.done("w2", "r1", True, now=6.0) is True and "r1" not in svc.core.requests

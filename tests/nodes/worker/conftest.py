@@ -1,4 +1,4 @@
-"""Shared by the worker tests: the manager and the scheduler as a worker sees them."""
+"""Shared by the worker tests: the manager, the scheduler and the chain as a worker sees them."""
 import pytest
 
 from bus.codec import ErrorCode
@@ -6,6 +6,7 @@ from bus.config import BusConfig
 from bus.peer import Peer, Refused, Request
 from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted, MgrAck, ReturnAck
 from nodes.scheduler.wire import SchedAck, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from tests.chain_stand_in import ChainStandIn
 
 
 class Fakes:
@@ -14,6 +15,7 @@ class Fakes:
     def __init__(self, bus):
         self.manager = Peer(name="mgr", role="manager", cfg=BusConfig(address=bus))
         self.scheduler = Peer(name="sched", role="scheduler", cfg=BusConfig(address=bus))
+        self.chain = ChainStandIn(bus)
         self.started: list[tuple[str, str, str]] = []     # (work, call, worker)
         self.returns: list[tuple[str, str, bool, bytes, str]] = []
         self.done: list[tuple[str, bool]] = []
@@ -30,6 +32,7 @@ class Fakes:
     async def start(self, nursery):
         await nursery.start(self.manager.run)
         await nursery.start(self.scheduler.run)
+        await self.chain.start(nursery)
         return self
 
     async def _started(self, req: Request):

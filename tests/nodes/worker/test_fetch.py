@@ -11,7 +11,8 @@ from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer, Refused, Request
 from nodes.scheduler.messages import SectorRef
-from nodes.worker.fetch import FetchError, fetch_sector, list_files, read_chunk
+from nodes.fetched import Expected
+from nodes.worker.fetch import MAX_CHUNK, FetchError, check_fetched, fetch_sector, list_files, read_chunk
 from nodes.worker.wire import WorkerChunk, WorkerFetch, WorkerSectorFiles
 
 _names = itertools.count()
@@ -117,3 +118,34 @@ def test_serving_refuses_paths_outside_the_sector(tmp_path):
         read_chunk(src, "unsealed", 0, 10)
     chunk, data = read_chunk(src, "sealed", 4990, 100)
     assert chunk == WorkerChunk(size=5000, sha256=hashlib.sha256(data).hexdigest()) and len(data) == 10
+
+
+def test_serving_follows_no_symlink_and_reads_a_bounded_length(tmp_path):
+    src = holder_dir(tmp_path)
+    (tmp_path / "secret").write_bytes(b"root:x:0:0")
+    (src / "passwd").symlink_to(tmp_path / "secret")                # a link to a file outside
+    (src / "outside").symlink_to(tmp_path, target_is_directory=True)  # a link to a dir outside
+    for name in ("passwd", "outside/secret"):
+        with pytest.raises(Refused, match="not held here"):
+            read_chunk(src, name, 0, 10)
+    assert {f.name for f in list_files(src)} == {"sealed", "cache/p_aux", "sector.json"}
+    with pytest.raises(Refused, match="length 0 to"):
+        read_chunk(src, "sealed", 0, MAX_CHUNK + 1)                   # a peer picks no size
+
+
+async def test_a_listing_bigger_than_a_sector_is_refused(bus, nursery, tmp_path, autojump_clock):
+    holder = Holder(bus, "w1", holder_dir(tmp_path))
+    await nursery.start(holder.peer.run)
+    peer = await client(nursery, bus)
+    with pytest.raises(FetchError, match="more than a sector has"):
+        await fetch_sector(peer, ["w1"], SECTOR, tmp_path / "dest", max_bytes=4096)
+    assert not (tmp_path / "dest" / "sealed").exists()
+
+
+def test_fetched_files_that_are_not_the_sectors_are_refused_and_removed(tmp_path):
+    src = holder_dir(tmp_path)
+    names = [f.name for f in list_files(src)]
+    with pytest.raises(FetchError, match="is not the sector's: p_aux does not hash to comm_r"):
+        check_fetched(src, names, Expected(5, comm_r=b"\x01" * 32), 2048)
+    assert list_files(src) == []
+    check_fetched(src, names, None, 2048)            # not precommitted: nothing to check against

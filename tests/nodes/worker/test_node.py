@@ -2,6 +2,7 @@
 run inline and the test playing manager and scheduler: calls and their reports, replay
 after a restart, refusals, limits and shared locks, aborts, task enable/disable."""
 import itertools
+import sqlite3
 
 import pytest
 import trio
@@ -256,3 +257,24 @@ def test_a_worker_config_naming_tasks_its_table_lacks_is_refused(tmp_path):
         make_worker("mem://x", tmp_path, tasks=["C2"])
     with pytest.raises(ValueError, match="unknown task types"):
         WorkerConfig(tasks=["XX"])
+
+
+async def test_a_full_disk_pauses_calls_and_says_so_but_the_worker_lives(
+        bus, fakes, nursery, tmp_path, autojump_clock):
+    w = make_worker(bus, tmp_path)
+    await nursery.start(w.run)
+    finish, full = w.store.finish, [3]
+
+    def finish_on_a_full_disk(*args):
+        if full[0]:
+            full[0] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return finish(*args)
+    w.store.finish = finish_on_a_full_disk
+    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))
+    await until(lambda: full[0] == 2)
+    assert w.peer.capabilities["problems"] == {
+        "store": f"cannot write {w.store.path}: database or disk is full"}
+    assert await fakes.scheduler.call("w1", WorkerListCalls())    # still serving
+    await until(lambda: fakes.returns and fakes.done)               # space again: it goes on
+    assert fakes.returns[0][2] is True and w.peer.capabilities["problems"] == {}
