@@ -3,7 +3,10 @@
 A bus message is a list of frames. RPC frames from a node to the hub are
 `[route, envelope, *buffers]` (route = the target); from the hub to a node they are
 `[sender, role, envelope, *buffers]`, sender and role stamped by the hub (a node cannot
-write them: see bus.permissions). Event frames are `[topic, envelope, *buffers]`. The envelope is a
+write them: see bus.permissions). An event is `[topic \0 envelope, *buffers]` from its
+publisher and `[topic \0 sender \0 role \0 envelope, *buffers]` from the hub, which
+writes the stamp (`event_frames`, `split_event`): one frame, because forwarding costs
+the hub per frame, and subscriptions still match topic prefixes. The envelope is a
 small array-like struct whose `body` stays raw msgpack until a channel decodes it with
 its own union of message kinds: routing needs no body decoding, and a bad body can
 still be answered with an error that names the request id. Large binary payloads
@@ -110,6 +113,23 @@ def decode_envelope(frame: bytes) -> Envelope:
         return _env_dec.decode(frame)
     except DECODE_ERRORS as e:
         raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}") from None
+
+
+EVENT_SEP = b"\x00"              # ends an event's topic (and the hub's stamp); never in a name
+
+
+def event_frames(topic: str | bytes, envelope: bytes, buffers: Iterable = ()) -> list:
+    """An event as its publisher sends it."""
+    if isinstance(topic, str):
+        topic = topic.encode()
+    return [topic + EVENT_SEP + envelope, *buffers]
+
+
+def split_event(frame: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """(topic, sender, role, envelope) of an event the hub forwarded; ValueError when
+    the frame is not one."""
+    topic, sender, role, envelope = frame.split(EVENT_SEP, 3)
+    return topic, sender, role, envelope
 
 
 class BodyDecoder:

@@ -10,12 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bus.codec import Error, ErrorCode, Msg
+from bus.codec import EVENT_SEP, Error, ErrorCode, Msg
 from bus.protocol import (ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes,
                           NodeDown, NodeInfo, NodeList, NodeUp, Ping, Pong, Register,
                           Registered)
 
 Event = tuple[str, Msg]          # (topic, message) the hub publishes
+
+
+def event_stamp(node_id: str, role: str) -> bytes:
+    """What the hub writes after an event's topic (bus.codec: topic \0 sender \0 role
+    \0 envelope). Names and roles hold no \0 (registration refuses them), so nothing a
+    node writes can pass for a stamp."""
+    return EVENT_SEP + node_id.encode() + EVENT_SEP + role.encode()
 
 
 @dataclass
@@ -39,10 +46,10 @@ class NodeRecord:
     since: float
     state: str = "up"
     user: str | None = None      # the key that registered it (curve security), else None
-    stamp: tuple[bytes, bytes] = field(init=False, repr=False)   # the frames its events get
+    stamp: bytes = field(init=False, repr=False)   # what the hub adds to its events' topic
 
     def __post_init__(self) -> None:
-        self.stamp = (self.node_id.encode(), self.role.encode())
+        self.stamp = event_stamp(self.node_id, self.role)
 
     def info(self) -> NodeInfo:
         return NodeInfo(node_id=self.node_id, role=self.role, state=self.state,
@@ -117,6 +124,9 @@ class HubCore:
         if msg.name != sender:
             return Error(code=ErrorCode.INVALID,
                          message=f"name {msg.name!r} differs from the connection's identity {sender!r}"), []
+        if "\x00" in msg.name or "\x00" in msg.role or not msg.role:
+            return Error(code=ErrorCode.INVALID, message="a node's name and role hold no NUL "
+                         "byte, and a role is not empty"), []
         events: list[Event] = []
         old = self.nodes.get(sender)
         if old is not None and old.user != user:

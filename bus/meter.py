@@ -9,8 +9,8 @@ from typing import Protocol
 class Meter(Protocol):
     # frames as they cross the socket: RPC in [sender, role, envelope, *buffers] (a tapped
     # copy of an RPC: [hub, tap, topic, from, to, envelope]), RPC out [to, envelope,
-    # *buffers], events in [topic, sender, role, envelope, *buffers] (stamped by the hub),
-    # events out [topic, envelope, *buffers]
+    # *buffers], events in and out as bus.codec has them (the envelope in the first frame,
+    # after the topic)
     def rpc_in(self, batch: list) -> None: ...
     def events_in(self, batch: list) -> None: ...
     def rpc_out(self, frames: list) -> None: ...

@@ -44,7 +44,8 @@ import trio
 from bus import keys
 from bus.address import reachable, split
 from bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
-                       RemoteError, any_decoder, decode_envelope, encode_envelope)
+                       RemoteError, any_decoder, decode_envelope, encode_envelope, event_frames,
+                       split_event)
 from bus.config import BusConfig
 from bus.hub import CLIENT_PREFIX, HUB_B, HUB_ROLE_B, TAP_PREFIX, TAP_ROLE_B
 from bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Rule, compile_rule,
@@ -94,7 +95,7 @@ def refusing(*rules: tuple[type[Exception] | tuple[type[Exception], ...], str]):
         raise Refused(code, getattr(e, "error", None) or str(e)) from None
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     body: Msg
     sender: str                  # stamped by the hub, not claimed by the sender
@@ -104,7 +105,7 @@ class Request:
     role: str = ""               # the sender's role, stamped by the hub (bus.permissions)
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     topic: str
     sender: str                  # stamped by the hub: the node that published it
@@ -184,7 +185,7 @@ class Subscription:
         self.dropped = 0
 
     def offer(self, frames: list) -> None:
-        """An event [topic, sender, role, envelope, *buffers] (a list), or a tapped copy
+        """An event as the hub forwards it (a list, bus.codec), or a tapped copy
         (topic bus.rpc.KIND, from, to, envelope) (a tuple: only Peer._on_tap makes them)."""
         if len(self._queue) >= self._limit:
             self.dropped += 1          # the sequence numbers will show the gap
@@ -222,20 +223,23 @@ class Subscription:
         return await self.__anext__()
 
     def _decode(self, frames: list) -> Event | None:
-        topic_b = bytes(frames[0])
-        topic = topic_b.decode(errors="replace")
         to = ""
         try:
             if type(frames) is tuple:                   # a copy the hub sent us (Peer._on_tap)
+                topic_b = frames[0]
                 sender, to, env = frames[1].decode(), frames[2].decode(), decode_envelope(frames[3])
                 role_b, bufs = HUB_ROLE_B, []
             else:
-                sender, role_b = frames[1].decode(), bytes(frames[2])
-                if not self._accepts(topic_b, sender, role_b):
+                topic_b, sender_b, role_b, env_b = split_event(frames[0])   # the hub's stamp
+                sender = sender_b.decode()
+                if (self.roles is not None or topic_b.startswith(_HUB_TOPICS_B)) and \
+                        not self._accepts(topic_b, sender, role_b):
                     return None
-                env, bufs = decode_envelope(frames[3]), frames[4:]
+                env, bufs = decode_envelope(env_b), frames[1:]
+            topic, role = topic_b.decode(), role_b.decode()
             body = self._decoder.decode(env) if self._decoder is not None else None
-        except (BadMessage, IndexError, UnicodeDecodeError) as e:
+        except (BadMessage, IndexError, ValueError) as e:       # UnicodeDecodeError too
+            topic = bytes(frames[0][:64]).partition(b"\x00")[0].decode(errors="replace")
             self._peer._bad_input.warning(("event", topic), "undecodable event on %r: %s", topic, e)
             return None
         gap, reset = 0, False
@@ -249,7 +253,7 @@ class Subscription:
                     reset = True
             self._last[key] = env.seq
         return Event(topic=topic, sender=sender, seq=env.seq, body=body, envelope=env,
-                     buffers=bufs, gap=gap, reset=reset, to=to, role=role_b.decode(errors="replace"))
+                     buffers=bufs, gap=gap, reset=reset, to=to, role=role)
 
     def _accepts(self, topic: bytes, sender: str, role: bytes) -> bool:
         if topic.startswith(_HUB_TOPICS_B):
@@ -417,7 +421,7 @@ class Peer:
     # -- events -----------------------------------------------------------------
     async def publish(self, topic: str, msg: Msg, *, buffers: Iterable = (), cause: str = "") -> None:
         seq = self._pub_seq[topic] = self._pub_seq.get(topic, 0) + 1
-        frames = [topic.encode(), encode_envelope(self.node_id, msg, seq=seq, cause=cause), *buffers]
+        frames = event_frames(topic, encode_envelope(self.node_id, msg, seq=seq, cause=cause), buffers)
         if self.meter is not None:
             self.meter.event_out(frames)
         await self.link.publish(frames)

@@ -217,6 +217,18 @@ class ZSocket:
         finally:
             self._after_op()
 
+    def send_batch_nowait(self, batch: list) -> None:
+        """send_nowait for each message, with one look at EVENTS after all of them
+        (zmq.Again from the first that does not fit: the rest are not sent)."""
+        if self._closed:
+            raise trio.ClosedResourceError("socket closed")
+        send = self._send
+        try:
+            for frames in batch:
+                send(frames)
+        finally:
+            self._after_op()
+
     def _send(self, frames: Sequence) -> None:
         """All frames or none: zmq checks the high-water mark on the first frame only."""
         send, last = self.sock.send, len(frames) - 1

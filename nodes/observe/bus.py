@@ -88,13 +88,13 @@ class PeerMeter:
     def events_in(self, batch: list) -> None:
         table = self.traffic.event_in
         for frames in batch:
-            _count(table, frames, 3)
+            _count(table, frames, 0)
 
     def rpc_out(self, frames: list) -> None:
         _count(self.traffic.rpc_out, frames, 1)
 
     def event_out(self, frames: list) -> None:
-        _count(self.traffic.event_out, frames, 1)
+        _count(self.traffic.event_out, frames, 0)
 
     def called(self, kind: str, outcome: str, seconds: float) -> None:
         K.RPC_SECONDS.labels(self.peer.node_id, kind, outcome).observe(seconds)

@@ -5,7 +5,7 @@ import msgspec
 import pytest
 import trio
 
-from bus.codec import (Envelope, Error, ErrorCode, Msg, RemoteError, decode_envelope,
+from bus.codec import (Envelope, Error, ErrorCode, Msg, RemoteError, decode_envelope, event_frames,
                        encode_envelope)
 from bus.config import BusConfig
 from bus.hub import ZmqHub
@@ -262,9 +262,9 @@ async def test_gaps_and_restarts_in_a_sequence_are_marked(bus, nursery):
     link = (await start_peer(nursery, bus, "pub")).link     # frames with sequence numbers we pick
     with sub_peer.subscribe("t.") as sub:
         await until_subscribed(lambda t: link.publish(
-            [t.encode(), encode_envelope("pub", PeerTick(n=0))]), sub, "t.probe")
+            event_frames(t, encode_envelope("pub", PeerTick(n=0)))), sub, "t.probe")
         for seq in (1, 2, 5, 1):
-            await link.publish([b"t.x", encode_envelope("pub", PeerTick(n=seq), seq=seq)])
+            await link.publish(event_frames("t.x", encode_envelope("pub", PeerTick(n=seq), seq=seq)))
         marks = []
         with trio.fail_after(5):
             while len(marks) < 4:

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from bus import keys
-from bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envelope
+from bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envelope, event_frames
 from bus.config import BusConfig
 from bus.hub import ZmqHub
 from bus.memory import MemoryHub
@@ -496,7 +496,7 @@ async def test_events_carry_the_publishers_key_identity_not_its_claim(cluster, n
                 if (await sub.receive()).topic == "probe.x":
                     break
         # w1's key, another node's name in the envelope: dropped at the hub
-        await w1.link.publish([b"chain.head", encode_envelope("manager-1", SecHead(epoch=1))])
+        await w1.link.publish(event_frames("chain.head", encode_envelope("manager-1", SecHead(epoch=1))))
         # the hub's own topics, from a node: dropped
         await w1.publish("node.down", NodeDown(node_id="manager-1", role="manager", reason="left"))
         await w1.publish("chain.head", SecHead(epoch=2))           # its own name: stamped as such
