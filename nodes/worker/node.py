@@ -255,8 +255,13 @@ class WorkerNode:
             raise Refused(ErrorCode.INVALID, f"{self.name} cannot run {b.task}")
         call = self.store.live_for(b.request)
         if call is None:
-            call = self.store.add(b.request, b.task, b.sector, b.sector_size, b.params, b.sources,
-                                  time.time())
+            try:
+                call = self.store.add(b.request, b.task, b.sector, b.sector_size, b.params,
+                                      b.sources, time.time())
+            except sqlite3.OperationalError as e:     # a full disk: the scheduler asks again
+                why = self._store_failed(e, "WorkerRun refused for now")
+                raise Refused(ErrorCode.BUSY, why, retry=True) from None
+            self.peer.set_problem("store")
             self._nursery.start_soon(self._drive, call.call_id, False)
         elif call.state in ENDED:                    # the scheduler asks again: tell it again
             self._nursery.start_soon(self._done_loop, call.call_id)
@@ -286,14 +291,18 @@ class WorkerNode:
             try:
                 result = write(*args)
             except sqlite3.OperationalError as e:
-                why = f"cannot write {self.store.path}: {e}"
-                self.peer.set_problem("store", why)
-                self._store_log.warning("store", "%s; trying again in %.0fs", why, delay)
+                self._store_failed(e, f"trying again in {delay:.0f}s")
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.wcfg.retry_max_s)
                 continue
             self.peer.set_problem("store")
             return result
+
+    def _store_failed(self, e: sqlite3.OperationalError, then: str) -> str:
+        why = f"cannot write {self.store.path}: {e}"
+        self.peer.set_problem("store", why)
+        self._store_log.warning("store", "%s; %s", why, then)
+        return why
 
     # ---- a call, start to end ------------------------------------------------------------
 

@@ -108,6 +108,17 @@ async def test_handler_failures_are_typed_errors_and_the_node_keeps_serving(bus,
     assert await client.call("w1", PeerEcho(text="ok")) == PeerEcho(text="ok!")
 
 
+async def test_a_failing_handler_logs_its_traceback_once_a_minute_not_per_request(
+        bus, nursery, caplog):
+    await start_peer(nursery, bus, "w1", PeerEcho=echo)
+    client = await start_peer(nursery, bus, "client")
+    for _ in range(50):
+        with pytest.raises(RemoteError):
+            await client.call("w1", PeerEcho(text="boom"))
+    lines = [r for r in caplog.records if "handler for PeerEcho failed" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].exc_info is not None
+
+
 async def test_call_timeout(bus, nursery):
     async def never(req):
         await trio.sleep_forever()

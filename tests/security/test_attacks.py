@@ -47,6 +47,7 @@ def cluster(tmp_path_factory):
         mp.setenv("ZQNODE_TASK_HOLD", str(base / "hold"))     # tasks wait while hold-TASK exists
         (base / "hold").mkdir()
         c = Cluster(base, workers=1, epoch_seconds=1.0)
+        c.small_disk = _mount_tmpfs(base / "worker-1", "64m")    # the worker's repo, for #6
         c.provision()
         keys.provision(base / "hub", [(str(base / "evil"), "worker", "evil-worker"),
                                       (str(base / "peek"), "reader", "")])
@@ -57,6 +58,19 @@ def cluster(tmp_path_factory):
             yield c
         finally:
             c.stop_all()
+            if c.small_disk:
+                subprocess.run(["umount", str(base / "worker-1")], check=False)
+
+
+def _mount_tmpfs(path, size: str) -> bool:
+    """A small file system of its own at `path` (a disk that can fill up); False where
+    this machine does not let us mount one (not root)."""
+    path.mkdir(parents=True)
+    try:
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, timeout=10).returncode == 0
+    except OSError:
+        return False
 
 
 def attack(c: Cluster, fn, *, reader: bool = False):
@@ -250,3 +264,28 @@ def test_7_no_symlink_escapes_no_sealing_work_no_tap(cluster):
     finally:
         link.unlink()
     assert_unharmed(cluster, before)
+
+
+def test_6_a_full_disk_stops_no_worker_and_shows_in_status(cluster):
+    if not cluster.small_disk:
+        pytest.skip("needs a small file system under the worker (mount -t tmpfs, as root)")
+    before = proving(cluster)
+    filler = cluster.base / "worker-1" / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(bytes(1 << 20))
+                f.flush()
+        except OSError:
+            pass
+    try:
+        admin(cluster, "sectors", "pledge")
+        problems = until(lambda: status(cluster)["problems"].get(WORKER), 120,
+                         "the worker reports its full disk")
+        assert "database or disk is full" in problems["store"]
+        assert f"PROBLEM   {WORKER}: store: cannot write" in admin(cluster, "status", "--once")
+        assert_unharmed(cluster, before)
+    finally:
+        filler.unlink()
+    until(lambda: not status(cluster)["problems"].get(WORKER), 120, "the problem to clear")
+    until(lambda: len(proving(cluster)) > len(before), 300, "the new sector to reach Proving")
