@@ -118,6 +118,11 @@ class Devnet:
         keys.provision(self.base / "hub", [*nodes, (str(client), "admin", "")])
         return client
 
+    def repos(self) -> list[pathlib.Path]:
+        """The repo of every node this process runs (the hub keeps only keys)."""
+        names = [n for n in self.NODES if n != "poster" or self.with_poster]
+        return [self.base / n for n in names] + [pathlib.Path(r) for r in self.worker_repos().values()]
+
     def worker_repos(self) -> dict[str, str]:
         return {f"devnet-worker-{i}": str(self.base / f"worker-{i}") for i in range(1, self.workers + 1)}
 
