@@ -12,7 +12,7 @@ from bus import keys
 from bus.address import event_endpoints, split
 from bus.config import BusConfig
 
-HUB_KEY_HINT = "HUB_NODE_PUB (the hub's node.pub, the file or the key in it)"
+HUB_KEY = "HUB_NODE_PUB: a copy of the hub's node.pub, or the key in it, quoted"
 
 
 class PreflightError(OSError):
@@ -36,12 +36,12 @@ def check_keys(bus: BusConfig, *, role: str, name: str) -> None:
                     f"what the nodes need")
         elif client:
             todo = (f"make this CLI's with `zqnode keys init --role admin{repo} --hub-key "
-                    f"{HUB_KEY_HINT}` (or --role reader), then on the hub: `zqnode keys allow "
-                    f"KEY --role admin` with the key it prints")
+                    f"HUB_NODE_PUB` (or --role reader; {HUB_KEY}), then on the hub: `zqnode "
+                    f"keys allow KEY --role admin` with the key it prints")
         else:
             todo = (f"make it with `zqnode keys init --role {role} --name {name}{repo} --hub-key "
-                    f"{HUB_KEY_HINT}`, then on the hub: `zqnode keys allow KEY --role {role} "
-                    f"--name {name}` with the key it prints")
+                    f"HUB_NODE_PUB` ({HUB_KEY}), then on the hub: `zqnode keys allow KEY --role "
+                    f"{role} --name {name}` with the key it prints")
         raise PreflightError(f"no key pair in {d} (the bus over tcp needs keys): {todo}; "
                              f"on one machine, ipc:// or ZQNODE_BUS_SECURITY=none needs none")
     if role == "bus":

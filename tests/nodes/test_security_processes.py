@@ -110,9 +110,9 @@ def test_default_key_directories_fit_together_and_missing_keys_say_what_to_run(e
         hub.wait_for(lambda line: line == f"bus hub running on {bus}")
         refused = zqnode(env, "start", "--role", "worker", "--name", "w1", "--bus", bus)
         assert refused.returncode == 1
-        assert (f"`zqnode keys init --role worker --name w1 --hub-key HUB_NODE_PUB (the hub's "
-                f"node.pub, the file or the key in it)`, then on the hub: `zqnode keys allow KEY "
-                f"--role worker --name w1`") in refused.stderr
+        assert ("`zqnode keys init --role worker --name w1 --hub-key HUB_NODE_PUB` (HUB_NODE_PUB: "
+                "a copy of the hub's node.pub, or the key in it, quoted), then on the hub: `zqnode "
+                "keys allow KEY --role worker --name w1`") in refused.stderr
         refused = zqnode(env, "bus", "nodes", "--bus", bus)
         assert refused.returncode == 1 and f"no key pair in {home}/.zqnode/client" in refused.stderr
         assert "`zqnode keys init --role admin --hub-key HUB_NODE_PUB" in refused.stderr
