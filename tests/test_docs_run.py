@@ -161,11 +161,10 @@ class Background:
     def __init__(self, cmd: str, machine: "Machine"):
         self.cmd, self.kind = cmd, words(cmd)[1]
         self.err = tempfile.TemporaryFile()
-        assign = cmd[:len(cmd) - len(cmd.lstrip())] + cmd.split("zqnode", 1)[0]
-        self.p = subprocess.Popen(["bash", "-c", machine.prelude() + f"{assign}exec zqnode"
-                                   + cmd.split("zqnode", 1)[1]], cwd=machine.home, env=machine.env,
-                                  stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  start_new_session=True)
+        assignments, rest = cmd.split("zqnode", 1)      # exec: Ctrl-C reaches zqnode itself
+        self.p = subprocess.Popen(["bash", "-c", f"{machine.prelude()}{assignments}exec zqnode{rest}"],
+                                  cwd=machine.home, env=machine.env, stdout=subprocess.PIPE,
+                                  stderr=self.err, text=True, start_new_session=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -292,7 +291,7 @@ class Scenario:
             self.here.exports.append(cmd)
             return
         if w[:2] == ["python", "tools/chaos.py"]:
-            return self.parse_chaos(cmd, block)
+            return self.parse_chaos(cmd)
         kind = until_stopped(cmd)
         if not kind:
             self.here.run(cmd, str(block))
@@ -329,11 +328,9 @@ class Scenario:
                 assert line.startswith(want[:-3]) if want.endswith("...") else line == want, \
                     (str(block), cmd, want, line)
 
-    def parse_chaos(self, cmd: str, block: Block) -> None:
-        sys.path.insert(0, str(ROOT))
+    def parse_chaos(self, cmd: str) -> None:
         from tools import chaos
-        args = shlex.split(cmd)[2:]
-        chaos.main.make_context("chaos.py", args)          # a wrong option raises UsageError
+        chaos.main.make_context("chaos.py", shlex.split(cmd)[2:])    # a wrong option raises
 
     # -- substitutions and placeholders --------------------------------------------------------
     def substitute(self, cmd: str) -> str:
