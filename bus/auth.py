@@ -132,6 +132,8 @@ class Authenticator:
             return reply(b"400", b"CURVE keys required")
         key = z85.encode(creds[0]).decode()
         role = self.allow.role_of(key)
+        if role is None and self.reload():        # allowed a moment ago: no need to wait
+            role = self.allow.role_of(key)         # for the next periodic check
         if role is None:
             self.refused += 1
             self.refusals.warning(key, "refused key %s from %s: not on the allow-list %s",

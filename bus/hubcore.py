@@ -106,7 +106,7 @@ class HubCore:
             rec = self.nodes.get(sender)
             if rec is None or rec.state != "up":
                 return None, []
-            rec.state, rec.since = "down", now
+            rec.state, rec.since = "left", now      # not "down": it stopped on purpose
             return None, [("node.down", NodeDown(node_id=rec.node_id, role=rec.role, reason="left"))]
         if isinstance(msg, Ping):
             return Pong(node_id="hub", role="bus"), []

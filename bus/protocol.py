@@ -52,7 +52,7 @@ class ListNodes(Msg):
 class NodeInfo(Msg):
     node_id: str
     role: str
-    state: str                   # "up" | "down"
+    state: str                   # "up" | "down" (silent) | "left" (said Goodbye)
     session: str
     last_heard: float            # hub clock, seconds
     since: float                 # when it entered its state, hub clock

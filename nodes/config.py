@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     role: str                        # bus | chain | manager | scheduler | worker | poster
-    name: str = ""                   # the node's id on the bus; "": ROLE-HOSTNAME
+    name: str = ""                   # the node's id on the bus; "": ROLE-HOSTNAME (the hub: hub)
     repo: str = ""                   # its state directory; "": ~/.zqnode/NAME
     metrics_listen: str = ""         # HOST:PORT serving Prometheus /metrics; "": none
     bus: BusConfig = msgspec.field(default_factory=BusConfig)             # every node
@@ -52,11 +52,17 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             except ListenError as e:
                 raise ValueError(str(e)) from None
         if not self.name:
-            self.name = f"{self.role}-{socket.gethostname()}"
+            self.name = default_name(self.role)
         if not self.repo:
             self.repo = str(pathlib.Path("~/.zqnode").expanduser() / self.name)
         if not self.bus.key_dir and not os.environ.get("ZQNODE_KEY_DIR"):
             self.bus.key_dir = self.repo       # a node's keys live in its repo
+
+
+def default_name(role: str) -> str:
+    """A node's name when none is given; the hub's is `hub`, so its repo (and keys) are
+    ~/.zqnode/hub, where `zqnode keys init --role bus` puts them."""
+    return "hub" if role == "bus" else f"{role}-{socket.gethostname()}"
 
 
 def load(path: str | None, *, environ: typing.Mapping[str, str] | None = None,
@@ -76,6 +82,9 @@ def load(path: str | None, *, environ: typing.Mapping[str, str] | None = None,
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
     bus_address = overrides.pop("bus", None)
+    wanted, written = overrides.get("role"), data.get("role")
+    if wanted and written and wanted != written:
+        raise ConfigError(f"{where}: $.role: the file is for a {written} node, not a {wanted}")
     data.update({k: v for k, v in overrides.items() if v})
     if bus_address:
         if not isinstance(data.get("bus", {}), dict):
@@ -84,7 +93,7 @@ def load(path: str | None, *, environ: typing.Mapping[str, str] | None = None,
     try:
         cfg = msgspec.convert(data, NodeConfig)
     except msgspec.ValidationError as e:
-        raise ConfigError(f"{where}: {explain(str(e))}") from None
+        raise ConfigError(f"{where}: {explain(str(e), data)}") from None
     check_resources(cfg, where)
     env = resource_env_from(os.environ if environ is None else environ)
     if env and cfg.role == "worker":
@@ -99,12 +108,15 @@ _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<key>[^`]*)`$")
 
 
-def explain(message: str) -> str:
+def explain(message: str, data: dict | None = None) -> str:
     """msgspec's "reason - at `$.a.b`" as "$.a.b: reason", naming the key even when a
-    section's check (its __post_init__) raised, and listing the keys a section has when
-    one is unknown."""
+    section's check (its __post_init__) raised or a table's value is wrong (msgspec says
+    `limits[...]`; `data`, what was decoded, has the key), and listing the keys a section
+    has when one is unknown."""
     m = _AT.match(message)
     reason, path = m["reason"].strip(), (m["path"] or "").lstrip(".")
+    if data is not None and "[...]" in path:
+        path = _name_table_keys(path, data)
     cls = _struct_at(path)
     unknown = _UNKNOWN.match(reason)
     if unknown:
@@ -123,6 +135,36 @@ def explain(message: str) -> str:
             path = _join(path, named[0])
     reason = reason.replace("`object`", "a table")
     return f"$.{path}: {reason}" if path else reason
+
+
+def _name_table_keys(path: str, data: dict) -> str:
+    """`worker.limits[...]` as `worker.limits.PC1`: the first key of that table whose value
+    does not convert to the table's value type."""
+    head, _, rest = path.partition("[...]")
+    table: object = data
+    for part in filter(None, re.split(r"\.|\[(\d+)\]", head)):
+        key = int(part) if part.isdigit() else part
+        try:
+            table = table[key]                  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return path
+    value_type = _value_type_at(head)
+    if not isinstance(table, dict) or value_type is None:
+        return path
+    for key, value in table.items():
+        try:
+            msgspec.convert(value, value_type)
+        except msgspec.ValidationError:
+            return f"{head}.{key}{rest}"
+    return path
+
+
+def _value_type_at(path: str):
+    """The value type of the table (dict) field a `a.b` path names, or None."""
+    parent, _, name = path.rpartition(".")
+    cls = _struct_at(parent)
+    tp = typing.get_type_hints(cls).get(name) if cls is not None else None
+    return typing.get_args(tp)[-1] if typing.get_origin(tp) is dict else None
 
 
 def _join(path: str, key: str) -> str:

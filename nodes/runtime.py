@@ -9,6 +9,7 @@ import trio
 
 from bus.hub import ZmqHub
 from nodes.config import ConfigError, NodeConfig
+from nodes.preflight import hub_addresses
 
 log = logging.getLogger("zqnode.runtime")
 
@@ -58,12 +59,18 @@ def _poster(cfg: NodeConfig):
 
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {
     "bus": _bus,
-    "worker": _worker,
     "chain": _chain,
-    "poster": _poster,
     "manager": _manager,
     "scheduler": _scheduler,
+    "worker": _worker,
+    "poster": _poster,
 }
+
+
+def listen_addresses(cfg: NodeConfig) -> list[tuple[str, str]]:
+    """(what, address) of everything the node `cfg` describes listens on."""
+    out = hub_addresses(cfg.bus.address) if cfg.role == "bus" else []
+    return out + ([("metrics", cfg.metrics_listen)] if cfg.metrics_listen else [])
 
 
 def node_runner(cfg: NodeConfig):

@@ -25,7 +25,8 @@ deadlines by the miner actor's own assignment); their WindowPoSt runs as WDP tas
 Prints a table, or one JSON object with --json: sectors sealed (and per day, overall and
 over the run's second half), per-worker and per-resource utilisation, queue wait per
 task type (from the request to the task's start, a fetch included), deadline outcomes
-(proven; late = proven with less than a quarter of the window left; missed), failures.
+(proven; late = proven with less than a quarter of the window left; missed), the sectors
+proving on chain at the end (and at the start), failures. --png draws the timeline.
 `wall_seconds` and `cpu_seconds` are the only values that differ between two runs with
 the same arguments. Progress goes to stderr (at most a line every 2 s).
 """
@@ -51,7 +52,7 @@ from sim.config import (
     load_profile,
 )
 from sim.png import write_png
-from sim.report import table
+from sim.report import deadline_marks, table, title
 
 from nodes.chain.policy import policy as policy_named
 
@@ -67,7 +68,8 @@ def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int |
                      days=days, seed=seed, chaos=Chaos() if chaos else None, progress=progress)
     summary = sim.run()
     if png:
-        width, height = write_png(png, sim.metrics.spans, sim.workers, sim.end)
+        width, height = write_png(png, sim.metrics.spans, sim.workers, sim.end,
+                                  posts=deadline_marks(sim), title=title(sim))
         summary["png"] = {"path": str(png), "width": width, "height": height}
     return summary
 

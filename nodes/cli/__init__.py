@@ -5,6 +5,22 @@ import click
 from nodes.observe import logs
 
 
+class Zqnode(click.Group):
+    """Ctrl-C ends any command with one line and the shell's status for it (130), not
+    click's "Aborted!" or a traceback through Trio's exception groups."""
+
+    def invoke(self, ctx: click.Context):
+        from nodes.cli.common import interrupted
+        try:
+            return super().invoke(ctx)
+        except BaseException as e:
+            if not interrupted(e):
+                raise
+        click.echo(f"zqnode {ctx.invoked_subcommand or ''}: stopped (Ctrl-C)".replace(" :", ":"),
+                   err=True)
+        ctx.exit(130)
+
+
 def _log_levels(ctx, param, value: str) -> str:
     try:
         logs.parse_levels(value)
@@ -13,7 +29,7 @@ def _log_levels(ctx, param, value: str) -> str:
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Zqnode, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="zqnode")
 @click.option("--log-level", default="info", show_default=True, callback=_log_levels,
               help="A level (debug, info, warning, error), and levels per module: "

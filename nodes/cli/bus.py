@@ -11,13 +11,13 @@ import trio
 from bus.codec import peek_kind, to_plain
 from bus.peer import Event, Peer
 from bus.protocol import HUB, ListNodes, NodeList, Ping
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.common import bus_option, emit_json, json_option, plain, with_client
 
 
 def event_record(ev: Event) -> dict:
     env = ev.envelope
     rec = {"topic": ev.topic, "kind": peek_kind(env.body) or "?", "sender": ev.sender,
-           "seq": ev.seq, "cause": env.cause, "ts": env.ts, "body": to_plain(env.body)}
+           "seq": ev.seq, "cause": env.cause, "ts": env.ts, "body": plain(to_plain(env.body))}
     if ev.to:
         rec["to"] = ev.to
         rec["id"] = env.id
@@ -34,7 +34,7 @@ def event_line(rec: dict) -> str:
     who = f"{rec['sender']}->{rec['to']}#{rec['id']}" if "to" in rec else f"{rec['sender']}#{rec['seq']}"
     body = rec["body"]
     if isinstance(body, dict):
-        body = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in body.items() if k != "kind")
+        body = " ".join(f"{k}={json.dumps(v)}" for k, v in body.items() if k != "kind")
     extra = f" (+{len(rec['buffers'])} buffers)" if "buffers" in rec else ""
     gap = f" [missed {rec['gap']}]" if "gap" in rec else ""
     return f"{t} {rec['topic']:<24} {who:<28} {rec['kind']} {body}{extra}{gap}"
@@ -50,16 +50,13 @@ def tail(bus: str, topics: tuple[str, ...], as_json: bool) -> None:
         with peer.subscribe(*topics, raw=True) as sub:
             async for ev in sub:
                 rec = event_record(ev)
-                line = json.dumps(rec, default=str) if as_json else event_line(rec)
+                line = json.dumps(rec) if as_json else event_line(rec)
                 try:
                     print(line, flush=True)
                 except BrokenPipeError:
                     sys.stderr.close()
                     return
-    try:
-        with_client(bus, follow)
-    except KeyboardInterrupt:
-        pass
+    with_client(bus, follow)
 
 
 @click.group("bus")
@@ -69,7 +66,7 @@ def bus_group() -> None:
 
 @bus_group.command("nodes")
 @bus_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def nodes(bus: str, as_json: bool) -> None:
     """The registered nodes: role, state, when last heard."""
     listing: NodeList = with_client(bus, lambda peer: peer.call(HUB, ListNodes()))
@@ -78,7 +75,7 @@ def nodes(bus: str, as_json: bool) -> None:
              "in_state_s": round(listing.now - n.since, 3), "host": n.host, "pid": n.pid}
             for n in sorted(listing.nodes, key=lambda n: (n.role, n.node_id))]
     if as_json:
-        click.echo(json.dumps(rows))
+        emit_json(rows)
         return
     click.echo(f"{'NODE':<24} {'ROLE':<10} {'STATE':<6} {'LAST HEARD':>11} {'HOST':<16} PID")
     for r in rows:
@@ -89,18 +86,24 @@ def nodes(bus: str, as_json: bool) -> None:
 @bus_group.command("ping")
 @click.argument("target")
 @bus_option
-@click.option("--count", default=1, show_default=True)
-def ping(target: str, bus: str, count: int) -> None:
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1))
+@json_option
+def ping(target: str, bus: str, count: int, as_json: bool) -> None:
     """Round-trip a Ping through the hub to TARGET (a node id, @role, or hub)."""
-    async def go(peer: Peer) -> list[tuple[str, float]]:
+    async def go(peer: Peer) -> list[dict]:
         out = []
         for _ in range(count):
             t0 = trio.current_time()
             pong = await peer.call(target, Ping())
-            out.append((f"{pong.node_id} ({pong.role})", trio.current_time() - t0))
+            out.append({"node_id": pong.node_id, "role": pong.role,
+                        "ms": round((trio.current_time() - t0) * 1e3, 3)})
         return out
-    for who, dt in with_client(bus, go):
-        click.echo(f"pong from {who} in {dt * 1e3:.3f} ms")
+    pongs = with_client(bus, go)
+    if as_json:
+        emit_json(pongs)
+        return
+    for p in pongs:
+        click.echo(f"pong from {p['node_id']} ({p['role']}) in {p['ms']:.3f} ms")
 
 
 COMMANDS = [tail, bus_group]

@@ -2,38 +2,25 @@
 messages, and (devnet) make it reorg. Bytes show as hex, in text and in --json."""
 from __future__ import annotations
 
-import json
-
 import click
-import msgspec
 
 from nodes.chain.api import BusChainAPI
-from nodes.cli.common import bus_option, with_client
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def plain(obj):
-    """Builtin types for JSON, bytes as hex."""
-    return _hex(msgspec.to_builtins(obj, builtin_types=(bytes,)))
-
-
-def _hex(x):
-    if isinstance(x, bytes):
-        return x.hex()
-    if isinstance(x, dict):
-        return {k: _hex(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_hex(v) for v in x]
-    return x
+from nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
 
 
 def ask(bus: str, fn):
     return with_client(bus, lambda peer: fn(BusChainAPI(peer)))
 
 
-def emit_json(obj) -> None:
-    click.echo(json.dumps(plain(obj)))
+async def _the_miner(api: BusChainAPI, miner: int) -> int:
+    """`miner`, or the chain's only miner when it is 0."""
+    if miner:
+        return miner
+    miners = (await api.info()).miners
+    if len(miners) != 1:
+        raise click.ClickException(f"the chain has miners {ids(f'f0{m}' for m in miners)}: "
+                                   f"choose one with --miner")
+    return miners[0]
 
 
 def ids(xs) -> str:
@@ -79,14 +66,14 @@ def reorg(depth: int, bus: str, as_json: bool) -> None:
 
 
 @chain_group.command("miner")
-@click.argument("miner", type=int, required=False)
+@miner_option("Only this miner [default: every miner of the chain].")
 @bus_option
 @json_option
-def miner(miner: int | None, bus: str, as_json: bool) -> None:
-    """Miners (or one MINER, by actor id): power, sectors, faults, penalties, deadline."""
-    views = ask(bus, lambda api: api.miners() if miner is None else _one(api.miner(miner)))
+def miner(miner: int, bus: str, as_json: bool) -> None:
+    """Miners (or one): power, sectors, faults, penalties, deadline."""
+    views = ask(bus, lambda api: _one(api.miner(miner)) if miner else api.miners())
     if as_json:
-        emit_json(views if miner is None else views[0])
+        emit_json(views[0] if miner else views)
         return
     click.echo(f"{'MINER':<8} {'WORKER':<8} {'SIZE':>10} {'POWER':>12} {'SECTORS':>7} {'ACTIVE':>6} "
                f"{'UNPROVEN':>8} {'FAULTY':>6} {'RECOVER':>7} {'PRECOMMIT':>9} {'PENALTIES':>9} DEADLINE")
@@ -102,16 +89,17 @@ async def _one(coro):
 
 
 @chain_group.command("deadline")
-@click.argument("miner", type=int)
-@click.option("--index", type=int, default=None, help="Deadline index [default: the current one].")
+@click.argument("index", type=click.IntRange(0), required=False)
+@miner_option("The miner [default: the chain's only miner].")
 @bus_option
 @json_option
-def deadline(miner: int, index: int | None, bus: str, as_json: bool) -> None:
-    """A deadline of MINER: its window and its partitions."""
+def deadline(index: int | None, miner: int, bus: str, as_json: bool) -> None:
+    """Deadline INDEX [default: the current one]: its window and its partitions."""
     async def go(api: BusChainAPI):
-        info = await api.deadline(miner)
-        return info, await api.partitions(miner, info.index if index is None else index)
-    info, view = ask(bus, go)
+        actor = await _the_miner(api, miner)
+        info = await api.deadline(actor)
+        return actor, info, await api.partitions(actor, info.index if index is None else index)
+    miner, info, view = ask(bus, go)
     if as_json:
         emit_json({"current": info, "deadline": view})
         return
@@ -127,15 +115,16 @@ def deadline(miner: int, index: int | None, bus: str, as_json: bool) -> None:
 
 
 @chain_group.command("sector")
-@click.argument("miner", type=int)
-@click.argument("number", type=int)
+@click.argument("number", type=click.IntRange(0))
+@miner_option("The miner [default: the chain's only miner].")
 @bus_option
 @json_option
-def sector(miner: int, number: int, bus: str, as_json: bool) -> None:
-    """Sector NUMBER of MINER: on chain, or pre-committed."""
+def sector(number: int, miner: int, bus: str, as_json: bool) -> None:
+    """Sector NUMBER: on chain, or pre-committed."""
     async def go(api: BusChainAPI):
-        return await api.sector(miner, number), await api.precommit(miner, number)
-    s, pc = ask(bus, go)
+        actor = await _the_miner(api, miner)
+        return actor, await api.sector(actor, number), await api.precommit(actor, number)
+    miner, s, pc = ask(bus, go)
     if as_json:
         emit_json({"sector": s, "precommit": pc})
         return

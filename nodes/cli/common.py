@@ -1,21 +1,27 @@
-"""Helpers for commands that talk to a running bus as a client."""
+"""What the commands share: talking to a running bus as a client, the options every
+command spells the same way (--bus, --json, --miner, --metrics-listen), and JSON output
+(bytes always as hex)."""
 from __future__ import annotations
 
+import json
 import uuid
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import click
+import msgspec
 import trio
 
 from bus.address import DEFAULT_BUS, AddressError, split
 from bus.codec import RemoteError
 from bus.config import BusConfig
 from bus.peer import CallTimeout, Peer
+from nodes import preflight
 
 T = TypeVar("T")
 
 bus_option = click.option("--bus", "bus", default=DEFAULT_BUS, show_default=True,
                           envvar="ZQNODE_BUS", help="The hub's address.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 metrics_option = click.option(
     "--metrics-listen", "metrics_listen", default="", metavar="HOST:PORT",
     help="Serve Prometheus metrics on http://HOST:PORT/metrics [default: the config's "
@@ -31,17 +37,61 @@ def metrics_runner(listen: str):
         raise click.ClickException(str(e)) from None
 
 
+class MinerId(click.ParamType):
+    """A miner actor: 1000, f01000 or t01000."""
+    name = "MINER"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        digits = text[2:] if text[:2] in ("f0", "t0") else text
+        if not digits.isdigit():
+            self.fail(f"{value!r} is not a miner actor id (1000, f01000 or t01000)", param, ctx)
+        return int(digits)
+
+
+def miner_option(help: str):
+    return click.option("--miner", type=MinerId(), default=0, help=help)
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+def plain(obj) -> Any:
+    """`obj` (structs, dicts, lists, bytes ...) as JSON-ready data, bytes as hex."""
+    return _hex(msgspec.to_builtins(obj, builtin_types=(bytes,)))
+
+
+def _hex(x):
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x).hex()
+    if isinstance(x, dict):
+        return {(_hex(k) if isinstance(k, bytes) else k): _hex(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_hex(v) for v in x]
+    return x
+
+
+def to_json(obj) -> str:
+    return json.dumps(plain(obj))
+
+
+def emit_json(obj) -> None:
+    click.echo(to_json(obj))
+
+
+# -- the bus ------------------------------------------------------------------------------------
 def with_client(bus: str, fn: Callable[[Peer], Awaitable[T]], *, timeout: float = 5.0) -> T:
     """Connect to the hub as a client (not a registered node), run `fn`, disconnect.
-    A hub that does not answer, or a refused call, is a one-line error."""
+    A hub that does not answer, a refused call or missing keys is a one-line error."""
     try:
         split(bus)
-    except AddressError as e:
+        cfg = BusConfig(address=bus, call_timeout_s=timeout)
+        preflight.check_keys(cfg, role="admin", name="client")
+    except (AddressError, OSError) as e:       # OSError: keys missing or unreadable
         raise click.ClickException(str(e)) from None
 
     async def main() -> T:
-        peer = Peer(name=f"cli-{uuid.uuid4().hex[:8]}", role="cli", register=False,
-                    cfg=BusConfig(address=bus, call_timeout_s=timeout))
+        peer = Peer(name=f"cli-{uuid.uuid4().hex[:8]}", role="cli", register=False, cfg=cfg)
         async with trio.open_nursery() as nursery:
             try:
                 with trio.fail_after(timeout):
@@ -55,10 +105,12 @@ def with_client(bus: str, fn: Callable[[Peer], Awaitable[T]], *, timeout: float 
     try:
         return trio.run(main)
     except BaseException as e:
+        if interrupted(e):
+            raise KeyboardInterrupt from None       # the `zqnode` group says it in one line
         leaf = unwrap(e)
         if isinstance(leaf, click.ClickException):
             raise leaf from None
-        if isinstance(leaf, (CallTimeout, RemoteError, OSError)):   # OSError: keys missing
+        if isinstance(leaf, (CallTimeout, RemoteError, OSError)):
             raise click.ClickException(str(leaf)) from None
         raise
 
@@ -68,3 +120,10 @@ def unwrap(e: BaseException) -> BaseException:
     while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
         e = e.exceptions[0]
     return e
+
+
+def interrupted(e: BaseException) -> bool:
+    """Ctrl-C, however deep in a nursery's exception groups it arrived."""
+    if isinstance(e, BaseExceptionGroup):
+        return e.subgroup(KeyboardInterrupt) is not None
+    return isinstance(e, KeyboardInterrupt)

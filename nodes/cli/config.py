@@ -6,11 +6,9 @@
 """
 from __future__ import annotations
 
-import json
-
 import click
-import msgspec
 
+from nodes.cli.common import emit_json, json_option, plain
 from nodes.config import ConfigError, load
 from nodes.configdoc import ROLE_SECTIONS, default_toml
 
@@ -30,7 +28,7 @@ def default(role: str) -> None:
 @config_group.command("check")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--role", default="", help="The role [default: the file's `role`].")
-@click.option("--json", "as_json", is_flag=True, help="Print the configuration in effect.")
+@json_option
 def check(path: str, role: str, as_json: bool) -> None:
     """Load a file as `zqnode start` would; a wrong key or value is named."""
     try:
@@ -41,11 +39,11 @@ def check(path: str, role: str, as_json: bool) -> None:
         raise click.ClickException(f"{path}: $.role: unknown role {cfg.role!r} "
                                    f"(roles: {', '.join(ROLE_SECTIONS)})")
     if as_json:
-        shown = msgspec.to_builtins(cfg)
+        shown = plain(cfg)
         for section in {"chain", "poster", "manager", "scheduler", "worker", "sealing"} - set(
                 ROLE_SECTIONS[cfg.role]):
             shown.pop(section, None)           # sections this role does not read
-        click.echo(json.dumps(shown))
+        emit_json(shown)
         return
     click.echo(f"{path}: ok ({cfg.role} {cfg.name}, repo {cfg.repo}, bus {cfg.bus.address})")
 

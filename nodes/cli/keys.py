@@ -3,8 +3,10 @@
     zqnode keys init --role worker --name w1 [--repo DIR] [--hub-key KEY|FILE]
     zqnode keys show [--repo DIR]                      # this node's public key
     zqnode keys allow KEY|FILE --role worker [--name w1] [--repo HUBDIR]
-    zqnode keys list [--repo HUBDIR] [--json]
+    zqnode keys list [--repo HUBDIR]
     zqnode keys revoke KEY|FILE [--repo HUBDIR]
+
+Each takes --json (one object; `list`: an array).
 
 Key directories default as the bus finds them (bus.keys.key_dir): $ZQNODE_KEY_DIR, else
 ~/.zqnode/NAME for a node, ~/.zqnode/hub for the hub, ~/.zqnode/client for the CLI.
@@ -12,25 +14,22 @@ A running hub reloads its allow-list by itself within a second.
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-import socket
 
 import click
 
 from bus import keys
 from bus.permissions import ADMIN, READER
+from nodes.cli.common import emit_json, json_option
+from nodes.config import default_name
 
 CLIENT_ROLES = (ADMIN, READER)
 
 
 def _default_name(role: str) -> str:
-    if role == "bus":
-        return "hub"
-    if role in CLIENT_ROLES:
-        return "client"
-    return f"{role}-{socket.gethostname()}"
+    """Where `zqnode start` (and the CLI, for client roles) will look for the keys."""
+    return "client" if role in CLIENT_ROLES else default_name(role)
 
 
 def _dir(repo: str, name: str) -> pathlib.Path:
@@ -64,7 +63,8 @@ def keys_group() -> None:
 @click.option("--hub-key", default="", help="The hub's public key (or its node.pub file): "
               "written to hub.pub here.")
 @click.option("--force", is_flag=True, help="Replace an existing key pair.")
-def init(role: str, name: str, repo: str, hub_key: str, force: bool) -> None:
+@json_option
+def init(role: str, name: str, repo: str, hub_key: str, force: bool, as_json: bool) -> None:
     """Make this node's key pair (node.key is 0600) and print its public key."""
     try:
         keys.check_role(role)
@@ -75,6 +75,10 @@ def init(role: str, name: str, repo: str, hub_key: str, force: bool) -> None:
             (d / keys.HUB_FILE).write_text(_key_arg(hub_key) + "\n")
     except keys.KeyFileError as e:
         raise click.ClickException(str(e)) from None
+    if as_json:
+        emit_json({"key": public, "role": role, "name": name, "dir": str(d),
+                   "hub_key": bool(hub_key)})
+        return
     click.echo(f"public key {public} in {d / keys.PUBLIC_FILE}")
     if role == "bus":
         click.echo(f"peers need this key: copy {d / keys.PUBLIC_FILE} to their key directory as "
@@ -88,12 +92,18 @@ def init(role: str, name: str, repo: str, hub_key: str, force: bool) -> None:
 
 @keys_group.command("show")
 @click.option("--repo", default="", help="Key directory [default: $ZQNODE_KEY_DIR, else ~/.zqnode/hub].")
-def show(repo: str) -> None:
+@json_option
+def show(repo: str, as_json: bool) -> None:
     """Print the public key of the key pair in a directory."""
+    d = _dir(repo, "hub")
     try:
-        click.echo(keys.read_key_pair(_dir(repo, "hub"))[0].decode())
+        public = keys.read_key_pair(d)[0].decode()
     except keys.KeyFileError as e:
         raise click.ClickException(str(e)) from None
+    if as_json:
+        emit_json({"key": public, "dir": str(d)})
+        return
+    click.echo(public)
 
 
 @keys_group.command("allow")
@@ -101,7 +111,8 @@ def show(repo: str) -> None:
 @click.option("--role", required=True, help="The role this key acts as: a node role, reader or admin.")
 @click.option("--name", default="", help="Pin the key to this node name (recommended for nodes).")
 @hub_repo_option
-def allow(key: str, role: str, name: str, repo: str) -> None:
+@json_option
+def allow(key: str, role: str, name: str, repo: str, as_json: bool) -> None:
     """Let KEY (or the key in file KEY) onto the bus with ROLE."""
     path = _dir(repo, "hub") / keys.ALLOW_FILE
     try:
@@ -109,12 +120,15 @@ def allow(key: str, role: str, name: str, repo: str) -> None:
         keys.AllowList.load(path).with_key(entry).save(path)
     except keys.KeyFileError as e:
         raise click.ClickException(str(e)) from None
+    if as_json:
+        emit_json({"key": entry.key, "role": role, "name": name, "allow_list": str(path)})
+        return
     click.echo(f"allowed {entry.key} as {role}" + (f" (name {name})" if name else "") + f" in {path}")
 
 
 @keys_group.command("list")
 @hub_repo_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def list_keys(repo: str, as_json: bool) -> None:
     """The hub's allow-list."""
     path = _dir(repo, "hub") / keys.ALLOW_FILE
@@ -123,7 +137,7 @@ def list_keys(repo: str, as_json: bool) -> None:
     except keys.KeyFileError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
-        click.echo(json.dumps([{"key": e.key, "role": e.role, "name": e.name} for e in entries]))
+        emit_json([{"key": e.key, "role": e.role, "name": e.name} for e in entries])
         return
     click.echo(f"{'KEY':<40} {'ROLE':<10} NAME")
     for e in entries:
@@ -133,7 +147,8 @@ def list_keys(repo: str, as_json: bool) -> None:
 @keys_group.command("revoke")
 @click.argument("key")
 @hub_repo_option
-def revoke(key: str, repo: str) -> None:
+@json_option
+def revoke(key: str, repo: str, as_json: bool) -> None:
     """Take KEY off the allow-list: its nodes are dropped and it cannot connect again."""
     path = _dir(repo, "hub") / keys.ALLOW_FILE
     try:
@@ -141,6 +156,9 @@ def revoke(key: str, repo: str) -> None:
         keys.AllowList.load(path).without(k).save(path)
     except keys.KeyFileError as e:
         raise click.ClickException(str(e)) from None
+    if as_json:
+        emit_json({"key": k, "allow_list": str(path)})
+        return
     click.echo(f"revoked {k} in {path}")
 
 

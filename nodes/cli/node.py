@@ -1,6 +1,7 @@
 """`zqnode start` (one node) and `zqnode devnet` (everything in one process)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import pathlib
@@ -9,7 +10,7 @@ import click
 import trio
 
 from bus.address import DEFAULT_BUS
-from nodes import runtime
+from nodes import preflight, repo as repos, runtime
 from nodes.cli.common import metrics_option, metrics_runner, unwrap
 from nodes.config import ConfigError, NodeConfig, load
 
@@ -30,10 +31,10 @@ def _run(runners, on_started=None) -> None:
 
 
 @click.command()
-@click.option("--role", required=True, help="bus, chain, manager, scheduler, worker, poster")
+@click.option("--role", required=True, type=click.Choice(list(runtime.ROLES)))
 @click.option("--bus", default=None, envvar="ZQNODE_BUS",
               help=f"The hub's address [default: the config's bus.address, else {DEFAULT_BUS}].")
-@click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME].")
+@click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME; the hub: hub].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
 @metrics_option
@@ -45,18 +46,25 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
                    metrics_listen=metrics_listen)
     except (ConfigError, runtime.UnknownRole) as e:
         raise click.ClickException(str(e)) from None
-    try:
-        runner = runtime.node_runner(cfg)
-    except (ConfigError, runtime.UnknownRole) as e:     # a node's own checks, at start
-        raise click.ClickException(f"{config_path or 'options'}: {e}") from None
-    runners = [runner]
-    if cfg.metrics_listen:
-        runners.append(metrics_runner(cfg.metrics_listen))
+    with contextlib.ExitStack() as held:
+        try:       # before anything starts: the repo is ours, the keys are there, ports free
+            held.enter_context(repos.hold(cfg.repo))
+            preflight.check_keys(cfg.bus, role=cfg.role, name=cfg.name)
+            preflight.check_free(runtime.listen_addresses(cfg))
+        except OSError as e:
+            raise click.ClickException(str(e)) from None
+        try:
+            runner = runtime.node_runner(cfg)
+        except (ConfigError, runtime.UnknownRole) as e:     # a node's own checks, at start
+            raise click.ClickException(f"{config_path or 'options'}: {e}") from None
+        runners = [runner]
+        if cfg.metrics_listen:
+            runners.append(metrics_runner(cfg.metrics_listen))
 
-    def started(urls) -> None:
-        click.echo(f"{cfg.role} {cfg.name} running on {cfg.bus.address}"
-                   + (f"; metrics on {urls[-1]}" if cfg.metrics_listen else ""))
-    _run(runners, started)
+        def started(urls) -> None:
+            click.echo(f"{cfg.role} {cfg.name} running on {cfg.bus.address}"
+                       + (f"; metrics on {urls[-1]}" if cfg.metrics_listen else ""))
+        _run(runners, started)
 
 
 @click.command()
@@ -81,22 +89,28 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
     sectors and prints its progress; run again with the same --repo to resume."""
     from nodes.sealing.devnet import Devnet, DevnetError
     base = pathlib.Path(repo or NodeConfig(role="devnet", name="devnet").repo).expanduser()
-    try:
-        net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
-                     epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
-                     poster=not no_poster, say=lambda line: click.echo(line))
-    except DevnetError as e:
-        raise click.ClickException(str(e)) from None
-    runners = [net.run]
-    if metrics_listen:
-        runners.append(metrics_runner(metrics_listen))
-    _log_to(base / "devnet.log")
-    click.echo(f"devnet: state in {base} (the same --repo resumes it); logs in {base / 'devnet.log'}")
-
-    def started(urls) -> None:
+    with contextlib.ExitStack() as held:
+        try:       # before anything starts: the repos are ours, every port is free
+            held.enter_context(repos.hold(base))
+            preflight.check_free(preflight.hub_addresses(bus)
+                                 + ([("metrics", metrics_listen)] if metrics_listen else []))
+            net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
+                         epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
+                         poster=not no_poster, say=lambda line: click.echo(line))
+            for node_repo in net.repos():
+                held.enter_context(repos.hold(node_repo))
+        except (OSError, DevnetError) as e:
+            raise click.ClickException(str(e)) from None
+        runners = [net.run]
         if metrics_listen:
-            click.echo(f"devnet: metrics on {urls[-1]}")
-    _run(runners, started)
+            runners.append(metrics_runner(metrics_listen))
+        _log_to(base / "devnet.log")
+        click.echo(f"devnet: state in {base} (the same --repo resumes it); logs in {base / 'devnet.log'}")
+
+        def started(urls) -> None:
+            if metrics_listen:
+                click.echo(f"devnet: metrics on {urls[-1]}")
+        _run(runners, started)
     click.echo(f"devnet: stopped; state kept in {base}")
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import click
 import msgspec
 
+from nodes.cli.common import MinerId, to_json
 from nodes.observe import progress
 from proofs import commp as commp_mod
 from proofs import fr32, params, post, seal
@@ -56,13 +57,6 @@ def _hex32(value: str, option: str) -> bytes:
     return raw
 
 
-def _miner(value: str) -> int:
-    m = re.fullmatch(r"(?:[ft]0)?(\d+)", value.strip())
-    if not m:
-        raise _fail(f"--miner must be an actor id such as 1000 or t01000, got {value!r}")
-    return int(m.group(1))
-
-
 def _backend(name: str):
     try:
         return get_backend(name)
@@ -72,7 +66,7 @@ def _backend(name: str):
 
 def _emit(record: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(record))
+        click.echo(to_json(record))
         return
     width = max(map(len, record))
     for key, value in record.items():
@@ -151,7 +145,7 @@ def _fresh_out(out: str) -> Path:
 @click.option("--sector-size", default=None, help="2KiB, 8MiB, 512MiB, 32GiB or 64GiB.")
 @click.option("--seal-proof", "seal_proof_name", default=None,
               help="Registered seal proof, name or id [default: V1_1 of the size].")
-@click.option("--miner", required=True, help="Miner actor id (1000 or t01000).")
+@click.option("--miner", required=True, type=MinerId(), help="Miner actor id (1000, f01000 or t01000).")
 @click.option("--sector", "sector_number", required=True, type=click.IntRange(0, 2 ** 63 - 1))
 @click.option("--ticket", required=True, help="PreCommit ticket, 64 hex digits.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False), default=None,
@@ -167,7 +161,7 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
                  do_finalize, backend, parent_cache, as_json, show_progress) -> None:
     """Seal a sector into --out (AP, PC1, PC2; C1 with --seed): comm_d, comm_r, replica_id."""
     p = _seal_proof_for(sector_size, seal_proof_name)
-    miner_id = _miner(miner)
+    miner_id = miner
     ticket_bytes = _hex32(ticket, "--ticket")
     seed_bytes = _hex32(seed, "--seed") if seed is not None else None
     impl = _backend(backend)

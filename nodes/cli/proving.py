@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-from nodes.cli.chain import emit_json, ids, json_option
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.chain import ids
+from nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
 from nodes.poster import wire as W
 
-miner_option = click.option("--miner", type=int, default=0,
-                            help="Miner actor id [default: the poster's only miner].")
+miner_option = miner_option("The miner [default: the poster's only miner].")
 poster_option = click.option("--poster", "target", default="@poster", show_default=True,
                              help="The poster node (a node id or @poster).")
 

@@ -10,20 +10,16 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import click
-import msgspec
 import trio
 
 from bus.peer import Peer
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.common import MinerId, bus_option, emit_json, json_option, plain, to_json, with_client
 from nodes.manager.wire import MgrAbort, MgrJobs
 from nodes.scheduler.wire import SchedGetDiag
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.group("sealing")
@@ -45,9 +41,8 @@ def jobs(bus: str, as_json: bool) -> None:
     ret-wait (its worker finished; the result is on its way), returned (waiting for
     its requester), failed, aborted."""
     listing = with_client(bus, lambda peer: peer.call("@manager", MgrJobs()))
-    rows = msgspec.to_builtins(listing.jobs)
     if as_json:
-        click.echo(json.dumps(rows))
+        emit_json(listing.jobs)
         return
     if not listing.scheduler:
         click.echo("(the scheduler did not answer: no assigned/prepared detail)", err=True)
@@ -78,7 +73,7 @@ def workers(bus: str, as_json: bool) -> None:
                      "gpus_used": w.active.gpu_used, "utilization": round(w.utilization, 4),
                      "running": dict(w.running), "task_counts": w.task_counts})
     if as_json:
-        click.echo(json.dumps(rows))
+        emit_json(rows)
         return
     for row in rows:
         state = "enabled" if row["enabled"] else "disabled"
@@ -98,9 +93,9 @@ def sched_diag(bus: str, as_json: bool) -> None:
     """The scheduler's state: queued requests in order, open windows, every worker's
     windows, preparing/active use and running requests."""
     reply = _diag(bus)
-    record = {**msgspec.to_builtins(reply.diag), "parked": reply.parked}
+    record = {**plain(reply.diag), "parked": reply.parked}
     if as_json:
-        click.echo(json.dumps(record))
+        emit_json(record)
         return
     click.echo(f"queued requests: {len(record['requests'])}, open windows: "
                f"{len(record['open_windows'])}, parked: {len(record['parked'])}")
@@ -115,16 +110,20 @@ def sched_diag(bus: str, as_json: bool) -> None:
 @sealing_group.command("abort")
 @click.argument("job")
 @bus_option
-def abort(job: str, bus: str) -> None:
+@json_option
+def abort(job: str, bus: str, as_json: bool) -> None:
     """Abort queued or running work: JOB is its work id or a unique prefix of it. A
     running task's process is killed; its requester hears that it was aborted."""
     reply = with_client(bus, lambda peer: peer.call("@manager", MgrAbort(job=job)))
+    if as_json:
+        emit_json(reply)
+        return
     click.echo(f"aborted {reply.work_id}")
 
 
 @sealing_group.command("run-pipeline")
 @click.option("--sectors", required=True, help="Sector numbers, comma-separated.")
-@click.option("--miner", default=1000, show_default=True, type=int)
+@click.option("--miner", default=1000, show_default=True, type=MinerId())
 @click.option("--seal-proof", default="StackedDrg2KiBV1_1", show_default=True)
 @click.option("--hold-dir", type=click.Path(file_okay=False), default=None,
               help="Before consuming a TASK result, wait while DIR/hold-consume-TASK exists.")
@@ -168,7 +167,7 @@ def run_pipeline(sectors: str, miner: int, seal_proof: str, hold_dir: str | None
 
     started = time.monotonic()
     for record in with_client(bus, go, timeout=10.0):
-        click.echo(json.dumps(record))
+        click.echo(to_json(record))
     say(f"sealed {len(numbers)} sectors in {time.monotonic() - started:.1f}s")
 
 

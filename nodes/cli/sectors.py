@@ -9,8 +9,7 @@ import pathlib
 
 import click
 
-from nodes.cli.chain import emit_json, json_option
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.common import bus_option, emit_json, json_option, with_client
 from nodes.sealing import wire as W
 
 manager_option = click.option("--manager", "target", default="@manager", show_default=True,
@@ -130,33 +129,43 @@ def _state_line(r: W.SealingSectorState) -> str:
     return f"sector {r.number}: {r.state}" + (" (paused)" if r.paused else "")
 
 
+def _show_state(r: W.SealingSectorState, as_json: bool) -> None:
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(_state_line(r))
+
+
 @sectors_group.command("resume")
 @click.argument("number", type=int)
 @click.option("--state", default="", help="Go to this state (Aborted drops the sector) "
                                           "[default: retry where it is].")
 @bus_option
 @manager_option
-def resume(number: int, state: str, bus: str, target: str) -> None:
+@json_option
+def resume(number: int, state: str, bus: str, target: str, as_json: bool) -> None:
     """Resume a paused sector, or move it to another state."""
-    click.echo(_state_line(ask(bus, target, W.SealingResume(number=number, state=state))))
+    _show_state(ask(bus, target, W.SealingResume(number=number, state=state)), as_json)
 
 
 @sectors_group.command("remove")
 @click.argument("number", type=int)
 @bus_option
 @manager_option
-def remove(number: int, bus: str, target: str) -> None:
+@json_option
+def remove(number: int, bus: str, target: str, as_json: bool) -> None:
     """Stop sealing the sector, abort its work and delete its files."""
-    click.echo(_state_line(ask(bus, target, W.SealingRemove(number=number))))
+    _show_state(ask(bus, target, W.SealingRemove(number=number)), as_json)
 
 
 @sectors_group.command("rebuild")
 @click.argument("number", type=int)
 @bus_option
 @manager_option
-def rebuild(number: int, bus: str, target: str) -> None:
+@json_option
+def rebuild(number: int, bus: str, target: str, as_json: bool) -> None:
     """Seal a lost replica again (same ticket; checked against the chain's comm_r)."""
-    click.echo(_state_line(ask(bus, target, W.SealingRebuild(number=number))))
+    _show_state(ask(bus, target, W.SealingRebuild(number=number)), as_json)
 
 
 @sectors_group.command("unseal")
@@ -166,10 +175,11 @@ def rebuild(number: int, bus: str, target: str) -> None:
 @click.option("--piece", default=-1, help="Only this piece [default: the whole sector].")
 @bus_option
 @manager_option
-def unseal(number: int, out: pathlib.Path, piece: int, bus: str, target: str) -> None:
+@json_option
+def unseal(number: int, out: pathlib.Path, piece: int, bus: str, target: str, as_json: bool) -> None:
     """Write a sealed sector's data (or one piece of it) back out."""
     r = ask(bus, target, W.SealingUnseal(number=number, out=str(out.resolve()), piece=piece))
-    click.echo(_state_line(r))
+    _show_state(r, as_json)
 
 
 COMMANDS = [sectors_group]

@@ -10,19 +10,17 @@ scheduler, the poster and the hub (the problems nodes report: a full disk, ...),
 `errors` and the rest is still shown."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 import click
-import msgspec
 import trio
 
 from bus.codec import RemoteError
 from bus.peer import CallTimeout, Peer
 from bus.protocol import HUB, ListNodes
 from nodes.chain.api import BusChainAPI
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.common import bus_option, json_option, to_json, with_client
 from nodes.manager.wire import MgrJobs
 from nodes.poster import wire as PW
 from nodes.scheduler.wire import SchedGetDiag
@@ -231,7 +229,7 @@ def render(snap: dict) -> str:
 @click.option("--every", default=2.0, show_default=True, type=click.FloatRange(min=0.2),
               help="Seconds between refreshes.")
 @click.option("--once", is_flag=True, help="Show it once and exit.")
-@click.option("--json", "as_json", is_flag=True, help="JSON: one object (a line each refresh).")
+@json_option
 @click.option("--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds to wait for each node.")
 def status(bus: str, every: float, once: bool, as_json: bool, timeout: float) -> None:
@@ -240,7 +238,7 @@ def status(bus: str, every: float, once: bool, as_json: bool, timeout: float) ->
 
     def show(snap: dict) -> None:
         if as_json:
-            click.echo(json.dumps(snap, default=msgspec.to_builtins))
+            click.echo(to_json(snap))
             return
         text = render(snap)
         if clear:
@@ -256,10 +254,7 @@ def status(bus: str, every: float, once: bool, as_json: bool, timeout: float) ->
                 return
             await trio.sleep(every)
 
-    try:
-        with_client(bus, run, timeout=timeout)
-    except KeyboardInterrupt:
-        pass
+    with_client(bus, run, timeout=timeout)
 
 
 COMMANDS = [status]

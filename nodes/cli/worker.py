@@ -5,12 +5,9 @@
 """
 from __future__ import annotations
 
-import json
-
 import click
-import msgspec
 
-from nodes.cli.common import bus_option, with_client
+from nodes.cli.common import bus_option, emit_json, json_option, with_client
 from nodes.worker.wire import WorkerListCalls, WorkerSetTask
 
 worker_option = click.option("--worker", "worker", required=True, help="The worker's node name.")
@@ -26,9 +23,12 @@ def tasks_group() -> None:
     """Offer or withdraw a task type (kept across restarts; running calls go on)."""
 
 
-def _set(task: str, enabled: bool, worker: str, bus: str) -> None:
+def _set(task: str, enabled: bool, worker: str, bus: str, as_json: bool) -> None:
     reply = with_client(bus, lambda peer: peer.call(worker, WorkerSetTask(task=task.upper(),
                                                                           enabled=enabled)))
+    if as_json:
+        emit_json(reply)
+        return
     click.echo(f"{worker}: {' '.join(reply.tasks)}")
 
 
@@ -36,31 +36,32 @@ def _set(task: str, enabled: bool, worker: str, bus: str) -> None:
 @click.argument("task")
 @worker_option
 @bus_option
-def enable(task: str, worker: str, bus: str) -> None:
+@json_option
+def enable(task: str, worker: str, bus: str, as_json: bool) -> None:
     """Let the worker take TASK (AP, PC1, PC2, C1, FIN, GET, UNS, WDP...)."""
-    _set(task, True, worker, bus)
+    _set(task, True, worker, bus, as_json)
 
 
 @tasks_group.command("disable")
 @click.argument("task")
 @worker_option
 @bus_option
-def disable(task: str, worker: str, bus: str) -> None:
+@json_option
+def disable(task: str, worker: str, bus: str, as_json: bool) -> None:
     """Stop sending TASK to the worker."""
-    _set(task, False, worker, bus)
+    _set(task, False, worker, bus, as_json)
 
 
 @worker_group.command("calls")
 @worker_option
 @bus_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def calls(worker: str, bus: str, as_json: bool) -> None:
     """The worker's call store: every call, its state, runs, and whether the manager
     and the scheduler have acknowledged its end."""
     reply = with_client(bus, lambda peer: peer.call(worker, WorkerListCalls()))
-    rows = msgspec.to_builtins(reply.calls)
     if as_json:
-        click.echo(json.dumps(rows))
+        emit_json(reply.calls)
         return
     for c in reply.calls:
         acked = ("returned" if c.returned else "return pending") + \

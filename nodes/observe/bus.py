@@ -159,8 +159,9 @@ def _collect_hub(meter: HubMeter) -> None:
     K.HUB_ROUTED.labels(node).set(hub.routed)
     K.HUB_OPEN.labels(node).set(hub.open_requests())
     if hub.core is not None:
-        counts: dict[tuple[str, str], int] = {}
-        for rec in hub.core.nodes.values():
-            counts[(rec.role, rec.state)] = counts.get((rec.role, rec.state), 0) + 1
+        records = hub.core.nodes.values()
+        counts = {(r.role, state): 0 for r in records for state in K.HUB_NODE_STATES}   # 0 is news too
+        for rec in records:
+            counts[(rec.role, rec.state)] += 1
         for (role, state), n in counts.items():
             K.HUB_NODES.labels(node, role, state).set(n)

@@ -48,8 +48,9 @@ BUS_DROPPED = R.counter("zqnode_bus_events_dropped_total",
 BUS_REGISTRATIONS = R.counter("zqnode_bus_registrations_total",
                               "Registrations with the hub (more than one: the hub or the "
                               "link went away).", N, collected=True)
-HUB_NODES = R.gauge("zqnode_hub_nodes", "Nodes the hub knows, by role and state (up, down).",
-                    ("node", "role", "state"), collected=True)
+HUB_NODES = R.gauge("zqnode_hub_nodes", "Nodes the hub knows, by role and state (up; down: "
+                    "silent; left: stopped cleanly).", ("node", "role", "state"), collected=True)
+HUB_NODE_STATES = ("up", "down", "left")
 HUB_OPEN = R.gauge("zqnode_hub_open_requests", "Requests routed and not yet answered.", N,
                    collected=True)
 HUB_ROUTED = R.counter("zqnode_hub_routed_total", "Messages the hub routed.", N, collected=True)
@@ -114,6 +115,10 @@ WORKER_MEMORY = R.gauge("zqnode_worker_memory_bytes", "Host memory: total and us
 WORKER_SWAP = R.gauge("zqnode_worker_swap_bytes", "Host swap: total and used.", ("node", "use"),
                       collected=True)
 WORKER_GPUS = R.gauge("zqnode_worker_gpus", "GPUs the worker found.", N, collected=True)
+WORKER_STORAGE = R.gauge("zqnode_worker_storage_bytes", "The file system of the worker's sector "
+                         "files (REPO/sectors): total and free bytes.", ("node", "use"),
+                         collected=True)
+TASK_OUTCOMES = ("ok", "failed")
 
 # -- chain ---------------------------------------------------------------------------------------
 CHAIN_EPOCH = R.gauge("zqnode_chain_epoch", "The head's epoch.", N, collected=True)
@@ -132,12 +137,14 @@ CHAIN_PENALTIES = R.counter("zqnode_chain_miner_penalties_total",
 # -- poster --------------------------------------------------------------------------------------
 POST_DEADLINES = R.counter("zqnode_post_deadlines_total", "Deadlines closed, by outcome (proven, "
                            "missed, unconfirmed, empty, unknown).", ("node", "miner", "status"))
+POST_STATUSES = ("proven", "missed", "unconfirmed", "empty", "unknown")
 POST_PROVE_SECONDS = R.histogram("zqnode_post_prove_seconds",
                                  "Proving one batch of partitions, by outcome (ok, failed).",
                                  ("node", "miner", "outcome"))
 POST_DECLARED = R.counter("zqnode_post_declared_sectors_total",
                           "Sectors declared faulty or recovered (kind: faults, recoveries).",
                           ("node", "miner", "kind"))
+POST_DECLARED_KINDS = ("faults", "recoveries")
 POST_SKIPPED = R.counter("zqnode_post_skipped_sectors_total",
                          "Sectors left out of a deadline's proofs (their checks failed).",
                          ("node", "miner"))

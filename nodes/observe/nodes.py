@@ -3,9 +3,13 @@ its constructor (`observe.manager(self)`, ...): its peer is instrumented
 (nodes.observe.bus) and a collector reads its state at every scrape. A few things are
 counted where they happen, through the `*_commands` / `*_sent` hooks the shells call.
 
-Collectors only read: they never change a node, and a node that is gone is skipped."""
+Collectors only read: they never change a node, and a node that is gone is skipped.
+Counters of failures start at 0 for every label set a node can have (a worker's tasks, a
+poster's miners): a dashboard panel or an alert on them has a series on a healthy cluster,
+and `increase()` sees the first failure."""
 from __future__ import annotations
 
+import shutil
 import time
 
 import trio
@@ -115,7 +119,21 @@ def worker(node) -> None:
 
 
 def _collect_worker(node) -> None:
+    from nodes.worker.paths import sectors_root
     name = node.name
+    for task in node.tasks:
+        K.WORKER_RUNNING.labels(name, task)
+        for outcome in K.TASK_OUTCOMES:
+            K.WORKER_TASKS.labels(name, task, outcome)
+            K.WORKER_TASK_SECONDS.labels(name, task, outcome)
+    root = sectors_root(node.repo)          # often a mount of its own
+    try:
+        disk = shutil.disk_usage(root if root.exists() else node.repo)
+    except OSError:                         # the repo is gone: nothing to say
+        disk = None
+    if disk is not None:
+        K.WORKER_STORAGE.labels(name, "total").set(disk.total)
+        K.WORKER_STORAGE.labels(name, "free").set(disk.free)
     snap = node.peer.capabilities.get("resources") or {}
     if not snap:
         return
@@ -194,6 +212,15 @@ def _collect_poster(node) -> None:
         return
     name = node.cfg.name
     K.POST_RUNNERS.labels(name).set(len(core.runners))
+    for actor in core.miners:
+        miner = f"f0{actor}"
+        K.POST_SKIPPED.labels(name, miner)
+        for status in K.POST_STATUSES:
+            K.POST_DEADLINES.labels(name, miner, status)
+        for kind in K.POST_DECLARED_KINDS:
+            K.POST_DECLARED.labels(name, miner, kind)
+        for outcome in K.TASK_OUTCOMES:
+            K.POST_PROVE_SECONDS.labels(name, miner, outcome)
     if core.head is None:
         return
     from nodes.chain.policy import current_deadline

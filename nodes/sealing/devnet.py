@@ -85,6 +85,7 @@ class Devnet:
         self.worker_nodes: list = []
         self.address = ""
         self._all_proving = False
+        self._awaiting_power = False     # all Proving, no power yet: say when the first PoSt lands
 
     def _settle_size(self, wanted: str) -> str:
         """The sector size is the repo's: fixed by its first run."""
@@ -117,6 +118,11 @@ class Devnet:
         nodes += [(repo, "worker", name) for name, repo in self.worker_repos().items()]
         keys.provision(self.base / "hub", [*nodes, (str(client), "admin", "")])
         return client
+
+    def repos(self) -> list[pathlib.Path]:
+        """The repo of every node this process runs (the hub keeps only keys)."""
+        names = [n for n in self.NODES if n != "poster" or self.with_poster]
+        return [self.base / n for n in names] + [pathlib.Path(r) for r in self.worker_repos().values()]
 
     def worker_repos(self) -> dict[str, str]:
         return {f"devnet-worker-{i}": str(self.base / f"worker-{i}") for i in range(1, self.workers + 1)}
@@ -197,8 +203,9 @@ class Devnet:
 
     def _started(self) -> None:
         info = self.chain.chain
-        self.say(f"devnet: bus hub at {self.address}: from another terminal, zqnode sectors list | "
-                 f"tail | chain head | proving info | sealing jobs  --bus {self.address}")
+        self.say(f"devnet: bus hub at {self.address}; from another terminal, each with --bus "
+                 f"{self.address}: zqnode status, zqnode sectors list, zqnode tail, "
+                 f"zqnode chain head, zqnode proving info, zqnode sealing jobs")
         self.say(f"devnet: chain ({info.policy.name} policy, {self.chain.epoch_seconds:g} s epochs, "
                  f"real PoRep/PoSt verifiers), manager + sealing, scheduler, {self.workers} workers"
                  f"{', poster' if self.with_poster else ''}; miner f0{MINER}, {self.size} sectors")
@@ -216,26 +223,45 @@ class Devnet:
             self.say(self.progress_line())
             live = [s for s in self.sealing.core.sectors.values()
                     if s.state not in (S.REMOVED, S.ABORTED)]
+            chain = self.chain.chain
+            power = chain.miner_view(MINER).power
             if live and all(s.state == S.PROVING for s in live) and not self._all_proving:
                 self._all_proving = True
-                self.say(f"devnet: all {len(live)} sectors are Proving (epoch "
-                         f"{self.chain.chain.head.epoch}); Ctrl-C stops, running again resumes")
+                self.say(f"devnet: all {len(live)} sectors are Proving (epoch {chain.head.epoch}); "
+                         f"Ctrl-C stops, running again resumes")
+                post = self._next_post()
+                if not power and post is not None:
+                    self._awaiting_power = True
+                    self.say(f"devnet: power counts them once their first WindowPoSt lands "
+                             f"(deadline {post[0]} opens at epoch {post[1]})")
+            if self._awaiting_power and power:
+                self._awaiting_power = False
+                self.say(f"devnet: the first WindowPoSt landed (epoch {chain.head.epoch}): power "
+                         f"{human(power)}")
             await trio.sleep(self.refresh)
+
+    def _next_post(self) -> tuple[int, int] | None:
+        """(index, open epoch) of the next deadline with partitions, the current one
+        included; None while no sector is assigned to a deadline."""
+        chain = self.chain.chain
+        d = chain.miner_view(MINER).deadline
+        used = [i for i, dl in enumerate(chain.miner(MINER).deadlines) if dl.partitions]
+        ahead = min(((i - d.index) % chain.policy.period_deadlines for i in used), default=None)
+        if ahead is None:
+            return None
+        return ((d.index + ahead) % chain.policy.period_deadlines,
+                d.open + ahead * chain.policy.challenge_window)
 
     def progress_line(self) -> str:
         chain = self.chain.chain
         m = chain.miner_view(MINER)
         d = m.deadline
         nd = next_deadline(d, chain.policy)
-        window = chain.policy.challenge_window
-        used = [i for i, dl in enumerate(chain.miner(MINER).deadlines) if dl.partitions]
-        ahead = min(((i - d.index) % chain.policy.period_deadlines for i in used), default=None)
+        upcoming = self._next_post()
         post = ""
-        if ahead == 0:
-            post = f", PoSt now (dl {d.index})"
-        elif ahead is not None:
-            index = (d.index + ahead) % chain.policy.period_deadlines
-            post = f", next PoSt dl {index} at {d.open + ahead * window}"
+        if upcoming is not None:
+            post = (f", PoSt now (dl {d.index})" if upcoming[0] == d.index
+                    else f", next PoSt dl {upcoming[0]} at {upcoming[1]}")
         sectors = list(self.sealing.core.sectors.values())
         jobs = [w for w in self.manager.jobs() if w.state in ("queued", "running")]
         job_text = ", ".join(f"{w.task} s{w.number}" + (f"@{w.worker.removeprefix('devnet-')}" if w.worker

@@ -86,6 +86,7 @@ def test_goodbye_marks_the_node_down_at_once():
     assert reply is None
     assert events == [("node.down", NodeDown(node_id="w1", role="worker", reason="left"))]
     assert c.resolve("@worker") is None
+    assert c.nodes["w1"].state == "left"         # counted apart from a crash (state down)
 
 
 def test_role_routes_take_live_nodes_in_turn():

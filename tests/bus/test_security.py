@@ -13,6 +13,8 @@ from collections import deque
 import msgspec
 import pytest
 import trio
+import zmq
+from zmq.utils import z85
 
 from bus import keys
 from bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envelope, event_frames
@@ -150,6 +152,21 @@ async def test_an_unknown_key_is_refused_at_the_handshake_and_logged(cluster, nu
                for r in caplog.records)
     listing = await (await client(nursery, cluster, "reader")).call(HUB, ListNodes())
     assert "stranger" not in {n.node_id for n in listing.nodes}
+
+
+def test_a_key_allowed_a_moment_ago_is_let_in_at_once(tmp_path):
+    """`zqnode keys allow` then a node's start: its handshake finds the new list."""
+    from bus.auth import DOMAIN_RPC, Authenticator
+    path = tmp_path / keys.ALLOW_FILE
+    auth = Authenticator(zmq.Context.instance(), path, check_every_s=3600)
+    auth.reload(initial=True)
+    public = keys.init_key_pair(tmp_path / "w1")
+    keys.AllowList([keys.Allowed(public, "worker", "w1")]).save(path)
+    frames = [b"rid", b"", b"1.0", b"7", DOMAIN_RPC, b"127.0.0.1", b"", b"CURVE",
+              z85.decode(public.encode())]
+    assert auth._decide(frames)[4:7] == [b"200", b"OK", public.encode()]
+    stranger = keys.init_key_pair(tmp_path / "x")
+    assert auth._decide([*frames[:8], z85.decode(stranger.encode())])[4] == b"400"
 
 
 async def test_a_wrong_hub_key_fails_the_handshake(cluster):

@@ -360,9 +360,9 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
             the replica is rebuilt, in time for the poster to declare it recovered (and prove
             it next period) and before the next step."""
             wait_epoch(bus, plan.faulty.close + 1)
-            m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+            m = zqnode_json("chain", "miner", "--miner", str(MINER), "--bus", bus)
             assert (m["faulty"], m["recovering"], m["penalties"], m["detected_faults"]) == (1, 0, 1, 0), m
-            s = zqnode_json("chain", "sector", str(MINER), str(plan.sector), "--bus", bus)["sector"]
+            s = zqnode_json("chain", "sector", str(plan.sector), "--miner", str(MINER), "--bus", bus)["sector"]
             assert (s["state"], s["deadline"]) == ("faulty", plan.faulty.index)
             faults = zqnode_json("proving", "faults", "--bus", bus)
             assert [(f["deadline"], f["sector"], f["state"]) for f in faults["faults"]] == [
@@ -382,7 +382,7 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
         reorg, killed = done["reorg"], done["kill"]
         wait_epoch(bus, plan.end + P.chain_finality)
 
-        m = zqnode_json("chain", "miner", str(MINER), "--bus", bus)
+        m = zqnode_json("chain", "miner", "--miner", str(MINER), "--bus", bus)
         assert (m["sectors"], m["active"], m["faulty"], m["recovering"], m["unproven"]) == (SECTORS, SECTORS, 0, 0, 0), m
         assert m["power"] == SECTORS * SECTOR_SIZE
         assert (m["penalties"], m["detected_faults"], m["skipped_faults"]) == (1, 0, 0), m

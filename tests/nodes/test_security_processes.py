@@ -94,3 +94,43 @@ def test_a_cluster_with_keys_hub_worker_and_tail(tmp_path, env, free_bus_address
     finally:
         stderr = [p.stop() for p in reversed(procs)]
     assert "refused key" in stderr[-1] and "not on the allow-list" in stderr[-1]   # the hub's log
+
+
+def test_default_key_directories_fit_together_and_missing_keys_say_what_to_run(env, free_bus_address):
+    """No --repo and no --name anywhere, as the README's tour: each error names the command
+    that fixes it, and after running those the hub, a worker and the CLI connect."""
+    bus, home = free_bus_address(), env["HOME"]
+    refused = zqnode(env, "start", "--role", "bus", "--bus", bus)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"no key pair in {home}/.zqnode/hub" in refused.stderr
+    assert "`zqnode keys init --role bus`" in refused.stderr
+    ok(zqnode(env, "keys", "init", "--role", "bus"))
+    hub = Proc("start", "--role", "bus", "--bus", bus, env=env)
+    try:
+        hub.wait_for(lambda line: line == f"bus hub running on {bus}")
+        refused = zqnode(env, "start", "--role", "worker", "--name", "w1", "--bus", bus)
+        assert refused.returncode == 1
+        assert ("`zqnode keys init --role worker --name w1 --hub-key HUB_NODE_PUB` (HUB_NODE_PUB: "
+                "a copy of the hub's node.pub, or the key in it, quoted), then on the hub: `zqnode "
+                "keys allow KEY --role worker --name w1`") in refused.stderr
+        refused = zqnode(env, "bus", "nodes", "--bus", bus)
+        assert refused.returncode == 1 and f"no key pair in {home}/.zqnode/client" in refused.stderr
+        assert "`zqnode keys init --role admin --hub-key HUB_NODE_PUB" in refused.stderr
+
+        hub_pub = f"{home}/.zqnode/hub/node.pub"
+        w1 = json.loads(ok(zqnode(env, "keys", "init", "--role", "worker", "--name", "w1",
+                                  "--hub-key", hub_pub, "--json")))
+        assert w1["dir"] == f"{home}/.zqnode/w1"
+        ok(zqnode(env, "keys", "allow", w1["key"], "--role", "worker", "--name", "w1"))
+        admin = json.loads(ok(zqnode(env, "keys", "init", "--role", "admin", "--hub-key", hub_pub,
+                                     "--json")))
+        ok(zqnode(env, "keys", "allow", admin["key"], "--role", "admin"))
+        worker = Proc("start", "--role", "worker", "--name", "w1", "--bus", bus, env=env)
+        try:
+            worker.wait_for(lambda line: "running on" in line)
+            nodes = json.loads(ok(zqnode(env, "bus", "nodes", "--bus", bus, "--json")))
+            assert [(n["node_id"], n["state"]) for n in nodes] == [("w1", "up")]
+        finally:
+            worker.stop()
+    finally:
+        hub.stop()

@@ -9,6 +9,7 @@ import struct
 import sys
 import zlib
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -70,6 +71,7 @@ def test_a_small_cluster_seals_every_pledged_sector_and_proves_every_deadline(sm
     # two PC1 slots: sectors 5001-5002 start at once, 5003-5004 when those leave PC1; each
     # then takes GET + PC2 + PreCommit + 150 epochs of seed delay + C1 + ProveCommit + FIN
     assert (s["sectors_pledged"], s["sectors_sealed"], s["sectors_in_progress"]) == (4, 4, {})
+    assert (s["proving_sectors_at_start"], s["proving_sectors"]) == (5000, 5004)    # the end state
     assert s["task_runs"] == {"C1": 4, "FIN": 4, "PC1": 4, "PC2": 4, "WDP": 2}
     assert s["pc1_slots"] == 2 and s["epochs"] == 720
     # the actor packs 5000 sectors into full partitions: deadlines 0, 1 and 2 (2349, 2349,
@@ -132,18 +134,30 @@ def test_the_cli_prints_one_json_object_and_writes_the_png(small, tmp_path):
     data = out.read_bytes()
     width, height, row = png.size(3)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
-    assert struct.unpack(">II", data[16:24]) == (width, height) == (1200, TOP_AND_PLOTS + 3 * row)
+    assert struct.unpack(">II", data[16:24]) == (width, height) == (1400, png.size(3)[1])
     assert s["png"] == {"path": str(out), "width": width, "height": height}
-    pixels = _decode(data)
-    assert pixels.count(bytes(png.COLOURS["PC1"])) > 1000        # the PC1 row is drawn
-    assert pixels.count(bytes(png.COLOURS["WDP"])) > 0
+    img = _decode(data)
+    assert (img == png.COLOURS["PC1"]).all(axis=2).sum() > 1000       # the PC1 row is drawn
+    # WindowPoSt stays visible: its task at least MIN_WIDTH wide, a mark per deadline proven
+    wdp = (img == png.COLOURS["WDP"]).all(axis=2)[png.TOP:png.TOP + 3 * row, png.LEFT:]
+    assert wdp.any(axis=0).sum() >= png.MIN_WIDTH["WDP"] * s["task_runs"]["WDP"]
+    lane = png.TOP + 3 * row + png.GAP
+    marks = (img[lane + 2, png.LEFT:] == png.POST_MARKS["proven"]).all(axis=1)
+    assert marks.sum() == png.MARK_W * s["deadlines_proven"]
+    # every group has its label beside its rows, and the time axis its labels (ink)
+    for i in range(3):
+        assert (img[png.TOP + i * row:png.TOP + (i + 1) * row, :png.LEFT - 8] == 0).all(axis=2).any()
+    axis_labels = img[height - png.AXIS_H + 8:height, png.LEFT:]
+    inked = (axis_labels == 0).all(axis=2).any(axis=0).sum()
+    assert inked >= 8 * len(png.ticks(0.25 * 86400))           # a glyph or more per tick
+    assert [label for _, label in png.ticks(0.25 * 86400)] == ["0H", "1H", "2H", "3H", "4H", "5H", "6H"]
+    assert [label for _, label in png.ticks(3 * 86400)][:3] == ["0H", "6H", "12H"]
+    assert [label for _, label in png.ticks(8 * 86400)][-1] == "DAY 8"
 
 
-TOP_AND_PLOTS = png.TOP + png.GAP + len(png.PLOTS) * (png.PLOT_H + png.GAP) + 8
-
-
-def _decode(data: bytes) -> list[bytes]:
-    """The RGB pixels of a PNG this module wrote (one IDAT, filter 0): checks the CRCs."""
+def _decode(data: bytes) -> np.ndarray:
+    """The (height, width, 3) RGB pixels of a PNG this module wrote (one IDAT, filter 0):
+    checks the CRCs."""
     pos, idat, (w, h) = 8, b"", struct.unpack(">II", data[16:24])
     while pos < len(data):
         n, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -152,11 +166,9 @@ def _decode(data: bytes) -> list[bytes]:
         if kind == b"IDAT":
             idat += body
         pos += 12 + n
-    raw = zlib.decompress(idat)
-    assert len(raw) == h * (1 + 3 * w)
-    rows = [raw[i * (1 + 3 * w) + 1:(i + 1) * (1 + 3 * w)] for i in range(h)]
-    assert all(raw[i * (1 + 3 * w)] == 0 for i in range(h))
-    return [r[j:j + 3] for r in rows for j in range(0, 3 * w, 3)]
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
 
 
 def test_bad_options_are_usage_errors(small, tmp_path):

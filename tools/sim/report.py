@@ -13,13 +13,10 @@ def summarise(sim) -> dict:
     per_worker, per_resource = m.utilisation(sim.workers, 0.0, sim.end)
     states = Counter(s.state for s in sim.sealing.core.sectors.values())
     sealed = len(m.sealed)
-    window = sim.policy.challenge_window
     dl = Counter()
     for d in m.deadlines:
-        status = d["status"]
-        if status == "proven" and d["last_landing"] >= d["close"] - window * LATE_SHARE:
-            dl["late"] += 1
-        dl[status] += 1
+        dl[d["status"]] += 1
+        dl["late"] += _mark(sim, d) == "late"
     chain_miner = sim.chain.miner(sim.sealing.core.miner)
     faulty = sum(len(p.faults) for d in chain_miner.deadlines for p in d.partitions)
     busy = {}
@@ -32,7 +29,8 @@ def summarise(sim) -> dict:
         "workers": len(sim.workers), "groups": {g.name: g.count for g in sim.cluster.groups},
         "pc1_slots": sim.pc1_slots,
         "epochs": sim.chain.head.epoch - sim.start_epoch,
-        "proving_sectors": sim.proving_sectors,
+        "proving_sectors": len(chain_miner.sectors),           # on chain at the end
+        "proving_sectors_at_start": sim.proving_sectors,
         "sectors_pledged": m.pledged,
         "sectors_sealed": sealed,
         "sectors_sealed_per_day": round(sealed / days, 1),
@@ -67,6 +65,26 @@ def summarise(sim) -> dict:
     }
 
 
+def _mark(sim, d: dict) -> str:
+    """A deadline's outcome as the timeline marks it: proven, late (proven with less than
+    LATE_SHARE of the window left), missed, unconfirmed, empty, unknown."""
+    window = sim.policy.challenge_window
+    if d["status"] == "proven" and d["last_landing"] >= d["close"] - window * LATE_SHARE:
+        return "late"
+    return d["status"]
+
+
+def deadline_marks(sim) -> list[tuple[float, str]]:
+    """(seconds into the run, mark) of every deadline closed."""
+    return [((d["close"] - sim.start_epoch) * sim.policy.epoch_seconds, _mark(sim, d))
+            for d in sim.metrics.deadlines]
+
+
+def title(sim) -> str:
+    return (f"{sim.cluster.name}: {len(sim.workers)} workers, {sim.days:g} days, "
+            f"{sim.policy.name} policy, seed {sim.seed}{', chaos' if sim.chaos else ''}")
+
+
 def table(s: dict) -> str:
     """The summary as text: totals, deadlines, waits and utilisation by worker group."""
     r = s["utilisation"]["resources"]
@@ -82,7 +100,9 @@ def table(s: dict) -> str:
         f"in progress   {progress}",
         (f"deadlines     proven {s['deadlines_proven']} (late {s['deadlines_late']}), missed "
          f"{s['deadlines_missed']}, unconfirmed {s['deadlines_unconfirmed']}, "
-         f"empty {s['deadlines_empty']}; {s['proving_sectors']} proving sectors"),
+         f"empty {s['deadlines_empty']}"),
+        (f"proving       {s['proving_sectors']} sectors on chain at the end "
+         f"({s['proving_sectors_at_start']} at the start)"),
         f"utilisation   cpu {pct(r['cpu'])}  ram {pct(r['ram'])}  gpu {pct(r['gpu'])}",
         "",
         f"{'task':6} {'runs':>6} {'hours':>8} {'waits':>6} {'mean wait':>10} {'p50':>8} {'max':>8}",

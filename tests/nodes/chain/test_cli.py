@@ -67,23 +67,24 @@ def test_head_reorg_miner_deadline_sector_message(chain_bus):
         time.sleep(0.05)
     assert look["receipt"]["exit_code"] == 0
     assert f"{msg_id}: landed at {look['epoch']}" in zq("chain", "message", msg_id, "--bus", bus).output
-    out = zq("chain", "sector", "1000", "3", "--bus", bus).output
+    out = zq("chain", "sector", "3", "--bus", bus).output          # the chain's only miner
     assert out.startswith(f"sector 3: pre-committed at {look['epoch']}, seed at {look['epoch'] + 5}")
-    r = zq("chain", "sector", "1000", "4", "--bus", bus)
+    assert zq("chain", "sector", "3", "--miner", "f01000", "--bus", bus).output == out
+    r = zq("chain", "sector", "4", "--miner", "1000", "--bus", bus)
     assert r.exit_code == 1 and "miner f01000 has no sector 4" in r.output
 
     (m,) = json.loads(zq("chain", "miner", "--json", "--bus", bus).output)
     assert (m["actor_id"], m["precommits"], m["power"]) == (1000, 1, 0)
-    assert json.loads(zq("chain", "miner", "1000", "--json", "--bus", bus).output)["worker"] == "t0100"
+    assert json.loads(zq("chain", "miner", "--miner", "1000", "--json", "--bus", bus).output)["worker"] == "t0100"
     table = zq("chain", "miner", "--bus", bus).output.splitlines()
     assert table[0].split()[:3] == ["MINER", "WORKER", "SIZE"] and table[1].startswith("f01000")
-    dl = json.loads(zq("chain", "deadline", "1000", "--index", "7", "--json", "--bus", bus).output)
+    dl = json.loads(zq("chain", "deadline", "7", "--miner", "1000", "--json", "--bus", bus).output)
     assert dl["deadline"] == {"index": 7, "partitions": [], "posted": []}
-    assert "no partitions" in zq("chain", "deadline", "1000", "--bus", bus).output
+    assert "no partitions" in zq("chain", "deadline", "--bus", bus).output
 
     rg = json.loads(zq("chain", "reorg", "--depth", "2", "--json", "--bus", bus).output)
     assert [t["epoch"] for t in rg["applied"]] == [t["epoch"] for t in reversed(rg["reverted"])]
     bad = zq("chain", "reorg", "--depth", "99", "--bus", bus)
     assert bad.exit_code == 1 and "invalid: reorg depth must be in 1..5" in bad.output
-    missing = zq("chain", "miner", "7", "--bus", bus)
+    missing = zq("chain", "miner", "--miner", "7", "--bus", bus)
     assert missing.exit_code == 1 and "not_found: no miner f07" in missing.output

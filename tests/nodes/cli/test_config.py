@@ -38,3 +38,12 @@ def test_a_wrong_key_is_one_line(tmp_path):
         "resource_env, ignore_resources, beat_s, retry_max_s, fetch_chunk, fetch_attempts, "
         "backend, parent_cache)"]
     assert zq("default", "--role", "miner").exit_code == 2
+
+
+def test_a_file_for_another_role_fails_the_check(tmp_path):
+    path = tmp_path / "poster.toml"
+    path.write_text(zq("default", "--role", "poster").stdout)
+    assert zq("check", path).exit_code == 0
+    result = zq("check", path, "--role", "worker")
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {path}: $.role: the file is for a poster node, not a worker\n"

@@ -51,7 +51,8 @@ def test_start_serves_metrics(tmp_path):
         assert got["zqnode_node_info"] == {(("node", "chain-m"), ("role", "chain")): 1}
         hub_scrape = scrape(hub_url)
         assert hub_scrape["zqnode_hub_nodes"] == {
-            (("node", "hub-m"), ("role", "chain"), ("state", "up")): 1}
+            (("node", "hub-m"), ("role", "chain"), ("state", s)): int(s == "up")
+            for s in ("up", "down", "left")}
         assert hub_scrape["zqnode_bus_messages_total"][
             (("channel", "rpc"), ("direction", "in"), ("kind", "Register"), ("node", "hub-m"))] == 1
     finally:

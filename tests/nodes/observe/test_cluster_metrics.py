@@ -2,7 +2,8 @@
 sealed to Proving and a deadline proven), a scrape has every family an operator needs,
 with the values the cluster's own state gives: the hub's per-kind counts equal what
 the peers sent, the workers' task counts equal the scheduler's Runs, the poster's
-deadline counts equal its store's outcomes."""
+deadline counts equal its store's outcomes. What has not failed yet is there at 0, so
+dashboards and alerts have a series on a healthy cluster."""
 import itertools
 from collections import Counter
 
@@ -72,8 +73,9 @@ async def test_a_scrape_after_a_devnet_run(nursery, tmp_path, autojump_clock):
     assert samples(scrape, "zqnode_sealing_sectors", node=f"m{n}-manager") == {
         (("state", "Proving"),): 2}
     assert samples(scrape, "zqnode_hub_nodes", node=f"hub{n}") == {
-        (("role", r), ("state", "up")): k for r, k in
-        (("chain", 1), ("manager", 1), ("scheduler", 1), ("worker", 2), ("poster", 1))}
+        (("role", r), ("state", s)): k if s == "up" else 0 for r, k in
+        (("chain", 1), ("manager", 1), ("scheduler", 1), ("worker", 2), ("poster", 1))
+        for s in ("up", "down", "left")}
 
     # bus traffic: every RPC message a peer sent went through the hub, counted there too
     peers = [f"m{n}-{x}" for x in ("chain", "manager", "scheduler", "worker-1", "worker-2", "poster")]
@@ -117,7 +119,15 @@ async def test_a_scrape_after_a_devnet_run(nursery, tmp_path, autojump_clock):
         for labels, count in samples(scrape, "zqnode_worker_tasks_total", node=f"m{n}-{w}",
                                      outcome="ok").items():
             ran[dict(labels)["task"]] += count
+    ran = +ran                                        # the tasks offered and not run are at 0
     assert dict(ran) == {"PC1": 2, "PC2": 2, "C1": 2, "FIN": 2}
+    offered = set(c.workers[0].tasks)
+    assert {dict(k)["task"] for k in samples(scrape, "zqnode_worker_tasks_total",
+                                             node=f"m{n}-worker-1", outcome="failed")} == offered
+    assert [v for w in ("worker-1", "worker-2") for v in samples(
+        scrape, "zqnode_worker_tasks_total", node=f"m{n}-{w}", outcome="failed").values() if v] == []
+    assert one(scrape, "zqnode_worker_storage_bytes", node=f"m{n}-worker-1", use="total") >= \
+        one(scrape, "zqnode_worker_storage_bytes", node=f"m{n}-worker-1", use="free") > 0
     waits = {dict(k)["task"]: v for k, v in samples(
         scrape, "zqnode_scheduler_wait_seconds_count", node=f"m{n}-scheduler").items()}
     assert waits == dict(ran)
@@ -137,7 +147,12 @@ async def test_a_scrape_after_a_devnet_run(nursery, tmp_path, autojump_clock):
     stored = Counter(o.status for o in c.poster.store.outcomes(1000, limit=100_000))
     counted = {dict(k)["status"]: v for k, v in samples(
         scrape, "zqnode_post_deadlines_total", node=f"m{n}-poster", miner="f01000").items()}
-    assert counted == dict(stored) and counted["proven"] >= 1
+    assert counted == {s: stored.get(s, 0) for s in K.POST_STATUSES} and counted["proven"] >= 1
+    assert samples(scrape, "zqnode_post_declared_sectors_total", node=f"m{n}-poster", miner="f01000") \
+        == {(("kind", "faults"),): 0, (("kind", "recoveries"),): 0}
+    assert one(scrape, "zqnode_post_skipped_sectors_total", node=f"m{n}-poster", miner="f01000") == 0
+    assert one(scrape, "zqnode_post_prove_seconds_count", node=f"m{n}-poster", miner="f01000",
+               outcome="failed") == 0
     assert one(scrape, "zqnode_post_prove_seconds_count", node=f"m{n}-poster", miner="f01000",
                outcome="ok") >= counted["proven"]
     assert one(scrape, "zqnode_post_current_deadline", node=f"m{n}-poster", miner="f01000") == \
