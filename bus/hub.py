@@ -50,6 +50,7 @@ TAP_PREFIX = "bus.rpc."
 CLIENT_PREFIX = "~"              # curve: "~<key id>.<hex connection id>" names an unregistered client
 MAX_CACHED_CONNECTIONS = 8192    # the per-connection stamp cache is dropped beyond this
 MAX_TAPS = 16                    # connections tapping at once
+REPLY_WINDOW_S = 600.0           # a request's reply is taken this long after it was routed
 _HUB_TOPICS_B = tuple(t.encode() for t in HUB_TOPICS)
 _HUB_STAMP = event_stamp(HUB, HUB_ROLE_B.decode())
 _hub_requests = BodyDecoder([Register, Heartbeat, Goodbye, Ping, ListNodes, HubInfo, Tap])
@@ -360,8 +361,10 @@ class Router:
 
     def _expire_open(self, now: float, down: set) -> None:
         """Requests open through the hub are forgotten when their target goes down or
-        after twice the call timeout (a caller gives up by then)."""
-        oldest = now - 2 * self.cfg.call_timeout_s
+        after REPLY_WINDOW_S (or twice the call timeout, if longer): a reply after that
+        is refused, so a caller that waits longer than that (some operator commands take
+        a --timeout) gets its answer within it."""
+        oldest = now - max(REPLY_WINDOW_S, 2 * self.cfg.call_timeout_s)
         for caller in list(self._open):
             opened = self._open[caller]
             for rid in [r for r, (target, t) in opened.items() if t < oldest or target in down]:

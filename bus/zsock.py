@@ -17,10 +17,9 @@ zmq high-water marks instead of growing memory.
 
 Where handling a message is synchronous (routing, matching a reply to its call), pass
 `on_batch`: the owner calls it with each drained batch, saving a task switch per hop.
-With `properties=("User-Id", ...)` each message comes as `(values, frames)`: the
-metadata libzmq attached to its connection ("" for one it does not have): the ZAP
-User-Id (the curve key that passed the handshake) and the peer's own handshake
-properties (zmq.METADATA), which is how the hub knows who sent what.
+With `properties=("User-Id",)` each message comes as `(values, frames)`: the metadata
+libzmq attached to its connection ("" for one it does not have), here the ZAP User-Id
+(the curve key that passed the handshake), which is how the hub knows who sent what.
 Each scheduler pass costs more than a message, so a sender yields once every
 `YIELD_EVERY` sends rather than on each (it still parks at once when the queue is full).
 """
