@@ -345,10 +345,12 @@ class SealingCore:
                           seal_proof=s.seal_proof, ticket=s.ticket)]
 
     def _pre_commit2(self, s, now):
-        return [self._cmd(C.RunPreCommit2, s, task="PC2", priority=self._priority(s))]
+        return [self._cmd(C.RunPreCommit2, s, task="PC2", priority=self._priority(s),
+                          ticket=s.ticket)]
 
     def _committing(self, s, now):
-        return [self._cmd(C.RunCommit1, s, task="C1", priority=self._priority(s), seed=s.seed)]
+        return [self._cmd(C.RunCommit1, s, task="C1", priority=self._priority(s), seed=s.seed,
+                          ticket=s.ticket)]
 
     def _finalize(self, s, now):
         keep = s.kind == "deal" and self.cfg.keep_unsealed

@@ -95,7 +95,8 @@ def test_a_cc_sector_goes_from_pledge_to_proving_with_exact_commands():
     cmds = core.handle(ev(core, E.PreCommit1Done, n, work_id="w1", comm_d=CC_COMM_D,
                           replica_id=b"i" * 32), 7.0)
     assert cmds[1:] == [C.Consume(sector=1, cause="s-1000-1", step=3, work_id="w1"),
-                        C.RunPreCommit2(sector=1, cause="s-1000-1", step=4, task="PC2")]
+                        C.RunPreCommit2(sector=1, cause="s-1000-1", step=4, task="PC2",
+                                          ticket=TICKET)]
     cmds = core.handle(ev(core, E.PreCommit2Done, n, work_id="w2", comm_d=CC_COMM_D, comm_r=COMM_R), 8.0)
     assert cmds[2] == C.SendPreCommit(sector=1, cause="s-1000-1", step=5, seal_proof=5, ticket=TICKET,
                                       ticket_epoch=98, comm_d=CC_COMM_D, comm_r=COMM_R)
@@ -104,7 +105,8 @@ def test_a_cc_sector_goes_from_pledge_to_proving_with_exact_commands():
     cmds = core.handle(ev(core, E.PreCommitLanded, n, precommit_epoch=105, seed_epoch=110), 10.0)
     assert cmds[1:] == [C.WaitSeed(sector=1, cause="s-1000-1", step=7, comm_r=COMM_R)]
     cmds = core.handle(ev(core, E.SeedReady, n, seed=SEED, epoch=110, precommit_epoch=105), 11.0)
-    assert cmds[1:] == [C.RunCommit1(sector=1, cause="s-1000-1", step=8, task="C1", seed=SEED)]
+    assert cmds[1:] == [C.RunCommit1(sector=1, cause="s-1000-1", step=8, task="C1", seed=SEED,
+                                       ticket=TICKET)]
     cmds = core.handle(ev(core, E.Commit1Done, n, work_id="w3", proof=PROOF), 12.0)
     assert cmds[2] == C.SendProveCommit(sector=1, cause="s-1000-1", step=9, ticket=TICKET,
                                         ticket_epoch=98, seed=SEED, seed_epoch=110, comm_d=CC_COMM_D,
@@ -582,7 +584,7 @@ def test_rebuild_seals_again_with_the_same_ticket_and_checks_comm_r_and_the_proo
     core.handle(ev(core, E.PreCommit1Done, n, work_id="p1", comm_d=CC_COMM_D, replica_id=b"i" * 32), 102.0)
     cmds = core.handle(ev(core, E.PreCommit2Done, n, work_id="p2", comm_d=CC_COMM_D, comm_r=COMM_R), 103.0)
     assert cmds[-1] == C.RunCommit1(sector=n, cause="s-1000-1", step=core.sectors[n].step, task="C1",
-                                    seed=SEED)
+                                    seed=SEED, ticket=TICKET)
     cmds = core.handle(ev(core, E.Commit1Done, n, work_id="c1", proof=PROOF), 104.0)
     assert cmds[-1] == C.VerifyProof(sector=n, cause="s-1000-1", step=core.sectors[n].step,
                                      ticket=TICKET, seed=SEED, comm_d=CC_COMM_D, comm_r=COMM_R, proof=PROOF)
