@@ -327,6 +327,10 @@ def print_report(r: dict) -> None:
           f"restarts, {r['hub_pauses']} hub pauses, {r['pledges']} pledges; settled {r['settled']} "
           f"in {r['settle_seconds']:.0f}s, ran to epoch {r['until_epoch']}; {r['wall_seconds']:.0f}s "
           f"in all; state in {r['repo']}")
+    w = r["work"]
+    print(f"  work: {w['task_runs']} task runs, {w['reruns']} re-runs; {w['wasted_task_s']:g}s of task "
+          f"time wasted ({', '.join(f'{k} {v:g}s' for k, v in w['wasted_by_why'].items()) or 'none'}); "
+          + ", ".join(f"{k} {t['runs']} runs for {t['results']} results" for k, t in w["per_task"].items()))
     for name in checks.INVARIANTS:
         inv = r["invariants"][name]
         figures = ", ".join(f"{k} {v}" for k, v in inv.items() if k not in ("ok", "violations"))
@@ -404,7 +408,8 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds
         "settled": ok, "settle_seconds": round(settled_s, 1), "until_epoch": until_epoch,
         "wall_seconds": round(time.monotonic() - t0, 1),
         "violations": [f"{n}: {v}" for n, i in invariants.items() for v in i["violations"]],
-        "invariants": invariants, "actions": msgspec.to_builtins(actions),
+        "invariants": invariants,
+        "work": checks.work(cluster.task_log, {n: node.up for n, node in cluster.nodes.items()}), "actions": msgspec.to_builtins(actions),
         "up": {n: [[round(a, 3), round(b, 3)] for a, b in node.up] for n, node in cluster.nodes.items()},
     }
     if as_json:

@@ -92,9 +92,9 @@ def test_a_double_precommit_and_a_missing_sector_are_named(tmp_path):
 
 # -- results_once ---------------------------------------------------------------------------
 
-def task(event, call, work="w1", task_type="PC1", sector=1, worker="devnet-worker-1"):
+def task(event, call, work="w1", task_type="PC1", sector=1, worker="devnet-worker-1", ts=0.0):
     return json.dumps({"event": event, "task": task_type, "work_id": work, "call_id": call,
-                       "worker": worker, "pid": 1, "sector": sector})
+                       "worker": worker, "pid": 1, "sector": sector, "ts": ts})
 
 
 def write_calls(path: pathlib.Path, rows: list[tuple]) -> None:
@@ -114,7 +114,7 @@ def test_a_call_run_again_after_a_kill_is_one_computation(tmp_path):
     write_calls(tmp_path / "calls.sqlite", [("a", "w1", "done", 2, 1, 1), ("b", "w2", "running", 1, None, 0)])
     violations, info = checks.check_results(tmp_path / "tasks.log", {"devnet-worker-1": tmp_path / "calls.sqlite"})
     assert violations == []
-    assert info == {"task_starts": 3, "task_ends": 2, "works": 2, "reruns": 1, "calls_in_stores": 2}
+    assert info == {"task_starts": 3, "task_ends": 2, "works": 2, "calls_in_stores": 2}
 
 
 def test_a_result_computed_again_or_lost_is_named(tmp_path):
@@ -130,6 +130,25 @@ def test_a_result_computed_again_or_lost_is_named(tmp_path):
         "the result of call c (PC1 of sector 1) on devnet-worker-1 was stored but never acknowledged "
         "by the manager",
     ]
+
+
+# -- work: re-runs and wasted task time -------------------------------------------------------
+
+def test_work_counts_reruns_and_the_task_time_they_wasted(tmp_path):
+    pc2 = dict(task_type="PC2", work="w2")
+    (tmp_path / "tasks.log").write_text("\n".join([
+        task("start", "a", ts=10), task("start", "b", **pc2, ts=11),       # worker 1 killed at 15
+        task("start", "a", ts=20), task("end", "a", ts=30),                # a's run again: a result
+        task("start", "b", **pc2, ts=21), task("kill", "b", **pc2, ts=24),  # b aborted
+        task("start", "c", **pc2, ts=25), task("fail", "c", **pc2, ts=27),  # c failed
+        task("start", "d", **pc2, ts=28), task("end", "d", **pc2, ts=40),
+    ]) + "\n")
+    up = {"devnet-worker-1": [(0.0, 15.0), (18.0, 50.0)]}
+    assert checks.work(tmp_path / "tasks.log", up) == {
+        "task_runs": 6, "reruns": 4, "wasted_task_s": 14.0,
+        "wasted_by_why": {"crashed": 9.0, "failed": 2.0, "killed": 3.0},
+        "per_task": {"PC1": {"runs": 2, "results": 1, "wasted_s": 5.0},
+                     "PC2": {"runs": 4, "results": 1, "wasted_s": 9.0}}}
 
 
 # -- deadlines_made -------------------------------------------------------------------------
@@ -213,6 +232,9 @@ def test_a_short_chaos_run_keeps_every_invariant(tmp_path):
     assert set(inv) == set(checks.INVARIANTS) and all(i["ok"] for i in inv.values())
     assert inv["sectors_proving_once"]["proving"] == report["sectors"] == 3
     assert inv["results_once"]["task_ends"] >= 4 * report["sectors"]   # PC1, PC2, C1, FIN each
+    work = report["work"]
+    assert work["task_runs"] == inv["results_once"]["task_starts"]
+    assert sum(t["results"] for t in work["per_task"].values()) == inv["results_once"]["task_ends"]
     assert inv["deadlines_made"]["qualifying"] >= 1 and inv["deadlines_made"].get("proven", 0) >= 1
     assert inv["databases_intact"]["databases"] == 6     # chain, sealing, manager, poster, 2 x calls
     kinds = [a["kind"] for a in report["actions"]]
