@@ -26,7 +26,8 @@ figures for the report.
   before the tipset of the Open epoch of the deadline two before it (when the poster
   checks the sectors of the deadline two ahead and declares faults or recoveries; its
   Challenge comes later) to the tipset of its last epoch (times are the tipsets'
-  timestamps and the harness's clock: both wall clock).
+  timestamps and the harness's clock: both wall clock), their links to the hub never
+  delayed or cut meanwhile, and no reorg replaced an epoch from that Open to its end.
 - databases_intact  (check_databases): `PRAGMA integrity_check` says ok for every file.
 
 Besides the invariants, `work` counts what the chaos cost (figures, never violations):
@@ -330,9 +331,12 @@ def _covered(intervals: list[tuple[float, float]], start: float, end: float) -> 
 
 
 def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, float]]], miner: int,
-                    warmup: float, needed: tuple[str, ...]) -> tuple[list[Violation], dict]:
-    """`up`: node name -> the (start, end) wall-clock intervals it ran without a break;
-    `needed`: the nodes a deadline needs (the hub, the chain, the poster)."""
+                    warmup: float, needed: tuple[str, ...],
+                    reorgs: list[list[int]] = ()) -> tuple[list[Violation], dict]:
+    """`up`: node name -> the (start, end) wall-clock intervals it ran (and reached the
+    hub) without a break; `needed`: the nodes a deadline needs (the hub, the chain, the
+    poster); `reorgs`: the epochs each reorg replaced (its messages landed again later,
+    maybe too late: an occurrence they fall in is excused)."""
     name = "deadlines_made"
     genesis, tipsets = read_tipsets(chain_db)
     pol = Chain(genesis, _trusting()).policy
@@ -342,8 +346,11 @@ def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, floa
         checked = max(o.open - 2 * pol.challenge_window, 0)   # its sectors checked, faults declared
         start, end = tipsets[checked].timestamp - warmup, tipsets[o.close - 1].timestamp
         down = [n for n in needed if not _covered(up.get(n, []), start, end)]
+        reverted = [r for r in reorgs if r and r[0] <= o.close - 1 and checked <= r[-1]]
         if down:
             o.excused = f"{', '.join(down)} not up throughout"
+        elif reverted:
+            o.excused = f"a reorg replaced epochs {reverted[0][0]}..{reverted[0][-1]}"
         elif o.status != "proven" and not o.excused:
             out.append(Violation(name, f"deadline {o.index} [{o.open},{o.close}) {o.status}: {o.detail} "
                                        f"while {', '.join(needed)} were up"))

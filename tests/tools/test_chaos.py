@@ -4,9 +4,12 @@ database), each named in the violation."""
 import json
 import os
 import pathlib
+import select
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import msgspec
 import pytest
@@ -20,6 +23,7 @@ from nodes.sealing.devnet import Devnet
 from nodes.sealing.store import SCHEMA as SEALING_SCHEMA
 from nodes.worker.store import SCHEMA as CALLS_SCHEMA
 from tools import chaos, chaos_checks as checks
+from tools.chaos_net import Link
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MINER = 1000
@@ -188,6 +192,16 @@ def test_a_missed_deadline_counts_only_when_the_poster_could_have_made_it(tmp_pa
     violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", restarted, MINER, 10.0, chaos.POST_NEEDS)
     assert violations == [] and info["missed (excused)"] == 1 and info["qualifying"] == 1
 
+    # a reorg that replaced epochs of the occurrence (its proof may land too late) excuses it
+    reorg = [windows[1][1] - 3, windows[1][1] - 2]
+    violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", always, MINER, 10.0,
+                                              chaos.POST_NEEDS, [reorg])
+    assert violations == [] and info["missed (excused)"] == 1
+    before = [windows[0][0] - 2 * d.policy.challenge_window - 2] * 2    # long before: no excuse
+    violations, _ = checks.check_deadlines(tmp_path / "chain.sqlite", always, MINER, 10.0,
+                                           chaos.POST_NEEDS, [before])
+    assert len(violations) == 1
+
 
 # -- databases_intact -----------------------------------------------------------------------
 
@@ -208,6 +222,45 @@ def test_a_corrupted_database_is_named(tmp_path):
 
 
 # -- the harness ----------------------------------------------------------------------------
+
+def test_a_node_is_reachable_while_up_and_its_link_is_whole(tmp_path):
+    node = chaos.Node("w", "worker", tmp_path / "c", tmp_path / "l", {}, "tcp://x:1")
+    node.up, node.faults = [(0.0, 10.0), (20.0, 30.0)], [(5.0, 6.0), (25.0, 40.0)]
+    assert node.reachable() == [(0.0, 5.0), (6.0, 10.0), (20.0, 25.0)]
+
+
+def test_a_link_forwards_holds_and_cuts(tmp_path):
+    echo = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = echo.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(99), b"")],
+                             daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    link = Link(echo.getsockname()[1])
+    c = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    c.sendall(b"one")
+    assert c.recv(99) == b"one"
+    link.delay(60.0)                                 # held: nothing comes back ...
+    c.sendall(b"two")
+    assert select.select([c], [], [], 0.3)[0] == []
+    link.delay(0.0)                                  # ... until the hold ends: late, not lost
+    assert c.recv(99) == b"two"
+    link.cut(60.0)                                   # cut: the connection ends, new ones too
+    assert c.recv(99) == b""
+    again = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    assert again.recv(99) == b""
+    link.cut(0.0)
+    third = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    third.sendall(b"three")
+    assert third.recv(99) == b"three"
+    link.close()
+    echo.close()
+
 
 def test_config_files_load_back_as_the_devnet_configs(tmp_path):
     net = Devnet(base=tmp_path, bus="tcp://127.0.0.1:7700", workers=2)
@@ -238,5 +291,6 @@ def test_a_short_chaos_run_keeps_every_invariant(tmp_path):
     assert inv["deadlines_made"]["qualifying"] >= 1 and inv["deadlines_made"].get("proven", 0) >= 1
     assert inv["databases_intact"]["databases"] == 6     # chain, sealing, manager, poster, 2 x calls
     kinds = [a["kind"] for a in report["actions"]]
-    assert kinds.count("kill") == report["kills"] and report["kills"] + report["hub_pauses"] >= 5
-    assert sum(report["killed"].values()) == report["kills"]
+    assert kinds.count("kill") == report["kills"] and sum(report["killed"].values()) == report["kills"]
+    assert report["kills"] + report["hub_pauses"] + report["reorgs"] + report["link_faults"] >= 5
+    assert "reorg" in kinds[:3] and report["reorgs"] >= 1       # seed 3 reorgs early
