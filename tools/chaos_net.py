@@ -48,15 +48,25 @@ class Link:
             if time.monotonic() < self.refused_until:
                 _close(client)
                 continue
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                _close(client)
-                continue
-            with self.lock:
-                self.conns |= {client, upstream}
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        """Upstream for one client (in its own thread: a hub that does not answer must not
+        hold the next connection back)."""
+        try:
+            upstream = socket.create_connection(self.target, timeout=5.0)
+            upstream.settimeout(None)
+        except OSError:
+            _close(client)
+            return
+        if upstream.getsockname() == upstream.getpeername():   # the hub is down and the port
+            _close(upstream)                                   # free: TCP connected to itself
+            _close(client)
+            return
+        with self.lock:
+            self.conns |= {client, upstream}
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
