@@ -169,6 +169,23 @@ class SealingCore:
             commands += self.rerun(number, now)
         return commands
 
+    def admit(self, now: float) -> list[C.Command]:
+        """Sectors waiting in Packing for room in the sealing window (cfg.max_sealing),
+        lowest number first, go on while there is room. The shell asks after every event."""
+        commands: list[C.Command] = []
+        if not self.cfg.max_sealing:
+            return commands
+        for number, s in sorted(self.sectors.items()):
+            if self._window_full():
+                break
+            if s.state == S.PACKING and not s.paused and s.retry_at <= now:
+                commands += self.rerun(number, now)
+        return commands
+
+    def _window_full(self) -> bool:
+        busy = sum(1 for s in self.sectors.values() if s.state in S.TICKETED and not s.paused)
+        return bool(self.cfg.max_sealing) and busy >= self.cfg.max_sealing
+
     def rerun(self, number: int, now: float) -> list[C.Command]:
         s = self.sectors[number]
         if s.state == S.NEW:
@@ -337,6 +354,8 @@ class SealingCore:
                           payload_size=piece.payload_size)]
 
     def _packing(self, s, now):
+        if self._window_full():
+            return []                      # admit() packs it once a sector leaves the window
         sizes = [p.padded_size for p in s.pieces]
         slots = commp_mod.piece_layout(sizes, s.sector_size)
         fillers = [Piece(comm_p=zero_commitment_at_height(x.size.bit_length() - 6),

@@ -239,6 +239,7 @@ class SealingService:
             self.errors.append(str(e))
             return []
         self._execute(commands)
+        self._execute(self.core.admit(self.clock()))     # it may have left the sealing window
         return commands
 
     def _execute(self, commands: list[C.Command]) -> None:
@@ -509,6 +510,7 @@ class SealingService:
         except SealingError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         self._execute(commands)
+        self._execute(self.core.admit(self.clock()))
         s = self.core.sectors[number]
         return W.SealingSectorState(number=number, state=s.state, paused=s.paused)
 

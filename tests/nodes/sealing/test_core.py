@@ -793,3 +793,23 @@ def test_every_state_is_entered_by_some_event_sequence():
     core.handle(core.event(E.Resume, m, state=S.COMMIT_WAIT), 0.0)
     core.handle(ev(core, E.CommitFailed, m, error="x"), 0.0)
     assert seen == set(S.ALL)
+
+
+def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():
+    # a ticket must not wait for a busy worker: at most max_sealing sectors from their
+    # ticket to their PreCommit; the others wait in Packing, lowest number first
+    core = new_core(msgspec.structs.replace(CFG, max_sealing=2))
+    numbers = [core.pledge(0.0) for _ in range(3)]
+    assert [kinds(cmds) for _, cmds in numbers] == [["Save", "GetTicket"]] * 2 + [["Save"]]
+    assert [state(core, n) for n, _ in numbers] == [S.GET_TICKET, S.GET_TICKET, S.PACKING]
+    assert core.admit(1.0) == []                                 # no room yet
+    core.handle(ev(core, E.TicketReady, 1, ticket=TICKET, epoch=98), 2.0)
+    core.handle(ev(core, E.PreCommit1Done, 1, work_id="p1", comm_d=CC_COMM_D, replica_id=b"i" * 32), 3.0)
+    core.handle(ev(core, E.PreCommit2Done, 1, work_id="p2", comm_d=CC_COMM_D, comm_r=COMM_R), 4.0)
+    assert core.admit(5.0) == [] and state(core, 3) == S.PACKING  # PreCommitting: still inside
+    core.handle(ev(core, E.PreCommitSent, 1, msg_id="m"), 6.0)
+    cmds = core.admit(7.0)
+    assert kinds(cmds) == ["Save", "GetTicket"] and cmds[-1].sector == 3
+    assert state(core, 3) == S.GET_TICKET and core.admit(8.0) == []
+    core.handle(core.event(E.Resume, 2, state=S.ABORTED), 9.0)    # an operator drops one
+    assert core.admit(10.0) == []                                 # nobody waits
