@@ -491,6 +491,7 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, reorgs, net_f
         "wall_seconds": round(time.monotonic() - t0, 1),
         "violations": [f"{n}: {v}" for n, i in invariants.items() for v in i["violations"]],
         "invariants": invariants,
+        "links": {n: node.link.counts for n, node in cluster.nodes.items() if node.link},
         "work": checks.work(cluster.task_log, {n: node.up for n, node in cluster.nodes.items()}), "actions": msgspec.to_builtins(actions),
         "up": {n: [[round(a, 3), round(b, 3)] for a, b in node.up] for n, node in cluster.nodes.items()},
     }

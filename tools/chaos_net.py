@@ -27,6 +27,7 @@ class Link:
         self.held_until = 0.0
         self.refused_until = 0.0
         self.conns: set[socket.socket] = set()
+        self.counts = {"accepted": 0, "forwarded": 0, "refused": 0, "unreachable": 0}
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True, name=f"link-{self.port}").start()
 
@@ -45,7 +46,9 @@ class Link:
                 client, _ = self.server.accept()
             except OSError:
                 return
+            self.counts["accepted"] += 1
             if time.monotonic() < self.refused_until:
+                self.counts["refused"] += 1
                 _close(client)
                 continue
             threading.Thread(target=self._connect, args=(client,), daemon=True).start()
@@ -57,12 +60,14 @@ class Link:
             upstream = socket.create_connection(self.target, timeout=5.0)
             upstream.settimeout(None)
         except OSError:
+            self.counts["unreachable"] += 1
             _close(client)
             return
         if upstream.getsockname() == upstream.getpeername():   # the hub is down and the port
             _close(upstream)                                   # free: TCP connected to itself
             _close(client)
             return
+        self.counts["forwarded"] += 1
         with self.lock:
             self.conns |= {client, upstream}
         for src, dst in ((client, upstream), (upstream, client)):
