@@ -11,8 +11,9 @@
 Each stage reads what it needs from the directory (see proofs.sector for its layout),
 writes whole files atomically and records progress in sector.json, so the worker can run
 each as its own task, on any machine that has the directory. A stage run again redoes its
-work; a stage run too early, or on a corrupt directory, raises SectorError (or SealError
-for bad arguments) and changes nothing. The heavy hashing goes through proofs.backend;
+work (PreCommit1 with another ticket drops what the old one sealed); a stage run too
+early, or on a corrupt directory, raises SectorError (or SealError for bad arguments) and
+changes nothing. The heavy hashing goes through proofs.backend;
 every result says which backend ran. Whole-sector buffers are held in memory (fine up to
 the 512 MiB sizes this CPU path can seal in reasonable time).
 """
@@ -234,11 +235,13 @@ def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None
     """PC1: tree-d and comm_d over the unsealed data, replica_id, and all SDR layers.
 
     A directory without pieces is a committed-capacity sector (all zeros); then the ids
-    must be given. An interrupted labelling resumes at the first missing layer."""
+    must be given. An interrupted labelling resumes at the first missing layer. Another
+    ticket (a new one after the old expired) starts the replica over: the layers, trees
+    and sealed file of the old one go, the pieces and the unsealed data stay."""
     ticket = _bytes32(ticket, "ticket")
     meta = _meta_for(sector_dir, seal_proof, miner, sector)
-    if meta.at_least("pc2"):
-        raise SectorError(f"sector {meta.sector} is past PreCommit1 (stage {meta.stage})")
+    if meta.stage == "finalized":      # the unsealed data may be gone: a rebuild starts clean
+        raise SectorError(f"sector {meta.sector} is finalized: PreCommit1 cannot run on it again")
     impl = get_backend(backend)
     p = meta.proof()
     started = time.perf_counter()
@@ -253,8 +256,10 @@ def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None
                           f"pieces: its comm_d is {comm_d.hex()}, the pieces give {expected.hex()}")
     _say(progress, f"PC1 tree-d: comm_d {piece_cid_v1(comm_d)} ({time.perf_counter() - started:.1f}s)")
     rid = replica_id(prover_id(meta.miner), meta.sector, ticket, comm_d, p)
-    if meta.replica_id and meta.replica_id != rid.hex():
-        _drop(_sealing_files(sector_dir, p.layers))     # labels of another ticket
+    if meta.replica_id and meta.replica_id != rid.hex():     # sealed with another ticket
+        meta.stage = "new"
+        save_meta(sector_dir, meta)    # first: the stage never claims files that are gone
+        _drop(_sealing_files(sector_dir, p.layers))
     write_levels(cache_file(sector_dir, TREE_D), levels)
     meta.ticket, meta.comm_d, meta.replica_id, meta.comm_r = ticket.hex(), comm_d.hex(), rid.hex(), ""
     meta.stage = "new"

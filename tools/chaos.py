@@ -1,7 +1,9 @@
 """Chaos over real processes: a devnet whose every node runs in its own process, nodes
-killed -9 and restarted at random, then the invariants of tools/chaos_checks.py.
+killed -9 and restarted at random, reorgs, lost and delayed bus messages, then the
+invariants of tools/chaos_checks.py.
 
     python tools/chaos.py --duration 300 --sectors 4 --workers 2 --seed 1 [--pause-hub] [--json]
+    python tools/chaos.py --soak --duration 3600 --sectors 3       # keeps 3 sectors sealing
 
 It provisions keys and writes each node's config the way `zqnode devnet` does
 (nodes.sealing.devnet.Devnet.node_configs), starts `zqnode start --role R --config FILE`
@@ -11,7 +13,13 @@ and pledges --sectors CC sectors (with --pledge-every, one more now and then dur
 chaos: every sector the manager has at the end counts as pledged). Then, for --duration
 seconds, it picks (with a RNG seeded by --seed) a node at a random moment, kills its
 process group with SIGKILL and restarts it after a random pause; with --pause-hub a
-quarter of the actions SIGSTOP the hub for a while instead. Afterwards the cluster
+fifth of the actions SIGSTOP the hub for a while instead; unless --no-reorgs, some
+revert the chain's last tipsets (`zqnode chain reorg`, no deeper than the devnet's ticket
+lookback: deeper ones change tickets under landed pre-commits, which mainnet's lookback,
+equal to finality, rules out); unless --no-net-faults, some delay or cut a node's link to
+the hub (tools/chaos_net.py: every node but the hub talks to it through its own link).
+With --soak, sectors are pledged whenever fewer than --sectors are sealing, for the whole
+--duration (a long run under load; the same invariants at the end). Afterwards the cluster
 settles with every node up: every sector sealed, every stored result acknowledged, then
 each deadline holding sectors closes once more (at most --settle-timeout seconds). The
 nodes are stopped (SIGTERM) and the invariants checked. It prints a report (one JSON
@@ -41,13 +49,16 @@ sys.path.insert(0, str(ROOT))
 
 from bus.address import free_tcp_address  # noqa: E402
 from bus.config import BusConfig  # noqa: E402
+from nodes.chain.policy import DEVNET  # noqa: E402
 from nodes.config import NodeConfig  # noqa: E402
 from nodes.configdoc import config_toml  # noqa: E402
 from nodes.sealing.devnet import MINER, Devnet  # noqa: E402
 from tools import chaos_checks as checks  # noqa: E402
+from tools.chaos_net import Link  # noqa: E402
 
 HUB = "devnet-hub"
 POST_NEEDS = (HUB, "devnet-chain", "devnet-poster")   # what a WindowPoSt needs up
+REORG_DEPTH = DEVNET.seal_randomness_lookback         # deeper would change tickets (see above)
 
 
 class ChaosError(RuntimeError):
@@ -57,16 +68,29 @@ class ChaosError(RuntimeError):
 # -- processes ------------------------------------------------------------------------------
 
 class Node:
-    """One `zqnode start` process group; `up` keeps the intervals it ran (wall clock)."""
+    """One `zqnode start` process group; `up` keeps the intervals it ran (wall clock),
+    `faults` those its link to the hub was delayed or cut."""
 
     def __init__(self, name: str, role: str, config: pathlib.Path, log: pathlib.Path, env: dict,
-                 bus: str):
+                 bus: str, link: Link | None = None):
         self.name, self.role, self.config, self.log, self.env = name, role, config, log, env
-        self.bus = bus
+        self.bus, self.link = bus, link
         self.proc: subprocess.Popen | None = None
         self.up: list[tuple[float, float]] = []
+        self.faults: list[tuple[float, float]] = []
         self.since = 0.0
         self.paused = False
+
+    def reachable(self) -> list[tuple[float, float]]:
+        """`up`, less the times its link was faulty."""
+        spans = list(self.up)
+        for a, b in self.faults:
+            cut = []
+            for s, e in spans:
+                apart = b <= s or e <= a
+                cut += [(s, e)] if apart else [p for p in ((s, a), (b, e)) if p[0] < p[1]]
+            spans = cut
+        return spans
 
     def start(self) -> None:
         with open(self.log, "a") as out:
@@ -128,8 +152,9 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float, sector_size: str = "2KiB"):
-        self.base = base
+    def __init__(self, base: pathlib.Path, *, workers: int, epoch_seconds: float, sector_size: str = "2KiB",
+                 links: bool = False):
+        self.base, self.links = base, links
         self.bus = free_tcp_address()
         self.devnet = Devnet(base=base, bus=self.bus, sectors=0, sector_size=sector_size,
                              epoch_seconds=epoch_seconds, workers=workers, say=lambda _: None)
@@ -148,11 +173,14 @@ class Cluster:
                          bus=BusConfig(address=self.bus, key_dir=str(self.base / "hub")))
         env = {k: v for k, v in os.environ.items() if k != "ZQNODE_KEY_DIR"}
         env.update(PYTHONUNBUFFERED="1", ZQNODE_TASK_LOG=str(self.task_log))
+        hub_port = int(self.bus.rpartition(":")[2])
         for cfg in [hub, *self.devnet.node_configs().values()]:
             path = self.base / "configs" / f"{cfg.name}.toml"
             path.write_text(config_toml(cfg))
+            link = Link(hub_port) if self.links and cfg.name != HUB else None
+            bus = f"tcp://127.0.0.1:{link.port}" if link else self.bus
             self.nodes[cfg.name] = Node(cfg.name, cfg.role, path, self.base / "logs" / f"{cfg.name}.log",
-                                       env, self.bus)
+                                       env, bus, link)
 
     def start_all(self, timeout: float) -> None:
         for node in self.nodes.values():
@@ -164,6 +192,8 @@ class Cluster:
             if node.paused:
                 node.resume()
             node.stop()
+            if node.link:
+                node.link.close()
 
     # -- what the nodes keep --
     def path(self, node: str, file: str) -> pathlib.Path:
@@ -188,79 +218,118 @@ class Cluster:
                 pass
         return n
 
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess | None:
+        """`zqnode ARGS` as our admin client, straight to the hub; None if it hung."""
+        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
+        try:
+            return subprocess.run([sys.executable, "-m", "nodes.cli", *args, "--bus", self.bus],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def pledge(self, count: int, timeout: float) -> list[int]:
         """`zqnode sectors pledge` until the sealing store holds `count` sectors (a pledge
         whose answer was lost is not repeated)."""
         deadline = time.monotonic() + timeout
-        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
         error = ""
         while time.monotonic() < deadline:
             have = sorted(self.sealing_states())
             if len(have) >= count:
                 return have
-            out = subprocess.run([sys.executable, "-m", "nodes.cli", "sectors", "pledge", "--count",
-                                  str(count - len(have)), "--bus", self.bus], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=60)
-            error = out.stderr.strip()
-            time.sleep(0.5 if out.returncode == 0 else 2.0)
+            out = self.cli("sectors", "pledge", "--count", str(count - len(have)), timeout=60)
+            error = out.stderr.strip() if out else "timed out"
+            time.sleep(0.5 if out and out.returncode == 0 else 2.0)
         raise ChaosError(f"could not pledge {count} sectors within {timeout:g}s: {error}")
 
     def pledge_one(self) -> bool:
         """One more sector, if the manager answers now (during the chaos it may not)."""
-        env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
-        try:
-            out = subprocess.run([sys.executable, "-m", "nodes.cli", "sectors", "pledge", "--bus", self.bus],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            return False
-        return out.returncode == 0
+        out = self.cli("sectors", "pledge")
+        return out is not None and out.returncode == 0
+
+    def reorg(self, depth: int) -> list[int]:
+        """The epochs a reorg of `depth` replaced ([] if the chain did not answer)."""
+        out = self.cli("chain", "reorg", "--depth", str(depth), "--json")
+        if out is None or out.returncode != 0:
+            return []
+        return sorted(t["epoch"] for t in json.loads(out.stdout)["reverted"])
 
 
 # -- the run --------------------------------------------------------------------------------
 
 class Action(msgspec.Struct):
     at: float                          # seconds into the chaos
-    kind: str                          # kill | pause-hub | pledge | pledge-refused
+    kind: str                          # kill | pause-hub | reorg | delay | cut | pledge | pledge-refused
     node: str
     down_s: float
+    epochs: list[int] = []             # reorg: the epochs it replaced
 
 
-def run_chaos(cluster: Cluster, rng: random.Random, duration: float, pause_hub: bool,
-              gap: tuple[float, float], down: tuple[float, float], pledge_every: float,
-              say) -> list[Action]:
-    """Until `duration` has passed: wait a random gap, then kill -9 a random node and
-    restart it after a random pause (or stop the hub for a while); every `pledge_every`
-    seconds (0: never) pledge one more sector, so that sealing goes on under the chaos."""
+class Plan(msgspec.Struct, kw_only=True):
+    duration: float
+    gap: tuple[float, float]           # seconds between actions: uniform in [MIN, MAX]
+    down: tuple[float, float]          # seconds a node stays down, stopped or cut off
+    pause_hub: bool = False
+    reorgs: bool = True
+    net_faults: bool = True
+    pledge_every: float = 0.0          # pledge one more sector this often (0: never)
+    keep_sealing: int = 0              # soak: pledge whenever fewer sectors are sealing
+
+
+def run_chaos(cluster: Cluster, rng: random.Random, plan: Plan, say) -> list[Action]:
+    """Until the plan's duration has passed: wait a random gap, then do one thing to the
+    cluster (see `_pick`), and pledge as the plan says, so that sealing goes on under the
+    chaos."""
     actions: list[Action] = []
     t0 = time.monotonic()
-    next_pledge = pledge_every
-    names = list(cluster.nodes)
+    next_pledge = plan.pledge_every
     while True:
-        time.sleep(rng.uniform(*gap))
+        time.sleep(rng.uniform(*plan.gap))
         now = time.monotonic() - t0
-        if now >= duration:
+        if now >= plan.duration:
             return actions
-        if pledge_every and now >= next_pledge:
-            next_pledge = now + pledge_every
+        sealing = sum(1 for s in cluster.sealing_states().values() if s not in checks.SEALED)
+        due = plan.pledge_every and now >= next_pledge
+        if due or sealing < plan.keep_sealing:
+            next_pledge = now + plan.pledge_every if due else next_pledge
             actions.append(Action(at=round(now, 1), kind="pledge" if cluster.pledge_one()
                                   else "pledge-refused", node="devnet-manager", down_s=0.0))
-        pause = pause_hub and rng.random() < 0.25
-        victim = HUB if pause else rng.choice(names)
-        down_s = rng.uniform(*down)
-        node = cluster.nodes[victim]
-        action = Action(at=round(time.monotonic() - t0, 1), kind="pause-hub" if pause else "kill",
-                        node=victim, down_s=round(down_s, 1))
-        say(f"chaos: {action.at:6.1f}s {action.kind} {victim} for {action.down_s:g}s "
-            f"(sectors: {_states(cluster.sealing_states())})")
-        if pause:
-            node.pause()
-            time.sleep(down_s)
-            node.resume()
-        else:
-            node.kill9()
-            time.sleep(down_s)
-            node.start()
+        kind, victim = _pick(rng, plan, list(cluster.nodes))
+        action = Action(at=round(time.monotonic() - t0, 1), kind=kind, node=victim,
+                        down_s=0.0 if kind == "reorg" else round(rng.uniform(*plan.down), 1))
+        say(f"chaos: {action.at:6.1f}s {kind} {victim}"
+            + (f" for {action.down_s:g}s" if action.down_s else "")
+            + f" (sectors: {_states(cluster.sealing_states())})")
+        _act(cluster, rng, action)
         actions.append(action)
+
+
+def _pick(rng: random.Random, plan: Plan, names: list[str]) -> tuple[str, str]:
+    r = rng.random()
+    if plan.pause_hub and r < 0.2:
+        return "pause-hub", HUB
+    if plan.reorgs and r < 0.3:
+        return "reorg", "devnet-chain"
+    if plan.net_faults and r < 0.5:
+        return rng.choice(("delay", "cut")), rng.choice([n for n in names if n != HUB])
+    return "kill", rng.choice(names)
+
+
+def _act(cluster: Cluster, rng: random.Random, a: Action) -> None:
+    node = cluster.nodes[a.node]
+    if a.kind == "reorg":
+        a.epochs = cluster.reorg(rng.randint(1, REORG_DEPTH))
+    elif a.kind == "pause-hub":
+        node.pause()
+        time.sleep(a.down_s)
+        node.resume()
+    elif a.kind in ("delay", "cut"):
+        getattr(node.link, a.kind)(a.down_s)
+        node.faults.append((time.time(), time.time() + a.down_s))
+        time.sleep(a.down_s)
+    else:
+        node.kill9()
+        time.sleep(a.down_s)
+        node.start()
 
 
 def _states(states: dict[int, str]) -> str:
@@ -299,16 +368,17 @@ def settle(cluster: Cluster, pledged: list[int], timeout: float, warmup: float, 
     return True, settled, target
 
 
-def check_all(cluster: Cluster, pledged: list[int], warmup: float) -> dict:
+def check_all(cluster: Cluster, pledged: list[int], warmup: float, actions: list[Action]) -> dict:
     base = cluster.base
+    reorgs = [a.epochs for a in actions if a.kind == "reorg" and a.epochs]
     results = {
         "sectors_proving_once": lambda: checks.check_sectors(
             cluster.path("devnet-chain", "chain.sqlite"), cluster.path("devnet-manager", "sealing.sqlite"),
             pledged, MINER),
         "results_once": lambda: checks.check_results(cluster.task_log, cluster.worker_dbs()),
         "deadlines_made": lambda: checks.check_deadlines(
-            cluster.path("devnet-chain", "chain.sqlite"), {n: node.up for n, node in cluster.nodes.items()},
-            MINER, warmup, POST_NEEDS),
+            cluster.path("devnet-chain", "chain.sqlite"),
+            {n: node.reachable() for n, node in cluster.nodes.items()}, MINER, warmup, POST_NEEDS, reorgs),
         "databases_intact": lambda: checks.check_databases(sorted(base.rglob("*.sqlite"))),
     }
     report = {}
@@ -323,10 +393,15 @@ def check_all(cluster: Cluster, pledged: list[int], warmup: float) -> dict:
 
 def print_report(r: dict) -> None:
     print(f"chaos: {'OK' if r['ok'] else 'VIOLATED'}: seed {r['seed']}, {r['sectors']} {r['sector_size']} "
-          f"sectors, {r['workers']} workers; {r['duration']:g}s of chaos: {r['kills']} kills and "
-          f"restarts, {r['hub_pauses']} hub pauses, {r['pledges']} pledges; settled {r['settled']} "
+          f"sectors, {r['workers']} workers; {r['duration']:g}s of {'soak ' if r['soak'] else ''}chaos: "
+          f"{r['kills']} kills and restarts, {r['hub_pauses']} hub pauses, {r['reorgs']} reorgs, "
+          f"{r['link_faults']} link faults, {r['pledges']} pledges; settled {r['settled']} "
           f"in {r['settle_seconds']:.0f}s, ran to epoch {r['until_epoch']}; {r['wall_seconds']:.0f}s "
           f"in all; state in {r['repo']}")
+    w = r["work"]
+    print(f"  work: {w['task_runs']} task runs, {w['reruns']} re-runs; {w['wasted_task_s']:g}s of task "
+          f"time wasted ({', '.join(f'{k} {v:g}s' for k, v in w['wasted_by_why'].items()) or 'none'}); "
+          + ", ".join(f"{k} {t['runs']} runs for {t['results']} results" for k, t in w["per_task"].items()))
     for name in checks.INVARIANTS:
         inv = r["invariants"][name]
         figures = ", ".join(f"{k} {v}" for k, v in inv.items() if k not in ("ok", "violations"))
@@ -344,11 +419,17 @@ def print_report(r: dict) -> None:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 8))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--pause-hub", is_flag=True, help="Also SIGSTOP/SIGCONT the hub at random.")
+@click.option("--reorgs/--no-reorgs", default=True, show_default=True,
+              help="Also revert the chain's last tipsets at random.")
+@click.option("--net-faults/--no-net-faults", default=True, show_default=True,
+              help="Also delay or cut a node's link to the hub at random (lost, late messages).")
+@click.option("--soak", is_flag=True, help="Keep --sectors sectors sealing for the whole --duration.")
 @click.option("--epoch-seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.1))
 @click.option("--gap", default=(2.0, 8.0), show_default=True, type=(float, float),
               help="Seconds between actions: uniform in [MIN, MAX].")
 @click.option("--down", default=(0.5, 5.0), show_default=True, type=(float, float),
-              help="Seconds a killed node stays down (or the hub stopped): uniform in [MIN, MAX].")
+              help="Seconds a killed node stays down (the hub stopped, a link faulty): uniform "
+                   "in [MIN, MAX].")
 @click.option("--pledge-every", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="During the chaos, pledge one more sector every this many seconds (0: never).")
 @click.option("--settle-timeout", default=600.0, show_default=True, type=click.FloatRange(min=1),
@@ -358,8 +439,8 @@ def print_report(r: dict) -> None:
                    "checked (the Open of the deadline two before it) for it to count as makeable.")
 @click.option("--repo", default="", help="Run directory [default: a new temporary one].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (progress to stderr).")
-def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds, gap, down, pledge_every,
-         settle_timeout, warmup, repo, as_json) -> None:
+def main(duration, sectors, sector_size, workers, seed, pause_hub, reorgs, net_faults, soak, epoch_seconds,
+         gap, down, pledge_every, settle_timeout, warmup, repo, as_json) -> None:
     """Chaos over real processes; exits 1 naming each violated invariant."""
     t0 = time.monotonic()
     base = pathlib.Path(repo).expanduser() if repo else pathlib.Path(tempfile.mkdtemp(prefix="zqchaos-"))
@@ -376,14 +457,17 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds
     signal.signal(signal.SIGINT, interrupted)   # a background job ignores SIGINT otherwise
 
     rng = random.Random(seed)
-    cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds, sector_size=sector_size)
+    cluster = Cluster(base, workers=workers, epoch_seconds=epoch_seconds, sector_size=sector_size,
+                      links=net_faults)
+    plan = Plan(duration=duration, gap=gap, down=down, pause_hub=pause_hub, reorgs=reorgs,
+                net_faults=net_faults, pledge_every=pledge_every, keep_sealing=sectors if soak else 0)
     try:
         cluster.provision()
         say(f"chaos: starting {len(cluster.nodes)} nodes on {cluster.bus} in {base}")
         cluster.start_all(timeout=90)
         pledged = cluster.pledge(sectors, timeout=90)
         say(f"chaos: pledged sectors {', '.join(map(str, pledged))}")
-        actions = run_chaos(cluster, rng, duration, pause_hub, gap, down, pledge_every, say)
+        actions = run_chaos(cluster, rng, plan, say)
         pledged = sorted(cluster.sealing_states())        # with those pledged during the chaos
         ok, settled_s, until_epoch = settle(cluster, pledged, settle_timeout, warmup, epoch_seconds, say)
     except ChaosError as e:
@@ -392,19 +476,23 @@ def main(duration, sectors, sector_size, workers, seed, pause_hub, epoch_seconds
         sys.exit(2)
     finally:
         cluster.stop_all()
-    invariants = check_all(cluster, pledged, warmup)
+    invariants = check_all(cluster, pledged, warmup, actions)
     report = {
         "ok": all(i["ok"] for i in invariants.values()), "seed": seed, "sectors": len(pledged),
         "sector_size": sector_size,
-        "workers": workers, "duration": duration, "pause_hub": pause_hub, "repo": str(base),
+        "workers": workers, "duration": duration, "pause_hub": pause_hub, "soak": soak, "repo": str(base),
         "kills": sum(1 for a in actions if a.kind == "kill"),
         "hub_pauses": sum(1 for a in actions if a.kind == "pause-hub"),
+        "reorgs": sum(1 for a in actions if a.kind == "reorg" and a.epochs),
+        "link_faults": sum(1 for a in actions if a.kind in ("delay", "cut")),
         "pledges": sum(1 for a in actions if a.kind == "pledge"),
         "killed": {n: sum(1 for a in actions if a.kind == "kill" and a.node == n) for n in cluster.nodes},
         "settled": ok, "settle_seconds": round(settled_s, 1), "until_epoch": until_epoch,
         "wall_seconds": round(time.monotonic() - t0, 1),
         "violations": [f"{n}: {v}" for n, i in invariants.items() for v in i["violations"]],
-        "invariants": invariants, "actions": msgspec.to_builtins(actions),
+        "invariants": invariants,
+        "links": {n: node.link.counts for n, node in cluster.nodes.items() if node.link},
+        "work": checks.work(cluster.task_log, {n: node.up for n, node in cluster.nodes.items()}), "actions": msgspec.to_builtins(actions),
         "up": {n: [[round(a, 3), round(b, 3)] for a, b in node.up] for n, node in cluster.nodes.items()},
     }
     if as_json:

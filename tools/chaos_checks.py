@@ -26,8 +26,12 @@ figures for the report.
   before the tipset of the Open epoch of the deadline two before it (when the poster
   checks the sectors of the deadline two ahead and declares faults or recoveries; its
   Challenge comes later) to the tipset of its last epoch (times are the tipsets'
-  timestamps and the harness's clock: both wall clock).
+  timestamps and the harness's clock: both wall clock), their links to the hub never
+  delayed or cut meanwhile, and no reorg replaced an epoch from that Open to its end.
 - databases_intact  (check_databases): `PRAGMA integrity_check` says ok for every file.
+
+Besides the invariants, `work` counts what the chaos cost (figures, never violations):
+task runs and re-runs, and the task time thrown away, per task type and why.
 """
 from __future__ import annotations
 
@@ -215,7 +219,46 @@ def check_results(task_log: pathlib.Path, worker_dbs: dict[str, pathlib.Path]) -
     ends = sum(1 for e in events if e["event"] == "end")
     works = len({e["work_id"] for e in events})
     return out, {"task_starts": sum(starts.values()), "task_ends": ends, "works": works,
-                 "reruns": sum(starts.values()) - works, "calls_in_stores": calls}
+                 "calls_in_stores": calls}
+
+
+# -- work: re-runs and wasted task time ----------------------------------------------------
+
+def work(task_log: pathlib.Path, up: dict[str, list[tuple[float, float]]]) -> dict:
+    """Task runs and what they wasted, from the task log. A run ends at the call's next
+    line: `end` (a result), `fail` (an error), `kill` (the worker stopped it); a run with
+    none (the next line is the call's start again, or nothing) died with its worker, at
+    the end of the worker's `up` interval it started in."""
+    events = read_task_log(task_log)
+    per_task: dict[str, dict] = defaultdict(lambda: {"runs": 0, "results": 0, "wasted_s": 0.0})
+    why_s: dict[str, float] = defaultdict(float)
+    lines: dict[str, list[dict]] = defaultdict(list)
+    for e in events:
+        lines[e["call_id"]].append(e)
+    for call in lines.values():
+        for i, e in enumerate(call):
+            if e["event"] != "start":
+                continue
+            t = per_task[e["task"]]
+            t["runs"] += 1
+            after = call[i + 1] if i + 1 < len(call) else None
+            if after is not None and after["event"] == "end":
+                t["results"] += 1
+                continue
+            if after is not None and after["event"] in ("fail", "kill"):
+                why, until = ("failed" if after["event"] == "fail" else "killed"), after.get("ts", 0)
+            else:
+                why = "crashed"
+                until = next((b for a, b in up.get(e["worker"], []) if a <= e.get("ts", 0) <= b),
+                             after.get("ts", 0) if after else e.get("ts", 0))
+            lost = max(0.0, until - e.get("ts", 0))
+            t["wasted_s"] += lost
+            why_s[why] += lost
+    runs = sum(t["runs"] for t in per_task.values())
+    return {"task_runs": runs, "reruns": runs - len({e["work_id"] for e in events}),
+            "wasted_task_s": round(sum(why_s.values()), 1),
+            "wasted_by_why": {k: round(v, 1) for k, v in sorted(why_s.items())},
+            "per_task": {k: {**v, "wasted_s": round(v["wasted_s"], 1)} for k, v in sorted(per_task.items())}}
 
 
 # -- deadlines_made -------------------------------------------------------------------------
@@ -288,9 +331,12 @@ def _covered(intervals: list[tuple[float, float]], start: float, end: float) -> 
 
 
 def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, float]]], miner: int,
-                    warmup: float, needed: tuple[str, ...]) -> tuple[list[Violation], dict]:
-    """`up`: node name -> the (start, end) wall-clock intervals it ran without a break;
-    `needed`: the nodes a deadline needs (the hub, the chain, the poster)."""
+                    warmup: float, needed: tuple[str, ...],
+                    reorgs: list[list[int]] = ()) -> tuple[list[Violation], dict]:
+    """`up`: node name -> the (start, end) wall-clock intervals it ran (and reached the
+    hub) without a break; `needed`: the nodes a deadline needs (the hub, the chain, the
+    poster); `reorgs`: the epochs each reorg replaced (its messages landed again later,
+    maybe too late: an occurrence they fall in is excused)."""
     name = "deadlines_made"
     genesis, tipsets = read_tipsets(chain_db)
     pol = Chain(genesis, _trusting()).policy
@@ -300,8 +346,11 @@ def check_deadlines(chain_db: pathlib.Path, up: dict[str, list[tuple[float, floa
         checked = max(o.open - 2 * pol.challenge_window, 0)   # its sectors checked, faults declared
         start, end = tipsets[checked].timestamp - warmup, tipsets[o.close - 1].timestamp
         down = [n for n in needed if not _covered(up.get(n, []), start, end)]
+        reverted = [r for r in reorgs if r and r[0] <= o.close - 1 and checked <= r[-1]]
         if down:
             o.excused = f"{', '.join(down)} not up throughout"
+        elif reverted:
+            o.excused = f"a reorg replaced epochs {reverted[0][0]}..{reverted[0][-1]}"
         elif o.status != "proven" and not o.excused:
             out.append(Violation(name, f"deadline {o.index} [{o.open},{o.close}) {o.status}: {o.detail} "
                                        f"while {', '.join(needed)} were up"))

@@ -66,10 +66,10 @@ async def seal_sector(req: Requester, miner: int, number: int, seal_proof: str |
                      sector, size, hold, log)
     pc1 = await _step(req, "PC1", P.PC1Params(seal_proof=proof.id, ticket=ticket), sector, size,
                       hold, log)
-    pc2 = await _step(req, "PC2", P.PC2Params(), sector, size, hold, log)
+    pc2 = await _step(req, "PC2", P.PC2Params(ticket=ticket), sector, size, hold, log)
     if pc2.comm_d != pc1.comm_d:
         raise PipelineError(f"s-{miner}-{number}: PC2's comm_d differs from PC1's")
-    c1 = await _step(req, "C1", P.C1Params(seed=seed), sector, size, hold, log)
+    c1 = await _step(req, "C1", P.C1Params(seed=seed, ticket=ticket), sector, size, hold, log)
     return {"miner": miner, "sector": number, "seal_proof": proof.id, "sector_size": size,
             "comm_p": ap.comm_p.hex(), "comm_d": pc2.comm_d.hex(), "comm_r": pc2.comm_r.hex(),
             "ticket": ticket.hex(), "seed": seed.hex(), "proof": c1.proof.hex()}

@@ -14,8 +14,8 @@ from nodes.observe.catalog import REGISTRY
 from nodes.observe.http import ListenError, MetricsServer, parse_listen
 from nodes.observe.logs import CAUSE, cause, sector_cause, set_cause
 from nodes.observe.nodes import (chain, hub, manager, manager_commands, poster, poster_command,
-                                 scheduler, scheduler_sent, worker)
+                                 scheduler, scheduler_sent, worker, worker_rerun)
 
 __all__ = ["CAUSE", "REGISTRY", "ListenError", "MetricsServer", "cause", "chain", "hub", "manager",
            "manager_commands", "parse_listen", "poster", "poster_command", "scheduler",
-           "scheduler_sent", "sector_cause", "set_cause", "worker"]
+           "scheduler_sent", "sector_cause", "set_cause", "worker", "worker_rerun"]

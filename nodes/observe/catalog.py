@@ -107,6 +107,14 @@ WORKER_TASK_SECONDS = R.histogram("zqnode_worker_task_seconds",
                                   ("node", "task", "outcome"))
 WORKER_RUNNING = R.gauge("zqnode_worker_running_tasks", "Tasks running now, by type.",
                          ("node", "task"))
+WORKER_RERUNS = R.counter("zqnode_worker_task_reruns_total",
+                          "Calls run again after a restart: their run died with the worker.",
+                          ("node", "task"))
+WORKER_WASTED = R.counter(
+    "zqnode_worker_wasted_task_seconds_total", "Task time whose result was thrown away, by why: "
+    "failed (the task ended in an error), aborted (stopped by an abort), crashed (died or "
+    "stopped with the worker: from its start to the worker's last beat, counted at its restart).",
+    ("node", "task", "why"))
 WORKER_CPUS = R.gauge("zqnode_worker_cpus", "Logical CPUs of the worker's host.", N, collected=True)
 WORKER_CPU_PERCENT = R.gauge("zqnode_worker_cpu_percent", "Host CPU use, percent of all CPUs.",
                              N, collected=True)

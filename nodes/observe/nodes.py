@@ -96,10 +96,17 @@ def _collect_scheduler(node) -> None:
 
 
 # -- worker ---------------------------------------------------------------------------------------
+WASTED_WHY = ("failed", "aborted", "crashed")
+
+
 def worker(node) -> None:
     instrument_peer(node.peer)
     name = node.name
     run = node.executor.run
+    for task in node.table_tasks:          # at 0 from the start: a dashboard shows none yet
+        K.WORKER_RERUNS.labels(name, task)
+        for why in WASTED_WHY:
+            K.WORKER_WASTED.labels(name, task, why)
 
     async def timed_run(inp):
         running = K.WORKER_RUNNING.labels(name, inp.task)
@@ -107,15 +114,29 @@ def worker(node) -> None:
         started = time.perf_counter()
         try:
             out = await run(inp)
+        except trio.Cancelled:
+            scope = node._scopes.get(inp.call_id)
+            if scope is not None and scope.cancel_called:  # its abort (a stop counts at restart)
+                K.WORKER_WASTED.labels(name, inp.task, "aborted").inc(time.perf_counter() - started)
+            raise
         finally:
             running.dec()
         outcome = "ok" if out.ok else "failed"
+        seconds = time.perf_counter() - started
         K.WORKER_TASKS.labels(name, inp.task, outcome).inc()
-        K.WORKER_TASK_SECONDS.labels(name, inp.task, outcome).observe(time.perf_counter() - started)
+        K.WORKER_TASK_SECONDS.labels(name, inp.task, outcome).observe(seconds)
+        if not out.ok:
+            K.WORKER_WASTED.labels(name, inp.task, "failed").inc(seconds)
         return out
 
     node.executor.run = timed_run
     K.REGISTRY.add_collector(_collect_worker, node)
+
+
+def worker_rerun(node, task: str, lost_s: float) -> None:
+    """A call runs again after a restart; its last run died with the worker after `lost_s`."""
+    K.WORKER_RERUNS.labels(node.name, task).inc()
+    K.WORKER_WASTED.labels(node.name, task, "crashed").inc(lost_s)
 
 
 def _collect_worker(node) -> None:

@@ -52,11 +52,12 @@ class RunPreCommit1(RunTask, frozen=True, kw_only=True):
 
 
 class RunPreCommit2(RunTask, frozen=True, kw_only=True):
-    pass
+    ticket: bytes                      # the one PreCommit1 sealed with (a new one: new work)
 
 
 class RunCommit1(RunTask, frozen=True, kw_only=True):
     seed: bytes
+    ticket: bytes
 
 
 class RunFinalize(RunTask, frozen=True, kw_only=True):

@@ -16,9 +16,15 @@ nothing; an answer to a command of an older step is stale and dropped.
 Errors: an error event counts one more consecutive error; the sector waits
 `cfg.backoff(n)` before its handler runs again (failure states then decide how to go
 on, as Lotus's failure handlers do), and after `cfg.max_retries` it pauses, its last
-error shown, until an operator resumes it. Progress resets the count. Lotus's counts:
-PreCommit1 failing more than 3 times removes the sector, PreCommit2 more than 3 times
-goes back to PreCommit1, a second invalid proof goes back to PreCommit1.
+error shown, until an operator resumes, rebuilds or removes it. Progress resets the
+count. As Lotus: PreCommit1 failing is retried after a cool-down, PreCommit2 failing
+more than 3 times goes back to PreCommit1, a second invalid proof goes back to
+PreCommit1.
+
+Our own faults (a task that failed, was killed or aborted, a worker gone, a chain that
+does not answer) never remove a sector: they back off, then pause it. Only the chain
+can doom a sector (its pre-commit expired, or can no longer be proven): a CC sector is
+then removed, as Lotus does; a sector holding deal data pauses for the operator's word.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from proofs import params as proof_params
 from proofs.merkle import zero_commitment_at_height
 
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
+PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
 
 
 class SealingError(ValueError):
@@ -162,6 +169,23 @@ class SealingCore:
             commands += self.rerun(number, now)
         return commands
 
+    def admit(self, now: float) -> list[C.Command]:
+        """Sectors waiting in Packing for room in the sealing window (cfg.max_sealing),
+        lowest number first, go on while there is room. The shell asks after every event."""
+        commands: list[C.Command] = []
+        if not self.cfg.max_sealing:
+            return commands
+        for number, s in sorted(self.sectors.items()):
+            if self._window_full():
+                break
+            if s.state == S.PACKING and not s.paused and s.retry_at <= now:
+                commands += self.rerun(number, now)
+        return commands
+
+    def _window_full(self) -> bool:
+        busy = sum(1 for s in self.sectors.values() if s.state in S.TICKETED and not s.paused)
+        return bool(self.cfg.max_sealing) and busy >= self.cfg.max_sealing
+
     def rerun(self, number: int, now: float) -> list[C.Command]:
         s = self.sectors[number]
         if s.state == S.NEW:
@@ -220,7 +244,7 @@ class SealingCore:
             s.pc2_fails += 1
         if isinstance(event, E.Stuck):
             s.paused, s.last_error = True, event.error
-            return f"paused: {event.error}"
+            return f"{PAUSED}: {event.error}"
         if isinstance(event, E.GiveUp):
             s.last_error = event.error
             return f"giving up: {event.error}"
@@ -231,7 +255,7 @@ class SealingCore:
             s.retries += 1                 # a new error, not a failure handler's next step
         if s.retries > self.cfg.max_retries:
             s.paused = True
-            return f"paused after {s.retries} errors in a row: {event.error}"
+            return f"{PAUSED} after {s.retries} errors in a row: {event.error}"
         delay = self.cfg.backoff(s.retries)
         s.retry_at = now + delay
         return f"error {s.retries} of {self.cfg.max_retries}: retry in {delay:g}s"
@@ -330,6 +354,8 @@ class SealingCore:
                           payload_size=piece.payload_size)]
 
     def _packing(self, s, now):
+        if self._window_full():
+            return []                      # admit() packs it once a sector leaves the window
         sizes = [p.padded_size for p in s.pieces]
         slots = commp_mod.piece_layout(sizes, s.sector_size)
         fillers = [Piece(comm_p=zero_commitment_at_height(x.size.bit_length() - 6),
@@ -345,10 +371,12 @@ class SealingCore:
                           seal_proof=s.seal_proof, ticket=s.ticket)]
 
     def _pre_commit2(self, s, now):
-        return [self._cmd(C.RunPreCommit2, s, task="PC2", priority=self._priority(s))]
+        return [self._cmd(C.RunPreCommit2, s, task="PC2", priority=self._priority(s),
+                          ticket=s.ticket)]
 
     def _committing(self, s, now):
-        return [self._cmd(C.RunCommit1, s, task="C1", priority=self._priority(s), seed=s.seed)]
+        return [self._cmd(C.RunCommit1, s, task="C1", priority=self._priority(s), seed=s.seed,
+                          ticket=s.ticket)]
 
     def _finalize(self, s, now):
         keep = s.kind == "deal" and self.cfg.keep_unsealed
@@ -391,12 +419,6 @@ class SealingCore:
         return []
 
     # failure handlers (after their back-off): Lotus's states_failed.go
-    def _seal_pre_commit1_failed(self, s, now):
-        if s.pc1_fails > 3:
-            return self._ev(E.GiveUp, s, error=f"PreCommit1 failed {s.pc1_fails} times "
-                                               f"(last: {s.last_error})")
-        return self._ev(E.RetryPreCommit1, s)
-
     def _seal_pre_commit2_failed(self, s, now):
         if s.pc2_fails > 3:
             return self._ev(E.RetryPreCommit1, s)
@@ -417,6 +439,14 @@ class SealingCore:
         limit = s.precommit_epoch + self.policy.max_prove_commit_duration
         return s.precommit_epoch >= 0 and head > limit
 
+    def _give_up(self, s: SectorInfo, why: str) -> E.Event:
+        """The chain dooms the sector: a CC sector is removed; one holding deal data
+        waits for the operator (the client's data is not ours to delete)."""
+        if s.deal_pieces():
+            return self._ev(E.Stuck, s, error=f"{why}; sector {s.number} holds deal data: "
+                                              "remove it with `zqnode sectors remove`")
+        return self._ev(E.GiveUp, s, error=why)
+
     def _decide(self, s: SectorInfo, f: ChainFacts) -> E.Event:
         if s.state == S.PRE_COMMIT_FAILED:
             return self._decide_precommit_failed(s, f)
@@ -434,7 +464,7 @@ class SealingCore:
         if f.precommit_msg.status == "pending" or (f.precommit_msg.status == "landed"
                                                    and f.precommit_msg.exit_code == 0):
             if self._precommit_expired(s, f.head):
-                return self._ev(E.GiveUp, s, error="the pre-commit expired on chain")
+                return self._give_up(s, "the pre-commit expired on chain")
             if f.precommit_msg.status == "pending":
                 return self._ev(E.RetryPreCommitWait, s)
         if f.ticket_matches is False:
@@ -456,16 +486,16 @@ class SealingCore:
             if f.precommit_msg.status == "pending":
                 return self._ev(E.RetryPreCommitWait, s)
             if self._precommit_expired(s, f.head):
-                return self._ev(E.GiveUp, s, error="the pre-commit expired before it was proven")
+                return self._give_up(s, "the pre-commit expired before it was proven")
             return self._ev(E.RetryPreCommit, s)
         if pc.comm_r != s.comm_r:
             return self._ev(E.Stuck, s, error=f"the chain holds a pre-commit of sector {s.number} "
                                               f"with comm_r {pc.comm_r.hex()}, not ours")
         if f.ticket_matches is False:
-            return self._ev(E.GiveUp, s, error=f"a reorg changed the ticket of epoch {s.ticket_epoch} "
-                                               "under the landed pre-commit: it cannot be proven")
+            return self._give_up(s, f"a reorg changed the ticket of epoch {s.ticket_epoch} under "
+                                    "the landed pre-commit: it cannot be proven")
         if f.head >= pc.prove_by:
-            return self._ev(E.GiveUp, s, error=f"too late to prove (prove-by epoch {pc.prove_by})")
+            return self._give_up(s, f"too late to prove (prove-by epoch {pc.prove_by})")
         if pc.seed_epoch != s.seed_epoch or f.seed_matches is False:
             return self._ev(E.RetryWaitSeed, s)
         if not s.proof:
@@ -560,7 +590,7 @@ HANDLERS = {
     S.FINALIZE_SECTOR: SealingCore._finalize,
     S.PROVING: SealingCore._nothing,
     S.ADD_PIECE_FAILED: _retry(E.RetryAddPiece),
-    S.SEAL_PRE_COMMIT1_FAILED: SealingCore._seal_pre_commit1_failed,
+    S.SEAL_PRE_COMMIT1_FAILED: _retry(E.RetryPreCommit1),
     S.SEAL_PRE_COMMIT2_FAILED: SealingCore._seal_pre_commit2_failed,
     S.PRE_COMMIT_FAILED: SealingCore._check_chain,
     S.COMPUTE_PROOF_FAILED: SealingCore._compute_proof_failed,

@@ -138,8 +138,10 @@ class Devnet:
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
         chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof)]),
                             verifier="proofs", epoch_seconds=self.epoch_seconds)
+        # the workers share this host: one sector each between ticket and PreCommit, so no
+        # ticket waits for a CPU while it ages (200 epochs on the devnet)
         sealing = SealingConfig(miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0,
-                                storage=roots)
+                                max_sealing=self.workers, storage=roots)
         cfgs = [self.node_config("chain", "devnet-chain", chain=chain),
                 self.node_config("manager", "devnet-manager", sealing=sealing),
                 self.node_config("scheduler", "devnet-scheduler")]

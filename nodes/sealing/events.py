@@ -277,7 +277,8 @@ class SealPreCommit1Failed(ErrorEvent, frozen=True, kw_only=True):
 
 
 class GiveUp(ErrorEvent, frozen=True, kw_only=True):
-    """The sector cannot be sealed: remove it."""
+    """The chain says the sector can never be proven (its pre-commit expired ...): remove
+    it. Never for our own faults, nor for a sector holding deal data (see core._give_up)."""
 
 
 class Stuck(ErrorEvent, frozen=True, kw_only=True):

@@ -36,7 +36,7 @@ from nodes.sealing import events as E
 from nodes.sealing import states as S
 from nodes.sealing import wire as W
 from nodes.sealing.config import SealingConfig
-from nodes.sealing.core import SealingCore, SealingError
+from nodes.sealing.core import PAUSED, SealingCore, SealingError
 from nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home
 from nodes.sealing.sector import Piece, SectorInfo
 from nodes.sealing.store import SealingStore
@@ -239,6 +239,7 @@ class SealingService:
             self.errors.append(str(e))
             return []
         self._execute(commands)
+        self._execute(self.core.admit(self.clock()))     # it may have left the sealing window
         return commands
 
     def _execute(self, commands: list[C.Command]) -> None:
@@ -247,9 +248,13 @@ class SealingService:
                 self.store.save(cmd.info, cmd.log, cmd.next_number)
                 self._stop_stale(cmd.sector, cmd.step)
                 for entry in cmd.log:
-                    log.info("sector %d: %s -> %s (%s)%s", cmd.sector, entry.prev or "new",
-                             entry.state, entry.event, f": {entry.note}" if entry.note else "",
-                             extra={"cause": cmd.cause})
+                    level, hint = logging.INFO, ""
+                    if entry.note.startswith(PAUSED):      # waits for an operator: alert-worthy
+                        level, hint = logging.ERROR, ("; waiting for an operator: zqnode sectors "
+                                                      f"resume|rebuild|remove {cmd.sector}")
+                    log.log(level, "sector %d: %s -> %s (%s)%s%s", cmd.sector, entry.prev or "new",
+                            entry.state, entry.event, f": {entry.note}" if entry.note else "", hint,
+                            extra={"cause": cmd.cause})
                 self._nursery.start_soon(self._publish, cmd)
             elif isinstance(cmd, C.Consume):
                 self._nursery.start_soon(self._consume, cmd.work_id)
@@ -505,6 +510,7 @@ class SealingService:
         except SealingError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         self._execute(commands)
+        self._execute(self.core.admit(self.clock()))
         s = self.core.sectors[number]
         return W.SealingSectorState(number=number, state=s.state, paused=s.paused)
 

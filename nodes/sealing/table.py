@@ -37,7 +37,7 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
 
     # -- sealing failures -------------------------------------------------------------------
     S.ADD_PIECE_FAILED: {E.RetryAddPiece: S.ADD_PIECE, E.AssignPiece: APPLY, E.StartPacking: APPLY},
-    S.SEAL_PRE_COMMIT1_FAILED: {E.RetryPreCommit1: S.PRE_COMMIT1, E.GiveUp: S.REMOVING},
+    S.SEAL_PRE_COMMIT1_FAILED: {E.RetryPreCommit1: S.PRE_COMMIT1},
     S.SEAL_PRE_COMMIT2_FAILED: {E.RetryPreCommit1: S.PRE_COMMIT1, E.RetryPreCommit2: S.PRE_COMMIT2},
     S.PRE_COMMIT_FAILED: {E.ChainChecked: DECIDE, E.RetryPreCommit: S.PRE_COMMITTING,
                           E.RetryPreCommitWait: S.PRE_COMMIT_WAIT, E.PreCommitLanded: S.WAIT_SEED,
@@ -91,8 +91,10 @@ for _state in TABLE:
         for _kind, _target in GLOBAL.items():
             TABLE[_state].setdefault(_kind, _target)
 
-# Events that mean real progress: the error count starts again.
-PROGRESS = (E.PieceAdded, E.Packed, E.TicketReady, E.PreCommit1Done, E.PreCommit2Done,
+# Events that mean real progress: the error count starts again. Not PreCommit1Done: the
+# same ticket replays the stored result, so PreCommit2 failing, PreCommit1 and PreCommit2
+# failing again would go round for ever; the replica counts once PreCommit2 is done.
+PROGRESS = (E.PieceAdded, E.Packed, E.TicketReady, E.PreCommit2Done,
             E.PreCommitSent, E.PreCommitLanded, E.SeedReady, E.Commit1Done, E.CommitSent,
             E.CommitLanded, E.Finalized, E.UnsealDone, E.Cleaned, E.ProofChecked, E.SectorRemoved,
             E.TerminateSent, E.Terminated)

@@ -1,6 +1,6 @@
 """Task runners for tests and simulations: the call tracker's promise (the same work asked
 twice is done once; a result stays until consumed) kept in memory, with the tasks run
-in this process, either really (proofs.seal on sector directories) or as fakes whose
+in this process, either really (the worker's task table on sector directories) or as fakes whose
 proofs the chain's FAKE verifier accepts. Each counts how often each task ran per sector
 and can be told to fail a task."""
 from __future__ import annotations
@@ -37,6 +37,7 @@ class LocalTasks:
         self.consumed: list[str] = []
         self.failures: dict[str, list[str]] = {}   # task -> errors the next runs raise
         self.delays: dict[str, float] = {}         # task -> seconds each run takes
+        self.gates: dict[str, trio.Event] = {}     # task -> runs wait until it is set
         self._done: dict[str, trio.Event] = {}
         self._sectors: dict[int, dict] = {}        # fake: what each sector holds
 
@@ -53,12 +54,14 @@ class LocalTasks:
         done = self._done[wid] = trio.Event()
         try:
             await trio.sleep(self.delays.get(cmd.task, 0))
+            if cmd.task in self.gates:
+                await self.gates[cmd.task].wait()
             self.runs[(cmd.task, cmd.sector)] += 1
             errors = self.failures.get(cmd.task)
             if errors:
                 raise TaskError(errors.pop(0), wid)
             result = self._fake(cmd, miner, sector_size) if self.fake else \
-                await trio.to_thread.run_sync(self._real, cmd, miner)
+                await trio.to_thread.run_sync(self._real, cmd, miner, sector_size)
             self.results[wid] = (True, result)
         except TaskError as e:
             self.results[wid] = (False, e.error)
@@ -116,31 +119,15 @@ class LocalTasks:
             return SimpleNamespace(data=bytes(sector_size * 127 // 128))
         raise AssertionError(type(cmd).__name__)
 
-    # -- the real thing ---------------------------------------------------------------------------------
-    def _real(self, cmd: C.RunTask, miner: int):
-        from proofs import seal
-        d = self.sector_dir(miner, cmd.sector)
-        if isinstance(cmd, C.RunAddPiece):
-            r = seal.add_piece(d, cmd.path, seal_proof=cmd.seal_proof, miner=miner, sector=cmd.sector)
-            return SimpleNamespace(comm_p=r.comm_p, payload_size=r.payload_size,
-                                   padded_size=r.padded_size, offset=r.offset)
-        if isinstance(cmd, C.RunPreCommit1):
-            r = seal.precommit1(d, cmd.ticket, seal_proof=cmd.seal_proof, miner=miner, sector=cmd.sector)
-            return SimpleNamespace(comm_d=r.comm_d, replica_id=r.replica_id)
-        if isinstance(cmd, C.RunPreCommit2):
-            r = seal.precommit2(d)
-            return SimpleNamespace(comm_d=r.comm_d, comm_r=r.comm_r)
-        if isinstance(cmd, C.RunCommit1):
-            return SimpleNamespace(proof=seal.commit1(d, cmd.seed).proof)
-        if isinstance(cmd, C.RunFinalize):
-            return SimpleNamespace(removed=seal.finalize(d, keep_unsealed=cmd.keep_unsealed))
-        if isinstance(cmd, C.RunUnseal):
-            out = d / ".unsealed-out"
-            seal.unseal(d, out, piece=None if cmd.piece < 0 else cmd.piece)
-            data = out.read_bytes()
-            out.unlink()
-            return SimpleNamespace(data=data)
-        raise AssertionError(type(cmd).__name__)
+    # -- the real thing: the worker's task table ----------------------------------------------------
+    def _real(self, cmd: C.RunTask, miner: int, sector_size: int):
+        from nodes.sealing.tracker_tasks import task_params
+        from nodes.worker.sealing import TASKS
+        from nodes.worker.task import TaskContext
+        ctx = TaskContext(miner=miner, number=cmd.sector, sector_size=sector_size,
+                          sector_dir=self.sector_dir(miner, cmd.sector), repo=self.root,
+                          backend="auto", parent_cache=None)
+        return TASKS[cmd.task](ctx, task_params(cmd))
 
 
 def cmd_seal_proof(sector_size: int) -> int:

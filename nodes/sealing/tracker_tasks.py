@@ -27,9 +27,9 @@ def task_params(cmd: C.RunTask):
     if isinstance(cmd, C.RunPreCommit1):
         return P.PC1Params(seal_proof=cmd.seal_proof, ticket=cmd.ticket)
     if isinstance(cmd, C.RunPreCommit2):
-        return P.PC2Params()
+        return P.PC2Params(ticket=cmd.ticket)
     if isinstance(cmd, C.RunCommit1):
-        return P.C1Params(seed=cmd.seed)
+        return P.C1Params(seed=cmd.seed, ticket=cmd.ticket)
     if isinstance(cmd, C.RunFinalize):
         return P.FINParams(keep_unsealed=cmd.keep_unsealed)
     if isinstance(cmd, C.RunUnseal):

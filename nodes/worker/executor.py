@@ -16,7 +16,7 @@ import msgspec
 import trio
 
 import nodes
-from nodes.worker.task import TaskInput, TaskOutput, execute, load_table
+from nodes.worker.task import TaskInput, TaskOutput, execute, load_table, task_log
 
 _ROOT = str(Path(nodes.__file__).resolve().parents[1])
 
@@ -45,6 +45,7 @@ class SubprocessExecutor:
             code = await proc.wait()
         except BaseException:
             proc.kill()                          # aborted (or the worker is stopping)
+            task_log("kill", inp)
             raise
         finally:
             self.pids.pop(inp.call_id, None)
@@ -58,8 +59,9 @@ class SubprocessExecutor:
             except (msgspec.DecodeError, msgspec.ValidationError):
                 pass
         tail = _tail(log_path)
-        return TaskOutput(ok=False, error=f"task process exited with status {code}"
-                                          + (f": {tail}" if tail else ""))
+        error = f"task process exited with status {code}" + (f": {tail}" if tail else "")
+        task_log("fail", inp, error=error)           # it died: it could not say so itself
+        return TaskOutput(ok=False, error=error)
 
 
 async def _feed(stream, data: bytes) -> None:

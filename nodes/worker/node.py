@@ -93,6 +93,7 @@ class WorkerNode:
         self.repo.mkdir(parents=True, exist_ok=True)
         self.store = CallStore(self.repo / "calls.sqlite")
         self.store.prune(time.time() - KEEP_ACKED_S)
+        self.last_beat = self.store.setting("beat", 0.0)    # the old process's last sign of life
         self.tasks = self.store.setting("tasks") or list(self.wcfg.tasks or self.table_tasks)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -157,6 +158,7 @@ class WorkerNode:
 
     async def _beat_loop(self) -> None:
         while True:
+            self.store.set_setting("beat", time.time())     # how long a crashed run lasted
             await self.beat()
             await self._pause(self.wcfg.beat_s)
 
@@ -320,9 +322,11 @@ class WorkerNode:
                 else:
                     call = await self._persist(self.store.start, call_id, time.time())
             elif resumed:
+                lost = max(0.0, self.last_beat - call.updated)   # updated: when the run began
                 call = await self._persist(self.store.rerun, call_id, time.time())
-                log.info("call %s (%s): running again after a restart (run %d)", call_id,
-                         call.task, call.runs)
+                observe.worker_rerun(self, call.task, lost)
+                log.info("call %s (%s): running again after a restart (run %d; about %.0fs of "
+                         "the last run lost)", call_id, call.task, call.runs, lost)
             if call.state == RUNNING:
                 outcome = await self._execute(call)
         del self._scopes[call_id]

@@ -37,11 +37,14 @@ class PC1Params(_Params):
 
 
 class PC2Params(_Params):
-    pass
+    """`ticket`: the one PreCommit1 sealed with, checked against the sector's files (and
+    part of the WorkID: the replica of a new ticket is new work); b"": not checked."""
+    ticket: bytes = b""
 
 
 class C1Params(_Params):
     seed: bytes
+    ticket: bytes = b""                # as PC2Params.ticket
 
 
 class FINParams(_Params):

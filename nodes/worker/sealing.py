@@ -4,7 +4,9 @@ moving files needs the bus, so the worker runs it itself; see nodes.worker.fetch
 
 Every function may run again after a crash (the worker re-runs a call whose process
 died): AP finds a piece it already added, PC1 with the recorded ticket returns the
-recorded commitments, the other stages redo their work over the same files.
+recorded commitments, the other stages redo their work over the same files. PC1 with
+another ticket (the old one expired) seals the replica again; PC2 and C1 refuse files
+sealed with another ticket than theirs.
 """
 from __future__ import annotations
 
@@ -49,13 +51,23 @@ def precommit1(ctx: TaskContext, p: P.PC1Params) -> P.PC1Result:
     return P.PC1Result(comm_d=out.comm_d, replica_id=out.replica_id)
 
 
+def _sealed_with(ctx: TaskContext, ticket: bytes) -> None:
+    """SectorError unless the sector's replica is (being) sealed with `ticket` (b"": any)."""
+    meta = load_meta(ctx.sector_dir)
+    if ticket and meta.ticket != ticket.hex():
+        raise seal.SectorError(f"sector {ctx.number} is sealed with ticket {meta.ticket[:16] or 'none'}"
+                               f", not {ticket.hex()[:16]}: PreCommit1 must run with it first")
+
+
 def precommit2(ctx: TaskContext, p: P.PC2Params) -> P.PC2Result:
+    _sealed_with(ctx, p.ticket)
     out = seal.precommit2(ctx.sector_dir, backend=ctx.backend)
     return P.PC2Result(comm_d=out.comm_d, comm_r=out.comm_r, comm_c=out.comm_c,
                        comm_r_last=out.comm_r_last)
 
 
 def commit1(ctx: TaskContext, p: P.C1Params) -> P.C1Result:
+    _sealed_with(ctx, p.ticket)
     out = seal.commit1(ctx.sector_dir, p.seed, backend=ctx.backend)
     return P.C1Result(proof=out.proof, challenges=out.challenges)
 

@@ -8,7 +8,8 @@ worker is gone (it watches its parent), so a worker killed -9 leaves no computat
 behind to race the re-run.
 
 Test hooks (environment of the worker, inherited by its tasks):
-    ZQNODE_TASK_LOG=FILE    append one JSON line per task start and end
+    ZQNODE_TASK_LOG=FILE    append one JSON line (with a wall-clock `ts`) per task start,
+                            end (a result), fail (an error) and kill (stopped by the worker)
     ZQNODE_TASK_HOLD=DIR    write DIR/started-TASK-s-MINER-NUMBER.PID, then wait while
                             DIR/hold-TASK exists (a test holds PC1 to kill its worker)
 """
@@ -65,13 +66,13 @@ def load_table(name: str) -> dict:
     return importlib.import_module(name).TASKS
 
 
-def _log(event: str, inp: TaskInput, **extra) -> None:
+def task_log(event: str, inp: TaskInput, **extra) -> None:
     path = os.environ.get("ZQNODE_TASK_LOG")
     if not path:
         return
     line = json.dumps({"event": event, "task": inp.task, "work_id": inp.work_id,
                        "call_id": inp.call_id, "worker": inp.worker, "pid": os.getpid(),
-                       "sector": inp.number, **extra}) + "\n"
+                       "sector": inp.number, "ts": time.time(), **extra}) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line.encode())          # one write with O_APPEND: lines never mix
@@ -91,6 +92,7 @@ def _hold(inp: TaskInput) -> None:
 
 def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
     """Run the task; any exception becomes a failed output with its message."""
+    started = False
     try:
         table = load_table(inp.table) if table is None else table
         fn = table.get(inp.task)
@@ -100,14 +102,18 @@ def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
         ctx = TaskContext(miner=inp.miner, number=inp.number, sector_size=inp.sector_size,
                           sector_dir=Path(inp.sector_dir), repo=Path(inp.repo),
                           backend=inp.backend, parent_cache=inp.parent_cache or None)
-        _log("start", inp)
+        task_log("start", inp)
+        started = True
         _hold(inp)
         result = fn(ctx, params)
-        _log("end", inp)
+        task_log("end", inp)
         return TaskOutput(ok=True, result=P.encode(result))
     except Exception as e:  # the task's failure is its result, not the worker's
         traceback.print_exc(file=sys.stderr)
-        return TaskOutput(ok=False, error=f"{type(e).__name__}: {e}")
+        error = f"{type(e).__name__}: {e}"
+        if started:
+            task_log("fail", inp, error=error)
+        return TaskOutput(ok=False, error=error)
 
 
 def _die_with_parent(parent: int, every_s: float = 0.5) -> None:

@@ -184,10 +184,11 @@ def test_stages_run_in_order(tmp_path, sealed_sectors, copy_sector):
     done = copy_sector(sealed_sectors[1]["dir"])
     with pytest.raises(SectorError, match="past AddPiece"):
         seal.add_piece(done, bytes(100))
-    with pytest.raises(SectorError, match="past PreCommit1"):
-        seal.precommit1(done, bytes(32))
     with pytest.raises(SealError, match="seed must be 32 bytes"):
         seal.commit1(done, None)
+    seal.finalize(done)
+    with pytest.raises(SectorError, match="sector 1 is finalized: PreCommit1 cannot run on it again"):
+        seal.precommit1(done, bytes(32))
 
 
 def test_precommit1_refuses_an_unsealed_file_that_lost_its_pieces(tmp_path, parent_cache):
@@ -212,6 +213,26 @@ def test_precommit1_again_with_another_ticket_relabels(tmp_path, seal_2k, parent
     for layer in (1, 2):
         assert layer_path(again / "cache", layer).read_bytes() == \
             layer_path(fresh / "cache", layer).read_bytes()
+
+
+def test_a_new_ticket_after_precommit2_seals_the_replica_again(sealed_sectors, copy_sector,
+                                                               seal_2k, parent_cache, tmp_path):
+    # the ticket expired after PC2: PC1 with a new one drops the old replica and its
+    # layers and trees, keeps the piece, and seals what a fresh sector with it would
+    old = sealed_sectors[1]
+    sector_dir = copy_sector(old["dir"])
+    stamp = unsealed_path(sector_dir).stat().st_mtime_ns
+    new_ticket = bytes([8]) * 32
+    seal.precommit1(sector_dir, new_ticket, parent_cache_dir=parent_cache)
+    meta = load_meta(sector_dir)
+    assert (meta.stage, meta.ticket, meta.comm_r) == ("pc1", new_ticket.hex(), "")
+    assert meta.pieces == load_meta(old["dir"]).pieces
+    assert unsealed_path(sector_dir).stat().st_mtime_ns == stamp
+    assert not sealed_path(sector_dir).exists() and not cache_file(sector_dir, P_AUX).exists()
+    assert not cache_file(sector_dir, TREE_R_LAST).exists()
+    pc2 = seal.precommit2(sector_dir)
+    _, fresh = seal_2k(tmp_path / "fresh", old["data"], ticket=new_ticket)
+    assert pc2.comm_r == fresh.comm_r != old["pc2"].comm_r and pc2.comm_d == old["pc2"].comm_d
 
 
 def test_replica_is_data_plus_last_layer(sealed_sectors):

@@ -4,9 +4,12 @@ database), each named in the violation."""
 import json
 import os
 import pathlib
+import select
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import msgspec
 import pytest
@@ -20,6 +23,7 @@ from nodes.sealing.devnet import Devnet
 from nodes.sealing.store import SCHEMA as SEALING_SCHEMA
 from nodes.worker.store import SCHEMA as CALLS_SCHEMA
 from tools import chaos, chaos_checks as checks
+from tools.chaos_net import Link
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MINER = 1000
@@ -92,9 +96,9 @@ def test_a_double_precommit_and_a_missing_sector_are_named(tmp_path):
 
 # -- results_once ---------------------------------------------------------------------------
 
-def task(event, call, work="w1", task_type="PC1", sector=1, worker="devnet-worker-1"):
+def task(event, call, work="w1", task_type="PC1", sector=1, worker="devnet-worker-1", ts=0.0):
     return json.dumps({"event": event, "task": task_type, "work_id": work, "call_id": call,
-                       "worker": worker, "pid": 1, "sector": sector})
+                       "worker": worker, "pid": 1, "sector": sector, "ts": ts})
 
 
 def write_calls(path: pathlib.Path, rows: list[tuple]) -> None:
@@ -114,7 +118,7 @@ def test_a_call_run_again_after_a_kill_is_one_computation(tmp_path):
     write_calls(tmp_path / "calls.sqlite", [("a", "w1", "done", 2, 1, 1), ("b", "w2", "running", 1, None, 0)])
     violations, info = checks.check_results(tmp_path / "tasks.log", {"devnet-worker-1": tmp_path / "calls.sqlite"})
     assert violations == []
-    assert info == {"task_starts": 3, "task_ends": 2, "works": 2, "reruns": 1, "calls_in_stores": 2}
+    assert info == {"task_starts": 3, "task_ends": 2, "works": 2, "calls_in_stores": 2}
 
 
 def test_a_result_computed_again_or_lost_is_named(tmp_path):
@@ -130,6 +134,25 @@ def test_a_result_computed_again_or_lost_is_named(tmp_path):
         "the result of call c (PC1 of sector 1) on devnet-worker-1 was stored but never acknowledged "
         "by the manager",
     ]
+
+
+# -- work: re-runs and wasted task time -------------------------------------------------------
+
+def test_work_counts_reruns_and_the_task_time_they_wasted(tmp_path):
+    pc2 = dict(task_type="PC2", work="w2")
+    (tmp_path / "tasks.log").write_text("\n".join([
+        task("start", "a", ts=10), task("start", "b", **pc2, ts=11),       # worker 1 killed at 15
+        task("start", "a", ts=20), task("end", "a", ts=30),                # a's run again: a result
+        task("start", "b", **pc2, ts=21), task("kill", "b", **pc2, ts=24),  # b aborted
+        task("start", "c", **pc2, ts=25), task("fail", "c", **pc2, ts=27),  # c failed
+        task("start", "d", **pc2, ts=28), task("end", "d", **pc2, ts=40),
+    ]) + "\n")
+    up = {"devnet-worker-1": [(0.0, 15.0), (18.0, 50.0)]}
+    assert checks.work(tmp_path / "tasks.log", up) == {
+        "task_runs": 6, "reruns": 4, "wasted_task_s": 14.0,
+        "wasted_by_why": {"crashed": 9.0, "failed": 2.0, "killed": 3.0},
+        "per_task": {"PC1": {"runs": 2, "results": 1, "wasted_s": 5.0},
+                     "PC2": {"runs": 4, "results": 1, "wasted_s": 9.0}}}
 
 
 # -- deadlines_made -------------------------------------------------------------------------
@@ -169,6 +192,16 @@ def test_a_missed_deadline_counts_only_when_the_poster_could_have_made_it(tmp_pa
     violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", restarted, MINER, 10.0, chaos.POST_NEEDS)
     assert violations == [] and info["missed (excused)"] == 1 and info["qualifying"] == 1
 
+    # a reorg that replaced epochs of the occurrence (its proof may land too late) excuses it
+    reorg = [windows[1][1] - 3, windows[1][1] - 2]
+    violations, info = checks.check_deadlines(tmp_path / "chain.sqlite", always, MINER, 10.0,
+                                              chaos.POST_NEEDS, [reorg])
+    assert violations == [] and info["missed (excused)"] == 1
+    before = [windows[0][0] - 2 * d.policy.challenge_window - 2] * 2    # long before: no excuse
+    violations, _ = checks.check_deadlines(tmp_path / "chain.sqlite", always, MINER, 10.0,
+                                           chaos.POST_NEEDS, [before])
+    assert len(violations) == 1
+
 
 # -- databases_intact -----------------------------------------------------------------------
 
@@ -189,6 +222,45 @@ def test_a_corrupted_database_is_named(tmp_path):
 
 
 # -- the harness ----------------------------------------------------------------------------
+
+def test_a_node_is_reachable_while_up_and_its_link_is_whole(tmp_path):
+    node = chaos.Node("w", "worker", tmp_path / "c", tmp_path / "l", {}, "tcp://x:1")
+    node.up, node.faults = [(0.0, 10.0), (20.0, 30.0)], [(5.0, 6.0), (25.0, 40.0)]
+    assert node.reachable() == [(0.0, 5.0), (6.0, 10.0), (20.0, 25.0)]
+
+
+def test_a_link_forwards_holds_and_cuts(tmp_path):
+    echo = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = echo.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: [c.sendall(d) for d in iter(lambda: c.recv(99), b"")],
+                             daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
+    link = Link(echo.getsockname()[1])
+    c = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    c.sendall(b"one")
+    assert c.recv(99) == b"one"
+    link.delay(60.0)                                 # held: nothing comes back ...
+    c.sendall(b"two")
+    assert select.select([c], [], [], 0.3)[0] == []
+    link.delay(0.0)                                  # ... until the hold ends: late, not lost
+    assert c.recv(99) == b"two"
+    link.cut(60.0)                                   # cut: the connection ends, new ones too
+    assert c.recv(99) == b""
+    again = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    assert again.recv(99) == b""
+    link.cut(0.0)
+    third = socket.create_connection(("127.0.0.1", link.port), timeout=10)
+    third.sendall(b"three")
+    assert third.recv(99) == b"three"
+    link.close()
+    echo.close()
+
 
 def test_config_files_load_back_as_the_devnet_configs(tmp_path):
     net = Devnet(base=tmp_path, bus="tcp://127.0.0.1:7700", workers=2)
@@ -213,8 +285,12 @@ def test_a_short_chaos_run_keeps_every_invariant(tmp_path):
     assert set(inv) == set(checks.INVARIANTS) and all(i["ok"] for i in inv.values())
     assert inv["sectors_proving_once"]["proving"] == report["sectors"] == 3
     assert inv["results_once"]["task_ends"] >= 4 * report["sectors"]   # PC1, PC2, C1, FIN each
+    work = report["work"]
+    assert work["task_runs"] == inv["results_once"]["task_starts"]
+    assert sum(t["results"] for t in work["per_task"].values()) == inv["results_once"]["task_ends"]
     assert inv["deadlines_made"]["qualifying"] >= 1 and inv["deadlines_made"].get("proven", 0) >= 1
     assert inv["databases_intact"]["databases"] == 6     # chain, sealing, manager, poster, 2 x calls
     kinds = [a["kind"] for a in report["actions"]]
-    assert kinds.count("kill") == report["kills"] and report["kills"] + report["hub_pauses"] >= 5
-    assert sum(report["killed"].values()) == report["kills"]
+    assert kinds.count("kill") == report["kills"] and sum(report["killed"].values()) == report["kills"]
+    assert report["kills"] + report["hub_pauses"] + report["reorgs"] + report["link_faults"] >= 5
+    assert "reorg" in kinds[:3] and report["reorgs"] >= 1       # seed 3 reorgs early

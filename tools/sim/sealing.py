@@ -89,6 +89,7 @@ class SimSealing:
             self.errors.append(f"sector {event.sector}: {e}")
             return
         self._execute(commands)
+        self._execute(self.core.admit(self.loop.now))   # as the real shell does
 
     def _execute(self, commands: list) -> None:
         for cmd in commands:

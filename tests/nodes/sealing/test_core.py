@@ -95,7 +95,8 @@ def test_a_cc_sector_goes_from_pledge_to_proving_with_exact_commands():
     cmds = core.handle(ev(core, E.PreCommit1Done, n, work_id="w1", comm_d=CC_COMM_D,
                           replica_id=b"i" * 32), 7.0)
     assert cmds[1:] == [C.Consume(sector=1, cause="s-1000-1", step=3, work_id="w1"),
-                        C.RunPreCommit2(sector=1, cause="s-1000-1", step=4, task="PC2")]
+                        C.RunPreCommit2(sector=1, cause="s-1000-1", step=4, task="PC2",
+                                          ticket=TICKET)]
     cmds = core.handle(ev(core, E.PreCommit2Done, n, work_id="w2", comm_d=CC_COMM_D, comm_r=COMM_R), 8.0)
     assert cmds[2] == C.SendPreCommit(sector=1, cause="s-1000-1", step=5, seal_proof=5, ticket=TICKET,
                                       ticket_epoch=98, comm_d=CC_COMM_D, comm_r=COMM_R)
@@ -104,7 +105,8 @@ def test_a_cc_sector_goes_from_pledge_to_proving_with_exact_commands():
     cmds = core.handle(ev(core, E.PreCommitLanded, n, precommit_epoch=105, seed_epoch=110), 10.0)
     assert cmds[1:] == [C.WaitSeed(sector=1, cause="s-1000-1", step=7, comm_r=COMM_R)]
     cmds = core.handle(ev(core, E.SeedReady, n, seed=SEED, epoch=110, precommit_epoch=105), 11.0)
-    assert cmds[1:] == [C.RunCommit1(sector=1, cause="s-1000-1", step=8, task="C1", seed=SEED)]
+    assert cmds[1:] == [C.RunCommit1(sector=1, cause="s-1000-1", step=8, task="C1", seed=SEED,
+                                       ticket=TICKET)]
     cmds = core.handle(ev(core, E.Commit1Done, n, work_id="w3", proof=PROOF), 12.0)
     assert cmds[2] == C.SendProveCommit(sector=1, cause="s-1000-1", step=9, ticket=TICKET,
                                         ticket_epoch=98, seed=SEED, seed_epoch=110, comm_d=CC_COMM_D,
@@ -254,11 +256,13 @@ def fail(core, n, task, now, error="boom"):
     return core.handle(ev(core, E.TaskFailed, n, task=task, work_id=f"w-{task}", error=error), now)
 
 
-def test_precommit1_failing_more_than_three_times_removes_the_sector_with_back_off():
+def test_precommit1_failing_cools_down_and_retries_then_pauses_and_is_never_removed():
+    # Lotus only cools down and retries PreCommit1 (the sector may be pre-committed: its
+    # deposit); here the sector pauses after max_retries for an operator
     core = new_core()
     n, _ = to_precommit1(core)
-    schedules = []
-    for i in range(4):
+    schedules, issued = [], []
+    for i in range(CFG.max_retries):
         now = 1000.0 * (i + 1)
         cmds = fail(core, n, "PC1", now)
         assert state(core, n) == S.SEAL_PRE_COMMIT1_FAILED and core.sectors[n].pc1_fails == i + 1
@@ -266,11 +270,13 @@ def test_precommit1_failing_more_than_three_times_removes_the_sector_with_back_o
                                     work_id="w-PC1")
         schedules.append(last(cmds, C.Schedule).at - now)
         cmds = core.handle(ev(core, E.Wake, n), now + schedules[-1])
-        if i < 3:
-            assert state(core, n) == S.PRE_COMMIT1 and kinds(cmds)[-1] == "RunPreCommit1"
-    assert schedules == [10, 20, 40, 80]
-    assert state(core, n) == S.REMOVING and kinds(cmds)[-1] == "RemoveSector"
-    assert "PreCommit1 failed 4 times (last: boom)" in core.sectors[n].last_error
+        assert state(core, n) == S.PRE_COMMIT1 and kinds(cmds)[-1] == "RunPreCommit1"
+        issued += kinds(cmds)
+    assert schedules == [10, 20, 40, 80, 80]
+    cmds = fail(core, n, "PC1", 9000.0)
+    s = core.sectors[n]
+    assert (s.state, s.paused, s.last_error) == (S.SEAL_PRE_COMMIT1_FAILED, True, "boom")
+    assert kinds(cmds) == ["Save", "Consume"] and "RemoveSector" not in issued
 
 
 def test_precommit2_failing_more_than_three_times_goes_back_to_precommit1():
@@ -282,8 +288,27 @@ def test_precommit2_failing_more_than_three_times_goes_back_to_precommit1():
         assert state(core, n) == (S.PRE_COMMIT2 if i < 3 else S.PRE_COMMIT1)
     assert core.sectors[n].pc2_fails == 4
     core.handle(ev(core, E.PreCommit1Done, n, work_id="w", comm_d=CC_COMM_D, replica_id=b"i" * 32), 9e3)
+    s = core.sectors[n]          # a replayed PreCommit1 is no progress: the errors still count
+    assert (s.state, s.pc2_fails, s.retries) == (S.PRE_COMMIT2, 0, 4)
+    core.handle(ev(core, E.PreCommit2Done, n, work_id="w2", comm_d=CC_COMM_D, comm_r=COMM_R), 9e3)
+    assert core.sectors[n].retries == 0
+
+
+def test_precommit2_failing_for_ever_does_not_go_round_for_ever_but_pauses():
+    core = new_core()
+    n = to_state(core, S.PRE_COMMIT2)
+    now = 0.0
+    for _ in range(CFG.max_retries):
+        fail(core, n, "PC2", now, error="task process exited with status -9")
+        now += 1000
+        core.handle(ev(core, E.Wake, n), now)
+        if state(core, n) == S.PRE_COMMIT1:                   # after 4: PreCommit1 replays
+            core.handle(ev(core, E.PreCommit1Done, n, work_id="w", comm_d=CC_COMM_D,
+                            replica_id=b"i" * 32), now)
+    fail(core, n, "PC2", now, error="task process exited with status -9")
     s = core.sectors[n]
-    assert (s.state, s.pc2_fails, s.retries) == (S.PRE_COMMIT2, 0, 0)
+    assert (s.state, s.paused, s.last_error) == (S.SEAL_PRE_COMMIT2_FAILED, True,
+                                                 "task process exited with status -9")
 
 
 def test_after_the_cap_a_sector_pauses_with_its_last_error_until_resumed():
@@ -460,6 +485,108 @@ def test_an_expired_ticket_is_fetched_again_and_precommit1_redone_with_it():
     assert (s.state, s.ticket, s.comm_r) == (S.GET_TICKET, b"", b"")
 
 
+def test_a_ticket_expired_after_precommit2_runs_precommit1_again_and_precommits_once():
+    # the chaos run's sector 4, with exact commands: PreCommit2 done with the ticket of
+    # epoch 98, too old when the pre-commit would land; a new ticket, PreCommit1 and
+    # PreCommit2 again with it (new work: new params), one PreCommitSector
+    core = new_core()
+    n = to_state(core, S.PRE_COMMITTING)
+    cause, new = "s-1000-1", b"n" * 32
+    cmds = core.handle(ev(core, E.TicketExpired, n, reason="ticket of epoch 98 is too old at epoch 299"), 1.0)
+    saves = [cmds[0]]
+    step = core.sectors[n].step
+    assert cmds[1:] == [C.GetTicket(sector=n, cause=cause, step=step)]
+    cmds = core.handle(ev(core, E.TicketReady, n, ticket=new, epoch=297), 2.0)
+    assert cmds[1:] == [C.RunPreCommit1(sector=n, cause=cause, step=step + 1, task="PC1", seal_proof=5,
+                                        ticket=new)]
+    cmds = core.handle(ev(core, E.PreCommit1Done, n, work_id="pc1-new", comm_d=CC_COMM_D,
+                          replica_id=b"j" * 32), 3.0)
+    assert cmds[1:] == [C.Consume(sector=n, cause=cause, step=step + 1, work_id="pc1-new"),
+                        C.RunPreCommit2(sector=n, cause=cause, step=step + 2, task="PC2", ticket=new)]
+    comm_r = b"R" * 32
+    cmds = core.handle(ev(core, E.PreCommit2Done, n, work_id="pc2-new", comm_d=CC_COMM_D, comm_r=comm_r), 4.0)
+    assert cmds[1:] == [C.Consume(sector=n, cause=cause, step=step + 2, work_id="pc2-new"),
+                        C.SendPreCommit(sector=n, cause=cause, step=step + 3, seal_proof=5, ticket=new,
+                                        ticket_epoch=297, comm_d=CC_COMM_D, comm_r=comm_r)]
+    saves.append(cmds[0])
+    cmds = core.handle(ev(core, E.PreCommitSent, n, msg_id="m-new"), 5.0)
+    assert cmds[1:] == [C.WaitPreCommit(sector=n, cause=cause, step=step + 4, msg_id="m-new",
+                                        comm_r=comm_r)]
+    cmds = core.handle(ev(core, E.PreCommitLanded, n, precommit_epoch=300, seed_epoch=305), 6.0)
+    assert cmds[1:] == [C.WaitSeed(sector=n, cause=cause, step=step + 5, comm_r=comm_r)]
+    assert [e.event for e in saves[0].log] == ["TicketExpired"]
+    assert (core.sectors[n].ticket, core.sectors[n].retries) == (new, 0)
+
+
+# -- our faults pause a sector; only the chain removes one ------------------------------------------------
+
+OUR_FAULTS = [   # (state, the error event's kind and fields): each as the shell reports it
+    (S.PRE_COMMIT1, E.TaskFailed, dict(task="PC1", error="SectorError: sector 1 is past PreCommit1 "
+                                                          "(stage pc2)")),      # stage order
+    (S.PRE_COMMIT2, E.TaskFailed, dict(task="PC2", error="task process exited with status -9")),
+    (S.COMMITTING, E.TaskFailed, dict(task="C1", error="aborted")),             # killed by an operator
+    (S.PRE_COMMIT2, E.TaskFailed, dict(task="PC2", error="fetch failed: cannot fetch s-1000-1: "
+                                                         "devnet-worker-1: no hub answers")),  # worker gone
+    (S.PRE_COMMITTING, E.TemporaryError, dict(error="SendPreCommit: CallTimeout: @chain did not "
+                                                    "answer ChainHead within 10s")),  # a timeout
+    (S.FINALIZE_SECTOR, E.TaskFailed, dict(task="FIN", error="OSError: [Errno 28] No space left")),
+]
+
+
+@pytest.mark.parametrize("where, kind, fields", OUR_FAULTS)
+def test_our_faults_back_off_then_pause_the_sector_and_never_remove_it(where, kind, fields):
+    core = new_core()
+    n = to_state(core, where)
+    issued, now = [], 0.0
+    while not core.sectors[n].paused:
+        cmds = core.handle(ev(core, kind, n, **fields), now)
+        issued += kinds(cmds)
+        now += 1000.0
+        issued += kinds(core.handle(ev(core, E.Wake, n), now))
+        if state(core, n) == S.PRE_COMMIT1 and where == S.PRE_COMMIT2:   # PC2's fall-back
+            core.handle(ev(core, E.PreCommit1Done, n, work_id="w", comm_d=CC_COMM_D,
+                           replica_id=b"i" * 32), now)
+        assert now < 100_000, "never paused"
+    s = core.sectors[n]
+    assert s.last_error == fields["error"] and s.state not in (S.REMOVING, S.REMOVED)
+    assert "RemoveSector" not in issued
+    assert cmds[0].log[-1].note == f"paused after {CFG.max_retries + 1} errors in a row: {fields['error']}"
+    cmds = core.handle(core.event(E.Resume, n), now)        # the operator's word: it goes on
+    assert not core.sectors[n].paused and kinds(cmds)[-1] != "Save"
+
+
+@pytest.mark.parametrize("kind, target, paused", [("cc", S.REMOVING, False), ("deal", S.COMMIT_FAILED, True)])
+def test_a_precommit_expired_on_chain_removes_a_cc_sector_but_only_pauses_a_deal_sector(kind, target, paused):
+    core = new_core()
+    if kind == "cc":
+        n = to_state(core, S.COMMIT_WAIT)
+    else:
+        n, _ = core.assign_piece(Piece(comm_p=b"b" * 32, payload_size=2000, padded_size=2048,
+                                       path="/p/b"), 0.0)
+        core.handle(ev(core, E.PieceAdded, n, work_id="ap", comm_p=b"b" * 32, payload_size=2000,
+                       padded_size=2048, offset=0), 1.0)
+        core.handle(ev(core, E.TicketReady, n, ticket=TICKET, epoch=98), 2.0)
+        deal_d = commp_mod.commd([(2048, b"b" * 32)], 2048)
+        core.handle(ev(core, E.PreCommit1Done, n, work_id="p1", comm_d=deal_d, replica_id=b"i" * 32), 3.0)
+        core.handle(ev(core, E.PreCommit2Done, n, work_id="p2", comm_d=deal_d, comm_r=COMM_R), 4.0)
+        core.handle(ev(core, E.PreCommitSent, n, msg_id="m-pc"), 5.0)
+        core.handle(ev(core, E.PreCommitLanded, n, precommit_epoch=105, seed_epoch=110), 6.0)
+        core.handle(ev(core, E.SeedReady, n, seed=SEED, epoch=110, precommit_epoch=105), 7.0)
+        core.handle(ev(core, E.Commit1Done, n, work_id="c1", proof=PROOF), 8.0)
+        core.handle(ev(core, E.CommitSent, n, msg_id="m-c"), 9.0)
+    core.handle(ev(core, E.CommitFailed, n, error="exit 16"), 10.0)
+    core.handle(ev(core, E.Wake, n), 20.0)
+    cmds = core.handle(ev(core, E.ChainChecked, n, facts=facts(head=105 + 401)), 21.0)
+    s = core.sectors[n]
+    assert (s.state, s.paused) == (target, paused)
+    assert s.last_error.startswith("the pre-commit expired before it was proven")
+    if paused:
+        assert s.last_error.endswith(f"sector {n} holds deal data: remove it with `zqnode sectors remove`")
+        assert kinds(cmds) == ["Save"]
+    else:
+        assert kinds(cmds)[-1] == "RemoveSector"
+
+
 # -- operators -----------------------------------------------------------------------------------------
 
 def test_resume_jumps_checks_prerequisites_and_aborted_drops_the_sector():
@@ -582,7 +709,7 @@ def test_rebuild_seals_again_with_the_same_ticket_and_checks_comm_r_and_the_proo
     core.handle(ev(core, E.PreCommit1Done, n, work_id="p1", comm_d=CC_COMM_D, replica_id=b"i" * 32), 102.0)
     cmds = core.handle(ev(core, E.PreCommit2Done, n, work_id="p2", comm_d=CC_COMM_D, comm_r=COMM_R), 103.0)
     assert cmds[-1] == C.RunCommit1(sector=n, cause="s-1000-1", step=core.sectors[n].step, task="C1",
-                                    seed=SEED)
+                                    seed=SEED, ticket=TICKET)
     cmds = core.handle(ev(core, E.Commit1Done, n, work_id="c1", proof=PROOF), 104.0)
     assert cmds[-1] == C.VerifyProof(sector=n, cause="s-1000-1", step=core.sectors[n].step,
                                      ticket=TICKET, seed=SEED, comm_d=CC_COMM_D, comm_r=COMM_R, proof=PROOF)
@@ -666,3 +793,23 @@ def test_every_state_is_entered_by_some_event_sequence():
     core.handle(core.event(E.Resume, m, state=S.COMMIT_WAIT), 0.0)
     core.handle(ev(core, E.CommitFailed, m, error="x"), 0.0)
     assert seen == set(S.ALL)
+
+
+def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():
+    # a ticket must not wait for a busy worker: at most max_sealing sectors from their
+    # ticket to their PreCommit; the others wait in Packing, lowest number first
+    core = new_core(msgspec.structs.replace(CFG, max_sealing=2))
+    numbers = [core.pledge(0.0) for _ in range(3)]
+    assert [kinds(cmds) for _, cmds in numbers] == [["Save", "GetTicket"]] * 2 + [["Save"]]
+    assert [state(core, n) for n, _ in numbers] == [S.GET_TICKET, S.GET_TICKET, S.PACKING]
+    assert core.admit(1.0) == []                                 # no room yet
+    core.handle(ev(core, E.TicketReady, 1, ticket=TICKET, epoch=98), 2.0)
+    core.handle(ev(core, E.PreCommit1Done, 1, work_id="p1", comm_d=CC_COMM_D, replica_id=b"i" * 32), 3.0)
+    core.handle(ev(core, E.PreCommit2Done, 1, work_id="p2", comm_d=CC_COMM_D, comm_r=COMM_R), 4.0)
+    assert core.admit(5.0) == [] and state(core, 3) == S.PACKING  # PreCommitting: still inside
+    core.handle(ev(core, E.PreCommitSent, 1, msg_id="m"), 6.0)
+    cmds = core.admit(7.0)
+    assert kinds(cmds) == ["Save", "GetTicket"] and cmds[-1].sector == 3
+    assert state(core, 3) == S.GET_TICKET and core.admit(8.0) == []
+    core.handle(core.event(E.Resume, 2, state=S.ABORTED), 9.0)    # an operator drops one
+    assert core.admit(10.0) == []                                 # nobody waits

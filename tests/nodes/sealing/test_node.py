@@ -3,6 +3,7 @@ with the FAKE verifier and tasks whose fake proofs that verifier accepts: pledge
 deal pieces reach Proving, a killed shell goes on where it stopped without computing
 anything twice or sending a message twice, a reorg past a PreCommit, task failures."""
 import itertools
+import logging
 
 import pytest
 import trio
@@ -197,7 +198,7 @@ async def test_deal_pieces_are_packed_sealed_and_their_commd_is_on_chain(
 
 
 async def test_operators_resume_and_remove_and_bad_requests_are_refused(
-        nursery, bus, chain, client, tmp_path, autojump_clock):
+        nursery, bus, chain, client, tmp_path, autojump_clock, caplog):
     tasks = LocalTasks(tmp_path / "tasks")
     tasks.fail("PC1", *["disk gone"] * 3)
     svc, _ = await start_sealing(nursery, bus, tmp_path, tasks, max_retries=2)
@@ -205,6 +206,9 @@ async def test_operators_resume_and_remove_and_bad_requests_are_refused(
     await until(lambda: svc.core.sectors[1].paused)
     s = svc.core.sectors[1]
     assert (s.state, s.last_error, s.retries) == (S.SEAL_PRE_COMMIT1_FAILED, "disk gone", 3)
+    alerts = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert alerts == ["sector 1: PreCommit1 -> SealPreCommit1Failed (TaskFailed): paused after 3 errors "
+                      "in a row: disk gone; waiting for an operator: zqnode sectors resume|rebuild|remove 1"]
     r = await client.call("@manager", W.SealingResume(number=1))
     assert (r.state, r.paused) == (S.PRE_COMMIT1, False)
     await until(lambda: states(svc)[1] == S.PROVING)

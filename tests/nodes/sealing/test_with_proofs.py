@@ -1,7 +1,8 @@
-"""The sealing shell with real proofs (proofs.seal in threads) against a chain with the
-real verifiers, in real time (0.1 s epochs): a deal sector is sealed and proven on
-chain, unsealed back to its piece, its replica deleted and rebuilt with the same
-ticket (the rebuilt proof verified against the chain), then unsealed again."""
+"""The sealing shell with real proofs (the worker's task table in threads) against a
+chain with the real verifiers, in real time (0.1 s epochs): a deal sector is sealed and
+proven on chain, unsealed back to its piece, its replica deleted and rebuilt with the
+same ticket (the rebuilt proof verified against the chain), then unsealed again; a
+sector whose ticket expired after PreCommit2 is sealed again with a new one."""
 import itertools
 
 import pytest
@@ -31,10 +32,14 @@ async def until(pred, seconds=60.0):
 
 @pytest.fixture
 async def cluster(nursery, tmp_path):
+    return await start_cluster(nursery, tmp_path, epoch_seconds=0.1)
+
+
+async def start_cluster(nursery, tmp_path, *, epoch_seconds):
     bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://real-{next(_names)}")).run)
     chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
                                  bus=BusConfig(address=bus)),
-                      ChainConfig(verifier="proofs", epoch_seconds=0.1))
+                      ChainConfig(verifier="proofs", epoch_seconds=epoch_seconds))
     await nursery.start(chain.run)
     tasks = LocalTasks(tmp_path / "sectors", fake=False)
     ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp_path / "manager"),
@@ -79,3 +84,30 @@ async def test_a_deal_sector_is_sealed_unsealed_rebuilt_and_unsealed_again(clust
     await client.call("@manager", W.SealingUnseal(number=1, out=str(out), piece=0))
     await until(lambda: out.exists() and svc.core.sectors[1].state == S.PROVING)
     assert out.read_bytes() == piece and svc.errors == []
+
+
+async def test_a_ticket_that_expired_after_precommit2_seals_again_and_precommits_once(nursery, tmp_path):
+    # the chaos run's sector 4: PreCommit2 outlived its ticket (200 epochs on the devnet);
+    # a new ticket must run PreCommit1 again on the worker's files, then seal and land once
+    chain, svc, tasks, client = await start_cluster(nursery, tmp_path, epoch_seconds=0.02)
+    tasks.gates["PC2"] = trio.Event()
+    await client.call("@manager", W.SealingPledge(count=1))
+    await until(lambda: svc.core.sectors[1].state == S.PRE_COMMIT2)
+    old = svc.core.sectors[1].ticket_epoch
+    await until(lambda: chain.chain.head.epoch > old + chain.chain.policy.max_ticket_age)
+    tasks.gates["PC2"].set()
+    await until(lambda: svc.core.sectors[1].state == S.PROVING)
+    log = [(e.event, e.state) for e in svc.store.log(1)]
+    expired = log.index(("TicketExpired", S.GET_TICKET))
+    assert log[expired - 1:expired + 3] == [
+        ("PreCommit2Done", S.PRE_COMMITTING), ("TicketExpired", S.GET_TICKET),
+        ("TicketReady", S.PRE_COMMIT1), ("PreCommit1Done", S.PRE_COMMIT2)]
+    assert "TaskFailed" not in [e for e, _ in log]
+    s = svc.core.sectors[1]
+    assert s.ticket_epoch > old + chain.chain.policy.max_ticket_age - 2
+    assert tasks.runs[("PC1", 1)] == tasks.runs[("PC2", 1)] == 2 and tasks.runs[("C1", 1)] == 1
+    precommits = [m for ts in chain.chain.tipsets for m, r in zip(ts.messages, ts.receipts)
+                  if m.method == "PreCommitSector" and r.exit_code == 0]
+    assert len(precommits) == 1
+    assert chain.chain.sector(MINER, 1).sealed_cid == cid.sealed_cid(s.comm_r)   # proven with it
+    assert svc.errors == []

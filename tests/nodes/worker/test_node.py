@@ -11,6 +11,7 @@ from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer
 from nodes.config import NodeConfig
+from nodes.observe import catalog as K
 from nodes.scheduler.messages import SectorRef, WorkerResources
 from nodes.worker import params as P
 from nodes.worker.config import WorkerConfig
@@ -128,20 +129,30 @@ async def test_a_stored_result_is_replayed_after_a_restart_not_recomputed(
     assert len(fakes.started) == 1
 
 
+def wasted(task, why):
+    return K.WORKER_WASTED.labels("w1", task, why).value
+
+
 async def test_a_running_call_runs_again_after_a_restart_under_the_same_call_id(
         bus, fakes, nursery, tmp_path, autojump_clock):
+    reruns, crashed = K.WORKER_RERUNS.labels("w1", "AP").value, wasted("AP", "crashed")
     async with trio.open_nursery() as first_life:
         w = make_worker(bus, tmp_path, gates={"AP": trio.Event()})   # never finishes
         await first_life.start(w.run)
         cid = (await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))).call_id
         await until(lambda: w.executor.runs)
         assert w.store.get(cid).state == "running"
+        started = w.store.get(cid).updated
+        await trio.sleep(2.0)                              # beats while it runs
         first_life.cancel_scope.cancel()
     w2 = make_worker(bus, tmp_path)
     await nursery.start(w2.run)
     await until(lambda: fakes.returns)
     assert fakes.returns[0][:3] == ("work-ap", cid, True) and w2.executor.runs == ["work-ap"]
     assert w2.store.get(cid).runs == 2
+    # the lost run is counted: from its start to the dead worker's last beat
+    assert w2.last_beat > started and K.WORKER_RERUNS.labels("w1", "AP").value == reruns + 1
+    assert wasted("AP", "crashed") - crashed == pytest.approx(w2.last_beat - started)
 
 
 async def test_a_call_the_manager_refuses_never_runs(bus, fakes, nursery, tmp_path, autojump_clock):
@@ -188,6 +199,7 @@ async def test_limits_and_shared_locks(bus, fakes, nursery, tmp_path, autojump_c
 
 
 async def test_abort_stops_a_running_call(bus, fakes, nursery, tmp_path, autojump_clock):
+    aborted = wasted("AP", "aborted")
     w = make_worker(bus, tmp_path, gates={"AP": trio.Event()})
     await nursery.start(w.run)
     cid = (await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))).call_id
@@ -197,6 +209,7 @@ async def test_abort_stops_a_running_call(bus, fakes, nursery, tmp_path, autojum
     assert fakes.returns[0][1:] == (cid, False, b"", "aborted")
     assert fakes.done == [("work-ap", False)] and w.executor.finished == []
     assert not (await fakes.scheduler.call("w1", WorkerAbort(request="work-ap"))).found
+    assert wasted("AP", "aborted") > aborted             # the aborted run's time is counted
 
 
 async def test_prepare_fetches_from_the_holder_and_reports(bus, fakes, nursery, tmp_path, autojump_clock):

@@ -58,3 +58,27 @@ def test_execute_turns_a_stage_error_into_a_failed_output(tmp_path):
     unknown = execute(TaskInput(**{**{f: getattr(inp, f) for f in inp.__struct_fields__}, "task": "GET"}))
     assert not unknown.ok and unknown.error == "task type GET is not in nodes.worker.sealing"
     assert not Path(c.sector_dir).exists()
+
+
+def test_a_new_ticket_after_precommit2_runs_precommit1_again_and_the_old_replica_is_refused(tmp_path):
+    # the chaos run's sector 4: PC1 and PC2 done, the ticket expired before the PreCommit
+    # landed, a new ticket drawn: PC1 seals again (it used to refuse: "past PreCommit1")
+    c = ctx(tmp_path, 4)
+    new_ticket = bytes(range(100, 132))
+    pc1 = TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=TICKET))
+    pc2 = TASKS["PC2"](c, P.PC2Params(ticket=TICKET))
+    assert load_meta(c.sector_dir).stage == "pc2"
+    again = TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=new_ticket))
+    assert again.comm_d == pc1.comm_d and again.replica_id != pc1.replica_id
+    assert load_meta(c.sector_dir).stage == "pc1" and not (c.sector_dir / "sealed").exists()
+    for stale in (lambda: TASKS["PC2"](c, P.PC2Params(ticket=TICKET)),
+                  lambda: TASKS["C1"](c, P.C1Params(seed=SEED, ticket=TICKET))):
+        with pytest.raises(ValueError, match=f"sealed with ticket {new_ticket.hex()[:16]}, not "
+                                             f"{TICKET.hex()[:16]}: PreCommit1 must run with it first"):
+            stale()
+    new = TASKS["PC2"](c, P.PC2Params(ticket=new_ticket))
+    assert new.comm_r != pc2.comm_r
+    assert TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=new_ticket)) == again   # recorded
+    proof = TASKS["C1"](c, P.C1Params(seed=SEED, ticket=new_ticket)).proof
+    assert verify_seal(seal_proof=5, miner=1000, sector=4, ticket=new_ticket, seed=SEED,
+                       comm_d=new.comm_d, comm_r=new.comm_r, proof=proof)
