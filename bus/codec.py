@@ -109,10 +109,31 @@ DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeErro
 
 
 def decode_envelope(frame: bytes) -> Envelope:
+    """The envelope in `frame`; BadMessage when it is not one, carrying what could be
+    read of its `id` and `reply` (so the error answers the request it was meant to be)."""
     try:
         return _env_dec.decode(frame)
     except DECODE_ERRORS as e:
-        raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}") from None
+        raise BadMessage(ErrorCode.BAD_FRAMES, f"not an envelope: {e}", _head_of(frame)) from None
+
+
+_fields_dec = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_id_dec = msgspec.msgpack.Decoder(int)
+_reply_dec = msgspec.msgpack.Decoder(bool)
+
+
+def _head_of(frame: bytes) -> Envelope | None:
+    """An empty envelope with the id and reply flag of an array that failed as an
+    envelope (a field of the wrong type, one too many), or None when even those
+    cannot be read."""
+    try:
+        fields = _fields_dec.decode(frame)
+        if len(fields) < 3:
+            return None
+        reply = _reply_dec.decode(fields[3]) if len(fields) > 3 else False
+        return Envelope(sender="", body=NIL, id=_id_dec.decode(fields[2]), reply=reply)
+    except DECODE_ERRORS:
+        return None
 
 
 EVENT_SEP = b"\x00"              # ends an event's topic (and the hub's stamp); never in a name

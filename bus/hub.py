@@ -135,7 +135,7 @@ class Router:
         try:
             env = decode_envelope(env_frame)
         except BadMessage as e:
-            self._error(conn, None, e.code, e.message)
+            self._error(conn, e.envelope, e.code, e.message)
             return
         peer = self._conns.get(conn)
         if peer is None or peer.user != user:

@@ -502,7 +502,7 @@ class Peer:
         try:
             env = decode_envelope(frames[2])
         except BadMessage as e:
-            self._answer_error(frm, None, e.code, e.message)
+            self._answer_error(frm, e.envelope, e.code, e.message)
             return
         if env.reply:
             self._on_reply(frm, role, env, frames[3:])

@@ -11,20 +11,20 @@ HUB_TOPICS = ("node.", "bus.")   # events only the hub publishes (it drops them 
 
 
 class Register(Msg):
-    role: str
-    name: str
+    role: str                    # the node's role (chain, manager, scheduler, worker, poster)
+    name: str                    # the id others route to; without keys, the connection's routing id
     session: str                 # new per process start: a new one means "restarted"
-    capabilities: dict[str, Any] = {}
-    pid: int = 0
-    host: str = ""
+    capabilities: dict[str, Any] = {}   # what the node offers, shown by `zqnode status`
+    pid: int = 0                 # shown by `zqnode status`
+    host: str = ""               # shown by `zqnode status`
 
 
 class Registered(Msg):
     node_id: str
     events_in: str               # where the node's PUB connects (the hub's XSUB)
     events_out: str              # where the node's SUB connects (the hub's XPUB)
-    heartbeat_s: float
-    liveness: int
+    heartbeat_s: float           # send the hub a Heartbeat this often
+    liveness: int                # heartbeats missed before the hub counts the node down
 
 
 class Heartbeat(Msg):

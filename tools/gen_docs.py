@@ -1,8 +1,9 @@
 """Regenerate the reference pages made from the code: docs/config.md (the config structs
-and their comments) and docs/metrics.md (the metrics catalog).
+and their comments), docs/metrics.md (the metrics catalog) and docs/messages.md (every
+message kind's fields).
 
     python tools/gen_docs.py            write them
-    python tools/gen_docs.py --check    exit 1 if either is out of date
+    python tools/gen_docs.py --check    exit 1 if any is out of date
 """
 import pathlib
 import sys
@@ -11,9 +12,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nodes.configdoc import reference_markdown as config_reference  # noqa: E402
+from nodes.messagedoc import reference_markdown as messages_reference  # noqa: E402
 from nodes.observe.catalog import reference_markdown as metrics_reference  # noqa: E402
 
-PAGES = {"docs/config.md": config_reference, "docs/metrics.md": metrics_reference}
+PAGES = {"docs/config.md": config_reference, "docs/metrics.md": metrics_reference,
+         "docs/messages.md": messages_reference}
 
 
 def main(check: bool) -> int:

@@ -167,6 +167,7 @@ async def test_bad_input_gets_a_typed_error_naming_the_request(bus, nursery):
             ([b"w1", encode_envelope("raw", msgspec.Raw(body({"kind": "PeerEcho", "text": "a", "x": 1})), id=9)], 9, ErrorCode.INVALID),
             ([b"w1", encode_envelope("raw", msgspec.Raw(body(5)), id=10)], 10, ErrorCode.INVALID),
             ([b"w1"], 0, ErrorCode.BAD_FRAMES),                       # no envelope at all: the hub answers
+            ([b"w1", body([5, {"kind": "PeerEcho"}, 13])], 13, ErrorCode.BAD_FRAMES),  # its id read still
             ([b"hub", encode_envelope("raw", PeerEcho(text="x"), id=11)], 11, ErrorCode.UNKNOWN_KIND),
         ]
         for frames, rid, code in cases:
