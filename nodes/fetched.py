@@ -7,12 +7,15 @@ against the fetched sector.json, before it works on them or reports them present
     verify_piece(source, comm_p, payload_size=None)          a piece's data (before AP)
     verify_unsealed(sector_dir, comm_d, sector_size)          the unsealed file: CommD
     verify_sealed(sector_dir, comm_r, seal_proof, samples=16) p_aux, tree-r-last, replica
+    verify_meta(sector_dir, comm_r, comm_d)                   sector.json's commitments
 
 Each raises FetchedDataError (a ValueError) naming what does not match. Only proofs/ is
-used. The worker runs the last two on every sector it fetched whose commitments it
+used. The worker runs the last three on every sector it fetched whose commitments it
 knows (`Expected`: from the chain's precommit or sector, or from a WDP's params), before
-a task uses the files (nodes.worker.fetch.check_fetched). verify_sealed re-hashes `samples` random segments of the replica up to the
-stored rows of tree-r-last (as a WindowPoSt does); `samples=None` re-hashes them all.
+a task uses the files (nodes.worker.fetch.check_fetched); a task that checks its own
+output against sector.json (UNS: the data it unseals against comm_d) then checks it
+against ours. verify_sealed re-hashes `samples` random segments of the replica up to
+the stored rows of tree-r-last (as a WindowPoSt does); `samples=None` re-hashes them all.
 """
 from __future__ import annotations
 
@@ -25,8 +28,8 @@ from proofs.backend import Backend, get_backend
 from proofs.commp import CommP, CommPError, commp
 from proofs.merkle import merkle_root
 from proofs.params import ProofParamsError, seal_proof as seal_proof_of
-from proofs.sector import (TREE_R_LAST, SectorError, TreeShape, cache_file, open_words, read_levels,
-                           read_p_aux, sealed_path, unsealed_path)
+from proofs.sector import (TREE_R_LAST, SectorError, TreeShape, cache_file, load_meta, open_words,
+                           read_levels, read_p_aux, sealed_path, unsealed_path)
 
 CHUNK = 1 << 20                      # bytes of the unsealed file hashed at a time
 
@@ -79,6 +82,19 @@ def verify_unsealed(sector_dir, comm_d: bytes, sector_size: int, *,
     if got != bytes(comm_d):
         raise FetchedDataError(f"unsealed file {path} hashes to CommD {got.hex()}, "
                                f"expected {bytes(comm_d).hex()}")
+
+
+def verify_meta(sector_dir, comm_r: bytes = b"", comm_d: bytes = b"") -> None:
+    """The fetched sector.json must name the commitments we expect, where it names any
+    (before PC2 it has none): tasks read them from there."""
+    try:
+        meta = load_meta(sector_dir)
+    except SectorError as e:
+        raise FetchedDataError(str(e)) from None
+    for name, ours in (("comm_r", comm_r), ("comm_d", comm_d)):
+        theirs = getattr(meta, name)
+        if ours and theirs and theirs != bytes(ours).hex():
+            raise FetchedDataError(f"sector.json has {name} {theirs[:16]}..., not {bytes(ours).hex()[:16]}...")
 
 
 def verify_sealed(sector_dir, comm_r: bytes, seal_proof: int | str, *, samples: int | None = 16,

@@ -25,10 +25,10 @@ from pathlib import Path, PurePosixPath
 import trio
 
 from bus.codec import RemoteError
-from nodes.fetched import Expected, FetchedDataError, verify_sealed, verify_unsealed
+from nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
 from bus.peer import CallTimeout, Peer, Refused
 from nodes.scheduler.messages import SectorRef
-from proofs.sector import SEALED, UNSEALED
+from proofs.sector import META, SEALED, UNSEALED
 from nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
 
 log = logging.getLogger("zqnode.worker.fetch")
@@ -142,6 +142,8 @@ async def _fetch_chunk(peer: Peer, source: str, sector: SectorRef, entry: FileEn
         reply, buffers = await peer.call_with_buffers(
             source, WorkerFetch(sector=sector, file=entry.name, offset=offset, length=length),
             cause=f"s-{sector.miner}-{sector.number}")
+        if not isinstance(reply, WorkerChunk):
+            raise FetchError(f"{source} answered a fetch with {type(reply).__name__}")
         data = bytes(memoryview(buffers[0])) if buffers else b""
         if reply.size != entry.size:
             raise FetchError(f"{entry.name} changed at {source}: {reply.size} bytes, "
@@ -166,10 +168,7 @@ async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: 
     for source in sources:
         try:
             listing = await peer.call(source, WorkerSectorFiles(sector=sector))
-            total = sum(max(f.size, 0) for f in listing.files)
-            if len(listing.files) > MAX_FILES or total > max_bytes:
-                raise FetchError(f"it lists {len(listing.files)} files of {total} bytes: more "
-                                 f"than a sector has (at most {MAX_FILES} files, {max_bytes} bytes)")
+            _check_listing(listing, dest, max_bytes)
             dest.mkdir(parents=True, exist_ok=True)
             for entry in listing.files:
                 await _fetch_file(peer, source, sector, entry, dest, chunk, attempts)
@@ -185,16 +184,36 @@ async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: 
                      + ("; ".join(problems) if problems else "no source holds it"))
 
 
+def _check_listing(listing, dest: Path, max_bytes: int) -> None:
+    """A source's listing, before anything is written: the right kind, a sector's worth
+    of files, each a name that stays inside `dest`. FetchError otherwise."""
+    if not isinstance(listing, WorkerFileList):
+        raise FetchError(f"it answered a listing with {type(listing).__name__}")
+    total = sum(max(f.size, 0) for f in listing.files)
+    if len(listing.files) > MAX_FILES or total > max_bytes:
+        raise FetchError(f"it lists {len(listing.files)} files of {total} bytes: more "
+                         f"than a sector has (at most {MAX_FILES} files, {max_bytes} bytes)")
+    for f in listing.files:
+        try:
+            if "\0" in f.name or f.size < 0:
+                raise Refused("invalid", f"bad file {f.name!r} of {f.size} bytes")
+            safe_path(dest, f.name)
+        except Refused as e:
+            raise FetchError(f"it lists a {e.message}") from None
+
+
 def check_fetched(dest: Path, files: list[str], expected: "Expected | None", sector_size: int) -> None:
     """What was fetched into `dest` against commitments from our own side (the chain, or
-    the work's params): the sealed replica and its cache against comm_r, the unsealed
-    file against comm_d. Runs in a worker thread (it hashes). Raises FetchError, after
+    the work's params): sector.json's commitments, the sealed replica and its cache
+    against comm_r, the unsealed file against comm_d. Runs in a worker thread (it hashes). Raises FetchError, after
     removing the files, when they do not match. Without commitments (a sector not yet
     precommitted: PC1's layers have none) only the chunk hashes vouch for them."""
     if expected is None:
         return
     names = set(files)
     try:
+        if META in names:
+            verify_meta(dest, expected.comm_r, expected.comm_d)
         if expected.comm_r and SEALED in names:
             verify_sealed(dest, expected.comm_r, expected.seal_proof)
         if expected.comm_d and UNSEALED in names:

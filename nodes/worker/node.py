@@ -43,7 +43,7 @@ from nodes.worker.limits import Limits
 from nodes.worker.paths import sector_dir
 from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
 from nodes.worker.task import TaskInput, TaskOutput, load_table
-from proofs.cid import parse_sealed_cid
+from proofs.cid import parse_piece_cid, parse_sealed_cid
 
 log = logging.getLogger("zqnode.worker")
 
@@ -234,7 +234,7 @@ class WorkerNode:
 
     async def _expected(self, ref: SectorRef) -> Expected | None:
         """The sector's commitments by the chain's account: its precommit, or once proven
-        its sealed CID; None before it is precommitted."""
+        its sealed and unsealed CIDs; None before it is precommitted."""
         chain = BusChainAPI(self.peer, timeout=10.0)
         try:
             pc = await chain.precommit(ref.miner, ref.number)
@@ -249,7 +249,9 @@ class WorkerNode:
             raise FetchError(f"cannot check s-{ref.miner}-{ref.number} against the chain: {e}") from None
         if on_chain is None:
             return None
-        return Expected(on_chain.seal_proof, comm_r=parse_sealed_cid(on_chain.sealed_cid))
+        comm_d = parse_piece_cid(on_chain.unsealed_cid)   # v1 (CommD): the chain checked it
+        return Expected(on_chain.seal_proof, comm_r=parse_sealed_cid(on_chain.sealed_cid),
+                        comm_d=comm_d if isinstance(comm_d, bytes) else b"")
 
     async def _on_run(self, req: Request) -> W.WorkerAccepted:
         b: W.WorkerRun = req.body

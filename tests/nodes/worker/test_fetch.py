@@ -13,10 +13,11 @@ from bus.peer import Peer, Refused, Request
 from nodes.scheduler.messages import SectorRef
 from nodes.fetched import Expected
 from nodes.worker.fetch import MAX_CHUNK, FetchError, check_fetched, fetch_sector, list_files, read_chunk
-from nodes.worker.wire import WorkerChunk, WorkerFetch, WorkerSectorFiles
+from nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
 
 _names = itertools.count()
 SECTOR = SectorRef(miner=1000, number=7)
+META = '{"seal_proof": 5, "miner": 1000, "sector": 7, "sector_size": 2048, "stage": "pc2"}'
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def holder_dir(tmp_path):
     (d / "cache").mkdir(parents=True)
     (d / "sealed").write_bytes(os.urandom(5000))
     (d / "cache" / "p_aux").write_bytes(b"a" * 64)
-    (d / "sector.json").write_text('{"stage": "pc2"}')
+    (d / "sector.json").write_text(META)
     (d / "cache" / ".tmp-leftover").write_bytes(b"half")       # temporary: never served
     return d
 
@@ -72,7 +73,7 @@ async def test_a_corrupted_chunk_is_refused_and_fetched_again(bus, nursery, tmp_
     peer = await client(nursery, bus)
     dest = tmp_path / "mine" / "s-1000-7"
     files, size = await fetch_sector(peer, ["w1"], SECTOR, dest, chunk=1024 * 2, attempts=3)
-    assert files == ["cache/p_aux", "sealed", "sector.json"] and size == 5000 + 64 + 16
+    assert files == ["cache/p_aux", "sealed", "sector.json"] and size == 5000 + 64 + len(META)
     assert (dest / "sealed").read_bytes() == (src / "sealed").read_bytes()
     assert holder.asked[("sealed", 2048)] == 2 and holder.asked[("sealed", 0)] == 1
     assert [f.name for f in list_files(dest)] == files
@@ -142,6 +143,37 @@ async def test_a_listing_bigger_than_a_sector_is_refused(bus, nursery, tmp_path,
     assert not (tmp_path / "dest" / "sealed").exists()
 
 
+@pytest.mark.parametrize("listing, why", [
+    (WorkerFileList(files=[FileEntry("../../escape", 1)]), "bad file name '../../escape'"),
+    (WorkerFileList(files=[FileEntry("a\0b", 1)]), "bad file 'a\\x00b'"),
+    (WorkerFileList(files=[FileEntry("sealed", -5)]), "bad file 'sealed' of -5 bytes"),
+    (WorkerChunk(size=1, sha256="00"), "answered a listing with WorkerChunk"),
+])
+async def test_a_hostile_listing_is_a_failed_fetch_not_a_crash(bus, nursery, tmp_path, autojump_clock,
+                                                             listing, why):
+    evil = Peer(name="evil", role="worker", cfg=BusConfig(address=bus))
+    evil.on(WorkerSectorFiles, lambda req: _answer(listing))
+    await nursery.start(evil.run)
+    peer = await client(nursery, bus)
+    with pytest.raises(FetchError) as e:
+        await fetch_sector(peer, ["evil"], SECTOR, tmp_path / "mine" / "dest")
+    assert why in str(e.value)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "mine" / "dest" / "sealed").exists()
+
+
+async def test_a_fetch_answered_with_another_kind_is_a_failed_fetch(bus, nursery, tmp_path, autojump_clock):
+    holder = Holder(bus, "w1", holder_dir(tmp_path))
+    holder.peer.on(WorkerFetch, lambda req: _answer(WorkerFileList(files=[])))
+    await nursery.start(holder.peer.run)
+    peer = await client(nursery, bus)
+    with pytest.raises(FetchError, match="w1 answered a fetch with WorkerFileList"):
+        await fetch_sector(peer, ["w1"], SECTOR, tmp_path / "dest")
+
+
+async def _answer(msg):
+    return msg
+
+
 def test_fetched_files_that_are_not_the_sectors_are_refused_and_removed(tmp_path):
     src = holder_dir(tmp_path)
     names = [f.name for f in list_files(src)]
@@ -149,3 +181,12 @@ def test_fetched_files_that_are_not_the_sectors_are_refused_and_removed(tmp_path
         check_fetched(src, names, Expected(5, comm_r=b"\x01" * 32), 2048)
     assert list_files(src) == []
     check_fetched(src, names, None, 2048)            # not precommitted: nothing to check against
+
+
+def test_a_fetched_sector_json_naming_other_commitments_is_refused(tmp_path):
+    src = holder_dir(tmp_path)
+    (src / "sector.json").write_text(META[:-1] + f', "comm_d": "{"ab" * 32}"}}')
+    names = [f.name for f in list_files(src)]
+    with pytest.raises(FetchError, match="sector.json has comm_d abababab"):
+        check_fetched(src, names, Expected(5, comm_d=b"\x01" * 32), 2048)
+    assert list_files(src) == []

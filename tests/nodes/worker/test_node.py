@@ -10,6 +10,7 @@ import trio
 from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer
+from nodes.chain.miner import SectorView
 from nodes.config import NodeConfig
 from nodes.observe import catalog as K
 from nodes.scheduler.messages import SectorRef, WorkerResources
@@ -25,6 +26,7 @@ from nodes.worker.wire import (
     WorkerRun,
     WorkerSetTask,
 )
+from proofs import cid
 
 _names = itertools.count()
 GiB = 1 << 30
@@ -242,6 +244,25 @@ async def test_a_failed_fetch_fails_the_work(bus, fakes, nursery, tmp_path, auto
     work, _, ok, _, error = fakes.returns[0]
     assert (work, ok) == ("work-pc1", False) and error.startswith("fetch failed: cannot fetch s-1000-1")
     assert fakes.done == [("work-pc1", False)] and fakes.prepared == []
+
+
+async def test_fetched_unsealed_data_of_a_proven_sector_is_checked_against_the_chains_comm_d(
+        bus, fakes, nursery, tmp_path, autojump_clock):
+    w1, w2 = make_worker(bus, tmp_path, "w1"), make_worker(bus, tmp_path, "w2")
+    await nursery.start(w1.run)
+    await nursery.start(w2.run)
+    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))
+    await until(lambda: fakes.returns)
+    fakes.chain.sectors[(1000, 1)] = SectorView(     # proven: the precommit is gone
+        number=1, state="active", seal_proof=5, sealed_cid=cid.sealed_cid(b"\x01" * 32),
+        unsealed_cid=cid.piece_cid_v1(b"\x02" * 32), activation=1, deadline=0, partition=0)
+    await fakes.scheduler.call("w2", WorkerPrepare(request="work-uns", task="PC1",
+                                                   sector=SectorRef(miner=1000, number=1),
+                                                   sector_size=K2, params=P.encode(PC1), sources=["w1"]))
+    await until(lambda: len(fakes.returns) == 2)
+    work, _, ok, _, error = fakes.returns[1]
+    assert (work, ok) == ("work-uns", False) and "is not the sector's" in error, error
+    assert not (tmp_path / "w2" / "sectors" / "s-1000-1" / "unsealed").exists()
 
 
 async def test_tasks_enable_and_disable(bus, fakes, nursery, tmp_path, autojump_clock):
