@@ -210,6 +210,11 @@ class SchedulerProver:
                                  seal_proof(req.seal_proof).sector_size)
         except (WorkFailed, WorkAborted) as e:
             raise ProverError(f"partition {part.index}: WDP task: {e}") from None
+        ours = {s.number for s in part.sectors}
+        named = {n for n, _ in res.skipped} | {n for p in res.partitions for n, _ in p.sectors}
+        if not named <= ours:
+            raise ProverError(f"partition {part.index}: the WDP result names sectors not in it: "
+                              f"{sorted(named - ours)[:8]}")
         if res.skipped:
             return PartitionProof(index=part.index, proof=b"",
                                   proven=[n for p in res.partitions for n, _ in p.sectors],

@@ -2,20 +2,23 @@
 real sealing table in memory; the proof the worker makes verifies."""
 import functools
 
+import pytest
 import trio
 
 from bus.config import BusConfig
 from bus.memory import MemoryHub
 from bus.peer import Peer
 from nodes.config import NodeConfig
+from nodes.manager import api
 from nodes.manager.node import ManagerNode
 from nodes.manager.pipeline import seal_sector
-from nodes.poster.prover import PartitionInput, ProveRequest, SchedulerProver, SectorInput
+from nodes.poster.prover import PartitionInput, ProveRequest, ProverError, SchedulerProver, SectorInput
 from nodes.scheduler.messages import WorkerResources
 from nodes.scheduler.node import SchedulerNode
 from nodes.worker.config import WorkerConfig
 from nodes.worker.executor import InlineExecutor
 from nodes.worker.node import WorkerNode
+from nodes.worker.params import WDPResult
 from proofs import post
 
 TABLE = "nodes.worker.sealing"
@@ -52,3 +55,15 @@ async def test_wdp_tasks_prove_a_partition_on_a_worker(nursery, tmp_path, autoju
     assert post.verify_window_post(seal_proof=5, randomness=post.canonical_randomness(raw),
                                    sectors=[(s.number, s.comm_r) for s in sectors], proof=proofs[0].proof)
     assert mgr.jobs() == []                          # every WDP result was consumed
+
+
+async def test_a_wdp_result_naming_sectors_outside_the_partition_is_a_failed_proof(monkeypatch):
+    """A worker's word on which sectors it skipped is taken only for the partition's own."""
+    async def hostile(*args, **kw):
+        return WDPResult(partitions=[], skipped=[(1, "unreadable"), (77, "unreadable")])
+    monkeypatch.setattr(api, "run_task", hostile)
+    prover = SchedulerProver(Peer(name="poster", role="poster", cfg=BusConfig(address="mem://none")))
+    with pytest.raises(ExceptionGroup) as e:        # the poster takes any failure as a failed batch
+        await prover.prove(ProveRequest(miner=1000, seal_proof=5, randomness=bytes(32), partitions=[
+            PartitionInput(index=0, sectors=[SectorInput(1, bytes(32)), SectorInput(2, bytes(32))])]))
+    assert e.group_contains(ProverError, match=r"names sectors not in it: \[77\]")
