@@ -32,7 +32,8 @@ class BusConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_list: str = ""               # hub: the allowed keys file; "": key_dir/allowed_keys
     max_inflight_per_sender: int = 64  # requests one caller may have open at one node;
                                        # beyond: `busy`
-    hub_max_inflight_per_sender: int = 1024  # ... open through the hub, all targets together
+    hub_max_inflight_per_sender: int = 1024  # ... open through the hub, all targets and
+                                             # all connections of one key together
     replay_window: int = 256           # request ids remembered per caller (replays refused)
 
     def __post_init__(self) -> None:

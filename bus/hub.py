@@ -92,7 +92,8 @@ class Router:
         self._conns: dict[bytes, _Conn] = {}  # connection id -> stamp (a cache)
         self._bound: dict[str, bytes] = {}    # curve: node name -> its connection id
         self._names: dict[bytes, str] = {}    # curve: connection id -> registered name
-        self._open: dict[str, dict[int, tuple[str, float]]] = {}  # caller -> id -> (target, when)
+        self._open: dict[str, dict[int, tuple[str, float, str]]] = {}  # caller -> id -> (target, when, key)
+        self._open_by_key: dict[str, int] = {}   # key (or name without keys) -> its open requests
         self.bad_input = RateLimitedLog(log)
 
     @property
@@ -174,17 +175,20 @@ class Router:
                 self._error(conn, env, ErrorCode.PERMISSION, f"a reply to {target!r} for a "
                             f"request it did not send to {peer.name!r} (or that timed out)")
                 return
-            del waiting[env.id]
-            if not waiting:
-                del self._open[target]
+            self._close_open(target, waiting, env.id)
+        elif target.startswith(CLIENT_PREFIX):
+            self._error(conn, env, ErrorCode.NO_ROUTE, f"{target!r} is a client: it serves no requests")
+            return
         elif env.id:
+            owner = peer.user or peer.name        # the limit holds for all of a key's connections
+            held = self._open_by_key.get(owner, 0)
+            if held >= self.cfg.hub_max_inflight_per_sender:
+                self._error(conn, env, ErrorCode.BUSY, f"{peer.name} has {held} requests open "
+                            "through the hub" + (" (with its key)" if peer.user else ""), retry=True)
+                return
             opened = self._open.get(peer.name)
             if opened is None:
                 opened = {}
-            elif len(opened) >= self.cfg.hub_max_inflight_per_sender:
-                self._error(conn, env, ErrorCode.BUSY, f"{peer.name} has {len(opened)} requests "
-                            "open through the hub", retry=True)
-                return
         try:
             self.deliver(tconn, [tconn, peer.name_b, peer.role_b, *msg[2:]])
         except Busy:
@@ -196,7 +200,11 @@ class Router:
         if opened is not None:
             if not opened:
                 self._open[peer.name] = opened
-            opened[env.id] = (target, now)
+            if env.id in opened:              # the same id again: the newer request counts
+                self._close_open(peer.name, opened, env.id)
+                self._open[peer.name] = opened
+            opened[env.id] = (target, now, owner)
+            self._open_by_key[owner] = self._open_by_key.get(owner, 0) + 1
         self.routed += 1
         if self._taps:
             self._tap(peer.name_b, target.encode(), env, env_frame, now)
@@ -367,10 +375,19 @@ class Router:
         oldest = now - max(REPLY_WINDOW_S, 2 * self.cfg.call_timeout_s)
         for caller in list(self._open):
             opened = self._open[caller]
-            for rid in [r for r, (target, t) in opened.items() if t < oldest or target in down]:
-                del opened[rid]
-            if not opened:
-                del self._open[caller]
+            for rid in [r for r, (target, t, _) in opened.items() if t < oldest or target in down]:
+                self._close_open(caller, opened, rid)
+
+    def _close_open(self, caller: str, opened: dict, rid: int) -> None:
+        """Forget one open request (answered, timed out, its target gone)."""
+        owner = opened.pop(rid)[2]
+        left = self._open_by_key[owner] - 1
+        if left:
+            self._open_by_key[owner] = left
+        else:
+            del self._open_by_key[owner]
+        if not opened:
+            del self._open[caller]
 
     # -- events -----------------------------------------------------------------
     def publish(self, topic: str, msg: Msg) -> None:

@@ -579,3 +579,41 @@ async def test_a_clients_replay_window_holds_across_reconnects(cluster, nursery)
     await admin.link.send(req)                        # the same request again
     await trio.sleep(0.5)
     assert [k for k, _, _ in m.ran] == ["SecAbortJob"]
+
+
+async def test_open_requests_are_limited_per_key_across_connections_and_clients_serve_none(
+        tmp_path, nursery):
+    c = Cluster(tmp_path, hub_max_inflight_per_sender=2)
+    for name, role in [("w1", "worker"), ("admin", "admin")]:
+        c.add(name, role)
+    c.address = await nursery.start(ZmqHub(c.hub_cfg()).run)
+    gate, senders = trio.Event(), []
+
+    async def held(req):
+        senders.append(req.sender)
+        await gate.wait()
+        return Pong(node_id="w1", role="worker")
+    w1 = Peer(name="w1", role="worker", cfg=c.cfg("w1"))
+    w1.on(SecReportStatus, held)
+    await start(nursery, w1)
+    clients = [await client(nursery, c, "admin") for _ in range(3)]   # one key, three connections
+    results = []
+
+    async def ask(peer, to):
+        try:
+            results.append(await peer.call(to, SecReportStatus(text="x")))
+        except RemoteError as e:
+            results.append((e.code, e.message))
+    async with trio.open_nursery() as n:
+        for peer in clients:
+            n.start_soon(ask, peer, "w1")
+            await trio.sleep(0.05)
+        await trio.sleep(0.2)
+        busy = [r for r in results if r[0] == ErrorCode.BUSY]
+        assert len(busy) == 1 and busy[0][1].endswith(
+            "has 2 requests open through the hub (with its key)"), results
+        gate.set()
+    assert results.count(Pong(node_id="w1", role="worker")) == 2
+    assert all(name.startswith("~") for name in senders)
+    await ask(clients[2], senders[0])               # a request to a client: no one serves it
+    assert results[-1] == (ErrorCode.NO_ROUTE, f"{senders[0]!r} is a client: it serves no requests")
