@@ -158,7 +158,10 @@ class WorkerNode:
 
     async def _beat_loop(self) -> None:
         while True:
-            self.store.set_setting("beat", time.time())     # how long a crashed run lasted
+            try:                                  # how long a crashed run lasted
+                self.store.set_setting("beat", time.time())
+            except sqlite3.OperationalError as e:     # a full disk: beat all the same
+                self._store_failed(e, "the last beat is not stamped")
             await self.beat()
             await self._pause(self.wcfg.beat_s)
 
