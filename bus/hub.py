@@ -200,11 +200,9 @@ class Router:
         if opened is not None:
             if not opened:
                 self._open[peer.name] = opened
-            if env.id in opened:              # the same id again: the newer request counts
-                self._close_open(peer.name, opened, env.id)
-                self._open[peer.name] = opened
+            if env.id not in opened:          # the same id again replaces its entry
+                self._open_by_key[owner] = self._open_by_key.get(owner, 0) + 1
             opened[env.id] = (target, now, owner)
-            self._open_by_key[owner] = self._open_by_key.get(owner, 0) + 1
         self.routed += 1
         if self._taps:
             self._tap(peer.name_b, target.encode(), env, env_frame, now)

@@ -241,7 +241,8 @@ def _default_text(v) -> str:
     return f"`{toml_value(v)}`"
 
 
-def _cell(text: str) -> str:
+def table_cell(text: str) -> str:
+    """Text for a Markdown table cell (a "|" would end the cell)."""
     return text.replace("|", "\\|")
 
 
@@ -260,8 +261,8 @@ def _reference_table(out: list[str], title: str, cls: type, value, note: str = "
         sub, subs = _struct_of(tp), _list_of_structs(tp)
         if sub is not None or subs is not None:
             nested.append((name, sub or subs, v, subs is not None))
-        out.append(f"| `{name}` | {_cell(type_name(tp))} | {_cell(_default_text(v))} | "
-                   f"{_cell(comments.get(name, ''))} |")
+        out.append(f"| `{name}` | {table_cell(type_name(tp))} | {table_cell(_default_text(v))} | "
+                   f"{table_cell(comments.get(name, ''))} |")
     for name, sub, v, many in nested:
         inner = f"{title.strip('[]')}.{name}"
         _reference_table(out, f"[[{inner}]]" if many else f"[{inner}]", sub,
@@ -289,8 +290,8 @@ def reference_markdown() -> str:
            "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, tp, default in fields_of(NodeConfig):
         if name in TOP_LEVEL:
-            out.append(f"| `{name}` | {_cell(type_name(tp))} | {_cell(_default_text(default))} | "
-                       f"{_cell(comments.get(name, ''))} |")
+            out.append(f"| `{name}` | {table_cell(type_name(tp))} | {table_cell(_default_text(default))} | "
+                       f"{table_cell(comments.get(name, ''))} |")
     out += ["", "## Sections"]
     for section, cls in section_types().items():
         read_by = comments.get(section, "")

@@ -12,7 +12,7 @@ import msgspec
 
 from bus import codec, protocol
 from nodes.chain import wire as chain_wire
-from nodes.configdoc import field_comments, fields_of, struct_doc
+from nodes.configdoc import field_comments, fields_of, struct_doc, table_cell
 from nodes.manager import wire as manager_wire
 from nodes.poster import wire as poster_wire
 from nodes.scheduler import wire as scheduler_wire
@@ -69,7 +69,7 @@ def _struct(out: list[str], cls: type, used: dict[str, type]) -> None:
     out += ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, tp, default in fields:
         cells = (f"`{name}`", _name(tp, used), _default(default), comments.get(name, ""))
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("| " + " | ".join(map(table_cell, cells)) + " |")
 
 
 def reference_markdown() -> str:

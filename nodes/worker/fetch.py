@@ -194,9 +194,9 @@ def _check_listing(listing, dest: Path, max_bytes: int) -> None:
         raise FetchError(f"it lists {len(listing.files)} files of {total} bytes: more "
                          f"than a sector has (at most {MAX_FILES} files, {max_bytes} bytes)")
     for f in listing.files:
+        if "\0" in f.name or f.size < 0:
+            raise FetchError(f"it lists a bad file {f.name!r} of {f.size} bytes")
         try:
-            if "\0" in f.name or f.size < 0:
-                raise Refused("invalid", f"bad file {f.name!r} of {f.size} bytes")
             safe_path(dest, f.name)
         except Refused as e:
             raise FetchError(f"it lists a {e.message}") from None
