@@ -372,8 +372,15 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
             assert out.returncode == 0, out.stderr
             by = min([plan.declaring.later().challenge - LEAD,
                       *(start for start, _, _ in plan.steps() if start > plan.faulty.close)])
-            until(lambda: "Finalized" in sealing_events(repo, plan.sector)[sealing_events(repo, plan.sector).index("Rebuild"):],
-                  timeout=max(5.0, (by - head_epoch(bus)) * EPOCH_S), what="the rebuild")
+            try:
+                until(lambda: "Finalized" in sealing_events(repo, plan.sector)[sealing_events(repo, plan.sector).index("Rebuild"):],
+                      timeout=max(5.0, (by - head_epoch(bus)) * EPOCH_S), what="the rebuild")
+            except AssertionError as e:      # say where it stood: the sector's log and the devnet's
+                mark = f"s-{MINER}-{plan.sector}"
+                lines = [line for line in (repo / "devnet.log").read_text().splitlines()
+                         if mark in line or "level=warn" in line or "level=error" in line]
+                raise AssertionError(f"{e}; sector {plan.sector}: {sealing_events(repo, plan.sector)}; "
+                                     "devnet.log:\n" + "\n".join(lines[-60:])) from None
 
         done = {"poster": poster}
         run = {"corrupt": corrupt_step, "reorg": reorg_step, "kill": kill_step, "rebuild": rebuild_step}
