@@ -22,10 +22,10 @@ import trio
 import zmq
 from zmq.utils import z85
 
-from bus.keys import AllowList, KeyFileError
-from bus.permissions import READER
-from bus.ratelog import RateLimitedLog
-from bus.zsock import ZSocket
+from zqnode.bus.keys import AllowList, KeyFileError
+from zqnode.bus.permissions import READER
+from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.bus.zsock import ZSocket
 
 log = logging.getLogger("zqnode.bus.auth")
 

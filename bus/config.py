@@ -6,7 +6,7 @@ import os
 import msgspec
 import zmq
 
-from bus.address import DEFAULT_BUS, split
+from zqnode.bus.address import DEFAULT_BUS, split
 
 SECURITY_MODES = ("curve", "none")
 LOCAL_SCHEMES = ("inproc", "mem")       # one process: never curve

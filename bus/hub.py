@@ -27,19 +27,19 @@ import pathlib
 import trio
 import zmq
 
-from bus import keys
-from bus.address import event_endpoints, split
-from bus.auth import DOMAIN_EVENTS_IN, DOMAIN_EVENTS_OUT, DOMAIN_RPC, Authenticator
-from bus.codec import (EVENT_SEP, BadMessage, BodyDecoder, Envelope, Error, ErrorCode, Msg,
-                       decode_envelope, encode_envelope, event_frames, peek_kind)
-from bus.config import BusConfig, configure
-from bus.hubcore import HubCore, HubSettings, event_stamp
-from bus.keys import AllowList
-from bus.permissions import ADMIN, READER
-from bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, ListNodes, Ping,
-                          Register, Registered, Tap, Tapping)
-from bus.ratelog import RateLimitedLog
-from bus.zsock import ZSocket
+from zqnode.bus import keys
+from zqnode.bus.address import event_endpoints, split
+from zqnode.bus.auth import DOMAIN_EVENTS_IN, DOMAIN_EVENTS_OUT, DOMAIN_RPC, Authenticator
+from zqnode.bus.codec import (EVENT_SEP, BadMessage, BodyDecoder, Envelope, Error, ErrorCode, Msg,
+                              decode_envelope, encode_envelope, event_frames, peek_kind)
+from zqnode.bus.config import BusConfig, configure
+from zqnode.bus.hubcore import HubCore, HubSettings, event_stamp
+from zqnode.bus.keys import AllowList
+from zqnode.bus.permissions import ADMIN, READER
+from zqnode.bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, ListNodes, Ping,
+                                 Register, Registered, Tap, Tapping)
+from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.bus.zsock import ZSocket
 
 log = logging.getLogger("zqnode.bus.hub")
 

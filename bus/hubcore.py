@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bus.codec import EVENT_SEP, Error, ErrorCode, Msg
-from bus.protocol import (ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes,
-                          NodeDown, NodeInfo, NodeList, NodeUp, Ping, Pong, Register,
-                          Registered)
+from zqnode.bus.codec import EVENT_SEP, Error, ErrorCode, Msg
+from zqnode.bus.protocol import (ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes,
+                                 NodeDown, NodeInfo, NodeList, NodeUp, Ping, Pong, Register,
+                                 Registered)
 
 Event = tuple[str, Msg]          # (topic, message) the hub publishes
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import zmq
 from zmq.utils import z85
 
-from bus.config import BusConfig
+from zqnode.bus.config import BusConfig
 
 SECRET_FILE = "node.key"
 PUBLIC_FILE = "node.pub"

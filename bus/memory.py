@@ -11,8 +11,8 @@ from typing import Callable
 
 import trio
 
-from bus.config import BusConfig
-from bus.hub import NoRoute, Router
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import NoRoute, Router
 
 _hubs: dict[str, "MemoryHub"] = {}
 _hub_changed = trio.lowlevel.ParkingLot()

@@ -41,19 +41,19 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 
 import trio
 
-from bus import keys
-from bus.address import reachable, split
-from bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
-                       RemoteError, any_decoder, decode_envelope, encode_envelope, event_frames,
-                       split_event)
-from bus.config import BusConfig
-from bus.hub import CLIENT_PREFIX, HUB_B, HUB_ROLE_B, TAP_PREFIX, TAP_ROLE_B
-from bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Rule, compile_rule,
-                             compile_table, describe)
-from bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, Ping, Pong,
-                          Register, Registered, Tap)
-from bus.ratelog import RateLimitedLog
-from bus.zsock import BATCH
+from zqnode.bus import keys
+from zqnode.bus.address import reachable, split
+from zqnode.bus.codec import (BadMessage, BodyDecoder, BusError, Envelope, Error, ErrorCode, Msg,
+                              RemoteError, any_decoder, decode_envelope, encode_envelope, event_frames,
+                              split_event)
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import CLIENT_PREFIX, HUB_B, HUB_ROLE_B, TAP_PREFIX, TAP_ROLE_B
+from zqnode.bus.permissions import (ADMIN_B, ANYONE, ANY_RULE, NODES_RULE, READER_B, Rule, compile_rule,
+                                    compile_table, describe)
+from zqnode.bus.protocol import (HUB, HUB_TOPICS, ROLE_PREFIX, Goodbye, Heartbeat, HubInfo, Ping, Pong,
+                                 Register, Registered, Tap)
+from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.bus.zsock import BATCH
 
 log = logging.getLogger("zqnode.bus.peer")
 
@@ -132,14 +132,14 @@ async def open_link(address: str, identity: str, cfg: BusConfig, ctx, on_rpc, on
     """The transport the address names, calling `on_rpc(batch)` / `on_events(batch)`
     with what arrives, closed on exit. `credentials`: curve keys (bus.keys)."""
     if split(address)[0] == "mem":
-        from bus.memory import MemoryLink
+        from zqnode.bus.memory import MemoryLink
         link = MemoryLink(address, identity, cfg, ctx, on_rpc, on_events)
         try:
             yield link
         finally:
             link.close()
         return
-    from bus.zlink import open_zmq_link
+    from zqnode.bus.zlink import open_zmq_link
     async with open_zmq_link(address, identity, cfg, ctx, on_rpc, on_events, credentials) as link:
         yield link
 

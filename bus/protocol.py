@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bus.codec import Msg
+from zqnode.bus.codec import Msg
 
 HUB = "hub"                      # the hub's own route name
 ROLE_PREFIX = "@"                # route "@worker" = any live node of role worker

@@ -19,10 +19,10 @@ from typing import Callable
 import trio
 import zmq
 
-from bus.config import BusConfig, configure
-from bus.keys import Credentials
-from bus.ratelog import RateLimitedLog
-from bus.zsock import ZSocket
+from zqnode.bus.config import BusConfig, configure
+from zqnode.bus.keys import Credentials
+from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.bus.zsock import ZSocket
 
 log = logging.getLogger("zqnode.bus.link")
 

@@ -18,13 +18,13 @@ import typing
 
 import msgspec
 
-from bus.config import BusConfig
-from nodes.chain.config import ChainConfig
-from nodes.manager.config import ManagerConfig
-from nodes.poster.config import PosterConfig
-from nodes.sealing.config import SealingConfig
-from nodes.scheduler.config import SchedulerConfig
-from nodes.worker.config import WorkerConfig
+from zqnode.bus.config import BusConfig
+from zqnode.nodes.chain.config import ChainConfig
+from zqnode.nodes.manager.config import ManagerConfig
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.scheduler.config import SchedulerConfig
+from zqnode.nodes.worker.config import WorkerConfig
 
 
 class ConfigError(ValueError):
@@ -46,7 +46,7 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         if self.metrics_listen:
-            from nodes.observe.http import ListenError, parse_listen
+            from zqnode.nodes.observe.http import ListenError, parse_listen
             try:
                 parse_listen(self.metrics_listen)
             except ListenError as e:
@@ -191,8 +191,8 @@ SDR_VARS = ("FIL_PROOFS_USE_MULTICORE_SDR", "FIL_PROOFS_MULTICORE_SDR_PRODUCERS"
 def resource_env_from(environ: typing.Mapping[str, str]) -> dict[str, str]:
     """The variables of `environ` that are Lotus resource overrides (TASK[_SIZE]_FIELD
     for a known task and field, and the multicore SDR switches)."""
-    from nodes.scheduler.resources import FIELDS
-    from nodes.scheduler.tasks import TASK_TYPES
+    from zqnode.nodes.scheduler.resources import FIELDS
+    from zqnode.nodes.scheduler.tasks import TASK_TYPES
     pattern = re.compile(r"(?P<task>[A-Z0-9]+?)_(?:\d+[KMG]_)?(?P<field>%s)\Z"
                          % "|".join(sorted(FIELDS, key=len, reverse=True)))
     out = {}
@@ -211,8 +211,8 @@ def check_resources(cfg: NodeConfig, where: str) -> None:
 
 
 def _check_env(env: typing.Mapping[str, str], where: str, strict: bool = False) -> None:
-    from nodes.scheduler.errors import ResourceEnvError
-    from nodes.scheduler.resources import parse_resource_env
+    from zqnode.nodes.scheduler.errors import ResourceEnvError
+    from zqnode.nodes.scheduler.resources import parse_resource_env
     try:
         parse_resource_env(env, strict=strict)
     except ResourceEnvError as e:

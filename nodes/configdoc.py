@@ -20,7 +20,7 @@ import typing
 
 import msgspec
 
-from nodes.config import NodeConfig
+from zqnode.nodes.config import NodeConfig
 
 # The sections each role reads (bus: every node).
 ROLE_SECTIONS = {"bus": (), "chain": ("chain",), "manager": ("manager", "sealing"),

@@ -23,13 +23,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from proofs import ptree
-from proofs.backend import Backend, get_backend
-from proofs.commp import CommP, CommPError, commp
-from proofs.merkle import merkle_root
-from proofs.params import ProofParamsError, seal_proof as seal_proof_of
-from proofs.sector import (TREE_R_LAST, SectorError, TreeShape, cache_file, load_meta, open_words,
-                           read_levels, read_p_aux, sealed_path, unsealed_path)
+from zqnode.proofs import ptree
+from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.commp import CommP, CommPError, commp
+from zqnode.proofs.merkle import merkle_root
+from zqnode.proofs.params import ProofParamsError, seal_proof as seal_proof_of
+from zqnode.proofs.sector import (TREE_R_LAST, SectorError, TreeShape, cache_file, load_meta, open_words,
+                                  read_levels, read_p_aux, sealed_path, unsealed_path)
 
 CHUNK = 1 << 20                      # bytes of the unsealed file hashed at a time
 

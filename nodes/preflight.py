@@ -8,9 +8,9 @@ import os
 import pathlib
 import socket
 
-from bus import keys
-from bus.address import event_endpoints, split
-from bus.config import BusConfig
+from zqnode.bus import keys
+from zqnode.bus.address import event_endpoints, split
+from zqnode.bus.config import BusConfig
 
 HUB_KEY = "HUB_NODE_PUB: a copy of the hub's node.pub, or the key in it, quoted"
 

@@ -7,9 +7,9 @@ from typing import Awaitable, Callable
 
 import trio
 
-from bus.hub import ZmqHub
-from nodes.config import ConfigError, NodeConfig
-from nodes.preflight import hub_addresses
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.config import ConfigError, NodeConfig
+from zqnode.nodes.preflight import hub_addresses
 
 log = logging.getLogger("zqnode.runtime")
 
@@ -21,13 +21,13 @@ class UnknownRole(ValueError):
 def _bus(cfg: NodeConfig):
     hub = ZmqHub(cfg.bus)
     if cfg.metrics_listen:          # counting by kind costs ~1 us a message: only when served
-        from nodes import observe
+        from zqnode.nodes import observe
         observe.hub(hub, cfg.name)
     return hub.run
 
 
 def _worker(cfg: NodeConfig):
-    from nodes.worker.node import WorkerNode
+    from zqnode.nodes.worker.node import WorkerNode
     try:
         return WorkerNode(cfg).run
     except ValueError as e:
@@ -35,12 +35,12 @@ def _worker(cfg: NodeConfig):
 
 
 def _manager(cfg: NodeConfig):
-    from nodes.manager.node import ManagerNode
+    from zqnode.nodes.manager.node import ManagerNode
     return ManagerNode(cfg).run
 
 
 def _scheduler(cfg: NodeConfig):
-    from nodes.scheduler.node import SchedulerNode
+    from zqnode.nodes.scheduler.node import SchedulerNode
     try:
         return SchedulerNode(cfg).run
     except ValueError as e:
@@ -48,12 +48,12 @@ def _scheduler(cfg: NodeConfig):
 
 
 def _chain(cfg: NodeConfig):
-    from nodes.chain.node import ChainNode
+    from zqnode.nodes.chain.node import ChainNode
     return ChainNode(cfg, cfg.chain).run
 
 
 def _poster(cfg: NodeConfig):
-    from nodes.poster.node import PosterNode
+    from zqnode.nodes.poster.node import PosterNode
     return PosterNode(cfg).run
 
 

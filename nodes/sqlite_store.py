@@ -4,7 +4,7 @@ several rows), the schema created if missing."""
 import pathlib
 import sqlite3
 
-from bus.codec import DECODE_ERRORS
+from zqnode.bus.codec import DECODE_ERRORS
 
 
 class StoreDamaged(ValueError):

@@ -20,8 +20,8 @@ import importlib
 import threading
 from collections.abc import Callable, Sequence
 
-from proofs import encoding, merkle, ptree
-from proofs.poseidon import hash_columns
+from zqnode.proofs import encoding, merkle, ptree
+from zqnode.proofs.poseidon import hash_columns
 
 __all__ = ["Backend", "CpuBackend", "BackendUnavailable", "register_backend", "get_backend",
            "BACKEND_NAMES"]
@@ -128,11 +128,11 @@ def _load(name: str) -> Backend:
     reason = None
     if name not in _factories:
         try:
-            importlib.import_module("proofs.gpu")
+            importlib.import_module("zqnode.proofs.gpu")
         except Exception as e:  # ImportError, or a broken GPU package: report, not crash
             reason = f"{name} backend not available: {e or type(e).__name__}"
     if reason is None and name not in _factories:
-        reason = f"{name} backend not available: nothing registered one (proofs.gpu)"
+        reason = f"{name} backend not available: nothing registered one (zqnode.proofs.gpu)"
     backend = None
     if reason is None:
         try:

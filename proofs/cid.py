@@ -9,7 +9,7 @@ All CIDs here are CIDv1 in base32-lower multibase ('b' prefix):
 import base64
 from typing import NamedTuple
 
-from proofs import fr32
+from zqnode.proofs import fr32
 
 CID_V1 = 0x01
 FIL_COMMITMENT_UNSEALED = 0xF101

@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from proofs import fr32
-from proofs.cid import piece_cid_v1, piece_cid_v2
-from proofs.merkle import NODE, merkle_root, node_hash, zero_commitment_at_height
+from zqnode.proofs import fr32
+from zqnode.proofs.cid import piece_cid_v1, piece_cid_v2
+from zqnode.proofs.merkle import NODE, merkle_root, node_hash, zero_commitment_at_height
 
 MIN_PAYLOAD = 65
 # 127 * 2^13 bytes of payload pad to 1 MiB: 32768 leaves, a subtree of height 15.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from proofs.poseidon import P, WORD
+from zqnode.proofs.poseidon import P, WORD
 
 _P_LIMBS = np.array([(P >> (64 * i)) & (2 ** 64 - 1) for i in range(4)], dtype=np.uint64)
 

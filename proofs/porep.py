@@ -25,16 +25,16 @@ from collections.abc import Sequence
 import msgspec
 import numpy as np
 
-from proofs import merkle, ptree
-from proofs.encoding import encode_word
-from proofs.params import ProofParamsError, SealFeature, SealProof, prover_id, replica_id
-from proofs.params import seal_proof as lookup_seal_proof
-from proofs.poseidon import WORD, hash_bytes, word_to_int
-from proofs.sdr.cache import Graph, graph_parents
-from proofs.sdr.challenges import ChallengeError, porep_challenges
-from proofs.sdr.drg import BASE_DEGREE
-from proofs.sdr.labels import node_label
-from proofs.sector import TreeShape
+from zqnode.proofs import merkle, ptree
+from zqnode.proofs.encoding import encode_word
+from zqnode.proofs.params import ProofParamsError, SealFeature, SealProof, prover_id, replica_id
+from zqnode.proofs.params import seal_proof as lookup_seal_proof
+from zqnode.proofs.poseidon import WORD, hash_bytes, word_to_int
+from zqnode.proofs.sdr.cache import Graph, graph_parents
+from zqnode.proofs.sdr.challenges import ChallengeError, porep_challenges
+from zqnode.proofs.sdr.drg import BASE_DEGREE
+from zqnode.proofs.sdr.labels import node_label
+from zqnode.proofs.sector import TreeShape
 
 FORMAT_VERSION = 1
 

@@ -20,7 +20,7 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from proofs.poseidon_constants import ARITIES, FULL_ROUNDS, P, UnsupportedArity, params
+from zqnode.proofs.poseidon_constants import ARITIES, FULL_ROUNDS, P, UnsupportedArity, params
 
 __all__ = ["P", "ARITIES", "FieldElementError", "UnsupportedArity", "hash_ints", "hash_bytes",
            "hash_many", "hash_words", "hash_columns", "reference_hash", "int_to_word", "word_to_int"]

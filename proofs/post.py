@@ -31,14 +31,14 @@ from typing import NamedTuple
 
 import msgspec
 
-from proofs import ptree, seal
-from proofs.backend import Backend, get_backend
-from proofs.params import (WINDOW_POST_CHALLENGES_PER_SECTOR, ApiVersion, PoStProof,
-                           ProofParamsError, SealProof, post_proof as lookup_post_proof)
-from proofs.params import seal_proof as lookup_seal_proof
-from proofs.porep import siblings_of, steps_for
-from proofs.poseidon import WORD, hash_bytes
-from proofs.sector import SectorError, TreeShape, load_meta
+from zqnode.proofs import ptree, seal
+from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.params import (WINDOW_POST_CHALLENGES_PER_SECTOR, ApiVersion, PoStProof,
+                                  ProofParamsError, SealProof, post_proof as lookup_post_proof)
+from zqnode.proofs.params import seal_proof as lookup_seal_proof
+from zqnode.proofs.porep import siblings_of, steps_for
+from zqnode.proofs.poseidon import WORD, hash_bytes
+from zqnode.proofs.sector import SectorError, TreeShape, load_meta
 
 FORMAT_VERSION = 1
 RANDOMNESS_MASK = 0x3F

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from proofs.poseidon import WORD, FieldElementError, hash_bytes, hash_words
+from zqnode.proofs.poseidon import WORD, FieldElementError, hash_bytes, hash_words
 
 __all__ = ["TreeError", "PathStep", "level_arities", "build_levels", "root", "inclusion_path",
            "verify_path", "comm_r", "segment_range", "rebuild_bottom", "path_from_upper",

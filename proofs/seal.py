@@ -29,19 +29,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from proofs import commp as commp_mod
-from proofs import fr32, merkle, porep, ptree
-from proofs.backend import Backend, get_backend
-from proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
-from proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
-from proofs.porep import SealError
-from proofs.poseidon import WORD
-from proofs.sdr.cache import Graph
-from proofs.sdr.labels import LabelError, label_layers, layer_path, open_layers
-from proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
-                           TreeShape, cache_dir, cache_file, load_meta, meta_path, open_words,
-                           read_levels, read_p_aux, save_meta, sealed_path, unsealed_path,
-                           write_atomic, write_levels)
+from zqnode.proofs import commp as commp_mod
+from zqnode.proofs import fr32, merkle, porep, ptree
+from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
+from zqnode.proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
+from zqnode.proofs.porep import SealError
+from zqnode.proofs.poseidon import WORD
+from zqnode.proofs.sdr.cache import Graph
+from zqnode.proofs.sdr.labels import LabelError, label_layers, layer_path, open_layers
+from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
+                                  TreeShape, cache_dir, cache_file, load_meta, meta_path, open_words,
+                                  read_levels, read_p_aux, save_meta, sealed_path, unsealed_path,
+                                  write_atomic, write_levels)
 
 Progress = Callable[[str], None] | None
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import msgspec
 
-from proofs import ptree
-from proofs.params import SealProof, seal_proof
-from proofs.files import write_atomic
-from proofs.poseidon import WORD
+from zqnode.proofs import ptree
+from zqnode.proofs.params import SealProof, seal_proof
+from zqnode.proofs.files import write_atomic
+from zqnode.proofs.poseidon import WORD
 
 META = "sector.json"
 UNSEALED = "unsealed"

@@ -1,9 +1,9 @@
 """A chain node as a worker sees it when it checks fetched sector data: it answers the
 precommit and sector queries from `precommits` / `sectors` (none: not precommitted yet,
 so there is nothing to check against)."""
-from bus.config import BusConfig
-from bus.peer import Peer, Request
-from nodes.chain import wire as CW
+from zqnode.bus.config import BusConfig
+from zqnode.bus.peer import Peer, Request
+from zqnode.nodes.chain import wire as CW
 
 
 class ChainStandIn:

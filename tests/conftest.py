@@ -1,6 +1,6 @@
 import pytest
 
-from bus.address import free_tcp_address
+from zqnode.bus.address import free_tcp_address
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 
-from nodes.sealing.store import SealingStore
+from zqnode.nodes.sealing.store import SealingStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ class Proc:
     def __init__(self, *args: str, env: dict | None = None):
         self.args = args
         self.err = tempfile.TemporaryFile()
-        self.p = subprocess.Popen([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT, env=_env(env),
+        self.p = subprocess.Popen([sys.executable, "-m", "zqnode.nodes.cli", *args], cwd=ROOT, env=_env(env),
                                   stdout=subprocess.PIPE, stderr=self.err, text=True,
                                   start_new_session=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -76,7 +76,7 @@ class Proc:
 
 
 def zqnode(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nodes.cli", *args], cwd=ROOT, env=_env(env),
+    return subprocess.run([sys.executable, "-m", "zqnode.nodes.cli", *args], cwd=ROOT, env=_env(env),
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from nodes.observe.catalog import REGISTRY
+from zqnode.nodes.observe.catalog import REGISTRY
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "docs" / "grafana" / "zqnode.json"
@@ -74,7 +74,7 @@ def fenced(lang: str) -> list[tuple[str, str]]:
 
 
 def test_every_toml_block_is_a_valid_configuration(tmp_path):
-    from nodes.config import load
+    from zqnode.nodes.config import load
     blocks = fenced("toml")
     assert len(blocks) >= 3
     for n, (page, text) in enumerate(blocks):

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bus.address import free_tcp_address
+from zqnode.bus.address import free_tcp_address
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "protocol.md")]
@@ -514,7 +514,7 @@ def test_the_devnet_and_every_block_that_looks_at_a_cluster(tmp_path):
 
 
 def test_the_gpu_blocks(tmp_path):
-    from proofs import gpu
+    from zqnode.proofs import gpu
     ok, why = gpu.available()
     if not ok:
         pytest.skip(f"no GPU here: {why}")

@@ -21,7 +21,7 @@ def test_readme_has_the_two_setup_commands():
 
 
 def test_console_script_answers():
-    out = subprocess.run([sys.executable, "-c", "from nodes.cli import main; main()", "--help"],
+    out = subprocess.run([sys.executable, "-c", "from zqnode.nodes.cli import main; main()", "--help"],
                          capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "zqnode" in out.stdout

@@ -39,7 +39,7 @@ def _curve(sock, role: str) -> None:
     base = _keys()
     if base is None:
         return
-    from bus import keys
+    from zqnode.bus import keys
     hub_pub, hub_sec = keys.read_key_pair(os.path.join(base, "hub"))
     if role == "server":
         sock.curve_server = True
@@ -159,7 +159,7 @@ def base_subscribe(addr_out: str, addr_in: str, n: int) -> tuple[int, float]:
 
 # -- zqnode ---------------------------------------------------------------------------
 def _cfg(addr, name="hub"):
-    from bus.config import BusConfig
+    from zqnode.bus.config import BusConfig
     base = _keys()
     if base is None:
         return BusConfig(address=addr, security="none")
@@ -168,13 +168,13 @@ def _cfg(addr, name="hub"):
 
 def our_hub(addr: str) -> None:
     import trio
-    from bus.hub import ZmqHub
+    from zqnode.bus.hub import ZmqHub
     trio.run(ZmqHub(_cfg(addr)).run)
 
 
 def our_server(addr: str) -> None:
     import trio
-    from bus.peer import Peer
+    from zqnode.bus.peer import Peer
 
     async def main():
         peer = Peer(name="server", role="bench", cfg=_cfg(addr, "server"))
@@ -184,8 +184,8 @@ def our_server(addr: str) -> None:
 
 def our_rpc(addr: str, calls: int) -> list[float]:
     import trio
-    from bus.peer import Peer
-    from bus.protocol import Ping
+    from zqnode.bus.peer import Peer
+    from zqnode.bus.protocol import Ping
 
     async def main():
         out = []
@@ -204,8 +204,8 @@ def our_rpc(addr: str, calls: int) -> list[float]:
 
 def our_publisher(addr: str, n: int) -> None:
     import trio
-    from bus.peer import Peer
-    from bus.codec import Msg
+    from zqnode.bus.peer import Peer
+    from zqnode.bus.codec import Msg
 
     class BenchEvent(Msg):
         data: bytes
@@ -224,7 +224,7 @@ def our_publisher(addr: str, n: int) -> None:
 
 def our_subscribe(addr: str, n: int) -> tuple[int, float]:
     import trio
-    from bus.peer import Peer
+    from zqnode.bus.peer import Peer
 
     async def main():
         peer = Peer(name="subscriber", role="bench", cfg=_cfg(addr, "subscriber"))
@@ -338,7 +338,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.security == "curve":
         import tempfile
-        from bus import keys
+        from zqnode.bus import keys
         base = tempfile.mkdtemp(prefix="bench-bus-keys-")
         keys.provision(os.path.join(base, "hub"),
                        [(os.path.join(base, n), "bench", n) for n in NAMES])

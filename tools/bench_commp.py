@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proofs import fr32
-from proofs.commp import DEFAULT_CHUNK, commp
+from zqnode.proofs import fr32
+from zqnode.proofs.commp import DEFAULT_CHUNK, commp
 
 PAIR_PIECE = 8 << 20
 

@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proofs import commp as cpu_commp
-from proofs import poseidon, ptree
-from proofs.poseidon_constants import P
+from zqnode.proofs import commp as cpu_commp
+from zqnode.proofs import poseidon, ptree
+from zqnode.proofs.poseidon_constants import P
 
 MiB = 1 << 20
 SECTORS, CHALLENGES = 2349, 10
@@ -104,9 +104,9 @@ def cpu_figures(seconds: float, small: bool) -> dict:
 # --- GPU -------------------------------------------------------------------------------------
 
 def gpu_figures(backend, commp_mib: int, small: bool) -> dict:
-    from proofs.gpu import poseidon as gp
-    from proofs.gpu import post, sha254
-    from proofs.gpu.launch import Ptr
+    from zqnode.proofs.gpu import poseidon as gp
+    from zqnode.proofs.gpu import post, sha254
+    from zqnode.proofs.gpu.launch import Ptr
     ex = backend.executor
     out = {}
 
@@ -160,8 +160,8 @@ def gpu_figures(backend, commp_mib: int, small: bool) -> dict:
 
 def _device_tree(ex, n: int, shape, layers: int) -> bytes:
     """Root of a tree-c (layers > 0) or tree-r-last (layers == 0) over synthetic device inputs."""
-    from proofs.gpu import poseidon as gp
-    from proofs.gpu.launch import Ptr
+    from zqnode.proofs.gpu import poseidon as gp
+    from zqnode.proofs.gpu.launch import Ptr
     inputs = layers if layers else 2
     chunk = gp.default_chunk_leaves(ex, n, shape, (inputs + 2) * 32)
     src, leaves_buf = ex.alloc(inputs * chunk * 32), ex.alloc(chunk * 32)
@@ -197,12 +197,12 @@ def main(argv=None) -> None:
     parser.add_argument("--small", action="store_true", help="small sizes everywhere (a quick smoke run)")
     args = parser.parse_args(argv)
 
-    import proofs.gpu
-    usable, reason = proofs.gpu.available()
+    from zqnode.proofs import gpu
+    usable, reason = gpu.available()
     result = {"gpu_available": usable, "device" if usable else "reason": reason,
               "cpu": cpu_figures(args.cpu_seconds, args.small)}
     if usable:
-        with proofs.gpu.CudaBackend() as backend:
+        with gpu.CudaBackend() as backend:
             result["gpu"] = gpu_figures(backend, 64 if args.small else args.commp_mib, args.small)
         result["small"] = args.small
     if args.json:

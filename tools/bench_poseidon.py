@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from proofs import poseidon as ps  # noqa: E402
+from zqnode.proofs import poseidon as ps  # noqa: E402
 
 ARITIES = (2, 8, 11)
 # An 8 MiB sector's PC2: tree-c columns (2^18 arity-2 hashes), then tree-c and tree-r-last

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import msgspec  # noqa: E402
 
-from proofs import post, seal  # noqa: E402
-from proofs import sector as layout  # noqa: E402
+from zqnode.proofs import post, seal  # noqa: E402
+from zqnode.proofs import sector as layout  # noqa: E402
 
 MINER, SEAL_PROOF = 1000, 5            # StackedDrg2KiBV1_1
 RAW_RANDOMNESS = bytes(range(32))

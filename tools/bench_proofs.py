@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 import bench_commp  # noqa: E402
 import bench_poseidon  # noqa: E402
 
-from proofs import post, seal  # noqa: E402
-from proofs.backend import get_backend  # noqa: E402
-from proofs.sdr.cache import Graph, parent_cache  # noqa: E402
+from zqnode.proofs import post, seal  # noqa: E402
+from zqnode.proofs.backend import get_backend  # noqa: E402
+from zqnode.proofs.sdr.cache import Graph, parent_cache  # noqa: E402
 
 
 def _seal(base: Path, name: str, proof: int, sector: int, cache: Path, backend) -> dict:

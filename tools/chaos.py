@@ -47,12 +47,12 @@ import msgspec
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bus.address import free_tcp_address  # noqa: E402
-from bus.config import BusConfig  # noqa: E402
-from nodes.chain.policy import DEVNET  # noqa: E402
-from nodes.config import NodeConfig  # noqa: E402
-from nodes.configdoc import config_toml  # noqa: E402
-from nodes.sealing.devnet import MINER, Devnet  # noqa: E402
+from zqnode.bus.address import free_tcp_address  # noqa: E402
+from zqnode.bus.config import BusConfig  # noqa: E402
+from zqnode.nodes.chain.policy import DEVNET  # noqa: E402
+from zqnode.nodes.config import NodeConfig  # noqa: E402
+from zqnode.nodes.configdoc import config_toml  # noqa: E402
+from zqnode.nodes.sealing.devnet import MINER, Devnet  # noqa: E402
 from tools import chaos_checks as checks  # noqa: E402
 from tools.chaos_net import Link  # noqa: E402
 
@@ -98,7 +98,7 @@ class Node:
             out.flush()
             self.proc = subprocess.Popen(
                 # --bus as well: `zqnode start` lets its --bus default override the file's
-                [sys.executable, "-m", "nodes.cli", "start", "--role", self.role, "--config",
+                [sys.executable, "-m", "zqnode.nodes.cli", "start", "--role", self.role, "--config",
                  str(self.config), "--bus", self.bus], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
         self.since = time.time()
@@ -222,7 +222,7 @@ class Cluster:
         """`zqnode ARGS` as our admin client, straight to the hub; None if it hung."""
         env = {**os.environ, "ZQNODE_KEY_DIR": str(self.client)}
         try:
-            return subprocess.run([sys.executable, "-m", "nodes.cli", *args, "--bus", self.bus],
+            return subprocess.run([sys.executable, "-m", "zqnode.nodes.cli", *args, "--bus", self.bus],
                                   cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return None

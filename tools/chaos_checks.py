@@ -42,10 +42,10 @@ from collections import defaultdict
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain import miner as actor
-from nodes.chain.core import Chain, ChainState, Genesis, Verifiers
-from nodes.chain.policy import deadline_info
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.core import Chain, ChainState, Genesis, Verifiers
+from zqnode.nodes.chain.policy import deadline_info
 
 INVARIANTS = ("sectors_proving_once", "results_once", "deadlines_made", "databases_intact")
 

@@ -11,9 +11,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nodes.configdoc import reference_markdown as config_reference  # noqa: E402
-from nodes.messagedoc import reference_markdown as messages_reference  # noqa: E402
-from nodes.observe.catalog import reference_markdown as metrics_reference  # noqa: E402
+from zqnode.nodes.configdoc import reference_markdown as config_reference  # noqa: E402
+from zqnode.nodes.messagedoc import reference_markdown as messages_reference  # noqa: E402
+from zqnode.nodes.observe.catalog import reference_markdown as metrics_reference  # noqa: E402
 
 PAGES = {"docs/config.md": config_reference, "docs/metrics.md": metrics_reference,
          "docs/messages.md": messages_reference}

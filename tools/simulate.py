@@ -54,7 +54,7 @@ from sim.config import (
 from sim.png import write_png
 from sim.report import deadline_marks, table, title
 
-from nodes.chain.policy import policy as policy_named
+from zqnode.nodes.chain.policy import policy as policy_named
 
 
 def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int | None = None,

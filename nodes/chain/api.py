@@ -15,11 +15,11 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import AsyncContextManager, AsyncIterator, Protocol
 
-from bus.peer import Peer
-from nodes.chain import wire as W
-from nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
-from nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
-from nodes.chain.policy import DeadlineInfo
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain import wire as W
+from zqnode.nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
+from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
+from zqnode.nodes.chain.policy import DeadlineInfo
 
 
 class MessageUnknown(LookupError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.chain.core import Genesis
+from zqnode.nodes.chain.core import Genesis
 
 VERIFIERS = ("proofs", "fake", "accept")
 

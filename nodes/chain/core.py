@@ -21,11 +21,11 @@ from typing import Callable
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain import miner as actor
-from nodes.chain.messages import ExitCode, Message, MessageError, MessageLookup, Receipt, Tipset
-from nodes.chain.policy import Policy, policy as policy_named
-from nodes.chain.randomness import SOURCES, RandomnessError, blake2b256, default_source, domain_tag, draw
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.messages import ExitCode, Message, MessageError, MessageLookup, Receipt, Tipset
+from zqnode.nodes.chain.policy import Policy, policy as policy_named
+from zqnode.nodes.chain.randomness import SOURCES, RandomnessError, blake2b256, default_source, domain_tag, draw
 
 
 class ReorgError(ValueError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.chain.randomness import blake2b256
+from zqnode.nodes.chain.randomness import blake2b256
 
 
 class ExitCode:

@@ -19,12 +19,12 @@ from typing import Callable
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain.messages import ExitCode
-from nodes.chain.policy import DeadlineInfo, Policy, current_deadline, deadline_info, next_not_elapsed
-from nodes.chain.randomness import DomainTag, address_entropy, blake2b256
-from proofs import cid as cids
-from proofs import params as proof_params
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.messages import ExitCode
+from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, deadline_info, next_not_elapsed
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
+from zqnode.proofs import cid as cids
+from zqnode.proofs import params as proof_params
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
 

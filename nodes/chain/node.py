@@ -18,18 +18,18 @@ from typing import Callable
 import msgspec
 import trio
 
-from bus.codec import ErrorCode
-from bus.permissions import ADMIN, ANYONE
-from bus.peer import Peer, Refused, Request, refusing
-from nodes.chain import wire as W
-from nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
-from nodes.chain.messages import Message, MessageError, summary
-from nodes.chain.randomness import RandomnessError, default_source
-from nodes.chain.store import ChainStore
-from nodes.chain.config import ChainConfig
-from nodes import observe
-from nodes.config import NodeConfig
-from proofs.files import write_atomic
+from zqnode.bus.codec import ErrorCode
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.peer import Peer, Refused, Request, refusing
+from zqnode.nodes.chain import wire as W
+from zqnode.nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
+from zqnode.nodes.chain.messages import Message, MessageError, summary
+from zqnode.nodes.chain.randomness import RandomnessError, default_source
+from zqnode.nodes.chain.store import ChainStore
+from zqnode.nodes.chain.config import ChainConfig
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.chain")
 
@@ -40,7 +40,7 @@ class ChainRollback(ValueError):
     """The database is below a head this chain already published."""
 
 def make_verifiers(name: str) -> Verifiers:
-    from nodes.chain import verifiers
+    from zqnode.nodes.chain import verifiers
     return {"proofs": verifiers.proofs_verifiers, "fake": lambda: verifiers.FAKE,
             "accept": verifiers.accept_all}[name]()
 
@@ -99,7 +99,7 @@ class ChainNode:
             log.info("chain resumed at epoch %d from %s", self.chain.head.epoch, repo)
         self._published = self._check_published(repo)
         if self.chain_cfg.verifier == "proofs":
-            for module in ("proofs.porep", "proofs.post"):
+            for module in ("zqnode.proofs.porep", "zqnode.proofs.post"):
                 if importlib.util.find_spec(module) is None:
                     log.warning("%s is missing: messages whose proofs it checks will fail", module)
         return self.chain

@@ -7,9 +7,9 @@ import sqlite3
 
 import msgspec
 
-from nodes.chain.core import Chain, Genesis, HeadChange
-from nodes.chain.messages import Message, Tipset
-from nodes.sqlite_store import SqliteStore
+from zqnode.nodes.chain.core import Chain, Genesis, HeadChange
+from zqnode.nodes.chain.messages import Message, Tipset
+from zqnode.nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);

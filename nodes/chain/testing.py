@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain.core import Chain, Genesis, MinerSpec, Verifiers
-from nodes.chain.randomness import DomainTag, address_entropy, blake2b256
-from nodes.chain.verifiers import FAKE, fake_seal_proof, fake_window_post_proof
-from proofs import cid as cids
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.core import Chain, Genesis, MinerSpec, Verifiers
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
+from zqnode.nodes.chain.verifiers import FAKE, fake_seal_proof, fake_window_post_proof
+from zqnode.proofs import cid as cids
 
 
 def comm_r_of(miner: int, sector: int) -> bytes:

@@ -13,8 +13,8 @@ import importlib
 
 import msgspec
 
-from nodes.chain.core import Verifiers
-from nodes.chain.randomness import blake2b256
+from zqnode.nodes.chain.core import Verifiers
+from zqnode.nodes.chain.randomness import blake2b256
 
 
 class VerifierUnavailable(RuntimeError):
@@ -33,13 +33,13 @@ def _lazy(module: str, name: str):
 
 
 def proofs_verifiers() -> Verifiers:
-    post = _lazy("proofs.post", "verify_window_post")
+    post = _lazy("zqnode.proofs.post", "verify_window_post")
 
     def verify_window_post(*, randomness: bytes, **kw) -> bool:
         # The chain draws raw randomness; the proofs library takes it as a field element,
         # as filecoin-ffi does for the actors: rand[31] &= 0x3f.
         return post(randomness=randomness[:31] + bytes([randomness[31] & 0x3F]), **kw)
-    return Verifiers(verify_seal=_lazy("proofs.porep", "verify_seal"),
+    return Verifiers(verify_seal=_lazy("zqnode.proofs.porep", "verify_seal"),
                      verify_window_post=verify_window_post)
 
 

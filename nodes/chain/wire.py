@@ -6,10 +6,10 @@ reorg depth), "not_found" (no such miner, tipset, deadline or message), "permiss
 (reorg on a chain that does not allow it)."""
 from __future__ import annotations
 
-from bus.codec import Msg
-from nodes.chain.messages import MessageLookup, Receipt, TipsetSummary
-from nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
-from nodes.chain.policy import DeadlineInfo
+from zqnode.bus.codec import Msg
+from zqnode.nodes.chain.messages import MessageLookup, Receipt, TipsetSummary
+from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
+from zqnode.nodes.chain.policy import DeadlineInfo
 
 TOPIC_HEAD = "chain.head"
 NOT_FOUND = "not_found"

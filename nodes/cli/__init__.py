@@ -2,7 +2,7 @@
 them to a node's `run`; nodes never import click. One module per command group."""
 import click
 
-from nodes.observe import logs
+from zqnode.nodes.observe import logs
 
 
 class Zqnode(click.Group):
@@ -10,7 +10,7 @@ class Zqnode(click.Group):
     click's "Aborted!" or a traceback through Trio's exception groups."""
 
     def invoke(self, ctx: click.Context):
-        from nodes.cli.common import interrupted
+        from zqnode.nodes.cli.common import interrupted
         try:
             return super().invoke(ctx)
         except BaseException as e:
@@ -41,8 +41,8 @@ def main(log_level: str, log_format: str) -> None:
     logs.setup(log_level, log_format)
 
 
-from nodes.cli import (bus, chain, config, keys, node, proofs, proving, sealing,  # noqa: E402
-                       sectors, status, worker)  # (each module's COMMANDS register on `main`)
+from zqnode.nodes.cli import (bus, chain, config, keys, node, proofs, proving, sealing,  # noqa: E402
+                              sectors, status, worker)  # (each module's COMMANDS register on `main`)
 
 for group in (node, bus, keys, chain, proofs, proving, sealing, sectors, worker, status, config):
     for command in group.COMMANDS:

@@ -1,4 +1,4 @@
 """`python -m nodes.cli` is `zqnode` (used by tests that start real processes)."""
-from nodes.cli import main
+from zqnode.nodes.cli import main
 
 main(prog_name="zqnode")

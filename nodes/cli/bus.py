@@ -8,10 +8,10 @@ import sys
 import click
 import trio
 
-from bus.codec import peek_kind, to_plain
-from bus.peer import Event, Peer
-from bus.protocol import HUB, ListNodes, NodeList, Ping
-from nodes.cli.common import bus_option, emit_json, json_option, plain, with_client
+from zqnode.bus.codec import peek_kind, to_plain
+from zqnode.bus.peer import Event, Peer
+from zqnode.bus.protocol import HUB, ListNodes, NodeList, Ping
+from zqnode.nodes.cli.common import bus_option, emit_json, json_option, plain, with_client
 
 
 def event_record(ev: Event) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nodes.chain.api import BusChainAPI
-from nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
 
 
 def ask(bus: str, fn):

@@ -11,11 +11,11 @@ import click
 import msgspec
 import trio
 
-from bus.address import DEFAULT_BUS, AddressError, split
-from bus.codec import RemoteError
-from bus.config import BusConfig
-from bus.peer import CallTimeout, Peer
-from nodes import preflight
+from zqnode.bus.address import DEFAULT_BUS, AddressError, split
+from zqnode.bus.codec import RemoteError
+from zqnode.bus.config import BusConfig
+from zqnode.bus.peer import CallTimeout, Peer
+from zqnode.nodes import preflight
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ metrics_option = click.option(
 
 def metrics_runner(listen: str):
     """The `run` of a /metrics server for every node in this process."""
-    from nodes.observe import REGISTRY, ListenError, MetricsServer
+    from zqnode.nodes.observe import REGISTRY, ListenError, MetricsServer
     try:
         return MetricsServer(listen, REGISTRY).run
     except ListenError as e:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 
-from nodes.cli.common import emit_json, json_option, plain
-from nodes.config import ConfigError, load
-from nodes.configdoc import ROLE_SECTIONS, default_toml
+from zqnode.nodes.cli.common import emit_json, json_option, plain
+from zqnode.nodes.config import ConfigError, load
+from zqnode.nodes.configdoc import ROLE_SECTIONS, default_toml
 
 
 @click.group("config")

@@ -19,10 +19,10 @@ import pathlib
 
 import click
 
-from bus import keys
-from bus.permissions import ADMIN, READER
-from nodes.cli.common import emit_json, json_option
-from nodes.config import default_name
+from zqnode.bus import keys
+from zqnode.bus.permissions import ADMIN, READER
+from zqnode.nodes.cli.common import emit_json, json_option
+from zqnode.nodes.config import default_name
 
 CLIENT_ROLES = (ADMIN, READER)
 

@@ -9,10 +9,10 @@ import pathlib
 import click
 import trio
 
-from bus.address import DEFAULT_BUS
-from nodes import preflight, repo as repos, runtime
-from nodes.cli.common import metrics_option, metrics_runner, unwrap
-from nodes.config import ConfigError, NodeConfig, load
+from zqnode.bus.address import DEFAULT_BUS
+from zqnode.nodes import preflight, repo as repos, runtime
+from zqnode.nodes.cli.common import metrics_option, metrics_runner, unwrap
+from zqnode.nodes.config import ConfigError, NodeConfig, load
 
 
 def _run(runners, on_started=None) -> None:
@@ -87,7 +87,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
-    from nodes.sealing.devnet import Devnet, DevnetError
+    from zqnode.nodes.sealing.devnet import Devnet, DevnetError
     base = pathlib.Path(repo or NodeConfig(role="devnet", name="devnet").repo).expanduser()
     with contextlib.ExitStack() as held:
         try:       # before anything starts: the repos are ours, every port is free
@@ -117,7 +117,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
 def _log_to(path: pathlib.Path) -> None:
     """Logs go to the file (at the chosen level); only errors to the terminal, which
     shows the progress lines."""
-    from nodes.observe import logs
+    from zqnode.nodes.observe import logs
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)

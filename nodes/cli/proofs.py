@@ -23,14 +23,14 @@ from pathlib import Path
 import click
 import msgspec
 
-from nodes.cli.common import MinerId, to_json
-from nodes.observe import progress
-from proofs import commp as commp_mod
-from proofs import fr32, params, post, seal
-from proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
-from proofs.cid import piece_cid_v1, sealed_cid
-from proofs.porep import verify_seal
-from proofs.sector import load_meta, write_atomic
+from zqnode.nodes.cli.common import MinerId, to_json
+from zqnode.nodes.observe import progress
+from zqnode.proofs import commp as commp_mod
+from zqnode.proofs import fr32, params, post, seal
+from zqnode.proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
+from zqnode.proofs.cid import piece_cid_v1, sealed_cid
+from zqnode.proofs.porep import verify_seal
+from zqnode.proofs.sector import load_meta, write_atomic
 
 # Errors of our own modules that mean "bad input or bad files": shown as one line.
 _INPUT_ERRORS = (ValueError, OSError)

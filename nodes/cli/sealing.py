@@ -16,10 +16,10 @@ from pathlib import Path
 import click
 import trio
 
-from bus.peer import Peer
-from nodes.cli.common import MinerId, bus_option, emit_json, json_option, plain, to_json, with_client
-from nodes.manager.wire import MgrAbort, MgrJobs
-from nodes.scheduler.wire import SchedGetDiag
+from zqnode.bus.peer import Peer
+from zqnode.nodes.cli.common import MinerId, bus_option, emit_json, json_option, plain, to_json, with_client
+from zqnode.nodes.manager.wire import MgrAbort, MgrJobs
+from zqnode.nodes.scheduler.wire import SchedGetDiag
 
 
 @click.group("sealing")
@@ -133,9 +133,9 @@ def run_pipeline(sectors: str, miner: int, seal_proof: str, hold_dir: str | None
                  bus: str) -> None:
     """Seal sectors AP -> PC1 -> PC2 -> C1 through the manager, concurrently; prints
     progress, then one JSON line per sector (comm_d, comm_r, ticket, seed, proof)."""
-    from nodes.manager.api import BusRequester
-    from nodes.manager.pipeline import seal_sector
-    from proofs.params import ProofParamsError, seal_proof as lookup
+    from zqnode.nodes.manager.api import BusRequester
+    from zqnode.nodes.manager.pipeline import seal_sector
+    from zqnode.proofs.params import ProofParamsError, seal_proof as lookup
     try:
         numbers = [int(n) for n in sectors.split(",") if n.strip()]
         lookup(seal_proof)

@@ -9,8 +9,8 @@ import pathlib
 
 import click
 
-from nodes.cli.common import bus_option, emit_json, json_option, with_client
-from nodes.sealing import wire as W
+from zqnode.nodes.cli.common import bus_option, emit_json, json_option, with_client
+from zqnode.nodes.sealing import wire as W
 
 manager_option = click.option("--manager", "target", default="@manager", show_default=True,
                               help="The manager node (a node id or @manager).")

@@ -16,16 +16,16 @@ import time
 import click
 import trio
 
-from bus.codec import RemoteError
-from bus.peer import CallTimeout, Peer
-from bus.protocol import HUB, ListNodes
-from nodes.chain.api import BusChainAPI
-from nodes.cli.common import bus_option, json_option, to_json, with_client
-from nodes.manager.wire import MgrJobs
-from nodes.poster import wire as PW
-from nodes.scheduler.wire import SchedGetDiag
-from nodes.sealing import states as S
-from nodes.sealing import wire as SW
+from zqnode.bus.codec import RemoteError
+from zqnode.bus.peer import CallTimeout, Peer
+from zqnode.bus.protocol import HUB, ListNodes
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.cli.common import bus_option, json_option, to_json, with_client
+from zqnode.nodes.manager.wire import MgrJobs
+from zqnode.nodes.poster import wire as PW
+from zqnode.nodes.scheduler.wire import SchedGetDiag
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing import wire as SW
 
 NEXT_DEADLINES = 3          # deadlines with sectors shown per miner
 ACTIVE_JOBS = ("queued", "assigned", "preparing", "prepared", "running", "ret-wait")

@@ -17,13 +17,13 @@ from typing import Protocol
 
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.peer import CallTimeout, Peer
-from nodes.manager import wire as W
-from nodes.manager.errors import WorkAborted, WorkFailed
-from nodes.manager.tracker import InvalidTransition, TrackerError, UnknownWork
-from nodes.scheduler.messages import SectorRef
-from nodes.worker.params import check_params, decode_result
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.peer import CallTimeout, Peer
+from zqnode.nodes.manager import wire as W
+from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
+from zqnode.nodes.manager.tracker import InvalidTransition, TrackerError, UnknownWork
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.worker.params import check_params, decode_result
 
 log = logging.getLogger("zqnode.manager.api")
 

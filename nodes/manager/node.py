@@ -22,19 +22,19 @@ import time
 
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.permissions import ADMIN, ANYONE
-from bus.peer import CallTimeout, Peer, Refused, Request, refusing
-from bus.protocol import NodeUp
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.manager import tracker as T
-from nodes.manager import wire as W
-from nodes.manager.errors import WorkAborted, WorkFailed
-from nodes.manager.store import ManagerStore
-from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import SchedAssigned, SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
-from nodes.worker.wire import WorkerAbort
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.peer import CallTimeout, Peer, Refused, Request, refusing
+from zqnode.bus.protocol import NodeUp
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager import tracker as T
+from zqnode.nodes.manager import wire as W
+from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
+from zqnode.nodes.manager.store import ManagerStore
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.scheduler.wire import SchedAssigned, SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
+from zqnode.nodes.worker.wire import WorkerAbort
 
 log = logging.getLogger("zqnode.manager")
 
@@ -75,8 +75,8 @@ class ManagerNode:
                          W.MgrJobs: ANYONE})
         self.sealing = None                # the sector state machine, beside the tracker
         if cfg.sealing.enabled:
-            from nodes.sealing.node import SealingService
-            from nodes.sealing.tracker_tasks import TrackerTasks
+            from zqnode.nodes.sealing.node import SealingService
+            from zqnode.nodes.sealing.tracker_tasks import TrackerTasks
             self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
         observe.manager(self)
 
@@ -112,7 +112,7 @@ class ManagerNode:
     async def _run_sealing(self) -> None:
         """The sector state machine waits for a chain; one it cannot use turns it off,
         never the manager."""
-        from nodes.sealing.node import SealingStartError
+        from zqnode.nodes.sealing.node import SealingStartError
         try:
             await self.sealing.run()
         except SealingStartError as e:

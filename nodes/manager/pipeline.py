@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 
-from nodes.manager.api import Requester
-from nodes.scheduler.messages import SectorRef
-from nodes.worker import params as P
-from proofs.params import seal_proof as lookup_seal_proof
+from zqnode.nodes.manager.api import Requester
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.worker import params as P
+from zqnode.proofs.params import seal_proof as lookup_seal_proof
 
 Hold = Callable[[str, SectorRef, str], Awaitable[bool]]   # True: it held
 

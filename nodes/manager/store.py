@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.manager.tracker import Command, Delete, Located, Save, WorkState
-from nodes.sqlite_store import SqliteStore
+from zqnode.nodes.manager.tracker import Command, Delete, Located, Save, WorkState
+from zqnode.nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS works (work_id TEXT PRIMARY KEY, state TEXT NOT NULL, body BLOB NOT NULL);

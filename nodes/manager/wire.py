@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.codec import Msg
-from nodes.scheduler.messages import SectorRef
+from zqnode.bus.codec import Msg
+from zqnode.nodes.scheduler.messages import SectorRef
 
 # Error codes of refusals (bus Error.code), turned back into exceptions by BusRequester.
 UNKNOWN_WORK = "unknown_work"

@@ -10,9 +10,9 @@ only when `/metrics` is scraped.
 """
 from __future__ import annotations
 
-from bus.peer import Peer
-from nodes.observe import catalog as K
-from nodes.observe.logs import CAUSE
+from zqnode.bus.peer import Peer
+from zqnode.nodes.observe import catalog as K
+from zqnode.nodes.observe.logs import CAUSE
 
 _KIND = b"\xa4kind"                # msgpack: the 4-char string "kind", a tagged body's first key
 _TAP_ROLE = b"tap"

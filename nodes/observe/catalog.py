@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from nodes.observe.metrics import Registry
+from zqnode.nodes.observe.metrics import Registry
 
 REGISTRY = Registry()
 R = REGISTRY

@@ -9,7 +9,7 @@ import logging
 
 import trio
 
-from nodes.observe.metrics import CONTENT_TYPE, Registry
+from zqnode.nodes.observe.metrics import CONTENT_TYPE, Registry
 
 log = logging.getLogger("zqnode.observe.http")
 

@@ -14,8 +14,8 @@ import time
 
 import trio
 
-from nodes.observe import catalog as K
-from nodes.observe.bus import instrument_hub, instrument_peer
+from zqnode.nodes.observe import catalog as K
+from zqnode.nodes.observe.bus import instrument_hub, instrument_peer
 
 
 def _by(items, key) -> dict:
@@ -52,7 +52,7 @@ def _collect_manager(node) -> None:
 
 def manager_commands(node, commands) -> None:
     """The tracker's committed commands: a work that ended has its duration counted."""
-    from nodes.manager import tracker as T
+    from zqnode.nodes.manager import tracker as T
     for c in commands:
         if isinstance(c, T.Save) and c.work.state in T.FINISHED:
             w = c.work
@@ -140,7 +140,7 @@ def worker_rerun(node, task: str, lost_s: float) -> None:
 
 
 def _collect_worker(node) -> None:
-    from nodes.worker.paths import sectors_root
+    from zqnode.nodes.worker.paths import sectors_root
     name = node.name
     for task in node.tasks:
         K.WORKER_RUNNING.labels(name, task)
@@ -214,7 +214,7 @@ def poster(node) -> None:
 
 def poster_command(node, cmd) -> None:
     """A command of the poster's core, as it is carried out: outcomes and declarations."""
-    from nodes.poster import events as E
+    from zqnode.nodes.poster import events as E
     name = node.cfg.name
     if isinstance(cmd, E.RecordOutcome):
         o = cmd.outcome
@@ -244,7 +244,7 @@ def _collect_poster(node) -> None:
             K.POST_PROVE_SECONDS.labels(name, miner, outcome)
     if core.head is None:
         return
-    from nodes.chain.policy import current_deadline
+    from zqnode.nodes.chain.policy import current_deadline
     for actor, m in core.miners.items():
         d = current_deadline(core.policy, m.period_offset, core.head.epoch)
         K.POST_DEADLINE.labels(name, f"f0{actor}").set(d.index)

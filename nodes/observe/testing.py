@@ -14,25 +14,25 @@ import threading
 
 import trio
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.config import NodeConfig
-from nodes.manager.node import ManagerNode
-from nodes.poster.checker import SectorChecker
-from nodes.poster.config import PosterConfig
-from nodes.poster.node import PosterNode
-from nodes.poster.prover import FakeProver
-from nodes.scheduler.messages import WorkerResources
-from nodes.scheduler.node import SchedulerNode
-from nodes.sealing.config import SealingConfig
-from nodes.worker import params as P
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import InlineExecutor
-from nodes.worker.node import WorkerNode
-from proofs import commp
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager.node import ManagerNode
+from zqnode.nodes.poster.checker import SectorChecker
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.node import PosterNode
+from zqnode.nodes.poster.prover import FakeProver
+from zqnode.nodes.scheduler.messages import WorkerResources
+from zqnode.nodes.scheduler.node import SchedulerNode
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import InlineExecutor
+from zqnode.nodes.worker.node import WorkerNode
+from zqnode.proofs import commp
 
-TABLE = "nodes.observe.testing"          # this module's TASKS: quick fakes of CC sealing
+TABLE = "zqnode.nodes.observe.testing"         # this module's TASKS: quick fakes of CC sealing
 
 
 def _h(*parts: bytes) -> bytes:
@@ -138,7 +138,7 @@ def cluster_in_thread(root, prefix: str, *, epoch_seconds: float = 0.05, hold: t
     """start_cluster with its own ZmqHub on ipc (in `root`), in a thread; tasks of the
     types in `hold` wait for `release`; `pledge` CC sectors are pledged at once; a
     /metrics server when `metrics_listen` is given."""
-    from nodes import observe
+    from zqnode.nodes import observe
     box, ready = ClusterThread(), threading.Event()
     failed: list[BaseException] = []
 

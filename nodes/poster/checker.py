@@ -24,8 +24,8 @@ from typing import Callable, Protocol
 
 import trio
 
-from nodes.poster.prover import SectorInput
-from nodes.worker.paths import sector_dir_name
+from zqnode.nodes.poster.prover import SectorInput
+from zqnode.nodes.worker.paths import sector_dir_name
 
 CheckFn = Callable[[int, SectorInput], str]
 
@@ -36,8 +36,8 @@ def check_sector_files(seal_proof: int, sector: SectorInput) -> str:
     if not os.path.isdir(sector.path):
         return f"sector directory {sector.path} is missing"
     try:
-        from proofs import post
-        from proofs import sector as layout
+        from zqnode.proofs import post
+        from zqnode.proofs import sector as layout
     except ImportError as e:
         return f"cannot check: {e}"
     try:

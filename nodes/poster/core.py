@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodes.chain.policy import DeadlineInfo, Policy, current_deadline, next_deadline
-from nodes.poster.config import PosterConfig
-from nodes.poster.events import (
+from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, next_deadline
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.events import (
     Abort, BatchProven, CheckDone, CheckFailed, Command, Declaration, DeclareFaults,
     DeclareRecoveries, DeadlineLoaded, DeadlineOutcome, Event, HeadChanged, LoadDeadline,
     LoadFailed, MessageDropped, MessageLanded, MessagePushed, MinerInfo, MinerTracked,

@@ -17,28 +17,28 @@ from typing import Callable
 
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.permissions import ADMIN, ANYONE
-from bus.peer import Peer, Refused, Request
-from nodes.chain import messages as M
-from nodes.chain.api import BusChainAPI
-from nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.poster import wire as W
-from nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
-from nodes.poster.config import PosterConfig
-from nodes.poster.core import Batch, PosterCore, Runner
-from nodes.poster.events import (
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.poster import wire as W
+from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.core import Batch, PosterCore, Runner
+from zqnode.nodes.poster.events import (
     Abort, BatchProven, CheckDone, CheckFailed, Command, DeclareFaults, DeclareRecoveries,
     DeadlineLoaded, Event, HeadChanged, LoadDeadline, LoadFailed, MessageDropped, MessageLanded,
     MessagePushed, MinerInfo, MinerTracked, PartitionState, ProveBatch, ProveFailed, PushFailed,
     PushSubmission, RecordOutcome, SkippedSector, StartCheck, StoredBatch, StoreProofs, Tip,
     WaitMessage)
-from nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
-from nodes.poster.store import PosterStore
-from proofs import cid as cids
+from zqnode.nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
+from zqnode.nodes.poster.store import PosterStore
+from zqnode.proofs import cid as cids
 
 log = logging.getLogger("zqnode.poster")
 

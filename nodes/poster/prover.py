@@ -27,8 +27,8 @@ from typing import Callable, Protocol
 import msgspec
 import trio
 
-from nodes.poster.config import ProverConfig
-from nodes.poster.events import PartitionProof, SkippedSector
+from zqnode.nodes.poster.config import ProverConfig
+from zqnode.nodes.poster.events import PartitionProof, SkippedSector
 
 
 class ProverError(RuntimeError):
@@ -69,7 +69,7 @@ _result = msgspec.msgpack.Decoder(list[PartitionProof])
 def prove_with_proofs(request: bytes, backend: str, verify: bool) -> bytes:
     """proofs.post for every partition of a msgpack ProveRequest; msgpack list of
     PartitionProof out. Runs in a worker thread or process: plain bytes in and out."""
-    from proofs import post                    # the heavy import happens where the work runs
+    from zqnode.proofs import post                    # the heavy import happens where the work runs
     req = _request.decode(request)
     randomness = post.canonical_randomness(req.randomness)
     out = []
@@ -150,7 +150,7 @@ class FakeProver:
         self.requests: list[ProveRequest] = []
 
     async def prove(self, req: ProveRequest) -> list[PartitionProof]:
-        from nodes.chain.verifiers import fake_window_post_proof
+        from zqnode.nodes.chain.verifiers import fake_window_post_proof
         self.requests.append(req)
         if self.seconds:
             await trio.sleep(self.seconds)
@@ -182,7 +182,7 @@ class SchedulerProver:
     name = "scheduler"
 
     def __init__(self, peer, manager: str = "@manager"):
-        from nodes.manager.api import BusRequester
+        from zqnode.nodes.manager.api import BusRequester
         self.requester = BusRequester(peer, manager=manager)
 
     async def prove(self, req: ProveRequest) -> list[PartitionProof]:
@@ -196,11 +196,11 @@ class SchedulerProver:
         return out
 
     async def _prove_partition(self, req: ProveRequest, part: PartitionInput) -> PartitionProof:
-        from nodes.manager.api import run_task
-        from nodes.manager.errors import WorkAborted, WorkFailed
-        from nodes.scheduler.messages import SectorRef
-        from nodes.worker.params import WDPParams
-        from proofs.params import seal_proof
+        from zqnode.nodes.manager.api import run_task
+        from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
+        from zqnode.nodes.scheduler.messages import SectorRef
+        from zqnode.nodes.worker.params import WDPParams
+        from zqnode.proofs.params import seal_proof
         params = WDPParams(seal_proof=req.seal_proof, randomness=req.randomness,
                            sectors=[(s.number, s.comm_r) for s in part.sectors])
         # The partition's first sector picks the worker (it holds it, or fetches the rest).

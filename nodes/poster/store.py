@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
-from nodes.sqlite_store import SqliteStore
+from zqnode.nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
+from zqnode.nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS proofs (

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.codec import Msg
-from nodes.chain.miner import DeadlineView
-from nodes.chain.policy import DeadlineInfo
-from nodes.poster.config import PosterConfig
-from nodes.poster.events import Declaration, DeadlineOutcome, SkippedSector
-from nodes.poster.store import MessageRow
+from zqnode.bus.codec import Msg
+from zqnode.nodes.chain.miner import DeadlineView
+from zqnode.nodes.chain.policy import DeadlineInfo
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.events import Declaration, DeadlineOutcome, SkippedSector
+from zqnode.nodes.poster.store import MessageRow
 
 
 class BatchView(msgspec.Struct, kw_only=True):

@@ -17,22 +17,22 @@ import logging
 
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.permissions import ANYONE
-from bus.peer import CallTimeout, Peer, Refused, Request
-from bus.protocol import NodeDown
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.scheduler import messages as m
-from nodes.scheduler.core import Scheduler
-from nodes.scheduler.errors import SchedulerError
-from nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
-                                     SchedulerService)
-from nodes.scheduler.wire import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
-                                  SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync,
-                                  SchedSyncReply, SchedTaskDone, SchedTaskPrepared,
-                                  SchedWorkerBeat)
-from nodes.worker.wire import WorkerAbort, WorkerPrepare, WorkerRun
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.permissions import ANYONE
+from zqnode.bus.peer import CallTimeout, Peer, Refused, Request
+from zqnode.bus.protocol import NodeDown
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler.core import Scheduler
+from zqnode.nodes.scheduler.errors import SchedulerError
+from zqnode.nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
+                                            SchedulerService)
+from zqnode.nodes.scheduler.wire import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
+                                         SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync,
+                                         SchedSyncReply, SchedTaskDone, SchedTaskPrepared,
+                                         SchedWorkerBeat)
+from zqnode.nodes.worker.wire import WorkerAbort, WorkerPrepare, WorkerRun
 
 __all__ = ["LOST_AFTER_S", "TICK_S", "SchedulerNode"]
 

@@ -34,10 +34,10 @@ from collections.abc import Callable
 
 import msgspec
 
-from nodes.scheduler import messages as m
-from nodes.scheduler.core import Scheduler
-from nodes.scheduler.errors import SchedulerError
-from nodes.scheduler.wire import RunningRequest, SchedEnqueue
+from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler.core import Scheduler
+from zqnode.nodes.scheduler.errors import SchedulerError
+from zqnode.nodes.scheduler.wire import RunningRequest, SchedEnqueue
 
 LOST_AFTER_S = 10.0          # sent to a worker this long ago and not listed by it: lost
 FORGET_FINISHED_S = 60.0     # a finished request is not adopted from a beat for this long

@@ -8,9 +8,9 @@ from typing import Union
 
 import msgspec
 
-from bus.codec import Msg
-from nodes.scheduler.messages import (SchedDiag, SectorRef, SelAlloc, SelExisting, SelMove,
-                                      SelTask, WorkerInfo)
+from zqnode.bus.codec import Msg
+from zqnode.nodes.scheduler.messages import (SchedDiag, SectorRef, SelAlloc, SelExisting, SelMove,
+                                             SelTask, WorkerInfo)
 
 Selector = Union[SelTask, SelAlloc, SelExisting, SelMove]
 

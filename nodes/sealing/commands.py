@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.sealing.sector import LogEntry, SectorInfo
+from zqnode.nodes.sealing.sector import LogEntry, SectorInfo
 
 
 class Command(msgspec.Struct, tag=True, kw_only=True, frozen=True):

@@ -30,17 +30,17 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.chain.policy import Policy
-from nodes.sealing import commands as C
-from nodes.sealing import events as E
-from nodes.sealing import states as S
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.sector import ChainFacts, LogEntry, Piece, SectorInfo, cause_of
-from nodes.sealing.table import APPLY, DECIDE, PROGRESS, SAME, TABLE
-from proofs import commp as commp_mod
-from proofs import fr32
-from proofs import params as proof_params
-from proofs.merkle import zero_commitment_at_height
+from zqnode.nodes.chain.policy import Policy
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.sector import ChainFacts, LogEntry, Piece, SectorInfo, cause_of
+from zqnode.nodes.sealing.table import APPLY, DECIDE, PROGRESS, SAME, TABLE
+from zqnode.proofs import commp as commp_mod
+from zqnode.proofs import fr32
+from zqnode.proofs import params as proof_params
+from zqnode.proofs.merkle import zero_commitment_at_height
 
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)

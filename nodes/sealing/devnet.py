@@ -16,18 +16,18 @@ from typing import Callable
 
 import trio
 
-from bus import keys
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from nodes.chain.config import ChainConfig
-from nodes.chain.core import Genesis, MinerSpec
-from nodes.chain.node import ChainNode
-from nodes.chain.policy import next_deadline
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.sealing import states as S
-from nodes.sealing.config import SealingConfig
-from proofs.params import SEAL_PROOFS, parse_sector_size
+from zqnode.bus import keys
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.chain.config import ChainConfig
+from zqnode.nodes.chain.core import Genesis, MinerSpec
+from zqnode.nodes.chain.node import ChainNode
+from zqnode.nodes.chain.policy import next_deadline
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.proofs.params import SEAL_PROOFS, parse_sector_size
 
 log = logging.getLogger("zqnode.devnet")
 
@@ -66,7 +66,7 @@ class ManagerLocator:
         self.manager, self.repos = manager, repos
 
     def locate(self, miner: int, number: int) -> str:
-        from nodes.worker.paths import sector_dir
+        from zqnode.nodes.worker.paths import sector_dir
         worker = self.manager.tracker.locations.get((miner, number))
         return str(sector_dir(self.repos[worker], miner, number)) if worker in self.repos else ""
 
@@ -131,9 +131,9 @@ class Devnet:
         """Every node's configuration but the hub's, by name, in start order (it names the
         hub at self.address): what `run` starts here, and what tools/chaos.py writes to
         files to start each node in its own process."""
-        from nodes.poster.config import PosterConfig
-        from nodes.worker.config import WorkerConfig
-        from nodes.worker.paths import sectors_root
+        from zqnode.nodes.poster.config import PosterConfig
+        from zqnode.nodes.worker.config import WorkerConfig
+        from zqnode.nodes.worker.paths import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
         chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof)]),
@@ -153,10 +153,10 @@ class Devnet:
         return {c.name: c for c in cfgs}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        from nodes.manager.node import ManagerNode
-        from nodes.poster.node import PosterNode
-        from nodes.scheduler.node import SchedulerNode
-        from nodes.worker.node import WorkerNode
+        from zqnode.nodes.manager.node import ManagerNode
+        from zqnode.nodes.poster.node import PosterNode
+        from zqnode.nodes.scheduler.node import SchedulerNode
+        from zqnode.nodes.worker.node import WorkerNode
 
         hub_cfg = BusConfig(address=self.bus, key_dir=str(self.base / "hub"))
         if hub_cfg.security_mode() == "curve":

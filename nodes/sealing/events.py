@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.sealing.sector import ChainFacts, Piece, SectorInfo
+from zqnode.nodes.sealing.sector import ChainFacts, Piece, SectorInfo
 
 
 class Event(msgspec.Struct, tag=True, kw_only=True, frozen=True):
@@ -56,7 +56,7 @@ class PieceAdded(Event, frozen=True, kw_only=True):
     offset: int
 
     def apply(self, s, now):
-        from nodes.sealing import states as S
+        from zqnode.nodes.sealing import states as S
         if s.state == S.REBUILD_ADD_PIECE:  # a rebuild adds the recorded pieces again
             s.rebuild_added += 1
             return

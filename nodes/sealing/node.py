@@ -22,28 +22,28 @@ from typing import Callable
 import msgspec
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.permissions import ADMIN, ANYONE
-from bus.peer import Peer, Refused, Request
-from nodes.chain import messages as M
-from nodes.chain.api import BusChainAPI
-from nodes.chain.policy import policy as policy_named
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.sealing import commands as C
-from nodes.sealing import procedures as P
-from nodes.sealing import events as E
-from nodes.sealing import states as S
-from nodes.sealing import wire as W
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.core import PAUSED, SealingCore, SealingError
-from nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home
-from nodes.sealing.sector import Piece, SectorInfo
-from nodes.sealing.store import SealingStore
-from nodes.sealing.tasks import TaskError, Tasks
-from proofs import cid as cids
-from proofs import commp as commp_mod
-from proofs.files import write_atomic
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.policy import policy as policy_named
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.core import PAUSED, SealingCore, SealingError
+from zqnode.nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home
+from zqnode.nodes.sealing.sector import Piece, SectorInfo
+from zqnode.nodes.sealing.store import SealingStore
+from zqnode.nodes.sealing.tasks import TaskError, Tasks
+from zqnode.proofs import cid as cids
+from zqnode.proofs import commp as commp_mod
+from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.sealing")
 
@@ -61,7 +61,7 @@ def _reason(e: BaseException) -> str:
 
 
 def _default_verify_seal(**kw) -> bool:
-    from proofs.porep import verify_seal
+    from zqnode.proofs.porep import verify_seal
     return verify_seal(**kw)
 
 

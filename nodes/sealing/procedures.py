@@ -15,14 +15,14 @@ from collections.abc import Generator
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.sealing import commands as C
-from nodes.sealing import events as E
-from nodes.sealing import states as S
-from nodes.sealing.core import SealingCore
-from nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
-from proofs import cid as cids
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.core import SealingCore
+from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
+from zqnode.proofs import cid as cids
 
 NO_TERMINATE = "the devnet chain has no TerminateSectors method"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.sealing import states as S
+from zqnode.nodes.sealing import states as S
 
 
 def cause_of(miner: int, number: int) -> str:

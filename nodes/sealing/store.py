@@ -8,8 +8,8 @@ import json
 
 import msgspec
 
-from nodes.sealing.sector import LogEntry, SectorInfo
-from nodes.sqlite_store import SqliteStore
+from zqnode.nodes.sealing.sector import LogEntry, SectorInfo
+from zqnode.nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sectors (

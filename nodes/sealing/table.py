@@ -8,8 +8,8 @@
 An event a state does not list is refused (InvalidTransition) and changes nothing."""
 from __future__ import annotations
 
-from nodes.sealing import events as E
-from nodes.sealing import states as S
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import states as S
 
 SAME, APPLY, DECIDE = "=", ".", "?"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from nodes.sealing.commands import RunTask
+from zqnode.nodes.sealing.commands import RunTask
 
 
 class TaskError(Exception):

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import msgspec
 import trio
 
-from nodes.chain.verifiers import fake_seal_proof
-from nodes.sealing import commands as C
-from nodes.sealing.tasks import TaskError
-from proofs import commp as commp_mod
+from zqnode.nodes.chain.verifiers import fake_seal_proof
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing.tasks import TaskError
+from zqnode.proofs import commp as commp_mod
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -121,9 +121,9 @@ class LocalTasks:
 
     # -- the real thing: the worker's task table ----------------------------------------------------
     def _real(self, cmd: C.RunTask, miner: int, sector_size: int):
-        from nodes.sealing.tracker_tasks import task_params
-        from nodes.worker.sealing import TASKS
-        from nodes.worker.task import TaskContext
+        from zqnode.nodes.sealing.tracker_tasks import task_params
+        from zqnode.nodes.worker.sealing import TASKS
+        from zqnode.nodes.worker.task import TaskContext
         ctx = TaskContext(miner=miner, number=cmd.sector, sector_size=sector_size,
                           sector_dir=self.sector_dir(miner, cmd.sector), repo=self.root,
                           backend="auto", parent_cache=None)
@@ -132,5 +132,5 @@ class LocalTasks:
 
 def cmd_seal_proof(sector_size: int) -> int:
     """The V1_1 seal proof of a sector size (what the devnet's miners use)."""
-    from proofs.params import SEAL_PROOFS
+    from zqnode.proofs.params import SEAL_PROOFS
     return next(p.id for p in SEAL_PROOFS if p.sector_size == sector_size and p.name.endswith("V1_1"))

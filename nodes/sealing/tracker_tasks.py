@@ -9,12 +9,12 @@ import pathlib
 
 import trio
 
-from nodes.manager.errors import WorkFailed
-from nodes.manager.tracker import FINISHED, TrackerError, UnknownWork
-from nodes.scheduler.messages import SectorRef
-from nodes.sealing import commands as C
-from nodes.sealing.tasks import TaskError
-from nodes.worker import params as P
+from zqnode.nodes.manager.errors import WorkFailed
+from zqnode.nodes.manager.tracker import FINISHED, TrackerError, UnknownWork
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing.tasks import TaskError
+from zqnode.nodes.worker import params as P
 
 log = logging.getLogger("zqnode.sealing.tasks")
 

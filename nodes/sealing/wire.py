@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.codec import Msg
+from zqnode.bus.codec import Msg
 
 TOPIC_SECTOR = "sealing.sector"
 NOT_READY = "not_ready"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nodes.scheduler.wire import RunningRequest
-from nodes.worker.store import ACCEPTED, DONE, RUNNING, Call
+from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.worker.store import ACCEPTED, DONE, RUNNING, Call
 
 DRIVE = "drive"          # ask the manager whether to run it, then run it (again)
 RETURN = "return"        # send its result to the manager until acknowledged

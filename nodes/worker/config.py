@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import msgspec
 
-from nodes.scheduler.tasks import ORDER
+from zqnode.nodes.scheduler.tasks import ORDER
 
-DEFAULT_TABLE = "nodes.worker.sealing"        # the real sealing functions (proofs/)
+DEFAULT_TABLE = "zqnode.nodes.worker.sealing"       # the real sealing functions (proofs/)
 
 
 class WorkerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

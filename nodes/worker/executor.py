@@ -15,10 +15,7 @@ from pathlib import Path
 import msgspec
 import trio
 
-import nodes
-from nodes.worker.task import TaskInput, TaskOutput, execute, load_table, task_log
-
-_ROOT = str(Path(nodes.__file__).resolve().parents[1])
+from zqnode.nodes.worker.task import TaskInput, TaskOutput, execute, load_table, task_log
 
 
 class SubprocessExecutor:
@@ -29,11 +26,12 @@ class SubprocessExecutor:
     async def run(self, inp: TaskInput) -> TaskOutput:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{inp.call_id}.log"
-        env = {**os.environ, "ZQNODE_TASK_PARENT": str(os.getpid()),
-               "PYTHONPATH": os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)}
+        # The same interpreter finds the installed zqnode package (editable or not) as this
+        # process did: no PYTHONPATH of ours (the repository root holds no `zqnode` folder).
+        env = {**os.environ, "ZQNODE_TASK_PARENT": str(os.getpid())}
         with open(log_path, "ab") as log:
             proc = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "nodes.worker.task"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "zqnode.nodes.worker.task"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, env=env)
         self.pids[inp.call_id] = proc.pid
         try:

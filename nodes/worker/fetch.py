@@ -24,12 +24,12 @@ from pathlib import Path, PurePosixPath
 
 import trio
 
-from bus.codec import RemoteError
-from nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
-from bus.peer import CallTimeout, Peer, Refused
-from nodes.scheduler.messages import SectorRef
-from proofs.sector import META, SEALED, UNSEALED
-from nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
+from zqnode.bus.codec import RemoteError
+from zqnode.nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
+from zqnode.bus.peer import CallTimeout, Peer, Refused
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.proofs.sector import META, SEALED, UNSEALED
+from zqnode.nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
 
 log = logging.getLogger("zqnode.worker.fetch")
 

@@ -20,30 +20,30 @@ from pathlib import Path
 
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.permissions import ADMIN, ANYONE
-from bus.peer import CallTimeout, Peer, Refused, Request
-from bus.protocol import NodeUp
-from bus.ratelog import RateLimitedLog
-from nodes import observe
-from nodes.config import NodeConfig
-from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
-from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
-from nodes.scheduler.wire import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
-from nodes.worker import calls
-from nodes.worker import params as P
-from nodes.worker import resources
-from nodes.worker import wire as W
-from nodes.worker.executor import SubprocessExecutor
-from nodes.chain import wire as CW
-from nodes.chain.api import BusChainAPI
-from nodes.fetched import Expected
-from nodes.worker.fetch import FetchError, check_fetched, fetch_sector, serve_chunk, serve_files
-from nodes.worker.limits import Limits
-from nodes.worker.paths import sector_dir
-from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
-from nodes.worker.task import TaskInput, TaskOutput, load_table
-from proofs.cid import parse_piece_cid, parse_sealed_cid
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.peer import CallTimeout, Peer, Refused, Request
+from zqnode.bus.protocol import NodeUp
+from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.nodes import observe
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
+from zqnode.nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.scheduler.wire import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from zqnode.nodes.worker import calls
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker import resources
+from zqnode.nodes.worker import wire as W
+from zqnode.nodes.worker.executor import SubprocessExecutor
+from zqnode.nodes.chain import wire as CW
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.fetched import Expected
+from zqnode.nodes.worker.fetch import FetchError, check_fetched, fetch_sector, serve_chunk, serve_files
+from zqnode.nodes.worker.limits import Limits
+from zqnode.nodes.worker.paths import sector_dir
+from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
+from zqnode.nodes.worker.task import TaskInput, TaskOutput, load_table
+from zqnode.proofs.cid import parse_piece_cid, parse_sealed_cid
 
 log = logging.getLogger("zqnode.worker")
 

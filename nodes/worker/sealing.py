@@ -13,11 +13,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from nodes.worker import params as P
-from nodes.worker.paths import sector_dir_name
-from nodes.worker.task import TaskContext
-from proofs import post, seal
-from proofs.sector import load_meta, meta_path
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.paths import sector_dir_name
+from zqnode.nodes.worker.task import TaskContext
+from zqnode.proofs import post, seal
+from zqnode.proofs.sector import load_meta, meta_path
 
 
 def add_piece(ctx: TaskContext, p: P.APParams) -> P.APResult:

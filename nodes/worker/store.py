@@ -18,8 +18,8 @@ import uuid
 
 import msgspec
 
-from nodes.scheduler.messages import SectorRef
-from nodes.sqlite_store import SqliteStore
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.sqlite_store import SqliteStore
 
 ACCEPTED, RUNNING, DONE, DROPPED = "accepted", "running", "done", "dropped"
 ENDED = frozenset({DONE, DROPPED})

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from nodes.worker import params as P
+from zqnode.nodes.worker import params as P
 
 
 class TaskInput(msgspec.Struct, kw_only=True):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import msgspec
 
-from bus.codec import Msg
-from nodes.scheduler.messages import SectorRef
+from zqnode.bus.codec import Msg
+from zqnode.nodes.scheduler.messages import SectorRef
 
 
 class WorkerPrepare(Msg):

@@ -10,8 +10,8 @@ __all__ = ["CudaBackend", "GpuProofsBackend", "GpuUnavailable", "available"]
 
 
 def _register() -> None:
-    from proofs.backend import register_backend
-    from proofs.gpu.backend import GpuProofsBackend
+    from zqnode.proofs.backend import register_backend
+    from zqnode.proofs.gpu.backend import GpuProofsBackend
     register_backend("cuda", GpuProofsBackend)   # built on first get_backend('cuda')
 
 
@@ -21,16 +21,16 @@ _register()
 def available(device_index: int = 0) -> tuple[bool, str]:
     """(True, device description) when PyCUDA, the driver, a device and nvcc are all there;
     else (False, what is missing)."""
-    from proofs.gpu.device import probe
+    from zqnode.proofs.gpu.device import probe
     return probe(device_index)
 
 
 def __getattr__(name: str):
     # Lazy: these modules import numpy and the CPU code, never pycuda at import time.
     if name in ("CudaBackend", "GpuProofsBackend"):
-        from proofs.gpu import backend
+        from zqnode.proofs.gpu import backend
         return getattr(backend, name)
     if name == "GpuUnavailable":
-        from proofs.gpu.device import GpuUnavailable
+        from zqnode.proofs.gpu.device import GpuUnavailable
         return GpuUnavailable
-    raise AttributeError(f"module 'proofs.gpu' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from proofs import encoding, ptree
-from proofs.backend import Backend as _ProofsBackend
-from proofs.gpu import poseidon, post, sha254
+from zqnode.proofs import encoding, ptree
+from zqnode.proofs.backend import Backend as _ProofsBackend
+from zqnode.proofs.gpu import poseidon, post, sha254
 
 
 class CudaBackend:
@@ -19,7 +19,7 @@ class CudaBackend:
 
     def __init__(self, executor=None, device_index: int = 0):
         if executor is None:
-            from proofs.gpu.device import PycudaExecutor
+            from zqnode.proofs.gpu.device import PycudaExecutor
             executor = PycudaExecutor(device_index)
         self.executor = executor
 

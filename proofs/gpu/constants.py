@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 
-from proofs.poseidon import _plan
-from proofs.poseidon_constants import FULL_ROUNDS, P, params
+from zqnode.proofs.poseidon import _plan
+from zqnode.proofs.poseidon_constants import FULL_ROUNDS, P, params
 
 WORD = 32
 MONTGOMERY_R = (1 << 256) % P

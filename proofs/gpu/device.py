@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from proofs.gpu.launch import Launch, Limits, Ptr, Scalar
-from proofs.gpu.sources import module_source
+from zqnode.proofs.gpu.launch import Launch, Limits, Ptr, Scalar
+from zqnode.proofs.gpu.sources import module_source
 
 
 class GpuUnavailable(RuntimeError):

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from proofs import poseidon as cpu
-from proofs import ptree
-from proofs.gpu.constants import poseidon_blob
-from proofs.gpu.launch import Launch, Ptr, blocks_for, u64
-from proofs.poseidon import WORD, FieldElementError, UnsupportedArity
+from zqnode.proofs import poseidon as cpu
+from zqnode.proofs import ptree
+from zqnode.proofs.gpu.constants import poseidon_blob
+from zqnode.proofs.gpu.launch import Launch, Ptr, blocks_for, u64
+from zqnode.proofs.poseidon import WORD, FieldElementError, UnsupportedArity
 
 MODULE = "poseidon"
 THREADS = 128  # ZQ_POSEIDON_THREADS

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from proofs import ptree
-from proofs.gpu import poseidon as gpu_poseidon
-from proofs.gpu.launch import Launch, Ptr, blocks_for, i32, u32, u64
-from proofs.poseidon import WORD
-from proofs.ptree import PathStep, TreeError
+from zqnode.proofs import ptree
+from zqnode.proofs.gpu import poseidon as gpu_poseidon
+from zqnode.proofs.gpu.launch import Launch, Ptr, blocks_for, i32, u32, u64
+from zqnode.proofs.poseidon import WORD
+from zqnode.proofs.ptree import PathStep, TreeError
 
 MODULE = "post"
 GATHER_THREADS = 256

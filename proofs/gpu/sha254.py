@@ -17,15 +17,15 @@ from collections import deque
 
 import numpy as np
 
-from proofs import fr32, merkle
-from proofs.commp import (
+from zqnode.proofs import fr32, merkle
+from zqnode.proofs.commp import (
     MIN_PAYLOAD,
     CommP,
     CommPError,
     PayloadTooSmall,
     _SubtreeStack,
 )
-from proofs.gpu.launch import Launch, Ptr, blocks_for, i32, u64
+from zqnode.proofs.gpu.launch import Launch, Ptr, blocks_for, i32, u64
 
 NODE = merkle.NODE
 MODULE = "sha254"

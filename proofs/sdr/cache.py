@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from proofs.files import write_atomic
-from proofs.params import ApiVersion, SealProof, seal_proof
-from proofs.sdr.drg import BASE_DEGREE, base_parents
-from proofs.sdr.feistel import EXP_DEGREE, FeistelPermutation, expander_parents, \
+from zqnode.proofs.files import write_atomic
+from zqnode.proofs.params import ApiVersion, SealProof, seal_proof
+from zqnode.proofs.sdr.drg import BASE_DEGREE, base_parents
+from zqnode.proofs.sdr.feistel import EXP_DEGREE, FeistelPermutation, expander_parents, \
     expander_permutation
 
 DEGREE = BASE_DEGREE + EXP_DEGREE

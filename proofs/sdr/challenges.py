@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from proofs.params import SealFeature, SealProof, seal_proof
+from zqnode.proofs.params import SealFeature, SealProof, seal_proof
 
 NI_TAG = b"filecoin.io|PoRep|1|NonInteractive|1"
 

@@ -9,8 +9,8 @@ import hashlib
 
 import numpy as np
 
-from proofs.params import ApiVersion
-from proofs.sdr.chacha import chacha_blocks, words_to_u64
+from zqnode.proofs.params import ApiVersion
+from zqnode.proofs.sdr.chacha import chacha_blocks, words_to_u64
 
 BASE_DEGREE = 6
 DRSAMPLE_DST = b"Filecoin_DRSample"

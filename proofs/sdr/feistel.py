@@ -13,7 +13,7 @@ import struct
 
 import numpy as np
 
-from proofs.params import ApiVersion
+from zqnode.proofs.params import ApiVersion
 
 EXP_DEGREE = 8
 FEISTEL_ROUNDS = 3

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from proofs.sdr.cache import DEGREE, Graph, parent_cache
-from proofs.sdr.drg import BASE_DEGREE
+from zqnode.proofs.sdr.cache import DEGREE, Graph, parent_cache
+from zqnode.proofs.sdr.drg import BASE_DEGREE
 
 NODE_SIZE = 32
 _CHUNK_NODES = 1 << 14

@@ -13,16 +13,16 @@ import msgspec
 import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import nodes.chain.wire  # noqa: F401  (registers the chain's message kinds too)
-from bus import keys
-from bus.codec import (BadMessage, Envelope, Error, ErrorCode, Msg, any_decoder, decode_envelope, encode_envelope,
-                       event_frames, peek_kind, split_event, to_plain)
-from bus.config import BusConfig
-from bus.hub import Router, ZmqHub, _hub_requests
-from bus.memory import MemoryHub
-from bus.peer import Peer, open_link
-from bus.permissions import ADMIN, ANYONE
-from bus.protocol import HUB, ListNodes, Ping, Pong, Register
+import zqnode.nodes.chain.wire  # noqa: F401  (registers the chain's message kinds too)
+from zqnode.bus import keys
+from zqnode.bus.codec import (BadMessage, Envelope, Error, ErrorCode, Msg, any_decoder, decode_envelope, encode_envelope,
+                              event_frames, peek_kind, split_event, to_plain)
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import Router, ZmqHub, _hub_requests
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer, open_link
+from zqnode.bus.permissions import ADMIN, ANYONE
+from zqnode.bus.protocol import HUB, ListNodes, Ping, Pong, Register
 
 
 class FuzzAbortJob(Msg):

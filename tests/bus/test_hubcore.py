@@ -1,8 +1,8 @@
 """The hub's pure core: registry, liveness, routes. Driven synchronously with a clock."""
-from bus.codec import Error, ErrorCode
-from bus.hubcore import HubCore, HubSettings
-from bus.protocol import (Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes, NodeDown,
-                          NodeList, Ping, Pong, Register, Registered)
+from zqnode.bus.codec import Error, ErrorCode
+from zqnode.bus.hubcore import HubCore, HubSettings
+from zqnode.bus.protocol import (Goodbye, Heartbeat, HubInfo, HubInfoReply, ListNodes, NodeDown,
+                                 NodeList, Ping, Pong, Register, Registered)
 
 
 def core(**kw) -> HubCore:

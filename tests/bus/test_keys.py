@@ -5,8 +5,8 @@ import stat
 import pytest
 import zmq
 
-from bus import keys
-from bus.config import BusConfig
+from zqnode.bus import keys
+from zqnode.bus.config import BusConfig
 
 
 def mode(path) -> int:

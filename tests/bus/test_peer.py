@@ -5,13 +5,13 @@ import msgspec
 import pytest
 import trio
 
-from bus.codec import (Envelope, Error, ErrorCode, Msg, RemoteError, decode_envelope, event_frames,
-                       encode_envelope)
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from bus.memory import MemoryHub
-from bus.peer import CallTimeout, Peer, Refused, open_link
-from bus.protocol import HUB, ListNodes, NodeDown, NodeUp, Ping, Pong
+from zqnode.bus.codec import (Envelope, Error, ErrorCode, Msg, RemoteError, decode_envelope, event_frames,
+                              encode_envelope)
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import CallTimeout, Peer, Refused, open_link
+from zqnode.bus.protocol import HUB, ListNodes, NodeDown, NodeUp, Ping, Pong
 
 
 class PeerEcho(Msg):
@@ -301,8 +301,8 @@ async def until_subscribed(publish, sub, topic: str) -> None:
 
 
 async def _endpoints(peer: Peer):
-    from bus.address import reachable
-    from bus.protocol import HubInfo
+    from zqnode.bus.address import reachable
+    from zqnode.bus.protocol import HubInfo
     info = await peer.call(HUB, HubInfo())
     return reachable(info.events_in, peer.cfg.address), reachable(info.events_out, peer.cfg.address)
 

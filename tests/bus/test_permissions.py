@@ -1,6 +1,6 @@
 """Permission rules as nodes declare them (the Peer's check is in test_security)."""
-from bus.permissions import (ADMIN, ANY_RULE, ANYONE, NODES, NODES_RULE, compile_rule, describe,
-                             permits)
+from zqnode.bus.permissions import (ADMIN, ANY_RULE, ANYONE, NODES, NODES_RULE, compile_rule, describe,
+                                    permits)
 
 
 def test_permission_rules():

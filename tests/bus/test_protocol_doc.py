@@ -7,8 +7,8 @@ import msgspec
 import trio
 import zmq
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
 
 NAME = b"doc-node"
 pack, unpack = msgspec.msgpack.encode, msgspec.msgpack.decode

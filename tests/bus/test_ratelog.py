@@ -1,7 +1,7 @@
 """Bad-input warnings: one line per offender per interval, a cap on all lines together."""
 import logging
 
-from bus.ratelog import RateLimitedLog
+from zqnode.bus.ratelog import RateLimitedLog
 
 
 class Clock:

@@ -1,6 +1,6 @@
 import pytest
 
-from bus.peer import Refused, refusing
+from zqnode.bus.peer import Refused, refusing
 
 
 class Missing(ValueError):

@@ -16,14 +16,14 @@ import trio
 import zmq
 from zmq.utils import z85
 
-from bus import keys
-from bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envelope, event_frames
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from bus.memory import MemoryHub
-from bus.peer import CallTimeout, HandshakeRefused, Peer, open_link
-from bus.permissions import ADMIN, ANYONE, NODES
-from bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong, Register, Tap
+from zqnode.bus import keys
+from zqnode.bus.codec import ErrorCode, Msg, RemoteError, decode_envelope, encode_envelope, event_frames
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import CallTimeout, HandshakeRefused, Peer, open_link
+from zqnode.bus.permissions import ADMIN, ANYONE, NODES
+from zqnode.bus.protocol import HUB, ListNodes, NodeDown, Ping, Pong, Register, Tap
 
 
 class SecAbortJob(Msg):
@@ -156,7 +156,7 @@ async def test_an_unknown_key_is_refused_at_the_handshake_and_logged(cluster, nu
 
 def test_a_key_allowed_a_moment_ago_is_let_in_at_once(tmp_path):
     """`zqnode keys allow` then a node's start: its handshake finds the new list."""
-    from bus.auth import DOMAIN_RPC, Authenticator
+    from zqnode.bus.auth import DOMAIN_RPC, Authenticator
     path = tmp_path / keys.ALLOW_FILE
     auth = Authenticator(zmq.Context.instance(), path, check_every_s=3600)
     auth.reload(initial=True)

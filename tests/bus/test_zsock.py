@@ -7,7 +7,7 @@ import pytest
 import trio
 import zmq
 
-from bus.zsock import ZSocket
+from zqnode.bus.zsock import ZSocket
 
 _ports = itertools.count(0)
 

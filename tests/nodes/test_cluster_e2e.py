@@ -13,8 +13,8 @@ import signal
 import sqlite3
 from collections import Counter, defaultdict
 
-from bus import keys
-from proofs.porep import verify_seal
+from zqnode.bus import keys
+from zqnode.proofs.porep import verify_seal
 from tests.procs import Proc, until, zqnode
 
 

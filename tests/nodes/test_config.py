@@ -3,8 +3,8 @@ reason; the annotated default of every role loads back to the defaults; Lotus-st
 resource variables of a worker's environment are taken."""
 import pytest
 
-from nodes.config import ConfigError, NodeConfig, load
-from nodes.configdoc import ROLE_SECTIONS, default_toml
+from zqnode.nodes.config import ConfigError, NodeConfig, load
+from zqnode.nodes.configdoc import ROLE_SECTIONS, default_toml
 
 
 def _load(tmp_path, text: str, **overrides):

@@ -17,15 +17,15 @@ import msgspec
 import pytest
 import trio
 
-from bus.config import BusConfig
-from bus.peer import Peer
-from nodes.chain import messages as M
-from nodes.chain.api import BusChainAPI
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.chain.store import ChainStore
-from nodes.chain.verifiers import proofs_verifiers
-from proofs import cid
-from proofs.porep import verify_seal
+from zqnode.bus.config import BusConfig
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.chain.store import ChainStore
+from zqnode.nodes.chain.verifiers import proofs_verifiers
+from zqnode.proofs import cid
+from zqnode.proofs.porep import verify_seal
 from tests.procs import Proc, sealing_events, until, zqnode
 
 MINER = 1000

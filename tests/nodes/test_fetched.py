@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from nodes.fetched import FetchedDataError, verify_piece, verify_sealed, verify_unsealed
-from proofs import seal
-from proofs.sector import P_AUX, TREE_R_LAST, cache_file, load_meta, sealed_path, unsealed_path
+from zqnode.nodes.fetched import FetchedDataError, verify_piece, verify_sealed, verify_unsealed
+from zqnode.proofs import seal
+from zqnode.proofs.sector import P_AUX, TREE_R_LAST, cache_file, load_meta, sealed_path, unsealed_path
 
 PROOF = 5                              # 2 KiB, v1.1
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from proofs import seal
+from zqnode.proofs import seal
 
 ZERO_TICKET = bytes(32)
 SEED = bytes(range(32))

@@ -1,9 +1,9 @@
 """Backend selection, and that sealing and proving run their hashing through the backend."""
 import pytest
 
-from proofs import backend as be
-from proofs import post, seal
-from proofs.backend import BackendUnavailable, CpuBackend, get_backend, register_backend
+from zqnode.proofs import backend as be
+from zqnode.proofs import post, seal
+from zqnode.proofs.backend import BackendUnavailable, CpuBackend, get_backend, register_backend
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def clean_registry(monkeypatch):
 def test_cpu_and_auto_without_a_gpu(clean_registry):
     assert get_backend("cpu").name == "cpu"
     assert get_backend("auto") is get_backend("cpu")
-    with pytest.raises(BackendUnavailable, match="^cuda backend not available: No module named 'proofs.gpu'"):
+    with pytest.raises(BackendUnavailable, match="^cuda backend not available: No module named 'zqnode.proofs.gpu'"):
         get_backend("cuda")
     with pytest.raises(BackendUnavailable, match="unknown backend 'tpu'"):
         get_backend("tpu")

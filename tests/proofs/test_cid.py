@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from proofs import cid
-from proofs.cid import (
+from zqnode.proofs import cid
+from zqnode.proofs.cid import (
     CidError,
     PieceCidV2,
     decode_uvarint,
@@ -15,7 +15,7 @@ from proofs.cid import (
     piece_cid_v2,
     sealed_cid,
 )
-from proofs.merkle import zero_commitment
+from zqnode.proofs.merkle import zero_commitment
 
 EXAMPLE_COMMP = bytes.fromhex("496dae0cc9e265efe5a006e80626a5dc5c409e5d3155c13984caf6c8d5cfd605")
 EXAMPLE_V1 = "baga6ea4seaqes3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi"

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from proofs import cid, fr32
-from proofs.commp import (
+from zqnode.proofs import cid, fr32
+from zqnode.proofs.commp import (
     CommP,
     CommPError,
     PayloadTooSmall,
@@ -16,7 +16,7 @@ from proofs.commp import (
     commp,
     piece_layout,
 )
-from proofs.merkle import zero_commitment
+from zqnode.proofs.merkle import zero_commitment
 
 EXAMPLE_508 = bytes([0]) * 127 + bytes([1]) * 127 + bytes([2]) * 127 + bytes([3]) * 127
 

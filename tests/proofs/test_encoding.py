@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from proofs.encoding import EncodingError, decode, encode, encode_word
-from proofs.poseidon import P
+from zqnode.proofs.encoding import EncodingError, decode, encode, encode_word
+from zqnode.proofs.poseidon import P
 
 
 def _words(values):

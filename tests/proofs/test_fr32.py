@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from proofs import fr32
+from zqnode.proofs import fr32
 
 
 def reference_pad(data: bytes) -> bytes:

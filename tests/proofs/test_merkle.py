@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from proofs import merkle
-from proofs.merkle import (
+from zqnode.proofs import merkle
+from zqnode.proofs.merkle import (
     MerkleError,
     hash_level,
     inclusion_path,

@@ -1,6 +1,6 @@
 import pytest
 
-from proofs.params import (
+from zqnode.proofs.params import (
     POST_PROOFS, SEAL_PROOFS, SECTOR_SIZES, ApiVersion, ProofParamsError, SealFeature,
     parse_sector_size, porep_id, post_proof, prover_id, replica_id, seal_proof, sector_params,
 )

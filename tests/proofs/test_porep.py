@@ -2,11 +2,11 @@
 import msgspec
 import pytest
 
-from proofs import porep, seal
-from proofs.porep import SealError, decode_proof, encode_proof, verify_seal
-from proofs.sdr.challenges import interactive_challenges
-from proofs.sdr.labels import layer_path
-from proofs.sector import SectorError, load_meta, sealed_path
+from zqnode.proofs import porep, seal
+from zqnode.proofs.porep import SealError, decode_proof, encode_proof, verify_seal
+from zqnode.proofs.sdr.challenges import interactive_challenges
+from zqnode.proofs.sdr.labels import layer_path
+from zqnode.proofs.sector import SectorError, load_meta, sealed_path
 
 TICKET = bytes([7]) * 32
 SEED = bytes(range(32))

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from proofs import poseidon as ps
-from proofs import poseidon_constants as pc
+from zqnode.proofs import poseidon as ps
+from zqnode.proofs import poseidon_constants as pc
 
 # neptune's hash_values test (Strength::Standard): Poseidon(0, 1, ..., arity - 1).
 NEPTUNE_VECTORS = {

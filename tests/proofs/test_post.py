@@ -5,11 +5,11 @@ import hashlib
 import msgspec
 import pytest
 
-from proofs import post, seal
-from proofs.params import post_proof
-from proofs.post import (PoStError, PoStPartitionProof, SectorRef, generate_window_post,
-                         verify_window_post)
-from proofs.sector import P_AUX, TREE_R_LAST, cache_file, meta_path, sealed_path
+from zqnode.proofs import post, seal
+from zqnode.proofs.params import post_proof
+from zqnode.proofs.post import (PoStError, PoStPartitionProof, SectorRef, generate_window_post,
+                                verify_window_post)
+from zqnode.proofs.sector import P_AUX, TREE_R_LAST, cache_file, meta_path, sealed_path
 
 RAND = bytes(range(31)) + b"\x2a"                      # canonical: byte 31 < 0x40
 V1_1 = post_proof("StackedDrgWindow2KiBV1_1")          # API 1.2

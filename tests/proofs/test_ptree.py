@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from proofs import poseidon as ps
-from proofs import ptree as pt
+from zqnode.proofs import poseidon as ps
+from zqnode.proofs import ptree as pt
 
 
 def _leaves(count, seed=0):

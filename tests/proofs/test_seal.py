@@ -7,14 +7,14 @@ import random
 import numpy as np
 import pytest
 
-from proofs import commp as commp_mod
-from proofs import fr32, seal
-from proofs.cid import piece_cid_v1, sealed_cid
-from proofs.porep import SealError
-from proofs.poseidon import P
-from proofs.sdr.labels import layer_path
-from proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, SectorError, TreeShape,
-                           cache_file, load_meta, sealed_path, unsealed_path)
+from zqnode.proofs import commp as commp_mod
+from zqnode.proofs import fr32, seal
+from zqnode.proofs.cid import piece_cid_v1, sealed_cid
+from zqnode.proofs.porep import SealError
+from zqnode.proofs.poseidon import P
+from zqnode.proofs.sdr.labels import layer_path
+from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, SectorError, TreeShape,
+                                  cache_file, load_meta, sealed_path, unsealed_path)
 
 # PROOFS.md section 5: lotus-bench's `simple` seal of 2 KiB of zeros.
 LOTUS_COMM_D = "baga6ea4seaqpy7usqklokfx2vxuynmupslkeutzexe2uqurdg5vhtebhxqmpqmy"

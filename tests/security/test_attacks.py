@@ -15,20 +15,20 @@ import psutil
 import pytest
 import trio
 
-from bus import keys
-from bus.codec import ErrorCode, RemoteError, encode_envelope, event_frames
-from bus.config import BusConfig
-from bus.peer import Peer
-from bus.protocol import NodeDown, Tap
-from nodes.chain import wire as CW
-from nodes.chain.messages import TipsetSummary
-from nodes.manager.wire import CallReturn, CallStarted, MgrDo, MgrJobs
-from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import RunningRequest, SchedGetDiag, SchedTaskDone, SchedWorkerBeat
-from nodes.sealing import wire as SW
-from nodes.worker import params as P
-from nodes.worker.paths import sector_dir
-from nodes.worker.wire import WorkerFetch
+from zqnode.bus import keys
+from zqnode.bus.codec import ErrorCode, RemoteError, encode_envelope, event_frames
+from zqnode.bus.config import BusConfig
+from zqnode.bus.peer import Peer
+from zqnode.bus.protocol import NodeDown, Tap
+from zqnode.nodes.chain import wire as CW
+from zqnode.nodes.chain.messages import TipsetSummary
+from zqnode.nodes.manager.wire import CallReturn, CallStarted, MgrDo, MgrJobs
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.scheduler.wire import RunningRequest, SchedGetDiag, SchedTaskDone, SchedWorkerBeat
+from zqnode.nodes.sealing import wire as SW
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.paths import sector_dir
+from zqnode.nodes.worker.wire import WorkerFetch
 from tests.procs import sealing_events, until
 from tools.chaos import ROOT, Cluster
 
@@ -91,7 +91,7 @@ def attack(c: Cluster, fn, *, reader: bool = False):
 
 
 def admin(c: Cluster, *args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "nodes.cli", *args, "--bus", c.bus], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "zqnode.nodes.cli", *args, "--bus", c.bus], cwd=ROOT,
                          env={**os.environ, "ZQNODE_KEY_DIR": str(c.client)}, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr

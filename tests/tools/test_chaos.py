@@ -14,14 +14,14 @@ import threading
 import msgspec
 import pytest
 
-from nodes.chain import messages as M
-from nodes.chain.core import MinerSpec
-from nodes.chain.store import SCHEMA as CHAIN_SCHEMA
-from nodes.chain.testing import ChainDriver
-from nodes.config import load
-from nodes.sealing.devnet import Devnet
-from nodes.sealing.store import SCHEMA as SEALING_SCHEMA
-from nodes.worker.store import SCHEMA as CALLS_SCHEMA
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.core import MinerSpec
+from zqnode.nodes.chain.store import SCHEMA as CHAIN_SCHEMA
+from zqnode.nodes.chain.testing import ChainDriver
+from zqnode.nodes.config import load
+from zqnode.nodes.sealing.devnet import Devnet
+from zqnode.nodes.sealing.store import SCHEMA as SEALING_SCHEMA
+from zqnode.nodes.worker.store import SCHEMA as CALLS_SCHEMA
 from tools import chaos, chaos_checks as checks
 from tools.chaos_net import Link
 

@@ -8,10 +8,10 @@ import sys
 import msgspec
 import pytest
 
-from nodes.chain import messages as M
-from nodes.chain.core import Chain, Genesis, MinerSpec
-from nodes.chain.testing import ChainDriver, comm_r_of
-from nodes.chain.verifiers import FAKE
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.core import Chain, Genesis, MinerSpec
+from zqnode.nodes.chain.testing import ChainDriver, comm_r_of
+from zqnode.nodes.chain.verifiers import FAKE
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
 from sim.chain import SimChain, add_proving_sectors

@@ -199,12 +199,12 @@ def test_the_simulation_runs_the_node_cores_themselves(small):
     from sim.cluster import Simulation
     from sim.config import load_cluster, load_profile
 
-    from nodes.chain.core import Chain
-    from nodes.chain.policy import MAINNET
-    from nodes.manager.tracker import Tracker
-    from nodes.poster.core import PosterCore
-    from nodes.scheduler.core import Scheduler
-    from nodes.sealing.core import SealingCore
+    from zqnode.nodes.chain.core import Chain
+    from zqnode.nodes.chain.policy import MAINNET
+    from zqnode.nodes.manager.tracker import Tracker
+    from zqnode.nodes.poster.core import PosterCore
+    from zqnode.nodes.scheduler.core import Scheduler
+    from zqnode.nodes.sealing.core import SealingCore
 
     sim = Simulation(load_cluster(small["cluster"]), load_profile(small["profile"]), MAINNET, seal=1,
                      days=0.01)

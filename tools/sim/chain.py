@@ -16,11 +16,11 @@ import hashlib
 
 import msgspec
 
-from nodes.chain import miner as actor
-from nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError, Verifiers, failed_receipt
-from nodes.chain.messages import ExitCode, Receipt
-from nodes.chain.randomness import RandomnessError
-from proofs import cid as cids
+from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError, Verifiers, failed_receipt
+from zqnode.nodes.chain.messages import ExitCode, Receipt
+from zqnode.nodes.chain.randomness import RandomnessError
+from zqnode.proofs import cid as cids
 
 _enc = msgspec.msgpack.Encoder()
 _deadline_dec = msgspec.msgpack.Decoder(actor.Deadline)

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nodes.chain.policy import Policy
-from nodes.chain.verifiers import FAKE
-from nodes.sealing.config import SealingConfig
+from zqnode.nodes.chain.policy import Policy
+from zqnode.nodes.chain.verifiers import FAKE
+from zqnode.nodes.sealing.config import SealingConfig
 
 from . import chain as simchain
 from . import tasks as T

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from nodes.scheduler.messages import SchedulerConfig
-from nodes.scheduler.tasks import ORDER, SECTOR_SIZES
-from proofs.params import SEAL_PROOFS, parse_sector_size
+from zqnode.nodes.scheduler.messages import SchedulerConfig
+from zqnode.nodes.scheduler.tasks import ORDER, SECTOR_SIZES
+from zqnode.proofs.params import SEAL_PROOFS, parse_sector_size
 
 GiB = 1 << 30
 TOOLS = pathlib.Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import itertools
 
 import msgspec
 
-from nodes.manager import tracker as T
-from nodes.scheduler.messages import SectorRef
+from zqnode.nodes.manager import tracker as T
+from zqnode.nodes.scheduler.messages import SectorRef
 
 from .net import Node
 

@@ -9,12 +9,12 @@ with the epoch its last proof landed at, so the summary can tell proofs that lan
 with little of the window to spare ('late')."""
 from __future__ import annotations
 
-from nodes.chain import messages as M
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.manager.tracker import DONE, TrackerError
-from nodes.poster.config import PosterConfig, ProverConfig
-from nodes.poster.core import PosterCore
-from nodes.poster.events import (
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.manager.tracker import DONE, TrackerError
+from zqnode.nodes.poster.config import PosterConfig, ProverConfig
+from zqnode.nodes.poster.core import PosterCore
+from zqnode.nodes.poster.events import (
     Abort,
     BatchProven,
     CheckDone,
@@ -39,9 +39,9 @@ from nodes.poster.events import (
     Tip,
     WaitMessage,
 )
-from nodes.poster.node import _states
-from nodes.scheduler.messages import SectorRef
-from nodes.worker import params as P
+from zqnode.nodes.poster.node import _states
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.worker import params as P
 
 from .net import Node
 

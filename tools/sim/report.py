@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from nodes.sealing import states as S
+from zqnode.nodes.sealing import states as S
 
 LATE_SHARE = 0.25        # a proof landing in the last quarter of its window is 'late'
 

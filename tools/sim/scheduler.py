@@ -9,11 +9,11 @@ live worker's last_seen is 'now' whenever a tick looks); ticks come every `tick_
 just after each moment a silent worker may cross disable_after_s or remove_after_s."""
 from __future__ import annotations
 
-from nodes.scheduler import messages as m
-from nodes.scheduler.core import Scheduler
-from nodes.scheduler.errors import SchedulerError
-from nodes.scheduler.service import NotAdopted, RunTwice, SchedulerService
-from nodes.scheduler.wire import SchedEnqueue
+from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler.core import Scheduler
+from zqnode.nodes.scheduler.errors import SchedulerError
+from zqnode.nodes.scheduler.service import NotAdopted, RunTwice, SchedulerService
+from zqnode.nodes.scheduler.wire import SchedEnqueue
 
 from .net import Node
 

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import heapq
 
-from nodes.chain import messages as M
-from nodes.manager.tracker import DONE, FINISHED, TrackerError, UnknownWork
-from nodes.scheduler.messages import SectorRef
-from nodes.sealing import commands as C
-from nodes.sealing import events as E
-from nodes.sealing import procedures as P
-from nodes.sealing import states as S
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.core import SealingCore, SealingError
-from nodes.sealing.tracker_tasks import task_params
-from nodes.worker import params as WP
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.manager.tracker import DONE, FINISHED, TrackerError, UnknownWork
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.core import SealingCore, SealingError
+from zqnode.nodes.sealing.tracker_tasks import task_params
+from zqnode.nodes.worker import params as WP
 
 # the sector states that hold a PC1 slot or wait for one (the pledger keeps these full)
 BEFORE_PC2 = frozenset({S.NEW, S.PACKING, S.GET_TICKET, S.PRE_COMMIT1, S.SEAL_PRE_COMMIT1_FAILED})

@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
-from nodes.worker import params as P
-from proofs import commp as commp_mod
+from zqnode.nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
+from zqnode.nodes.worker import params as P
+from zqnode.proofs import commp as commp_mod
 
 FOLLOWS = {"AP": None, "PC1": None, "PC2": "PC1", "C1": "PC2", "FIN": "PC2", "UNS": "PC2"}
 

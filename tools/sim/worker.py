@@ -19,12 +19,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
-from nodes.scheduler.resources import parse_resource_env
-from nodes.scheduler.wire import RunningRequest
-from nodes.worker import calls
-from nodes.worker.node import ABORTED
-from nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved
+from zqnode.nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.scheduler.resources import parse_resource_env
+from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.worker import calls
+from zqnode.nodes.worker.node import ABORTED
+from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved
 
 from . import tasks as T
 from .config import WorkerGroup

@@ -5,16 +5,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from nodes.chain import messages as M
-from nodes.chain.api import BusChainAPI
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.chain.testing import comm_d_of, comm_r_of
-from nodes.cli import main
-from nodes.cli.common import with_client
-from nodes.config import NodeConfig
-from proofs import cid as cids
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.testing import comm_d_of, comm_r_of
+from zqnode.nodes.cli import main
+from zqnode.nodes.cli.common import with_client
+from zqnode.nodes.config import NodeConfig
+from zqnode.proofs import cid as cids
 from tests.threaded import trio_thread
 
 

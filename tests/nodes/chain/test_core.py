@@ -2,13 +2,13 @@
 import msgspec
 import pytest
 
-from nodes.chain import messages as M
-from nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError
-from nodes.chain.messages import ExitCode, Message, MessageError
-from nodes.chain.policy import DEVNET, MAINNET
-from nodes.chain.randomness import DomainTag, RandomnessError, address_entropy, draw
-from nodes.chain.testing import ChainDriver
-from nodes.chain.verifiers import FAKE
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError
+from zqnode.nodes.chain.messages import ExitCode, Message, MessageError
+from zqnode.nodes.chain.policy import DEVNET, MAINNET
+from zqnode.nodes.chain.randomness import DomainTag, RandomnessError, address_entropy, draw
+from zqnode.nodes.chain.testing import ChainDriver
+from zqnode.nodes.chain.verifiers import FAKE
 
 NETWORKS = ["devnet", "mainnet"]
 

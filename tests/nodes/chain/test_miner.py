@@ -3,15 +3,15 @@ partitions, WindowPoSt, faults, recoveries, penalties and power, on both policie
 import msgspec
 import pytest
 
-from nodes.chain import messages as M
-from nodes.chain import miner as actor
-from nodes.chain.core import MinerSpec, Verifiers
-from nodes.chain.messages import ExitCode
-from nodes.chain.policy import DEVNET, MAINNET, deadline_info
-from nodes.chain.randomness import DomainTag, address_entropy, blake2b256
-from nodes.chain.testing import ChainDriver, comm_d_of, comm_r_of
-from nodes.chain.verifiers import FAKE, _lazy, fake_seal_proof, fake_window_post_proof
-from proofs import cid as cids
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.core import MinerSpec, Verifiers
+from zqnode.nodes.chain.messages import ExitCode
+from zqnode.nodes.chain.policy import DEVNET, MAINNET, deadline_info
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
+from zqnode.nodes.chain.testing import ChainDriver, comm_d_of, comm_r_of
+from zqnode.nodes.chain.verifiers import FAKE, _lazy, fake_seal_proof, fake_window_post_proof
+from zqnode.proofs import cid as cids
 
 SIZE = 2048                                     # 2 KiB sectors, 2 per partition
 
@@ -231,8 +231,8 @@ def test_a_verifier_that_fails_or_is_missing_fails_the_message_not_the_chain():
         raise RuntimeError("GPU on fire")
     for verifier, error in [
         (broken, "PoRep verifier failed: RuntimeError: GPU on fire"),
-        (_lazy("proofs.nowhere", "verify_seal"), "PoRep verifier failed: VerifierUnavailable: "
-         "cannot use proofs.nowhere.verify_seal: No module named 'proofs.nowhere'"),
+        (_lazy("zqnode.proofs.nowhere", "verify_seal"), "PoRep verifier failed: VerifierUnavailable: "
+         "cannot use zqnode.proofs.nowhere.verify_seal: No module named 'zqnode.proofs.nowhere'"),
     ]:
         d = ChainDriver(verifiers=Verifiers(verify_seal=verifier,
                                             verify_window_post=FAKE.verify_window_post))

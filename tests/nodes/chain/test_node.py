@@ -7,20 +7,20 @@ import msgspec
 import pytest
 import trio
 
-from bus.codec import RemoteError
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.chain import messages as M
-from nodes.chain import wire as W
-from nodes.chain.api import BusChainAPI, MessageUnknown
-from nodes.chain.core import Genesis
-from nodes.chain.node import PUBLISHED_HEAD, ChainConfig, ChainNode, ChainRollback
-from nodes.chain.randomness import DomainTag, address_entropy, draw
-from nodes.chain.testing import comm_d_of, comm_r_of
-from nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
-from nodes.config import NodeConfig
-from proofs import cid as cids
+from zqnode.bus.codec import RemoteError
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain import wire as W
+from zqnode.nodes.chain.api import BusChainAPI, MessageUnknown
+from zqnode.nodes.chain.core import Genesis
+from zqnode.nodes.chain.node import PUBLISHED_HEAD, ChainConfig, ChainNode, ChainRollback
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy, draw
+from zqnode.nodes.chain.testing import comm_d_of, comm_r_of
+from zqnode.nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
+from zqnode.nodes.config import NodeConfig
+from zqnode.proofs import cid as cids
 
 _names = itertools.count()
 

@@ -1,6 +1,6 @@
 import pytest
 
-from nodes.chain.policy import DEVNET, MAINNET, current_deadline, deadline_info, next_deadline, policy
+from zqnode.nodes.chain.policy import DEVNET, MAINNET, current_deadline, deadline_info, next_deadline, policy
 
 
 def test_mainnet_deadline_windows_match_the_actor():

@@ -2,8 +2,8 @@ import hashlib
 
 import pytest
 
-from nodes.chain.randomness import (DomainTag, RandomnessError, address_entropy, default_source,
-                                    draw, id_address_bytes)
+from zqnode.nodes.chain.randomness import (DomainTag, RandomnessError, address_entropy, default_source,
+                                           draw, id_address_bytes)
 
 
 def b2(data: bytes) -> bytes:

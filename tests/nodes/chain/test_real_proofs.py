@@ -2,12 +2,12 @@
 proven and WindowPoSted with the randomness the chain draws."""
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain import miner as actor
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.chain.testing import ChainDriver
-from nodes.chain.verifiers import proofs_verifiers
-from proofs import cid, post, seal
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.chain.testing import ChainDriver
+from zqnode.nodes.chain.verifiers import proofs_verifiers
+from zqnode.proofs import cid, post, seal
 
 
 def seal_on_chain(d: ChainDriver, miner: int, number: int, tmp_path) -> str:

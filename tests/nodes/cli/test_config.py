@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from nodes.cli import main
+from zqnode.nodes.cli import main
 
 
 def zq(*args):

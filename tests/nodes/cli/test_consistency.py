@@ -6,11 +6,11 @@ import json
 import click
 import msgspec
 
-from bus.codec import Envelope
-from bus.peer import Event
-from nodes.cli import main
-from nodes.cli.bus import event_record
-from nodes.cli.common import MinerId, plain
+from zqnode.bus.codec import Envelope
+from zqnode.bus.peer import Event
+from zqnode.nodes.cli import main
+from zqnode.nodes.cli.bus import event_record
+from zqnode.nodes.cli.common import MinerId, plain
 
 # Commands that print no data to parse: they run a node, or print a file or JSON lines.
 NO_JSON = {"start", "devnet", "config default", "sealing run-pipeline"}

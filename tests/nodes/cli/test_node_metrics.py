@@ -10,13 +10,13 @@ import sys
 import time
 import urllib.request
 
-from nodes.observe.metrics import parse
+from zqnode.nodes.observe.metrics import parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nodes.cli", "--log-format", "json", "start",
+    return subprocess.Popen([sys.executable, "-m", "zqnode.nodes.cli", "--log-format", "json", "start",
                              *args, "--metrics-listen", "127.0.0.1:0"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

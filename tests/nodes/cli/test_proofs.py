@@ -5,10 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from nodes.cli import main
-from proofs import post
-from proofs.backend import BackendUnavailable, get_backend
-from proofs.sector import P_AUX, cache_file, sealed_path
+from zqnode.nodes.cli import main
+from zqnode.proofs import post
+from zqnode.proofs.backend import BackendUnavailable, get_backend
+from zqnode.proofs.sector import P_AUX, cache_file, sealed_path
 
 ZERO64 = "00" * 32
 LOTUS = {"comm_d": "baga6ea4seaqpy7usqklokfx2vxuynmupslkeutzexe2uqurdg5vhtebhxqmpqmy",
@@ -136,7 +136,7 @@ def test_seal_bad_input_writes_nothing(tmp_path, env):
 
 
 def test_seal_failing_midway_leaves_nothing(tmp_path, env, monkeypatch):
-    from proofs import seal
+    from zqnode.proofs import seal
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

@@ -3,14 +3,14 @@ the default), seen in the configuration the node would run with."""
 import pytest
 from click.testing import CliRunner
 
-from bus.address import DEFAULT_BUS
-from nodes.cli import main
+from zqnode.bus.address import DEFAULT_BUS
+from zqnode.nodes.cli import main
 
 
 @pytest.fixture
 def address_seen(monkeypatch):
     """Stop `start` right after it loaded the configuration; say the bus address."""
-    from nodes import runtime
+    from zqnode.nodes import runtime
 
     def stop_here(cfg):
         raise runtime.UnknownRole(f"would run on {cfg.bus.address}")

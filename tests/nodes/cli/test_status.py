@@ -8,9 +8,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from nodes.cli import main
-from nodes.cli.status import render
-from nodes.observe.testing import cluster_in_thread
+from zqnode.nodes.cli import main
+from zqnode.nodes.cli.status import render
+from zqnode.nodes.observe.testing import cluster_in_thread
 
 
 @pytest.fixture

@@ -8,21 +8,21 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from nodes.cli import main
-from nodes.config import NodeConfig
-from nodes.manager.node import ManagerNode
-from nodes.scheduler.messages import SectorRef, WorkerResources
-from nodes.scheduler.node import SchedulerNode
-from nodes.worker import params as P
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import InlineExecutor
-from nodes.worker.node import WorkerNode
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.cli import main
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager.node import ManagerNode
+from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.scheduler.node import SchedulerNode
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import InlineExecutor
+from zqnode.nodes.worker.node import WorkerNode
 from tests.chain_stand_in import ChainStandIn
 from tests.threaded import trio_thread
 
-TABLE = "nodes.worker.fake_tasks"
+TABLE = "zqnode.nodes.worker.fake_tasks"
 GiB = 1 << 30
 
 

@@ -7,29 +7,29 @@ import itertools
 import pytest
 import trio
 
-from bus.codec import ErrorCode, RemoteError
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.config import NodeConfig
-from nodes.manager import tracker as T
-from nodes.manager.api import BusRequester, run_task
-from nodes.manager.errors import WorkAborted, WorkFailed
-from nodes.manager.node import ManagerNode
-from nodes.manager.pipeline import seal_sector
-from nodes.manager.store import ManagerStore
-from nodes.manager.wire import MgrJobs
-from nodes.scheduler.messages import SectorRef, WorkerResources
-from nodes.scheduler.node import SchedulerNode
-from nodes.sqlite_store import StoreDamaged
-from nodes.worker import params as P
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import InlineExecutor
-from nodes.worker.node import WorkerNode
+from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager import tracker as T
+from zqnode.nodes.manager.api import BusRequester, run_task
+from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
+from zqnode.nodes.manager.node import ManagerNode
+from zqnode.nodes.manager.pipeline import seal_sector
+from zqnode.nodes.manager.store import ManagerStore
+from zqnode.nodes.manager.wire import MgrJobs
+from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.scheduler.node import SchedulerNode
+from zqnode.nodes.sqlite_store import StoreDamaged
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import InlineExecutor
+from zqnode.nodes.worker.node import WorkerNode
 from tests.chain_stand_in import ChainStandIn
 
 _names = itertools.count()
-TABLE = "nodes.worker.fake_tasks"
+TABLE = "zqnode.nodes.worker.fake_tasks"
 K2 = 2048
 S1 = SectorRef(miner=1000, number=1)
 AP = P.APParams(seal_proof=5, piece=b"piece" * 40)
@@ -295,9 +295,9 @@ async def test_get_moves_a_sector_to_another_worker(bus, nursery, tmp_path, auto
 async def test_roles_may_only_do_what_their_role_allows(bus, nursery, tmp_path, autojump_clock):
     """A worker key returns results but may not abort jobs or change sectors; a reader may
     look; an operator (admin) may act. The hub stamps the role; the manager checks it."""
-    from bus.codec import RemoteError
-    from nodes.manager.wire import MgrAbort
-    from nodes.sealing.wire import SealingList, SealingPledge
+    from zqnode.bus.codec import RemoteError
+    from zqnode.nodes.manager.wire import MgrAbort
+    from zqnode.nodes.sealing.wire import SealingList, SealingPledge
     m, *_ = await cluster(nursery, bus, tmp_path)
 
     async def as_role(role):

@@ -5,9 +5,9 @@ import copy
 import msgspec
 import pytest
 
-from nodes.manager import tracker as T
-from nodes.scheduler.messages import SelAlloc, SelExisting, SelTask
-from nodes.worker import params as P
+from zqnode.nodes.manager import tracker as T
+from zqnode.nodes.scheduler.messages import SelAlloc, SelExisting, SelTask
+from zqnode.nodes.worker import params as P
 
 K2 = 2048
 

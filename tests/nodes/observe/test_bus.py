@@ -4,13 +4,13 @@ import itertools
 import pytest
 import trio
 
-from bus.codec import Msg, encode_envelope
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import CallTimeout, Peer, Refused
-from nodes.observe import catalog as K
-from nodes.observe import logs
-from nodes.observe.bus import instrument_hub, instrument_peer, kind_of
+from zqnode.bus.codec import Msg, encode_envelope
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import CallTimeout, Peer, Refused
+from zqnode.nodes.observe import catalog as K
+from zqnode.nodes.observe import logs
+from zqnode.nodes.observe.bus import instrument_hub, instrument_peer, kind_of
 
 _names = itertools.count()
 

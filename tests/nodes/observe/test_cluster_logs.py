@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from nodes.observe import logs
-from nodes.observe.testing import start_cluster, until
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.nodes.observe import logs
+from zqnode.nodes.observe.testing import start_cluster, until
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ from collections import Counter
 
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from nodes import observe
-from nodes.observe import catalog as K
-from nodes.observe.metrics import parse
-from nodes.observe.testing import start_cluster, until
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.nodes import observe
+from zqnode.nodes.observe import catalog as K
+from zqnode.nodes.observe.metrics import parse
+from zqnode.nodes.observe.testing import start_cluster, until
 
 _names = itertools.count()
 

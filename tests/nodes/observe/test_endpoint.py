@@ -5,8 +5,8 @@ holds."""
 import time
 import urllib.request
 
-from nodes.observe.metrics import parse
-from nodes.observe.testing import cluster_in_thread
+from zqnode.nodes.observe.metrics import parse
+from zqnode.nodes.observe.testing import cluster_in_thread
 
 # what an operator asked for -> the families that answer it
 ASKED = {

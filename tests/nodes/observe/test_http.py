@@ -2,8 +2,8 @@
 import pytest
 import trio
 
-from nodes.observe.http import ListenError, MetricsServer, parse_listen
-from nodes.observe.metrics import CONTENT_TYPE, Registry
+from zqnode.nodes.observe.http import ListenError, MetricsServer, parse_listen
+from zqnode.nodes.observe.metrics import CONTENT_TYPE, Registry
 
 
 async def get(port: int, request: bytes) -> bytes:

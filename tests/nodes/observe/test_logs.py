@@ -6,7 +6,7 @@ import logging
 import pytest
 import trio
 
-from nodes.observe import logs
+from zqnode.nodes.observe import logs
 
 
 @pytest.fixture

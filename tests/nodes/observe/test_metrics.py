@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from nodes.observe.metrics import MetricError, Registry, parse
+from zqnode.nodes.observe.metrics import MetricError, Registry, parse
 
 
 def test_counters_gauges_and_histograms_render_exactly():

@@ -2,7 +2,7 @@
 redraws on a terminal and plain lines elsewhere, and when it is shown at all."""
 import io
 
-from nodes.observe import progress
+from zqnode.nodes.observe import progress
 
 
 class Tty(io.StringIO):

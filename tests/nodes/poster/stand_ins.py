@@ -1,8 +1,8 @@
 """Stand-ins a spawned prover process can import (not a test module)."""
 import msgspec
 
-from nodes.poster.events import PartitionProof
-from nodes.poster.prover import ProveRequest
+from zqnode.nodes.poster.events import PartitionProof
+from zqnode.nodes.poster.prover import ProveRequest
 
 
 def prove_echo(request: bytes, backend: str, verify: bool) -> bytes:

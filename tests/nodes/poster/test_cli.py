@@ -6,17 +6,17 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from nodes.chain import messages as M
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.chain.testing import ChainDriver
-from nodes.cli import main
-from nodes.config import NodeConfig
-from nodes.poster.checker import SectorChecker
-from nodes.poster.config import PosterConfig
-from nodes.poster.node import PosterNode
-from nodes.poster.prover import FakeProver
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.testing import ChainDriver
+from zqnode.nodes.cli import main
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.poster.checker import SectorChecker
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.node import PosterNode
+from zqnode.nodes.poster.prover import FakeProver
 from tests.threaded import trio_thread
 
 MINER = 1000

@@ -6,10 +6,10 @@ Devnet policy, period offset 0: deadline i opens at 8i, closes at 8i + 8, its Ch
 runner starts at 39 (challenge_confirmations 2). Deadline 7's FaultCutoff is 46."""
 import pytest
 
-from nodes.chain.policy import DEVNET
-from nodes.poster.config import PosterConfig
-from nodes.poster.core import PosterCore
-from nodes.poster.events import (
+from zqnode.nodes.chain.policy import DEVNET
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.core import PosterCore
+from zqnode.nodes.poster.events import (
     Abort, BatchProven, CheckDone, CheckFailed, Declaration, DeclareFaults, DeclareRecoveries,
     DeadlineLoaded, DeadlineOutcome, HeadChanged, LoadDeadline, LoadFailed, MessageDropped,
     MessageLanded, MessagePushed, MinerInfo, MinerTracked, PartitionProof, PartitionState,

@@ -6,21 +6,21 @@ import itertools
 import pytest
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.chain import messages as M
-from nodes.chain.api import BusChainAPI
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.chain.testing import ChainDriver
-from nodes.cli.common import unwrap
-from nodes.config import NodeConfig
-from nodes.poster import events as E
-from nodes.poster.checker import SectorChecker
-from nodes.poster.config import PosterConfig
-from nodes.poster.node import PosterNode
-from nodes.poster.prover import FakeProver
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.chain.testing import ChainDriver
+from zqnode.nodes.cli.common import unwrap
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.poster import events as E
+from zqnode.nodes.poster.checker import SectorChecker
+from zqnode.nodes.poster.config import PosterConfig
+from zqnode.nodes.poster.node import PosterNode
+from zqnode.nodes.poster.prover import FakeProver
 
 _names = itertools.count()
 MINER = 1000
@@ -285,7 +285,7 @@ async def test_prover_errors_are_retried_until_a_proof_lands(bus, nursery, tmp_p
 
 async def test_a_miner_the_chain_does_not_have_stops_the_poster_with_a_clear_error(
         bus, nursery, tmp_path, autojump_clock):
-    from nodes.poster.node import PosterStartError
+    from zqnode.nodes.poster.node import PosterStartError
     await start_chain(nursery, bus, tmp_path, ChainDriver(seed="poster"))
     node = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp_path / "poster"),
                                  bus=BusConfig(address=bus)), PosterConfig(miners=[7]), prover=FakeProver())

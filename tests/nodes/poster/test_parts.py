@@ -6,15 +6,15 @@ import threading
 
 import pytest
 
-from nodes.chain.verifiers import FAKE
-from nodes.config import ConfigError, load
-from nodes.poster.checker import SectorChecker, StorageLocator, check_sector_files
-from nodes.worker.paths import sector_dir_name
-from nodes.poster.config import PosterConfig, ProverConfig
-from nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
-from nodes.poster.prover import (FakeProver, LocalProver, PartitionInput, ProveRequest, ProverError,
-                                 SectorInput, make_prover)
-from nodes.poster.store import PosterStore, StoreError
+from zqnode.nodes.chain.verifiers import FAKE
+from zqnode.nodes.config import ConfigError, load
+from zqnode.nodes.poster.checker import SectorChecker, StorageLocator, check_sector_files
+from zqnode.nodes.worker.paths import sector_dir_name
+from zqnode.nodes.poster.config import PosterConfig, ProverConfig
+from zqnode.nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
+from zqnode.nodes.poster.prover import (FakeProver, LocalProver, PartitionInput, ProveRequest, ProverError,
+                                        SectorInput, make_prover)
+from zqnode.nodes.poster.store import PosterStore, StoreError
 from tests.nodes.poster.stand_ins import prove_echo
 
 RAND = bytes(range(32))

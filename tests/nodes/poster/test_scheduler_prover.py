@@ -5,23 +5,23 @@ import functools
 import pytest
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.config import NodeConfig
-from nodes.manager import api
-from nodes.manager.node import ManagerNode
-from nodes.manager.pipeline import seal_sector
-from nodes.poster.prover import PartitionInput, ProveRequest, ProverError, SchedulerProver, SectorInput
-from nodes.scheduler.messages import WorkerResources
-from nodes.scheduler.node import SchedulerNode
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import InlineExecutor
-from nodes.worker.node import WorkerNode
-from nodes.worker.params import WDPResult
-from proofs import post
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.manager import api
+from zqnode.nodes.manager.node import ManagerNode
+from zqnode.nodes.manager.pipeline import seal_sector
+from zqnode.nodes.poster.prover import PartitionInput, ProveRequest, ProverError, SchedulerProver, SectorInput
+from zqnode.nodes.scheduler.messages import WorkerResources
+from zqnode.nodes.scheduler.node import SchedulerNode
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import InlineExecutor
+from zqnode.nodes.worker.node import WorkerNode
+from zqnode.nodes.worker.params import WDPResult
+from zqnode.proofs import post
 
-TABLE = "nodes.worker.sealing"
+TABLE = "zqnode.nodes.worker.sealing"
 
 
 async def _scoped(run, *, task_status=trio.TASK_STATUS_IGNORED):

@@ -4,12 +4,12 @@ import shutil
 
 import pytest
 
-post = pytest.importorskip("proofs.post", exc_type=ImportError)
-seal = pytest.importorskip("proofs.seal", exc_type=ImportError)
+post = pytest.importorskip("zqnode.proofs.post", exc_type=ImportError)
+seal = pytest.importorskip("zqnode.proofs.seal", exc_type=ImportError)
 
-from nodes.poster.checker import StorageLocator, check_sector_files  # noqa: E402
-from nodes.poster.events import SkippedSector  # noqa: E402
-from nodes.poster.prover import LocalProver, PartitionInput, ProveRequest, SectorInput  # noqa: E402
+from zqnode.nodes.poster.checker import StorageLocator, check_sector_files  # noqa: E402
+from zqnode.nodes.poster.events import SkippedSector  # noqa: E402
+from zqnode.nodes.poster.prover import LocalProver, PartitionInput, ProveRequest, SectorInput  # noqa: E402
 
 RAW = bytes([0xC7]) * 32                  # top bits of byte 31 set: the prover must mask them
 
@@ -78,9 +78,9 @@ def test_the_locator_reads_the_sector_metadata_proofs_writes(sectors):
 
 def seal_on_chain(d, number: int, storage) -> None:
     """A CC sector sealed against the chain's ticket and seed, pre-committed and proven."""
-    from nodes.chain import messages as M
-    from nodes.chain.randomness import DomainTag, address_entropy
-    from proofs import cid
+    from zqnode.nodes.chain import messages as M
+    from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+    from zqnode.proofs import cid
     entropy = address_entropy(1000)
     d.run_to(max(d.epoch, d.policy.seal_randomness_lookback))
     ticket_epoch = d.epoch + 1 - d.policy.seal_randomness_lookback
@@ -103,14 +103,14 @@ def seal_on_chain(d, number: int, storage) -> None:
 async def test_real_sectors_are_proven_on_a_chain_with_the_real_verifier(tmp_path):
     import trio
 
-    from bus.config import BusConfig
-    from bus.memory import MemoryHub
-    from nodes.chain.node import ChainConfig, ChainNode
-    from nodes.chain.testing import ChainDriver
-    from nodes.chain.verifiers import proofs_verifiers
-    from nodes.config import NodeConfig
-    from nodes.poster.config import PosterConfig, ProverConfig
-    from nodes.poster.node import PosterNode
+    from zqnode.bus.config import BusConfig
+    from zqnode.bus.memory import MemoryHub
+    from zqnode.nodes.chain.node import ChainConfig, ChainNode
+    from zqnode.nodes.chain.testing import ChainDriver
+    from zqnode.nodes.chain.verifiers import proofs_verifiers
+    from zqnode.nodes.config import NodeConfig
+    from zqnode.nodes.poster.config import PosterConfig, ProverConfig
+    from zqnode.nodes.poster.node import PosterNode
 
     storage = tmp_path / "storage"
     d = ChainDriver(verifiers=proofs_verifiers())

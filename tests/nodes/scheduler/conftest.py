@@ -3,8 +3,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from nodes.scheduler import (SchedulerConfig, Scheduler, SectorRef, SelTask, StoragePath,
-                             TaskQueued, WorkerInfo, WorkerJoined, WorkerResources)
+from zqnode.nodes.scheduler import (SchedulerConfig, Scheduler, SectorRef, SelTask, StoragePath,
+                                    TaskQueued, WorkerInfo, WorkerJoined, WorkerResources)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 

@@ -1,7 +1,7 @@
 """How each assigner spreads one pass's requests over workers."""
 import pytest
 
-from nodes.scheduler import AssignWindow, SchedulerError
+from zqnode.nodes.scheduler import AssignWindow, SchedulerError
 
 GiB, K2 = 1 << 30, 2 << 10
 
@@ -29,7 +29,7 @@ def two_workers(mk, assigner, w1_used=0, tasks=("AP",)):
 
 
 def aps(n, start=0, task="AP"):
-    from nodes.scheduler import SectorRef, SelTask, TaskQueued
+    from zqnode.nodes.scheduler import SectorRef, SelTask, TaskQueued
     return [TaskQueued(request=f"{task.lower()}{i}", sector=SectorRef(miner=1, number=i),
                        task=task, sector_size=K2, selector=SelTask(), cause="q")
             for i in range(start, start + n)]

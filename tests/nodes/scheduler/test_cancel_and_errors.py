@@ -1,11 +1,11 @@
 """Cancelling at every stage, and invalid events (they raise and change nothing)."""
 import pytest
 
-from nodes.scheduler import (Abort, AssignWindow, Cancelled, DuplicateRequest,
-                             InvalidTransition, Prepare,
-                             SchedulerError, SelAlloc, TaskCancelled, TaskFinished,
-                             TaskPrepared, UnknownRequest, UnknownWorker, WorkerAdded,
-                             WorkerHeartbeat, WorkerLeft)
+from zqnode.nodes.scheduler import (Abort, AssignWindow, Cancelled, DuplicateRequest,
+                                    InvalidTransition, Prepare,
+                                    SchedulerError, SelAlloc, TaskCancelled, TaskFinished,
+                                    TaskPrepared, UnknownRequest, UnknownWorker, WorkerAdded,
+                                    WorkerHeartbeat, WorkerLeft)
 
 GiB = 1 << 30
 

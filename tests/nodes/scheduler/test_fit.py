@@ -1,6 +1,6 @@
 """Lotus's CanHandleRequest and utilization, on one Usage."""
-from nodes.scheduler import Resources, WorkerResources
-from nodes.scheduler.usage import Usage, can_handle, utilization
+from zqnode.nodes.scheduler import Resources, WorkerResources
+from zqnode.nodes.scheduler.usage import Usage, can_handle, utilization
 
 GiB = 1 << 30
 KEY = ("PC1", 32 * GiB)

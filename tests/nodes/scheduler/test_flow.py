@@ -2,8 +2,8 @@
 events with exact command lists."""
 import pytest
 
-from nodes.scheduler import (AssignWindow, Prepare, ResourceEnvError, Run, SchedulerConfig,
-                             Scheduler, TaskFinished, TaskPrepared, WorkerAdded)
+from zqnode.nodes.scheduler import (AssignWindow, Prepare, ResourceEnvError, Run, SchedulerConfig,
+                                    Scheduler, TaskFinished, TaskPrepared, WorkerAdded)
 
 GiB, KiB, MiB = 1 << 30, 1 << 10, 1 << 20
 G32, K2, M512 = 32 * GiB, 2 * KiB, 512 * MiB
@@ -202,7 +202,7 @@ def test_heartbeat_refreshes_resources(mk):
     s = mk.sched()
     s.handle(mk.joined("w1", tasks=("PC1",), mem=128 * GiB, used=100 * GiB), 0.0)
     assert s.handle(mk.queued("r0"), 1.0) == []  # 128 - 100 < 64G virtual
-    from nodes.scheduler import WorkerHeartbeat
+    from zqnode.nodes.scheduler import WorkerHeartbeat
     same = WorkerHeartbeat(worker="w1", session="s1", cause="hb 1",
                            resources=mk.res(mem=128 * GiB, used=100 * GiB))
     assert s.handle(same, 2.0) == []

@@ -2,15 +2,15 @@
 session means a restarted worker."""
 import pytest
 
-from nodes.scheduler import (AssignWindow, Prepare, Requeued, Tick, UnknownRequest,
-                             UnknownWorker, WorkerAdded, WorkerDisabled, WorkerEnabled,
-                             WorkerHeartbeat, WorkerRemoved, TaskFinished)
+from zqnode.nodes.scheduler import (AssignWindow, Prepare, Requeued, Tick, UnknownRequest,
+                                    UnknownWorker, WorkerAdded, WorkerDisabled, WorkerEnabled,
+                                    WorkerHeartbeat, WorkerRemoved, TaskFinished)
 
 GiB = 1 << 30
 
 
 def hb(worker, session="s1", cause=None, **res):
-    from nodes.scheduler import WorkerResources
+    from zqnode.nodes.scheduler import WorkerResources
     r = WorkerResources(cpus=32, mem_physical=res.get("mem", 128 * GiB))
     return WorkerHeartbeat(worker=worker, session=session, resources=r,
                            cause=cause or f"hb {worker}")

@@ -6,17 +6,17 @@ import itertools
 import pytest
 import trio
 
-from bus.codec import RemoteError
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer, Request
-from nodes.config import NodeConfig
-from nodes.scheduler import SchedulerConfig
-from nodes.scheduler.messages import SectorRef, SelTask, StoragePath, WorkerInfo, WorkerResources
-from nodes.scheduler.node import LOST_AFTER_S, SchedulerNode
-from nodes.scheduler.wire import (RunningRequest, SchedAck, SchedCancel, SchedEnqueue,
-                                  SchedGetDiag, SchedSync, SchedTaskDone, SchedWorkerBeat)
-from nodes.worker.wire import WorkerAbort, WorkerAccepted, WorkerAck, WorkerPrepare, WorkerRun
+from zqnode.bus.codec import RemoteError
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer, Request
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.scheduler import SchedulerConfig
+from zqnode.nodes.scheduler.messages import SectorRef, SelTask, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.scheduler.node import LOST_AFTER_S, SchedulerNode
+from zqnode.nodes.scheduler.wire import (RunningRequest, SchedAck, SchedCancel, SchedEnqueue,
+                                         SchedGetDiag, SchedSync, SchedTaskDone, SchedWorkerBeat)
+from zqnode.nodes.worker.wire import WorkerAbort, WorkerAccepted, WorkerAck, WorkerPrepare, WorkerRun
 
 _names = itertools.count()
 GiB = 1 << 30
@@ -147,7 +147,7 @@ async def test_a_request_with_a_preparing_step_is_prepared_first(bus, nursery, t
     await mgr.call("@scheduler", job("r1", task="PC2", prepare="GET", sources=["w9"]))
     await until(lambda: w1.got)
     assert w1.got == [("prepare", "r1")] and by_worker(s)["w1"].running == (("r1", "preparing"),)
-    from nodes.scheduler.wire import SchedTaskPrepared
+    from zqnode.nodes.scheduler.wire import SchedTaskPrepared
     await w1.peer.call("@scheduler", SchedTaskPrepared(request="r1"))
     await until(lambda: "r1" in w1.runs)
     assert w1.runs["r1"].sources == ["w9"] and w1.got == [("prepare", "r1"), ("run", "r1")]
@@ -325,8 +325,8 @@ async def test_bad_input_is_refused(bus, nursery, tmp_path, autojump_clock):
 # ---- the core's TaskAdopted (added for the shell) -------------------------------------
 
 def test_core_adopts_a_running_request_and_frees_it_on_finish():
-    from nodes.scheduler import (DuplicateRequest, Scheduler, SchedulerError, TaskAdopted,
-                                 TaskFinished, UnknownWorker, WorkerJoined)
+    from zqnode.nodes.scheduler import (DuplicateRequest, Scheduler, SchedulerError, TaskAdopted,
+                                        TaskFinished, UnknownWorker, WorkerJoined)
     core = Scheduler()
     info = WorkerInfo(hostname="h", tasks=("PC1",), resources=WorkerResources(cpus=2, mem_physical=GiB),
                       resource_env={"PC1_MAX_CONCURRENT": "1"})
@@ -362,6 +362,6 @@ async def test_a_request_reported_preparing_is_not_adopted(bus, nursery, tmp_pat
     await mgr.call("@scheduler", job("r1", task="PC2", prepare="GET"))   # the manager's resend
     await until(lambda: ("prepare", "r1") in w1.got)
     del w1.running["r1"]                                   # its fetch ends; it says prepared
-    from nodes.scheduler.wire import SchedTaskPrepared
+    from zqnode.nodes.scheduler.wire import SchedTaskPrepared
     await w1.peer.call("@scheduler", SchedTaskPrepared(request="r1"))
     await until(lambda: "r1" in w1.runs)

@@ -5,13 +5,13 @@ import random
 import msgspec
 import pytest
 
-from nodes.scheduler import (AssignWindow, SchedulerConfig, Scheduler, SectorRef, SelAlloc,
-                             SelExisting, TaskFinished, TaskPrepared,
-                             SelMove, SelTask, StoragePath, TaskQueued, Tick, WorkerHeartbeat,
-                             WorkerInfo, WorkerJoined, WorkerResources)
-from nodes.scheduler.assign import run_pass
-from nodes.scheduler.messages import ASSIGNERS
-from nodes.scheduler.reference import reference_pass
+from zqnode.nodes.scheduler import (AssignWindow, SchedulerConfig, Scheduler, SectorRef, SelAlloc,
+                                    SelExisting, TaskFinished, TaskPrepared,
+                                    SelMove, SelTask, StoragePath, TaskQueued, Tick, WorkerHeartbeat,
+                                    WorkerInfo, WorkerJoined, WorkerResources)
+from zqnode.nodes.scheduler.assign import run_pass
+from zqnode.nodes.scheduler.messages import ASSIGNERS
+from zqnode.nodes.scheduler.reference import reference_pass
 
 GiB = 1 << 30
 TASKS = ["AP", "PC1", "PC2", "C1", "C2", "FIN", "GET", "RU", "WDP", "DC"]

@@ -1,5 +1,5 @@
 """Which workers each selector lets a request go to."""
-from nodes.scheduler import AssignWindow, SelAlloc, SelExisting, SelMove, SelTask
+from zqnode.nodes.scheduler import AssignWindow, SelAlloc, SelExisting, SelMove, SelTask
 
 GiB = 1 << 30
 

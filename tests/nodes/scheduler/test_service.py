@@ -2,9 +2,9 @@
 (what both the Trio shell and the simulator run)."""
 import pytest
 
-from nodes.scheduler import messages as m
-from nodes.scheduler.errors import SchedulerError
-from nodes.scheduler.service import (
+from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler.errors import SchedulerError
+from zqnode.nodes.scheduler.service import (
     LOST_AFTER_S,
     LostRun,
     NoJob,
@@ -12,7 +12,7 @@ from nodes.scheduler.service import (
     RunTwice,
     SchedulerService,
 )
-from nodes.scheduler.wire import RunningRequest, SchedEnqueue
+from zqnode.nodes.scheduler.wire import RunningRequest, SchedEnqueue
 
 GiB = 1 << 30
 SECTOR = m.SectorRef(miner=1000, number=1)

@@ -6,17 +6,17 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from bus.config import BusConfig
-from bus.hub import ZmqHub
-from bus.peer import Peer
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.chain.verifiers import FAKE
-from nodes.cli import main
-from nodes.config import NodeConfig
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.node import SealingService
-from nodes.sealing.testing import LocalTasks
-from proofs import cid, commp
+from zqnode.bus.config import BusConfig
+from zqnode.bus.hub import ZmqHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.verifiers import FAKE
+from zqnode.nodes.cli import main
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.node import SealingService
+from zqnode.nodes.sealing.testing import LocalTasks
+from zqnode.proofs import cid, commp
 from tests.threaded import trio_thread
 
 

@@ -4,16 +4,16 @@ resume/remove, restart, and the rebuild and unseal plans."""
 import msgspec
 import pytest
 
-from nodes.chain.policy import DEVNET
-from nodes.sealing import commands as C
-from nodes.sealing import events as E
-from nodes.sealing import states as S
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.core import (BadResume, InvalidTransition, PieceTooLarge, SealingCore,
-                                SealingError, UnknownSector)
-from nodes.sealing.sector import ChainFacts, MessageFact, Piece, PreCommitFact
-from nodes.sealing.table import TABLE
-from proofs import commp as commp_mod
+from zqnode.nodes.chain.policy import DEVNET
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.core import (BadResume, InvalidTransition, PieceTooLarge, SealingCore,
+                                       SealingError, UnknownSector)
+from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, Piece, PreCommitFact
+from zqnode.nodes.sealing.table import TABLE
+from zqnode.proofs import commp as commp_mod
 
 MINER = 1000
 CFG = SealingConfig(retry_base_s=10, retry_max_s=80, max_retries=5, wait_deals_s=30, ticket_margin=20)

@@ -8,20 +8,20 @@ import logging
 import pytest
 import trio
 
-from bus.codec import RemoteError
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.chain.api import BusChainAPI
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.chain.verifiers import FAKE
-from nodes.config import NodeConfig
-from nodes.sealing import states as S
-from nodes.sealing import wire as W
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.node import SealingService
-from nodes.sealing.testing import LocalTasks
-from proofs import cid, commp
+from zqnode.bus.codec import RemoteError
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.verifiers import FAKE
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.node import SealingService
+from zqnode.nodes.sealing.testing import LocalTasks
+from zqnode.proofs import cid, commp
 
 _names = itertools.count()
 MINER = 1000
@@ -81,7 +81,7 @@ def states(svc):
 
 def landed(chain, method, number) -> list[str]:
     """Ids of the messages calling `method` for sector `number` that succeeded on chain."""
-    from nodes.chain.messages import decode_params
+    from zqnode.nodes.chain.messages import decode_params
     return [m.id for ts in chain.chain.tipsets for m, r in zip(ts.messages, ts.receipts)
             if m.method == method and r.exit_code == 0
             and decode_params(m.method, m.params).sector_number == number]

@@ -4,15 +4,15 @@ from types import SimpleNamespace
 
 import msgspec
 
-from nodes.chain import messages as M
-from nodes.chain.policy import DEVNET
-from nodes.chain.randomness import DomainTag, address_entropy
-from nodes.sealing import commands as C
-from nodes.sealing import events as E
-from nodes.sealing import procedures as P
-from nodes.sealing import states as S
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.core import SealingCore
+from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.policy import DEVNET
+from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.sealing import commands as C
+from zqnode.nodes.sealing import events as E
+from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.core import SealingCore
 
 MINER = 1000
 ENTROPY = address_entropy(MINER)

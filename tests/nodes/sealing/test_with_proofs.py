@@ -8,17 +8,17 @@ import itertools
 import pytest
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.chain.node import ChainConfig, ChainNode
-from nodes.config import NodeConfig
-from nodes.sealing import states as S
-from nodes.sealing import wire as W
-from nodes.sealing.config import SealingConfig
-from nodes.sealing.node import SealingService
-from nodes.sealing.testing import LocalTasks
-from proofs import cid
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.sealing import states as S
+from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.sealing.node import SealingService
+from zqnode.nodes.sealing.testing import LocalTasks
+from zqnode.proofs import cid
 
 _names = itertools.count()
 MINER = 1000

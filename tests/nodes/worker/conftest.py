@@ -1,11 +1,11 @@
 """Shared by the worker tests: the manager, the scheduler and the chain as a worker sees them."""
 import pytest
 
-from bus.codec import ErrorCode
-from bus.config import BusConfig
-from bus.peer import Peer, Refused, Request
-from nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted, MgrAck, ReturnAck
-from nodes.scheduler.wire import SchedAck, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from zqnode.bus.codec import ErrorCode
+from zqnode.bus.config import BusConfig
+from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted, MgrAck, ReturnAck
+from zqnode.nodes.scheduler.wire import SchedAck, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
 from tests.chain_stand_in import ChainStandIn
 
 

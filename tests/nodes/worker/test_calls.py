@@ -1,8 +1,8 @@
 """nodes.worker.calls: what a call still needs, and what the scheduler counts as running."""
-from nodes.scheduler.messages import SectorRef
-from nodes.scheduler.wire import RunningRequest
-from nodes.worker import calls
-from nodes.worker.store import ACCEPTED, DONE, DROPPED, RUNNING, Call
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.worker import calls
+from zqnode.nodes.worker.store import ACCEPTED, DONE, DROPPED, RUNNING, Call
 
 
 def call(work_id="w1", state=ACCEPTED, task="PC1", **kw):

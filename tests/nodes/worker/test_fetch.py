@@ -7,13 +7,13 @@ import os
 
 import pytest
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer, Refused, Request
-from nodes.scheduler.messages import SectorRef
-from nodes.fetched import Expected
-from nodes.worker.fetch import MAX_CHUNK, FetchError, check_fetched, fetch_sector, list_files, read_chunk
-from nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.fetched import Expected
+from zqnode.nodes.worker.fetch import MAX_CHUNK, FetchError, check_fetched, fetch_sector, list_files, read_chunk
+from zqnode.nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
 
 _names = itertools.count()
 SECTOR = SectorRef(miner=1000, number=7)
@@ -47,7 +47,7 @@ class Holder:
         self.peer.on(WorkerFetch, self._fetch)
 
     async def _files(self, req: Request):
-        from nodes.worker.fetch import serve_files
+        from zqnode.nodes.worker.fetch import serve_files
         return serve_files(self.dir)
 
     async def _fetch(self, req: Request):

@@ -7,18 +7,18 @@ import sqlite3
 import pytest
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from bus.peer import Peer
-from nodes.chain.miner import SectorView
-from nodes.config import NodeConfig
-from nodes.observe import catalog as K
-from nodes.scheduler.messages import SectorRef, WorkerResources
-from nodes.worker import params as P
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import InlineExecutor
-from nodes.worker.node import WorkerNode
-from nodes.worker.wire import (
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.bus.peer import Peer
+from zqnode.nodes.chain.miner import SectorView
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.observe import catalog as K
+from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import InlineExecutor
+from zqnode.nodes.worker.node import WorkerNode
+from zqnode.nodes.worker.wire import (
     WorkerAbort,
     WorkerAccepted,
     WorkerListCalls,
@@ -26,12 +26,12 @@ from nodes.worker.wire import (
     WorkerRun,
     WorkerSetTask,
 )
-from proofs import cid
+from zqnode.proofs import cid
 
 _names = itertools.count()
 GiB = 1 << 30
 K2 = 2048
-TABLE = "nodes.worker.fake_tasks"
+TABLE = "zqnode.nodes.worker.fake_tasks"
 
 
 @pytest.fixture
@@ -266,7 +266,7 @@ async def test_fetched_unsealed_data_of_a_proven_sector_is_checked_against_the_c
 
 
 async def test_tasks_enable_and_disable(bus, fakes, nursery, tmp_path, autojump_clock):
-    from bus.codec import RemoteError
+    from zqnode.bus.codec import RemoteError
     w = make_worker(bus, tmp_path, tasks=["AP", "PC1"])
     await nursery.start(w.run)
     with pytest.raises(RemoteError) as refused:          # an operator's command, not a node's

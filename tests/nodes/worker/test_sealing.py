@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from nodes.worker import params as P
-from nodes.worker.sealing import TASKS
-from nodes.worker.task import TaskContext, TaskInput, execute
-from proofs.porep import verify_seal
-from proofs.sector import load_meta
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.sealing import TASKS
+from zqnode.nodes.worker.task import TaskContext, TaskInput, execute
+from zqnode.proofs.porep import verify_seal
+from zqnode.proofs.sector import load_meta
 
 TICKET, SEED = bytes(range(32)), bytes(range(32, 64))
 
@@ -50,13 +50,13 @@ def test_a_sector_sealed_through_the_table_verifies_and_reruns_are_harmless(tmp_
 
 def test_execute_turns_a_stage_error_into_a_failed_output(tmp_path):
     c = ctx(tmp_path, 9)
-    inp = TaskInput(table="nodes.worker.sealing", task="PC2", work_id="w", call_id="c", worker="w1",
+    inp = TaskInput(table="zqnode.nodes.worker.sealing", task="PC2", work_id="w", call_id="c", worker="w1",
                     miner=1000, number=9, sector_size=2048, sector_dir=str(c.sector_dir),
                     repo=str(tmp_path), params=P.encode(P.PC2Params()), backend="cpu")
     out = execute(inp)
     assert not out.ok and out.error.startswith("SectorError:") and "sector.json" in out.error
     unknown = execute(TaskInput(**{**{f: getattr(inp, f) for f in inp.__struct_fields__}, "task": "GET"}))
-    assert not unknown.ok and unknown.error == "task type GET is not in nodes.worker.sealing"
+    assert not unknown.ok and unknown.error == "task type GET is not in zqnode.nodes.worker.sealing"
     assert not Path(c.sector_dir).exists()
 
 

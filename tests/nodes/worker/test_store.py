@@ -2,8 +2,8 @@
 change nothing."""
 import pytest
 
-from nodes.scheduler.messages import SectorRef
-from nodes.worker.store import CallStore, CallStoreError
+from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.worker.store import CallStore, CallStoreError
 
 S1 = SectorRef(miner=1000, number=1)
 

@@ -11,21 +11,21 @@ import time
 
 import trio
 
-from bus.config import BusConfig
-from bus.memory import MemoryHub
-from nodes.config import NodeConfig
-from nodes.scheduler.messages import SectorRef, WorkerResources
-from nodes.worker import params as P
-from nodes.worker.config import WorkerConfig
-from nodes.worker.executor import SubprocessExecutor
-from nodes.worker.node import WorkerNode
-from nodes.worker.task import TaskInput
-from nodes.worker.wire import WorkerAbort, WorkerRun
+from zqnode.bus.config import BusConfig
+from zqnode.bus.memory import MemoryHub
+from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.worker import params as P
+from zqnode.nodes.worker.config import WorkerConfig
+from zqnode.nodes.worker.executor import SubprocessExecutor
+from zqnode.nodes.worker.node import WorkerNode
+from zqnode.nodes.worker.task import TaskInput
+from zqnode.nodes.worker.wire import WorkerAbort, WorkerRun
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 _names = itertools.count()
-TABLE = "nodes.worker.fake_tasks"
+TABLE = "zqnode.nodes.worker.fake_tasks"
 
 
 def task_input(tmp_path, task="AP", params=None, call_id="call-1") -> TaskInput:
@@ -106,7 +106,7 @@ async def test_aborting_a_call_kills_the_computation(tmp_path, monkeypatch, nurs
 
 _CHILD = """
 import os, sys, time
-from nodes.worker.task import _die_with_parent
+from zqnode.nodes.worker.task import _die_with_parent
 _die_with_parent(int(sys.argv[1]), every_s=0.05)
 time.sleep(float(sys.argv[2]))
 open(sys.argv[3], "w").write("done")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from proofs.gpu.device import find_nvcc
-from proofs.gpu.launch import Limits, Ptr, Scalar
-from proofs.gpu.sources import CUDA_DIR, MODULES, module_source
+from zqnode.proofs.gpu.device import find_nvcc
+from zqnode.proofs.gpu.launch import Limits, Ptr, Scalar
+from zqnode.proofs.gpu.sources import CUDA_DIR, MODULES, module_source
 
 HERE = Path(__file__).resolve().parent
 NVCC = find_nvcc()

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from proofs import poseidon, ptree
-from proofs.gpu import poseidon as gp
+from zqnode.proofs import poseidon, ptree
+from zqnode.proofs.gpu import poseidon as gp
 
 from .conftest import HARNESS_LIMITS, HarnessExecutor
 

@@ -11,9 +11,9 @@ import random
 import numpy as np
 import pytest
 
-from proofs import commp as cpu_commp
-from proofs import merkle, poseidon, ptree
-from proofs.poseidon_constants import P
+from zqnode.proofs import commp as cpu_commp
+from zqnode.proofs import merkle, poseidon, ptree
+from zqnode.proofs.poseidon_constants import P
 
 pytestmark = pytest.mark.gpu
 
@@ -23,11 +23,11 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def backend():
-    import proofs.gpu
-    usable, reason = proofs.gpu.available()
+    from zqnode.proofs import gpu
+    usable, reason = gpu.available()
     if not usable:
         pytest.skip(f"no GPU: {reason}")
-    with proofs.gpu.CudaBackend() as b:
+    with gpu.CudaBackend() as b:
         yield b
 
 
@@ -82,8 +82,8 @@ def test_commp_check_values(backend):
 
 
 def test_commp_on_device(backend):
-    from proofs.gpu import sha254
-    from proofs.gpu.launch import Ptr
+    from zqnode.proofs.gpu import sha254
+    from zqnode.proofs.gpu.launch import Ptr
     ex = backend.executor
     payload = os.urandom(5 * MiB + 99)
     raw = ex.alloc(len(payload) + 256)

@@ -1,10 +1,10 @@
 """The lotus-bench 2 KiB seal check values (PROOFS.md section 5) through the GPU code paths,
 run on the host harness: CPU labels, then tree-c, tree-r-last and comm_r from proofs.gpu."""
-from proofs.cid import sealed_cid
-from proofs.gpu import poseidon as gpu
-from proofs.gpu import sha254
-from proofs.sdr.cache import Graph
-from proofs.sdr.labels import label_layers
+from zqnode.proofs.cid import sealed_cid
+from zqnode.proofs.gpu import poseidon as gpu
+from zqnode.proofs.gpu import sha254
+from zqnode.proofs.sdr.cache import Graph
+from zqnode.proofs.sdr.labels import label_layers
 
 REPLICA_ID = bytes.fromhex("2940faa406e4c6cbad015e2b08e76fd9e3b0e5b852cea7f8174c02ba33039a01")
 

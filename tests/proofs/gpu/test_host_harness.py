@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from proofs import fr32, merkle, poseidon
-from proofs.gpu import constants
-from proofs.poseidon_constants import P
+from zqnode.proofs import fr32, merkle, poseidon
+from zqnode.proofs.gpu import constants
+from zqnode.proofs.poseidon_constants import P
 
 RNG = random.Random(20240611)
 EDGES = [0, 1, 2, P - 1, P - 2, (P - 1) // 2, 1 << 254, (1 << 254) - 1, constants.MONTGOMERY_R, 5]
@@ -95,7 +95,7 @@ def test_constant_layout_agrees_with_the_blob(hx, arity):
 
 def _harness_hash(hx, arity, rows):
     """Poseidon of each row through the poseidon_<arity> kernel body on the harness."""
-    from proofs.gpu import poseidon as gpu_poseidon
+    from zqnode.proofs.gpu import poseidon as gpu_poseidon
     return gpu_poseidon.hash_many(hx, rows, arity)
 
 
@@ -113,8 +113,8 @@ def test_poseidon_permutation_matches_cpu(hx, arity):
 
 
 def test_fr32_pad_matches_cpu_for_partial_and_whole_blocks(hx):
-    from proofs.gpu.launch import Ptr
-    from proofs.gpu.sha254 import fr32_launch
+    from zqnode.proofs.gpu.launch import Ptr
+    from zqnode.proofs.gpu.sha254 import fr32_launch
     for chunks in (1, 3, 31, 32, 33, 64, 70):
         raw = RNG.randbytes(127 * chunks)
         src = hx.alloc(-(-len(raw) // 4) * 4)  # the kernel's contract: readable to a multiple of 4

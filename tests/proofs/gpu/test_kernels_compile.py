@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from proofs.gpu import sources
-from proofs.gpu.device import find_nvcc
+from zqnode.proofs.gpu import sources
+from zqnode.proofs.gpu.device import find_nvcc
 
 NVCC = find_nvcc()
 

@@ -1,14 +1,12 @@
 """proofs.gpu without a GPU: lazy imports, clear unavailability, constants from the CPU code."""
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import proofs.gpu
-from proofs import poseidon
-from proofs.gpu import constants
-from proofs.poseidon_constants import P, params
+from zqnode.proofs import gpu, poseidon
+from zqnode.proofs.gpu import constants
+from zqnode.proofs.poseidon_constants import P, params
 
 
 def test_importing_the_package_does_not_import_pycuda(tmp_path):
@@ -16,33 +14,34 @@ def test_importing_the_package_does_not_import_pycuda(tmp_path):
     fake = tmp_path / "pycuda"
     fake.mkdir()
     (fake / "__init__.py").write_text("import builtins\nbuiltins.PYCUDA_IMPORTED = True\n")
-    code = ("import builtins, proofs.gpu, proofs.gpu.backend, proofs.gpu.device, proofs.gpu.sha254, "
-            "proofs.gpu.poseidon, proofs.gpu.post, proofs.gpu.sources, proofs.gpu.constants\n"
+    code = ("import builtins, zqnode.proofs.gpu as gpu, zqnode.proofs.gpu.backend, zqnode.proofs.gpu.device, "
+            "zqnode.proofs.gpu.sha254, zqnode.proofs.gpu.poseidon, zqnode.proofs.gpu.post, "
+            "zqnode.proofs.gpu.sources, zqnode.proofs.gpu.constants\n"
             "assert not hasattr(builtins, 'PYCUDA_IMPORTED'), 'imported at import time'\n"
-            "usable, reason = proofs.gpu.available()\n"
+            "usable, reason = gpu.available()\n"
             "assert hasattr(builtins, 'PYCUDA_IMPORTED') and not usable, reason\n")
-    env = {"PYTHONPATH": f"{tmp_path}:{Path(proofs.gpu.__file__).resolve().parents[2]}", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}     # zqnode: the installed package
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
 
 
 def test_available_gives_a_reason_when_there_is_no_device():
-    usable, reason = proofs.gpu.available()
+    usable, reason = gpu.available()
     assert isinstance(usable, bool) and reason
     if not usable:
-        with pytest.raises(proofs.gpu.GpuUnavailable, match=reason[:20]):
-            proofs.gpu.CudaBackend()
+        with pytest.raises(gpu.GpuUnavailable, match=reason[:20]):
+            gpu.CudaBackend()
 
 
 def test_unknown_attribute():
     with pytest.raises(AttributeError):
-        _ = proofs.gpu.nothing_here
+        _ = gpu.nothing_here
 
 
 def test_pycuda_missing_is_reported(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", None)  # makes `import pycuda...` fail
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
-    usable, reason = proofs.gpu.available()
+    usable, reason = gpu.available()
     assert not usable and "pycuda" in reason and "gpu" in reason
 
 
@@ -70,5 +69,5 @@ def test_montgomery_round_trip():
 
 
 def test_cpu_and_gpu_agree_on_supported_arities():
-    from proofs.gpu.poseidon import GPU_ARITIES
+    from zqnode.proofs.gpu.poseidon import GPU_ARITIES
     assert set(GPU_ARITIES) <= set(poseidon.ARITIES)

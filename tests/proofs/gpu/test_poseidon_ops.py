@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from proofs import poseidon, ptree
-from proofs.gpu import poseidon as gpu
-from proofs.poseidon_constants import P
+from zqnode.proofs import poseidon, ptree
+from zqnode.proofs.gpu import poseidon as gpu
+from zqnode.proofs.poseidon_constants import P
 
 RNG = random.Random(11)
 
@@ -135,7 +135,7 @@ def test_tree_r_last_rejects_bad_input(hx):
 
 
 def test_synthetic_fill_matches_its_host_twin(hx):
-    from proofs.gpu.launch import Ptr
+    from zqnode.proofs.gpu.launch import Ptr
     buf = hx.alloc(32 * 100)
     hx.launch(gpu.synthetic_launch(Ptr(buf), 100, 42))
     data = hx.read(Ptr(buf), 32 * 100).tobytes()

@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from proofs import ptree
-from proofs.gpu import post
-from proofs.poseidon_constants import P
+from zqnode.proofs import ptree
+from zqnode.proofs.gpu import post
+from zqnode.proofs.poseidon_constants import P
 
 RNG = random.Random(5)
 

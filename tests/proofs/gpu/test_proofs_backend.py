@@ -2,13 +2,13 @@
 a whole seal, C1 and WindowPoSt give the CPU's bytes."""
 import pytest
 
-from proofs import backend, post, seal
-from proofs.gpu import GpuProofsBackend
+from zqnode.proofs import backend, post, seal
+from zqnode.proofs.gpu import GpuProofsBackend
 
 
 def test_auto_falls_back_to_the_cpu_and_cuda_says_why():
     assert backend.get_backend("auto").name in ("cpu", "cuda")
-    ok, reason = __import__("proofs.gpu", fromlist=["available"]).available()
+    ok, reason = __import__("zqnode.proofs.gpu", fromlist=["available"]).available()
     if not ok:
         with pytest.raises(backend.BackendUnavailable, match="cuda backend not available"):
             backend.get_backend("cuda")

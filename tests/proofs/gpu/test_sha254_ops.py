@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from proofs import commp as cpu_commp
-from proofs import merkle
-from proofs.gpu import sha254
-from proofs.gpu.launch import Limits, Ptr
+from zqnode.proofs import commp as cpu_commp
+from zqnode.proofs import merkle
+from zqnode.proofs.gpu import sha254
+from zqnode.proofs.gpu.launch import Limits, Ptr
 
 RNG = random.Random(7)
 

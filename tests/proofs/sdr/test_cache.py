@@ -3,9 +3,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from proofs.params import ApiVersion, porep_id
-from proofs.sdr import cache as cache_mod
-from proofs.sdr.cache import (
+from zqnode.proofs.params import ApiVersion, porep_id
+from zqnode.proofs.sdr import cache as cache_mod
+from zqnode.proofs.sdr.cache import (
     DEGREE, Graph, ParentCacheError, cache_path, file_sha256, graph_parents, parent_cache,
 )
 

@@ -3,7 +3,7 @@ import struct
 import numpy as np
 import pytest
 
-from proofs.sdr.chacha import chacha_block, chacha_blocks, words_to_u64
+from zqnode.proofs.sdr.chacha import chacha_block, chacha_blocks, words_to_u64
 
 # draft-strombergson-chacha-test-vectors TC1: ChaCha8, all-zero 256-bit key and 64-bit IV.
 CHACHA8_TC1 = bytes.fromhex(

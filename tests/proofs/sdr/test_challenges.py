@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from proofs.sdr.challenges import (
+from zqnode.proofs.sdr.challenges import (
     ChallengeError, interactive_challenges, ni_challenges, porep_challenges,
 )
 

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from proofs.params import ApiVersion, porep_id
-from proofs.sdr.chacha import chacha_block
-from proofs.sdr.drg import base_parents, drg_seed
+from zqnode.proofs.params import ApiVersion, porep_id
+from zqnode.proofs.sdr.chacha import chacha_block
+from zqnode.proofs.sdr.drg import base_parents, drg_seed
 
 NEW, LEGACY = ApiVersion.V1_1_0, ApiVersion.V1_0_0
 

@@ -4,8 +4,8 @@ import struct
 import numpy as np
 import pytest
 
-from proofs.params import ApiVersion, porep_id
-from proofs.sdr.feistel import (
+from zqnode.proofs.params import ApiVersion, porep_id
+from zqnode.proofs.sdr.feistel import (
     FeistelPermutation, expander_parents, expander_permutation, feistel_keys, half_bits,
 )
 

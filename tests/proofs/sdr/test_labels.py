@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from proofs.params import ApiVersion
-from proofs.sdr.cache import Graph, graph_parents
-from proofs.sdr.labels import (
+from zqnode.proofs.params import ApiVersion
+from zqnode.proofs.sdr.cache import Graph, graph_parents
+from zqnode.proofs.sdr.labels import (
     LabelError, label_layer, label_layers, layer_path, node_label, open_layer, open_layers,
 )
 
@@ -60,7 +60,7 @@ def test_matches_reference_labeller(tmp_path, api):
 
 
 def test_chunked_labelling_matches_reference(tmp_path, monkeypatch):
-    from proofs.sdr import labels as labels_mod
+    from zqnode.proofs.sdr import labels as labels_mod
     monkeypatch.setattr(labels_mod, "_CHUNK_NODES", 48)      # chunks that split the graph
     graph = Graph(200, bytes([3]) * 32, ApiVersion.V1_1_0)
     got = label_layers(bytes(32), graph, 2, tmp_path / "s", parent_cache_dir=tmp_path / "pc")
