@@ -10,7 +10,7 @@ VERIFIERS = ("proofs", "fake", "accept")
 
 class ChainConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     genesis: Genesis = msgspec.field(default_factory=Genesis)   # the chain's first tipset; fixed once created
-    verifier: str = "proofs"           # proofs (proofs.porep / proofs.post) | fake | accept
+    verifier: str = "proofs"           # proofs (zqnode.proofs.porep / zqnode.proofs.post) | fake | accept
     epoch_seconds: float = 0.0         # 0: the network policy's
     allow_reorg: bool | None = None    # None: on the devnet network only
     allow_rollback: bool = False       # start even though the database is below a head

@@ -22,7 +22,7 @@ LOCAL_MODES = ("thread", "process")
 class ProverConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How WindowPoSt proofs are computed.
 
-    kind: `local` (proofs.post in this process: a worker thread or a process pool),
+    kind: `local` (zqnode.proofs.post in this process: a worker thread or a process pool),
     `fake` (proofs the chain's FAKE verifier accepts: devnets without real sectors), or
     `scheduler` (WDP tasks on the cluster's workers, one per partition)."""
     kind: str = "local"                # local | fake | scheduler (see above)
