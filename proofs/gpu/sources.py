@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-#: cuda/ at the repository root: proofs/gpu/sources.py -> parents[2].
+#: cuda/ beside proofs/ (proofs/gpu/sources.py -> parents[2]): the repository root in a
+#: checkout or an editable install, site-packages/zqnode otherwise (setup.py ships it).
 CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 #: The kernel modules: cuda/<name>.cu.
 MODULES = ("sha254", "poseidon", "post")
