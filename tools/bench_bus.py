@@ -20,10 +20,7 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 PAYLOAD = b"x" * 64          # with topic and envelope, ~100 bytes on the wire
 NAMES = ("server", "client", "publisher", "subscriber")

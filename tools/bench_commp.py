@@ -19,13 +19,10 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zqnode.proofs import fr32
 from zqnode.proofs.commp import DEFAULT_CHUNK, commp

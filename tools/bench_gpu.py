@@ -20,13 +20,9 @@ Without a device (or PyCUDA) it prints why, with the CPU figures, and exits 0.
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zqnode.proofs import commp as cpu_commp
 from zqnode.proofs import poseidon, ptree

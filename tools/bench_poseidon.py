@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import platform
 import random
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from zqnode.proofs import poseidon as ps  # noqa: E402
+from zqnode.proofs import poseidon as ps
 
 ARITIES = (2, 8, 11)
 # An 8 MiB sector's PC2: tree-c columns (2^18 arity-2 hashes), then tree-c and tree-r-last

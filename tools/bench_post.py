@@ -23,17 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import msgspec
 
-import msgspec  # noqa: E402
-
-from zqnode.proofs import post, seal  # noqa: E402
-from zqnode.proofs import sector as layout  # noqa: E402
+from zqnode.proofs import post, seal
+from zqnode.proofs import sector as layout
 
 MINER, SEAL_PROOF = 1000, 5            # StackedDrg2KiBV1_1
 RAW_RANDOMNESS = bytes(range(32))

@@ -18,22 +18,19 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import pathlib
 import random
 import sys
 import time
 
 import msgspec
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from zqnode.nodes.scheduler import core as core_module  # noqa: E402
-from zqnode.nodes.scheduler import (SchedulerConfig, Scheduler, SectorRef, SelAlloc,  # noqa: E402
+from zqnode.nodes.scheduler import core as core_module
+from zqnode.nodes.scheduler import (SchedulerConfig, Scheduler, SectorRef, SelAlloc,
                                     SelExisting, SelMove, SelTask, StoragePath, TaskFinished,
                                     TaskPrepared, TaskQueued,
                                     WorkerInfo, WorkerJoined, WorkerResources)
-from zqnode.nodes.scheduler.assign import run_pass  # noqa: E402
-from zqnode.nodes.scheduler.reference import reference_pass  # noqa: E402
+from zqnode.nodes.scheduler.assign import run_pass
+from zqnode.nodes.scheduler.reference import reference_pass
 
 GiB = 1 << 30
 SIZES = [(32 * GiB, 0.85), (64 * GiB, 0.10), (512 << 20, 0.05)]

@@ -20,11 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from zqnode.proofs.params import SEAL_PROOFS, SealFeature, sector_params  # noqa: E402
-from zqnode.proofs.sdr.cache import Graph, cache_path, file_sha256, parent_cache  # noqa: E402
-from zqnode.proofs.sdr.labels import label_layers  # noqa: E402
+from zqnode.proofs.params import SEAL_PROOFS, SealFeature, sector_params
+from zqnode.proofs.sdr.cache import Graph, cache_path, file_sha256, parent_cache
+from zqnode.proofs.sdr.labels import label_layers
 
 MESSAGE_BYTES = 64 + 37 * 32
 

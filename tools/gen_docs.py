@@ -8,13 +8,11 @@ message kind's fields).
 import pathlib
 import sys
 
+from zqnode.nodes.configdoc import reference_markdown as config_reference
+from zqnode.nodes.messagedoc import reference_markdown as messages_reference
+from zqnode.nodes.observe.catalog import reference_markdown as metrics_reference
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from zqnode.nodes.configdoc import reference_markdown as config_reference  # noqa: E402
-from zqnode.nodes.messagedoc import reference_markdown as messages_reference  # noqa: E402
-from zqnode.nodes.observe.catalog import reference_markdown as metrics_reference  # noqa: E402
-
 PAGES = {"docs/config.md": config_reference, "docs/metrics.md": metrics_reference,
          "docs/messages.md": messages_reference}
 
