@@ -1,6 +1,7 @@
 """The one way a node opens its SQLite file: WAL (readers such as `zqnode status` never
 block the node), autocommit (a store method opens its own transaction where it writes
 several rows), the schema created if missing."""
+import contextlib
 import pathlib
 import sqlite3
 
@@ -26,6 +27,19 @@ class SqliteStore:
 
     def close(self) -> None:
         self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Rows written inside go to disk together or not at all. IMMEDIATE takes the
+        write lock at once, so a reader never sees half of them and two writers never
+        deadlock upgrading."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def decoded(self, decoder, blob, what: str):
         """`blob` decoded, or StoreDamaged naming the file and the row: a damaged

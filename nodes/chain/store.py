@@ -3,8 +3,6 @@ finality epochs, the message pool and the fork counter. Each head change and eac
 message is one transaction, committed before anyone hears of it."""
 from __future__ import annotations
 
-import sqlite3
-
 import msgspec
 
 from zqnode.nodes.chain.core import Chain, Genesis, HeadChange
@@ -34,7 +32,7 @@ class ChainStore(SqliteStore):
 
     def create(self, chain: Chain) -> None:
         """Record a new chain (its genesis tipset and state)."""
-        with self._tx():
+        with self.transaction():
             self.db.execute("INSERT INTO meta VALUES ('genesis', ?)", (_enc.encode(chain.genesis),))
             self.db.execute("INSERT INTO meta VALUES ('fork', ?)", (_enc.encode(chain.fork),))
             self._insert(chain, chain.tipsets)
@@ -51,7 +49,7 @@ class ChainStore(SqliteStore):
                              fork=fork)
 
     def save_change(self, chain: Chain, change: HeadChange) -> None:
-        with self._tx():
+        with self.transaction():
             if change.reverted:
                 first = min(t.epoch for t in change.reverted)
                 self.db.execute("DELETE FROM tipsets WHERE epoch >= ?", (first,))
@@ -65,7 +63,7 @@ class ChainStore(SqliteStore):
                                 [(i, _enc.encode(m)) for i, m in chain.pool.items()])
 
     def add_message(self, msg: Message) -> None:
-        with self._tx():
+        with self.transaction():
             self.db.execute("INSERT INTO pool (id, body) VALUES (?, ?)", (msg.id, _enc.encode(msg)))
 
     def _insert(self, chain: Chain, tipsets: list[Tipset]) -> None:
@@ -73,17 +71,3 @@ class ChainStore(SqliteStore):
                             [(t.epoch, _enc.encode(t)) for t in tipsets])
         self.db.executemany("INSERT INTO states VALUES (?, ?)",
                             [(t.epoch, chain.state_blob(t.epoch)) for t in tipsets])
-
-    def _tx(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, *exc):
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -33,8 +33,7 @@ class ManagerStore(SqliteStore):
         rows = [c for c in commands if isinstance(c, (Save, Delete, Located))]
         if not rows:
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             for c in rows:
                 if isinstance(c, Save):
                     self.db.execute("INSERT OR REPLACE INTO works VALUES (?, ?, ?)",
@@ -44,7 +43,3 @@ class ManagerStore(SqliteStore):
                 else:
                     self.db.execute("INSERT OR REPLACE INTO locations VALUES (?, ?, ?)",
                                     (c.miner, c.number, c.worker))
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")

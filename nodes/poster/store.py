@@ -136,11 +136,6 @@ class PosterStore(SqliteStore):
 
     def prune(self, before_open: int) -> None:
         """Forget proofs and messages of deadlines that opened before `before_open`."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction():
             self.db.execute("DELETE FROM proofs WHERE open < ?", (before_open,))
             self.db.execute("DELETE FROM messages WHERE open < ?", (before_open,))
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")

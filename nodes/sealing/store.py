@@ -70,7 +70,7 @@ class SealingStore(SqliteStore):
 
     # -- sectors ------------------------------------------------------------------------------
     def save(self, info: SectorInfo, log: list[LogEntry], next_number: int) -> None:
-        with self._tx():
+        with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO sectors (number, state, info, updated) "
                             "VALUES (?, ?, ?, ?)", (info.number, info.state, _enc.encode(info),
                                                     info.updated))
@@ -106,7 +106,7 @@ class SealingStore(SqliteStore):
     # -- messages ----------------------------------------------------------------------------------
     def add_message(self, *, msg_id: str, number: int, key: str, nonce: int, body: bytes,
                     created: float) -> None:
-        with self._tx():
+        with self.transaction():
             self.db.execute("INSERT OR REPLACE INTO messages (msg_id, number, key, nonce, body, status, "
                             "error, created) VALUES (?, ?, ?, ?, ?, 'prepared', '', ?)",
                             (msg_id, number, key, nonce, body, created))
@@ -126,18 +126,3 @@ class SealingStore(SqliteStore):
         rows = self.db.execute(sql + " ORDER BY created DESC, rowid DESC", args).fetchall()
         return [StoredMessage(msg_id=r[0], number=r[1], key=r[2], nonce=r[3], body=bytes(r[4]),
                               status=r[5], error=r[6], created=r[7]) for r in rows]
-
-    def _tx(self):
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db):
-        self.db = db
-
-    def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb):
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
-        return False
