@@ -212,8 +212,8 @@ class Cluster:
         n = 0
         for path in self.worker_dbs().values():
             try:
-                n += sum(1 for c in checks.worker_calls(path) if c["state"] == "done" and c["ok"]
-                         and not c["returned"])
+                n += sum(1 for c in checks.worker_calls(path) if c.state == "done" and c.ok
+                         and not c.returned)
             except (FileNotFoundError, sqlite3.Error):
                 pass
         return n

@@ -35,6 +35,7 @@ task runs and re-runs, and the task time thrown away, per task type and why.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sqlite3
@@ -46,6 +47,9 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain import miner as actor
 from zqnode.nodes.chain.core import Chain, ChainState, Genesis, Verifiers
 from zqnode.nodes.chain.policy import deadline_info
+from zqnode.nodes.chain.store import ChainStore
+from zqnode.nodes.sealing.store import SealingStore
+from zqnode.nodes.worker.store import Call, CallStore
 
 INVARIANTS = ("sectors_proving_once", "results_once", "deadlines_made", "databases_intact")
 
@@ -55,32 +59,27 @@ class Violation(msgspec.Struct, frozen=True):
     detail: str
 
 
-def _connect(path: pathlib.Path) -> sqlite3.Connection:
+@contextlib.contextmanager
+def _opened(store_class, path: pathlib.Path):
+    """A node's store, read through its own class (never created here when missing)."""
     if not pathlib.Path(path).exists():
         raise FileNotFoundError(f"no database at {path}")
-    return sqlite3.connect(path, timeout=10)
+    store = store_class(path)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def read_tipsets(chain_db: pathlib.Path) -> tuple[Genesis, list[M.Tipset]]:
-    db = _connect(chain_db)
-    try:
-        genesis = msgspec.msgpack.decode(
-            db.execute("SELECT v FROM meta WHERE k = 'genesis'").fetchone()[0], type=Genesis)
-        tipsets = [msgspec.msgpack.decode(b, type=M.Tipset)
-                   for (b,) in db.execute("SELECT body FROM tipsets ORDER BY epoch")]
-    finally:
-        db.close()
-    return genesis, tipsets
+    with _opened(ChainStore, chain_db) as store:
+        return store.genesis(), store.tipsets()
 
 
 def head_state(chain_db: pathlib.Path) -> tuple[int, ChainState]:
     """The head epoch and the chain state after it."""
-    db = _connect(chain_db)
-    try:
-        epoch, body = db.execute("SELECT epoch, body FROM states ORDER BY epoch DESC LIMIT 1").fetchone()
-    finally:
-        db.close()
-    return epoch, msgspec.msgpack.decode(body, type=ChainState)
+    with _opened(ChainStore, chain_db) as store:
+        return store.head_state()
 
 
 def next_closes(genesis: Genesis, state: ChainState, miner: int, from_epoch: int) -> dict[int, int]:
@@ -113,21 +112,15 @@ SEALED = ("Proving", "Faulty", "FaultReported")   # sealed and on chain (maybe f
 
 
 def sealing_states(sealing_db: pathlib.Path) -> dict[int, str]:
-    db = _connect(sealing_db)
-    try:
-        return dict(db.execute("SELECT number, state FROM sectors"))
-    finally:
-        db.close()
+    with _opened(SealingStore, sealing_db) as store:
+        return {s.number: s.state for s in store.sectors()}
 
 
 def times_finalized(sealing_db: pathlib.Path) -> dict[int, int]:
-    """Per sector, how often its log records FinalizeSector -> Proving."""
-    db = _connect(sealing_db)
-    try:
-        return dict(db.execute("SELECT number, count(*) FROM sector_log WHERE event = 'Finalized' "
-                               "AND state = 'Proving' GROUP BY number"))
-    finally:
-        db.close()
+    """Per sector, how often its log records Finalized -> Proving."""
+    with _opened(SealingStore, sealing_db) as store:
+        return {s.number: n for s in store.sectors()
+                if (n := sum(1 for e in store.log(s.number) if (e.event, e.state) == ("Finalized", "Proving")))}
 
 
 def check_sectors(chain_db: pathlib.Path, sealing_db: pathlib.Path, pledged: list[int],
@@ -167,14 +160,9 @@ def read_task_log(task_log: pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in task_log.read_text().splitlines() if line.strip()]
 
 
-def worker_calls(worker_db: pathlib.Path) -> list[dict]:
-    db = _connect(worker_db)
-    try:
-        db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute(
-            "SELECT call_id, work_id, task, number, state, runs, ok, returned FROM calls")]
-    finally:
-        db.close()
+def worker_calls(worker_db: pathlib.Path) -> list[Call]:
+    with _opened(CallStore, worker_db) as store:
+        return store.calls()
 
 
 def check_results(task_log: pathlib.Path, worker_dbs: dict[str, pathlib.Path]) -> tuple[list[Violation], dict]:
@@ -208,13 +196,13 @@ def check_results(task_log: pathlib.Path, worker_dbs: dict[str, pathlib.Path]) -
     for worker, path in sorted(worker_dbs.items()):
         for c in worker_calls(path):
             calls += 1
-            if starts.get(c["call_id"], 0) > c["runs"]:
-                out.append(Violation(name, f"call {c['call_id']} ({c['task']} of sector {c['number']}) on "
-                                           f"{worker} started {starts[c['call_id']]} times but its "
-                                           f"store counts {c['runs']} runs"))
-            if c["state"] == "done" and c["ok"] and not c["returned"]:
-                out.append(Violation(name, f"the result of call {c['call_id']} ({c['task']} of sector "
-                                           f"{c['number']}) on {worker} was stored but never "
+            if starts.get(c.call_id, 0) > c.runs:
+                out.append(Violation(name, f"call {c.call_id} ({c.task} of sector {c.number}) on "
+                                           f"{worker} started {starts[c.call_id]} times but its "
+                                           f"store counts {c.runs} runs"))
+            if c.state == "done" and c.ok and not c.returned:
+                out.append(Violation(name, f"the result of call {c.call_id} ({c.task} of sector "
+                                           f"{c.number}) on {worker} was stored but never "
                                            f"acknowledged by the manager"))
     ends = sum(1 for e in events if e["event"] == "end")
     works = len({e["work_id"] for e in events})

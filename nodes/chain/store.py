@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import msgspec
 
-from zqnode.nodes.chain.core import Chain, Genesis, HeadChange
+from zqnode.nodes.chain.core import Chain, ChainState, Genesis, HeadChange
 from zqnode.nodes.chain.messages import Message, Tipset
 from zqnode.nodes.sqlite_store import SqliteStore
 
@@ -20,6 +20,7 @@ _enc = msgspec.msgpack.Encoder()
 _tipset = msgspec.msgpack.Decoder(Tipset)
 _message = msgspec.msgpack.Decoder(Message)
 _genesis = msgspec.msgpack.Decoder(Genesis)
+_state = msgspec.msgpack.Decoder(ChainState)
 
 
 class ChainStore(SqliteStore):
@@ -37,9 +38,18 @@ class ChainStore(SqliteStore):
             self.db.execute("INSERT INTO meta VALUES ('fork', ?)", (_enc.encode(chain.fork),))
             self._insert(chain, chain.tipsets)
 
-    def load(self, chain_genesis: Genesis, verifiers) -> Chain:
-        tipsets = [self.decoded(_tipset, b, "a tipset") for (b,) in self.db.execute(
+    def tipsets(self) -> list[Tipset]:
+        """Every tipset from genesis to the head."""
+        return [self.decoded(_tipset, b, "a tipset") for (b,) in self.db.execute(
             "SELECT body FROM tipsets ORDER BY epoch")]
+
+    def head_state(self) -> tuple[int, ChainState]:
+        """The head epoch and the state after it (without loading the whole chain)."""
+        epoch, body = self.db.execute("SELECT epoch, body FROM states ORDER BY epoch DESC LIMIT 1").fetchone()
+        return epoch, self.decoded(_state, body, f"the state at epoch {epoch}")
+
+    def load(self, chain_genesis: Genesis, verifiers) -> Chain:
+        tipsets = self.tipsets()
         states = dict(self.db.execute("SELECT epoch, body FROM states"))
         pool = [self.decoded(_message, b, "a pooled message")
                 for (b,) in self.db.execute("SELECT body FROM pool ORDER BY seq")]

@@ -12,16 +12,16 @@ import sys
 import threading
 
 import msgspec
-import pytest
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.core import MinerSpec
-from zqnode.nodes.chain.store import SCHEMA as CHAIN_SCHEMA
+from zqnode.nodes.chain.store import ChainStore
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.config import load
 from zqnode.nodes.sealing.devnet import Devnet
-from zqnode.nodes.sealing.store import SCHEMA as SEALING_SCHEMA
-from zqnode.nodes.worker.store import SCHEMA as CALLS_SCHEMA
+from zqnode.nodes.sealing.sector import LogEntry, SectorInfo
+from zqnode.nodes.sealing.store import SealingStore
+from zqnode.nodes.worker.store import CallStore
 from tools import chaos, chaos_checks as checks
 from tools.chaos_net import Link
 
@@ -40,27 +40,28 @@ def sealed_chain(sectors=(1, 2)) -> ChainDriver:
 
 
 def write_chain(path: pathlib.Path, d: ChainDriver, tipsets=None) -> None:
-    """The chain as the chain node stores it: genesis, every tipset, the head's state."""
-    db = sqlite3.connect(path)
-    db.executescript(CHAIN_SCHEMA)
+    """The chain as the chain node stores it: genesis, every tipset, the head's state (rows
+    written by hand: a crafted history may be one the chain would never produce)."""
+    store = ChainStore(path)
     enc = msgspec.msgpack.encode
-    db.execute("INSERT INTO meta VALUES ('genesis', ?)", (enc(d.chain.genesis),))
-    for ts in tipsets or d.chain.tipsets:
-        ts = msgspec.structs.replace(ts, timestamp=T0 + ts.epoch)
-        db.execute("INSERT INTO tipsets VALUES (?, ?)", (ts.epoch, enc(ts)))
-    db.execute("INSERT INTO states VALUES (?, ?)", (d.epoch, d.chain.state_blob(d.epoch)))
-    db.commit()
-    db.close()
+    with store.transaction():
+        store.db.execute("INSERT INTO meta VALUES ('genesis', ?)", (enc(d.chain.genesis),))
+        for ts in tipsets or d.chain.tipsets:
+            ts = msgspec.structs.replace(ts, timestamp=T0 + ts.epoch)
+            store.db.execute("INSERT INTO tipsets VALUES (?, ?)", (ts.epoch, enc(ts)))
+        store.db.execute("INSERT INTO states VALUES (?, ?)", (d.epoch, d.chain.state_blob(d.epoch)))
+    store.close()
 
 
 def write_sealing(path: pathlib.Path, states: dict[int, str]) -> None:
-    db = sqlite3.connect(path)
-    db.executescript(SEALING_SCHEMA)
-    db.executemany("INSERT INTO sectors VALUES (?, ?, x'', 0)", states.items())
-    db.executemany("INSERT INTO sector_log VALUES (?, 1, 0, 1, 'Finalized', 'FinalizeSector', 'Proving', "
-                   "'', '')", [(n,) for n, state in states.items() if state in checks.SEALED])
-    db.commit()
-    db.close()
+    """Sectors in `states`; the sealed ones logged as finalized once."""
+    store = SealingStore(path)
+    for n, state in states.items():
+        info = SectorInfo(miner=MINER, number=n, seal_proof=5, sector_size=2048, kind="cc", state=state)
+        log = [LogEntry(ts=1.0, step=1, event="Finalized", data={}, prev="FinalizeSector",
+                        state="Proving")] if state in checks.SEALED else []
+        store.save(info, log, max(states) + 1)
+    store.close()
 
 
 def test_sectors_on_chain_once_pass(tmp_path):
@@ -103,12 +104,11 @@ def task(event, call, work="w1", task_type="PC1", sector=1, worker="devnet-worke
 
 def write_calls(path: pathlib.Path, rows: list[tuple]) -> None:
     """rows: (call_id, work_id, state, runs, ok, returned)."""
-    db = sqlite3.connect(path)
-    db.executescript(CALLS_SCHEMA)
-    db.executemany("INSERT INTO calls VALUES (?, ?, 'PC1', 1000, 1, 2048, x'', '[]', ?, ?, ?, x'', '', ?, 1, 0, 0)",
-                   rows)
-    db.commit()
-    db.close()
+    store = CallStore(path)
+    with store.transaction():
+        store.db.executemany("INSERT INTO calls VALUES (?, ?, 'PC1', 1000, 1, 2048, x'', '[]', ?, ?, ?, "
+                             "x'', '', ?, 1, 0, 0)", rows)
+    store.close()
 
 
 def test_a_call_run_again_after_a_kill_is_one_computation(tmp_path):
