@@ -19,6 +19,7 @@ import trio
 
 from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.peer import CallTimeout, Peer
+from zqnode.bus.retry import backoff
 from zqnode.nodes.manager import wire as W
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
 from zqnode.nodes.manager.tracker import InvalidTransition, TrackerError, UnknownWork
@@ -58,8 +59,7 @@ class BusRequester:
 
     async def _call(self, msg, *, timeout: float = 10.0):
         deadline = trio.current_time() + self.patience_s
-        delay = 0.2
-        while True:
+        for delay in backoff(0.2, 2.0):
             try:
                 return await self.peer.call_with_buffers(self.manager, msg, timeout=timeout)
             except RemoteError as e:
@@ -82,7 +82,6 @@ class BusRequester:
                 raise CallTimeout(f"the manager did not answer {type(msg).__name__} within "
                                   f"{self.patience_s:g}s: {why}")
             await trio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     async def do(self, task: str, params, sector: SectorRef, sector_size: int, *,
                  priority: int = 0, cause: str = "") -> str:

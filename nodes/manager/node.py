@@ -25,6 +25,7 @@ import trio
 from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import CallTimeout, Peer, Refused, Request, refusing
+from zqnode.bus.retry import backoff
 from zqnode.bus.protocol import NodeUp
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
@@ -271,7 +272,7 @@ class ManagerNode:
         return reply.worker
 
     async def _enqueue_loop(self) -> None:
-        delay = 0.25
+        waits = backoff(0.25, self.mcfg.retry_max_s)
         while True:
             if not self._to_enqueue:
                 await self._enqueue_wake.wait()
@@ -295,12 +296,11 @@ class ManagerNode:
                 if self._to_enqueue.get(wid) is c:
                     del self._to_enqueue[wid]
             if failed:
-                with trio.move_on_after(delay):
+                with trio.move_on_after(next(waits)):
                     await self._enqueue_wake.wait()
                 self._enqueue_wake = trio.Event()
-                delay = min(delay * 2, self.mcfg.retry_max_s)
             else:
-                delay = 0.25
+                waits = backoff(0.25, self.mcfg.retry_max_s)
 
     async def _send_cancel(self, c: T.Cancel) -> None:
         targets = [("@scheduler", SchedCancel(request=c.work_id))]

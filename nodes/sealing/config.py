@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import msgspec
 
+from zqnode.bus.retry import doubling
+
 
 class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = True               # the manager runs the state machine (it waits for a chain)
@@ -37,4 +39,4 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def backoff(self, retries: int) -> float:
         """Seconds to wait after the `retries`-th consecutive error (1, 2, ...)."""
-        return min(self.retry_base_s * 2 ** max(retries - 1, 0), self.retry_max_s)
+        return doubling(self.retry_base_s, self.retry_max_s, retries)

@@ -25,6 +25,7 @@ import trio
 from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.bus.retry import backoff
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.policy import policy as policy_named
@@ -145,8 +146,8 @@ class SealingService:
         self.core = core
 
     async def _until_answered(self, ask):
-        delay, said = CHAIN_RETRY_S[0], False
-        while True:
+        said = False
+        for delay in backoff(*CHAIN_RETRY_S):
             try:
                 return await ask()
             except RemoteError as e:
@@ -159,7 +160,6 @@ class SealingService:
             log.log(logging.DEBUG if said else logging.INFO, "waiting for the chain (%s)", _reason(why))
             said = True
             await trio.sleep(delay)
-            delay = min(delay * 2, CHAIN_RETRY_S[1])
 
     def _counts(self) -> str:
         counts: dict[str, int] = {}
@@ -297,15 +297,13 @@ class SealingService:
             log.debug("publishing sector %d: %s", save.sector, _reason(e), extra={"cause": save.cause})
 
     async def _consume(self, work_id: str) -> None:
-        delay = 1.0
-        while True:
+        for delay in backoff(1.0, 30.0):
             try:
                 await self.tasks.consume(work_id)
                 return
             except Exception as e:
                 log.info("consuming %s: %s; again in %.0fs", work_id[:12], _reason(e), delay)
                 await trio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     # -- commands ---------------------------------------------------------------------------------------
     def _event(self, kind, cmd: C.Command, **fields) -> E.Event:
