@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from zqnode.nodes.cli import main
 from zqnode.nodes.cli.status import render
-from zqnode.nodes.observe.testing import cluster_in_thread
+from tests.nodes.observe.cluster import cluster_in_thread
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.nodes.observe import logs
-from zqnode.nodes.observe.testing import start_cluster, until
+from tests.nodes.observe.cluster import start_cluster, until
 
 
 @pytest.fixture

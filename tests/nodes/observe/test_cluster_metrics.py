@@ -14,7 +14,7 @@ from zqnode.bus.memory import MemoryHub
 from zqnode.nodes import observe
 from zqnode.nodes.observe import catalog as K
 from zqnode.nodes.observe.metrics import parse
-from zqnode.nodes.observe.testing import start_cluster, until
+from tests.nodes.observe.cluster import start_cluster, until
 
 _names = itertools.count()
 

@@ -6,7 +6,7 @@ import time
 import urllib.request
 
 from zqnode.nodes.observe.metrics import parse
-from zqnode.nodes.observe.testing import cluster_in_thread
+from tests.nodes.observe.cluster import cluster_in_thread
 
 # what an operator asked for -> the families that answer it
 ASKED = {

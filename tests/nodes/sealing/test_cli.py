@@ -15,7 +15,7 @@ from zqnode.nodes.cli import main
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.node import SealingService
-from zqnode.nodes.sealing.testing import LocalTasks
+from tests.nodes.sealing.stand_ins import LocalTasks
 from zqnode.proofs import cid, commp
 from tests.threaded import trio_thread
 

@@ -20,7 +20,7 @@ from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing import wire as W
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.node import SealingService
-from zqnode.nodes.sealing.testing import LocalTasks
+from tests.nodes.sealing.stand_ins import LocalTasks
 from zqnode.proofs import cid, commp
 
 _names = itertools.count()

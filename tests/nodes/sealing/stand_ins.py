@@ -1,4 +1,4 @@
-"""Task runners for tests and simulations: the call tracker's promise (the same work asked
+"""Task runners for the sealing tests: the call tracker's promise (the same work asked
 twice is done once; a result stays until consumed) kept in memory, with the tasks run
 in this process, either really (the worker's task table on sector directories) or as fakes whose
 proofs the chain's FAKE verifier accepts. Each counts how often each task ran per sector
@@ -10,22 +10,20 @@ import pathlib
 from collections import Counter
 from types import SimpleNamespace
 
-import msgspec
 import trio
 
 from zqnode.nodes.chain.verifiers import fake_seal_proof
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing.tasks import TaskError
+from zqnode.nodes.sealing.tracker_tasks import task_params
+from zqnode.nodes.worker import params as P
 from zqnode.proofs import commp as commp_mod
 
-_enc = msgspec.msgpack.Encoder()
 
 
 def work_id(cmd: C.RunTask, miner: int) -> str:
-    """Task, sector and params: what makes two requests the same work."""
-    fields = {k: v for k, v in msgspec.structs.asdict(cmd).items()
-              if k not in ("sector", "cause", "step", "priority")}
-    return hashlib.sha256(_enc.encode([miner, cmd.sector, sorted(fields.items())])).hexdigest()
+    """The WorkID the manager gives the command (task, sector and params make the work)."""
+    return P.work_id(cmd.task, miner, cmd.sector, P.check_params(cmd.task, task_params(cmd)))
 
 
 class LocalTasks:

@@ -32,7 +32,7 @@ from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode
 from zqnode.proofs import commp
 
-TABLE = "zqnode.nodes.observe.testing"         # this module's TASKS: quick fakes of CC sealing
+TABLE = "tests.nodes.observe.cluster"         # this module's TASKS: quick fakes of CC sealing
 
 
 def _h(*parts: bytes) -> bytes:
