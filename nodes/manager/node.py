@@ -119,12 +119,20 @@ class ManagerNode:
         except SealingStartError as e:
             log.error("the sector state machine is off: %s", e)
 
+    @property
+    def backlog(self) -> int:
+        """Works waiting to be (re)sent to the scheduler."""
+        return len(self._to_enqueue)
+
     # ---- the core's commands ------------------------------------------------------------
 
     def _commit(self, commands: list[T.Command]) -> None:
         """Persist first (committed), then act."""
         self.store.apply(commands)
-        observe.manager_commands(self, commands)
+        for c in commands:
+            if isinstance(c, T.Save) and c.work.state in T.FINISHED:
+                w = c.work
+                observe.work_ended(self.cfg.name, w.task, w.state, w.updated - w.created)
         self._effects(commands)
 
     def _effects(self, commands: list[T.Command]) -> None:

@@ -9,13 +9,13 @@ structured logs with cause ids, and the hooks the node shells call to be counted
 Modules: `metrics` (the registry and text format), `catalog` (every metric, one place),
 `bus` (a peer's and the hub's traffic), `nodes` (per-role collectors and hooks), `http`
 (the /metrics endpoint), `logs` (formats, levels per module, cause ids), `progress`
-(progress of long commands), `testing` (a devnet-like cluster for tests)."""
+(progress of long commands)."""
 from zqnode.nodes.observe.catalog import REGISTRY
 from zqnode.nodes.observe.http import ListenError, MetricsServer, parse_listen
 from zqnode.nodes.observe.logs import CAUSE, cause, sector_cause, set_cause
-from zqnode.nodes.observe.nodes import (chain, hub, manager, manager_commands, poster, poster_command,
-                                        scheduler, scheduler_sent, worker, worker_rerun)
+from zqnode.nodes.observe.nodes import (chain, hub, manager, poster, poster_command, scheduler,
+                                        scheduler_sent, work_ended, worker, worker_rerun)
 
 __all__ = ["CAUSE", "REGISTRY", "ListenError", "MetricsServer", "cause", "chain", "hub", "manager",
-           "manager_commands", "parse_listen", "poster", "poster_command", "scheduler",
-           "scheduler_sent", "sector_cause", "set_cause", "worker", "worker_rerun"]
+           "parse_listen", "poster", "poster_command", "scheduler", "scheduler_sent",
+           "sector_cause", "set_cause", "work_ended", "worker", "worker_rerun"]

@@ -41,7 +41,7 @@ def _collect_manager(node) -> None:
     name = node.cfg.name
     for (task, state), n in _by(node.tracker.works.values(), lambda w: (w.task, w.state)).items():
         K.MANAGER_WORKS.labels(name, task, state).set(n)
-    K.MANAGER_BACKLOG.labels(name).set(len(node._to_enqueue))
+    K.MANAGER_BACKLOG.labels(name).set(node.backlog)
     sealing = node.sealing
     if sealing is not None and sealing.core is not None:
         sectors = list(sealing.core.sectors.values())
@@ -50,14 +50,9 @@ def _collect_manager(node) -> None:
         K.SEALING_PAUSED.labels(name).set(sum(1 for s in sectors if s.paused))
 
 
-def manager_commands(node, commands) -> None:
-    """The tracker's committed commands: a work that ended has its duration counted."""
-    from zqnode.nodes.manager import tracker as T
-    for c in commands:
-        if isinstance(c, T.Save) and c.work.state in T.FINISHED:
-            w = c.work
-            K.MANAGER_WORK_SECONDS.labels(node.cfg.name, w.task, w.state).observe(
-                max(0.0, w.updated - w.created))
+def work_ended(name: str, task: str, state: str, seconds: float) -> None:
+    """A work the manager tracks ended (done, failed, aborted), committed: its duration."""
+    K.MANAGER_WORK_SECONDS.labels(name, task, state).observe(max(0.0, seconds))
 
 
 # -- scheduler ------------------------------------------------------------------------------------
