@@ -186,6 +186,10 @@ class ManagerNode:
         self._commit(self.tracker.consume(work_id))
         await trio.lowlevel.checkpoint()
 
+    def dropped(self, miner: int, number: int) -> None:
+        """The sector's files were deleted: the storage index forgets where they were."""
+        self._commit(self.tracker.dropped(miner, number))
+
     async def abort(self, job: str) -> str:
         """Abort the queued or running work whose id starts with `job`."""
         work_id = self.tracker.find(job)

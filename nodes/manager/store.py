@@ -40,6 +40,9 @@ class ManagerStore(SqliteStore):
                                     (c.work.work_id, c.work.state, _enc.encode(c.work)))
                 elif isinstance(c, Delete):
                     self.db.execute("DELETE FROM works WHERE work_id = ?", (c.work_id,))
-                else:
+                elif c.worker:
                     self.db.execute("INSERT OR REPLACE INTO locations VALUES (?, ?, ?)",
                                     (c.miner, c.number, c.worker))
+                else:
+                    self.db.execute("DELETE FROM locations WHERE miner = ? AND number = ?",
+                                    (c.miner, c.number))

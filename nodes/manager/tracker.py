@@ -105,7 +105,7 @@ class Delete(msgspec.Struct, frozen=True):
 
 
 class Located(msgspec.Struct, frozen=True):
-    """The sector's files are now at `worker` (the storage index)."""
+    """The sector's files are now at `worker` (the storage index); "": nowhere."""
     miner: int
     number: int
     worker: str
@@ -301,6 +301,13 @@ class Tracker:
                 self.locations[key] = worker
                 commands.append(Located(work.miner, work.number, worker))
         return "stored", commands + self._wake(work)
+
+    def dropped(self, miner: int, number: int) -> list[Command]:
+        """The sector's files were deleted (a rebuild starts from nothing, a removal): no
+        worker holds them, so no task is sent to fetch them from where they were."""
+        if self.locations.pop((miner, number), None) is None:
+            return []
+        return [Located(miner, number, "")]
 
     def resend(self, work_ids=None) -> list[Command]:
         """Enqueue again what is queued or running (all, or those named), e.g. when the

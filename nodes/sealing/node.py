@@ -345,7 +345,8 @@ class SealingService:
         if isinstance(ask, P.DropWork):
             return await self.tasks.drop_sector(self.core.miner, ask.number)
         if isinstance(ask, P.DropFiles):
-            return await trio.to_thread.run_sync(self._drop_files, ask.number)
+            await trio.to_thread.run_sync(self._drop_files, ask.number)
+            return self.tasks.dropped_files(self.core.miner, ask.number)
         if isinstance(ask, P.DropPieces):
             return self._drop_pieces(ask.number)
         raise AssertionError(f"no answer to {ask!r}")

@@ -29,3 +29,5 @@ class Tasks(Protocol):
     async def consume(self, work_id: str) -> None: ...
     async def drop_sector(self, miner: int, number: int) -> None:
         """Abort the sector's unfinished work and forget all its results."""
+    def dropped_files(self, miner: int, number: int) -> None:
+        """The sector's files were deleted: no worker holds them any more."""

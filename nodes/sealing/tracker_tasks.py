@@ -77,6 +77,10 @@ class TrackerTasks:
                 await self.manager.abort(w.work_id)
             await self.consume(w.work_id)
 
+    def dropped_files(self, miner: int, number: int) -> None:
+        """The sector's files were deleted: no worker holds them any more."""
+        self.manager.dropped(miner, number)
+
     async def tidy(self, miner: int, number: int, keep: C.RunTask | None) -> None:
         """After a restart: forget the sector's results that its current state no longer
         needs (a Save committed just before the kill, its Consume never sent)."""

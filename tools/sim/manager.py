@@ -44,8 +44,10 @@ class SimManager(Node):
                 self.store[c.work.work_id] = msgspec.structs.replace(c.work)
             elif isinstance(c, T.Delete):
                 self.store.pop(c.work_id, None)
-            elif isinstance(c, T.Located):
+            elif isinstance(c, T.Located) and c.worker:
                 self.locations[(c.miner, c.number)] = c.worker
+            elif isinstance(c, T.Located):
+                self.locations.pop((c.miner, c.number), None)
         self._effects(commands)
 
     def _effects(self, commands: list) -> None:
@@ -97,6 +99,9 @@ class SimManager(Node):
 
     def consume(self, work_id: str) -> None:
         self._commit(self.tracker.consume(work_id))
+
+    def dropped(self, miner: int, number: int) -> None:
+        self._commit(self.tracker.dropped(miner, number))
 
     def abort(self, work_id: str) -> None:
         self._commit(self.tracker.abort(work_id, self.loop.now))

@@ -165,7 +165,8 @@ class SimSealing:
         if isinstance(ask, P.DropWork):
             return self._drop_work(ask.number)
         if isinstance(ask, P.DropFiles):
-            return self.sim.drop_files(ask.number)
+            self.sim.drop_files(ask.number)
+            return self.sim.manager.dropped(self.core.miner, ask.number)
         if isinstance(ask, P.DropPieces):
             return None                    # the simulation's sectors hold no deal pieces
         raise AssertionError(f"no answer to {ask!r}")

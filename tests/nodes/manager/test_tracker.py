@@ -166,6 +166,19 @@ def test_consume_deletes_finished_work_only():
     assert commands[1].prepare == "GET" and commands[1].sources == ("w1",)
 
 
+def test_a_sector_whose_files_were_dropped_is_sealed_again_from_nothing():
+    # a rebuild deletes the replica where it was: its PC1 (the same work again) must not
+    # be sent to fetch files from there (the worker would answer "not held" forever)
+    t, work, _ = fresh("PC1", P.PC1Params(seal_proof=5, ticket=b"t" * 32))
+    t.started(work.work_id, "c1", "w1", "w1", 11.0)
+    t.returned(work.work_id, "c1", "w1", True, b"r", "", 12.0)
+    t.consume(work.work_id)
+    assert t.dropped(1000, 1) == [T.Located(1000, 1, "")] and t.locations == {}
+    assert t.dropped(1000, 1) == []                        # nothing known: nothing to say
+    again, commands = t.do("PC1", P.PC1Params(seal_proof=5, ticket=b"t" * 32), 1000, 1, K2, now=30.0)
+    assert commands == [T.Save(again), T.Enqueue(again, SelTask(), None, (), "")]
+
+
 @pytest.mark.parametrize("state", ["queued", "running"])
 def test_abort_of_queued_or_running_work(state):
     t, work, _ = fresh()

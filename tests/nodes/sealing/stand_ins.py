@@ -33,6 +33,7 @@ class LocalTasks:
         self.results: dict[str, tuple[bool, object]] = {}
         self.runs: Counter = Counter()          # (task, sector number) -> times run
         self.consumed: list[str] = []
+        self.dropped: list[int] = []               # sectors whose files were deleted
         self.failures: dict[str, list[str]] = {}   # task -> errors the next runs raise
         self.delays: dict[str, float] = {}         # task -> seconds each run takes
         self.gates: dict[str, trio.Event] = {}     # task -> runs wait until it is set
@@ -82,6 +83,9 @@ class LocalTasks:
         self.results.pop(wid, None)
         self._done.pop(wid, None)
         self.consumed.append(wid)
+
+    def dropped_files(self, miner: int, number: int) -> None:
+        self.dropped.append(number)
 
     async def drop_sector(self, miner: int, number: int) -> None:
         self._sectors.pop(number, None)
