@@ -192,7 +192,7 @@ def resource_env_from(environ: typing.Mapping[str, str]) -> dict[str, str]:
     """The variables of `environ` that are Lotus resource overrides (TASK[_SIZE]_FIELD
     for a known task and field, and the multicore SDR switches)."""
     from zqnode.nodes.scheduler.resources import FIELDS
-    from zqnode.nodes.scheduler.tasks import TASK_TYPES
+    from zqnode.nodes.wire.tasks import TASK_TYPES
     pattern = re.compile(r"(?P<task>[A-Z0-9]+?)_(?:\d+[KMG]_)?(?P<field>%s)\Z"
                          % "|".join(sorted(FIELDS, key=len, reverse=True)))
     out = {}

@@ -11,13 +11,13 @@ import typing
 import msgspec
 
 from zqnode.bus import codec, protocol
-from zqnode.nodes.chain import wire as chain_wire
+from zqnode.nodes.wire import chain as chain_wire
 from zqnode.nodes.configdoc import field_comments, fields_of, struct_doc, table_cell
-from zqnode.nodes.manager import wire as manager_wire
-from zqnode.nodes.poster import wire as poster_wire
-from zqnode.nodes.scheduler import wire as scheduler_wire
-from zqnode.nodes.sealing import wire as sealing_wire
-from zqnode.nodes.worker import wire as worker_wire
+from zqnode.nodes.wire import manager as manager_wire
+from zqnode.nodes.wire import poster as poster_wire
+from zqnode.nodes.wire import scheduler as scheduler_wire
+from zqnode.nodes.wire import sealing as sealing_wire
+from zqnode.nodes.wire import worker as worker_wire
 
 # Each module of kinds, in the order docs/protocol.md lists their servers.
 MODULES = (("The bus", protocol, codec), ("Chain", chain_wire), ("Manager", manager_wire),

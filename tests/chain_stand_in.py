@@ -3,7 +3,7 @@ precommit and sector queries from `precommits` / `sectors` (none: not precommitt
 so there is nothing to check against)."""
 from zqnode.bus.config import BusConfig
 from zqnode.bus.peer import Peer, Request
-from zqnode.nodes.chain import wire as CW
+from zqnode.nodes.wire import chain as CW
 
 
 class ChainStandIn:

@@ -6,7 +6,7 @@ invariants of tools/chaos_checks.py.
     python tools/chaos.py --soak --duration 3600 --sectors 3       # keeps 3 sectors sealing
 
 It provisions keys and writes each node's config the way `zqnode devnet` does
-(nodes.sealing.devnet.Devnet.node_configs), starts `zqnode start --role R --config FILE`
+(nodes.devnet.Devnet.node_configs), starts `zqnode start --role R --config FILE`
 for the hub, the chain (devnet policy, real verifiers), the manager with the sealing
 state machine, the scheduler, the workers and the poster, each in its own process group,
 and pledges --sectors CC sectors (with --pledge-every, one more now and then during the
@@ -52,7 +52,7 @@ from zqnode.bus.config import BusConfig  # noqa: E402
 from zqnode.nodes.chain.policy import DEVNET  # noqa: E402
 from zqnode.nodes.config import NodeConfig  # noqa: E402
 from zqnode.nodes.configdoc import config_toml  # noqa: E402
-from zqnode.nodes.sealing.devnet import MINER, Devnet  # noqa: E402
+from zqnode.nodes.devnet import MINER, Devnet
 from tools import chaos_checks as checks  # noqa: E402
 from tools.chaos_net import Link  # noqa: E402
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import AsyncContextManager, AsyncIterator, Protocol
 
 from zqnode.bus.peer import Peer
-from zqnode.nodes.chain import wire as W
+from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
 from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
 from zqnode.nodes.chain.policy import DeadlineInfo

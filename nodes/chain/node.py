@@ -1,5 +1,5 @@
 """The chain node's shell: a tipset every epoch on a Trio timer, SQLite persistence under
-the node's repo (chain.sqlite), `chain.head` events, and the RPC of nodes.chain.wire.
+the node's repo (chain.sqlite), `chain.head` events, and the RPC of nodes.wire.chain.
 A restarted node continues from the persisted head; time spent down is not made up
 (there are no null rounds: the next tipset is simply the next epoch).
 
@@ -21,7 +21,7 @@ import trio
 from zqnode.bus.codec import ErrorCode
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request, refusing
-from zqnode.nodes.chain import wire as W
+from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
 from zqnode.nodes.chain.messages import Message, MessageError, summary
 from zqnode.nodes.chain.randomness import RandomnessError, default_source

@@ -87,7 +87,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
-    from zqnode.nodes.sealing.devnet import Devnet, DevnetError
+    from zqnode.nodes.devnet import Devnet, DevnetError
     base = pathlib.Path(repo or NodeConfig(role="devnet", name="devnet").repo).expanduser()
     with contextlib.ExitStack() as held:
         try:       # before anything starts: the repos are ours, every port is free

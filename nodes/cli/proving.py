@@ -6,7 +6,7 @@ import click
 
 from zqnode.nodes.cli.chain import ids
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
-from zqnode.nodes.poster import wire as W
+from zqnode.nodes.wire import poster as W
 
 miner_option = miner_option("The miner [default: the poster's only miner].")
 poster_option = click.option("--poster", "target", default="@poster", show_default=True,

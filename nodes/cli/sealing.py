@@ -18,8 +18,8 @@ import trio
 
 from zqnode.bus.peer import Peer
 from zqnode.nodes.cli.common import MinerId, bus_option, emit_json, json_option, plain, to_json, with_client
-from zqnode.nodes.manager.wire import MgrAbort, MgrJobs
-from zqnode.nodes.scheduler.wire import SchedGetDiag
+from zqnode.nodes.wire.manager import MgrAbort, MgrJobs
+from zqnode.nodes.wire.scheduler import SchedGetDiag
 
 
 @click.group("sealing")

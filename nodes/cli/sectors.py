@@ -10,7 +10,7 @@ import pathlib
 import click
 
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, with_client
-from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.wire import sealing as W
 
 manager_option = click.option("--manager", "target", default="@manager", show_default=True,
                               help="The manager node (a node id or @manager).")

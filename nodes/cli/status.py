@@ -21,11 +21,11 @@ from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.bus.protocol import HUB, ListNodes
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.cli.common import bus_option, json_option, to_json, with_client
-from zqnode.nodes.manager.wire import MgrJobs
-from zqnode.nodes.poster import wire as PW
-from zqnode.nodes.scheduler.wire import SchedGetDiag
+from zqnode.nodes.wire.manager import MgrJobs
+from zqnode.nodes.wire import poster as PW
+from zqnode.nodes.wire.scheduler import SchedGetDiag
 from zqnode.nodes.sealing import states as S
-from zqnode.nodes.sealing import wire as SW
+from zqnode.nodes.wire import sealing as SW
 
 NEXT_DEADLINES = 3          # deadlines with sectors shown per miner
 ACTIVE_JOBS = ("queued", "assigned", "preparing", "prepared", "running", "ret-wait")

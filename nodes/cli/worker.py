@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, with_client
-from zqnode.nodes.worker.wire import WorkerListCalls, WorkerSetTask
+from zqnode.nodes.wire.worker import WorkerListCalls, WorkerSetTask
 
 worker_option = click.option("--worker", "worker", required=True, help="The worker's node name.")
 

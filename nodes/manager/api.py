@@ -20,11 +20,11 @@ import trio
 from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.bus.retry import backoff
-from zqnode.nodes.manager import wire as W
+from zqnode.nodes.wire import manager as W
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
 from zqnode.nodes.manager.tracker import InvalidTransition, TrackerError, UnknownWork
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.worker.params import check_params, decode_result
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire.params import check_params, decode_result
 
 log = logging.getLogger("zqnode.manager.api")
 

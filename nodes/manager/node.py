@@ -11,7 +11,7 @@ waiters are woken.
 
 The Python API for requesters in this process (the sealing state machine) is the
 `do / wait / consume / abort / jobs` methods; remote requesters (the poster, the CLI)
-use the same over the bus (nodes.manager.wire, nodes.manager.api.BusRequester).
+use the same over the bus (nodes.wire.manager, nodes.manager.api.BusRequester).
 """
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ from zqnode.bus.protocol import NodeUp
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.manager import tracker as T
-from zqnode.nodes.manager import wire as W
+from zqnode.nodes.wire import manager as W
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
 from zqnode.nodes.manager.store import ManagerStore
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.scheduler.wire import SchedAssigned, SchedCancel, SchedDiagReply, SchedGetDiag, SchedSync
-from zqnode.nodes.worker.wire import WorkerAbort
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire.scheduler import (SchedAssigned, SchedCancel, SchedDiagReply, SchedGetDiag,
+                                         SchedSync)
+from zqnode.nodes.wire.worker import WorkerAbort
 
 log = logging.getLogger("zqnode.manager")
 
@@ -77,7 +78,7 @@ class ManagerNode:
         self.sealing = None                # the sector state machine, beside the tracker
         if cfg.sealing.enabled:
             from zqnode.nodes.sealing.node import SealingService
-            from zqnode.nodes.sealing.tracker_tasks import TrackerTasks
+            from zqnode.nodes.manager.sealing_tasks import TrackerTasks
             self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
         observe.manager(self)
 

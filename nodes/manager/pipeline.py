@@ -14,8 +14,8 @@ import hashlib
 from collections.abc import Awaitable, Callable
 
 from zqnode.nodes.manager.api import Requester
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire import params as P
 from zqnode.proofs.params import seal_proof as lookup_seal_proof
 
 Hold = Callable[[str, SectorRef, str], Awaitable[bool]]   # True: it held

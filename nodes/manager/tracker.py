@@ -29,10 +29,10 @@ from typing import Union
 
 import msgspec
 
-from zqnode.nodes.scheduler.messages import SectorRef, SelAlloc, SelExisting, SelTask
-from zqnode.nodes.scheduler.tasks import SECTOR_SIZES
-from zqnode.nodes.scheduler.wire import SchedEnqueue
-from zqnode.nodes.worker.params import ParamsError, check_params, decode_params, work_id
+from zqnode.nodes.wire.sectors import SectorRef, SelAlloc, SelExisting, SelTask
+from zqnode.nodes.wire.tasks import SECTOR_SIZES
+from zqnode.nodes.wire.scheduler import SchedEnqueue
+from zqnode.nodes.wire.params import ParamsError, check_params, decode_params, work_id
 
 QUEUED, RUNNING, DONE, FAILED, ABORTED = "queued", "running", "done", "failed", "aborted"
 STATES = (QUEUED, RUNNING, DONE, FAILED, ABORTED)

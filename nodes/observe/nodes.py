@@ -135,7 +135,7 @@ def worker_rerun(node, task: str, lost_s: float) -> None:
 
 
 def _collect_worker(node) -> None:
-    from zqnode.nodes.worker.paths import sectors_root
+    from zqnode.nodes.sector_dirs import sectors_root
     name = node.name
     for task in node.tasks:
         K.WORKER_RUNNING.labels(name, task)

@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import trio
 
 from zqnode.nodes.poster.prover import SectorInput
-from zqnode.nodes.worker.paths import sector_dir_name
+from zqnode.nodes.sector_dirs import sector_dir_name
 
 CheckFn = Callable[[int, SectorInput], str]
 

@@ -26,7 +26,7 @@ from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
-from zqnode.nodes.poster import wire as W
+from zqnode.nodes.wire import poster as W
 from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.core import Batch, PosterCore, Runner

@@ -198,8 +198,8 @@ class SchedulerProver:
     async def _prove_partition(self, req: ProveRequest, part: PartitionInput) -> PartitionProof:
         from zqnode.nodes.manager.api import run_task
         from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
-        from zqnode.nodes.scheduler.messages import SectorRef
-        from zqnode.nodes.worker.params import WDPParams
+        from zqnode.nodes.wire.sectors import SectorRef
+        from zqnode.nodes.wire.params import WDPParams
         from zqnode.proofs.params import seal_proof
         params = WDPParams(seal_proof=req.seal_proof, randomness=req.randomness,
                            sectors=[(s.number, s.comm_r) for s in part.sectors])

@@ -69,13 +69,13 @@ from .core import Scheduler
 from .errors import (DuplicateRequest, InvalidTransition, ResourceEnvError, SchedulerError,
                      UnknownRequest, UnknownWorker)
 from .messages import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, Requeued, Run,
-                       SchedDiag, SchedulerConfig, SectorRef, SelAlloc, SelExisting, SelMove,
-                       SelTask, StoragePath, TaskAdopted, TaskCancelled, TaskFinished, TaskPrepared,
-                       TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
-                       WorkerHeartbeat, WorkerInfo, WorkerJoined, WorkerLeft, WorkerRemoved,
-                       WorkerResources)
+                       SchedDiag, SchedulerConfig, TaskAdopted, TaskCancelled, TaskFinished,
+                       TaskPrepared, TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
+                       WorkerHeartbeat, WorkerJoined, WorkerLeft, WorkerRemoved)
 from .resources import DEFAULT_TABLE, Resources, parse_resource_env, resource_env_from_config
-from .tasks import ORDER, SECTOR_SIZES, TASK_TYPES
+from zqnode.nodes.wire.sectors import (SectorRef, SelAlloc, SelExisting, SelMove, SelTask, StoragePath,
+                                       WorkerInfo, WorkerResources)
+from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES, TASK_TYPES
 
 __all__ = [
     "Abort", "AssignWindow", "Cancelled", "Command", "DEFAULT_TABLE", "DuplicateRequest",

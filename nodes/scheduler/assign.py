@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 
-from .messages import SelAlloc, SelExisting, SelMove, SelTask
+from zqnode.nodes.wire.sectors import SelAlloc, SelExisting, SelMove, SelTask
 from .queue import RequestClass, RequestQueue
 from .usage import Usage, can_handle, utilization
 from .workers import _EMPTY, Worker

@@ -4,13 +4,15 @@ from __future__ import annotations
 import msgspec
 
 from . import messages as m
+
+from zqnode.nodes.wire import sectors
 from . import worker_loop
 from .assign import ASSIGNER_KINDS, PassWindow, run_pass
 from .errors import (DuplicateRequest, InvalidTransition, SchedulerError, UnknownRequest,
                      UnknownWorker)
 from .queue import Request, RequestQueue
 from .resources import ResourceTable, parse_resource_env
-from .tasks import ORDER, SECTOR_SIZES
+from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
 from .usage import Usage
 from .workers import Window, Worker
 
@@ -107,7 +109,7 @@ class Scheduler:
 
     # ---- workers -----------------------------------------------------------------------
 
-    def _check_resources(self, who: str, r: m.WorkerResources) -> None:
+    def _check_resources(self, who: str, r: sectors.WorkerResources) -> None:
         ints = {"cpus": r.cpus, "mem_physical": r.mem_physical, "mem_used": r.mem_used,
                 "mem_swap": r.mem_swap, "mem_swap_used": r.mem_swap_used}
         for name, value in ints.items():
@@ -119,7 +121,7 @@ class Scheduler:
         if not all(isinstance(g, str) for g in r.gpus):
             raise SchedulerError(f"worker {who}: gpus must be names (strings)")
 
-    def _worker_table(self, name: str, info: m.WorkerInfo) -> ResourceTable:
+    def _worker_table(self, name: str, info: sectors.WorkerInfo) -> ResourceTable:
         unknown = [t for t in info.tasks if t not in ORDER]
         if unknown:
             raise SchedulerError(f"worker {name}: unknown task types {unknown}")
@@ -147,7 +149,7 @@ class Scheduler:
         commands += self._add(e.worker, e.session, e.info, table, now, e.cause)
         return commands
 
-    def _add(self, name: str, session: str, info: m.WorkerInfo, table: ResourceTable,
+    def _add(self, name: str, session: str, info: sectors.WorkerInfo, table: ResourceTable,
              now: float, cause: str) -> list[m.Command]:
         self._rank += 1
         w = self.workers[name] = Worker(name, session, info, table, self._rank, now)
@@ -255,7 +257,7 @@ class Scheduler:
                                  f"{e.sector_size!r} (one of {sorted(SECTOR_SIZES)})")
         if e.prepare is not None and e.prepare not in ORDER:
             raise SchedulerError(f"request {e.request}: unknown prepare task {e.prepare!r}")
-        if not isinstance(e.priority, int) or not isinstance(e.sector, m.SectorRef):
+        if not isinstance(e.priority, int) or not isinstance(e.sector, sectors.SectorRef):
             raise SchedulerError(f"request {e.request}: priority must be an int and "
                                  f"sector a SectorRef")
         selector = _normalise(e.request, e.selector)
@@ -273,11 +275,11 @@ class Scheduler:
         if e.task not in ORDER or e.sector_size not in SECTOR_SIZES:
             raise SchedulerError(f"request {e.request}: unknown task type {e.task!r} or "
                                  f"sector size {e.sector_size!r}")
-        if not isinstance(e.priority, int) or not isinstance(e.sector, m.SectorRef):
+        if not isinstance(e.priority, int) or not isinstance(e.sector, sectors.SectorRef):
             raise SchedulerError(f"request {e.request}: priority must be an int and "
                                  f"sector a SectorRef")
         self._seq += 1
-        req = Request(e.request, e.sector, e.task, e.sector_size, e.priority, m.SelTask(),
+        req = Request(e.request, e.sector, e.task, e.sector_size, e.priority, sectors.SelTask(),
                       None, self._seq, now)
         req.worker = w.name
         self.requests[req.rid] = req
@@ -398,18 +400,18 @@ def _normalise(rid: str, sel: object) -> object:
             raise SchedulerError(f"request {rid}: selector {what} must be a list of ids")
         return tuple(sorted(set(value)))
 
-    if isinstance(sel, m.SelTask):
+    if isinstance(sel, sectors.SelTask):
         return sel
-    if isinstance(sel, m.SelAlloc):
+    if isinstance(sel, sectors.SelAlloc):
         if sel.path_type not in ("seal", "store"):
             raise SchedulerError(f"request {rid}: SelAlloc.path_type must be 'seal' or "
                                  f"'store', got {sel.path_type!r}")
-        return m.SelAlloc(path_type=sel.path_type, storage_ids=ids("storage_ids", sel.storage_ids))
-    if isinstance(sel, m.SelExisting):
-        return m.SelExisting(locations=ids("locations", sel.locations),
+        return sectors.SelAlloc(path_type=sel.path_type, storage_ids=ids("storage_ids", sel.storage_ids))
+    if isinstance(sel, sectors.SelExisting):
+        return sectors.SelExisting(locations=ids("locations", sel.locations),
                              allow_fetch=bool(sel.allow_fetch))
-    if isinstance(sel, m.SelMove):
-        return m.SelMove(locations=ids("locations", sel.locations),
+    if isinstance(sel, sectors.SelMove):
+        return sectors.SelMove(locations=ids("locations", sel.locations),
                          allow_remote=bool(sel.allow_remote),
                          storage_ids=ids("storage_ids", sel.storage_ids))
     raise SchedulerError(f"request {rid}: unknown selector {sel!r}")

@@ -28,11 +28,11 @@ from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
                                             SchedulerService)
-from zqnode.nodes.scheduler.wire import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
+from zqnode.nodes.wire.scheduler import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
                                          SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync,
                                          SchedSyncReply, SchedTaskDone, SchedTaskPrepared,
                                          SchedWorkerBeat)
-from zqnode.nodes.worker.wire import WorkerAbort, WorkerPrepare, WorkerRun
+from zqnode.nodes.wire.worker import WorkerAbort, WorkerPrepare, WorkerRun
 
 __all__ = ["LOST_AFTER_S", "TICK_S", "SchedulerNode"]
 

@@ -12,8 +12,8 @@ import bisect
 import heapq
 from collections.abc import Iterator
 
-from .messages import SectorRef
-from .tasks import queue_key
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire.tasks import queue_key
 
 
 class Request:

@@ -5,7 +5,7 @@ compare the fast pass with, and as the baseline tools/bench_sched.py measures.""
 from __future__ import annotations
 
 from .assign import ASSIGNER_KINDS, SPREAD, UTILIZATION, PassWindow
-from .messages import SelAlloc, SelExisting, SelMove, SelTask
+from zqnode.nodes.wire.sectors import SelAlloc, SelExisting, SelMove, SelTask
 from .queue import RequestQueue
 from .usage import can_handle, utilization
 from .workers import Worker

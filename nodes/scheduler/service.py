@@ -35,9 +35,11 @@ from collections.abc import Callable
 import msgspec
 
 from zqnode.nodes.scheduler import messages as m
+
+from zqnode.nodes.wire import sectors
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
-from zqnode.nodes.scheduler.wire import RunningRequest, SchedEnqueue
+from zqnode.nodes.wire.scheduler import RunningRequest, SchedEnqueue
 
 LOST_AFTER_S = 10.0          # sent to a worker this long ago and not listed by it: lost
 FORGET_FINISHED_S = 60.0     # a finished request is not adopted from a beat for this long
@@ -180,7 +182,7 @@ class SchedulerService:
         return [rid for rid in rids if rid not in self.core.requests and rid not in self.parked]
 
     # ---- workers ----------------------------------------------------------------------------
-    def beat(self, worker: str, session: str, info: m.WorkerInfo,
+    def beat(self, worker: str, session: str, info: sectors.WorkerInfo,
              running: list[RunningRequest], now: float) -> bool:
         """Whether the worker was known in this session."""
         w = self.core.workers.get(worker)

@@ -2,7 +2,7 @@
 utilization, with Python integers (no unsigned wrap-around when use exceeds memory)."""
 from __future__ import annotations
 
-from .messages import WorkerResources
+from zqnode.nodes.wire.sectors import WorkerResources
 from .resources import Resources
 
 CounterKey = tuple  # (task type or None, sector size)

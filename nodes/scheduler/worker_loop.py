@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from . import messages as m
 from .queue import Request
-from .tasks import READY_TASKS
+from zqnode.nodes.wire.tasks import READY_TASKS
 from .usage import can_handle
 from .workers import Worker
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from .messages import WorkerInfo, WorkerResources
+from zqnode.nodes.wire.sectors import WorkerInfo, WorkerResources
 from .queue import Request
 from .resources import Resources, ResourceTable
 from .usage import Usage, can_handle, utilization

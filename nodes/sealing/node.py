@@ -35,7 +35,7 @@ from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import procedures as P
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import states as S
-from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import PAUSED, SealingCore, SealingError
 from zqnode.nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home

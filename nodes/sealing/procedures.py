@@ -314,7 +314,7 @@ def fault_change(core: SealingCore, number: int, faulty: bool) -> E.Event | None
 
 # ---- a task's result --------------------------------------------------------------------------
 def task_done(core: SealingCore, cmd: C.RunTask, work_id: str, r) -> E.Event:
-    """The event of a task's decoded result `r` (nodes.worker.params); RunUnseal's data is
+    """The event of a task's decoded result `r` (nodes.wire.params); RunUnseal's data is
     written to cmd.out by the shell first."""
     if isinstance(cmd, C.RunAddPiece):
         return _event(core, E.PieceAdded, cmd, work_id=work_id, comm_p=r.comm_p,

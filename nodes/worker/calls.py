@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.wire.scheduler import RunningRequest
 from zqnode.nodes.worker.store import ACCEPTED, DONE, RUNNING, Call
 
 DRIVE = "drive"          # ask the manager whether to run it, then run it (again)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
-from zqnode.nodes.scheduler.tasks import ORDER
+from zqnode.nodes.wire.tasks import ORDER
 
 DEFAULT_TABLE = "zqnode.nodes.worker.sealing"       # the real sealing functions (proofs/)
 

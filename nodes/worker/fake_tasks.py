@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.task import TaskContext
 
 FOLLOWS = {"AP": None, "PC1": "AP", "PC2": "PC1", "C1": "PC2", "FIN": "PC2", "UNS": "PC2",

@@ -27,9 +27,10 @@ import trio
 from zqnode.bus.codec import RemoteError
 from zqnode.nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
 from zqnode.bus.peer import CallTimeout, Peer, Refused
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.proofs.sector import META, SEALED, UNSEALED
-from zqnode.nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
+from zqnode.nodes.wire.worker import (FileEntry, WorkerChunk, WorkerFetch, WorkerFileList,
+                                      WorkerSectorFiles)
 
 log = logging.getLogger("zqnode.worker.fetch")
 

@@ -27,20 +27,21 @@ from zqnode.bus.protocol import NodeUp
 from zqnode.bus.ratelog import RateLimitedLog
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
-from zqnode.nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted
-from zqnode.nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
-from zqnode.nodes.scheduler.wire import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from zqnode.nodes.wire.manager import CALL_REFUSED, CallReturn, CallStarted
+from zqnode.nodes.wire.sectors import SectorRef, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.wire.scheduler import (RunningRequest, SchedTaskDone, SchedTaskPrepared,
+                                         SchedWorkerBeat)
 from zqnode.nodes.worker import calls
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker import resources
-from zqnode.nodes.worker import wire as W
+from zqnode.nodes.wire import worker as W
 from zqnode.nodes.worker.executor import SubprocessExecutor
-from zqnode.nodes.chain import wire as CW
+from zqnode.nodes.wire import chain as CW
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.fetched import Expected
 from zqnode.nodes.worker.fetch import FetchError, check_fetched, fetch_sector, serve_chunk, serve_files
 from zqnode.nodes.worker.limits import Limits
-from zqnode.nodes.worker.paths import sector_dir
+from zqnode.nodes.sector_dirs import sector_dir
 from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
 from zqnode.nodes.worker.task import TaskInput, TaskOutput, load_table
 from zqnode.proofs.cid import parse_piece_cid, parse_sealed_cid

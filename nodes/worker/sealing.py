@@ -13,8 +13,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from zqnode.nodes.worker import params as P
-from zqnode.nodes.worker.paths import sector_dir_name
+from zqnode.nodes.wire import params as P
+from zqnode.nodes.sector_dirs import sector_dir_name
 from zqnode.nodes.worker.task import TaskContext
 from zqnode.proofs import post, seal
 from zqnode.proofs.sector import load_meta, meta_path

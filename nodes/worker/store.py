@@ -18,7 +18,7 @@ import uuid
 
 import msgspec
 
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sqlite_store import SqliteStore
 
 ACCEPTED, RUNNING, DONE, DROPPED = "accepted", "running", "done", "dropped"

@@ -3,7 +3,7 @@
     python -m nodes.worker.task            (TaskInput as msgpack on stdin, TaskOutput on stdout)
 
 A task table is a module with `TASKS: dict[task type, function(ctx, params) -> result]`;
-params and results are the structs of nodes.worker.params. The subprocess exits when its
+params and results are the structs of nodes.wire.params. The subprocess exits when its
 worker is gone (it watches its parent), so a worker killed -9 leaves no computation
 behind to race the re-run.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 
 
 class TaskInput(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ import msgspec
 import trio
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import zqnode.nodes.chain.wire  # noqa: F401  (registers the chain's message kinds too)
+import zqnode.nodes.wire.chain  # noqa: F401  (registers the chain's message kinds too)
 from zqnode.bus import keys
 from zqnode.bus.codec import (BadMessage, Envelope, Error, ErrorCode, Msg, any_decoder, decode_envelope, encode_envelope,
                               event_frames, peek_kind, split_event, to_plain)

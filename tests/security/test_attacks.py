@@ -20,15 +20,15 @@ from zqnode.bus.codec import ErrorCode, RemoteError, encode_envelope, event_fram
 from zqnode.bus.config import BusConfig
 from zqnode.bus.peer import Peer
 from zqnode.bus.protocol import NodeDown, Tap
-from zqnode.nodes.chain import wire as CW
+from zqnode.nodes.wire import chain as CW
 from zqnode.nodes.chain.messages import TipsetSummary
-from zqnode.nodes.manager.wire import CallReturn, CallStarted, MgrDo, MgrJobs
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.scheduler.wire import RunningRequest, SchedGetDiag, SchedTaskDone, SchedWorkerBeat
-from zqnode.nodes.sealing import wire as SW
-from zqnode.nodes.worker import params as P
-from zqnode.nodes.worker.paths import sector_dir
-from zqnode.nodes.worker.wire import WorkerFetch
+from zqnode.nodes.wire.manager import CallReturn, CallStarted, MgrDo, MgrJobs
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire.scheduler import RunningRequest, SchedGetDiag, SchedTaskDone, SchedWorkerBeat
+from zqnode.nodes.wire import sealing as SW
+from zqnode.nodes.wire import params as P
+from zqnode.nodes.sector_dirs import sector_dir
+from zqnode.nodes.wire.worker import WorkerFetch
 from tests.procs import sealing_events, until
 from tools.chaos import ROOT, Cluster
 

@@ -18,7 +18,7 @@ from zqnode.nodes.chain.core import MinerSpec
 from zqnode.nodes.chain.store import ChainStore
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.config import load
-from zqnode.nodes.sealing.devnet import Devnet
+from zqnode.nodes.devnet import Devnet
 from zqnode.nodes.sealing.sector import LogEntry, SectorInfo
 from zqnode.nodes.sealing.store import SealingStore
 from zqnode.nodes.worker.store import CallStore

@@ -14,7 +14,7 @@ import itertools
 import msgspec
 
 from zqnode.nodes.manager import tracker as T
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 
 from .net import Node
 

@@ -40,8 +40,8 @@ from zqnode.nodes.poster.events import (
     WaitMessage,
 )
 from zqnode.nodes.poster.node import _states
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire import params as P
 
 from .net import Node
 

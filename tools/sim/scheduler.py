@@ -10,10 +10,12 @@ just after each moment a silent worker may cross disable_after_s or remove_after
 from __future__ import annotations
 
 from zqnode.nodes.scheduler import messages as m
+
+from zqnode.nodes.wire import sectors
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.service import NotAdopted, RunTwice, SchedulerService
-from zqnode.nodes.scheduler.wire import SchedEnqueue
+from zqnode.nodes.wire.scheduler import SchedEnqueue
 
 from .net import Node
 
@@ -70,7 +72,7 @@ class SimScheduler(Node):
         return self.service.unknown(rids)
 
     # ---- workers ----------------------------------------------------------------------------
-    def on_beat(self, worker: str, session: str, info: m.WorkerInfo, running: list) -> bool:
+    def on_beat(self, worker: str, session: str, info: sectors.WorkerInfo, running: list) -> bool:
         try:
             return self.service.beat(worker, session, info, running, self.loop.now)
         except SchedulerError as e:

@@ -3,7 +3,7 @@
 commands (nodes.sealing.procedures), answered synchronously.
 
 Tasks go through the manager's call tracker (RunTask -> manager.do + wait, the params
-built by nodes.sealing.tracker_tasks.task_params); the procedures read and push to the
+built by nodes.manager.sealing_tasks.task_params); the procedures read and push to the
 SimChain in process (chain queries take no simulated time and are never lost: chaos is
 on the cluster's bus). A procedure that waits for the chain goes on at the epoch it
 waits for (or at the next head after a revert), not on every head.
@@ -18,15 +18,15 @@ import heapq
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.manager.tracker import DONE, FINISHED, TrackerError, UnknownWork
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import procedures as P
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import SealingCore, SealingError
-from zqnode.nodes.sealing.tracker_tasks import task_params
-from zqnode.nodes.worker import params as WP
+from zqnode.nodes.manager.sealing_tasks import task_params
+from zqnode.nodes.wire import params as WP
 
 # the sector states that hold a PC1 slot or wait for one (the pledger keeps these full)
 BEFORE_PC2 = frozenset({S.NEW, S.PACKING, S.GET_TICKET, S.PRE_COMMIT1, S.SEAL_PRE_COMMIT1_FAILED})
@@ -224,7 +224,7 @@ class SimSealing:
 
     # ---- answers ------------------------------------------------------------------------------------
     def _drop_work(self, number: int) -> None:
-        """nodes.sealing.tracker_tasks.TrackerTasks.drop_sector."""
+        """nodes.manager.sealing_tasks.TrackerTasks.drop_sector."""
         mgr = self.sim.manager
         for w in [w for w in mgr.tracker.works.values() if (w.miner, w.number) == (self.core.miner, number)]:
             if w.state not in FINISHED:

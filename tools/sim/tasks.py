@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from zqnode.nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.proofs import commp as commp_mod
 
 FOLLOWS = {"AP": None, "PC1": None, "PC2": "PC1", "C1": "PC2", "FIN": "PC2", "UNS": "PC2"}

@@ -19,9 +19,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from zqnode.nodes.scheduler.messages import SectorRef, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.wire.sectors import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from zqnode.nodes.scheduler.resources import parse_resource_env
-from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.wire.scheduler import RunningRequest
 from zqnode.nodes.worker import calls
 from zqnode.nodes.worker.node import ABORTED
 from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved

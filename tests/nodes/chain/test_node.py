@@ -12,7 +12,7 @@ from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain import wire as W
+from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.api import BusChainAPI, MessageUnknown
 from zqnode.nodes.chain.core import Genesis
 from zqnode.nodes.chain.node import PUBLISHED_HEAD, ChainConfig, ChainNode, ChainRollback

@@ -13,9 +13,9 @@ from zqnode.bus.hub import ZmqHub
 from zqnode.nodes.cli import main
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.manager.node import ManagerNode
-from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
 from zqnode.nodes.scheduler.node import SchedulerNode
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode

@@ -18,11 +18,11 @@ from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
 from zqnode.nodes.manager.node import ManagerNode
 from zqnode.nodes.manager.pipeline import seal_sector
 from zqnode.nodes.manager.store import ManagerStore
-from zqnode.nodes.manager.wire import MgrJobs
-from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
+from zqnode.nodes.wire.manager import MgrJobs
+from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
 from zqnode.nodes.scheduler.node import SchedulerNode
 from zqnode.nodes.sqlite_store import StoreDamaged
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode
@@ -296,8 +296,8 @@ async def test_roles_may_only_do_what_their_role_allows(bus, nursery, tmp_path, 
     """A worker key returns results but may not abort jobs or change sectors; a reader may
     look; an operator (admin) may act. The hub stamps the role; the manager checks it."""
     from zqnode.bus.codec import RemoteError
-    from zqnode.nodes.manager.wire import MgrAbort
-    from zqnode.nodes.sealing.wire import SealingList, SealingPledge
+    from zqnode.nodes.wire.manager import MgrAbort
+    from zqnode.nodes.wire.sealing import SealingList, SealingPledge
     m, *_ = await cluster(nursery, bus, tmp_path)
 
     async def as_role(role):

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from zqnode.nodes.manager import tracker as T
-from zqnode.nodes.scheduler.messages import SelAlloc, SelExisting, SelTask
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire.sectors import SelAlloc, SelExisting, SelTask
+from zqnode.nodes.wire import params as P
 
 K2 = 2048
 

@@ -23,10 +23,10 @@ from zqnode.nodes.poster.checker import SectorChecker
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.node import PosterNode
 from zqnode.nodes.poster.prover import FakeProver
-from zqnode.nodes.scheduler.messages import WorkerResources
+from zqnode.nodes.wire.sectors import WorkerResources
 from zqnode.nodes.scheduler.node import SchedulerNode
 from zqnode.nodes.sealing.config import SealingConfig
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode

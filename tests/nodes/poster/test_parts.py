@@ -9,7 +9,7 @@ import pytest
 from zqnode.nodes.chain.verifiers import FAKE
 from zqnode.nodes.config import ConfigError, load
 from zqnode.nodes.poster.checker import SectorChecker, StorageLocator, check_sector_files
-from zqnode.nodes.worker.paths import sector_dir_name
+from zqnode.nodes.sector_dirs import sector_dir_name
 from zqnode.nodes.poster.config import PosterConfig, ProverConfig
 from zqnode.nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
 from zqnode.nodes.poster.prover import (FakeProver, LocalProver, PartitionInput, ProveRequest, ProverError,

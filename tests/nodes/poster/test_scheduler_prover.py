@@ -13,12 +13,12 @@ from zqnode.nodes.manager import api
 from zqnode.nodes.manager.node import ManagerNode
 from zqnode.nodes.manager.pipeline import seal_sector
 from zqnode.nodes.poster.prover import PartitionInput, ProveRequest, ProverError, SchedulerProver, SectorInput
-from zqnode.nodes.scheduler.messages import WorkerResources
+from zqnode.nodes.wire.sectors import WorkerResources
 from zqnode.nodes.scheduler.node import SchedulerNode
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode
-from zqnode.nodes.worker.params import WDPResult
+from zqnode.nodes.wire.params import WDPResult
 from zqnode.proofs import post
 
 TABLE = "zqnode.nodes.worker.sealing"

@@ -12,11 +12,12 @@ from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer, Request
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.scheduler import SchedulerConfig
-from zqnode.nodes.scheduler.messages import SectorRef, SelTask, StoragePath, WorkerInfo, WorkerResources
+from zqnode.nodes.wire.sectors import SectorRef, SelTask, StoragePath, WorkerInfo, WorkerResources
 from zqnode.nodes.scheduler.node import LOST_AFTER_S, SchedulerNode
-from zqnode.nodes.scheduler.wire import (RunningRequest, SchedAck, SchedCancel, SchedEnqueue,
+from zqnode.nodes.wire.scheduler import (RunningRequest, SchedAck, SchedCancel, SchedEnqueue,
                                          SchedGetDiag, SchedSync, SchedTaskDone, SchedWorkerBeat)
-from zqnode.nodes.worker.wire import WorkerAbort, WorkerAccepted, WorkerAck, WorkerPrepare, WorkerRun
+from zqnode.nodes.wire.worker import (WorkerAbort, WorkerAccepted, WorkerAck, WorkerPrepare,
+                                      WorkerRun)
 
 _names = itertools.count()
 GiB = 1 << 30
@@ -147,7 +148,7 @@ async def test_a_request_with_a_preparing_step_is_prepared_first(bus, nursery, t
     await mgr.call("@scheduler", job("r1", task="PC2", prepare="GET", sources=["w9"]))
     await until(lambda: w1.got)
     assert w1.got == [("prepare", "r1")] and by_worker(s)["w1"].running == (("r1", "preparing"),)
-    from zqnode.nodes.scheduler.wire import SchedTaskPrepared
+    from zqnode.nodes.wire.scheduler import SchedTaskPrepared
     await w1.peer.call("@scheduler", SchedTaskPrepared(request="r1"))
     await until(lambda: "r1" in w1.runs)
     assert w1.runs["r1"].sources == ["w9"] and w1.got == [("prepare", "r1"), ("run", "r1")]
@@ -362,6 +363,6 @@ async def test_a_request_reported_preparing_is_not_adopted(bus, nursery, tmp_pat
     await mgr.call("@scheduler", job("r1", task="PC2", prepare="GET"))   # the manager's resend
     await until(lambda: ("prepare", "r1") in w1.got)
     del w1.running["r1"]                                   # its fetch ends; it says prepared
-    from zqnode.nodes.scheduler.wire import SchedTaskPrepared
+    from zqnode.nodes.wire.scheduler import SchedTaskPrepared
     await w1.peer.call("@scheduler", SchedTaskPrepared(request="r1"))
     await until(lambda: "r1" in w1.runs)

@@ -3,7 +3,7 @@ import pytest
 
 from zqnode.nodes.scheduler import (DEFAULT_TABLE, ResourceEnvError, Resources, parse_resource_env,
                                     resource_env_from_config)
-from zqnode.nodes.scheduler.tasks import LOTUS_NAMES, ORDER, SECTOR_SIZES
+from zqnode.nodes.wire.tasks import LOTUS_NAMES, ORDER, SECTOR_SIZES
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 G32, G64, M512, K2, M8 = 32 * GiB, 64 * GiB, 512 * MiB, 2 * KiB, 8 * MiB

@@ -3,6 +3,8 @@
 import pytest
 
 from zqnode.nodes.scheduler import messages as m
+
+from zqnode.nodes.wire import sectors
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.service import (
     LOST_AFTER_S,
@@ -12,14 +14,14 @@ from zqnode.nodes.scheduler.service import (
     RunTwice,
     SchedulerService,
 )
-from zqnode.nodes.scheduler.wire import RunningRequest, SchedEnqueue
+from zqnode.nodes.wire.scheduler import RunningRequest, SchedEnqueue
 
 GiB = 1 << 30
-SECTOR = m.SectorRef(miner=1000, number=1)
+SECTOR = sectors.SectorRef(miner=1000, number=1)
 
 
 def worker_info(tasks=("PC1",)):
-    return m.WorkerInfo(hostname="h", tasks=tasks, resources=m.WorkerResources(
+    return sectors.WorkerInfo(hostname="h", tasks=tasks, resources=sectors.WorkerResources(
         cpus=32, mem_physical=256 * GiB, mem_used=0, mem_swap=0, mem_swap_used=0, gpus=()))
 
 

@@ -15,8 +15,8 @@ import trio
 from zqnode.nodes.chain.verifiers import fake_seal_proof
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing.tasks import TaskError
-from zqnode.nodes.sealing.tracker_tasks import task_params
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.manager.sealing_tasks import task_params
+from zqnode.nodes.wire import params as P
 from zqnode.proofs import commp as commp_mod
 
 
@@ -123,7 +123,7 @@ class LocalTasks:
 
     # -- the real thing: the worker's task table ----------------------------------------------------
     def _real(self, cmd: C.RunTask, miner: int, sector_size: int):
-        from zqnode.nodes.sealing.tracker_tasks import task_params
+        from zqnode.nodes.manager.sealing_tasks import task_params
         from zqnode.nodes.worker.sealing import TASKS
         from zqnode.nodes.worker.task import TaskContext
         ctx = TaskContext(miner=miner, number=cmd.sector, sector_size=sector_size,

@@ -14,7 +14,7 @@ from zqnode.bus.peer import Peer
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.sealing import states as S
-from zqnode.nodes.sealing import wire as W
+from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.node import SealingService
 from tests.nodes.sealing.stand_ins import LocalTasks

@@ -4,8 +4,8 @@ import pytest
 from zqnode.bus.codec import ErrorCode
 from zqnode.bus.config import BusConfig
 from zqnode.bus.peer import Peer, Refused, Request
-from zqnode.nodes.manager.wire import CALL_REFUSED, CallReturn, CallStarted, MgrAck, ReturnAck
-from zqnode.nodes.scheduler.wire import SchedAck, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from zqnode.nodes.wire.manager import CALL_REFUSED, CallReturn, CallStarted, MgrAck, ReturnAck
+from zqnode.nodes.wire.scheduler import SchedAck, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
 from tests.chain_stand_in import ChainStandIn
 
 

@@ -1,6 +1,6 @@
 """nodes.worker.calls: what a call still needs, and what the scheduler counts as running."""
-from zqnode.nodes.scheduler.messages import SectorRef
-from zqnode.nodes.scheduler.wire import RunningRequest
+from zqnode.nodes.wire.sectors import SectorRef
+from zqnode.nodes.wire.scheduler import RunningRequest
 from zqnode.nodes.worker import calls
 from zqnode.nodes.worker.store import ACCEPTED, DONE, DROPPED, RUNNING, Call
 

@@ -10,10 +10,11 @@ import pytest
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer, Refused, Request
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.fetched import Expected
 from zqnode.nodes.worker.fetch import MAX_CHUNK, FetchError, check_fetched, fetch_sector, list_files, read_chunk
-from zqnode.nodes.worker.wire import FileEntry, WorkerChunk, WorkerFetch, WorkerFileList, WorkerSectorFiles
+from zqnode.nodes.wire.worker import (FileEntry, WorkerChunk, WorkerFetch, WorkerFileList,
+                                      WorkerSectorFiles)
 
 _names = itertools.count()
 SECTOR = SectorRef(miner=1000, number=7)

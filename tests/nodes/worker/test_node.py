@@ -13,19 +13,13 @@ from zqnode.bus.peer import Peer
 from zqnode.nodes.chain.miner import SectorView
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.observe import catalog as K
-from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import InlineExecutor
 from zqnode.nodes.worker.node import WorkerNode
-from zqnode.nodes.worker.wire import (
-    WorkerAbort,
-    WorkerAccepted,
-    WorkerListCalls,
-    WorkerPrepare,
-    WorkerRun,
-    WorkerSetTask,
-)
+from zqnode.nodes.wire.worker import (WorkerAbort, WorkerAccepted, WorkerListCalls, WorkerPrepare,
+                                      WorkerRun, WorkerSetTask)
 from zqnode.proofs import cid
 
 _names = itertools.count()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.sealing import TASKS
 from zqnode.nodes.worker.task import TaskContext, TaskInput, execute
 from zqnode.proofs.porep import verify_seal

@@ -2,7 +2,7 @@
 change nothing."""
 import pytest
 
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.worker.store import CallStore, CallStoreError
 
 S1 = SectorRef(miner=1000, number=1)

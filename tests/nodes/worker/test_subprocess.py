@@ -14,13 +14,13 @@ import trio
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.nodes.config import NodeConfig
-from zqnode.nodes.scheduler.messages import SectorRef, WorkerResources
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
+from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.worker.executor import SubprocessExecutor
 from zqnode.nodes.worker.node import WorkerNode
 from zqnode.nodes.worker.task import TaskInput
-from zqnode.nodes.worker.wire import WorkerAbort, WorkerRun
+from zqnode.nodes.wire.worker import WorkerAbort, WorkerRun
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 

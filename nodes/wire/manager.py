@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from zqnode.bus.codec import Msg
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 
 # Error codes of refusals (bus Error.code), turned back into exceptions by BusRequester.
 UNKNOWN_WORK = "unknown_work"

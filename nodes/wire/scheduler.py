@@ -9,8 +9,8 @@ from typing import Union
 import msgspec
 
 from zqnode.bus.codec import Msg
-from zqnode.nodes.scheduler.messages import (SchedDiag, SectorRef, SelAlloc, SelExisting, SelMove,
-                                             SelTask, WorkerInfo)
+from zqnode.nodes.wire.sectors import SectorRef, SelAlloc, SelExisting, SelMove, SelTask, WorkerInfo
+from zqnode.nodes.scheduler.messages import SchedDiag
 
 Selector = Union[SelTask, SelAlloc, SelExisting, SelMove]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgspec
 
 from zqnode.bus.codec import Msg
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 
 
 class WorkerPrepare(Msg):

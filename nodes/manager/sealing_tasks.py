@@ -1,5 +1,5 @@
 """The state machine's tasks through the manager's call tracker (in the same process):
-a RunTask command becomes the task's params struct (nodes.worker.params) and a `do` on
+a RunTask command becomes the task's params struct (nodes.wire.params) and a `do` on
 the manager; the same command asked again after a restart is the same WorkID, so the
 tracker answers it from what it stored."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ import trio
 
 from zqnode.nodes.manager.errors import WorkFailed
 from zqnode.nodes.manager.tracker import FINISHED, TrackerError, UnknownWork
-from zqnode.nodes.scheduler.messages import SectorRef
+from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing.tasks import TaskError
-from zqnode.nodes.worker import params as P
+from zqnode.nodes.wire import params as P
 
 log = logging.getLogger("zqnode.sealing.tasks")
 

@@ -66,7 +66,7 @@ class ManagerLocator:
         self.manager, self.repos = manager, repos
 
     def locate(self, miner: int, number: int) -> str:
-        from zqnode.nodes.worker.paths import sector_dir
+        from zqnode.nodes.sector_dirs import sector_dir
         worker = self.manager.tracker.locations.get((miner, number))
         return str(sector_dir(self.repos[worker], miner, number)) if worker in self.repos else ""
 
@@ -133,7 +133,7 @@ class Devnet:
         files to start each node in its own process."""
         from zqnode.nodes.poster.config import PosterConfig
         from zqnode.nodes.worker.config import WorkerConfig
-        from zqnode.nodes.worker.paths import sectors_root
+        from zqnode.nodes.sector_dirs import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
         chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof)]),
