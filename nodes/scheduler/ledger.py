@@ -1,7 +1,7 @@
-"""The scheduler node's logic without I/O or a clock: the core (nodes.scheduler.core)
-plus what the node remembers of each request, reconciled with the manager's enqueues and
-the workers' beats. Used by the Trio shell (nodes.scheduler.node) and by the simulator
-(tools/sim/scheduler.py).
+"""The scheduler's ledger: the node's logic without I/O or a clock, pure bookkeeping (the
+shell, nodes.scheduler.node, does the I/O). The core (nodes.scheduler.core) plus what the
+node remembers of each request, reconciled with the manager's enqueues and the workers'
+beats. Used by the Trio shell and by the simulator (tools/sim/scheduler.py).
 
 The node's state is in memory only: after a restart the manager enqueues its queued and
 running work again, and every worker's beat says what it runs. Reconciling the two:
@@ -70,7 +70,7 @@ class NoJob(msgspec.Struct, frozen=True):
     request: str
 
 
-class SchedulerService:
+class SchedulerLedger:
     def __init__(self, core: Scheduler, emit: Callable[[object], None]):
         self.core = core
         self.emit = emit
