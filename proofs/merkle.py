@@ -89,7 +89,8 @@ def hash_level(level) -> bytes:
     return bytes(above)
 
 
-def _leaf_count(leaves) -> int:
+def leaf_count(leaves) -> int:
+    """How many 32-byte leaves `leaves` holds; MerkleError unless a power of two of them."""
     size = memoryview(leaves).nbytes
     _height_of(size, "a leaf level")
     return size // NODE
@@ -97,7 +98,7 @@ def _leaf_count(leaves) -> int:
 
 def merkle_root(leaves) -> bytes:
     """Root of the tree over `leaves` (32 * 2^k bytes), keeping no levels."""
-    _leaf_count(leaves)
+    leaf_count(leaves)
     level = leaves
     while memoryview(level).nbytes > NODE:
         level = hash_level(level)
@@ -106,7 +107,7 @@ def merkle_root(leaves) -> bytes:
 
 def tree_levels(leaves) -> list[bytes]:
     """Every level of the tree, leaves first, the 32-byte root last."""
-    _leaf_count(leaves)
+    leaf_count(leaves)
     levels = [bytes(leaves)]
     while len(levels[-1]) > NODE:
         levels.append(hash_level(levels[-1]))

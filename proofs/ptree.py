@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 from zqnode.proofs.poseidon import WORD, FieldElementError, hash_bytes, hash_words
 
-__all__ = ["TreeError", "PathStep", "level_arities", "build_levels", "root", "inclusion_path",
-           "verify_path", "comm_r", "segment_range", "rebuild_bottom", "path_from_upper",
-           "rows_to_discard", "paths_from_upper"]
+__all__ = ["TreeError", "PathStep", "level_arities", "arities_for", "leaf_bytes", "build_levels",
+           "root", "inclusion_path", "verify_path", "comm_r", "segment_range", "rebuild_bottom",
+           "upper_shape", "path_from_upper", "rows_to_discard", "paths_from_upper"]
 
 
 class TreeError(ValueError):
@@ -53,7 +53,9 @@ def _exact_log(n: int, base: int) -> int | None:
     return height if n == 1 else None
 
 
-def _arities_for(leaf_count: int, arities: int | Sequence[int]) -> tuple[int, ...]:
+def arities_for(leaf_count: int, arities: int | Sequence[int]) -> tuple[int, ...]:
+    """Every level's arity, bottom up, for `arities` (one for all levels, or one per level)
+    over `leaf_count` leaves; TreeError when they do not make a tree of that many leaves."""
     if isinstance(arities, int):
         height = _exact_log(leaf_count, arities)
         if height is None:
@@ -65,7 +67,7 @@ def _arities_for(leaf_count: int, arities: int | Sequence[int]) -> tuple[int, ..
     return arities
 
 
-def _leaf_bytes(leaves) -> bytes:
+def leaf_bytes(leaves) -> bytes:
     """bytes of a bytes-like or C-contiguous numpy array of 32-byte words."""
     try:
         data = memoryview(leaves).cast("B")
@@ -82,9 +84,9 @@ def build_levels(leaves, arities: int | Sequence[int] = 8) -> list[bytes]:
     `arities` is one arity for every level (the leaf count must be a power of it) or the
     arity of each level, bottom up (see `level_arities`).
     """
-    data = _leaf_bytes(leaves)
+    data = leaf_bytes(leaves)
     levels = [data]
-    for arity in _arities_for(len(data) // WORD, arities):
+    for arity in arities_for(len(data) // WORD, arities):
         levels.append(hash_words(levels[-1], arity))
     return levels
 
@@ -154,18 +156,15 @@ def segment_range(index: int, arities: Sequence[int], k: int) -> range:
 
 def rebuild_bottom(segment, arities: Sequence[int]) -> list[bytes]:
     """Levels 0..len(arities) of the subtree over `segment` (bytes or array of leaves)."""
-    data = _leaf_bytes(segment)
-    return build_levels(data, _arities_for(len(data) // WORD, arities))
+    data = leaf_bytes(segment)
+    return build_levels(data, arities_for(len(data) // WORD, arities))
 
 
-def path_from_upper(upper: Sequence[bytes], segment, index: int,
-                    arities: int | Sequence[int]) -> list[PathStep]:
-    """The inclusion path of leaf `index` from the kept levels and a re-read leaf segment.
-
-    `upper` is levels[k:] of the whole tree (levels[k] first, the root last) and `segment`
-    the leaves `segment_range(index, arities, k)`. The rebuilt level-k node must equal the
-    stored one; a mismatch (wrong or corrupt leaves) raises TreeError.
-    """
+def upper_shape(upper: Sequence[bytes], segment, index: int,
+                arities: int | Sequence[int]) -> tuple[tuple[int, ...], int, range]:
+    """The checks of `path_from_upper` (and of its GPU twin, proofs.gpu.post): every
+    level's arity, bottom up, how many levels k the segment rebuilds, and the segment's
+    range of leaves; TreeError when the kept levels, segment and index do not fit."""
     if isinstance(arities, int):
         kept = _exact_log(len(upper[0]) // WORD, arities)
         rebuilt = _exact_log(_leaf_count(segment), arities)
@@ -179,10 +178,22 @@ def path_from_upper(upper: Sequence[bytes], segment, index: int,
     expected = segment_range(index, arities, k)
     if _leaf_count(segment) != len(expected):
         raise TreeError(f"segment has {_leaf_count(segment)} leaves, expected {len(expected)}")
+    if index // len(expected) * WORD >= len(upper[0]):
+        raise TreeError(f"leaf index {index} out of range")
+    return arities, k, expected
+
+
+def path_from_upper(upper: Sequence[bytes], segment, index: int,
+                    arities: int | Sequence[int]) -> list[PathStep]:
+    """The inclusion path of leaf `index` from the kept levels and a re-read leaf segment.
+
+    `upper` is levels[k:] of the whole tree (levels[k] first, the root last) and `segment`
+    the leaves `segment_range(index, arities, k)`. The rebuilt level-k node must equal the
+    stored one; a mismatch (wrong or corrupt leaves) raises TreeError.
+    """
+    arities, k, expected = upper_shape(upper, segment, index, arities)
     bottom = rebuild_bottom(segment, arities[:k])
     position = index // len(expected)
-    if position * WORD >= len(upper[0]):
-        raise TreeError(f"leaf index {index} out of range")
     if bottom[-1] != _node(upper[0], position):
         raise TreeError(f"leaves {expected.start}..{expected.stop - 1} do not hash to the"
                         f" stored level-{k} node {position}")

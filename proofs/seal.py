@@ -8,6 +8,9 @@
     finalize    (FIN)  drop what only sealing needs; keep what WindowPoSt needs
     unseal      (UNS)  the data back from the replica (labels recomputed when dropped)
 
+and `seal_sector`, all of them in a row into a new directory (what `zqnode proofs seal`
+runs).
+
 Each stage reads what it needs from the directory (see proofs.sector for its layout),
 writes whole files atomically and records progress in sector.json, so the worker can run
 each as its own task, on any machine that has the directory. A stage run again redoes its
@@ -20,6 +23,7 @@ the 512 MiB sizes this CPU path can seal in reasonable time).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -47,7 +51,8 @@ Progress = Callable[[str], None] | None
 
 __all__ = ["PieceInfo", "PreCommit1Out", "PreCommit2Out", "Commit1Out", "add_piece",
            "precommit1", "precommit2", "commit1", "finalize", "unseal", "SealError",
-           "SectorError", "tree_r_last_upper", "checked_p_aux", "replica_reader"]
+           "SectorError", "tree_r_last_upper", "checked_p_aux", "replica_reader", "SealedSector",
+           "seal_sector", "seal_steps"]
 
 
 class PieceInfo(NamedTuple):
@@ -475,3 +480,74 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     return len(content)
 
 
+
+
+# --- a whole sector ---------------------------------------------------------------------------
+
+class SealedSector(NamedTuple):
+    """What seal_sector made in `sector_dir`."""
+    sector_dir: Path
+    pieces: list[PieceInfo]
+    pc1: PreCommit1Out
+    pc2: PreCommit2Out
+    c1: Commit1Out | None          # None when C1 did not run (no seed)
+    proof_file: Path | None        # C1's proof, verified, in sector_dir
+
+
+def _runs_commit1(proof: int | str, seed: bytes | None) -> bool:
+    # A non-interactive proof's challenges need no seed, so it always gets its C1.
+    return seed is not None or seal_proof(proof).feature is SealFeature.NON_INTERACTIVE
+
+
+def seal_steps(proof: int | str, *, data: bool, seed: bytes | None, then_finalize: bool) -> int:
+    """How many progress lines seal_sector says with these arguments."""
+    # AP, PC1 (tree-d, labels), PC2 (tree-c, tree-r-last), C1 (proof, verified), FIN
+    return data + 4 + 2 * _runs_commit1(proof, seed) + then_finalize
+
+
+def seal_sector(out, ticket: bytes, *, seal_proof: int | str, miner: int, sector: int, data=None,
+                seed: bytes | None = None, then_finalize: bool = False, parent_cache_dir=None,
+                backend: str | Backend = "auto", progress: Progress = None) -> SealedSector:
+    """AP (with `data`, a path), PC1, PC2, C1 (with `seed`; always for a non-interactive
+    proof), its proof written to commit1.proof and checked by porep.verify_seal, and FIN
+    (with `then_finalize`), into `out`: a directory that must not exist or be empty.
+
+    The sector is built in a hidden directory beside `out` and renamed to it at the end,
+    so a failure (SectorError when the proof does not verify) leaves nothing behind."""
+    with_c1 = _runs_commit1(seal_proof, seed)
+    impl = get_backend(backend)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.parent / f".{target.name}.sealing-{secrets.token_hex(4)}"
+    work.mkdir()                               # (not mkdtemp: its 0700 would stay on `out`)
+    try:
+        pieces = []
+        if data is not None:
+            info = add_piece(work, data, seal_proof=seal_proof, miner=miner, sector=sector,
+                             backend=impl)
+            _say(progress, f"AP: piece {info.cid()} ({info.payload_size} bytes)")
+            pieces.append(info)
+        pc1 = precommit1(work, ticket, seal_proof=seal_proof, miner=miner, sector=sector,
+                         parent_cache_dir=parent_cache_dir, backend=impl, progress=progress)
+        pc2 = precommit2(work, backend=impl, progress=progress)
+        c1 = proof_file = None
+        if with_c1:
+            c1 = commit1(work, seed, backend=impl, progress=progress)
+            write_atomic(work / "commit1.proof", c1.proof)
+            proof_file = target / "commit1.proof"
+            verified = porep.verify_seal(seal_proof=seal_proof, miner=miner, sector=sector,
+                                         ticket=ticket, seed=seed, comm_d=pc2.comm_d,
+                                         comm_r=pc2.comm_r, proof=c1.proof)
+            _say(progress, f"C1 proof verified: {verified}")
+            if not verified:
+                raise SectorError("the PoRep proof does not verify")
+        if then_finalize:
+            finalize(work)
+            _say(progress, "FIN: layers, tree-c, tree-d and the unsealed copy dropped")
+        if target.exists():
+            target.rmdir()                     # only an empty one: a full one raises
+        work.rename(target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return SealedSector(target, pieces, pc1, pc2, c1, proof_file)

@@ -6,8 +6,9 @@
     zqnode proofs window-post --sealed DIR [--sealed DIR ...] --randomness HEX64 [--json]
     zqnode proofs unseal --sealed DIR --out FILE [--piece N]
 
-Bad input is a one-line error and a non-zero exit; nothing is left half-written (seal
-builds the sector in a temporary directory next to DIR and renames it at the end).
+The commands parse options, call proofs (seal: proofs.seal.seal_sector) and print. Bad
+input is a one-line error and a non-zero exit; nothing is left half-written (seal builds
+the sector in a temporary directory next to DIR and renames it at the end).
 Progress goes to stderr when it is a terminal (or with --progress): a bar of the bytes
 read for commp, one line per stage with the elapsed time for the others.
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import shutil
 import sys
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from zqnode.proofs import commp as commp_mod
 from zqnode.proofs import fr32, params, post, seal
 from zqnode.proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
 from zqnode.proofs.cid import piece_cid_v1, sealed_cid
-from zqnode.proofs.porep import verify_seal
 from zqnode.proofs.sector import load_meta, write_atomic
 
 # Errors of our own modules that mean "bad input or bad files": shown as one line.
@@ -137,7 +135,6 @@ def _fresh_out(out: str) -> Path:
     target = Path(out)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise _fail(f"--out {out} already exists and is not an empty directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
     return target
 
 
@@ -161,7 +158,6 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
                  do_finalize, backend, parent_cache, as_json, show_progress) -> None:
     """Seal a sector into --out (AP, PC1, PC2; C1 with --seed): comm_d, comm_r, replica_id."""
     p = _seal_proof_for(sector_size, seal_proof_name)
-    miner_id = miner
     ticket_bytes = _hex32(ticket, "--ticket")
     seed_bytes = _hex32(seed, "--seed") if seed is not None else None
     impl = _backend(backend)
@@ -177,57 +173,28 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
                         f"at most {capacity}")
         if size < commp_mod.MIN_PAYLOAD:
             raise _fail(f"--data {data_path} is {size} bytes; a piece needs at least {commp_mod.MIN_PAYLOAD}")
-    with_c1 = seed_bytes is not None or p.feature is params.SealFeature.NON_INTERACTIVE
-    # AP, PC1 (tree-d, labels), PC2 (tree-c, tree-r-last), C1 (proof, verified), FIN
-    steps = (data_path is not None) + 4 + 2 * with_c1 + do_finalize
-    clock = _clock(show_progress, steps)
-    work = target.parent / f".{target.name}.sealing-{secrets.token_hex(4)}"
-    work.mkdir()                               # (not mkdtemp: its 0700 would stay on DIR)
+    clock = _clock(show_progress, seal.seal_steps(p.id, data=data_path is not None, seed=seed_bytes,
+                                                  then_finalize=do_finalize))
     try:
-        pieces = []
-        if data_path is not None:
-            info = seal.add_piece(work, data_path, seal_proof=p.id, miner=miner_id,
-                                  sector=sector_number, backend=impl)
-            clock(f"AP: piece {info.cid()} ({info.payload_size} bytes)")
-            pieces.append({"piece_cid": info.cid(), "payload_size": info.payload_size,
-                           "padded_size": info.padded_size, "offset": info.offset})
-        pc1 = seal.precommit1(work, ticket_bytes, seal_proof=p.id, miner=miner_id, sector=sector_number,
-                              parent_cache_dir=parent_cache, backend=impl, progress=clock)
-        pc2 = seal.precommit2(work, backend=impl, progress=clock)
-        record = {"sector_dir": str(target), "seal_proof": p.name, "sector_size": p.sector_size,
-                  "miner": f"t0{miner_id}", "sector": sector_number,
-                  "comm_d": pc2.comm_d_cid(), "comm_r": pc2.comm_r_cid(),
-                  "replica_id": pc1.replica_id.hex(), "comm_c": pc2.comm_c.hex(),
-                  "comm_r_last": pc2.comm_r_last.hex(), "pieces": pieces}
-        if with_c1:
-            c1 = seal.commit1(work, seed_bytes, backend=impl, progress=clock)
-            proof_file = work / "commit1.proof"
-            write_atomic(proof_file, c1.proof)
-            verified = verify_seal(seal_proof=p.id, miner=miner_id, sector=sector_number,
-                                   ticket=ticket_bytes, seed=seed_bytes, comm_d=pc2.comm_d,
-                                   comm_r=pc2.comm_r, proof=c1.proof)
-            clock(f"C1 proof verified: {verified}")
-            record.update({"porep_challenges": c1.challenges,
-                           "porep_proof_file": str(target / proof_file.name),
-                           "porep_proof_bytes": len(c1.proof), "porep_verified": verified})
-            if not verified:
-                raise _fail("the PoRep proof does not verify")
-        if do_finalize:
-            seal.finalize(work)
-            clock("FIN: layers, tree-c, tree-d and the unsealed copy dropped")
-        record.update({"backend": pc2.backend, "seconds": round(clock.elapsed(), 3)})
-        if target.exists():
-            target.rmdir()                     # empty, checked above
-        work.rename(target)
-    except click.ClickException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        sealed = seal.seal_sector(target, ticket_bytes, seal_proof=p.id, miner=miner,
+                                  sector=sector_number, data=data_path, seed=seed_bytes,
+                                  then_finalize=do_finalize, parent_cache_dir=parent_cache,
+                                  backend=impl, progress=clock)
     except _INPUT_ERRORS as e:
-        shutil.rmtree(work, ignore_errors=True)
         raise _fail(str(e)) from None
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    pc1, pc2, c1 = sealed.pc1, sealed.pc2, sealed.c1
+    record = {"sector_dir": str(sealed.sector_dir), "seal_proof": p.name, "sector_size": p.sector_size,
+              "miner": f"t0{miner}", "sector": sector_number,
+              "comm_d": pc2.comm_d_cid(), "comm_r": pc2.comm_r_cid(),
+              "replica_id": pc1.replica_id.hex(), "comm_c": pc2.comm_c.hex(),
+              "comm_r_last": pc2.comm_r_last.hex(),
+              "pieces": [{"piece_cid": info.cid(), "payload_size": info.payload_size,
+                          "padded_size": info.padded_size, "offset": info.offset}
+                         for info in sealed.pieces]}
+    if c1 is not None:                     # seal_sector raised unless it verified
+        record.update({"porep_challenges": c1.challenges, "porep_proof_file": str(sealed.proof_file),
+                       "porep_proof_bytes": len(c1.proof), "porep_verified": True})
+    record.update({"backend": pc2.backend, "seconds": round(clock.elapsed(), 3)})
     _emit(record, as_json)
 
 

@@ -65,6 +65,11 @@ Not modelled: Lotus's "experiment-random" assigner, storage free space (pass the
 manager's best-allocation paths in the selector's storage_ids instead), PoSt-only
 worker pools (WDP/WNP are ordinary queued tasks here).
 """
+
+from zqnode.nodes.wire.sectors import (SectorRef, SelAlloc, SelExisting, SelMove, SelTask, StoragePath,
+                                       WorkerInfo, WorkerResources)
+from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES, TASK_TYPES
+
 from .core import Scheduler
 from .errors import (DuplicateRequest, InvalidTransition, ResourceEnvError, SchedulerError,
                      UnknownRequest, UnknownWorker)
@@ -73,9 +78,6 @@ from .messages import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, 
                        TaskPrepared, TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
                        WorkerHeartbeat, WorkerJoined, WorkerLeft, WorkerRemoved)
 from .resources import DEFAULT_TABLE, Resources, parse_resource_env, resource_env_from_config
-from zqnode.nodes.wire.sectors import (SectorRef, SelAlloc, SelExisting, SelMove, SelTask, StoragePath,
-                                       WorkerInfo, WorkerResources)
-from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES, TASK_TYPES
 
 __all__ = [
     "Abort", "AssignWindow", "Cancelled", "Command", "DEFAULT_TABLE", "DuplicateRequest",

@@ -32,6 +32,7 @@ from __future__ import annotations
 import heapq
 
 from zqnode.nodes.wire.sectors import SelAlloc, SelExisting, SelMove, SelTask
+
 from .queue import RequestClass, RequestQueue
 from .usage import Usage, can_handle, utilization
 from .workers import _EMPTY, Worker

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import msgspec
 
-from . import messages as m
-
 from zqnode.nodes.wire import sectors
+from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
+
+from . import messages as m
 from . import worker_loop
 from .assign import ASSIGNER_KINDS, PassWindow, run_pass
 from .errors import (DuplicateRequest, InvalidTransition, SchedulerError, UnknownRequest,
                      UnknownWorker)
 from .queue import Request, RequestQueue
 from .resources import ResourceTable, parse_resource_env
-from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
 from .usage import Usage
 from .workers import Window, Worker
 

@@ -1,14 +1,14 @@
-"""The scheduler's shell: the scheduler's logic (nodes.scheduler.service, around the pure
+"""The scheduler's shell: the scheduler's ledger (nodes.scheduler.ledger, around the pure
 core nodes.scheduler.core) fed from the bus.
 
 In: SchedEnqueue / SchedCancel / SchedSync / SchedAssigned from the manager; SchedWorkerBeat /
 SchedTaskPrepared / SchedTaskDone from the workers; a Tick every second; `node.down`
 (left) of a worker. Out: WorkerPrepare / WorkerRun / WorkerAbort to the workers (a few
-tries each), and log lines for what the service reports.
+tries each), and log lines for what the ledger reports.
 
 State is in memory only, rebuilt after a restart: the manager enqueues its queued and
 running work again (on `node.up` of the scheduler and in its periodic SchedSync), and
-every worker's beat says who it is and what it runs (nodes.scheduler.service reconciles
+every worker's beat says who it is and what it runs (nodes.scheduler.ledger reconciles
 the two).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.scheduler import messages as m
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
-from zqnode.nodes.scheduler.service import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
-                                            SchedulerService)
+from zqnode.nodes.scheduler.ledger import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
+                                           SchedulerLedger)
 from zqnode.nodes.wire.scheduler import (SchedAck, SchedAssigned, SchedAssignedReply, SchedCancel,
                                          SchedDiagReply, SchedEnqueue, SchedGetDiag, SchedSync,
                                          SchedSyncReply, SchedTaskDone, SchedTaskPrepared,
@@ -44,7 +44,7 @@ TICK_S = 1.0
 class SchedulerNode:
     def __init__(self, cfg: NodeConfig, core: Scheduler | None = None):
         self.cfg = cfg
-        self.service = SchedulerService(core or Scheduler(cfg.scheduler), self._emit)
+        self.ledger = SchedulerLedger(core or Scheduler(cfg.scheduler), self._emit)
         self._nursery: trio.Nursery | None = None
         self.peer = Peer(name=cfg.name, role="scheduler", cfg=cfg.bus)
         for kind, handler in {SchedEnqueue: self._on_enqueue, SchedCancel: self._on_cancel,
@@ -58,13 +58,13 @@ class SchedulerNode:
                          SchedTaskDone: "worker", SchedGetDiag: ANYONE})
         observe.scheduler(self)
 
-    # the service's state, read by observe and the tests
-    core = property(lambda self: self.service.core)
-    jobs = property(lambda self: self.service.jobs)
-    parked = property(lambda self: self.service.parked)
-    orphans = property(lambda self: self.service.orphans)
-    finished = property(lambda self: self.service.finished)
-    sent = property(lambda self: self.service.sent)
+    # the ledger's state, read by observe and the tests
+    core = property(lambda self: self.ledger.core)
+    jobs = property(lambda self: self.ledger.jobs)
+    parked = property(lambda self: self.ledger.parked)
+    orphans = property(lambda self: self.ledger.orphans)
+    finished = property(lambda self: self.ledger.finished)
+    sent = property(lambda self: self.ledger.sent)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -75,7 +75,7 @@ class SchedulerNode:
             task_status.started(self)
 
     def _emit(self, c) -> None:
-        """What the service hands out: work to send, changes to log."""
+        """What the ledger hands out: work to send, changes to log."""
         if isinstance(c, m.Run):
             observe.scheduler_sent(self, c.request)
             self._nursery.start_soon(self._send_run, c)
@@ -103,19 +103,19 @@ class SchedulerNode:
 
     async def _on_enqueue(self, req: Request) -> SchedAck:
         try:
-            known = self.service.enqueue(req.body, trio.current_time(), req.cause)
+            known = self.ledger.enqueue(req.body, trio.current_time(), req.cause)
         except SchedulerError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         return SchedAck(known=known)
 
     async def _on_cancel(self, req: Request) -> SchedAck:
-        return SchedAck(known=self.service.cancel(req.body.request, trio.current_time(), req.cause))
+        return SchedAck(known=self.ledger.cancel(req.body.request, trio.current_time(), req.cause))
 
     async def _on_sync(self, req: Request) -> SchedSyncReply:
-        return SchedSyncReply(unknown=self.service.unknown(req.body.requests))
+        return SchedSyncReply(unknown=self.ledger.unknown(req.body.requests))
 
     async def _on_assigned(self, req: Request) -> SchedAssignedReply:
-        return SchedAssignedReply(worker=self.service.assigned(req.body.request))
+        return SchedAssignedReply(worker=self.ledger.assigned(req.body.request))
 
     async def _on_diag(self, req: Request) -> SchedDiagReply:
         return SchedDiagReply(diag=self.core.diag(), parked=sorted(self.parked))
@@ -125,19 +125,19 @@ class SchedulerNode:
     async def _on_beat(self, req: Request) -> SchedAck:
         b: SchedWorkerBeat = req.body
         try:
-            known = self.service.beat(req.sender, b.session, b.info, b.running, trio.current_time())
+            known = self.ledger.beat(req.sender, b.session, b.info, b.running, trio.current_time())
         except SchedulerError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         return SchedAck(known=known)
 
     async def _on_prepared(self, req: Request) -> SchedAck:
         b: SchedTaskPrepared = req.body
-        return SchedAck(known=self.service.prepared(req.sender, b.request, b.ok, b.error,
+        return SchedAck(known=self.ledger.prepared(req.sender, b.request, b.ok, b.error,
                                                     trio.current_time(), req.cause))
 
     async def _on_done(self, req: Request) -> SchedAck:
         b: SchedTaskDone = req.body
-        return SchedAck(known=self.service.done(req.sender, b.request, b.ok, trio.current_time(),
+        return SchedAck(known=self.ledger.done(req.sender, b.request, b.ok, trio.current_time(),
                                                 req.cause))
 
     # ---- time and the hub ---------------------------------------------------------------
@@ -148,14 +148,14 @@ class SchedulerNode:
             self.tick()
 
     def tick(self) -> None:
-        self.service.tick(trio.current_time())
+        self.ledger.tick(trio.current_time())
 
     async def _watch_nodes(self) -> None:
         with self.peer.subscribe("node.down", kinds=[NodeDown]) as sub:
             async for ev in sub:
                 d: NodeDown = ev.body
                 if d.role == "worker" and d.reason == "left":
-                    self.service.left(d.node_id, trio.current_time())
+                    self.ledger.left(d.node_id, trio.current_time())
 
     def _cause_of(self, rid: str) -> dict:
         """`extra` for a log line about request `rid`: its sector's cause id."""

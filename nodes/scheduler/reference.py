@@ -4,8 +4,9 @@ assign.run_pass (same contract, same result), and exists as the oracle that test
 compare the fast pass with, and as the baseline tools/bench_sched.py measures."""
 from __future__ import annotations
 
-from .assign import ASSIGNER_KINDS, SPREAD, UTILIZATION, PassWindow
 from zqnode.nodes.wire.sectors import SelAlloc, SelExisting, SelMove, SelTask
+
+from .assign import ASSIGNER_KINDS, SPREAD, UTILIZATION, PassWindow
 from .queue import RequestQueue
 from .usage import can_handle, utilization
 from .workers import Worker

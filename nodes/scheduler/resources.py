@@ -18,8 +18,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from .errors import ResourceEnvError
 from zqnode.nodes.wire.tasks import GiB, KiB, MiB, SECTOR_SIZES, TASK_TYPES
+
+from .errors import ResourceEnvError
 
 # Share of a worker's CPUs that a "use all threads" (MaxParallelism -1) task takes.
 PARALLEL_NUM, PARALLEL_DENOM = 92, 100

@@ -3,9 +3,10 @@ starting requests from the oldest window. Functions of one Worker; each returns 
 a window went away, which means a new open window and so a full scheduling pass."""
 from __future__ import annotations
 
+from zqnode.nodes.wire.tasks import READY_TASKS
+
 from . import messages as m
 from .queue import Request
-from zqnode.nodes.wire.tasks import READY_TASKS
 from .usage import can_handle
 from .workers import Worker
 

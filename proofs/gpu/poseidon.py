@@ -162,8 +162,8 @@ def hash_columns(ex, layers: Sequence[bytes]) -> bytes:
 
 def build_levels(ex, leaves, arities: int | Sequence[int] = 8) -> list[bytes]:
     """All levels of the tree over `leaves`; ptree.build_levels."""
-    data = ptree._leaf_bytes(leaves)
-    shape = ptree._arities_for(len(data) // WORD, arities)
+    data = ptree.leaf_bytes(leaves)
+    shape = ptree.arities_for(len(data) // WORD, arities)
     for arity in shape:
         _check_arity(arity)
     return _build(ex, len(data) // WORD, shape, _leaf_source(data), keep_from=0)[1]
@@ -246,7 +246,7 @@ def tree_c(ex, layers: Sequence[bytes], arities: int | Sequence[int] = 8,
     if sizes[0] % WORD or sizes[0] == 0 or any(s != sizes[0] for s in sizes):
         raise ValueError(f"layers must be equal whole numbers of {WORD}-byte words, got {sizes} bytes")
     n = sizes[0] // WORD
-    shape = ptree._arities_for(n, arities)
+    shape = ptree.arities_for(n, arities)
     for arity in shape:
         _check_arity(arity)
     views = [_as_uint8(layer) for layer in layers]
@@ -289,11 +289,11 @@ def tree_r_last(ex, data, key, arities: int | Sequence[int] = 8, keep_from: int 
     replica word v = (data word v + key word v) mod p (key = the last layer's labels);
     returns (replica, levels[keep_from:]) where levels = ptree.build_levels(replica, arities).
     """
-    data_bytes, key_bytes = ptree._leaf_bytes(data), ptree._leaf_bytes(key)
+    data_bytes, key_bytes = ptree.leaf_bytes(data), ptree.leaf_bytes(key)
     if len(data_bytes) != len(key_bytes):
         raise ValueError(f"data ({len(data_bytes)} bytes) and key ({len(key_bytes)} bytes) differ in size")
     n = len(data_bytes) // WORD
-    shape = ptree._arities_for(n, arities)
+    shape = ptree.arities_for(n, arities)
     for arity in shape:
         _check_arity(arity)
     if keep_from is None:

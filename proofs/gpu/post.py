@@ -36,27 +36,6 @@ def gather_launch(levels: Ptr, offsets: Ptr, out: Ptr, n_seg: int, seg_leaves: i
                   (levels, offsets, out, u64(n_seg), u32(seg_leaves), u32(arity), i32(k)))
 
 
-def _resolve(upper: Sequence[bytes], segment, index: int, arities) -> tuple[tuple[int, ...], int, range]:
-    """path_from_upper's checks: (all level arities, rebuilt levels k, the segment's range)."""
-    if isinstance(arities, int):
-        kept = ptree._exact_log(len(upper[0]) // WORD, arities)
-        rebuilt = ptree._exact_log(ptree._leaf_count(segment), arities)
-        if kept is None or rebuilt is None:
-            raise TreeError(f"the kept levels and segment are not parts of an {arities}-ary tree")
-        arities = (arities,) * (rebuilt + kept)
-    arities = tuple(arities)
-    k = len(arities) - (len(upper) - 1)
-    if k < 0:
-        raise TreeError(f"{len(upper)} kept levels for a tree of {len(arities)} levels")
-    expected = ptree.segment_range(index, arities, k)
-    if ptree._leaf_count(segment) != len(expected):
-        raise TreeError(f"segment has {ptree._leaf_count(segment)} leaves, expected {len(expected)}")
-    position = index // len(expected)
-    if position * WORD >= len(upper[0]):
-        raise TreeError(f"leaf index {index} out of range")
-    return arities, k, expected
-
-
 def paths_from_upper(ex, items: Sequence[tuple[Sequence[bytes], bytes, int]],
                      arities: int | Sequence[int]) -> list[list[PathStep]]:
     """[ptree.path_from_upper(upper, segment, index, arities) for each item], batched.
@@ -64,7 +43,7 @@ def paths_from_upper(ex, items: Sequence[tuple[Sequence[bytes], bytes, int]],
     Items whose rebuilt levels do not share one arity (no Filecoin shape does that) are
     done on the CPU.
     """
-    resolved = [_resolve(upper, segment, index, arities) for upper, segment, index in items]
+    resolved = [ptree.upper_shape(upper, segment, index, arities) for upper, segment, index in items]
     paths: list[list[PathStep] | None] = [None] * len(items)
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (shape, k, _) in enumerate(resolved):

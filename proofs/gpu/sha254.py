@@ -147,7 +147,7 @@ def tree_levels(ex, leaves, k_max: int | None = None, chunk_leaves: int | None =
     Trees larger than the device go through it in subtrees of `chunk_leaves` leaves, then
     the levels above the subtree roots are built from those.
     """
-    n = merkle._leaf_count(leaves)
+    n = merkle.leaf_count(leaves)
     if n == 1:
         return [bytes(leaves)]
     k_max = k_max or max_subtree_levels(ex.limits)
@@ -175,7 +175,7 @@ def tree_levels(ex, leaves, k_max: int | None = None, chunk_leaves: int | None =
 
 def merkle_root(ex, leaves, k_max: int | None = None, chunk_leaves: int | None = None) -> bytes:
     """Root of the tree over `leaves` (32 * 2^k bytes); merkle.merkle_root."""
-    n = merkle._leaf_count(leaves)
+    n = merkle.leaf_count(leaves)
     if n == 1:
         return bytes(leaves)
     k_max = k_max or max_subtree_levels(ex.limits)

@@ -145,6 +145,18 @@ def test_path_rebuilt_from_a_segment_equals_the_full_path(tree_4096, k):
         assert pt.path_from_upper(upper, segment, i, arities) == pt.inclusion_path(levels, i)
 
 
+def test_upper_shape_is_what_a_rebuild_needs(tree_4096):
+    # The one check path_from_upper and its GPU twin (proofs.gpu.post) share.
+    data, levels = tree_4096
+    segment = data[32 * 512:32 * 1024]
+    for arities in (8, (8,) * 4):
+        assert pt.upper_shape(levels[3:], segment, 600, arities) == ((8,) * 4, 3, range(512, 1024))
+    with pytest.raises(pt.TreeError, match="out of range"):
+        pt.upper_shape(levels[3:], segment, 4096, (8,) * 4)
+    with pytest.raises(pt.TreeError, match="kept levels"):
+        pt.upper_shape(levels, segment, 600, (8,) * 3)
+
+
 def test_windowpost_segment_costs_73_hashes(tree_4096):
     data, levels = tree_4096
     bottom = pt.rebuild_bottom(data[32 * 512:32 * 1024], (8, 8, 8))

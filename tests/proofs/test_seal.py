@@ -48,6 +48,32 @@ def test_lotus_bench_2kib_seal_of_zeros(tmp_path, seal_2k):
     assert unsealed_path(sector_dir).read_bytes() == bytes(2048)
 
 
+def test_seal_sector_runs_every_stage_into_a_new_directory(tmp_path, parent_cache):
+    said = []
+    out = tmp_path / "deep" / "s"
+    steps = seal.seal_steps(5, data=False, seed=bytes(32), then_finalize=True)
+    sealed = seal.seal_sector(out, bytes(32), seal_proof=5, miner=1000, sector=1, seed=bytes(32),
+                              then_finalize=True, parent_cache_dir=parent_cache, backend="cpu",
+                              progress=said.append)
+    assert sealed.sector_dir == out and sealed.pieces == []
+    assert (sealed.pc2.comm_d_cid(), sealed.pc2.comm_r_cid()) == (LOTUS_COMM_D, LOTUS_COMM_R)
+    assert sealed.proof_file == out / "commit1.proof"
+    assert sealed.proof_file.read_bytes() == sealed.c1.proof
+    assert load_meta(out).stage == "finalized"
+    assert len(said) == steps == 7 and said[-2:] == [
+        "C1 proof verified: True", "FIN: layers, tree-c, tree-d and the unsealed copy dropped"]
+    assert os.listdir(out.parent) == ["s"]
+
+
+def test_seal_sector_leaves_nothing_when_the_proof_does_not_verify(tmp_path, parent_cache,
+                                                                  monkeypatch):
+    monkeypatch.setattr(seal.porep, "verify_seal", lambda **kwargs: False)
+    with pytest.raises(SectorError, match="does not verify"):
+        seal.seal_sector(tmp_path / "s", bytes(32), seal_proof=5, miner=1000, sector=1,
+                         seed=bytes(32), parent_cache_dir=parent_cache, backend="cpu")
+    assert os.listdir(tmp_path) == []
+
+
 def test_tree_shapes_follow_rows_to_discard():
     # Stored tree-r-last levels start above the discarded rows (rust-fil-proofs
     # default_rows_to_discard); 32 GiB re-reads a 512-leaf segment: 64 + 8 + 1 hashes.

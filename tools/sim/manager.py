@@ -110,7 +110,7 @@ class SimManager(Node):
     def on_started(self, work_id: str, call_id: str, worker: str) -> str:
         # the scheduler never crashes in the simulation: asked in process, like the shell over the bus
         assigned = worker if self.tracker.runs(work_id, call_id, worker) else \
-            self.sim.scheduler.service.assigned(work_id)
+            self.sim.scheduler.ledger.assigned(work_id)
         try:
             verdict, commands = self.tracker.started(work_id, call_id, worker, assigned, self.loop.now)
         except T.TrackerError as e:

@@ -1,4 +1,4 @@
-"""The scheduler: the real node logic (nodes.scheduler.service.SchedulerService around
+"""The scheduler: the real node logic (nodes.scheduler.ledger.SchedulerLedger around
 the core) on the simulated bus: enqueue / cancel / sync from the manager; beats, prepared
 and done from the workers; ticks. Commands go out as WorkerPrepare / WorkerRun /
 WorkerAbort calls (3 tries, as the real shell).
@@ -10,11 +10,10 @@ just after each moment a silent worker may cross disable_after_s or remove_after
 from __future__ import annotations
 
 from zqnode.nodes.scheduler import messages as m
-
-from zqnode.nodes.wire import sectors
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
-from zqnode.nodes.scheduler.service import NotAdopted, RunTwice, SchedulerService
+from zqnode.nodes.scheduler.ledger import NotAdopted, RunTwice, SchedulerLedger
+from zqnode.nodes.wire import sectors
 from zqnode.nodes.wire.scheduler import SchedEnqueue
 
 from .net import Node
@@ -24,13 +23,13 @@ class SimScheduler(Node):
     def __init__(self, sim, config: m.SchedulerConfig):
         super().__init__("scheduler")
         self.sim, self.loop, self.net = sim, sim.loop, sim.net
-        self.service = SchedulerService(Scheduler(config), self._emit)
+        self.ledger = SchedulerLedger(Scheduler(config), self._emit)
         self.errors: list[str] = []
         self.run_twice: set[str] = set()   # requests two workers ran (the real node logs a warning)
 
-    core = property(lambda self: self.service.core)
-    lost_runs = property(lambda self: self.service.lost_runs)
-    adopted = property(lambda self: self.service.adopted)
+    core = property(lambda self: self.ledger.core)
+    lost_runs = property(lambda self: self.ledger.lost_runs)
+    adopted = property(lambda self: self.ledger.adopted)
 
     def _emit(self, c) -> None:
         if isinstance(c, m.Run):
@@ -48,7 +47,7 @@ class SimScheduler(Node):
             self.run_twice.add(c.request)
 
     def _send_work(self, c, method: str) -> None:
-        job = self.service.jobs.get(c.request)
+        job = self.ledger.jobs.get(c.request)
         if job is None:
             self.errors.append(f"no params for {c.request[:12]}: cannot send it")
             return
@@ -60,30 +59,30 @@ class SimScheduler(Node):
     # ---- the manager ------------------------------------------------------------------------
     def on_enqueue(self, job: SchedEnqueue, cause: str) -> bool:
         try:
-            return self.service.enqueue(job, self.loop.now, cause)
+            return self.ledger.enqueue(job, self.loop.now, cause)
         except SchedulerError as e:
             self.errors.append(f"refused {job.request[:12]}: {e}")
             return False
 
     def on_cancel(self, rid: str) -> bool:
-        return self.service.cancel(rid, self.loop.now)
+        return self.ledger.cancel(rid, self.loop.now)
 
     def on_sync(self, rids: list[str]) -> list[str]:
-        return self.service.unknown(rids)
+        return self.ledger.unknown(rids)
 
     # ---- workers ----------------------------------------------------------------------------
     def on_beat(self, worker: str, session: str, info: sectors.WorkerInfo, running: list) -> bool:
         try:
-            return self.service.beat(worker, session, info, running, self.loop.now)
+            return self.ledger.beat(worker, session, info, running, self.loop.now)
         except SchedulerError as e:
             self.errors.append(f"beat of {worker}: {e}")
             return False
 
     def on_prepared(self, worker: str, rid: str, ok: bool, error: str) -> bool:
-        return self.service.prepared(worker, rid, ok, error, self.loop.now)
+        return self.ledger.prepared(worker, rid, ok, error, self.loop.now)
 
     def on_done(self, worker: str, rid: str, ok: bool) -> bool:
-        return self.service.done(worker, rid, ok, self.loop.now)
+        return self.ledger.done(worker, rid, ok, self.loop.now)
 
     # ---- time -----------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -91,4 +90,4 @@ class SimScheduler(Node):
         for w in self.sim.workers.values():
             if w.up:
                 self.on_beat(w.name, w.session_id, w.info, w.running())
-        self.service.tick(self.loop.now)
+        self.ledger.tick(self.loop.now)

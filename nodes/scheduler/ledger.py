@@ -1,7 +1,7 @@
-"""The scheduler node's logic without I/O or a clock: the core (nodes.scheduler.core)
-plus what the node remembers of each request, reconciled with the manager's enqueues and
-the workers' beats. Used by the Trio shell (nodes.scheduler.node) and by the simulator
-(tools/sim/scheduler.py).
+"""The scheduler's ledger: the node's logic without I/O or a clock, pure bookkeeping (the
+shell, nodes.scheduler.node, does the I/O). The core (nodes.scheduler.core) plus what the
+node remembers of each request, reconciled with the manager's enqueues and the workers'
+beats. Used by the Trio shell and by the simulator (tools/sim/scheduler.py).
 
 The node's state is in memory only: after a restart the manager enqueues its queued and
 running work again, and every worker's beat says what it runs. Reconciling the two:
@@ -35,10 +35,9 @@ from collections.abc import Callable
 import msgspec
 
 from zqnode.nodes.scheduler import messages as m
-
-from zqnode.nodes.wire import sectors
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
+from zqnode.nodes.wire import sectors
 from zqnode.nodes.wire.scheduler import RunningRequest, SchedEnqueue
 
 LOST_AFTER_S = 10.0          # sent to a worker this long ago and not listed by it: lost
@@ -72,7 +71,7 @@ class NoJob(msgspec.Struct, frozen=True):
     request: str
 
 
-class SchedulerService:
+class SchedulerLedger:
     def __init__(self, core: Scheduler, emit: Callable[[object], None]):
         self.core = core
         self.emit = emit
