@@ -22,7 +22,7 @@ from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.bus.retry import backoff
 from zqnode.nodes.wire import manager as W
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
-from zqnode.nodes.manager.tracker import InvalidTransition, TrackerError, UnknownWork
+from zqnode.nodes.manager.errors import InvalidTransition, TrackerError, UnknownWork
 from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.wire.params import check_params, decode_result
 

@@ -1,5 +1,22 @@
-"""What a requester's wait can raise besides the tracker's errors."""
+"""The manager's errors: the call tracker's refusals and what a requester's wait can
+raise. Its clients (nodes.manager.api) raise the same classes from the codes on the wire."""
 from __future__ import annotations
+
+
+class TrackerError(ValueError):
+    pass
+
+
+class UnknownWork(TrackerError):
+    """No work with that id (never asked for, or consumed)."""
+
+
+class InvalidTransition(TrackerError):
+    """The event does not fit the work's state (e.g. consuming unfinished work)."""
+
+
+class AmbiguousJob(TrackerError):
+    pass
 
 
 class WorkFailed(Exception):

@@ -10,7 +10,8 @@ import pathlib
 import trio
 
 from zqnode.nodes.manager.errors import WorkFailed
-from zqnode.nodes.manager.tracker import FINISHED, TrackerError, UnknownWork
+from zqnode.nodes.manager.errors import TrackerError, UnknownWork
+from zqnode.nodes.manager.tracker import FINISHED
 from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing.tasks import TaskError

@@ -32,6 +32,7 @@ import msgspec
 from zqnode.nodes.wire.sectors import SectorRef, SelAlloc, SelExisting, SelTask
 from zqnode.nodes.wire.tasks import SECTOR_SIZES
 from zqnode.nodes.wire.scheduler import SchedEnqueue
+from zqnode.nodes.manager.errors import AmbiguousJob, InvalidTransition, TrackerError, UnknownWork
 from zqnode.nodes.wire.params import ParamsError, check_params, decode_params, work_id
 
 QUEUED, RUNNING, DONE, FAILED, ABORTED = "queued", "running", "done", "failed", "aborted"
@@ -43,22 +44,6 @@ ABORTED_ERROR = "aborted"
 MOVES_FILES = frozenset({"AP", "PC1", "PC2", "FIN", "GET", "UNS"})
 # Tasks that work on a sector's existing files (fetched first when elsewhere).
 NEEDS_FILES = frozenset({"PC1", "PC2", "C1", "FIN", "UNS", "WDP"})
-
-
-class TrackerError(ValueError):
-    pass
-
-
-class UnknownWork(TrackerError):
-    """No work with that id (never asked for, or consumed)."""
-
-
-class InvalidTransition(TrackerError):
-    """The event does not fit the work's state (e.g. consuming unfinished work)."""
-
-
-class AmbiguousJob(TrackerError):
-    pass
 
 
 # event -> {state (None: no such work) -> what happens}

@@ -66,6 +66,7 @@ manager's best-allocation paths in the selector's storage_ids instead), PoSt-onl
 worker pools (WDP/WNP are ordinary queued tasks here).
 """
 
+from zqnode.nodes.wire.scheduler import SchedDiag
 from zqnode.nodes.wire.sectors import (SectorRef, SelAlloc, SelExisting, SelMove, SelTask, StoragePath,
                                        WorkerInfo, WorkerResources)
 from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES, TASK_TYPES
@@ -74,7 +75,7 @@ from .core import Scheduler
 from .errors import (DuplicateRequest, InvalidTransition, ResourceEnvError, SchedulerError,
                      UnknownRequest, UnknownWorker)
 from .messages import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, Requeued, Run,
-                       SchedDiag, SchedulerConfig, TaskAdopted, TaskCancelled, TaskFinished,
+                       SchedulerConfig, TaskAdopted, TaskCancelled, TaskFinished,
                        TaskPrepared, TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
                        WorkerHeartbeat, WorkerJoined, WorkerLeft, WorkerRemoved)
 from .resources import DEFAULT_TABLE, Resources, parse_resource_env, resource_env_from_config

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import msgspec
 
+from zqnode.nodes.wire import scheduler as wire
 from zqnode.nodes.wire import sectors
 from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
 
@@ -96,16 +97,16 @@ class Scheduler:
                 break
         return commands
 
-    def diag(self) -> m.SchedDiag:
+    def diag(self) -> wire.SchedDiag:
         """A sched-diag snapshot: the queue in order, open windows, per-worker use."""
         per = self.config.windows_per_worker
-        requests = tuple(m.DiagRequest(request=r.rid, sector=r.sector, task=r.task,
+        requests = tuple(wire.DiagRequest(request=r.rid, sector=r.sector, task=r.task,
                                        priority=r.priority, sector_size=r.size,
                                        queued_at=r.queued_at) for r in self.queue)
         open_windows = tuple(w.name for w in self.workers.values() if w.enabled
                              for _ in range(per - len(w.windows)))
         workers = tuple(self._diag_worker(w) for w in self.workers.values())
-        return m.SchedDiag(requests=requests, open_windows=open_windows, workers=workers)
+        return wire.SchedDiag(requests=requests, open_windows=open_windows, workers=workers)
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -373,19 +374,19 @@ class Scheduler:
 
     # ---- diagnostics -------------------------------------------------------------------
 
-    def _diag_worker(self, w: Worker) -> m.DiagWorker:
-        def usage(u: Usage) -> m.DiagUsage:
-            return m.DiagUsage(mem_used_min=u.mem_min, mem_used_max=u.mem_max,
+    def _diag_worker(self, w: Worker) -> wire.DiagWorker:
+        def usage(u: Usage) -> wire.DiagUsage:
+            return wire.DiagUsage(mem_used_min=u.mem_min, mem_used_max=u.mem_max,
                                gpu_used=u.gpu, cpu_use=u.cpu)
         counts = {f"{task}:{SECTOR_SIZES[size]}": len(ids)
                   for (task, size), ids in sorted(w.active.counters.items(),
                                                   key=lambda kv: (str(kv[0][0]), kv[0][1]))}
         per = self.config.windows_per_worker
-        return m.DiagWorker(
+        return wire.DiagWorker(
             worker=w.name, session=w.session, hostname=w.info.hostname, enabled=w.enabled,
             last_seen=w.last_seen, tasks=tuple(sorted(w.tasks)), resources=w.resources,
             utilization=w.utilization(),
-            windows=tuple(m.DiagWindow(window=win.id, requests=tuple(r.rid for r in win.todo),
+            windows=tuple(wire.DiagWindow(window=win.id, requests=tuple(r.rid for r in win.todo),
                                        allocated=usage(win.usage)) for win in w.windows),
             open_windows=per - len(w.windows) if w.enabled else 0,
             preparing=usage(w.preparing), active=usage(w.active), task_counts=counts,

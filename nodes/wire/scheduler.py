@@ -9,10 +9,57 @@ from typing import Union
 import msgspec
 
 from zqnode.bus.codec import Msg
-from zqnode.nodes.wire.sectors import SectorRef, SelAlloc, SelExisting, SelMove, SelTask, WorkerInfo
-from zqnode.nodes.scheduler.messages import SchedDiag
+from zqnode.nodes.wire.sectors import (SectorRef, SelAlloc, SelExisting, SelMove, SelTask, WorkerInfo,
+                                       WorkerResources)
 
 Selector = Union[SelTask, SelAlloc, SelExisting, SelMove]
+
+
+# ---- diagnostics (sched-diag) -------------------------------------------------------
+
+class DiagRequest(msgspec.Struct, frozen=True, kw_only=True):
+    request: str
+    sector: SectorRef
+    task: str
+    priority: int
+    sector_size: int
+    queued_at: float
+
+
+class DiagUsage(msgspec.Struct, frozen=True, kw_only=True):
+    mem_used_min: int
+    mem_used_max: int
+    gpu_used: float
+    cpu_use: int
+
+
+class DiagWindow(msgspec.Struct, frozen=True, kw_only=True):
+    window: int
+    requests: tuple[str, ...]
+    allocated: DiagUsage
+
+
+class DiagWorker(msgspec.Struct, frozen=True, kw_only=True):
+    worker: str
+    session: str
+    hostname: str
+    enabled: bool
+    last_seen: float
+    tasks: tuple[str, ...]
+    resources: WorkerResources
+    utilization: float
+    windows: tuple[DiagWindow, ...]
+    open_windows: int
+    preparing: DiagUsage
+    active: DiagUsage
+    task_counts: dict[str, int]  # "PC1:32G" -> requests counted against limits
+    running: tuple[tuple[str, str], ...]  # (request, state) of preparing/waiting/running
+
+
+class SchedDiag(msgspec.Struct, frozen=True, kw_only=True):
+    requests: tuple[DiagRequest, ...]  # queue order
+    open_windows: tuple[str, ...]  # one worker name per open window
+    workers: tuple[DiagWorker, ...]
 
 
 class SchedEnqueue(Msg):

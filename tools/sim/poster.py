@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
-from zqnode.nodes.manager.tracker import DONE, TrackerError
+from zqnode.nodes.manager.errors import TrackerError
+from zqnode.nodes.manager.tracker import DONE
 from zqnode.nodes.poster.config import PosterConfig, ProverConfig
 from zqnode.nodes.poster.core import PosterCore
 from zqnode.nodes.poster.events import (

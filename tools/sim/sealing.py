@@ -17,7 +17,8 @@ from __future__ import annotations
 import heapq
 
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.manager.tracker import DONE, FINISHED, TrackerError, UnknownWork
+from zqnode.nodes.manager.errors import TrackerError, UnknownWork
+from zqnode.nodes.manager.tracker import DONE, FINISHED
 from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
