@@ -43,6 +43,11 @@ class Proc:
         self.err.seek(0)
         return self.err.read().decode(errors="replace")[-tail:]
 
+    def wait_for_stderr(self, text: str, timeout: float = 60.0) -> None:
+        """Until `text` is in what the process said on stderr."""
+        until(lambda: text in self.stderr() or self.p.poll() is not None, timeout, f"{text!r} on stderr")
+        assert text in self.stderr(), self.stderr()
+
     def wait_for(self, pred, timeout: float = 60.0) -> str:
         """The first stdout line (from here on) for which pred is true."""
         deadline = time.monotonic() + timeout

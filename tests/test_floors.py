@@ -7,19 +7,20 @@ import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Bottom to top. A unit is a module or package, named by its path (the longest match decides).
+# Bottom to top. A unit is a module (a .py file) or a package (a folder); the longest
+# match decides.
 FLOORS = [
-    ("libraries", ["bus", "proofs"]),
-    ("shared", ["nodes/sqlite_store", "nodes/observe", "nodes/fetched", "nodes/preflight",
-                "nodes/repo", "nodes/sector_dirs"]),
-    ("filecoin", ["nodes/chain"]),                  # the chain's rules: actor, policy, messages
-    ("vocabulary", ["nodes/wire", "nodes/chain/api", "nodes/manager/api",
-                    "nodes/manager/errors"]),       # what roles say, and their bus clients
-    ("roles", ["nodes/chain/node", "nodes/scheduler", "nodes/worker", "nodes/sealing",
-               "nodes/poster"]),
-    ("manager", ["nodes/manager"]),                 # hosts the sector state machine
-    ("composition", ["nodes", "nodes/config", "nodes/configdoc", "nodes/messagedoc",
-                     "nodes/runtime", "nodes/devnet", "nodes/cli"]),
+    ("libraries", ["bus/", "proofs/"]),
+    ("shared", ["nodes/sqlite_store.py", "nodes/observe/", "nodes/fetched.py", "nodes/preflight.py",
+                "nodes/repo.py", "nodes/sector_dirs.py"]),
+    ("filecoin", ["nodes/chain/"]),                  # the chain's rules: actor, policy, messages
+    ("vocabulary", ["nodes/wire/", "nodes/chain/api.py", "nodes/manager/api.py",
+                    "nodes/manager/errors.py"]),       # what roles say, and their bus clients
+    ("roles", ["nodes/chain/node.py", "nodes/scheduler/", "nodes/worker/", "nodes/sealing/",
+               "nodes/poster/"]),
+    ("manager", ["nodes/manager/"]),                 # hosts the sector state machine
+    ("composition", ["nodes/", "nodes/config.py", "nodes/configdoc.py", "nodes/messagedoc.py",
+                     "nodes/runtime.py", "nodes/devnet.py", "nodes/cli/"]),
 ]
 ROLES = FLOORS[4][1]
 
@@ -27,20 +28,22 @@ ROLES = FLOORS[4][1]
 # one is not added here but fixed.
 KNOWN = {
     # every shell still takes the whole NodeConfig instead of its identity and its section
-    ("nodes/chain/node", "nodes/config"), ("nodes/manager", "nodes/config"),
-    ("nodes/poster", "nodes/config"), ("nodes/scheduler", "nodes/config"),
-    ("nodes/sealing", "nodes/config"), ("nodes/worker", "nodes/config"),
+    ("nodes/chain/node.py", "nodes/config.py"), ("nodes/manager/", "nodes/config.py"),
+    ("nodes/poster/", "nodes/config.py"), ("nodes/scheduler/", "nodes/config.py"),
+    ("nodes/sealing/", "nodes/config.py"), ("nodes/worker/", "nodes/config.py"),
     # the poster's RPC replies carry its core's structs; observe reads the poster's events
-    ("nodes/wire", "nodes/poster"), ("nodes/observe", "nodes/poster"),
-    ("nodes/observe", "nodes/chain"),
+    ("nodes/wire/", "nodes/poster/"), ("nodes/observe/", "nodes/poster/"),
+    ("nodes/observe/", "nodes/chain/"),
 }
 
 
 def _unit(module: str) -> tuple[int, str] | None:
-    module, best = module.replace(".", "/"), None
+    """(floor, unit) of a dotted module name: the unit that names it or its package."""
+    path, best = module.replace(".", "/"), None
     for floor, (_, units) in enumerate(FLOORS):
         for unit in units:
-            if (module == unit or module.startswith(unit + "/")) and (best is None or len(unit) > len(best[1])):
+            name = unit.removesuffix(".py").rstrip("/")
+            if (path == name or path.startswith(name + "/")) and (best is None or len(unit) > len(best[1])):
                 best = (floor, unit)
     return best
 

@@ -48,6 +48,8 @@ def tail(bus: str, topics: tuple[str, ...], as_json: bool) -> None:
     """Show every message on the bus (events and tapped RPC), decoded, as it happens."""
     async def follow(peer: Peer) -> None:
         with peer.subscribe(*topics, raw=True) as sub:
+            click.echo(f"zqnode tail: following {bus} ({', '.join(topics) or 'every topic'}); "
+                       "Ctrl-C to stop", err=True)
             async for ev in sub:
                 rec = event_record(ev)
                 line = json.dumps(rec) if as_json else event_line(rec)

@@ -159,8 +159,11 @@ def test_ctrl_c_stops_tail_and_live_status_with_one_line(tmp_path):
         tail = Proc("tail", "--bus", bus)
         status = Proc("status", "--bus", bus, "--timeout", "0.5")
         status.wait_for(lambda line: line.startswith("zqnode status at"))
+        tail.wait_for_stderr("zqnode tail: following")       # up, not still starting
         for p, name in ((tail, "tail"), (status, "status")):
-            assert p.stop(signal.SIGINT) == f"zqnode {name}: stopped (Ctrl-C)\n"
+            said = p.stop(signal.SIGINT)
+            assert said.splitlines()[-1] == f"zqnode {name}: stopped (Ctrl-C)", said
+            assert "Traceback" not in said
             assert p.p.returncode == 130
     finally:
         hub.stop()
