@@ -117,8 +117,7 @@ class SimPoster(Node):
                 ask = proc.send(answer) if error is None else proc.throw(error)
             except StopIteration as done:
                 event = done.value
-                if isinstance(event, MessageLanded) and event.exit_code == 0 and event.ref.startswith("batch-"):
-                    self.landed_at[runner] = max(self.landed_at.get(runner, -1), event.epoch)
+                self._note_landing(runner, event)
                 if later:
                     self.loop.soon(self._answer, runner, event)
                 else:
@@ -135,6 +134,11 @@ class SimPoster(Node):
                 self._prove(ask, lambda proofs, error: self._go_on(runner, proc, proofs, error))
                 return
             answer = self._ask(ask)
+
+    def _note_landing(self, runner: str, event) -> None:
+        """The epoch the runner's last proof landed at, for the summary's 'late'."""
+        if isinstance(event, MessageLanded) and event.exit_code == 0 and event.ref.startswith("batch-"):
+            self.landed_at[runner] = max(self.landed_at.get(runner, -1), event.epoch)
 
     def _ask(self, ask: P.Ask):
         chain = self.chain
