@@ -4,8 +4,10 @@ the prover.
 One task owns the core: head changes (from `chain.head`) and the results of the work
 the core asked for arrive on one channel and are handled in order. Database commands
 (StoreProofs, RecordOutcome) run at once, before anything after them; the others start
-tasks in the runner's name, which Abort cancels. Messages are written to the store
-(with their nonce and id) before they are pushed, so a restarted poster finds them.
+tasks in the runner's name, which Abort cancels: each runs the command's procedure
+(nodes.poster.procedures, where the decisions are) and answers what it asks. Messages
+are written to the store (with their nonce and id) before they are pushed, so a
+restarted poster finds them.
 """
 from __future__ import annotations
 
@@ -23,19 +25,17 @@ from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
-from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.wire import poster as W
+from zqnode.nodes.poster import procedures as P
 from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.core import Batch, PosterCore, Runner
 from zqnode.nodes.poster.events import (
-    Abort, BatchProven, CheckDone, CheckFailed, Command, DeclareFaults, DeclareRecoveries,
-    DeadlineLoaded, Event, HeadChanged, LoadDeadline, LoadFailed, MessageDropped, MessageLanded,
-    MessagePushed, MinerInfo, MinerTracked, PartitionState, ProveBatch, ProveFailed, PushFailed,
-    PushSubmission, RecordOutcome, SkippedSector, StartCheck, StoredBatch, StoreProofs, Tip,
-    WaitMessage)
+    Abort, Command, Event, HeadChanged, MinerInfo, MinerTracked, ProveFailed, RecordOutcome,
+    SkippedSector, StoreProofs, Tip)
+from zqnode.nodes.poster.procedures import reason as _reason
 from zqnode.nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
 from zqnode.nodes.poster.store import PosterStore
 from zqnode.proofs import cid as cids
@@ -48,10 +48,6 @@ RETRY_CHAIN_S = (0.5, 10.0)            # back-off while the chain does not answe
 
 class PosterStartError(ValueError):
     pass
-
-
-def _reason(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
 
 
 class PosterNode:
@@ -182,13 +178,11 @@ class PosterNode:
             for scope in self._scopes.pop(cmd.cause, ()):
                 scope.cancel()
         else:
-            work = {LoadDeadline: self._load, StartCheck: self._check, ProveBatch: self._prove,
-                    PushSubmission: self._push_submission, DeclareFaults: self._push_declaration,
-                    DeclareRecoveries: self._push_declaration, WaitMessage: self._wait}[type(cmd)]
             self._live.add(cmd.cause)
-            self._nursery.start_soon(self._in_runner, cmd.cause, work, cmd)
+            self._nursery.start_soon(self._in_runner, cmd)
 
-    async def _in_runner(self, runner: str, work, cmd: Command) -> None:
+    async def _in_runner(self, cmd: Command) -> None:
+        runner = cmd.cause
         if runner not in self._live:
             return                                  # aborted before this task started
         observe.set_cause(runner)                   # this runner's log lines
@@ -196,44 +190,62 @@ class PosterNode:
         with trio.CancelScope() as scope:
             self._scopes.setdefault(runner, set()).add(scope)
             try:
-                result = await work(cmd)
+                result = await self._run(P.procedure(self.core, cmd))
             finally:
                 scopes = self._scopes.get(runner)
                 if scopes is not None:
                     scopes.discard(scope)
                     if not scopes:
                         del self._scopes[runner]
+        if isinstance(result, ProveFailed):
+            log.warning("%s batch %d attempt %d: %s", cmd.cause, cmd.batch, cmd.attempt, result.reason)
         if result is not None and runner in self._live:
             self._send.send_nowait(result)
 
     # -- the work ---------------------------------------------------------------------------------------
-    async def _load(self, cmd: LoadDeadline) -> Event:
-        await trio.sleep(cmd.delay_s)
-        try:
-            rand = await self.chain.randomness(DomainTag.WindowedPoStChallengeSeed, cmd.challenge,
-                                               address_entropy(cmd.miner))
-            view = await self.chain.partitions(cmd.miner, cmd.index)
-            ahead = await self.chain.partitions(cmd.miner, cmd.ahead_index)
-            stored = await self._stored(cmd.miner, cmd.open, rand)
-        except Exception as e:
-            return LoadFailed(cause=cmd.cause, runner=cmd.cause, reason=_reason(e))
-        return DeadlineLoaded(cause=cmd.cause, runner=cmd.cause, randomness=rand,
-                              partitions=_states(view), posted=view.posted, ahead=_states(ahead),
-                              stored=stored)
+    async def _run(self, proc: P.Procedure) -> Event:
+        """Run a procedure (nodes.poster.procedures) to its event, answering what it asks;
+        an answer that fails is thrown into it."""
+        answer, error = None, None
+        while True:
+            try:
+                ask = proc.send(answer) if error is None else proc.throw(error)
+            except StopIteration as done:
+                return done.value
+            try:
+                answer, error = await self._answer(ask), None
+            except Exception as e:
+                log.info("%s: %s", type(ask).__name__, _reason(e))
+                answer, error = None, e
 
-    async def _stored(self, miner: int, open_: int, rand: bytes) -> list[StoredBatch]:
-        out = []
-        for row in self.store.stored_batches(miner, open_, rand):
-            status = ""
-            if row.msg_id:
-                look = await self.chain.lookup(row.msg_id)
-                status = look.status
-                if look.status == "landed" and look.receipt.exit_code != 0:
-                    status = "failed"
-            out.append(StoredBatch(batch=row.batch, partitions=[p.index for p in row.partitions],
-                                   proofs=row.partitions, skipped=row.skipped, msg_id=row.msg_id,
-                                   msg_status=status))
-        return out
+    async def _answer(self, ask: P.Ask):
+        """What a procedure asks, from the chain, the store, the checker and the prover."""
+        if isinstance(ask, P.Pause):
+            return await trio.sleep(ask.seconds)
+        if isinstance(ask, P.NextHead):
+            return await self._head_seen.wait()
+        if isinstance(ask, P.Randomness):
+            return await self.chain.randomness(ask.tag, ask.epoch, ask.entropy)
+        if isinstance(ask, P.PartitionsOf):
+            return await self.chain.partitions(ask.miner, ask.deadline)
+        if isinstance(ask, P.StoredProofsOf):
+            return self.store.stored_batches(ask.miner, ask.open, ask.randomness)
+        if isinstance(ask, P.Lookup):
+            return await self.chain.lookup(ask.msg_id)
+        if isinstance(ask, P.MarkMessage):
+            return self.store.set_status(ask.msg_id, ask.status, ask.reason)
+        if isinstance(ask, P.Check):
+            sectors = [await self._sector(ask.miner, n) for n in ask.sectors]
+            return await self.checker.check(ask.seal_proof, sectors)
+        if isinstance(ask, P.Prove):
+            parts = [PartitionInput(index=p.index,
+                                    sectors=[await self._sector(ask.miner, n) for n in p.sectors])
+                     for p in ask.partitions]
+            return await self.prover.prove(ProveRequest(
+                miner=ask.miner, seal_proof=ask.seal_proof, randomness=ask.randomness, partitions=parts))
+        if isinstance(ask, P.Push):
+            return await self._push(ask)
+        raise AssertionError(f"no answer to {ask!r}")
 
     async def _sector(self, miner: int, number: int) -> SectorInput:
         comm_r = self._comm_r.get((miner, number))
@@ -244,66 +256,15 @@ class PosterNode:
             comm_r = self._comm_r[(miner, number)] = cids.parse_sealed_cid(view.sealed_cid)
         return SectorInput(number=number, comm_r=comm_r, path=self.locator.locate(miner, number))
 
-    async def _check(self, cmd: StartCheck) -> Event:
-        try:
-            sectors = [await self._sector(cmd.miner, n) for n in cmd.sectors]
-            failed = await self.checker.check(self.core.miners[cmd.miner].seal_proof, sectors)
-        except Exception as e:
-            return CheckFailed(cause=cmd.cause, runner=cmd.cause, reason=_reason(e))
-        return CheckDone(cause=cmd.cause, runner=cmd.cause,
-                         failed=[SkippedSector(n, why) for n, why in failed.items()])
-
-    async def _prove(self, cmd: ProveBatch) -> Event:
-        await trio.sleep(cmd.delay_s)
-        try:
-            parts = [PartitionInput(index=p.index,
-                                    sectors=[await self._sector(cmd.miner, n) for n in p.sectors])
-                     for p in cmd.partitions]
-            proofs = await self.prover.prove(ProveRequest(
-                miner=cmd.miner, seal_proof=self.core.miners[cmd.miner].seal_proof,
-                randomness=cmd.randomness, partitions=parts))
-        except Exception as e:
-            log.warning("%s batch %d attempt %d: %s", cmd.cause, cmd.batch, cmd.attempt, _reason(e))
-            return ProveFailed(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, reason=_reason(e))
-        return BatchProven(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, partitions=proofs)
-
-    async def _push_submission(self, cmd: PushSubmission) -> Event:
-        try:
-            commit = await self.chain.randomness(DomainTag.PoStChainCommit, cmd.chain_commit_epoch)
-            params = M.SubmitWindowedPoStParams(
-                deadline=cmd.deadline, proofs=cmd.proofs, chain_commit_epoch=cmd.chain_commit_epoch,
-                chain_commit_rand=commit,
-                partitions=[M.PoStPartition(index=p.index, skipped=p.skipped) for p in cmd.partitions])
-            msg_id = await self._push(cmd.miner, params, kind="post", deadline=cmd.deadline,
-                                      open_=cmd.open, randomness=cmd.randomness, batch=cmd.batch)
-        except Exception as e:
-            return PushFailed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, reason=_reason(e))
-        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=msg_id)
-
-    async def _push_declaration(self, cmd: DeclareFaults | DeclareRecoveries) -> Event:
-        decls = [M.SectorDeclaration(deadline=d.deadline, partition=d.partition, sectors=d.sectors)
-                 for d in cmd.declarations]
-        params = (M.DeclareFaultsParams(faults=decls) if isinstance(cmd, DeclareFaults)
-                  else M.DeclareFaultsRecoveredParams(recoveries=decls))
-        runner = self.core.runner(cmd.cause)
-        try:
-            msg_id = await self._push(cmd.miner, params, kind=cmd.ref,
-                                      deadline=cmd.declarations[0].deadline,
-                                      open_=runner.dl.open if runner else -1, randomness=b"", batch=-1)
-        except Exception as e:
-            return PushFailed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, reason=_reason(e))
-        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=msg_id)
-
-    async def _push(self, miner: int, params, *, kind: str, deadline: int, open_: int,
-                    randomness: bytes, batch: int) -> str:
-        """Push a message from the miner's worker with an explicit nonce, stored first."""
-        worker = self.core.miners[miner].worker
+    async def _push(self, ask: P.Push) -> str:
+        """Push a message with an explicit nonce, stored first."""
         async with self._push_lock:                 # one nonce at a time
             for attempt in range(1, PUSH_ATTEMPTS + 1):
-                nonce = await self.chain.nonce(worker)
-                msg = M.Message.call(worker, miner, params, nonce)
-                self.store.add_message(msg_id=msg.id, kind=kind, miner=miner, deadline=deadline,
-                                       open_=open_, randomness=randomness, batch=batch, nonce=nonce,
+                nonce = await self.chain.nonce(ask.worker)
+                msg = M.Message.call(ask.worker, ask.miner, ask.params, nonce)
+                self.store.add_message(msg_id=msg.id, kind=ask.kind, miner=ask.miner,
+                                       deadline=ask.deadline, open_=ask.open,
+                                       randomness=ask.randomness, batch=ask.batch, nonce=nonce,
                                        body=M.encode(msg))
                 try:
                     await self.chain.push(msg)
@@ -312,38 +273,8 @@ class PosterNode:
                     self.store.set_status(msg.id, "refused", _reason(e))
                     if attempt == PUSH_ATTEMPTS:
                         raise
-                    log.info("push of %s refused (%s); trying a fresh nonce", kind, e)
+                    log.info("push of %s refused (%s); trying a fresh nonce", ask.kind, e)
         raise AssertionError("unreachable")
-
-    async def _wait(self, cmd: WaitMessage) -> Event:
-        while True:
-            try:
-                look = await self.chain.lookup(cmd.msg_id)
-            except Exception as e:
-                log.info("looking up %s: %s", cmd.msg_id, _reason(e))
-                look = None
-            if look is not None and look.status == "unknown":
-                self.store.set_status(cmd.msg_id, "dropped", "the chain knows no such message")
-                return MessageDropped(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                      reason="the chain knows no such message (dropped)")
-            if look is not None and look.status == "landed":
-                r = look.receipt
-                if r.exit_code != 0:
-                    self.store.set_status(cmd.msg_id, "failed", f"exit code {r.exit_code}: {r.error}")
-                    posted: list[int] = []
-                    if cmd.ref.startswith("batch-"):
-                        try:
-                            posted = (await self.chain.partitions(cmd.miner, cmd.deadline)).posted
-                        except Exception as e:
-                            log.info("reading deadline %d: %s", cmd.deadline, _reason(e))
-                    return MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                         epoch=look.epoch, exit_code=r.exit_code, error=r.error,
-                                         posted=posted)
-                if look.confirmations >= cmd.confidence:
-                    self.store.set_status(cmd.msg_id, "landed")
-                    return MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                         epoch=look.epoch, exit_code=0)
-            await self._head_seen.wait()
 
     # -- RPC ------------------------------------------------------------------------------------------
     def _handlers(self) -> dict:
@@ -457,11 +388,6 @@ class PosterNode:
             out.append(W.SectorCheck(number=n, partition=p.index, state=state, ok=n not in failed,
                                      reason=failed.get(n, "")))
         return W.PosterCheckReport(miner=mid, index=index, sectors=out)
-
-
-def _states(view) -> list[PartitionState]:
-    return [PartitionState(index=p.index, sectors=list(p.sectors), faults=list(p.faults),
-                           recoveries=list(p.recoveries)) for p in view.partitions]
 
 
 def _runners_of(core: PosterCore, miner: int) -> list[Runner]:

@@ -1,48 +1,41 @@
-"""The poster: the real core (nodes.poster.core.PosterCore) behind a synchronous version
-of nodes.poster.node.PosterNode's command handling, with the scheduler prover
+"""The poster: the real core (nodes.poster.core.PosterCore) and the real shell's
+procedures (nodes.poster.procedures), answered in process, with the scheduler prover
 (nodes.poster.prover.SchedulerProver): one WDP task per partition, asked of the manager
 over the simulated bus (do, wait, consume), run by a worker for the profile's time.
 
-Chain reads and pushes go to the SimChain in process. The sector check finds every
-sector healthy (a crashed worker keeps its disks). Each deadline's outcome is recorded
-with the epoch its last proof landed at, so the summary can tell proofs that landed
-with little of the window to spare ('late')."""
+Chain reads and pushes go to the SimChain in process; proofs and messages are kept in
+dicts (the real shell's poster.sqlite). The sector check finds every sector healthy (a
+crashed worker keeps its disks). Each deadline's outcome is recorded with the epoch its
+last proof landed at, so the summary can tell proofs that landed with little of the
+window to spare ('late')."""
 from __future__ import annotations
 
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.manager.errors import TrackerError
 from zqnode.nodes.manager.tracker import DONE
+from zqnode.nodes.poster import procedures as P
 from zqnode.nodes.poster.config import PosterConfig, ProverConfig
 from zqnode.nodes.poster.core import PosterCore
 from zqnode.nodes.poster.events import (
     Abort,
-    BatchProven,
-    CheckDone,
-    DeadlineLoaded,
     DeclareFaults,
     DeclareRecoveries,
     HeadChanged,
-    LoadDeadline,
-    MessageDropped,
     MessageLanded,
-    MessagePushed,
     MinerInfo,
     MinerTracked,
     PartitionProof,
-    ProveBatch,
-    ProveFailed,
     PushSubmission,
     RecordOutcome,
     StartCheck,
-    StoredBatch,
     StoreProofs,
     Tip,
     WaitMessage,
 )
-from zqnode.nodes.poster.node import _states
+from zqnode.nodes.poster.prover import ProverError
+from zqnode.nodes.poster.store import StoredBatchRow
+from zqnode.nodes.wire import params as WP
 from zqnode.nodes.wire.sectors import SectorRef
-from zqnode.nodes.wire import params as P
 
 from .net import Node
 
@@ -55,12 +48,10 @@ class SimPoster(Node):
         self.core = PosterCore(self.chain.policy, self.cfg)
         self.errors: list[str] = []
         self.live: set[str] = set()
-        self.stored: dict[tuple, dict[int, StoredBatch]] = {}     # poster.sqlite: proofs ...
-        self.msgs: dict[str, tuple] = {}                          # ... and messages: id -> key
+        self.stored: dict[tuple, dict[int, StoredBatchRow]] = {}  # poster.sqlite's proofs
         self.landed_at: dict[str, int] = {}                       # runner -> last landing epoch
-        self._waits: list[tuple] = []                             # WaitMessage commands
+        self._waits: list[tuple] = []                             # (runner, procedure) at NextHead
         self._proving: dict[str, dict] = {}                       # work id -> its partition's job
-        self._dl_open: dict[str, int] = {}
 
     def start(self) -> None:
         for actor_id in sorted(self.chain.state.miners):
@@ -75,9 +66,8 @@ class SimPoster(Node):
                                  reverted=[Tip(t.epoch, t.key) for t in change.reverted],
                                  applied=[Tip(t.epoch, t.key) for t in change.applied]))
         waits, self._waits = self._waits, []
-        for cmd in waits:
-            if cmd.cause in self.live:
-                self._wait(cmd)
+        for runner, proc in waits:
+            self._go_on(runner, proc, later=True)
 
     def _handle(self, event) -> None:
         try:
@@ -95,9 +85,8 @@ class SimPoster(Node):
     def _execute(self, cmd) -> None:
         if isinstance(cmd, StoreProofs):
             key = (cmd.miner, cmd.open, cmd.randomness)
-            self.stored.setdefault(key, {})[cmd.batch] = StoredBatch(
-                batch=cmd.batch, partitions=[p.index for p in cmd.partitions], proofs=cmd.partitions,
-                skipped=cmd.skipped)
+            self.stored.setdefault(key, {})[cmd.batch] = StoredBatchRow(
+                batch=cmd.batch, partitions=cmd.partitions, skipped=cmd.skipped, msg_id="")
         elif isinstance(cmd, RecordOutcome):
             o = cmd.outcome
             self.sim.metrics.deadlines.append({
@@ -107,60 +96,87 @@ class SimPoster(Node):
         elif isinstance(cmd, Abort):
             self.live.discard(cmd.cause)
         else:
+            # Checks and pushes start after what is due now, like the Trio shell's tasks;
+            # loads and proofs start with their Pause, a wait with one look at the chain.
             self.live.add(cmd.cause)
-            if isinstance(cmd, LoadDeadline):
-                self.loop.after(cmd.delay_s, self._answer_with, cmd.cause, self._load, cmd)
-            elif isinstance(cmd, ProveBatch):
-                self.loop.after(cmd.delay_s, self._prove, cmd)
-            elif isinstance(cmd, WaitMessage):
-                self._wait(cmd)
+            proc = P.procedure(self.core, cmd)
+            if isinstance(cmd, (StartCheck, PushSubmission, DeclareFaults, DeclareRecoveries)):
+                self.loop.soon(self._go_on, cmd.cause, proc)
             else:
-                fn = {StartCheck: self._check, PushSubmission: self._push_submission,
-                      DeclareFaults: self._push_declaration, DeclareRecoveries: self._push_declaration}
-                self.loop.soon(self._answer_with, cmd.cause, fn[type(cmd)], cmd)
+                self._go_on(cmd.cause, proc, later=isinstance(cmd, WaitMessage))
 
-    def _answer_with(self, runner: str, fn, cmd) -> None:
-        if runner in self.live:
-            self._answer(runner, fn(cmd))
+    # ---- the procedures ---------------------------------------------------------------------------
+    def _go_on(self, runner: str, proc: P.Procedure, answer=None, error: Exception | None = None,
+               later: bool = False) -> None:
+        """Run a procedure (nodes.poster.procedures) on, answering from the chain in process,
+        until it ends, pauses, or waits for a head or the prover. Its event goes back at once,
+        or `later` where this runs inside the core's command list or a head change.
+        In-process answers do not fail: an error here is the simulator's bug, and raises."""
+        while runner in self.live:
+            try:
+                ask = proc.send(answer) if error is None else proc.throw(error)
+            except StopIteration as done:
+                event = done.value
+                self._note_landing(runner, event)
+                if later:
+                    self.loop.soon(self._answer, runner, event)
+                else:
+                    self._answer(runner, event)
+                return
+            answer, error = None, None
+            if isinstance(ask, P.Pause):
+                self.loop.after(ask.seconds, self._go_on, runner, proc)
+                return
+            if isinstance(ask, P.NextHead):
+                self._waits.append((runner, proc))
+                return
+            if isinstance(ask, P.Prove):
+                self._prove(ask, lambda proofs, error: self._go_on(runner, proc, proofs, error))
+                return
+            answer = self._ask(ask)
 
-    # ---- the work -------------------------------------------------------------------------------
-    def _load(self, cmd: LoadDeadline):
-        rand = self.chain.randomness(DomainTag.WindowedPoStChallengeSeed, cmd.challenge,
-                                     address_entropy(cmd.miner))
-        view = self.chain.deadline_view(cmd.miner, cmd.index)
-        ahead = self.chain.deadline_view(cmd.miner, cmd.ahead_index)
-        stored = []
-        for sb in self.stored.get((cmd.miner, cmd.open, rand), {}).values():
-            status = ""
-            if sb.msg_id:
-                look = self.chain.lookup(sb.msg_id)
-                status = "failed" if look.status == "landed" and look.receipt.exit_code else look.status
-            stored.append(StoredBatch(batch=sb.batch, partitions=sb.partitions, proofs=sb.proofs,
-                                      skipped=sb.skipped, msg_id=sb.msg_id, msg_status=status))
-        self._dl_open[cmd.cause] = cmd.open
-        return DeadlineLoaded(cause=cmd.cause, runner=cmd.cause, randomness=rand,
-                              partitions=_states(view), posted=view.posted, ahead=_states(ahead),
-                              stored=stored)
+    def _note_landing(self, runner: str, event) -> None:
+        """The epoch the runner's last proof landed at, for the summary's 'late'."""
+        if isinstance(event, MessageLanded) and event.exit_code == 0 and event.ref.startswith("batch-"):
+            self.landed_at[runner] = max(self.landed_at.get(runner, -1), event.epoch)
 
-    def _check(self, cmd: StartCheck):
-        return CheckDone(cause=cmd.cause, runner=cmd.cause, failed=[])
+    def _ask(self, ask: P.Ask):
+        chain = self.chain
+        if isinstance(ask, P.Randomness):
+            return chain.randomness(ask.tag, ask.epoch, ask.entropy)
+        if isinstance(ask, P.PartitionsOf):
+            return chain.deadline_view(ask.miner, ask.deadline)
+        if isinstance(ask, P.StoredProofsOf):
+            return list(self.stored.get((ask.miner, ask.open, ask.randomness), {}).values())
+        if isinstance(ask, P.Lookup):
+            return chain.lookup(ask.msg_id)
+        if isinstance(ask, P.MarkMessage):
+            return None                        # a stored message's status is read from the chain
+        if isinstance(ask, P.Check):
+            return {}
+        if isinstance(ask, P.Push):
+            msg = M.Message.call(ask.worker, ask.miner, ask.params, chain.next_nonce(ask.worker))
+            chain.push(msg)
+            row = self.stored.get((ask.miner, ask.open, ask.randomness), {}).get(ask.batch)
+            if ask.kind == "post" and row is not None:
+                row.msg_id = msg.id
+            return msg.id
+        raise AssertionError(f"no answer to {ask!r}")
 
-    def _prove(self, cmd: ProveBatch) -> None:
-        """One WDP task per partition (SchedulerProver); BatchProven once all are back."""
-        if cmd.cause not in self.live:
-            return
-        sectors = self.chain.miner(cmd.miner).sectors
+    # ---- the prover ---------------------------------------------------------------------------------
+    def _prove(self, ask: P.Prove, answer) -> None:
+        """One WDP task per partition (SchedulerProver); `answer(proofs, error)` once all are back."""
+        sectors = self.chain.miner(ask.miner).sectors
         size = self.sim.profile.sector_size
-        seal_proof = self.core.miners[cmd.miner].seal_proof
-        batch = {"cmd": cmd, "out": [None] * len(cmd.partitions), "failed": ""}
-        for i, part in enumerate(cmd.partitions):
-            params = P.WDPParams(seal_proof=seal_proof, randomness=cmd.randomness,
-                                 sectors=[(n, sectors[n].comm_r) for n in part.sectors])
+        batch = {"answer": answer, "out": [None] * len(ask.partitions), "failed": ""}
+        for i, part in enumerate(ask.partitions):
+            params = WP.WDPParams(seal_proof=ask.seal_proof, randomness=ask.randomness,
+                                  sectors=[(n, sectors[n].comm_r) for n in part.sectors])
             job = {"batch": batch, "i": i, "part": part, "wid": "", "params": params,
-                   "ref": SectorRef(miner=cmd.miner, number=part.sectors[0]), "size": size}
-            self._ask(job)
+                   "ref": SectorRef(miner=ask.miner, number=part.sectors[0]), "size": size}
+            self._ask_manager(job)
 
-    def _ask(self, job: dict) -> None:
+    def _ask_manager(self, job: dict) -> None:
         mgr = self.sim.manager
 
         def asked(wid):
@@ -195,75 +211,22 @@ class SimPoster(Node):
         if state != DONE:
             self._partition_done(job, None, f"partition {job['part'].index}: WDP task: {error}")
             return
-        res = P.decode_result("WDP", result)
+        res = WP.decode_result("WDP", result)
         made = res.partitions[0]
         self._partition_done(job, PartitionProof(index=job["part"].index, proof=made.proof,
                                                  proven=[n for n, _ in made.sectors]), "")
 
     def _partition_done(self, job: dict, proof, error: str) -> None:
         batch = job["batch"]
-        cmd = batch["cmd"]
         if error:
             batch["failed"] = batch["failed"] or error
         batch["out"][job["i"]] = proof or error
         if any(x is None for x in batch["out"]):
             return
         if batch["failed"]:
-            event = ProveFailed(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, reason=batch["failed"])
+            batch["answer"](None, ProverError(batch["failed"]))
         else:
-            event = BatchProven(cause=cmd.cause, runner=cmd.cause, batch=cmd.batch, partitions=batch["out"])
-        self._answer(cmd.cause, event)
-
-    def _push_submission(self, cmd: PushSubmission):
-        commit = self.chain.randomness(DomainTag.PoStChainCommit, cmd.chain_commit_epoch)
-        params = M.SubmitWindowedPoStParams(
-            deadline=cmd.deadline, proofs=cmd.proofs, chain_commit_epoch=cmd.chain_commit_epoch,
-            chain_commit_rand=commit,
-            partitions=[M.PoStPartition(index=p.index, skipped=p.skipped) for p in cmd.partitions])
-        msg_id = self._push(cmd.miner, params, cmd)
-        sb = self.stored.get((cmd.miner, cmd.open, cmd.randomness), {}).get(cmd.batch)
-        if sb is not None:
-            sb.msg_id = msg_id
-        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=msg_id)
-
-    def _push_declaration(self, cmd):
-        decls = [M.SectorDeclaration(deadline=d.deadline, partition=d.partition, sectors=d.sectors)
-                 for d in cmd.declarations]
-        params = (M.DeclareFaultsParams(faults=decls) if isinstance(cmd, DeclareFaults)
-                  else M.DeclareFaultsRecoveredParams(recoveries=decls))
-        return MessagePushed(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref,
-                             msg_id=self._push(cmd.miner, params, cmd))
-
-    def _push(self, miner: int, params, cmd) -> str:
-        worker = self.core.miners[miner].worker
-        msg = M.Message.call(worker, miner, params, self.chain.next_nonce(worker))
-        self.msgs[msg.id] = (cmd.cause, cmd.ref)
-        self.chain.push(msg)
-        return msg.id
-
-    def _wait(self, cmd: WaitMessage) -> None:
-        """Looked at on every head, as the real shell does (only a few are waiting)."""
-        look = self.chain.lookup(cmd.msg_id)
-        event = None
-        if look.status == "unknown":
-            event = MessageDropped(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                   reason="the chain knows no such message (dropped)")
-        elif look.status == "landed":
-            r = look.receipt
-            if r.exit_code != 0:
-                posted = self.chain.deadline_view(cmd.miner, cmd.deadline).posted \
-                    if cmd.ref.startswith("batch-") else []
-                event = MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                      epoch=look.epoch, exit_code=r.exit_code, error=r.error, posted=posted)
-            elif look.confirmations >= cmd.confidence:
-                if cmd.ref.startswith("batch-"):
-                    self.landed_at[cmd.cause] = max(self.landed_at.get(cmd.cause, -1), look.epoch)
-                event = MessageLanded(cause=cmd.cause, runner=cmd.cause, ref=cmd.ref, msg_id=cmd.msg_id,
-                                      epoch=look.epoch, exit_code=0)
-        if event is None:
-            self._waits.append(cmd)
-        else:
-            self.loop.soon(self._answer, cmd.cause, event)
+            batch["answer"](batch["out"], None)
 
 
 # ---- the manager's requester API, at the manager (over the simulated bus) ------------------------
