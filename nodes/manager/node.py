@@ -187,6 +187,15 @@ class ManagerNode:
         self._commit(self.tracker.consume(work_id))
         await trio.lowlevel.checkpoint()
 
+    def drop_sector(self, miner: int, number: int) -> None:
+        """Abort the sector's unfinished work and forget all of it."""
+        commands = self.tracker.drop_sector(miner, number, time.time())
+        self._commit(commands)
+        aborted = [c.work_id for c in commands if isinstance(c, T.Cancel)]
+        if aborted:
+            log.warning("sector %d: %d works aborted (%s)", number, len(aborted),
+                        ", ".join(w[:12] for w in aborted), extra={"cause": f"s-{miner}-{number}"})
+
     def dropped(self, miner: int, number: int) -> None:
         """The sector's files were deleted: the storage index forgets where they were."""
         self._commit(self.tracker.dropped(miner, number))

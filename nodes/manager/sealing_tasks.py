@@ -72,11 +72,9 @@ class TrackerTasks:
         self._tasks.pop(work_id, None)
 
     async def drop_sector(self, miner: int, number: int) -> None:
-        for w in [w for w in self.manager.tracker.works.values()
-                  if (w.miner, w.number) == (miner, number)]:
-            if w.state not in FINISHED:
-                await self.manager.abort(w.work_id)
-            await self.consume(w.work_id)
+        self.manager.drop_sector(miner, number)
+        self._tasks = {wid: t for wid, t in self._tasks.items() if wid in self.manager.tracker.works}
+        await trio.lowlevel.checkpoint()
 
     def dropped_files(self, miner: int, number: int) -> None:
         """The sector's files were deleted: no worker holds them any more."""

@@ -231,6 +231,16 @@ class Tracker:
         work.state, work.error, work.updated = ABORTED, ABORTED_ERROR, now
         return [Save(work), Cancel(work_id, worker), *self._wake(work)]
 
+    def drop_sector(self, miner: int, number: int, now: float) -> list[Command]:
+        """A sector removed or started over: its unfinished work is aborted and all of
+        its work forgotten (results included)."""
+        commands: list[Command] = []
+        for w in [w for w in self.works.values() if (w.miner, w.number) == (miner, number)]:
+            if w.state not in FINISHED:
+                commands += self.abort(w.work_id, now)
+            commands += self.consume(w.work_id)
+        return commands
+
     # ---- workers --------------------------------------------------------------------
 
     def runs(self, work_id: str, call_id: str, worker: str) -> bool:

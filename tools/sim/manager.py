@@ -100,6 +100,9 @@ class SimManager(Node):
     def consume(self, work_id: str) -> None:
         self._commit(self.tracker.consume(work_id))
 
+    def drop_sector(self, miner: int, number: int) -> None:
+        self._commit(self.tracker.drop_sector(miner, number, self.loop.now))
+
     def dropped(self, miner: int, number: int) -> None:
         self._commit(self.tracker.dropped(miner, number))
 

@@ -18,7 +18,7 @@ import heapq
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.manager.errors import TrackerError, UnknownWork
-from zqnode.nodes.manager.tracker import DONE, FINISHED
+from zqnode.nodes.manager.tracker import DONE
 from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
@@ -225,12 +225,7 @@ class SimSealing:
 
     # ---- answers ------------------------------------------------------------------------------------
     def _drop_work(self, number: int) -> None:
-        """nodes.manager.sealing_tasks.TrackerTasks.drop_sector."""
-        mgr = self.sim.manager
-        for w in [w for w in mgr.tracker.works.values() if (w.miner, w.number) == (self.core.miner, number)]:
-            if w.state not in FINISHED:
-                mgr.abort(w.work_id)
-            self._consume(w.work_id)
+        self.sim.manager.drop_sector(self.core.miner, number)
 
     # ---- chain helpers ------------------------------------------------------------------------------
     def _verify(self, **kw) -> bool:

@@ -179,6 +179,20 @@ def test_a_sector_whose_files_were_dropped_is_sealed_again_from_nothing():
     assert commands == [T.Save(again), T.Enqueue(again, SelTask(), None, (), "")]
 
 
+def test_dropping_a_sector_aborts_its_unfinished_work_and_forgets_all_of_it():
+    t, done, _ = fresh("PC1", P.PC1Params(seal_proof=5, ticket=b"t" * 32))
+    t.started(done.work_id, "c1", "w1", "w1", 11.0)
+    t.returned(done.work_id, "c1", "w1", True, b"r", "", 12.0)
+    t, running, _ = fresh(t=t)                               # PC2, running at w1
+    t.started(running.work_id, "c2", "w1", "w1", 13.0)
+    t, other, _ = fresh(number=2, t=t)                       # another sector: untouched
+    t.wait(running.work_id, 7)
+    commands = t.drop_sector(1000, 1, 14.0)
+    assert commands == [T.Delete(done.work_id), T.Save(running), T.Cancel(running.work_id, "w1"),
+                        T.Wake(7, running), T.Delete(running.work_id)]
+    assert running.state == "aborted" and list(t.works) == [other.work_id]
+
+
 @pytest.mark.parametrize("state", ["queued", "running"])
 def test_abort_of_queued_or_running_work(state):
     t, work, _ = fresh()
