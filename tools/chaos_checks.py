@@ -49,7 +49,8 @@ from zqnode.nodes.chain.core import Chain, ChainState, Genesis, Verifiers
 from zqnode.nodes.chain.policy import deadline_info
 from zqnode.nodes.chain.store import ChainStore
 from zqnode.nodes.sealing.store import SealingStore
-from zqnode.nodes.worker.store import Call, CallStore
+from zqnode.nodes.worker.calls import Call
+from zqnode.nodes.worker.store import CallStore
 
 INVARIANTS = ("sectors_proving_once", "results_once", "deadlines_made", "databases_intact")
 

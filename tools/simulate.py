@@ -6,10 +6,11 @@
 
 Runs the real node cores (nodes.scheduler.core.Scheduler, the manager's call tracker
 nodes.manager.tracker.Tracker, the sector state machine nodes.sealing.core.SealingCore,
-the poster nodes.poster.core.PosterCore, and the chain's policy and miner actor methods)
-behind thin simulated shells (tools/sim/): a simulated bus (latency; with --chaos, slow
-and lost messages and nodes that go down), workers that hold each task for the profile's
-duration instead of proving, and results the chain's fake verifiers accept.
+the poster nodes.poster.core.PosterCore, the worker's calls nodes.worker.core.WorkerCore,
+and the chain's policy and miner actor methods) behind thin simulated shells (tools/sim/):
+a simulated bus (latency; with --chaos, slow and lost messages and nodes that go down),
+workers that hold each task for the profile's duration instead of proving, and results
+the chain's fake verifiers accept.
 
 Deviation from "MockClock + in-memory bus": the shells run on tools/sim/loop.py, a
 discrete-event loop, not trio. Trio runs each batch of ready tasks in a shuffled order,

@@ -1,44 +1,69 @@
-"""The worker's rules for its calls, without I/O or a clock: what a call still needs
-done, and what the scheduler should count as running here. Used by the Trio shell
-(nodes.worker.node) and the simulator (tools/sim/worker.py); the calls are
-nodes.worker.store.Call, in SQLite there and in memory in the simulator."""
+"""A worker's call: what it records of one run of a work, and the moves its state may
+make (the table the core follows; nodes.worker.core).
+
+    accepted --start (the manager says run)--> running --finish (result stored)--> done
+    accepted --refuse (the manager says no)--> dropped
+    accepted --finish (aborted)--> done
+    running --rerun (the worker restarted: the computation died with it)--> running
+    done --returned (the manager acknowledged the result)--> done
+
+`returned` and `sched_done` (the scheduler acknowledged TaskDone) are flags on ended
+calls; a call both acknowledged is over (the call store keeps it a week)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import msgspec
 
-from zqnode.nodes.wire.scheduler import RunningRequest
-from zqnode.nodes.worker.store import ACCEPTED, DONE, RUNNING, Call
+from zqnode.nodes.wire.sectors import SectorRef
 
-DRIVE = "drive"          # ask the manager whether to run it, then run it (again)
-RETURN = "return"        # send its result to the manager until acknowledged
-REPORT = "report"        # tell the scheduler it ended until acknowledged
+ACCEPTED, RUNNING, DONE, DROPPED = "accepted", "running", "done", "dropped"
+ENDED = frozenset({DONE, DROPPED})
+ABORTED = "aborted"               # the error of a call (or a preparation) aborted
 
-
-def next_steps(call: Call) -> tuple[str, ...]:
-    """What is left to do for a call (after a restart, or when it ended)."""
-    if call.state in (ACCEPTED, RUNNING):
-        return (DRIVE,)
-    steps = ()
-    if call.state == DONE and not call.returned:
-        steps += (RETURN,)
-    if not call.sched_done:
-        steps += (REPORT,)
-    return steps
+TRANSITIONS: dict[tuple[str, str], str] = {
+    (ACCEPTED, "start"): RUNNING,
+    (ACCEPTED, "refuse"): DROPPED,
+    (ACCEPTED, "finish"): DONE,
+    (RUNNING, "finish"): DONE,
+    (RUNNING, "rerun"): RUNNING,
+    (DONE, "returned"): DONE,
+}
 
 
-def needs_fetch(call: Call, prepared: set[str]) -> bool:
-    """Files come in the preparing step; tasks the scheduler starts without one (C1, C2
-    go straight to 'active', as in Lotus) and GET itself fetch when they run."""
-    return call.task == "GET" or call.work_id not in prepared
+class CallError(ValueError):
+    pass
 
 
-def running_requests(unreported: Iterable[Call],
-                     preparing: Iterable[RunningRequest]) -> list[RunningRequest]:
-    """What the scheduler should count as running here: calls whose end it has not
-    acknowledged (`unreported`, oldest first), and requests being prepared."""
-    out = {c.work_id: RunningRequest(request=c.work_id, task=c.task, sector=c.sector,
-                                     sector_size=c.sector_size)
-           for c in unreported}
-    for rr in preparing:
-        out.setdefault(rr.request, rr)
-    return list(out.values())
+def moved(call: Call, event: str) -> str:
+    """The state `call` goes to on `event` (TRANSITIONS); CallError if it may not."""
+    new = TRANSITIONS.get((call.state, event))
+    if new is None:
+        raise CallError(f"call {call.call_id} is {call.state}: cannot {event} it")
+    return new
+
+
+class Call(msgspec.Struct, kw_only=True, frozen=True):
+    call_id: str
+    work_id: str
+    task: str
+    miner: int
+    number: int
+    sector_size: int
+    params: bytes
+    sources: list[str]
+    state: str
+    runs: int = 0                # times the task was started
+    ok: bool | None = None
+    result: bytes = b""
+    error: str = ""
+    returned: bool = False       # the manager acknowledged the result (or refused the call)
+    sched_done: bool = False     # the scheduler acknowledged TaskDone
+    created: float = 0.0
+    updated: float = 0.0         # of its state (a run's start: what a crash lost is counted from it)
+
+    @property
+    def sector(self) -> SectorRef:
+        return SectorRef(miner=self.miner, number=self.number)
+
+    @property
+    def cause(self) -> str:
+        return f"s-{self.miner}-{self.number}"

@@ -3,11 +3,12 @@ keeps every call in its call store until the manager and the scheduler acknowled
 end, serves its sectors' files to other workers, and beats to the scheduler with fresh
 resources and what it is running.
 
-A call: WorkerRun -> recorded (accepted) -> CallStarted to the manager (retried; the
-manager may refuse: its result is stored, or it was aborted) -> running under the
-task's limit and locks -> result stored (done) -> CallReturn to the manager and
-SchedTaskDone to the scheduler, each retried with back-off until acknowledged. A
-restart resumes every call from the store (see nodes.worker.store).
+The calls' rules are the core's (nodes.worker.core): requests and answers go in as
+events, and the shell carries out the commands that come back, in order: Save writes
+the call store (a full disk holds the commands after it back, retried, and says so),
+Announce / Return / Report / TellPrepared send until answered with capped back-off,
+RunTask and Fetch run in a cancel scope that StopCall / StopFetch cancel. A restart
+resumes every call from the store.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import CallTimeout, Peer, Refused, Request
 from zqnode.bus.protocol import NodeUp
 from zqnode.bus.ratelog import RateLimitedLog
+from zqnode.bus.retry import backoff
 from zqnode.nodes import observe
 from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.wire.manager import CALL_REFUSED, CallReturn, CallStarted
 from zqnode.nodes.wire.sectors import SectorRef, StoragePath, WorkerInfo, WorkerResources
-from zqnode.nodes.wire.scheduler import (RunningRequest, SchedTaskDone, SchedTaskPrepared,
-                                         SchedWorkerBeat)
-from zqnode.nodes.worker import calls
+from zqnode.nodes.wire.scheduler import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
+from zqnode.nodes.worker import commands as C
+from zqnode.nodes.worker import events as E
 from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker import resources
 from zqnode.nodes.wire import worker as W
@@ -42,7 +44,9 @@ from zqnode.nodes.fetched import Expected
 from zqnode.nodes.worker.fetch import FetchError, check_fetched, fetch_sector, serve_chunk, serve_files
 from zqnode.nodes.worker.limits import Limits
 from zqnode.nodes.sector_dirs import sector_dir
-from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, CallStore
+from zqnode.nodes.worker.calls import Call
+from zqnode.nodes.worker.core import WorkerCore
+from zqnode.nodes.worker.store import CallStore, new_call_id
 from zqnode.nodes.worker.task import TaskInput, TaskOutput, load_table
 from zqnode.proofs.cid import parse_piece_cid, parse_sealed_cid
 
@@ -50,7 +54,6 @@ log = logging.getLogger("zqnode.worker")
 
 KEEP_ACKED_S = 7 * 86400          # acknowledged calls are forgotten after a week
 MAX_SECTOR_FILES = 32             # a sector's files, all layers and trees, in sector sizes
-ABORTED = "aborted"
 
 
 class WorkerNode:
@@ -69,10 +72,11 @@ class WorkerNode:
         self._resources = resources_fn or self._host_resources
         self._gpus = resources.gpus() if self._host else []
         self.store: CallStore | None = None
+        self.core = WorkerCore(new_call_id)
         self.tasks: list[str] = []
-        self._scopes: dict[str, trio.CancelScope] = {}       # call id -> its running scope
-        self._preparing: dict[str, tuple[trio.CancelScope, RunningRequest]] = {}
-        self._prepared: set[str] = set()                    # requests whose files are here
+        self._scopes: dict[str, trio.CancelScope] = {}       # call id -> what runs for it
+        self._fetches: dict[str, trio.CancelScope] = {}      # request -> its preparation's fetch
+        self._held: list[C.Command] = []                     # behind a Save the disk refused
         self._kick = trio.Event()                            # the manager/scheduler came up
         self._store_log = RateLimitedLog(log, interval_s=60.0)
         self._nursery: trio.Nursery | None = None
@@ -105,21 +109,12 @@ class WorkerNode:
                 self._nursery = nursery
                 await nursery.start(self.peer.run)
                 nursery.start_soon(self._watch_nodes)
-                for call in self.store.pending():
-                    self._resume(call)
+                self.core.restore(self.store.pending())
+                self._feed(E.Restarted(last_beat=self.last_beat))
                 nursery.start_soon(self._beat_loop)
                 task_status.started(self)
         finally:
             self.store.close()
-
-    def _resume(self, call: Call) -> None:
-        for step in calls.next_steps(call):
-            if step == calls.DRIVE:
-                self._nursery.start_soon(self._drive, call.call_id, True)
-            elif step == calls.RETURN:
-                self._nursery.start_soon(self._return_loop, call.call_id)
-            else:
-                self._nursery.start_soon(self._done_loop, call.call_id)
 
     # ---- resources and beats -----------------------------------------------------------
 
@@ -138,10 +133,8 @@ class WorkerNode:
                           ignore_resources=self.wcfg.ignore_resources)
 
     def running(self) -> list[RunningRequest]:
-        """What the scheduler should count as running here: calls whose end it has not
-        acknowledged, and requests being prepared."""
-        return calls.running_requests(self.store.unreported(),
-                                      (rr for _, rr in self._preparing.values()))
+        """What the scheduler should count as running here (the core's account)."""
+        return self.core.running()
 
     async def beat(self) -> bool:
         """One beat to the scheduler; whether it answered."""
@@ -181,34 +174,9 @@ class WorkerNode:
 
     async def _on_prepare(self, req: Request) -> W.WorkerAck:
         b: W.WorkerPrepare = req.body
-        if b.request not in self._preparing:
-            rr = RunningRequest(request=b.request, task=b.task, sector=b.sector,
-                                sector_size=b.sector_size, state="preparing")
-            scope = trio.CancelScope()
-            self._preparing[b.request] = (scope, rr)
-            self._nursery.start_soon(self._prepare, b, scope)
+        self._feed(E.Prepare(request=b.request, task=b.task, sector=b.sector,
+                             sector_size=b.sector_size, params=b.params, sources=b.sources))
         return W.WorkerAck()
-
-    async def _prepare(self, b: W.WorkerPrepare, scope: trio.CancelScope) -> None:
-        error = ""
-        with scope:
-            try:
-                await self.ensure_local(b.task, b.sector, b.sector_size, b.params, b.sources)
-            except (FetchError, P.ParamsError) as e:
-                error = f"fetch failed: {e}"
-        del self._preparing[b.request]
-        if not error and not scope.cancelled_caught:
-            self._prepared.add(b.request)
-        if scope.cancelled_caught:
-            error = ABORTED
-        if error:       # the work ends here: failed (or aborted) as a call, so the manager hears
-            call = await self._persist(self.store.add, b.request, b.task, b.sector, b.sector_size,
-                                       b.params, b.sources, time.time())
-            await self._persist(self.store.finish, call.call_id, False, b"", error, time.time())
-            self._resume(self.store.get(call.call_id))
-            return
-        await self._retry(f"{b.request[:12]} prepared", "@scheduler",
-                          lambda: SchedTaskPrepared(request=b.request))
 
     async def ensure_local(self, task: str, sector: SectorRef, sector_size: int, params: bytes,
                            sources: list[str]) -> tuple[list[str], int]:
@@ -261,109 +229,135 @@ class WorkerNode:
         b: W.WorkerRun = req.body
         if b.task not in self.table_tasks:
             raise Refused(ErrorCode.INVALID, f"{self.name} cannot run {b.task}")
-        call = self.store.live_for(b.request)
-        if call is None:
+        commands = self.core.handle(E.Run(request=b.request, task=b.task, sector=b.sector,
+                                          sector_size=b.sector_size, params=b.params,
+                                          sources=b.sources), time.time())
+        call = self.core.live_for(b.request)
+        if commands and isinstance(commands[0], C.Save):     # a new call: recorded before all
             try:
-                call = self.store.add(b.request, b.task, b.sector, b.sector_size, b.params,
-                                      b.sources, time.time())
-            except sqlite3.OperationalError as e:     # a full disk: the scheduler asks again
+                self.store.save(commands[0].call)
+            except sqlite3.OperationalError as e:          # a full disk: the scheduler asks again
+                self.core.handle(E.Unrecorded(call_id=call.call_id), time.time())
                 why = self._store_failed(e, "WorkerRun refused for now")
                 raise Refused(ErrorCode.BUSY, why, retry=True) from None
             self.peer.set_problem("store")
-            self._nursery.start_soon(self._drive, call.call_id, False)
-        elif call.state in ENDED:                    # the scheduler asks again: tell it again
-            self._nursery.start_soon(self._done_loop, call.call_id)
+            commands = commands[1:]
+        self._execute(commands)
         return W.WorkerAccepted(call_id=call.call_id)
 
     async def _on_abort(self, req: Request) -> W.WorkerAck:
-        request = req.body.request
-        found = False
-        if request in self._preparing:
-            self._preparing[request][0].cancel()
-            found = True
-        call = self.store.live_for(request)
-        if call is not None and call.call_id in self._scopes:
-            self._scopes[call.call_id].cancel()
-            found = True
-        return W.WorkerAck(found=found)
+        commands = self.core.handle(E.Abort(request=req.body.request), time.time())
+        self._execute(commands)
+        return W.WorkerAck(found=any(isinstance(c, (C.StopCall, C.StopFetch)) for c in commands))
 
-    # ---- the call store ------------------------------------------------------------------
+    # ---- the core's commands -------------------------------------------------------------
 
-    async def _persist(self, write, *args):
-        """`write(*args)` on the call store, retried while the disk is full or failing
-        (sqlite3.OperationalError), with the condition reported (log, `zqnode status`,
-        metric) until a write succeeds: a full disk pauses calls, it never ends the
-        worker (whose sectors' files other nodes need)."""
-        delay = 1.0
-        while True:
-            try:
-                result = write(*args)
-            except sqlite3.OperationalError as e:
-                self._store_failed(e, f"trying again in {delay:.0f}s")
-                await trio.sleep(delay)
-                delay = min(delay * 2, self.wcfg.retry_max_s)
-                continue
-            self.peer.set_problem("store")
-            return result
+    def _feed(self, event: E.Event) -> None:
+        self._execute(self.core.handle(event, time.time()))
 
-    def _store_failed(self, e: sqlite3.OperationalError, then: str) -> str:
-        why = f"cannot write {self.store.path}: {e}"
-        self.peer.set_problem("store", why)
-        self._store_log.warning("store", "%s; %s", why, then)
-        return why
+    def _execute(self, commands: list[C.Command]) -> None:
+        """Carry the commands out in order. A Save the disk refuses (sqlite3.OperationalError)
+        holds it and everything after it, and all later commands, back until a write
+        succeeds: a full disk pauses calls, it never ends the worker (whose sectors' files
+        other nodes need), and nothing is said before what it says is stored."""
+        if self._held:
+            self._held += commands
+            return
+        self._held = self._carry_out(commands)
+        if self._held:
+            self._nursery.start_soon(self._write_held)
 
-    # ---- a call, start to end ------------------------------------------------------------
+    def _carry_out(self, commands: list[C.Command]) -> list[C.Command]:
+        """What is left behind a Save the disk refused ([]: all carried out)."""
+        for i, cmd in enumerate(commands):
+            if isinstance(cmd, C.Save):
+                try:
+                    self._save(cmd)
+                except sqlite3.OperationalError as e:
+                    self._store_failed(e, "calls wait until a write succeeds")
+                    return list(commands[i:])
+            else:
+                self._start(cmd)
+        return []
 
-    async def _drive(self, call_id: str, resumed: bool) -> None:
+    def _save(self, cmd: C.Save) -> None:
+        self.store.save(cmd.call)
+        self.peer.set_problem("store")
+        if cmd.note:
+            log.info("call %s (%s): %s", cmd.call.call_id, cmd.call.task, cmd.note,
+                     extra={"cause": cmd.cause})
+
+    async def _write_held(self) -> None:
+        for delay in backoff(1.0, self.wcfg.retry_max_s):
+            await trio.sleep(delay)
+            self._held = self._carry_out(self._held)
+            if not self._held:
+                return
+
+    def _start(self, cmd: C.Command) -> None:
+        start = self._nursery.start_soon
+        if isinstance(cmd, C.Announce):
+            start(self._in_scope, self._scope(cmd.call.call_id), self._announce, cmd.call)
+        elif isinstance(cmd, C.RunTask):
+            start(self._in_scope, self._scope(cmd.call.call_id), self._run_task, cmd.call, cmd.fetch)
+        elif isinstance(cmd, C.CountRerun):
+            observe.worker_rerun(self, cmd.call.task, cmd.lost_s)
+        elif isinstance(cmd, C.Return):
+            start(self._return, cmd.call)
+        elif isinstance(cmd, C.Report):
+            start(self._report, cmd.call)
+        elif isinstance(cmd, C.StopCall):
+            self._scopes.get(cmd.call_id, trio.CancelScope()).cancel()
+        elif isinstance(cmd, C.Fetch):
+            scope = self._fetches[cmd.request] = trio.CancelScope()
+            start(self._fetch, cmd, scope)
+        elif isinstance(cmd, C.StopFetch):
+            self._fetches.get(cmd.request, trio.CancelScope()).cancel()
+        elif isinstance(cmd, C.TellPrepared):
+            start(self._retry, f"{cmd.request[:12]} prepared", "@scheduler",
+                  lambda: SchedTaskPrepared(request=cmd.request))
+        else:
+            raise TypeError(f"unknown command {cmd!r}")
+
+    def _scope(self, call_id: str) -> trio.CancelScope:
+        """What runs for the call from now on (made before its task starts: a StopCall
+        right after still stops it)."""
         scope = self._scopes[call_id] = trio.CancelScope()
-        outcome: TaskOutput | None = None
-        with scope:
-            call = self.store.get(call_id)
-            observe.set_cause(_cause(call))       # this call's log lines
-            if call.state == ACCEPTED:
-                verdict = await self._announce(call)
-                if verdict:
-                    await self._persist(self.store.refuse, call_id, verdict, time.time())
-                    log.info("call %s: the manager refused it (%s)", call_id, verdict)
-                else:
-                    call = await self._persist(self.store.start, call_id, time.time())
-            elif resumed:
-                lost = max(0.0, self.last_beat - call.updated)   # updated: when the run began
-                call = await self._persist(self.store.rerun, call_id, time.time())
-                observe.worker_rerun(self, call.task, lost)
-                log.info("call %s (%s): running again after a restart (run %d; about %.0fs of "
-                         "the last run lost)", call_id, call.task, call.runs, lost)
-            if call.state == RUNNING:
-                outcome = await self._execute(call)
-        del self._scopes[call_id]
-        if scope.cancelled_caught and outcome is None and self.store.get(call_id).state != "dropped":
-            outcome = TaskOutput(ok=False, error=ABORTED)
-        if outcome is not None:
-            await self._persist(self.store.finish, call_id, outcome.ok, outcome.result,
-                                outcome.error, time.time())
-            log.info("call %s (%s) %s", call_id, call.task,
-                     "done" if outcome.ok else f"failed: {outcome.error}")
-        self._resume(self.store.get(call_id))
+        return scope
 
-    async def _announce(self, call: Call) -> str:
-        """CallStarted until the manager answers: "" = run it, else why not."""
-        delay = 0.25
-        while True:
+    async def _in_scope(self, scope: trio.CancelScope, fn, call: Call, *args) -> None:
+        """fn(call, *args) -> the event answering it, fed to the core unless StopCall
+        cancelled it (the core already ended the call)."""
+        event = None
+        with scope:
+            observe.set_cause(call.cause)                   # this call's log lines
+            event = await fn(call, *args)
+        if self._scopes.get(call.call_id) is scope:
+            del self._scopes[call.call_id]
+        if event is not None:
+            self._feed(event)
+
+    async def _announce(self, call: Call) -> E.Announced:
+        """CallStarted until the manager answers: run it, or why not."""
+        for delay in backoff(0.25, self.wcfg.retry_max_s):
             try:
                 await self.peer.call("@manager", CallStarted(work_id=call.work_id, call_id=call.call_id),
-                                     timeout=5.0, cause=_cause(call))
-                return ""
+                                     timeout=5.0, cause=call.cause)
+                return E.Announced(call_id=call.call_id)
             except RemoteError as e:
                 if e.code == CALL_REFUSED:
-                    return e.message
+                    return E.Announced(call_id=call.call_id, refused=e.message)
                 log.debug("CallStarted %s: %s", call.call_id, e)
             except CallTimeout:
                 pass
             await self._pause(delay)
-            delay = min(delay * 2, self.wcfg.retry_max_s)
 
-    async def _execute(self, call: Call) -> TaskOutput:
-        if calls.needs_fetch(call, self._prepared):
+    async def _run_task(self, call: Call, fetch: bool) -> E.Ran:
+        out = await self._outcome(call, fetch)
+        return E.Ran(call_id=call.call_id, ok=out.ok, result=out.result, error=out.error)
+
+    async def _outcome(self, call: Call, fetch: bool) -> TaskOutput:
+        if fetch:
             try:
                 files, size = await self.ensure_local(call.task, call.sector, call.sector_size,
                                                       call.params, call.sources)
@@ -371,7 +365,6 @@ class WorkerNode:
                 return TaskOutput(ok=False, error=f"fetch failed: {e}")
             if call.task == "GET":
                 return TaskOutput(ok=True, result=P.encode(P.GETResult(files=files, size=size)))
-        self._prepared.discard(call.work_id)
         async with self.limits.hold(call.task, call.call_id):
             inp = TaskInput(table=self.wcfg.table, task=call.task, work_id=call.work_id,
                             call_id=call.call_id, worker=self.name, miner=call.miner,
@@ -381,25 +374,35 @@ class WorkerNode:
                             parent_cache=self.wcfg.parent_cache or os.environ.get("ZQNODE_PARENT_CACHE", ""))
             return await self.executor.run(inp)
 
-    async def _return_loop(self, call_id: str) -> None:
-        call = self.store.get(call_id)
-        msg = CallReturn(work_id=call.work_id, call_id=call_id, ok=bool(call.ok), error=call.error)
-        await self._retry(f"return of {call_id}", "@manager", lambda: msg,
-                          buffers=[call.result] if call.ok else [], cause=_cause(call))
-        await self._persist(self.store.mark_returned, call_id, time.time())
+    async def _fetch(self, cmd: C.Fetch, scope: trio.CancelScope) -> None:
+        """A preparation's fetch: Fetched, unless StopFetch cancelled it."""
+        error = ""
+        with scope:
+            try:
+                await self.ensure_local(cmd.task, cmd.sector, cmd.sector_size, cmd.params, cmd.sources)
+            except (FetchError, P.ParamsError) as e:
+                error = f"fetch failed: {e}"
+        if self._fetches.get(cmd.request) is scope:
+            del self._fetches[cmd.request]
+        if not scope.cancelled_caught:
+            self._feed(E.Fetched(request=cmd.request, error=error))
 
-    async def _done_loop(self, call_id: str) -> None:
-        call = self.store.get(call_id)
-        await self._retry(f"TaskDone of {call_id}", "@scheduler",
+    async def _return(self, call: Call) -> None:
+        msg = CallReturn(work_id=call.work_id, call_id=call.call_id, ok=bool(call.ok), error=call.error)
+        await self._retry(f"return of {call.call_id}", "@manager", lambda: msg,
+                          buffers=[call.result] if call.ok else [], cause=call.cause)
+        self._feed(E.Returned(call_id=call.call_id))
+
+    async def _report(self, call: Call) -> None:
+        await self._retry(f"TaskDone of {call.call_id}", "@scheduler",
                           lambda: SchedTaskDone(request=call.work_id, ok=bool(call.ok)),
-                          cause=_cause(call))
-        await self._persist(self.store.mark_sched_done, call_id)
+                          cause=call.cause)
+        self._feed(E.Reported(call_id=call.call_id))
 
     async def _retry(self, what: str, to: str, make, buffers=(), cause: str = ""):
         """Send until answered, with capped back-off (woken early when the target's role
         comes up)."""
-        delay = 0.25
-        while True:
+        for delay in backoff(0.25, self.wcfg.retry_max_s):
             try:
                 return await self.peer.call(to, make(), buffers=buffers, timeout=5.0, cause=cause)
             except RemoteError as e:
@@ -407,7 +410,12 @@ class WorkerNode:
             except CallTimeout:
                 pass
             await self._pause(delay)
-            delay = min(delay * 2, self.wcfg.retry_max_s)
+
+    def _store_failed(self, e: sqlite3.OperationalError, then: str) -> str:
+        why = f"cannot write {self.store.path}: {e}"
+        self.peer.set_problem("store", why)
+        self._store_log.warning("store", "%s; %s", why, then)
+        return why
 
     # ---- files and operators -------------------------------------------------------------
 
@@ -437,7 +445,3 @@ class WorkerNode:
             W.CallInfo(call_id=c.call_id, work_id=c.work_id, task=c.task, sector=c.sector,
                        state=c.state, runs=c.runs, ok=c.ok, error=c.error, returned=c.returned,
                        sched_done=c.sched_done) for c in self.store.calls()])
-
-
-def _cause(call: Call) -> str:
-    return f"s-{call.miner}-{call.number}"

@@ -205,6 +205,7 @@ def test_the_simulation_runs_the_node_cores_themselves(small):
     from zqnode.nodes.poster.core import PosterCore
     from zqnode.nodes.scheduler.core import Scheduler
     from zqnode.nodes.sealing.core import SealingCore
+    from zqnode.nodes.worker.core import WorkerCore
 
     sim = Simulation(load_cluster(small["cluster"]), load_profile(small["profile"]), MAINNET, seal=1,
                      days=0.01)
@@ -212,6 +213,11 @@ def test_the_simulation_runs_the_node_cores_themselves(small):
     assert type(sim.scheduler.core) is Scheduler and type(sim.manager.tracker) is Tracker
     assert type(sim.sealing.core) is SealingCore and type(sim.poster.core) is PosterCore
     assert isinstance(sim.chain, Chain) and sim.chain.policy is MAINNET
+    assert sim.workers and all(type(w.core) is WorkerCore for w in sim.workers.values())
     assert sim.sealing.core.policy is MAINNET and sim.poster.core.policy is MAINNET
     # the sector went through the core's own states, saved before each step
     assert sim.sealing.store[1].state == "PreCommit1" and sim.manager.tracker.works
+    # the PC1 worker's core runs the sector's PC1 call, saved as the core handed it over
+    pc1, = (c for w in sim.workers.values() for c in w.core.calls.values() if c.task == "PC1")
+    assert pc1.state == "running" and pc1.runs == 1
+    assert sim.workers[sim.scheduler.ledger.assigned(pc1.work_id)].store[pc1.call_id] == pc1

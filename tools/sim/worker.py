@@ -1,19 +1,23 @@
-"""A simulated worker: nodes.worker.node.WorkerNode's call handling (its calls are
-nodes.worker.store.Call, following the rules of nodes.worker.calls), with the profile's
-durations instead of task processes and copies of SectorFiles instead of fetching.
+"""A simulated worker: the worker's own core (nodes.worker.core.WorkerCore) with a
+synchronous interpreter of its commands in place of nodes.worker.node.WorkerNode: the
+profile's durations instead of task processes, copies of SectorFiles instead of
+fetching, the simulated bus instead of retries over ZeroMQ.
 
 Kept as the real worker keeps it (its 'calls.sqlite' and sector directories survive a
-crash): the calls and the sector files. A call goes accepted -> running (the manager
-said run) -> done, is returned to the manager and reported to the scheduler, each
-retried until acknowledged. A crash kills what runs and what is being fetched; the
-restarted worker (a new session) reruns its running calls under the same call id,
-returns stored results again, asks again about accepted ones, and beats to the
+crash): the calls the core saved, and the sector files. A crash kills what runs and
+what is being fetched; the restarted worker (a new session) is a new core restored from
+the saved calls, which goes on with them as the real one does, and beats to the
 scheduler with what it runs (the scheduler adopts those).
 
-Not modelled: the worker's own per-task semaphores and locks (the scheduler is told the
-limits as MAX_CONCURRENT and never sends more), resources read from the host (they are
-the cluster file's), and the bytes of a fetch (a fetch takes the profile's GET time;
-WindowPoSt reads its challenged leaves in place, inside the WDP time)."""
+What remains here is the shell's part: timers for tasks and fetches (and their spans
+for the timeline), the bus calls that carry Announce / Return / Report / TellPrepared
+(retried until answered, as the real shell's), and a new session's start. Starting
+calls after a restart is deferred to after what is due now, as the real shell starts a
+task for each. Not modelled: the worker's own per-task semaphores and locks (the
+scheduler is told the limits as MAX_CONCURRENT and never sends more), resources read
+from the host (they are the cluster file's), and the bytes of a fetch (a fetch takes
+the profile's GET time; WindowPoSt reads its challenged leaves in place, inside the WDP
+time)."""
 from __future__ import annotations
 
 import itertools
@@ -22,9 +26,10 @@ from dataclasses import dataclass, field
 from zqnode.nodes.wire.sectors import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from zqnode.nodes.scheduler.resources import parse_resource_env
 from zqnode.nodes.wire.scheduler import RunningRequest
-from zqnode.nodes.worker import calls
-from zqnode.nodes.worker.node import ABORTED
-from zqnode.nodes.worker.store import ACCEPTED, ENDED, RUNNING, Call, moved
+from zqnode.nodes.worker import commands as C
+from zqnode.nodes.worker import events as E
+from zqnode.nodes.worker.calls import Call
+from zqnode.nodes.worker.core import WorkerCore
 
 from . import tasks as T
 from .config import WorkerGroup
@@ -71,19 +76,23 @@ class SimWorker(Node):
                                  r.gpu_utilization)
                       for (task, s), r in table.items() if s == size}
         # kept across crashes (the call store and the sector directories)
-        self.calls: dict[str, Call] = {}               # not yet acknowledged by both sides
-        self.live: dict[str, Call] = {}                # work id -> its call not yet returned
+        self.store: dict[str, Call] = {}               # calls.sqlite (acknowledged calls dropped)
         self.files: dict[int, T.SectorFiles] = {}
         self._ids = itertools.count(1)
+        self.core = self._new_core()
         # lost in a crash
-        self.preparing: dict[str, tuple] = {}          # request -> (timer, RunningRequest, span)
-        self.prepared: set[str] = set()
-        self.active: dict[str, tuple] = {}             # call id -> (timer or None, span or None)
+        self.fetching: dict[str, tuple] = {}           # request -> (timer, plan): preparations
+        self.active: dict[str, tuple] = {}             # call id -> (timer, span or None)
         self.crashes = 0
 
     @property
     def session_id(self) -> str:
         return f"{self.name}#{self.session}"
+
+    def _new_core(self) -> WorkerCore:
+        core = WorkerCore(lambda s: f"s-{s.miner}-{s.number}-{self.name}-{next(self._ids)}")
+        core.restore(list(self.store.values()))
+        return core
 
     # ---- start, crash, restart ------------------------------------------------------------
     def start(self) -> None:
@@ -94,29 +103,26 @@ class SimWorker(Node):
         self.up = False
         self.crashes += 1
         now = self.loop.now
-        for timer, _, plan, _ in self.preparing.values():
+        for timer, plan in self.fetching.values():
             timer.cancel()
             self._end_plan(plan, "killed")
         for timer, span in self.active.values():
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             if span is not None:
                 self.sim.metrics.end_span(span, now, "killed")
-        self.preparing.clear()
-        self.prepared.clear()
+        self.fetching.clear()
         self.active.clear()
 
     def restart(self) -> None:
         self.up = True
         self.session += 1
-        for call in list(self.calls.values()):
-            self._resume(call, restarted=True)
+        self.core = self._new_core()
+        self._execute(self.core.handle(E.Restarted(), self.loop.now), restarted=True)
         self.beat()
 
     # ---- the scheduler's view ----------------------------------------------------------------
     def running(self) -> list[RunningRequest]:
-        return calls.running_requests((c for c in self.calls.values() if not c.sched_done),
-                                      (p[1] for p in self.preparing.values()))
+        return self.core.running()
 
     def beat(self) -> None:
         sched = self.sim.scheduler
@@ -126,106 +132,98 @@ class SimWorker(Node):
     # ---- requests from the scheduler -------------------------------------------------------------
     def on_prepare(self, rid: str, task: str, miner: int, number: int, size: int, params: bytes,
                    sources: list[str]) -> None:
-        if rid in self.preparing:
-            return
-        rr = RunningRequest(request=rid, task=task, sector=SectorRef(miner=miner, number=number),
-                            sector_size=size, state="preparing")
-        delay, plan = self._fetch(task, number, sources, rid)
-        req = (rid, task, miner, number, size, params, sources)
-        timer = self.loop.after(delay, self._prepared, req, plan)
-        self.preparing[rid] = (timer, rr, plan, req)
-
-    def _prepared(self, req, plan) -> None:
-        rid = req[0]
-        del self.preparing[rid]
-        error = self._fetched(req[3], plan)
-        if error:                          # the work ends here, as a failed call
-            self._finish(self._add(*req), False, b"", f"fetch failed: {error}")
-            return
-        self.prepared.add(rid)
-        sched = self.sim.scheduler
-        self.net.call(self, sched.name, sched.on_prepared, self.name, rid, True, "",
-                      tries=None, backoff=(0.25, RETRY_MAX_S))
+        self._feed(E.Prepare(request=rid, task=task, sector=SectorRef(miner=miner, number=number),
+                             sector_size=size, params=params, sources=list(sources)))
 
     def on_run(self, rid: str, task: str, miner: int, number: int, size: int, params: bytes,
                sources: list[str]) -> str:
-        call = self._live_for(rid)
-        if call is None:
-            call = self._add(rid, task, miner, number, size, params, sources)
-            self.loop.soon(self._drive, call, self.session, False)
-        elif call.state in ENDED:
-            self._done_loop(call)
-        return call.call_id
+        self._feed(E.Run(request=rid, task=task, sector=SectorRef(miner=miner, number=number),
+                         sector_size=size, params=params, sources=list(sources)))
+        return self.core.live_for(rid).call_id
 
     def on_abort(self, rid: str) -> bool:
-        found = False
-        if rid in self.preparing:
-            timer, _, plan, req = self.preparing.pop(rid)
-            timer.cancel()
-            self._end_plan(plan, "aborted")
-            self._finish(self._add(*req), False, b"", ABORTED)
-            found = True
-        call = self._live_for(rid)
-        if call is not None and call.call_id in self.active:
-            timer, span = self.active.pop(call.call_id)
-            if timer is not None:
+        commands = self.core.handle(E.Abort(request=rid), self.loop.now)
+        self._execute(commands)
+        return any(isinstance(c, (C.StopCall, C.StopFetch)) for c in commands)
+
+    # ---- the core's commands -----------------------------------------------------------------------
+    def _feed(self, event: E.Event) -> None:
+        self._execute(self.core.handle(event, self.loop.now))
+
+    def _execute(self, commands: list, restarted: bool = False) -> None:
+        for cmd in commands:
+            if isinstance(cmd, C.Save):
+                self._save(cmd.call)
+            elif isinstance(cmd, C.Announce):
+                self.loop.soon(self._announce, cmd.call, self.session)
+            elif isinstance(cmd, C.RunTask):
+                if restarted:
+                    self.loop.soon(self._run_task, cmd.call, cmd.fetch, self.session)
+                else:
+                    self._run_task(cmd.call, cmd.fetch, self.session)
+            elif isinstance(cmd, C.Return):
+                self._return(cmd.call)
+            elif isinstance(cmd, C.Report):
+                self._report(cmd.call)
+            elif isinstance(cmd, C.StopCall):
+                self._stop(cmd.call_id)
+            elif isinstance(cmd, C.Fetch):
+                self._prepare(cmd)
+            elif isinstance(cmd, C.StopFetch):
+                timer, plan = self.fetching.pop(cmd.request)
                 timer.cancel()
-            if span is not None:
-                self.sim.metrics.end_span(span, self.loop.now, "aborted")
-            self._finish(call, False, b"", ABORTED)
-            found = True
-        return found
+                self._end_plan(plan, "aborted")
+            elif isinstance(cmd, C.TellPrepared):
+                sched = self.sim.scheduler
+                self.net.call(self, sched.name, sched.on_prepared, self.name, cmd.request, True, "",
+                              tries=None, backoff=(0.25, RETRY_MAX_S))
+            # CountRerun: the lost run's span already ended as "killed"
 
-    def _live_for(self, rid: str) -> Call | None:
-        """The call for this work not yet returned to the manager."""
-        return self.live.get(rid)
-
-    # ---- a call ------------------------------------------------------------------------------------
-    def _add(self, rid, task, miner, number, size, params, sources) -> Call:
-        call = Call(call_id=f"s-{miner}-{number}-{self.name}-{next(self._ids)}", work_id=rid,
-                    task=task, miner=miner, number=number, sector_size=size, params=params,
-                    sources=list(sources), state=ACCEPTED)
-        self.calls[call.call_id] = self.live[rid] = call
-        return call
-
-    def _settle(self, call: Call) -> None:
-        """Forget a call both sides acknowledged (the real store keeps it a week)."""
-        if call.returned and self.live.get(call.work_id) is call:
-            del self.live[call.work_id]
+    def _save(self, call: Call) -> None:
+        """The store forgets a call both acknowledged at once (the real one keeps it a week)."""
         if call.returned and call.sched_done:
-            self.calls.pop(call.call_id, None)
+            self.store.pop(call.call_id, None)
+        else:
+            self.store[call.call_id] = call
 
-    def _drive(self, call: Call, session: int, resumed: bool) -> None:
-        if not self.up or session != self.session or call.state in ENDED:
+    def _announce(self, call: Call, session: int) -> None:
+        if not self.up or session != self.session:
             return
-        self.active[call.call_id] = (None, None)
-        if call.state == ACCEPTED:
-            mgr = self.sim.manager
-            self.net.call(self, mgr.name, mgr.on_started, call.work_id, call.call_id, self.name,
-                          ack=lambda verdict: self._announced(call, verdict), tries=None,
-                          backoff=(0.25, RETRY_MAX_S))
-            return
-        if resumed:                        # its computation died with the old process
-            call.state = moved(call, "rerun")
-            call.runs += 1
-        self._execute(call)
+        mgr = self.sim.manager
 
-    def _announced(self, call: Call, verdict: str) -> None:
-        if call.call_id not in self.active or call.state != ACCEPTED:
-            return                         # aborted meanwhile
-        if verdict != "run":
-            del self.active[call.call_id]
-            call.state, call.returned, call.error = moved(call, "refuse"), True, verdict
-            self._settle(call)
-            self._resume(call)
-            return
-        call.state = moved(call, "start")
-        call.runs += 1
-        self._execute(call)
+        def ack(verdict: str) -> None:
+            self._feed(E.Announced(call_id=call.call_id, refused="" if verdict == "run" else verdict))
+        self.net.call(self, mgr.name, mgr.on_started, call.work_id, call.call_id, self.name, ack=ack,
+                      tries=None, backoff=(0.25, RETRY_MAX_S))
 
-    def _execute(self, call: Call) -> None:
-        plan = None
-        if calls.needs_fetch(call, self.prepared):
+    def _return(self, call: Call) -> None:
+        mgr = self.sim.manager
+        self.net.call(self, mgr.name, mgr.on_return, call.work_id, call.call_id, self.name,
+                      bool(call.ok), call.result, call.error,
+                      ack=lambda _: self._feed(E.Returned(call_id=call.call_id)), tries=None,
+                      backoff=(0.25, RETRY_MAX_S))
+
+    def _report(self, call: Call) -> None:
+        sched = self.sim.scheduler
+        self.net.call(self, sched.name, sched.on_done, self.name, call.work_id, bool(call.ok),
+                      ack=lambda _: self._feed(E.Reported(call_id=call.call_id)), tries=None,
+                      backoff=(0.25, RETRY_MAX_S))
+
+    # ---- preparations and tasks ----------------------------------------------------------------------
+    def _prepare(self, cmd: C.Fetch) -> None:
+        delay, plan = self._fetch(cmd.task, cmd.sector.number, cmd.sources, cmd.request)
+        timer = self.loop.after(delay, self._prepared, cmd.request, cmd.sector.number, plan)
+        self.fetching[cmd.request] = (timer, plan)
+
+    def _prepared(self, rid: str, number: int, plan) -> None:
+        del self.fetching[rid]
+        error = self._fetched(number, plan)
+        self._feed(E.Fetched(request=rid, error=f"fetch failed: {error}" if error else ""))
+
+    def _run_task(self, call: Call, fetch: bool, session: int) -> None:
+        if not self.up or session != self.session:
+            return
+        if fetch:
             delay, plan = self._fetch(call.task, call.number, call.sources, call.work_id)
             if plan is not None:
                 span = plan[2] if plan[0] == "from" else None
@@ -237,14 +235,13 @@ class SimWorker(Node):
         error = self._fetched(call.number, plan)
         if error:
             self.active.pop(call.call_id, None)
-            self._finish(call, False, b"", f"fetch failed: {error}")
+            self._ran(call, False, b"", f"fetch failed: {error}")
             return
-        self.prepared.discard(call.work_id)
         if call.task == "GET":
             self.active.pop(call.call_id, None)
             out, _ = T.run("GET", call.miner, call.number, call.sector_size, self.sim.profile.seal_proof,
                            call.params, self.files.get(call.number))
-            self._finish(call, True, out, "")
+            self._ran(call, True, out, "")
             return
         span = self.sim.metrics.start_span(self.name, call.task, self.loop.now, self.needs[call.task],
                                            call.work_id)
@@ -258,45 +255,23 @@ class SimWorker(Node):
                                self.sim.profile.seal_proof, call.params, self.files.get(call.number))
         except (T.SimTaskError, ValueError) as e:
             self.sim.metrics.end_span(span, self.loop.now, "failed")
-            self._finish(call, False, b"", str(e))
+            self._ran(call, False, b"", str(e))
             return
         if files is not None:
             self.files[call.number] = files
         self.sim.metrics.end_span(span, self.loop.now, "ok")
         self.sim.metrics.ran(call.work_id, call.task)
-        self._finish(call, True, out, "")
+        self._ran(call, True, out, "")
 
-    def _finish(self, call: Call, ok: bool, result: bytes, error: str) -> None:
-        call.state, call.ok, call.result, call.error = moved(call, "finish"), ok, result, error
-        self._resume(call)
+    def _ran(self, call: Call, ok: bool, result: bytes, error: str) -> None:
+        self._feed(E.Ran(call_id=call.call_id, ok=ok, result=result, error=error))
 
-    def _resume(self, call: Call, restarted: bool = False) -> None:
-        for step in calls.next_steps(call):
-            if step == calls.DRIVE:
-                self.loop.soon(self._drive, call, self.session, restarted and call.state == RUNNING)
-            elif step == calls.RETURN:
-                self._return_loop(call)
-            else:
-                self._done_loop(call)
-
-    def _return_loop(self, call: Call) -> None:
-        mgr = self.sim.manager
-
-        def ack(outcome):
-            call.state, call.returned = moved(call, "returned"), True
-            self._settle(call)
-        self.net.call(self, mgr.name, mgr.on_return, call.work_id, call.call_id, self.name,
-                      bool(call.ok), call.result, call.error, ack=ack, tries=None,
-                      backoff=(0.25, RETRY_MAX_S))
-
-    def _done_loop(self, call: Call) -> None:
-        sched = self.sim.scheduler
-
-        def ack(_):
-            call.sched_done = True
-            self._settle(call)
-        self.net.call(self, sched.name, sched.on_done, self.name, call.work_id, bool(call.ok),
-                      ack=ack, tries=None, backoff=(0.25, RETRY_MAX_S))
+    def _stop(self, call_id: str) -> None:
+        timer, span = self.active.pop(call_id, (None, None))
+        if timer is not None:
+            timer.cancel()
+        if span is not None:
+            self.sim.metrics.end_span(span, self.loop.now, "aborted")
 
     # ---- sector files ----------------------------------------------------------------------------------
     def _fetch(self, task: str, number: int, sources, rid: str):

@@ -291,18 +291,42 @@ async def test_a_full_disk_pauses_calls_and_says_so_but_the_worker_lives(
         bus, fakes, nursery, tmp_path, autojump_clock):
     w = make_worker(bus, tmp_path)
     await nursery.start(w.run)
-    finish, full = w.store.finish, [3]
+    save, full = w.store.save, [3]
 
-    def finish_on_a_full_disk(*args):
-        if full[0]:
+    def finish_on_a_full_disk(call):
+        if full[0] and call.state == "done":
             full[0] -= 1
             raise sqlite3.OperationalError("database or disk is full")
-        return finish(*args)
-    w.store.finish = finish_on_a_full_disk
-    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))
+        return save(call)
+    w.store.save = finish_on_a_full_disk
+    cid = (await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))).call_id
     await until(lambda: full[0] == 2)
     assert w.peer.capabilities["problems"] == {
         "store": f"cannot write {w.store.path}: database or disk is full"}
     assert await fakes.scheduler.call("w1", WorkerListCalls())    # still serving
+    # asked again meanwhile: its TaskDone waits behind the result it reports
+    assert (await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))).call_id == cid
+    await trio.sleep(0.5)
+    assert full[0] and fakes.returns == [] and fakes.done == []
     await until(lambda: fakes.returns and fakes.done)               # space again: it goes on
     assert fakes.returns[0][2] is True and w.peer.capabilities["problems"] == {}
+    assert w.store.get(cid).state == "done"
+
+
+async def test_a_full_disk_refuses_new_work_for_now(bus, fakes, nursery, tmp_path, autojump_clock):
+    from zqnode.bus.codec import RemoteError
+    w = make_worker(bus, tmp_path)
+    await nursery.start(w.run)
+    save = w.store.save
+
+    def full(call):
+        raise sqlite3.OperationalError("database or disk is full")
+    w.store.save = full
+    with pytest.raises(RemoteError) as busy:
+        await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))
+    assert busy.value.code == "busy" and "database or disk is full" in busy.value.message
+    assert w.core.live_for("work-ap") is None and w.store.calls() == [] and fakes.started == []
+    w.store.save = save                                              # space again: asked again
+    cid = (await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))).call_id
+    await until(lambda: fakes.returns and fakes.done)
+    assert fakes.returns[0][:3] == ("work-ap", cid, True) and w.peer.capabilities["problems"] == {}
