@@ -20,6 +20,7 @@ import msgspec
 
 from zqnode.bus.config import BusConfig
 from zqnode.nodes.chain.config import ChainConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.manager.config import ManagerConfig
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.sealing.config import SealingConfig
@@ -57,6 +58,10 @@ class NodeConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             self.repo = str(pathlib.Path("~/.zqnode").expanduser() / self.name)
         if not self.bus.key_dir and not os.environ.get("ZQNODE_KEY_DIR"):
             self.bus.key_dir = self.repo       # a node's keys live in its repo
+
+    @property
+    def identity(self) -> NodeIdentity:
+        return NodeIdentity(name=self.name, repo=self.repo, bus=self.bus)
 
 
 def default_name(role: str) -> str:

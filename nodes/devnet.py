@@ -167,24 +167,25 @@ class Devnet:
             observe.hub(hub, "devnet-hub")
             self.address = await nursery.start(hub.run)
             cfgs = self.node_configs()
-            chain_cfg = cfgs["devnet-chain"]
-            self.chain = ChainNode(chain_cfg, chain_cfg.chain)
+            chain = cfgs["devnet-chain"]
+            self.chain = ChainNode(chain.identity, chain.chain)
             await nursery.start(self.chain.run)
 
-            self.manager = ManagerNode(cfgs["devnet-manager"])   # runs the sector state machine
+            manager = cfgs["devnet-manager"]      # runs the sector state machine
+            self.manager = ManagerNode(manager.identity, manager.manager, manager.sealing)
             self.sealing = self.manager.sealing
             await nursery.start(self.manager.run)
             await self.sealing.ready.wait()
 
-            self.scheduler = SchedulerNode(cfgs["devnet-scheduler"])
+            self.scheduler = SchedulerNode(cfgs["devnet-scheduler"].identity, cfgs["devnet-scheduler"].scheduler)
             await nursery.start(self.scheduler.run)
             for name in self.worker_repos():
-                node = WorkerNode(cfgs[name])
+                node = WorkerNode(cfgs[name].identity, cfgs[name].worker)
                 await nursery.start(node.run)
                 self.worker_nodes.append(node)
 
             if self.with_poster:
-                self.poster = PosterNode(cfgs["devnet-poster"],
+                self.poster = PosterNode(cfgs["devnet-poster"].identity, cfgs["devnet-poster"].poster,
                                          locator=ManagerLocator(self.manager, self.worker_repos()))
                 await nursery.start(self.poster.run)
             else:

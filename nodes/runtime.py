@@ -29,32 +29,32 @@ def _bus(cfg: NodeConfig):
 def _worker(cfg: NodeConfig):
     from zqnode.nodes.worker.node import WorkerNode
     try:
-        return WorkerNode(cfg).run
+        return WorkerNode(cfg.identity, cfg.worker).run
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
 
 def _manager(cfg: NodeConfig):
     from zqnode.nodes.manager.node import ManagerNode
-    return ManagerNode(cfg).run
+    return ManagerNode(cfg.identity, cfg.manager, cfg.sealing).run
 
 
 def _scheduler(cfg: NodeConfig):
     from zqnode.nodes.scheduler.node import SchedulerNode
     try:
-        return SchedulerNode(cfg).run
+        return SchedulerNode(cfg.identity, cfg.scheduler).run
     except ValueError as e:
         raise ConfigError(f"[scheduler] {e}") from None
 
 
 def _chain(cfg: NodeConfig):
     from zqnode.nodes.chain.node import ChainNode
-    return ChainNode(cfg, cfg.chain).run
+    return ChainNode(cfg.identity, cfg.chain).run
 
 
 def _poster(cfg: NodeConfig):
     from zqnode.nodes.poster.node import PosterNode
-    return PosterNode(cfg).run
+    return PosterNode(cfg.identity, cfg.poster).run
 
 
 ROLES: dict[str, Callable[[NodeConfig], Callable[..., Awaitable]]] = {

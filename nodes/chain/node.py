@@ -28,7 +28,7 @@ from zqnode.nodes.chain.randomness import RandomnessError, default_source
 from zqnode.nodes.chain.store import ChainStore
 from zqnode.nodes.chain.config import ChainConfig
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.chain")
@@ -46,17 +46,16 @@ def make_verifiers(name: str) -> Verifiers:
 
 
 class ChainNode:
-    def __init__(self, cfg: NodeConfig, chain_cfg: ChainConfig | None = None, *,
+    def __init__(self, me: NodeIdentity, cfg: ChainConfig, *,
                  verifiers: Verifiers | None = None, clock: Callable[[], float] = time.time):
-        self.cfg = cfg
-        self.chain_cfg = chain_cfg or ChainConfig()
+        self.me, self.chain_cfg = me, cfg
         self.verifiers = verifiers or make_verifiers(self.chain_cfg.verifier)
         self.clock = clock
         self.chain: Chain | None = None
         self._published = -1               # the highest epoch announced
         self.store: ChainStore | None = None
         self._lock = trio.Lock()           # one head change at a time, published in order
-        self.peer = Peer(name=cfg.name, role="chain", cfg=cfg.bus)
+        self.peer = Peer(name=me.name, role="chain", cfg=me.bus)
         for kind, handler in self._handlers().items():
             self.peer.on(kind, handler)
         # who may ask what: reads are open to reader keys, a reorg is an operator's
@@ -80,7 +79,7 @@ class ChainNode:
     # -- start-up -------------------------------------------------------------------------
     def open(self) -> Chain:
         """Load the chain from the repo, or create it there."""
-        repo = pathlib.Path(self.cfg.repo)
+        repo = pathlib.Path(self.me.repo)
         repo.mkdir(parents=True, exist_ok=True)
         self.store = ChainStore(repo / "chain.sqlite")
         wanted = self.chain_cfg.genesis
@@ -153,7 +152,7 @@ class ChainNode:
 
     def _mark_published(self, epoch: int, *, force: bool = False, repo=None) -> None:
         if epoch > self._published or force:
-            write_atomic(pathlib.Path(repo or self.cfg.repo) / PUBLISHED_HEAD, f"{epoch}\n".encode())
+            write_atomic(pathlib.Path(repo or self.me.repo) / PUBLISHED_HEAD, f"{epoch}\n".encode())
             self._published = epoch
 
     async def _publish(self, change: HeadChange) -> None:

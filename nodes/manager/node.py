@@ -28,7 +28,9 @@ from zqnode.bus.peer import CallTimeout, Peer, Refused, Request, refusing
 from zqnode.bus.retry import backoff
 from zqnode.bus.protocol import NodeUp
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.manager.config import ManagerConfig
+from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.manager import tracker as T
 from zqnode.nodes.wire import manager as W
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
@@ -54,8 +56,8 @@ class _Slot:
 
 
 class ManagerNode:
-    def __init__(self, cfg: NodeConfig):
-        self.cfg, self.mcfg = cfg, cfg.manager
+    def __init__(self, me: NodeIdentity, cfg: ManagerConfig, sealing: SealingConfig):
+        self.me, self.mcfg = me, cfg
         self.store: ManagerStore | None = None
         self.tracker = T.Tracker()
         self._slots: dict[int, _Slot] = {}
@@ -63,7 +65,7 @@ class ManagerNode:
         self._to_enqueue: dict[str, T.Enqueue] = {}
         self._enqueue_wake = trio.Event()
         self._nursery: trio.Nursery | None = None
-        self.peer = Peer(name=cfg.name, role="manager", cfg=cfg.bus)
+        self.peer = Peer(name=me.name, role="manager", cfg=me.bus)
         for kind, handler in {W.MgrDo: self._on_do, W.MgrWait: self._on_wait,
                               W.MgrConsume: self._on_consume, W.MgrAbort: self._on_abort,
                               W.MgrJobs: self._on_jobs, W.CallStarted: self._on_started,
@@ -76,16 +78,16 @@ class ManagerNode:
                          W.MgrAbort: ADMIN, W.CallStarted: "worker", W.CallReturn: "worker",
                          W.MgrJobs: ANYONE})
         self.sealing = None                # the sector state machine, beside the tracker
-        if cfg.sealing.enabled:
+        if sealing.enabled:
             from zqnode.nodes.sealing.node import SealingService
             from zqnode.nodes.manager.sealing_tasks import TrackerTasks
-            self.sealing = SealingService(cfg, self.peer, TrackerTasks(self))
+            self.sealing = SealingService(me.repo, sealing, self.peer, TrackerTasks(self))
         observe.manager(self)
 
     # ---- start ------------------------------------------------------------------------
 
     def open(self) -> None:
-        repo = pathlib.Path(self.cfg.repo)
+        repo = pathlib.Path(self.me.repo)
         repo.mkdir(parents=True, exist_ok=True)
         self.store = ManagerStore(repo / "manager.sqlite")
         works, locations = self.store.load()
@@ -133,7 +135,7 @@ class ManagerNode:
         for c in commands:
             if isinstance(c, T.Save) and c.work.state in T.FINISHED:
                 w = c.work
-                observe.work_ended(self.cfg.name, w.task, w.state, w.updated - w.created)
+                observe.work_ended(self.me.name, w.task, w.state, w.updated - w.created)
         self._effects(commands)
 
     def _effects(self, commands: list[T.Command]) -> None:
@@ -225,7 +227,7 @@ class ManagerNode:
         b: W.MgrWait = req.body
         self._may_touch(req, b.work_id)
         with _refusals():
-            slot = await self._wait(b.work_id, max(0.0, min(b.timeout_s, self.cfg.bus.call_timeout_s / 2)))
+            slot = await self._wait(b.work_id, max(0.0, min(b.timeout_s, self.me.bus.call_timeout_s / 2)))
             if slot is None:
                 return W.MgrResult(work_id=b.work_id, finished=False,
                                    state=self.tracker.works[b.work_id].state)

@@ -38,7 +38,7 @@ def manager(node) -> None:
 
 
 def _collect_manager(node) -> None:
-    name = node.cfg.name
+    name = node.me.name
     for (task, state), n in _by(node.tracker.works.values(), lambda w: (w.task, w.state)).items():
         K.MANAGER_WORKS.labels(name, task, state).set(n)
     K.MANAGER_BACKLOG.labels(name).set(node.backlog)
@@ -65,12 +65,12 @@ def scheduler_sent(node, request: str) -> None:
     """A Run went out: how long the request waited since it was queued."""
     r = node.core.requests.get(request)
     if r is not None:
-        K.SCHED_WAIT_SECONDS.labels(node.cfg.name, r.task).observe(
+        K.SCHED_WAIT_SECONDS.labels(node.me.name, r.task).observe(
             max(0.0, trio.current_time() - r.queued_at))
 
 
 def _collect_scheduler(node) -> None:
-    name, core = node.cfg.name, node.core
+    name, core = node.me.name, node.core
     for (task, state), n in _by(core.requests.values(), lambda r: (r.task, r.state)).items():
         K.SCHED_REQUESTS.labels(name, task, state).set(n)
     K.SCHED_QUEUE.labels(name).set(len(core.queue))
@@ -172,7 +172,7 @@ def _collect_chain(node) -> None:
     c = node.chain
     if c is None:
         return
-    name = node.cfg.name
+    name = node.me.name
     K.CHAIN_EPOCH.labels(name).set(c.head.epoch)
     K.CHAIN_POOL.labels(name).set(len(c.pool))
     K.CHAIN_REORGS.labels(name).set(c.fork)
@@ -189,7 +189,7 @@ def _collect_chain(node) -> None:
 # -- poster ---------------------------------------------------------------------------------------
 def poster(node) -> None:
     instrument_peer(node.peer)
-    name = node.cfg.name
+    name = node.me.name
     prove = node.prover.prove
 
     async def timed_prove(request):
@@ -210,7 +210,7 @@ def poster(node) -> None:
 def poster_command(node, cmd) -> None:
     """A command of the poster's core, as it is carried out: outcomes and declarations."""
     from zqnode.nodes.poster import events as E
-    name = node.cfg.name
+    name = node.me.name
     if isinstance(cmd, E.RecordOutcome):
         o = cmd.outcome
         K.POST_DEADLINES.labels(name, f"f0{o.miner}", o.status).inc()
@@ -226,7 +226,7 @@ def _collect_poster(node) -> None:
     core = node.core
     if core is None:
         return
-    name = node.cfg.name
+    name = node.me.name
     K.POST_RUNNERS.labels(name).set(len(core.runners))
     for actor in core.miners:
         miner = f"f0{actor}"

@@ -26,7 +26,7 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.wire import poster as W
 from zqnode.nodes.poster import procedures as P
 from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
@@ -51,17 +51,16 @@ class PosterStartError(ValueError):
 
 
 class PosterNode:
-    def __init__(self, cfg: NodeConfig, poster_cfg: PosterConfig | None = None, *,
+    def __init__(self, me: NodeIdentity, cfg: PosterConfig, *,
                  prover: Prover | None = None, checker: SectorChecker | None = None,
                  locator: SectorLocator | None = None,
                  trace: Callable[[Event | Command], None] | None = None):
-        self.cfg = cfg
-        self.pcfg = poster_cfg or cfg.poster
+        self.me, self.pcfg = me, cfg
         self.checker = checker or SectorChecker(timeout_s=self.pcfg.check_timeout_s,
                                                 parallel=self.pcfg.check_parallel)
         self.locator = locator or StorageLocator(self.pcfg.storage)
         self.trace = trace
-        self.peer = Peer(name=cfg.name, role="poster", cfg=cfg.bus)
+        self.peer = Peer(name=me.name, role="poster", cfg=me.bus)
         self.prover = prover or make_prover(self.pcfg.prover, self.peer)
         for kind, handler in self._handlers().items():
             self.peer.on(kind, handler)
@@ -84,7 +83,7 @@ class PosterNode:
 
     # -- start-up -------------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        repo = pathlib.Path(self.cfg.repo)
+        repo = pathlib.Path(self.me.repo)
         repo.mkdir(parents=True, exist_ok=True)
         self.store = PosterStore(repo / "poster.sqlite")
         try:
@@ -316,7 +315,7 @@ class PosterNode:
             miners.append(W.MinerSummary(
                 actor_id=mid, worker=m.worker, seal_proof=m.seal_proof, current=info,
                 runners=[runner_view(r) for r in _runners_of(core, mid)], **counts))
-        return W.PosterInfo(node=self.cfg.name, network=self.network,
+        return W.PosterInfo(node=self.me.name, network=self.network,
                             head=core.head.epoch if core.head else -1, prover=self.prover.name,
                             config=self.pcfg, miners=miners)
 

@@ -22,7 +22,8 @@ from zqnode.bus.permissions import ANYONE
 from zqnode.bus.peer import CallTimeout, Peer, Refused, Request
 from zqnode.bus.protocol import NodeDown
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.scheduler.config import SchedulerConfig
 from zqnode.nodes.scheduler import messages as m
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
@@ -42,11 +43,11 @@ TICK_S = 1.0
 
 
 class SchedulerNode:
-    def __init__(self, cfg: NodeConfig, core: Scheduler | None = None):
-        self.cfg = cfg
-        self.ledger = SchedulerLedger(core or Scheduler(cfg.scheduler), self._emit)
+    def __init__(self, me: NodeIdentity, cfg: SchedulerConfig, core: Scheduler | None = None):
+        self.me = me
+        self.ledger = SchedulerLedger(core or Scheduler(cfg), self._emit)
         self._nursery: trio.Nursery | None = None
-        self.peer = Peer(name=cfg.name, role="scheduler", cfg=cfg.bus)
+        self.peer = Peer(name=me.name, role="scheduler", cfg=me.bus)
         for kind, handler in {SchedEnqueue: self._on_enqueue, SchedCancel: self._on_cancel,
                               SchedSync: self._on_sync, SchedWorkerBeat: self._on_beat,
                               SchedTaskPrepared: self._on_prepared, SchedTaskDone: self._on_done,

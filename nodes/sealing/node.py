@@ -30,7 +30,6 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.policy import policy as policy_named
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import procedures as P
 from zqnode.nodes.sealing import events as E
@@ -38,7 +37,6 @@ from zqnode.nodes.sealing import states as S
 from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import PAUSED, SealingCore, SealingError
-from zqnode.nodes.sealing.procedures import NO_TERMINATE  # noqa: F401 - its old home
 from zqnode.nodes.sealing.sector import Piece, SectorInfo
 from zqnode.nodes.sealing.store import SealingStore
 from zqnode.nodes.sealing.tasks import TaskError, Tasks
@@ -83,17 +81,16 @@ class SealingService:
     """Runs beside the call tracker in the manager. `peer` is the manager's (the service
     adds its RPC handlers before the peer runs); with `own_peer` the service runs it."""
 
-    def __init__(self, cfg: NodeConfig, peer: Peer, tasks: Tasks, *,
-                 scfg: SealingConfig | None = None, own_peer: bool = False,
+    def __init__(self, repo: str | pathlib.Path, cfg: SealingConfig, peer: Peer, tasks: Tasks, *,
+                 own_peer: bool = False,
                  verify_seal: Callable[..., bool] | None = None,
                  clock: Callable[[], float] = time.time):
-        self.cfg = cfg
-        self.scfg = scfg or cfg.sealing
+        self.scfg = cfg
         self.peer, self.tasks, self.own_peer = peer, tasks, own_peer
         self.verify_seal = verify_seal or _default_verify_seal
         self.clock = clock
         self.chain = BusChainAPI(peer, timeout=self.scfg.chain_timeout_s)
-        self.repo = pathlib.Path(cfg.repo)
+        self.repo = pathlib.Path(repo)
         self.core: SealingCore | None = None
         self.store: SealingStore | None = None
         self.worker = ""                   # the miner's worker address (sends messages)

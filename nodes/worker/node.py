@@ -28,7 +28,8 @@ from zqnode.bus.protocol import NodeUp
 from zqnode.bus.ratelog import RateLimitedLog
 from zqnode.bus.retry import backoff
 from zqnode.nodes import observe
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.worker.config import WorkerConfig
 from zqnode.nodes.wire.manager import CALL_REFUSED, CallReturn, CallStarted
 from zqnode.nodes.wire.sectors import SectorRef, StoragePath, WorkerInfo, WorkerResources
 from zqnode.nodes.wire.scheduler import RunningRequest, SchedTaskDone, SchedTaskPrepared, SchedWorkerBeat
@@ -57,10 +58,10 @@ MAX_SECTOR_FILES = 32             # a sector's files, all layers and trees, in s
 
 
 class WorkerNode:
-    def __init__(self, cfg: NodeConfig, *, executor=None, resources_fn=None):
-        self.cfg, self.wcfg = cfg, cfg.worker
-        self.name = cfg.name
-        self.repo = Path(cfg.repo)
+    def __init__(self, me: NodeIdentity, cfg: WorkerConfig, *, executor=None, resources_fn=None):
+        self.me, self.wcfg = me, cfg
+        self.name = me.name
+        self.repo = Path(me.repo)
         self.table_tasks = sorted({*load_table(self.wcfg.table), "GET"})
         missing = [t for t in self.wcfg.tasks if t not in self.table_tasks]
         if missing:
@@ -80,7 +81,7 @@ class WorkerNode:
         self._kick = trio.Event()                            # the manager/scheduler came up
         self._store_log = RateLimitedLog(log, interval_s=60.0)
         self._nursery: trio.Nursery | None = None
-        self.peer = Peer(name=cfg.name, role="worker", cfg=cfg.bus,
+        self.peer = Peer(name=me.name, role="worker", cfg=me.bus,
                          capabilities={"resources": resources.snapshot(self._gpus)})
         for kind, handler in {W.WorkerPrepare: self._on_prepare, W.WorkerRun: self._on_run,
                               W.WorkerAbort: self._on_abort, W.WorkerSectorFiles: self._on_files,

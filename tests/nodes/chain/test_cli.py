@@ -13,7 +13,7 @@ from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.testing import comm_d_of, comm_r_of
 from zqnode.nodes.cli import main
 from zqnode.nodes.cli.common import with_client
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.proofs import cid as cids
 from tests.threaded import trio_thread
 
@@ -23,7 +23,7 @@ def chain_bus(tmp_path):
     """A hub and a devnet chain (0.05 s epochs) in a thread; yields (address, node)."""
     async def start(n):
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
-        node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+        node = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                     bus=BusConfig(address=addr)),
                          ChainConfig(verifier="fake", epoch_seconds=0.05))
         await n.start(node.run)

@@ -19,7 +19,7 @@ from zqnode.nodes.chain.node import PUBLISHED_HEAD, ChainConfig, ChainNode, Chai
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy, draw
 from zqnode.nodes.chain.testing import comm_d_of, comm_r_of
 from zqnode.nodes.chain.verifiers import fake_seal_proof, fake_window_post_proof
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.proofs import cid as cids
 
 _names = itertools.count()
@@ -31,8 +31,8 @@ async def bus(nursery):
 
 
 def chain_node(bus: str, repo, **kw) -> ChainNode:
-    cfg = NodeConfig(role="chain", name="chain-1", repo=str(repo), bus=BusConfig(address=bus))
-    return ChainNode(cfg, ChainConfig(verifier="fake", **kw), clock=trio.current_time)
+    me = NodeIdentity(name="chain-1", repo=str(repo), bus=BusConfig(address=bus))
+    return ChainNode(me, ChainConfig(verifier="fake", **kw), clock=trio.current_time)
 
 
 async def client(nursery, bus: str, name: str = "sealer") -> BusChainAPI:

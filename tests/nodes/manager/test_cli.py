@@ -11,7 +11,10 @@ from click.testing import CliRunner
 from zqnode.bus.config import BusConfig
 from zqnode.bus.hub import ZmqHub
 from zqnode.nodes.cli import main
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.scheduler.config import SchedulerConfig
+from zqnode.nodes.manager.config import ManagerConfig
 from zqnode.nodes.manager.node import ManagerNode
 from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
 from zqnode.nodes.scheduler.node import SchedulerNode
@@ -32,15 +35,14 @@ def cluster(tmp_path):
         box = {}
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp_path}/bus")).run)
 
-        def cfg(role, name, **kw):
-            return NodeConfig(role=role, name=name, repo=str(tmp_path / name),
-                              bus=BusConfig(address=addr), **kw)
+        def me(name):
+            return NodeIdentity(name=name, repo=str(tmp_path / name), bus=BusConfig(address=addr))
         box["gate"] = trio.Event()
-        box["manager"] = m = ManagerNode(cfg("manager", "mgr"))
+        box["manager"] = m = ManagerNode(me("mgr"), ManagerConfig(), SealingConfig())
         await n.start(m.run)
-        await n.start(SchedulerNode(cfg("scheduler", "sched")).run)
+        await n.start(SchedulerNode(me("sched"), SchedulerConfig()).run)
         for name in ("w1", "w2"):
-            w = WorkerNode(cfg("worker", name, worker=WorkerConfig(table=TABLE, tasks=["AP", "PC1"])),
+            w = WorkerNode(me(name), WorkerConfig(table=TABLE, tasks=["AP", "PC1"]),
                            executor=InlineExecutor(TABLE, {"AP": box["gate"]}),
                            resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB,
                                                                 mem_used=GiB, gpus=("T4",)))

@@ -11,7 +11,10 @@ from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.scheduler.config import SchedulerConfig
+from zqnode.nodes.manager.config import ManagerConfig
 from zqnode.nodes.manager import tracker as T
 from zqnode.nodes.manager.api import BusRequester, run_task
 from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
@@ -52,16 +55,16 @@ async def start(nursery, node):
     return await nursery.start(functools.partial(_scoped, node.run))
 
 
-def cfg(bus, tmp_path, role, name, **kw) -> NodeConfig:
-    return NodeConfig(role=role, name=name, repo=str(tmp_path / name), bus=BusConfig(address=bus), **kw)
+def me(bus, tmp_path, name) -> NodeIdentity:
+    return NodeIdentity(name=name, repo=str(tmp_path / name), bus=BusConfig(address=bus))
 
 
 def manager(bus, tmp_path) -> ManagerNode:
-    return ManagerNode(cfg(bus, tmp_path, "manager", "mgr"))
+    return ManagerNode(me(bus, tmp_path, "mgr"), ManagerConfig(), SealingConfig())
 
 
 def worker(bus, tmp_path, name, gates=None) -> WorkerNode:
-    return WorkerNode(cfg(bus, tmp_path, "worker", name, worker=WorkerConfig(table=TABLE)),
+    return WorkerNode(me(bus, tmp_path, name), WorkerConfig(table=TABLE),
                       executor=InlineExecutor(TABLE, gates),
                       resources_fn=lambda: WorkerResources(cpus=8, mem_physical=16 << 30))
 
@@ -69,7 +72,7 @@ def worker(bus, tmp_path, name, gates=None) -> WorkerNode:
 async def cluster(nursery, bus, tmp_path, gates=None):
     m = manager(bus, tmp_path)
     stop_m = await start(nursery, m)
-    s = SchedulerNode(cfg(bus, tmp_path, "scheduler", "sched"))
+    s = SchedulerNode(me(bus, tmp_path, "sched"), SchedulerConfig())
     stop_s = await start(nursery, s)
     workers = [worker(bus, tmp_path, f"w{i}", gates) for i in (1, 2)]
     for w in workers:
@@ -192,7 +195,7 @@ async def test_a_restarted_scheduler_gets_the_work_again_and_nothing_runs_twice(
     await trio.sleep(3.0)
     queued = await m.do("AP", P.APParams(seal_proof=5, piece=b"other" * 40),
                         SectorRef(miner=1000, number=2), K2)
-    s2 = SchedulerNode(cfg(bus, tmp_path, "scheduler", "sched"))
+    s2 = SchedulerNode(me(bus, tmp_path, "sched"), SchedulerConfig())
     await start(nursery, s2)
     gate.set()
     with trio.fail_after(60):

@@ -17,7 +17,9 @@ import trio
 from zqnode.bus.config import BusConfig
 from zqnode.bus.hub import ZmqHub
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.scheduler.config import SchedulerConfig
+from zqnode.nodes.manager.config import ManagerConfig
 from zqnode.nodes.manager.node import ManagerNode
 from zqnode.nodes.poster.checker import SectorChecker
 from zqnode.nodes.poster.config import PosterConfig
@@ -78,9 +80,9 @@ class Cluster:
         self.chain = self.manager = self.scheduler = self.poster = None
         self.workers: list[WorkerNode] = []
 
-    def cfg(self, role: str, name: str, **sections) -> NodeConfig:
-        return NodeConfig(role=role, name=f"{self.prefix}-{name}", repo=str(self.root / name),
-                          bus=BusConfig(address=self.address), **sections)
+    def me(self, name: str) -> NodeIdentity:
+        return NodeIdentity(name=f"{self.prefix}-{name}", repo=str(self.root / name),
+                            bus=BusConfig(address=self.address))
 
 
 async def start_cluster(nursery, address: str, root, prefix: str, *, epoch_seconds: float = 0.0,
@@ -88,25 +90,25 @@ async def start_cluster(nursery, address: str, root, prefix: str, *, epoch_secon
     """The cluster's nodes, started. `gates[task]`: tasks of that type wait for it."""
     c = Cluster(address, root, prefix)
     kw = {"clock": clock} if clock is not None else {}
-    c.chain = ChainNode(c.cfg("chain", "chain"),
+    c.chain = ChainNode(c.me("chain"),
                         ChainConfig(verifier="accept", epoch_seconds=epoch_seconds), **kw)
     await nursery.start(c.chain.run)
-    c.manager = ManagerNode(c.cfg("manager", "manager", sealing=SealingConfig(
-        retry_base_s=0.5, retry_max_s=1.0, wait_deals_s=1.0)))
+    c.manager = ManagerNode(c.me("manager"), ManagerConfig(), SealingConfig(
+        retry_base_s=0.5, retry_max_s=1.0, wait_deals_s=1.0))
     c.manager.sealing.verify_seal = lambda **kw: True
     await nursery.start(c.manager.run)
     await c.manager.sealing.ready.wait()
-    c.scheduler = SchedulerNode(c.cfg("scheduler", "scheduler"))
+    c.scheduler = SchedulerNode(c.me("scheduler"), SchedulerConfig())
     await nursery.start(c.scheduler.run)
     for i in (1, 2):
-        w = WorkerNode(c.cfg("worker", f"worker-{i}", worker=WorkerConfig(table=TABLE)),
+        w = WorkerNode(c.me(f"worker-{i}"), WorkerConfig(table=TABLE),
                        executor=InlineExecutor(TABLE, gates),
                        resources_fn=lambda: WorkerResources(cpus=8, mem_physical=16 << 30,
                                                             mem_used=1 << 30))
         await nursery.start(w.run)
         c.workers.append(w)
     healthy = SectorChecker(lambda seal_proof, sector: "", in_thread=False)
-    c.poster = PosterNode(c.cfg("poster", "poster"), PosterConfig(), prover=FakeProver(),
+    c.poster = PosterNode(c.me("poster"), PosterConfig(), prover=FakeProver(),
                           checker=healthy)
     await nursery.start(c.poster.run)
     return c

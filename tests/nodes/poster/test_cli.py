@@ -12,7 +12,7 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.cli import main
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.poster.checker import SectorChecker
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.node import PosterNode
@@ -57,13 +57,13 @@ def poster_bus(tmp_path_factory):
 
     async def start(n):
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
-        chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
+        chain = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp / "chain"),
                                      bus=BusConfig(address=addr)),
                           ChainConfig(verifier="fake", epoch_seconds=0.05))
         chain.open()
         chain.chain = driver.chain
         await n.start(chain.run)
-        poster = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp / "poster"),
+        poster = PosterNode(NodeIdentity(name="poster-1", repo=str(tmp / "poster"),
                                        bus=BusConfig(address=addr)),
                             PosterConfig(), prover=FakeProver(),
                             checker=SectorChecker(check, timeout_s=5), locator=Locator())

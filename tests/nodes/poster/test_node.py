@@ -15,7 +15,7 @@ from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.cli.common import unwrap
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.poster import events as E
 from zqnode.nodes.poster.checker import SectorChecker
 from zqnode.nodes.poster.config import PosterConfig
@@ -47,7 +47,7 @@ def sealed(numbers) -> ChainDriver:
 
 
 async def start_chain(nursery, bus, tmp_path, driver: ChainDriver) -> ChainNode:
-    node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+    node = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                 bus=BusConfig(address=bus)),
                      ChainConfig(verifier="fake"), clock=trio.current_time)
     node.open()
@@ -88,7 +88,7 @@ async def start_poster(nursery, bus, tmp_path, prover, *, check=healthy, **cfg):
     """A poster node in its own cancel scope (cancelling it is a kill: nothing is flushed
     that was not committed)."""
     trace = Trace()
-    node = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp_path / "poster"),
+    node = PosterNode(NodeIdentity(name="poster-1", repo=str(tmp_path / "poster"),
                                  bus=BusConfig(address=bus)),
                       PosterConfig(**cfg), prover=prover,
                       checker=SectorChecker(check, timeout_s=5, in_thread=False),
@@ -287,7 +287,7 @@ async def test_a_miner_the_chain_does_not_have_stops_the_poster_with_a_clear_err
         bus, nursery, tmp_path, autojump_clock):
     from zqnode.nodes.poster.node import PosterStartError
     await start_chain(nursery, bus, tmp_path, ChainDriver(seed="poster"))
-    node = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp_path / "poster"),
+    node = PosterNode(NodeIdentity(name="poster-1", repo=str(tmp_path / "poster"),
                                  bus=BusConfig(address=bus)), PosterConfig(miners=[7]), prover=FakeProver())
     with pytest.raises(BaseException) as failed:
         async with trio.open_nursery() as n:

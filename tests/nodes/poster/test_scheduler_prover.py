@@ -8,7 +8,10 @@ import trio
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.sealing.config import SealingConfig
+from zqnode.nodes.scheduler.config import SchedulerConfig
+from zqnode.nodes.manager.config import ManagerConfig
 from zqnode.nodes.manager import api
 from zqnode.nodes.manager.node import ManagerNode
 from zqnode.nodes.manager.pipeline import seal_sector
@@ -30,15 +33,15 @@ async def _scoped(run, *, task_status=trio.TASK_STATUS_IGNORED):
         task_status.started()
 
 
-def node_cfg(bus, tmp_path, role, name, **kw) -> NodeConfig:
-    return NodeConfig(role=role, name=name, repo=str(tmp_path / name), bus=BusConfig(address=bus), **kw)
+def me(bus, tmp_path, name) -> NodeIdentity:
+    return NodeIdentity(name=name, repo=str(tmp_path / name), bus=BusConfig(address=bus))
 
 
 async def test_wdp_tasks_prove_a_partition_on_a_worker(nursery, tmp_path, autojump_clock):
     bus = await nursery.start(MemoryHub(BusConfig(address="mem://wdp")).run)
-    mgr = ManagerNode(node_cfg(bus, tmp_path, "manager", "mgr"))
-    for node in (mgr, SchedulerNode(node_cfg(bus, tmp_path, "scheduler", "sched")),
-                 WorkerNode(node_cfg(bus, tmp_path, "worker", "w1", worker=WorkerConfig(table=TABLE)),
+    mgr = ManagerNode(me(bus, tmp_path, "mgr"), ManagerConfig(), SealingConfig())
+    for node in (mgr, SchedulerNode(me(bus, tmp_path, "sched"), SchedulerConfig()),
+                 WorkerNode(me(bus, tmp_path, "w1"), WorkerConfig(table=TABLE),
                             executor=InlineExecutor(TABLE),
                             resources_fn=lambda: WorkerResources(cpus=8, mem_physical=64 << 30))):
         await nursery.start(functools.partial(_scoped, node.run))

@@ -108,7 +108,7 @@ async def test_real_sectors_are_proven_on_a_chain_with_the_real_verifier(tmp_pat
     from zqnode.nodes.chain.node import ChainConfig, ChainNode
     from zqnode.nodes.chain.testing import ChainDriver
     from zqnode.nodes.chain.verifiers import proofs_verifiers
-    from zqnode.nodes.config import NodeConfig
+    from zqnode.nodes.identity import NodeIdentity
     from zqnode.nodes.poster.config import PosterConfig, ProverConfig
     from zqnode.nodes.poster.node import PosterNode
 
@@ -125,13 +125,13 @@ async def test_real_sectors_are_proven_on_a_chain_with_the_real_verifier(tmp_pat
 
     async with trio.open_nursery() as nursery:
         bus = await nursery.start(MemoryHub(BusConfig(address="mem://real-post")).run)
-        chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+        chain = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                      bus=BusConfig(address=bus)),
                           ChainConfig(verifier="proofs", epoch_seconds=0.1))
         chain.open()
         chain.chain = d.chain
         await nursery.start(chain.run)
-        poster = PosterNode(NodeConfig(role="poster", name="poster-1", repo=str(tmp_path / "poster"),
+        poster = PosterNode(NodeIdentity(name="poster-1", repo=str(tmp_path / "poster"),
                                        bus=BusConfig(address=bus)),
                             PosterConfig(storage=[str(storage)],
                                          prover=ProverConfig(kind="local", backend="cpu")))

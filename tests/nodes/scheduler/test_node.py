@@ -10,7 +10,7 @@ from zqnode.bus.codec import RemoteError
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer, Request
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.scheduler import SchedulerConfig
 from zqnode.nodes.wire.sectors import SectorRef, SelTask, StoragePath, WorkerInfo, WorkerResources
 from zqnode.nodes.scheduler.node import LOST_AFTER_S, SchedulerNode
@@ -30,11 +30,9 @@ async def bus(nursery):
 
 
 async def start_scheduler(nursery, bus, tmp_path, **config) -> SchedulerNode:
-    cfg = NodeConfig(role="scheduler", name="sched", repo=str(tmp_path / "sched"),
-                     bus=BusConfig(address=bus),
-                     scheduler=SchedulerConfig(**{"disable_after_s": 15.0, "remove_after_s": 60.0,
-                                                  **config}))
-    return await nursery.start(SchedulerNode(cfg).run)
+    me = NodeIdentity(name="sched", repo=str(tmp_path / "sched"), bus=BusConfig(address=bus))
+    cfg = SchedulerConfig(**{"disable_after_s": 15.0, "remove_after_s": 60.0, **config})
+    return await nursery.start(SchedulerNode(me, cfg).run)
 
 
 class FakeWorker:

@@ -12,7 +12,7 @@ from zqnode.bus.peer import Peer
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.verifiers import FAKE
 from zqnode.nodes.cli import main
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.node import SealingService
 from tests.nodes.sealing.stand_ins import LocalTasks
@@ -27,17 +27,15 @@ def sealing_bus(tmp_path_factory):
     async def start(n):
         box = {}
         addr = await n.start(ZmqHub(BusConfig(address=f"ipc://{tmp}/bus")).run)
-        chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp / "chain"),
+        chain = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp / "chain"),
                                      bus=BusConfig(address=addr)),
                           ChainConfig(verifier="fake", epoch_seconds=0.05))
         await n.start(chain.run)
-        ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp / "manager"),
-                          bus=BusConfig(address=addr))
         tasks = LocalTasks(tmp / "tasks")
         tasks.fail("PC1", *["no space left"] * 9)       # sector 2 will pause
-        svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
-                             scfg=SealingConfig(retry_base_s=0.01, retry_max_s=0.02,
-                                                max_retries=2, wait_deals_s=0.2),
+        svc = SealingService(tmp / "manager", SealingConfig(retry_base_s=0.01, retry_max_s=0.02,
+                                                            max_retries=2, wait_deals_s=0.2),
+                             Peer(name="manager-1", role="manager", cfg=BusConfig(address=addr)), tasks,
                              own_peer=True, verify_seal=FAKE.verify_seal)
         await n.start(svc.run)
         box["addr"], box["svc"], box["tasks"] = addr, svc, tasks

@@ -15,7 +15,7 @@ from zqnode.bus.peer import Peer
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.verifiers import FAKE
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
@@ -36,7 +36,7 @@ async def bus(nursery):
 
 @pytest.fixture
 async def chain(nursery, bus, tmp_path):
-    node = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+    node = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                 bus=BusConfig(address=bus)), ChainConfig(verifier="fake"),
                      clock=trio.current_time)
     await nursery.start(node.run)
@@ -54,10 +54,9 @@ async def start_sealing(nursery, bus, tmp_path, tasks, **cfg):
     flushed that was not committed)."""
     scfg = SealingConfig(**{"retry_base_s": 1.0, "retry_max_s": 8.0, "wait_deals_s": 5.0,
                             "storage": [str(tmp_path / "storage")], **cfg})
-    ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp_path / "manager"),
-                      bus=BusConfig(address=bus))
-    svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
-                         scfg=scfg, own_peer=True, verify_seal=FAKE.verify_seal, clock=trio.current_time)
+    svc = SealingService(tmp_path / "manager", scfg,
+                         Peer(name="manager-1", role="manager", cfg=BusConfig(address=bus)), tasks,
+                         own_peer=True, verify_seal=FAKE.verify_seal, clock=trio.current_time)
     scope = trio.CancelScope()
 
     async def run(task_status=trio.TASK_STATUS_IGNORED):

@@ -12,7 +12,7 @@ from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
@@ -37,16 +37,16 @@ async def cluster(nursery, tmp_path):
 
 async def start_cluster(nursery, tmp_path, *, epoch_seconds):
     bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://real-{next(_names)}")).run)
-    chain = ChainNode(NodeConfig(role="chain", name="chain-1", repo=str(tmp_path / "chain"),
+    chain = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                  bus=BusConfig(address=bus)),
                       ChainConfig(verifier="proofs", epoch_seconds=epoch_seconds))
     await nursery.start(chain.run)
     tasks = LocalTasks(tmp_path / "sectors", fake=False)
-    ncfg = NodeConfig(role="manager", name="manager-1", repo=str(tmp_path / "manager"),
-                      bus=BusConfig(address=bus))
-    svc = SealingService(ncfg, Peer(name="manager-1", role="manager", cfg=ncfg.bus), tasks,
-                         scfg=SealingConfig(retry_base_s=0.2, retry_max_s=1.0, wait_deals_s=0.5,
-                                            storage=[str(tmp_path / "sectors")]), own_peer=True)
+    scfg = SealingConfig(retry_base_s=0.2, retry_max_s=1.0, wait_deals_s=0.5,
+                         storage=[str(tmp_path / "sectors")])
+    svc = SealingService(tmp_path / "manager", scfg,
+                         Peer(name="manager-1", role="manager", cfg=BusConfig(address=bus)), tasks,
+                         own_peer=True)
     await nursery.start(svc.run)
     client = await nursery.start(Peer(name="cli-1", role="cli", register=False,
                                       cfg=BusConfig(address=bus)).run)

@@ -44,7 +44,8 @@ def worker_cfg(bus, repo, name="w1", **kw) -> NodeConfig:
 
 
 def make_worker(bus, repo, name="w1", gates=None, **kw) -> WorkerNode:
-    return WorkerNode(worker_cfg(bus, repo, name, **kw), executor=InlineExecutor(TABLE, gates),
+    cfg = worker_cfg(bus, repo, name, **kw)
+    return WorkerNode(cfg.identity, cfg.worker, executor=InlineExecutor(TABLE, gates),
                       resources_fn=lambda: WorkerResources(cpus=4, mem_physical=8 * GiB))
 
 

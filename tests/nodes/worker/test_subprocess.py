@@ -13,7 +13,7 @@ import trio
 
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
-from zqnode.nodes.config import NodeConfig
+from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.wire.sectors import SectorRef, WorkerResources
 from zqnode.nodes.wire import params as P
 from zqnode.nodes.worker.config import WorkerConfig
@@ -82,9 +82,8 @@ async def test_aborting_a_call_kills_the_computation(tmp_path, monkeypatch, nurs
     monkeypatch.setenv("ZQNODE_TASK_HOLD", str(hold))
     bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://sub-{next(_names)}")).run)
     fakes = await Fakes(bus).start(nursery)
-    cfg = NodeConfig(role="worker", name="w1", repo=str(tmp_path / "w1"), bus=BusConfig(address=bus),
-                     worker=WorkerConfig(table=TABLE))
-    w = WorkerNode(cfg, resources_fn=lambda: WorkerResources(cpus=2, mem_physical=1 << 30))
+    me = NodeIdentity(name="w1", repo=str(tmp_path / "w1"), bus=BusConfig(address=bus))
+    w = WorkerNode(me, WorkerConfig(table=TABLE), resources_fn=lambda: WorkerResources(cpus=2, mem_physical=1 << 30))
     await nursery.start(w.run)
     accepted = await fakes.scheduler.call("w1", WorkerRun(
         request="work-ap", task="AP", sector=SectorRef(miner=1000, number=1), sector_size=2048,
