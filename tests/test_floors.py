@@ -24,15 +24,6 @@ FLOORS = [
 ]
 ROLES = FLOORS[4][1]
 
-# Imports that still run up, each to be removed (docs/architecture.md, "Not yet"); a new
-# one is not added here but fixed.
-KNOWN = {
-    # the poster's RPC replies carry its core's structs; observe reads the poster's events
-    ("nodes/wire/", "nodes/poster/"), ("nodes/observe/", "nodes/poster/"),
-    ("nodes/observe/", "nodes/chain/"),
-}
-
-
 def _unit(module: str) -> tuple[int, str] | None:
     """(floor, unit) of a dotted module name: the unit that names it or its package."""
     path, best = module.replace(".", "/"), None
@@ -89,15 +80,8 @@ def test_every_module_is_on_a_floor():
 
 
 def test_no_import_runs_up_a_floor_or_across_roles():
-    new = [f"{where}: {src} imports {dst}" for where, src, dst in upward_imports()
-           if (src, dst) not in KNOWN]
-    assert new == [], "\n".join(new)
-
-
-def test_the_known_exceptions_still_exist():
-    # one removed: take it off KNOWN (and docs/architecture.md)
-    seen = {(src, dst) for _, src, dst in upward_imports()}
-    assert KNOWN <= seen, sorted(KNOWN - seen)
+    found = [f"{where}: {src} imports {dst}" for where, src, dst in upward_imports()]
+    assert found == [], "\n".join(found)
 
 
 def test_the_floors_are_drawn_in_the_architecture_doc():

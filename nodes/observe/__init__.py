@@ -13,9 +13,11 @@ Modules: `metrics` (the registry and text format), `catalog` (every metric, one 
 from zqnode.nodes.observe.catalog import REGISTRY
 from zqnode.nodes.observe.http import ListenError, MetricsServer, parse_listen
 from zqnode.nodes.observe.logs import CAUSE, cause, sector_cause, set_cause
-from zqnode.nodes.observe.nodes import (chain, hub, manager, poster, poster_command, scheduler,
-                                        scheduler_sent, work_ended, worker, worker_rerun)
+from zqnode.nodes.observe.nodes import (chain, hub, manager, post_declared, post_outcome, post_prove,
+                                        poster, scheduler, scheduler_sent, work_ended, worker,
+                                        worker_rerun, worker_task)
 
 __all__ = ["CAUSE", "REGISTRY", "ListenError", "MetricsServer", "cause", "chain", "hub", "manager",
-           "parse_listen", "poster", "poster_command", "scheduler", "scheduler_sent",
-           "sector_cause", "set_cause", "work_ended", "worker", "worker_rerun"]
+           "parse_listen", "post_declared", "post_outcome", "post_prove", "poster", "scheduler",
+           "scheduler_sent", "sector_cause", "set_cause", "work_ended", "worker", "worker_rerun",
+           "worker_task"]

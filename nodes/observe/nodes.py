@@ -1,7 +1,9 @@
 """What each role exports. A node's shell calls its role's function once, at the end of
 its constructor (`observe.manager(self)`, ...): its peer is instrumented
-(nodes.observe.bus) and a collector reads its state at every scrape. A few things are
-counted where they happen, through the `*_commands` / `*_sent` hooks the shells call.
+(nodes/observe/bus.py) and a collector reads its public state at every scrape. What
+happens at a moment (a task ran, a deadline ended) is counted through the hooks the
+shells call where it happens (`worker_task`, `post_outcome`, ...); nothing here patches a
+node or imports a role.
 
 Collectors only read: they never change a node, and a node that is gone is skipped.
 Counters of failures start at 0 for every label set a node can have (a worker's tasks, a
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from typing import Awaitable, Callable
 
 import trio
 
@@ -96,36 +99,35 @@ WASTED_WHY = ("failed", "aborted", "crashed")
 
 def worker(node) -> None:
     instrument_peer(node.peer)
-    name = node.name
-    run = node.executor.run
     for task in node.table_tasks:          # at 0 from the start: a dashboard shows none yet
-        K.WORKER_RERUNS.labels(name, task)
+        K.WORKER_RERUNS.labels(node.name, task)
         for why in WASTED_WHY:
-            K.WORKER_WASTED.labels(name, task, why)
-
-    async def timed_run(inp):
-        running = K.WORKER_RUNNING.labels(name, inp.task)
-        running.inc()
-        started = time.perf_counter()
-        try:
-            out = await run(inp)
-        except trio.Cancelled:
-            scope = node._scopes.get(inp.call_id)
-            if scope is not None and scope.cancel_called:  # its abort (a stop counts at restart)
-                K.WORKER_WASTED.labels(name, inp.task, "aborted").inc(time.perf_counter() - started)
-            raise
-        finally:
-            running.dec()
-        outcome = "ok" if out.ok else "failed"
-        seconds = time.perf_counter() - started
-        K.WORKER_TASKS.labels(name, inp.task, outcome).inc()
-        K.WORKER_TASK_SECONDS.labels(name, inp.task, outcome).observe(seconds)
-        if not out.ok:
-            K.WORKER_WASTED.labels(name, inp.task, "failed").inc(seconds)
-        return out
-
-    node.executor.run = timed_run
+            K.WORKER_WASTED.labels(node.name, task, why)
     K.REGISTRY.add_collector(_collect_worker, node)
+
+
+async def worker_task(name: str, task: str, running: Awaitable, aborted: Callable[[], bool]):
+    """`running` (a task's computation, which returns its TaskOutput), timed: ok or
+    failed, and the time lost when it fails or is aborted (`aborted()` says whether a
+    cancellation was the call's abort; a stop is counted as a crash at restart)."""
+    gauge = K.WORKER_RUNNING.labels(name, task)
+    gauge.inc()
+    started = time.perf_counter()
+    try:
+        out = await running
+    except trio.Cancelled:
+        if aborted():
+            K.WORKER_WASTED.labels(name, task, "aborted").inc(time.perf_counter() - started)
+        raise
+    finally:
+        gauge.dec()
+    outcome = "ok" if out.ok else "failed"
+    seconds = time.perf_counter() - started
+    K.WORKER_TASKS.labels(name, task, outcome).inc()
+    K.WORKER_TASK_SECONDS.labels(name, task, outcome).observe(seconds)
+    if not out.ok:
+        K.WORKER_WASTED.labels(name, task, "failed").inc(seconds)
+    return out
 
 
 def worker_rerun(node, task: str, lost_s: float) -> None:
@@ -189,37 +191,31 @@ def _collect_chain(node) -> None:
 # -- poster ---------------------------------------------------------------------------------------
 def poster(node) -> None:
     instrument_peer(node.peer)
-    name = node.me.name
-    prove = node.prover.prove
-
-    async def timed_prove(request):
-        started = time.perf_counter()
-        miner = f"f0{request.miner}"
-        try:
-            proofs = await prove(request)
-        except Exception:
-            K.POST_PROVE_SECONDS.labels(name, miner, "failed").observe(time.perf_counter() - started)
-            raise
-        K.POST_PROVE_SECONDS.labels(name, miner, "ok").observe(time.perf_counter() - started)
-        return proofs
-
-    node.prover.prove = timed_prove
     K.REGISTRY.add_collector(_collect_poster, node)
 
 
-def poster_command(node, cmd) -> None:
-    """A command of the poster's core, as it is carried out: outcomes and declarations."""
-    from zqnode.nodes.poster import events as E
-    name = node.me.name
-    if isinstance(cmd, E.RecordOutcome):
-        o = cmd.outcome
-        K.POST_DEADLINES.labels(name, f"f0{o.miner}", o.status).inc()
-        if o.skipped:
-            K.POST_SKIPPED.labels(name, f"f0{o.miner}").inc(len(o.skipped))
-    elif isinstance(cmd, (E.DeclareFaults, E.DeclareRecoveries)):
-        kind = "faults" if isinstance(cmd, E.DeclareFaults) else "recoveries"
-        K.POST_DECLARED.labels(name, f"f0{cmd.miner}", kind).inc(
-            sum(len(d.sectors) for d in cmd.declarations))
+async def post_prove(name: str, miner: int, proving: Awaitable):
+    """`proving` (a batch's proofs), timed as ok or failed."""
+    started = time.perf_counter()
+    outcome = "failed"
+    try:
+        proofs = await proving
+        outcome = "ok"
+        return proofs
+    finally:
+        K.POST_PROVE_SECONDS.labels(name, f"f0{miner}", outcome).observe(time.perf_counter() - started)
+
+
+def post_outcome(name: str, miner: int, status: str, skipped: int) -> None:
+    """A deadline ended (proven, missed, ...), with `skipped` sectors left out of its proofs."""
+    K.POST_DEADLINES.labels(name, f"f0{miner}", status).inc()
+    if skipped:
+        K.POST_SKIPPED.labels(name, f"f0{miner}").inc(skipped)
+
+
+def post_declared(name: str, miner: int, kind: str, sectors: int) -> None:
+    """Sectors declared (`kind`: faults | recoveries)."""
+    K.POST_DECLARED.labels(name, f"f0{miner}", kind).inc(sectors)
 
 
 def _collect_poster(node) -> None:
@@ -239,7 +235,5 @@ def _collect_poster(node) -> None:
             K.POST_PROVE_SECONDS.labels(name, miner, outcome)
     if core.head is None:
         return
-    from zqnode.nodes.chain.policy import current_deadline
-    for actor, m in core.miners.items():
-        d = current_deadline(core.policy, m.period_offset, core.head.epoch)
+    for actor, d in core.current_deadlines().items():
         K.POST_DEADLINE.labels(name, f"f0{actor}").set(d.index)

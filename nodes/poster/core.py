@@ -199,12 +199,16 @@ class PosterCore:
         self._end_unwanted(wanted, out)
         self._create_and_step(wanted, out)
 
+    def current_deadlines(self) -> dict[int, DeadlineInfo]:
+        """Each miner's deadline at the head."""
+        return {mid: current_deadline(self.policy, self.miners[mid].period_offset, self.head.epoch)
+                for mid in sorted(self.miners)}
+
     def _wanted(self) -> dict[tuple[int, int], DeadlineInfo]:
         """The current deadline of each miner, and the next once its Challenge is reached."""
         h = self.head.epoch
         wanted: dict[tuple[int, int], DeadlineInfo] = {}
-        for mid in sorted(self.miners):
-            cur = current_deadline(self.policy, self.miners[mid].period_offset, h)
+        for mid, cur in self.current_deadlines().items():
             wanted[(mid, cur.open)] = cur
             nxt = next_deadline(cur, self.policy)
             if h >= nxt.challenge:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
+from zqnode.nodes.wire.poster import Declaration, DeadlineOutcome, SkippedSector  # shown by `zqnode proving`
+
 
 class PosterError(ValueError):
     pass
@@ -42,11 +44,6 @@ class PartitionState(msgspec.Struct, kw_only=True):
         return [n for n in self.sectors if n not in out]
 
 
-class SkippedSector(msgspec.Struct, frozen=True):
-    number: int
-    reason: str
-
-
 class PartitionWork(msgspec.Struct, kw_only=True):
     index: int
     sectors: list[int]                 # to prove, ascending
@@ -64,12 +61,6 @@ class PoStPart(msgspec.Struct, kw_only=True):
     skipped: list[int] = []
 
 
-class Declaration(msgspec.Struct, kw_only=True):
-    deadline: int
-    partition: int
-    sectors: list[int]
-
-
 class StoredBatch(msgspec.Struct, kw_only=True):
     """A batch a previous runner built for the same miner, deadline and randomness."""
     batch: int
@@ -78,21 +69,6 @@ class StoredBatch(msgspec.Struct, kw_only=True):
     skipped: list[SkippedSector] = []  # the sectors left out of these proofs
     msg_id: str = ""                   # its latest message, if one was pushed
     msg_status: str = ""               # pending | landed | failed | unknown (as the chain says now)
-
-
-class DeadlineOutcome(msgspec.Struct, kw_only=True):
-    miner: int
-    index: int
-    open: int
-    close: int
-    status: str           # proven | missed | unconfirmed (sent, not confirmed by Close) | empty
-    #                       | unknown (closed before its partitions were read)
-    needed: list[int] = []             # partitions with sectors to prove
-    landed: list[int] = []             # partitions proven on chain
-    skipped: list[SkippedSector] = []
-    messages: list[str] = []
-    notes: list[str] = []
-    declared: list[SkippedSector] = []   # sectors of deadline index+2 declared faulty, and why
 
 
 # -- events (in) --------------------------------------------------------------------------------

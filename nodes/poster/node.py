@@ -17,6 +17,7 @@ import pathlib
 import time
 from typing import Callable
 
+import msgspec
 import trio
 
 from zqnode.bus.codec import ErrorCode, RemoteError
@@ -33,8 +34,8 @@ from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLoc
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.core import Batch, PosterCore, Runner
 from zqnode.nodes.poster.events import (
-    Abort, Command, Event, HeadChanged, MinerInfo, MinerTracked, ProveFailed, RecordOutcome,
-    SkippedSector, StoreProofs, Tip)
+    Abort, Command, DeclareFaults, DeclareRecoveries, Event, HeadChanged, MinerInfo, MinerTracked,
+    ProveFailed, RecordOutcome, SkippedSector, StoreProofs, Tip)
 from zqnode.nodes.poster.procedures import reason as _reason
 from zqnode.nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
 from zqnode.nodes.poster.store import PosterStore
@@ -160,12 +161,15 @@ class PosterNode:
             self._head_seen = trio.Event()
 
     def _execute(self, cmd: Command) -> None:
-        observe.poster_command(self, cmd)
+        if isinstance(cmd, (DeclareFaults, DeclareRecoveries)):
+            observe.post_declared(self.me.name, cmd.miner, "faults" if isinstance(cmd, DeclareFaults)
+                                  else "recoveries", sum(len(d.sectors) for d in cmd.declarations))
         if isinstance(cmd, StoreProofs):
             self.store.save_proofs(cmd)
         elif isinstance(cmd, RecordOutcome):
             o = cmd.outcome
             self.store.save_outcome(o)
+            observe.post_outcome(self.me.name, o.miner, o.status, len(o.skipped))
             (log.warning if o.status in ("missed", "unconfirmed") else log.info)(
                 "f0%d deadline %d [%d, %d): %s", o.miner, o.index, o.open, o.close, o.status,
                 extra={"cause": cmd.cause})
@@ -240,8 +244,8 @@ class PosterNode:
             parts = [PartitionInput(index=p.index,
                                     sectors=[await self._sector(ask.miner, n) for n in p.sectors])
                      for p in ask.partitions]
-            return await self.prover.prove(ProveRequest(
-                miner=ask.miner, seal_proof=ask.seal_proof, randomness=ask.randomness, partitions=parts))
+            return await observe.post_prove(self.me.name, ask.miner, self.prover.prove(ProveRequest(
+                miner=ask.miner, seal_proof=ask.seal_proof, randomness=ask.randomness, partitions=parts)))
         if isinstance(ask, P.Push):
             return await self._push(ask)
         raise AssertionError(f"no answer to {ask!r}")
@@ -317,7 +321,7 @@ class PosterNode:
                 runners=[runner_view(r) for r in _runners_of(core, mid)], **counts))
         return W.PosterInfo(node=self.me.name, network=self.network,
                             head=core.head.epoch if core.head else -1, prover=self.prover.name,
-                            config=self.pcfg, miners=miners)
+                            config=msgspec.to_builtins(self.pcfg), miners=miners)
 
     async def _rpc_deadlines(self, req: Request) -> W.PosterDeadlines:
         mid = self._miner(req.body.miner)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import msgspec
 
-from zqnode.nodes.poster.events import DeadlineOutcome, PartitionProof, SkippedSector, StoreProofs
+from zqnode.nodes.poster.events import PartitionProof, StoreProofs
+from zqnode.nodes.wire.poster import DeadlineOutcome, MessageRow, SkippedSector
 from zqnode.nodes.sqlite_store import SqliteStore
 
 SCHEMA = """
@@ -48,18 +49,6 @@ class StoredBatchRow(msgspec.Struct, kw_only=True):
     partitions: list[PartitionProof]
     skipped: list[SkippedSector]
     msg_id: str                        # the latest message pushed for it ("" if none)
-
-
-class MessageRow(msgspec.Struct, kw_only=True):
-    msg_id: str
-    kind: str                          # post | faults | recoveries
-    miner: int
-    deadline: int
-    open: int
-    batch: int
-    nonce: int
-    status: str
-    reason: str
 
 
 _enc = msgspec.msgpack.Encoder()

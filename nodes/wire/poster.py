@@ -5,16 +5,55 @@ proves for several). Deadline indexes out of range and unknown miners are refuse
 "invalid" and "not_found"."""
 from __future__ import annotations
 
+import typing
+
 import msgspec
 
 from zqnode.bus.codec import Msg
 from zqnode.nodes.chain.miner import DeadlineView
 from zqnode.nodes.chain.policy import DeadlineInfo
-from zqnode.nodes.poster.config import PosterConfig
-from zqnode.nodes.poster.events import Declaration, DeadlineOutcome, SkippedSector
-from zqnode.nodes.poster.store import MessageRow
 
 
+# -- the poster's records, as its core keeps them and `zqnode proving` shows them ----------
+class SkippedSector(msgspec.Struct, frozen=True):
+    number: int
+    reason: str
+
+
+class Declaration(msgspec.Struct, kw_only=True):
+    deadline: int
+    partition: int
+    sectors: list[int]
+
+
+class DeadlineOutcome(msgspec.Struct, kw_only=True):
+    miner: int
+    index: int
+    open: int
+    close: int
+    status: str           # proven | missed | unconfirmed (sent, not confirmed by Close) | empty
+    #                       | unknown (closed before its partitions were read)
+    needed: list[int] = []             # partitions with sectors to prove
+    landed: list[int] = []             # partitions proven on chain
+    skipped: list[SkippedSector] = []
+    messages: list[str] = []
+    notes: list[str] = []
+    declared: list[SkippedSector] = []   # sectors of deadline index+2 declared faulty, and why
+
+
+class MessageRow(msgspec.Struct, kw_only=True):
+    msg_id: str
+    kind: str                          # post | faults | recoveries
+    miner: int
+    deadline: int
+    open: int
+    batch: int
+    nonce: int
+    status: str
+    reason: str
+
+
+# -- replies ------------------------------------------------------------------------------
 class BatchView(msgspec.Struct, kw_only=True):
     index: int
     partitions: list[int]
@@ -66,7 +105,7 @@ class PosterInfo(Msg):
     network: str
     head: int
     prover: str
-    config: PosterConfig
+    config: dict[str, typing.Any]     # its [poster] section, as in a config file
     miners: list[MinerSummary]
 
 

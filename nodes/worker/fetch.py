@@ -34,7 +34,6 @@ from zqnode.nodes.wire.worker import (FileEntry, WorkerChunk, WorkerFetch, Worke
 
 log = logging.getLogger("zqnode.worker.fetch")
 
-META = "sector.json"
 NOT_HELD = "not_held"
 THREAD_MIN = 256 << 10           # chunks at least this big are read and hashed in a thread
 MAX_CHUNK = 16 << 20             # bytes one WorkerFetch may ask for

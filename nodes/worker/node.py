@@ -373,7 +373,12 @@ class WorkerNode:
                             sector_dir=str(sector_dir(self.repo, call.miner, call.number)),
                             repo=str(self.repo), params=call.params, backend=self.wcfg.backend,
                             parent_cache=self.wcfg.parent_cache or os.environ.get("ZQNODE_PARENT_CACHE", ""))
-            return await self.executor.run(inp)
+            return await observe.worker_task(self.name, call.task, self.executor.run(inp),
+                                             aborted=lambda: self._aborted(call.call_id))
+
+    def _aborted(self, call_id: str) -> bool:
+        scope = self._scopes.get(call_id)
+        return scope is not None and scope.cancel_called
 
     async def _fetch(self, cmd: C.Fetch, scope: trio.CancelScope) -> None:
         """A preparation's fetch: Fetched, unless StopFetch cancelled it."""
