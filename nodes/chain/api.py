@@ -1,21 +1,27 @@
 """What the sealing state machine and the poster need from a chain (`ChainAPI`), and
-`BusChainAPI`, which asks the chain node over the bus. A watcher of an external Lotus
-node can implement the same protocol later.
+`BusChainAPI`, which asks the chain node over the bus, and `MessageSender`, the one way a
+node sends messages. A watcher of an external Lotus node can implement the same protocol
+later.
 
     api = BusChainAPI(peer)
     async with api.notify() as updates:
         async for u in updates:            # the first is the current head (u.current)
             ...
-    msg_id = await api.push(Message.call(worker, miner, params))
-    landed = await api.wait(msg_id, confidence=5)
+    msg = await api.push(Message.call(worker, miner, params))   # the pool assigns the nonce
+    landed = await api.wait(msg.id, confidence=5)
 """
 from __future__ import annotations
 
 import contextlib
+import uuid as uuids
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, AsyncIterator, Protocol
+from typing import AsyncContextManager, AsyncIterator, Callable, Protocol
 
+import msgspec
+
+from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.peer import Peer
+from zqnode.nodes.sqlite_store import SqliteStore
 from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
 from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
@@ -44,7 +50,7 @@ class ChainAPI(Protocol):
     async def randomness(self, domain: int, epoch: int, entropy: bytes = b"",
                          source: str = "") -> bytes: ...
     async def nonce(self, sender: str) -> int: ...
-    async def push(self, msg: Message) -> str: ...
+    async def push(self, msg: Message, uuid: str = "") -> Message: ...
     async def simulate(self, msg: Message) -> Receipt: ...
     async def lookup(self, msg_id: str) -> MessageLookup: ...
     async def wait(self, msg_id: str, confidence: int) -> MessageLookup: ...
@@ -108,10 +114,14 @@ class BusChainAPI:
     async def nonce(self, sender: str) -> int:
         return (await self._call(W.ChainGetNonce(sender=sender))).nonce
 
-    async def push(self, msg: Message) -> str:
+    async def push(self, msg: Message, uuid: str = "") -> Message:
+        """The message as the pool took it (with its nonce; -1 asks the pool for the next)."""
         r = await self._call(W.ChainPush(sender=msg.sender, to=msg.to, method=msg.method,
-                                         nonce=msg.nonce), buffers=[msg.params])
-        return r.msg_id
+                                         nonce=msg.nonce, uuid=uuid), buffers=[msg.params])
+        pooled = msgspec.structs.replace(msg, nonce=r.nonce)
+        if pooled.id != r.msg_id:
+            raise RemoteError(ErrorCode.INVALID, f"the chain pooled {r.msg_id}, not the message sent ({pooled.id})")
+        return pooled
 
     async def simulate(self, msg: Message) -> Receipt:
         r = await self._call(W.ChainSimulate(sender=msg.sender, to=msg.to, method=msg.method),
@@ -155,3 +165,39 @@ class BusChainAPI:
     async def reorg(self, depth: int) -> W.ChainReorged:
         """Devnet only: not part of ChainAPI."""
         return await self._call(W.ChainReorg(depth=depth))
+
+
+class MessageSender:
+    """The one way a node sends messages. The chain assigns each nonce, so every node that
+    sends from an address shares one sequence (Lotus's MpoolPushMessage); a uuid written
+    to the node's store before the push makes a retry, after a crash or a lost answer, the
+    same message, never a second one (Lotus's MsgUuid)."""
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS sends (what TEXT PRIMARY KEY, uuid TEXT NOT NULL, "
+              "draft TEXT NOT NULL)")
+
+    def __init__(self, chain: ChainAPI, store: SqliteStore):
+        self.chain, self.store = chain, store
+        store.db.executescript(self.SCHEMA)
+
+    async def send(self, msg: Message, what: str, record: Callable[[Message], None]) -> Message:
+        """Push `msg` for `what` (the caller's name of this send, e.g. a sector's PreCommit)
+        and `record` the pooled message in the store, in the transaction that ends the send.
+        An unfinished send of the same message for `what` goes on under its uuid; a refusal
+        raises RemoteError and the next send for `what` is a new message."""
+        draft = msg.id                     # before the pool gives it a nonce
+        row = self.store.db.execute("SELECT uuid, draft FROM sends WHERE what = ?", (what,)).fetchone()
+        if row is not None and row[1] == draft:
+            uuid = row[0]
+        else:
+            uuid = uuids.uuid4().hex
+            self.store.db.execute("INSERT OR REPLACE INTO sends VALUES (?, ?, ?)", (what, uuid, draft))
+        try:
+            pooled = await self.chain.push(msg, uuid)
+        except RemoteError:
+            self.store.db.execute("DELETE FROM sends WHERE what = ?", (what,))
+            raise
+        with self.store.transaction():
+            record(pooled)
+            self.store.db.execute("DELETE FROM sends WHERE what = ?", (what,))
+        return pooled
+

@@ -27,6 +27,8 @@ from zqnode.nodes.chain.messages import ExitCode, Message, MessageError, Message
 from zqnode.nodes.chain.policy import Policy, policy as policy_named
 from zqnode.nodes.chain.randomness import SOURCES, RandomnessError, blake2b256, default_source, domain_tag, draw
 
+MAX_UUID = 64                     # characters of a sender's message uuid
+
 
 class ReorgError(ValueError):
     pass
@@ -90,6 +92,7 @@ class Chain:
         self.tipsets: list[Tipset] = []
         self.state = ChainState()
         self.pool: dict[str, Message] = {}               # id -> message, in execution order
+        self.sent: dict[str, str] = {}                    # a sender's uuid -> the message id
         self._states: dict[int, bytes] = {}               # epoch -> encoded state after it
         self._landed: dict[str, tuple[int, int]] = {}     # id -> (epoch, index)
         if _restoring:
@@ -113,7 +116,8 @@ class Chain:
 
     @classmethod
     def restore(cls, genesis: Genesis, verifiers: Verifiers, *, tipsets: list[Tipset],
-                states: dict[int, bytes], pool: list[Message], fork: int) -> "Chain":
+                states: dict[int, bytes], pool: list[Message], fork: int,
+                sent: dict[str, str] | None = None) -> "Chain":
         """The chain as persisted: every tipset, the states of the last epochs (at least the
         head's), the pool in order, and the fork counter."""
         if not tipsets or [t.epoch for t in tipsets] != list(range(len(tipsets))):
@@ -128,6 +132,7 @@ class Chain:
         c._states = {e: b for e, b in states.items() if e >= head - c.policy.chain_finality}
         c.state = _state_dec.decode(states[head])
         c.pool = {m.id: m for m in pool}
+        c.sent = dict(sent or {})
         return c
 
     # -- reading ------------------------------------------------------------------------
@@ -203,9 +208,18 @@ class Chain:
         return self.miner(actor_id).precommits.get(number)
 
     # -- the pool --------------------------------------------------------------------------
-    def push(self, msg: Message) -> Message:
+    def push(self, msg: Message, uuid: str = "") -> Message:
         """Check and add a message to the pool; returns it with its nonce. A message the
-        pool refuses raises MessageError and changes nothing."""
+        pool refuses raises MessageError and changes nothing. A `uuid` already pushed with
+        returns that message, as Lotus's MpoolPushMessage does with a MsgUuid: a sender that
+        did not hear the answer asks again without sending twice."""
+        if uuid in self.sent:
+            try:
+                return self.message(self.sent[uuid])
+            except NotFound:                   # the chain no longer has it: a new one
+                pass
+        if len(uuid) > MAX_UUID:
+            raise MessageError(f"a message uuid has at most {MAX_UUID} characters")
         if not msg.sender:
             raise MessageError("message has no sender")
         M.decode_params(msg.method, msg.params)          # unknown method, bad parameters
@@ -217,6 +231,8 @@ class Chain:
         elif msg.nonce != expected:
             raise MessageError(f"wrong nonce {msg.nonce} for {msg.sender}: expected {expected}")
         self.pool[msg.id] = msg
+        if uuid:
+            self.sent[uuid] = msg.id
         return msg
 
     # -- producing tipsets -------------------------------------------------------------------

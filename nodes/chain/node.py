@@ -211,13 +211,19 @@ class ChainNode:
                        nonce=nonce)
 
     async def _push(self, req: Request) -> W.ChainPushed:
+        uuid = req.body.uuid
+        known = self.chain.sent.get(uuid)
         with _refusals():
-            msg = self.chain.push(self._message(req, req.body.nonce))
-        try:
-            self.store.add_message(msg)           # persisted before the sender hears of it
-        except BaseException:
-            self.chain.pool.pop(msg.id, None)
-            raise
+            msg = self.chain.push(self._message(req, req.body.nonce), uuid)
+        if msg.id != known:                       # a new message
+            try:
+                self.store.add_message(msg, uuid)     # persisted before the sender hears of it
+            except BaseException:
+                self.chain.pool.pop(msg.id, None)
+                self.chain.sent.pop(uuid, None)
+                if known is not None:
+                    self.chain.sent[uuid] = known
+                raise
         return W.ChainPushed(msg_id=msg.id, nonce=msg.nonce)
 
     async def _simulate(self, req: Request) -> W.ChainSimulated:

@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS tipsets (epoch INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS states (epoch INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS pool (seq INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS sent (uuid TEXT PRIMARY KEY, id TEXT NOT NULL);
 """
 
 _enc = msgspec.msgpack.Encoder()
@@ -55,8 +56,9 @@ class ChainStore(SqliteStore):
                 for (b,) in self.db.execute("SELECT body FROM pool ORDER BY seq")]
         fork = self.decoded(msgspec.msgpack, self.db.execute("SELECT v FROM meta WHERE k = 'fork'").fetchone()[0],
                             "the fork counter")
+        sent = dict(self.db.execute("SELECT uuid, id FROM sent"))
         return Chain.restore(chain_genesis, verifiers, tipsets=tipsets, states=states, pool=pool,
-                             fork=fork)
+                             fork=fork, sent=sent)
 
     def save_change(self, chain: Chain, change: HeadChange) -> None:
         with self.transaction():
@@ -72,9 +74,11 @@ class ChainStore(SqliteStore):
             self.db.executemany("INSERT INTO pool (id, body) VALUES (?, ?)",
                                 [(i, _enc.encode(m)) for i, m in chain.pool.items()])
 
-    def add_message(self, msg: Message) -> None:
+    def add_message(self, msg: Message, uuid: str = "") -> None:
         with self.transaction():
             self.db.execute("INSERT INTO pool (id, body) VALUES (?, ?)", (msg.id, _enc.encode(msg)))
+            if uuid:
+                self.db.execute("INSERT OR REPLACE INTO sent VALUES (?, ?)", (uuid, msg.id))
 
     def _insert(self, chain: Chain, tipsets: list[Tipset]) -> None:
         self.db.executemany("INSERT INTO tipsets VALUES (?, ?)",

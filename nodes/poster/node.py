@@ -6,8 +6,8 @@ the core asked for arrive on one channel and are handled in order. Database comm
 (StoreProofs, RecordOutcome) run at once, before anything after them; the others start
 tasks in the runner's name, which Abort cancels: each runs the command's procedure
 (nodes.poster.procedures, where the decisions are) and answers what it asks. Messages
-are written to the store (with their nonce and id) before they are pushed, so a
-restarted poster finds them.
+are sent once (MessageSender) and stored as the chain pooled them, so a restarted poster
+finds them.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.api import BusChainAPI, MessageSender
 from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
 from zqnode.nodes import observe
 from zqnode.nodes.identity import NodeIdentity
@@ -43,7 +43,6 @@ from zqnode.proofs import cid as cids
 
 log = logging.getLogger("zqnode.poster")
 
-PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
 RETRY_CHAIN_S = (0.5, 10.0)            # back-off while the chain does not answer
 
 
@@ -76,7 +75,6 @@ class PosterNode:
         self._comm_r: dict[tuple[int, int], bytes] = {}
         self._live: set[str] = set()
         self._scopes: dict[str, set[trio.CancelScope]] = {}
-        self._push_lock = trio.Lock()
         self._head_seen = trio.Event()
         self._send: trio.MemorySendChannel | None = None
         self._nursery: trio.Nursery | None = None
@@ -87,6 +85,7 @@ class PosterNode:
         repo = pathlib.Path(self.me.repo)
         repo.mkdir(parents=True, exist_ok=True)
         self.store = PosterStore(repo / "poster.sqlite")
+        self.sender = MessageSender(self.chain, self.store)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -260,24 +259,14 @@ class PosterNode:
         return SectorInput(number=number, comm_r=comm_r, path=self.locator.locate(miner, number))
 
     async def _push(self, ask: P.Push) -> str:
-        """Push a message with an explicit nonce, stored first."""
-        async with self._push_lock:                 # one nonce at a time
-            for attempt in range(1, PUSH_ATTEMPTS + 1):
-                nonce = await self.chain.nonce(ask.worker)
-                msg = M.Message.call(ask.worker, ask.miner, ask.params, nonce)
-                self.store.add_message(msg_id=msg.id, kind=ask.kind, miner=ask.miner,
-                                       deadline=ask.deadline, open_=ask.open,
-                                       randomness=ask.randomness, batch=ask.batch, nonce=nonce,
-                                       body=M.encode(msg))
-                try:
-                    await self.chain.push(msg)
-                    return msg.id
-                except Exception as e:
-                    self.store.set_status(msg.id, "refused", _reason(e))
-                    if attempt == PUSH_ATTEMPTS:
-                        raise
-                    log.info("push of %s refused (%s); trying a fresh nonce", ask.kind, e)
-        raise AssertionError("unreachable")
+        """Send a message (MessageSender), stored as it is pooled."""
+        def record(msg: M.Message) -> None:
+            self.store.add_message(msg_id=msg.id, kind=ask.kind, miner=ask.miner, deadline=ask.deadline,
+                                   open_=ask.open, randomness=ask.randomness, batch=ask.batch,
+                                   nonce=msg.nonce, body=M.encode(msg))
+        what = f"{ask.kind} f0{ask.miner} {ask.deadline} {ask.open} {ask.randomness.hex()} {ask.batch}"
+        msg = M.Message.call(ask.worker, ask.miner, ask.params)
+        return (await self.sender.send(msg, what, record)).id
 
     # -- RPC ------------------------------------------------------------------------------------------
     def _handlers(self) -> dict:

@@ -94,8 +94,8 @@ class Prove(Ask, frozen=True):
 
 
 class Push(Ask, frozen=True):
-    """-> the id of a message from `worker` to `miner` with `params`, pushed with a fresh
-    nonce and stored first (what it carries: `kind`, for which deadline and batch)."""
+    """-> the id of a message from `worker` to `miner` with `params`, sent once and stored
+    with what it carries (`kind`, for which deadline and batch)."""
     worker: str
     miner: int
     params: object

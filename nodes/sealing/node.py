@@ -27,7 +27,7 @@ from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.bus.retry import backoff
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.api import BusChainAPI, MessageSender
 from zqnode.nodes.chain.policy import policy as policy_named
 from zqnode.nodes import observe
 from zqnode.nodes.sealing import commands as C
@@ -46,7 +46,6 @@ from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.sealing")
 
-PUSH_ATTEMPTS = 3                      # fresh nonces tried when the pool refuses a push
 CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer at start
 FAULT_CHECK_EPOCHS = 4                 # how often Proving sectors are looked up on chain
 
@@ -96,7 +95,6 @@ class SealingService:
         self.worker = ""                   # the miner's worker address (sends messages)
         self.errors: list[str] = []        # core refusals of events (bugs): logged, kept for tests
         self._running: dict[int, tuple[int, trio.CancelScope]] = {}
-        self._push_lock = trio.Lock()
         self._head = trio.Event()
         self._next_fault_check = 0
         self._nursery: trio.Nursery | None = None
@@ -112,6 +110,7 @@ class SealingService:
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.repo.mkdir(parents=True, exist_ok=True)
         self.store = SealingStore(self.repo / "sealing.sqlite")
+        self.sender = MessageSender(self.chain, self.store)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -371,32 +370,18 @@ class SealingService:
 
     async def _send(self, number: int, key: str, params) -> str:
         """Send a message once: one stored under `key` that is pending or landed well is
-        that message; otherwise a new one, stored (with its nonce) before it is pushed."""
-        miner = self.core.miner
-        async with self._push_lock:
-            for stored in self.store.messages(number, key):
-                if stored.status == "refused":
-                    continue
-                look = await self.chain.lookup(stored.msg_id)
-                if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
-                    self.store.set_message_status(stored.msg_id, "sent")
-                    return stored.msg_id
-            for attempt in range(1, PUSH_ATTEMPTS + 1):
-                nonce = await self.chain.nonce(self.worker)
-                msg = M.Message.call(self.worker, miner, params, nonce)
-                self.store.add_message(msg_id=msg.id, number=number, key=key, nonce=nonce,
-                                       body=M.encode(msg), created=self.clock())
-                try:
-                    await self.chain.push(msg)
-                except RemoteError as e:
-                    self.store.set_message_status(msg.id, "refused", _reason(e))
-                    if attempt == PUSH_ATTEMPTS:
-                        raise
-                    log.info("push for sector %d refused (%s); trying a fresh nonce", number, e.message)
-                    continue
-                self.store.set_message_status(msg.id, "sent")
-                return msg.id
-        raise AssertionError("unreachable")
+        that message; otherwise a new one (MessageSender: a crash or a lost answer while it
+        is pushed does not make two)."""
+        for stored in self.store.messages(number, key):
+            look = await self.chain.lookup(stored.msg_id)
+            if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
+                return stored.msg_id
+
+        def record(msg: M.Message) -> None:
+            self.store.add_message(msg_id=msg.id, number=number, key=key, nonce=msg.nonce,
+                                   body=M.encode(msg), created=self.clock())
+        msg = M.Message.call(self.worker, self.core.miner, params)
+        return (await self.sender.send(msg, f"sector {number} {key}", record)).id
 
     # -- storage ----------------------------------------------------------------------------------
     def sector_dirs(self, number: int) -> list[pathlib.Path]:

@@ -1,7 +1,7 @@
 """The sealing state machine's SQLite store (WAL) in the manager's repo: each sector as it
 is after its last event, its event log, the next sector number, and the chain messages
-it sent (stored before they are pushed, so a restart finds them instead of sending
-again). Every change is one transaction, committed before anything is said or done."""
+it sent (nodes/chain/api.py MessageSender: sent once, so a restart finds them instead of
+sending again). Every change is one transaction, committed before anything is said or done."""
 from __future__ import annotations
 
 import json
@@ -39,7 +39,7 @@ class StoredMessage(msgspec.Struct, kw_only=True, frozen=True):
     key: str
     nonce: int
     body: bytes
-    status: str                        # prepared | sent | refused
+    status: str                        # sent (files before MessageSender: prepared | refused)
     error: str
     created: float
 
@@ -106,14 +106,9 @@ class SealingStore(SqliteStore):
     # -- messages ----------------------------------------------------------------------------------
     def add_message(self, *, msg_id: str, number: int, key: str, nonce: int, body: bytes,
                     created: float) -> None:
-        with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO messages (msg_id, number, key, nonce, body, status, "
-                            "error, created) VALUES (?, ?, ?, ?, ?, 'prepared', '', ?)",
-                            (msg_id, number, key, nonce, body, created))
-
-    def set_message_status(self, msg_id: str, status: str, error: str = "") -> None:
-        self.db.execute("UPDATE messages SET status = ?, error = ? WHERE msg_id = ?",
-                        (status, error, msg_id))
+        self.db.execute("INSERT OR REPLACE INTO messages (msg_id, number, key, nonce, body, status, "
+                        "error, created) VALUES (?, ?, ?, ?, ?, 'sent', '', ?)",
+                        (msg_id, number, key, nonce, body, created))
 
     def messages(self, number: int, key: str | None = None) -> list[StoredMessage]:
         """The sector's messages (those under `key`), newest first."""

@@ -82,6 +82,7 @@ class ChainPush(Msg):
     to: int
     method: str
     nonce: int = -1                    # -1: the pool assigns the next one
+    uuid: str = ""                     # pushed again with the same uuid: the same message
 
 
 class ChainPushed(Msg):

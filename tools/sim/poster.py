@@ -155,8 +155,7 @@ class SimPoster(Node):
         if isinstance(ask, P.Check):
             return {}
         if isinstance(ask, P.Push):
-            msg = M.Message.call(ask.worker, ask.miner, ask.params, chain.next_nonce(ask.worker))
-            chain.push(msg)
+            msg = chain.push(M.Message.call(ask.worker, ask.miner, ask.params))   # the pool's nonce
             row = self.stored.get((ask.miner, ask.open, ask.randomness), {}).get(ask.batch)
             if ask.kind == "post" and row is not None:
                 row.msg_id = msg.id

@@ -236,13 +236,13 @@ class SimSealing:
 
     def _send(self, number: int, key: str, params) -> str:
         """Send once (nodes.sealing.node.SealingService._send): a stored message under `key`
-        that is pending or landed well is that message; else a new one, stored first."""
+        that is pending or landed well is that message; else a new one (the sim does not crash
+        mid-push, so it needs no uuid)."""
         sent = self.messages.setdefault((number, key), [])
         for msg_id in sent:
             look = self.chain.lookup(msg_id)
             if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
                 return msg_id
-        msg = M.Message.call(self.worker, self.core.miner, params, self.chain.next_nonce(self.worker))
+        msg = self.chain.push(M.Message.call(self.worker, self.core.miner, params))   # the pool's nonce
         sent.append(msg.id)
-        self.chain.push(msg)
         return msg.id

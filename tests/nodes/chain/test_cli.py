@@ -59,7 +59,7 @@ def test_head_reorg_miner_deadline_sector_message(chain_bus):
     msg = M.Message.call("t0100", 1000, M.PreCommitSectorParams(
         sector_number=3, seal_proof=5, sealed_cid=cids.sealed_cid(comm_r_of(1000, 3)),
         unsealed_cid=cids.piece_cid_v1(comm_d_of(1000, 3)), seal_rand_epoch=1))
-    msg_id = with_client(bus, lambda peer: BusChainAPI(peer).push(msg))
+    msg_id = with_client(bus, lambda peer: BusChainAPI(peer).push(msg)).id
     deadline = time.monotonic() + 20
     while (look := json.loads(zq("chain", "message", msg_id, "--json", "--bus", bus).output)
            )["status"] != "landed":

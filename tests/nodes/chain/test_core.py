@@ -37,6 +37,22 @@ def test_one_tipset_per_produce_linked_to_its_parent(network):
     assert other.head.key != g.key
 
 
+def test_a_uuid_pushed_again_is_the_same_message_and_survives_a_restore():
+    d = ChainDriver("devnet")
+    c = d.chain
+    first = c.push(Message.call("t0100", 1000, declare()), uuid="u1")
+    assert c.push(Message.call("t0100", 1000, declare()), uuid="u1") == first       # a retry
+    other = c.push(Message.call("t0100", 1000, declare()), uuid="u2")
+    assert (first.nonce, other.nonce, len(c.pool)) == (0, 1, 2)
+    c.produce(1.0)
+    assert c.push(Message.call("t0100", 1000, declare()), uuid="u1") == first       # landed
+    with pytest.raises(MessageError, match="at most 64 characters"):
+        c.push(Message.call("t0100", 1000, declare()), uuid="u" * 65)
+    again = Chain.restore(c.genesis, FAKE, tipsets=c.tipsets, states={c.head.epoch: c.state_blob(c.head.epoch)},
+                          pool=[], fork=c.fork, sent=c.sent)
+    assert again.push(Message.call("t0100", 1000, declare()), uuid="u2") == other
+
+
 @pytest.mark.parametrize("network", NETWORKS)
 def test_push_assigns_and_checks_nonces_and_the_next_tipset_includes_them(network):
     d = ChainDriver(network)

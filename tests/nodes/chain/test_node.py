@@ -79,7 +79,7 @@ async def test_push_lookup_wait_and_refusals(bus, nursery, tmp_path, autojump_cl
     await nursery.start(node.run)
     api = await client(nursery, bus)
     await trio.sleep(3.5)
-    msg_id = await api.push(precommit(1, ticket_epoch=1))
+    msg_id = (await api.push(precommit(1, ticket_epoch=1))).id
     assert (await api.lookup(msg_id)).status == "pending"
     assert await api.nonce("t0100") == 1
     look = await api.wait(msg_id, confidence=2)
@@ -106,7 +106,7 @@ async def test_wait_follows_a_reorg_that_reverts_the_message(bus, nursery, tmp_p
     await nursery.start(node.run)
     api = await client(nursery, bus)
     await trio.sleep(3.5)
-    msg_id = await api.push(precommit(1, ticket_epoch=1))
+    msg_id = (await api.push(precommit(1, ticket_epoch=1))).id
     result = {}
 
     async def waiter():
@@ -188,10 +188,10 @@ async def test_a_restart_continues_at_the_same_head_from_sqlite(bus, nursery, tm
         node = chain_node(bus, tmp_path)
         await run1.start(node.run)
         await trio.sleep(3.5)
-        landed = await api.push(precommit(1, ticket_epoch=1))
+        landed = (await api.push(precommit(1, ticket_epoch=1))).id
         await api.wait(landed, confidence=0)
         await api.reorg(1)                                   # `landed` goes back to the pool
-        pending = await api.push(precommit(2, ticket_epoch=1))   # not in a tipset yet
+        pending = (await api.push(precommit(2, ticket_epoch=1))).id   # not in a tipset yet
         before = await api.info()
         run1.cancel_scope.cancel()
     db = sqlite3.connect(tmp_path / "chain.sqlite")
@@ -229,7 +229,7 @@ async def test_seal_and_prove_a_sector_through_the_api(bus, nursery, tmp_path, a
     await trio.sleep(3.5)
     head = await api.head()
     ticket_epoch = head.epoch - 2
-    look = await api.wait(await api.push(precommit(1, ticket_epoch)), confidence=0)
+    look = await api.wait((await api.push(precommit(1, ticket_epoch))).id, confidence=0)
     assert look.receipt.exit_code == 0
     pc = await api.precommit(1000, 1)
     while (await api.head()).epoch < pc.seed_epoch:
@@ -239,8 +239,8 @@ async def test_seal_and_prove_a_sector_through_the_api(bus, nursery, tmp_path, a
                             seed=await api.randomness(DomainTag.InteractiveSealChallengeSeed,
                                                       pc.seed_epoch, ent),
                             comm_d=pc.comm_d, comm_r=pc.comm_r)
-    look = await api.wait(await api.push(M.Message.call("t0100", 1000, M.ProveCommitSectorParams(
-        sector_number=1, proof=proof))), confidence=0)
+    look = await api.wait((await api.push(M.Message.call("t0100", 1000, M.ProveCommitSectorParams(
+        sector_number=1, proof=proof)))).id, confidence=0)
     assert look.receipt.exit_code == 0, look.receipt.error
     loc = msgspec.msgpack.decode(look.receipt.return_value, type=M.SectorLocation)
     sector = await api.sector(1000, 1)
@@ -256,7 +256,7 @@ async def test_seal_and_prove_a_sector_through_the_api(bus, nursery, tmp_path, a
         proofs=[fake_window_post_proof(seal_proof=5, randomness=rand,
                                        sectors=[(n, comm_r_of(1000, n)) for n in part.sectors])],
         chain_commit_epoch=commit, chain_commit_rand=await api.randomness(DomainTag.PoStChainCommit, commit))
-    look = await api.wait(await api.push(M.Message.call("t0100", 1000, params)), confidence=0)
+    look = await api.wait((await api.push(M.Message.call("t0100", 1000, params))).id, confidence=0)
     assert look.receipt.exit_code == 0, look.receipt.error
     m = await api.miner(1000)
     assert (m.power, m.active) == (2048, 1)
@@ -329,3 +329,17 @@ async def test_a_database_below_a_published_head_stops_the_start_unless_told(
     assert "below epoch" in node.peer.capabilities["problems"]["rollback"]   # zqnode status shows it
     node.store.close()
     chain_node(bus, tmp_path).open().head          # from here on, without the flag
+
+
+async def test_a_uuid_pushed_again_after_a_restart_of_the_chain_is_the_same_message(
+        bus, nursery, tmp_path, autojump_clock):
+    api = await client(nursery, bus)
+    async with trio.open_nursery() as run1:
+        await run1.start(chain_node(bus, tmp_path).run)
+        first = await api.push(precommit(1, ticket_epoch=1), uuid="sector-1-precommit")
+        run1.cancel_scope.cancel()
+    async with trio.open_nursery() as run2:
+        await run2.start(chain_node(bus, tmp_path).run)
+        again = await api.push(precommit(1, ticket_epoch=1), uuid="sector-1-precommit")
+        assert again == first and (await api.info()).pool == 1
+        run2.cancel_scope.cancel()

@@ -5,6 +5,7 @@ anything twice or sending a message twice, a reorg past a PreCommit, task failur
 import itertools
 import logging
 
+import msgspec
 import pytest
 import trio
 
@@ -230,12 +231,15 @@ async def test_a_precommit_the_chain_forgot_is_sent_again(
     tasks = LocalTasks(tmp_path / "tasks")
     real_push, pushed = chain.chain.push, []
 
-    def forgetful_push(msg):                   # the pool loses the first PreCommitSector
+    def forgetful_push(msg, uuid=""):          # the pool loses the first PreCommitSector
+        if msg.method == "PreCommitSector" and not pushed:
+            lost = msgspec.structs.replace(msg, nonce=chain.chain.next_nonce(msg.sender))
+            pushed.append(lost.id)
+            return lost
+        out = real_push(msg, uuid)
         if msg.method == "PreCommitSector":
-            pushed.append(msg.id)
-            if len(pushed) == 1:
-                return msg
-        return real_push(msg)
+            pushed.append(out.id)
+        return out
     chain.chain.push = forgetful_push
     svc, _ = await start_sealing(nursery, bus, tmp_path, tasks)
     await client.call("@manager", W.SealingPledge(count=1))
