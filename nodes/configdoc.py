@@ -67,9 +67,14 @@ def field_comments(cls: type) -> dict[str, str]:
                 parts.append(comments[row][1])
                 taken.add(row)
                 row += 1
-        text = " ".join(p.strip("- ").strip() for p in parts if p.strip("- ").strip())
+        text = " ".join(t for t in map(_unruled, parts) if t)
         out[node.target.id] = text
     return out
+
+
+def _unruled(comment: str) -> str:
+    """A comment without the rules around a heading (`-- x --`); "-1: none" keeps its sign."""
+    return re.sub(r"^-{2,}\s*|\s*-{2,}$", "", comment.strip()).strip()
 
 
 def struct_doc(cls: type) -> str:

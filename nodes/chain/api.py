@@ -13,19 +13,25 @@ later.
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid as uuids
 from dataclasses import dataclass, field
-from typing import AsyncContextManager, AsyncIterator, Callable, Protocol
+from typing import AsyncContextManager, AsyncIterator, Awaitable, Callable, Protocol, TypeVar
 
 import msgspec
+import trio
 
 from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.bus.peer import Peer
+from zqnode.bus.retry import backoff
 from zqnode.nodes.sqlite_store import SqliteStore
 from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.messages import Message, MessageLookup, Receipt, TipsetSummary
 from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
 from zqnode.nodes.chain.policy import DeadlineInfo
+
+
+CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer
 
 
 class MessageUnknown(LookupError):
@@ -200,4 +206,29 @@ class MessageSender:
             record(pooled)
             self.store.db.execute("DELETE FROM sends WHERE what = ?", (what,))
         return pooled
+
+
+T = TypeVar("T")
+
+
+async def until_answered(ask: Callable[[], Awaitable[T]], log: logging.Logger,
+                         refused: Callable[[str], Exception]) -> T:
+    """Ask the chain until it answers, backing off. No chain yet is a normal state (a
+    cluster started piece by piece): said once at INFO. A refusal (no such miner) is final:
+    `refused(why)` is raised."""
+    said = False
+    for delay in backoff(*CHAIN_RETRY_S):
+        try:
+            return await ask()
+        except RemoteError as e:
+            if e.code in (ErrorCode.INVALID, "not_found"):
+                raise refused(f"the chain refused: {e.message}") from None
+            why = e
+        except Exception as e:
+            why = e
+        log.log(logging.DEBUG if said else logging.INFO, "waiting for the chain (%s: %s)",
+                type(why).__name__, why)
+        said = True
+        await trio.sleep(delay)
+    raise AssertionError("unreachable: back-off does not end")
 

@@ -19,6 +19,7 @@ import itertools
 import logging
 import pathlib
 import time
+from typing import Callable
 
 import trio
 
@@ -56,8 +57,9 @@ class _Slot:
 
 
 class ManagerNode:
-    def __init__(self, me: NodeIdentity, cfg: ManagerConfig, sealing: SealingConfig):
-        self.me, self.mcfg = me, cfg
+    def __init__(self, me: NodeIdentity, cfg: ManagerConfig, sealing: SealingConfig, *,
+                 clock: Callable[[], float] = time.time):
+        self.me, self.mcfg, self.clock = me, cfg, clock
         self.store: ManagerStore | None = None
         self.tracker = T.Tracker()
         self._slots: dict[int, _Slot] = {}
@@ -81,7 +83,7 @@ class ManagerNode:
         if sealing.enabled:
             from zqnode.nodes.sealing.node import SealingService
             from zqnode.nodes.manager.sealing_tasks import TrackerTasks
-            self.sealing = SealingService(me.repo, sealing, self.peer, TrackerTasks(self))
+            self.sealing = SealingService(me.repo, sealing, self.peer, TrackerTasks(self), clock=clock)
         observe.manager(self)
 
     # ---- start ------------------------------------------------------------------------
@@ -159,7 +161,7 @@ class ManagerNode:
         """Ask for work; returns its WorkID once it is stored. The same work asked again
         (not yet consumed) is the same WorkID, and is not done twice."""
         work, commands = self.tracker.do(task, params, sector.miner, sector.number, sector_size,
-                                         priority=priority, cause=cause, now=time.time())
+                                         priority=priority, cause=cause, now=self.clock())
         self._commit(commands)
         await trio.lowlevel.checkpoint()
         return work.work_id
@@ -191,7 +193,7 @@ class ManagerNode:
 
     def drop_sector(self, miner: int, number: int) -> None:
         """Abort the sector's unfinished work and forget all of it."""
-        commands = self.tracker.drop_sector(miner, number, time.time())
+        commands = self.tracker.drop_sector(miner, number, self.clock())
         self._commit(commands)
         aborted = [c.work_id for c in commands if isinstance(c, T.Cancel)]
         if aborted:
@@ -205,7 +207,7 @@ class ManagerNode:
     async def abort(self, job: str) -> str:
         """Abort the queued or running work whose id starts with `job`."""
         work_id = self.tracker.find(job)
-        self._commit(self.tracker.abort(work_id, time.time()))
+        self._commit(self.tracker.abort(work_id, self.clock()))
         await trio.lowlevel.checkpoint()
         log.warning("work %s aborted", work_id[:12], extra={"cause": self.tracker.works[work_id].cause})
         return work_id
@@ -256,7 +258,7 @@ class ManagerNode:
             diag = reply.diag
         except (RemoteError, CallTimeout):
             pass
-        return W.MgrJobList(jobs=job_list(self.jobs(), diag, time.time()), scheduler=diag is not None)
+        return W.MgrJobList(jobs=job_list(self.jobs(), diag, self.clock()), scheduler=diag is not None)
 
     # ---- workers ------------------------------------------------------------------------
 
@@ -266,7 +268,7 @@ class ManagerNode:
             await self._assigned(b.work_id)
         with _refusals():
             verdict, commands = self.tracker.started(b.work_id, b.call_id, req.sender, assigned,
-                                                     time.time())
+                                                     self.clock())
         self._commit(commands)
         if verdict != "run":
             raise Refused(W.CALL_REFUSED, verdict)
@@ -277,7 +279,7 @@ class ManagerNode:
         result = bytes(memoryview(req.buffers[0])) if b.ok and req.buffers else b""
         with _refusals():
             outcome, commands = self.tracker.returned(b.work_id, b.call_id, req.sender, b.ok,
-                                                      result, b.error, time.time())
+                                                      result, b.error, self.clock())
         self._commit(commands)
         if outcome != "stored":
             log.info("result of %s from %s (%s): %s", b.work_id[:12], req.sender, b.call_id, outcome)

@@ -69,7 +69,7 @@ def scheduler_sent(node, request: str) -> None:
     r = node.core.requests.get(request)
     if r is not None:
         K.SCHED_WAIT_SECONDS.labels(node.me.name, r.task).observe(
-            max(0.0, trio.current_time() - r.queued_at))
+            max(0.0, node.clock() - r.queued_at))
 
 
 def _collect_scheduler(node) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from zqnode.bus.retry import doubling
 from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, next_deadline
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.events import (
@@ -310,7 +311,7 @@ class PosterCore:
         return self.head.epoch + 1 < r.ahead_cutoff     # it executes in the next tipset at best
 
     def _backoff(self, failures: int) -> float:
-        return min(self.cfg.prove_retry_s * 2 ** (failures - 1), self.cfg.prove_retry_max_s)
+        return doubling(self.cfg.prove_retry_s, self.cfg.prove_retry_max_s, failures)
 
     def _note(self, r: Runner, text: str) -> None:
         epoch = self.head.epoch if self.head else -1

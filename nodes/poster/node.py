@@ -20,16 +20,16 @@ from typing import Callable
 import msgspec
 import trio
 
-from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.codec import ErrorCode
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.api import BusChainAPI, MessageSender
+from zqnode.nodes.chain.api import CHAIN_RETRY_S, BusChainAPI, MessageSender, until_answered
 from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
 from zqnode.nodes import observe
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.wire import poster as W
-from zqnode.nodes.poster import procedures as P
+from zqnode.nodes.poster import procedures
 from zqnode.nodes.poster.checker import SectorChecker, SectorLocator, StorageLocator
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.core import Batch, PosterCore, Runner
@@ -43,7 +43,6 @@ from zqnode.proofs import cid as cids
 
 log = logging.getLogger("zqnode.poster")
 
-RETRY_CHAIN_S = (0.5, 10.0)            # back-off while the chain does not answer
 
 
 class PosterStartError(ValueError):
@@ -54,8 +53,9 @@ class PosterNode:
     def __init__(self, me: NodeIdentity, cfg: PosterConfig, *,
                  prover: Prover | None = None, checker: SectorChecker | None = None,
                  locator: SectorLocator | None = None,
-                 trace: Callable[[Event | Command], None] | None = None):
-        self.me, self.pcfg = me, cfg
+                 trace: Callable[[Event | Command], None] | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.me, self.pcfg, self.clock = me, cfg, clock
         self.checker = checker or SectorChecker(timeout_s=self.pcfg.check_timeout_s,
                                                 parallel=self.pcfg.check_parallel)
         self.locator = locator or StorageLocator(self.pcfg.storage)
@@ -101,32 +101,17 @@ class PosterNode:
             self.store.close()
 
     async def _start_core(self) -> None:
-        info = await self._until_answered(self.chain.info)
+        info = await until_answered(self.chain.info, log, PosterStartError)
         self.network = info.network
         self.core = PosterCore(policy_named(info.network), self.pcfg)
         for actor in self.pcfg.miners or info.miners:
-            m = await self._until_answered(lambda: self.chain.miner(actor))
+            m = await until_answered(lambda: self.chain.miner(actor), log, PosterStartError)
             self._handle(MinerTracked(cause="config", miner=MinerInfo(
                 actor_id=m.actor_id, worker=m.worker, seal_proof=m.seal_proof,
                 period_offset=m.period_offset, partition_sectors=m.partition_sectors)))
         log.info("proving for %s on %s with the %s prover",
                  ", ".join(f"f0{m}" for m in self.core.miners) or "no miner", self.network,
                  self.prover.name)
-
-    async def _until_answered(self, ask):
-        """Ask the chain until it answers; a refusal (no such miner) is final."""
-        delay = RETRY_CHAIN_S[0]
-        while True:
-            try:
-                return await ask()
-            except RemoteError as e:
-                if e.code in (ErrorCode.INVALID, "not_found"):
-                    raise PosterStartError(f"the chain refused: {e.message}") from None
-                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
-            except Exception as e:
-                log.warning("chain: %s; asking again in %.1fs", _reason(e), delay)
-            await trio.sleep(delay)
-            delay = min(delay * 2, RETRY_CHAIN_S[1])
 
     async def _follow_head(self) -> None:
         while True:
@@ -138,15 +123,15 @@ class PosterNode:
                             reverted=[Tip(t.epoch, t.key) for t in u.reverted],
                             applied=[Tip(t.epoch, t.key) for t in u.applied], snapshot=u.current))
             except Exception as e:
-                log.warning("following the chain head: %s; again in %.1fs", _reason(e), RETRY_CHAIN_S[0])
-                await trio.sleep(RETRY_CHAIN_S[0])
+                log.warning("following the chain head: %s; again in %.1fs", _reason(e), CHAIN_RETRY_S[0])
+                await trio.sleep(CHAIN_RETRY_S[0])
 
     # -- the core's loop ---------------------------------------------------------------------------------
     def _handle(self, event: Event) -> None:
         if self.trace:
             self.trace(event)
         try:
-            commands = self.core.handle(event, time.time())
+            commands = self.core.handle(event, self.clock())
         except ValueError as e:
             self.errors.append(str(e))
             log.error("poster core refused %s: %s", type(event).__name__, e)
@@ -192,7 +177,7 @@ class PosterNode:
         with trio.CancelScope() as scope:
             self._scopes.setdefault(runner, set()).add(scope)
             try:
-                result = await self._run(P.procedure(self.core, cmd))
+                result = await self._run(procedures.procedure(self.core, cmd))
             finally:
                 scopes = self._scopes.get(runner)
                 if scopes is not None:
@@ -205,7 +190,7 @@ class PosterNode:
             self._send.send_nowait(result)
 
     # -- the work ---------------------------------------------------------------------------------------
-    async def _run(self, proc: P.Procedure) -> Event:
+    async def _run(self, proc: procedures.Procedure) -> Event:
         """Run a procedure (nodes.poster.procedures) to its event, answering what it asks;
         an answer that fails is thrown into it."""
         answer, error = None, None
@@ -220,32 +205,32 @@ class PosterNode:
                 log.info("%s: %s", type(ask).__name__, _reason(e))
                 answer, error = None, e
 
-    async def _answer(self, ask: P.Ask):
+    async def _answer(self, ask: procedures.Ask):
         """What a procedure asks, from the chain, the store, the checker and the prover."""
-        if isinstance(ask, P.Pause):
+        if isinstance(ask, procedures.Pause):
             return await trio.sleep(ask.seconds)
-        if isinstance(ask, P.NextHead):
+        if isinstance(ask, procedures.NextHead):
             return await self._head_seen.wait()
-        if isinstance(ask, P.Randomness):
+        if isinstance(ask, procedures.Randomness):
             return await self.chain.randomness(ask.tag, ask.epoch, ask.entropy)
-        if isinstance(ask, P.PartitionsOf):
+        if isinstance(ask, procedures.PartitionsOf):
             return await self.chain.partitions(ask.miner, ask.deadline)
-        if isinstance(ask, P.StoredProofsOf):
+        if isinstance(ask, procedures.StoredProofsOf):
             return self.store.stored_batches(ask.miner, ask.open, ask.randomness)
-        if isinstance(ask, P.Lookup):
+        if isinstance(ask, procedures.Lookup):
             return await self.chain.lookup(ask.msg_id)
-        if isinstance(ask, P.MarkMessage):
+        if isinstance(ask, procedures.MarkMessage):
             return self.store.set_status(ask.msg_id, ask.status, ask.reason)
-        if isinstance(ask, P.Check):
+        if isinstance(ask, procedures.Check):
             sectors = [await self._sector(ask.miner, n) for n in ask.sectors]
             return await self.checker.check(ask.seal_proof, sectors)
-        if isinstance(ask, P.Prove):
+        if isinstance(ask, procedures.Prove):
             parts = [PartitionInput(index=p.index,
                                     sectors=[await self._sector(ask.miner, n) for n in p.sectors])
                      for p in ask.partitions]
             return await observe.post_prove(self.me.name, ask.miner, self.prover.prove(ProveRequest(
                 miner=ask.miner, seal_proof=ask.seal_proof, randomness=ask.randomness, partitions=parts)))
-        if isinstance(ask, P.Push):
+        if isinstance(ask, procedures.Push):
             return await self._push(ask)
         raise AssertionError(f"no answer to {ask!r}")
 
@@ -258,7 +243,7 @@ class PosterNode:
             comm_r = self._comm_r[(miner, number)] = cids.parse_sealed_cid(view.sealed_cid)
         return SectorInput(number=number, comm_r=comm_r, path=self.locator.locate(miner, number))
 
-    async def _push(self, ask: P.Push) -> str:
+    async def _push(self, ask: procedures.Push) -> str:
         """Send a message (MessageSender), stored as it is pooled."""
         def record(msg: M.Message) -> None:
             self.store.add_message(msg_id=msg.id, kind=ask.kind, miner=ask.miner, deadline=ask.deadline,

@@ -74,7 +74,7 @@ from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES, TASK_TYPES
 from .core import Scheduler
 from .errors import (DuplicateRequest, InvalidTransition, ResourceEnvError, SchedulerError,
                      UnknownRequest, UnknownWorker)
-from .messages import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, Requeued, Run,
+from .events import (Abort, AssignWindow, Cancelled, Command, Event, Prepare, Requeued, Run,
                        SchedulerConfig, TaskAdopted, TaskCancelled, TaskFinished,
                        TaskPrepared, TaskQueued, Tick, WorkerAdded, WorkerDisabled, WorkerEnabled,
                        WorkerHeartbeat, WorkerJoined, WorkerLeft, WorkerRemoved)

@@ -7,7 +7,7 @@ from zqnode.nodes.wire import scheduler as wire
 from zqnode.nodes.wire import sectors
 from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
 
-from . import messages as m
+from zqnode.nodes.scheduler import events as m
 from . import worker_loop
 from .assign import ASSIGNER_KINDS, PassWindow, run_pass
 from .errors import (DuplicateRequest, InvalidTransition, SchedulerError, UnknownRequest,

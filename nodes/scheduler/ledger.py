@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler import events as m
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.wire import sectors

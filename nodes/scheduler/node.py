@@ -14,6 +14,7 @@ the two).
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import trio
 
@@ -24,7 +25,7 @@ from zqnode.bus.protocol import NodeDown
 from zqnode.nodes import observe
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.scheduler.config import SchedulerConfig
-from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler import events as m
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.ledger import (LOST_AFTER_S, LostRun, NoJob, NotAdopted, RunTwice,
@@ -43,8 +44,11 @@ TICK_S = 1.0
 
 
 class SchedulerNode:
-    def __init__(self, me: NodeIdentity, cfg: SchedulerConfig, core: Scheduler | None = None):
-        self.me = me
+    def __init__(self, me: NodeIdentity, cfg: SchedulerConfig, core: Scheduler | None = None, *,
+                 clock: Callable[[], float] = trio.current_time):
+        # its times are never stored: a monotonic clock, so a step of the wall clock
+        # does not disable every worker
+        self.me, self.clock = me, clock
         self.ledger = SchedulerLedger(core or Scheduler(cfg), self._emit)
         self._nursery: trio.Nursery | None = None
         self.peer = Peer(name=me.name, role="scheduler", cfg=me.bus)
@@ -104,13 +108,13 @@ class SchedulerNode:
 
     async def _on_enqueue(self, req: Request) -> SchedAck:
         try:
-            known = self.ledger.enqueue(req.body, trio.current_time(), req.cause)
+            known = self.ledger.enqueue(req.body, self.clock(), req.cause)
         except SchedulerError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         return SchedAck(known=known)
 
     async def _on_cancel(self, req: Request) -> SchedAck:
-        return SchedAck(known=self.ledger.cancel(req.body.request, trio.current_time(), req.cause))
+        return SchedAck(known=self.ledger.cancel(req.body.request, self.clock(), req.cause))
 
     async def _on_sync(self, req: Request) -> SchedSyncReply:
         return SchedSyncReply(unknown=self.ledger.unknown(req.body.requests))
@@ -126,7 +130,7 @@ class SchedulerNode:
     async def _on_beat(self, req: Request) -> SchedAck:
         b: SchedWorkerBeat = req.body
         try:
-            known = self.ledger.beat(req.sender, b.session, b.info, b.running, trio.current_time())
+            known = self.ledger.beat(req.sender, b.session, b.info, b.running, self.clock())
         except SchedulerError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         return SchedAck(known=known)
@@ -134,11 +138,11 @@ class SchedulerNode:
     async def _on_prepared(self, req: Request) -> SchedAck:
         b: SchedTaskPrepared = req.body
         return SchedAck(known=self.ledger.prepared(req.sender, b.request, b.ok, b.error,
-                                                    trio.current_time(), req.cause))
+                                                    self.clock(), req.cause))
 
     async def _on_done(self, req: Request) -> SchedAck:
         b: SchedTaskDone = req.body
-        return SchedAck(known=self.ledger.done(req.sender, b.request, b.ok, trio.current_time(),
+        return SchedAck(known=self.ledger.done(req.sender, b.request, b.ok, self.clock(),
                                                 req.cause))
 
     # ---- time and the hub ---------------------------------------------------------------
@@ -149,14 +153,14 @@ class SchedulerNode:
             self.tick()
 
     def tick(self) -> None:
-        self.ledger.tick(trio.current_time())
+        self.ledger.tick(self.clock())
 
     async def _watch_nodes(self) -> None:
         with self.peer.subscribe("node.down", kinds=[NodeDown]) as sub:
             async for ev in sub:
                 d: NodeDown = ev.body
                 if d.role == "worker" and d.reason == "left":
-                    self.ledger.left(d.node_id, trio.current_time())
+                    self.ledger.left(d.node_id, self.clock())
 
     def _cause_of(self, rid: str) -> dict:
         """`extra` for a log line about request `rid`: its sector's cause id."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from zqnode.nodes.wire.tasks import READY_TASKS
 
-from . import messages as m
+from zqnode.nodes.scheduler import events as m
 from .queue import Request
 from .usage import can_handle
 from .workers import Worker

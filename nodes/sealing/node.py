@@ -22,16 +22,16 @@ from typing import Callable
 import msgspec
 import trio
 
-from zqnode.bus.codec import ErrorCode, RemoteError
+from zqnode.bus.codec import ErrorCode
 from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.bus.retry import backoff
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.api import BusChainAPI, MessageSender
+from zqnode.nodes.chain.api import BusChainAPI, MessageSender, until_answered
 from zqnode.nodes.chain.policy import policy as policy_named
 from zqnode.nodes import observe
 from zqnode.nodes.sealing import commands as C
-from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import procedures
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.wire import sealing as W
@@ -46,7 +46,6 @@ from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.sealing")
 
-CHAIN_RETRY_S = (0.5, 10.0)            # back-off while the chain does not answer at start
 FAULT_CHECK_EPOCHS = 4                 # how often Proving sectors are looked up on chain
 
 
@@ -130,8 +129,8 @@ class SealingService:
             self.store.close()
 
     async def _start_core(self) -> None:
-        info = await self._until_answered(self.chain.info)
-        miner = await self._until_answered(lambda: self.chain.miner(self.scfg.miner))
+        info = await until_answered(self.chain.info, log, SealingStartError)
+        miner = await until_answered(lambda: self.chain.miner(self.scfg.miner), log, SealingStartError)
         self.worker = miner.worker
         self.store.check_setting("miner", str(miner.actor_id))
         self.store.check_setting("seal_proof", str(miner.seal_proof))
@@ -140,22 +139,6 @@ class SealingService:
         core.restore(self.store.sectors(), self.store.next_number(self.scfg.first_number))
         core.set_head(info.head.epoch)
         self.core = core
-
-    async def _until_answered(self, ask):
-        said = False
-        for delay in backoff(*CHAIN_RETRY_S):
-            try:
-                return await ask()
-            except RemoteError as e:
-                if e.code in (ErrorCode.INVALID, "not_found"):
-                    raise SealingStartError(f"the chain refused: {e.message}") from None
-                why = e
-            except Exception as e:
-                why = e
-            # no chain yet is a normal state (a cluster started piece by piece): said once
-            log.log(logging.DEBUG if said else logging.INFO, "waiting for the chain (%s)", _reason(why))
-            said = True
-            await trio.sleep(delay)
 
     def _counts(self) -> str:
         counts: dict[str, int] = {}
@@ -220,7 +203,7 @@ class SealingService:
                 return
             if view is None:
                 continue
-            event = P.fault_change(self.core, number, view.state in ("faulty", "recovering"))
+            event = procedures.fault_change(self.core, number, view.state in ("faulty", "recovering"))
             if event is not None:
                 self._feed(event)
 
@@ -311,7 +294,7 @@ class SealingService:
             return self._event(E.Wake, cmd)
         if isinstance(cmd, C.RunTask):
             return await self._task(cmd)
-        proc = P.procedure(self.core, cmd)
+        proc = procedures.procedure(self.core, cmd)
         answer = None
         while True:
             try:
@@ -320,30 +303,30 @@ class SealingService:
                 return done.value
             answer = await self._answer(ask)
 
-    async def _answer(self, ask: P.Ask):
+    async def _answer(self, ask: procedures.Ask):
         """What a procedure (nodes.sealing.procedures) asks, from the chain and the disk."""
-        if isinstance(ask, P.Head):
+        if isinstance(ask, procedures.Head):
             return (await self.chain.head()).epoch
-        if isinstance(ask, P.NextHead):
+        if isinstance(ask, procedures.NextHead):
             return await self._next_head()
-        if isinstance(ask, P.PreCommitOf):
+        if isinstance(ask, procedures.PreCommitOf):
             return await self.chain.precommit(ask.miner, ask.number)
-        if isinstance(ask, P.SectorOf):
+        if isinstance(ask, procedures.SectorOf):
             return await self.chain.sector(ask.miner, ask.number)
-        if isinstance(ask, P.Randomness):
+        if isinstance(ask, procedures.Randomness):
             return await self.chain.randomness(ask.tag, ask.epoch, ask.entropy)
-        if isinstance(ask, P.Lookup):
+        if isinstance(ask, procedures.Lookup):
             return await self.chain.lookup(ask.msg_id)
-        if isinstance(ask, P.Verify):
+        if isinstance(ask, procedures.Verify):
             return await trio.to_thread.run_sync(lambda: self._verify(**ask.args))
-        if isinstance(ask, P.Send):
+        if isinstance(ask, procedures.Send):
             return await self._send(ask.number, ask.key, ask.params)
-        if isinstance(ask, P.DropWork):
+        if isinstance(ask, procedures.DropWork):
             return await self.tasks.drop_sector(self.core.miner, ask.number)
-        if isinstance(ask, P.DropFiles):
+        if isinstance(ask, procedures.DropFiles):
             await trio.to_thread.run_sync(self._drop_files, ask.number)
             return self.tasks.dropped_files(self.core.miner, ask.number)
-        if isinstance(ask, P.DropPieces):
+        if isinstance(ask, procedures.DropPieces):
             return self._drop_pieces(ask.number)
         raise AssertionError(f"no answer to {ask!r}")
 
@@ -358,7 +341,7 @@ class SealingService:
             return self._event(E.TaskFailed, cmd, task=cmd.task, work_id=work_id, error=e.error)
         if isinstance(cmd, C.RunUnseal):
             await trio.to_thread.run_sync(write_atomic, cmd.out, r.data)
-        return P.task_done(self.core, cmd, work_id, r)
+        return procedures.task_done(self.core, cmd, work_id, r)
 
     # -- chain helpers ------------------------------------------------------------------------------
     def _verify(self, **kw) -> bool:

@@ -22,13 +22,14 @@ import stat
 import uuid
 from pathlib import Path, PurePosixPath
 
+import msgspec
 import trio
 
 from zqnode.bus.codec import RemoteError
 from zqnode.nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
 from zqnode.bus.peer import CallTimeout, Peer, Refused
 from zqnode.nodes.wire.sectors import SectorRef
-from zqnode.proofs.sector import META, SEALED, UNSEALED
+from zqnode.proofs.sector import META, SEALED, STAGES, UNSEALED, SectorError, SectorMeta, load_meta
 from zqnode.nodes.wire.worker import (FileEntry, WorkerChunk, WorkerFetch, WorkerFileList,
                                       WorkerSectorFiles)
 
@@ -37,6 +38,7 @@ log = logging.getLogger("zqnode.worker.fetch")
 NOT_HELD = "not_held"
 THREAD_MIN = 256 << 10           # chunks at least this big are read and hashed in a thread
 MAX_CHUNK = 16 << 20             # bytes one WorkerFetch may ask for
+MAX_META = 64 << 10              # bytes of a sector.json
 MAX_FILES = 4096                 # files a listing may name
 READERS = trio.CapacityLimiter(4)   # chunks read at once for other workers (memory bound)
 
@@ -162,13 +164,20 @@ async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: 
                        max_bytes: int = 1 << 40) -> tuple[list[str], int]:
     """Copy the sector's files from the first source that has them into `dest`, at most
     `max_bytes` in all. Returns (file names, bytes). Raises FetchError when no source
-    could give them."""
+    could give them. A copy here at a later stage than the source's stays as it is
+    (nothing is fetched): a stale source must not take a sector back a step."""
     problems = []
     chunk = min(chunk, MAX_CHUNK)
     for source in sources:
         try:
             listing = await peer.call(source, WorkerSectorFiles(sector=sector))
             _check_listing(listing, dest, max_bytes)
+            ours = _stage_here(dest)
+            theirs = ours and await _stage_at(peer, source, sector, listing, attempts)
+            if ours and theirs and STAGES.index(ours) > STAGES.index(theirs):
+                log.info("kept s-%d-%d here at stage %s: %s has it at %s", sector.miner,
+                         sector.number, ours, source, theirs)
+                return [], 0
             dest.mkdir(parents=True, exist_ok=True)
             for entry in listing.files:
                 await _fetch_file(peer, source, sector, entry, dest, chunk, attempts)
@@ -182,6 +191,31 @@ async def fetch_sector(peer: Peer, sources: list[str], sector: SectorRef, dest: 
         return [f.name for f in listing.files], sum(f.size for f in listing.files)
     raise FetchError(f"cannot fetch s-{sector.miner}-{sector.number}: "
                      + ("; ".join(problems) if problems else "no source holds it"))
+
+
+def _stage_here(dest: Path) -> str | None:
+    try:
+        return load_meta(dest).stage
+    except SectorError:                 # none here (or damaged): fetch
+        return None
+
+
+async def _stage_at(peer: Peer, source: str, sector: SectorRef, listing: WorkerFileList,
+                    attempts: int) -> str | None:
+    """The stage the source's sector.json names (None without one)."""
+    entry = next((f for f in listing.files if f.name == META), None)
+    if entry is None:
+        return None
+    if entry.size > MAX_META:
+        raise FetchError(f"its {META} has {entry.size} bytes (at most {MAX_META})")
+    raw = await _fetch_chunk(peer, source, sector, entry, 0, entry.size, attempts)
+    try:
+        stage = msgspec.json.decode(raw, type=SectorMeta).stage
+    except msgspec.DecodeError as e:
+        raise FetchError(f"its {META} does not decode: {e}") from None
+    if stage not in STAGES:
+        raise FetchError(f"its {META} names an unknown stage {stage!r}")
+    return stage
 
 
 def _check_listing(listing, dest: Path, max_bytes: int) -> None:

@@ -17,6 +17,7 @@ import os
 import socket
 import sqlite3
 import time
+from typing import Callable
 from pathlib import Path
 
 import trio
@@ -58,8 +59,9 @@ MAX_SECTOR_FILES = 32             # a sector's files, all layers and trees, in s
 
 
 class WorkerNode:
-    def __init__(self, me: NodeIdentity, cfg: WorkerConfig, *, executor=None, resources_fn=None):
-        self.me, self.wcfg = me, cfg
+    def __init__(self, me: NodeIdentity, cfg: WorkerConfig, *, executor=None, resources_fn=None,
+                 clock: Callable[[], float] = time.time):
+        self.me, self.wcfg, self.clock = me, cfg, clock
         self.name = me.name
         self.repo = Path(me.repo)
         self.table_tasks = sorted({*load_table(self.wcfg.table), "GET"})
@@ -98,7 +100,7 @@ class WorkerNode:
     def open(self) -> None:
         self.repo.mkdir(parents=True, exist_ok=True)
         self.store = CallStore(self.repo / "calls.sqlite")
-        self.store.prune(time.time() - KEEP_ACKED_S)
+        self.store.prune(self.clock() - KEEP_ACKED_S)
         self.last_beat = self.store.setting("beat", 0.0)    # the old process's last sign of life
         self.tasks = self.store.setting("tasks") or list(self.wcfg.tasks or self.table_tasks)
 
@@ -154,7 +156,7 @@ class WorkerNode:
     async def _beat_loop(self) -> None:
         while True:
             try:                                  # how long a crashed run lasted
-                self.store.set_setting("beat", time.time())
+                self.store.set_setting("beat", self.clock())
             except sqlite3.OperationalError as e:     # a full disk: beat all the same
                 self._store_failed(e, "the last beat is not stamped")
             await self.beat()
@@ -232,13 +234,13 @@ class WorkerNode:
             raise Refused(ErrorCode.INVALID, f"{self.name} cannot run {b.task}")
         commands = self.core.handle(E.Run(request=b.request, task=b.task, sector=b.sector,
                                           sector_size=b.sector_size, params=b.params,
-                                          sources=b.sources), time.time())
+                                          sources=b.sources), self.clock())
         call = self.core.live_for(b.request)
         if commands and isinstance(commands[0], C.Save):     # a new call: recorded before all
             try:
                 self.store.save(commands[0].call)
             except sqlite3.OperationalError as e:          # a full disk: the scheduler asks again
-                self.core.handle(E.Unrecorded(call_id=call.call_id), time.time())
+                self.core.handle(E.Unrecorded(call_id=call.call_id), self.clock())
                 why = self._store_failed(e, "WorkerRun refused for now")
                 raise Refused(ErrorCode.BUSY, why, retry=True) from None
             self.peer.set_problem("store")
@@ -247,14 +249,14 @@ class WorkerNode:
         return W.WorkerAccepted(call_id=call.call_id)
 
     async def _on_abort(self, req: Request) -> W.WorkerAck:
-        commands = self.core.handle(E.Abort(request=req.body.request), time.time())
+        commands = self.core.handle(E.Abort(request=req.body.request), self.clock())
         self._execute(commands)
         return W.WorkerAck(found=any(isinstance(c, (C.StopCall, C.StopFetch)) for c in commands))
 
     # ---- the core's commands -------------------------------------------------------------
 
     def _feed(self, event: E.Event) -> None:
-        self._execute(self.core.handle(event, time.time()))
+        self._execute(self.core.handle(event, self.clock()))
 
     def _execute(self, commands: list[C.Command]) -> None:
         """Carry the commands out in order. A Save the disk refuses (sqlite3.OperationalError)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from zqnode.nodes.scheduler.messages import SchedulerConfig
+from zqnode.nodes.scheduler.events import SchedulerConfig
 from zqnode.nodes.wire.tasks import ORDER, SECTOR_SIZES
 from zqnode.proofs.params import SEAL_PROOFS, parse_sector_size
 

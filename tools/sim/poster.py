@@ -13,7 +13,7 @@ from __future__ import annotations
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.manager.errors import TrackerError
 from zqnode.nodes.manager.tracker import DONE
-from zqnode.nodes.poster import procedures as P
+from zqnode.nodes.poster import procedures
 from zqnode.nodes.poster.config import PosterConfig, ProverConfig
 from zqnode.nodes.poster.core import PosterCore
 from zqnode.nodes.poster.events import (
@@ -99,14 +99,14 @@ class SimPoster(Node):
             # Checks and pushes start after what is due now, like the Trio shell's tasks;
             # loads and proofs start with their Pause, a wait with one look at the chain.
             self.live.add(cmd.cause)
-            proc = P.procedure(self.core, cmd)
+            proc = procedures.procedure(self.core, cmd)
             if isinstance(cmd, (StartCheck, PushSubmission, DeclareFaults, DeclareRecoveries)):
                 self.loop.soon(self._go_on, cmd.cause, proc)
             else:
                 self._go_on(cmd.cause, proc, later=isinstance(cmd, WaitMessage))
 
     # ---- the procedures ---------------------------------------------------------------------------
-    def _go_on(self, runner: str, proc: P.Procedure, answer=None, error: Exception | None = None,
+    def _go_on(self, runner: str, proc: procedures.Procedure, answer=None, error: Exception | None = None,
                later: bool = False) -> None:
         """Run a procedure (nodes.poster.procedures) on, answering from the chain in process,
         until it ends, pauses, or waits for a head or the prover. Its event goes back at once,
@@ -124,13 +124,13 @@ class SimPoster(Node):
                     self._answer(runner, event)
                 return
             answer, error = None, None
-            if isinstance(ask, P.Pause):
+            if isinstance(ask, procedures.Pause):
                 self.loop.after(ask.seconds, self._go_on, runner, proc)
                 return
-            if isinstance(ask, P.NextHead):
+            if isinstance(ask, procedures.NextHead):
                 self._waits.append((runner, proc))
                 return
-            if isinstance(ask, P.Prove):
+            if isinstance(ask, procedures.Prove):
                 self._prove(ask, lambda proofs, error: self._go_on(runner, proc, proofs, error))
                 return
             answer = self._ask(ask)
@@ -140,21 +140,21 @@ class SimPoster(Node):
         if isinstance(event, MessageLanded) and event.exit_code == 0 and event.ref.startswith("batch-"):
             self.landed_at[runner] = max(self.landed_at.get(runner, -1), event.epoch)
 
-    def _ask(self, ask: P.Ask):
+    def _ask(self, ask: procedures.Ask):
         chain = self.chain
-        if isinstance(ask, P.Randomness):
+        if isinstance(ask, procedures.Randomness):
             return chain.randomness(ask.tag, ask.epoch, ask.entropy)
-        if isinstance(ask, P.PartitionsOf):
+        if isinstance(ask, procedures.PartitionsOf):
             return chain.deadline_view(ask.miner, ask.deadline)
-        if isinstance(ask, P.StoredProofsOf):
+        if isinstance(ask, procedures.StoredProofsOf):
             return list(self.stored.get((ask.miner, ask.open, ask.randomness), {}).values())
-        if isinstance(ask, P.Lookup):
+        if isinstance(ask, procedures.Lookup):
             return chain.lookup(ask.msg_id)
-        if isinstance(ask, P.MarkMessage):
+        if isinstance(ask, procedures.MarkMessage):
             return None                        # a stored message's status is read from the chain
-        if isinstance(ask, P.Check):
+        if isinstance(ask, procedures.Check):
             return {}
-        if isinstance(ask, P.Push):
+        if isinstance(ask, procedures.Push):
             msg = chain.push(M.Message.call(ask.worker, ask.miner, ask.params))   # the pool's nonce
             row = self.stored.get((ask.miner, ask.open, ask.randomness), {}).get(ask.batch)
             if ask.kind == "post" and row is not None:
@@ -163,7 +163,7 @@ class SimPoster(Node):
         raise AssertionError(f"no answer to {ask!r}")
 
     # ---- the prover ---------------------------------------------------------------------------------
-    def _prove(self, ask: P.Prove, answer) -> None:
+    def _prove(self, ask: procedures.Prove, answer) -> None:
         """One WDP task per partition (SchedulerProver); `answer(proofs, error)` once all are back."""
         sectors = self.chain.miner(ask.miner).sectors
         size = self.sim.profile.sector_size

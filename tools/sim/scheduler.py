@@ -9,7 +9,7 @@ live worker's last_seen is 'now' whenever a tick looks); ticks come every `tick_
 just after each moment a silent worker may cross disable_after_s or remove_after_s."""
 from __future__ import annotations
 
-from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler import events as m
 from zqnode.nodes.scheduler.core import Scheduler
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.ledger import NotAdopted, RunTwice, SchedulerLedger

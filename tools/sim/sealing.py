@@ -22,7 +22,7 @@ from zqnode.nodes.manager.tracker import DONE
 from zqnode.nodes.wire.sectors import SectorRef
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
-from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import procedures
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import SealingCore, SealingError
@@ -130,9 +130,9 @@ class SimSealing:
         elif isinstance(cmd, C.RunTask):
             self._task(cmd, session)
         else:
-            self._go_on(cmd, session, P.procedure(self.core, cmd), None)
+            self._go_on(cmd, session, procedures.procedure(self.core, cmd), None)
 
-    def _go_on(self, cmd: C.Command, session: int, proc: P.Procedure, answer) -> None:
+    def _go_on(self, cmd: C.Command, session: int, proc: procedures.Procedure, answer) -> None:
         """Run a procedure (nodes.sealing.procedures) on, answering from the chain in
         process, until it ends or waits for a head."""
         while True:
@@ -141,34 +141,34 @@ class SimSealing:
             except StopIteration as done:
                 self._answer(cmd, session, done.value)
                 return
-            if isinstance(ask, P.NextHead):
+            if isinstance(ask, procedures.NextHead):
                 self._wait_until(ask.at if ask.at >= 0 else self.chain.head.epoch + 1, cmd, session,
                                  proc)
                 return
             answer = self._ask(ask)
 
-    def _ask(self, ask: P.Ask):
+    def _ask(self, ask: procedures.Ask):
         chain = self.chain
-        if isinstance(ask, P.Head):
+        if isinstance(ask, procedures.Head):
             return chain.head.epoch
-        if isinstance(ask, P.PreCommitOf):
+        if isinstance(ask, procedures.PreCommitOf):
             return chain.precommit(ask.miner, ask.number)
-        if isinstance(ask, P.SectorOf):
+        if isinstance(ask, procedures.SectorOf):
             return chain.sector(ask.miner, ask.number)
-        if isinstance(ask, P.Randomness):
+        if isinstance(ask, procedures.Randomness):
             return chain.randomness(ask.tag, ask.epoch, ask.entropy)
-        if isinstance(ask, P.Lookup):
+        if isinstance(ask, procedures.Lookup):
             return chain.lookup(ask.msg_id)
-        if isinstance(ask, P.Verify):
+        if isinstance(ask, procedures.Verify):
             return self._verify(**ask.args)
-        if isinstance(ask, P.Send):
+        if isinstance(ask, procedures.Send):
             return self._send(ask.number, ask.key, ask.params)
-        if isinstance(ask, P.DropWork):
+        if isinstance(ask, procedures.DropWork):
             return self._drop_work(ask.number)
-        if isinstance(ask, P.DropFiles):
+        if isinstance(ask, procedures.DropFiles):
             self.sim.drop_files(ask.number)
             return self.sim.manager.dropped(self.core.miner, ask.number)
-        if isinstance(ask, P.DropPieces):
+        if isinstance(ask, procedures.DropPieces):
             return None                    # the simulation's sectors hold no deal pieces
         raise AssertionError(f"no answer to {ask!r}")
 
@@ -188,10 +188,10 @@ class SimSealing:
     def _result(self, cmd: C.RunTask, wid: str, state: str, blob: bytes, error: str) -> E.Event:
         if state != DONE:
             return self._event(E.TaskFailed, cmd, task=cmd.task, work_id=wid, error=error)
-        return P.task_done(self.core, cmd, wid, WP.decode_result(cmd.task, blob))
+        return procedures.task_done(self.core, cmd, wid, WP.decode_result(cmd.task, blob))
 
     # ---- waiting for the chain ---------------------------------------------------------------------
-    def _wait_until(self, epoch: int, cmd: C.Command, session: int, proc: P.Procedure) -> None:
+    def _wait_until(self, epoch: int, cmd: C.Command, session: int, proc: procedures.Procedure) -> None:
         self._seq += 1
         heapq.heappush(self._waits, (epoch, self._seq, session, cmd, proc))
 
@@ -219,7 +219,7 @@ class SimSealing:
         m = self.chain.miner(self.core.miner)
         faulty = {n for d in m.deadlines for p in d.partitions for n in p.faults}
         for number in list(self.core.sectors):
-            event = P.fault_change(self.core, number, number in faulty)
+            event = procedures.fault_change(self.core, number, number in faulty)
             if event is not None:
                 self._feed(event)
 

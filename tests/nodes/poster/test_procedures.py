@@ -8,7 +8,7 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.miner import DeadlineView, PartitionView
 from zqnode.nodes.chain.policy import DEVNET
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
-from zqnode.nodes.poster import procedures as P
+from zqnode.nodes.poster import procedures
 from zqnode.nodes.poster.config import PosterConfig
 from zqnode.nodes.poster.core import PosterCore
 from zqnode.nodes.poster.events import (
@@ -70,14 +70,14 @@ def test_load_reads_randomness_both_deadlines_and_the_stored_batches_with_their_
                            msg_id="m-failed"),
             StoredBatchRow(batch=2, partitions=[proof(2, [5])], skipped=[], msg_id="")]
     asks, event = drive(
-        P.procedure(core, LOAD), None, R1,
+        procedures.procedure(core, LOAD), None, R1,
         view(4, ([1, 2], [], []), ([3, 4], [4], [4]), posted=[1]), view(6, ([7], [7], [])), rows,
         M.MessageLookup(msg_id="m-pending", status="pending"), landed("m-failed", 30, 31, exit_code=16))
     assert asks == [
-        P.Pause(2.5),
-        P.Randomness(DomainTag.WindowedPoStChallengeSeed, 29, address_entropy(1000)),
-        P.PartitionsOf(1000, 4), P.PartitionsOf(1000, 6), P.StoredProofsOf(1000, 32, R1),
-        P.Lookup("m-pending"), P.Lookup("m-failed")]
+        procedures.Pause(2.5),
+        procedures.Randomness(DomainTag.WindowedPoStChallengeSeed, 29, address_entropy(1000)),
+        procedures.PartitionsOf(1000, 4), procedures.PartitionsOf(1000, 6), procedures.StoredProofsOf(1000, 32, R1),
+        procedures.Lookup("m-pending"), procedures.Lookup("m-failed")]
     assert event == DeadlineLoaded(
         cause=D4, runner=D4, randomness=R1,
         partitions=[PartitionState(index=0, sectors=[1, 2]),
@@ -91,18 +91,18 @@ def test_load_reads_randomness_both_deadlines_and_the_stored_batches_with_their_
 
 
 def test_a_load_the_chain_does_not_answer_fails_with_the_reason(core):
-    asks, event = drive(P.procedure(core, LOAD), None, R1, TimeoutError("no answer"))
-    assert asks[-1] == P.PartitionsOf(1000, 4)
+    asks, event = drive(procedures.procedure(core, LOAD), None, R1, TimeoutError("no answer"))
+    assert asks[-1] == procedures.PartitionsOf(1000, 4)
     assert event == LoadFailed(cause=D4, runner=D4, reason="TimeoutError: no answer")
 
 
 # ---- StartCheck and ProveBatch ----------------------------------------------------------------
 def test_check_asks_with_the_miners_seal_proof_and_names_the_failed_sectors(core):
     cmd = StartCheck(cause=D4, miner=1000, sectors=[1, 2, 3])
-    asks, event = drive(P.procedure(core, cmd), {2: "missing file"})
-    assert asks == [P.Check(1000, 5, [1, 2, 3])]
+    asks, event = drive(procedures.procedure(core, cmd), {2: "missing file"})
+    assert asks == [procedures.Check(1000, 5, [1, 2, 3])]
     assert event == CheckDone(cause=D4, runner=D4, failed=[SkippedSector(2, "missing file")])
-    asks, event = drive(P.procedure(core, cmd), OSError("disk gone"))
+    asks, event = drive(procedures.procedure(core, cmd), OSError("disk gone"))
     assert event == CheckFailed(cause=D4, runner=D4, reason="OSError: disk gone")
 
 
@@ -110,10 +110,10 @@ def test_prove_pauses_then_asks_the_prover_and_a_prover_error_is_a_failure(core)
     parts = [PartitionWork(index=0, sectors=[1, 2])]
     cmd = ProveBatch(cause=D4, miner=1000, deadline=4, batch=3, randomness=R1, partitions=parts,
                      attempt=2, delay_s=4.0)
-    asks, event = drive(P.procedure(core, cmd), None, [proof(0, [1, 2])])
-    assert asks == [P.Pause(4.0), P.Prove(1000, 5, R1, parts)]
+    asks, event = drive(procedures.procedure(core, cmd), None, [proof(0, [1, 2])])
+    assert asks == [procedures.Pause(4.0), procedures.Prove(1000, 5, R1, parts)]
     assert event == BatchProven(cause=D4, runner=D4, batch=3, partitions=[proof(0, [1, 2])])
-    _, event = drive(P.procedure(core, cmd), None, RuntimeError("no worker"))
+    _, event = drive(procedures.procedure(core, cmd), None, RuntimeError("no worker"))
     assert event == ProveFailed(cause=D4, runner=D4, batch=3, reason="RuntimeError: no worker")
 
 
@@ -123,30 +123,30 @@ def test_a_submission_draws_the_chain_commit_and_pushes_the_post_for_its_batch(c
                          batch=0, partitions=[PoStPart(index=0, skipped=[2])], proofs=[b"pf"],
                          chain_commit_epoch=30)
     commit = bytes(32)
-    asks, event = drive(P.procedure(core, cmd), commit, "m1")
+    asks, event = drive(procedures.procedure(core, cmd), commit, "m1")
     params = M.SubmitWindowedPoStParams(deadline=4, proofs=[b"pf"], chain_commit_epoch=30,
                                         chain_commit_rand=commit,
                                         partitions=[M.PoStPartition(index=0, skipped=[2])])
-    assert asks == [P.Randomness(DomainTag.PoStChainCommit, 30),
-                    P.Push("t0100", 1000, params, kind="post", deadline=4, open=32, randomness=R1,
+    assert asks == [procedures.Randomness(DomainTag.PoStChainCommit, 30),
+                    procedures.Push("t0100", 1000, params, kind="post", deadline=4, open=32, randomness=R1,
                            batch=0)]
     assert event == MessagePushed(cause=D4, runner=D4, ref="batch-0", msg_id="m1")
-    _, event = drive(P.procedure(core, cmd), commit, ValueError("nonce taken"))
+    _, event = drive(procedures.procedure(core, cmd), commit, ValueError("nonce taken"))
     assert event == PushFailed(cause=D4, runner=D4, ref="batch-0", reason="ValueError: nonce taken")
 
 
 def test_declarations_are_pushed_for_the_runners_deadline_window(core):
     decls = [Declaration(deadline=6, partition=0, sectors=[7])]
     faults = DeclareFaults(cause=D4, miner=1000, ref="faults", declarations=decls)
-    asks, event = drive(P.procedure(core, faults), "m2")
+    asks, event = drive(procedures.procedure(core, faults), "m2")
     chain_decls = [M.SectorDeclaration(deadline=6, partition=0, sectors=[7])]
-    assert asks == [P.Push("t0100", 1000, M.DeclareFaultsParams(faults=chain_decls), kind="faults",
+    assert asks == [procedures.Push("t0100", 1000, M.DeclareFaultsParams(faults=chain_decls), kind="faults",
                            deadline=6, open=-1, randomness=b"", batch=-1)]   # no runner D4 yet
     assert event == MessagePushed(cause=D4, runner=D4, ref="faults", msg_id="m2")
     core.handle(HeadChanged(applied=[Tip(36, "k36")]))                        # runner D4 opens at 32
     recoveries = DeclareRecoveries(cause=D4, miner=1000, ref="recoveries", declarations=decls)
-    asks, event = drive(P.procedure(core, recoveries), RuntimeError("pool full"))
-    assert asks == [P.Push("t0100", 1000, M.DeclareFaultsRecoveredParams(recoveries=chain_decls),
+    asks, event = drive(procedures.procedure(core, recoveries), RuntimeError("pool full"))
+    assert asks == [procedures.Push("t0100", 1000, M.DeclareFaultsRecoveredParams(recoveries=chain_decls),
                            kind="recoveries", deadline=6, open=32, randomness=b"", batch=-1)]
     assert event == PushFailed(cause=D4, runner=D4, ref="recoveries", reason="RuntimeError: pool full")
 
@@ -157,37 +157,37 @@ def wait(ref="batch-0", confidence=2):
 
 
 def test_a_wait_looks_again_after_each_head_until_the_message_is_deep_enough(core):
-    asks, event = drive(P.procedure(core, wait()),
+    asks, event = drive(procedures.procedure(core, wait()),
                         M.MessageLookup(msg_id="m1", status="pending"), None,
                         TimeoutError("the chain is slow"), None,
                         landed("m1", 40, 41), None,
                         landed("m1", 40, 42), None)
-    assert asks == [P.Lookup("m1"), P.NextHead(), P.Lookup("m1"), P.NextHead(), P.Lookup("m1"),
-                    P.NextHead(), P.Lookup("m1"), P.MarkMessage("m1", "landed")]
+    assert asks == [procedures.Lookup("m1"), procedures.NextHead(), procedures.Lookup("m1"), procedures.NextHead(), procedures.Lookup("m1"),
+                    procedures.NextHead(), procedures.Lookup("m1"), procedures.MarkMessage("m1", "landed")]
     assert event == MessageLanded(cause=D4, runner=D4, ref="batch-0", msg_id="m1", epoch=40, exit_code=0)
 
 
 def test_a_message_the_chain_does_not_know_is_dropped(core):
-    asks, event = drive(P.procedure(core, wait()), M.MessageLookup(msg_id="m1", status="unknown"), None)
-    assert asks == [P.Lookup("m1"), P.MarkMessage("m1", "dropped", "the chain knows no such message")]
+    asks, event = drive(procedures.procedure(core, wait()), M.MessageLookup(msg_id="m1", status="unknown"), None)
+    assert asks == [procedures.Lookup("m1"), procedures.MarkMessage("m1", "dropped", "the chain knows no such message")]
     assert event == MessageDropped(cause=D4, runner=D4, ref="batch-0", msg_id="m1",
                                    reason="the chain knows no such message (dropped)")
 
 
 def test_a_failed_post_reads_what_the_deadline_has_posted_meanwhile(core):
-    asks, event = drive(P.procedure(core, wait()), landed("m1", 40, 40, 16, "bad proof"), None,
+    asks, event = drive(procedures.procedure(core, wait()), landed("m1", 40, 40, 16, "bad proof"), None,
                         view(4, ([1], [], []), ([2], [], []), posted=[1]))
-    assert asks == [P.Lookup("m1"), P.MarkMessage("m1", "failed", "exit code 16: bad proof"),
-                    P.PartitionsOf(1000, 4)]
+    assert asks == [procedures.Lookup("m1"), procedures.MarkMessage("m1", "failed", "exit code 16: bad proof"),
+                    procedures.PartitionsOf(1000, 4)]
     assert event == MessageLanded(cause=D4, runner=D4, ref="batch-0", msg_id="m1", epoch=40,
                                   exit_code=16, error="bad proof", posted=[1])
-    _, event = drive(P.procedure(core, wait()), landed("m1", 40, 40, 16, "bad proof"), None,
+    _, event = drive(procedures.procedure(core, wait()), landed("m1", 40, 40, 16, "bad proof"), None,
                      TimeoutError("no answer"))
     assert event.posted == []                  # unknown: the core proves again what it must
 
 
 def test_a_failed_declaration_reads_nothing_more(core):
-    asks, event = drive(P.procedure(core, wait(ref="faults")), landed("m1", 40, 40, 18, "late"), None)
-    assert asks == [P.Lookup("m1"), P.MarkMessage("m1", "failed", "exit code 18: late")]
+    asks, event = drive(procedures.procedure(core, wait(ref="faults")), landed("m1", 40, 40, 18, "late"), None)
+    assert asks == [procedures.Lookup("m1"), procedures.MarkMessage("m1", "failed", "exit code 18: late")]
     assert event == MessageLanded(cause=D4, runner=D4, ref="faults", msg_id="m1", epoch=40,
                                   exit_code=18, error="late")

@@ -2,7 +2,7 @@
 (what both the Trio shell and the simulator run)."""
 import pytest
 
-from zqnode.nodes.scheduler import messages as m
+from zqnode.nodes.scheduler import events as m
 from zqnode.nodes.scheduler.errors import SchedulerError
 from zqnode.nodes.scheduler.ledger import (
     LOST_AFTER_S,

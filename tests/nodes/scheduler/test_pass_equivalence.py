@@ -10,7 +10,7 @@ from zqnode.nodes.scheduler import (AssignWindow, SchedulerConfig, Scheduler, Se
                                     SelMove, SelTask, StoragePath, TaskQueued, Tick, WorkerHeartbeat,
                                     WorkerInfo, WorkerJoined, WorkerResources)
 from zqnode.nodes.scheduler.assign import run_pass
-from zqnode.nodes.scheduler.messages import ASSIGNERS
+from zqnode.nodes.scheduler.events import ASSIGNERS
 from zqnode.nodes.scheduler.reference import reference_pass
 
 GiB = 1 << 30

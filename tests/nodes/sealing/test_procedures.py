@@ -9,7 +9,7 @@ from zqnode.nodes.chain.policy import DEVNET
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
-from zqnode.nodes.sealing import procedures as P
+from zqnode.nodes.sealing import procedures
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import SealingCore
@@ -47,9 +47,9 @@ def test_get_ticket_waits_for_a_chain_older_than_the_lookback():
     number, _ = core.pledge(0.0)
     cmd = C.GetTicket(sector=number, step=1, cause="c")
     lookback = DEVNET.seal_randomness_lookback
-    asks, event = drive(P.procedure(core, cmd), scripted(None, 0, None, lookback + 3, b"T" * 32))
-    assert asks == [P.PreCommitOf(MINER, number), P.Head(), P.NextHead(lookback), P.Head(),
-                    P.Randomness(DomainTag.SealRandomness, 3, ENTROPY)]
+    asks, event = drive(procedures.procedure(core, cmd), scripted(None, 0, None, lookback + 3, b"T" * 32))
+    assert asks == [procedures.PreCommitOf(MINER, number), procedures.Head(), procedures.NextHead(lookback), procedures.Head(),
+                    procedures.Randomness(DomainTag.SealRandomness, 3, ENTROPY)]
     assert isinstance(event, E.TicketReady) and (event.ticket, event.epoch, event.step) == (b"T" * 32, 3, 1)
 
 
@@ -57,8 +57,8 @@ def test_get_ticket_of_a_precommitted_sector_uses_its_epoch():
     core = new_core()
     number, _ = core.pledge(0.0)
     pc = SimpleNamespace(seal_rand_epoch=42)
-    asks, event = drive(P.procedure(core, C.GetTicket(sector=number, step=1, cause="c")), scripted(pc, b"T" * 32))
-    assert asks[1] == P.Randomness(DomainTag.SealRandomness, 42, ENTROPY) and event.epoch == 42
+    asks, event = drive(procedures.procedure(core, C.GetTicket(sector=number, step=1, cause="c")), scripted(pc, b"T" * 32))
+    assert asks[1] == procedures.Randomness(DomainTag.SealRandomness, 42, ENTROPY) and event.epoch == 42
 
 
 def lookup(status, epoch=-1, head=-1, exit_code=0):
@@ -71,10 +71,10 @@ def test_wait_precommit_waits_for_the_message_then_its_confidence():
     number, _ = core.pledge(0.0)
     cmd = C.WaitPreCommit(sector=number, step=2, cause="c", msg_id="m1", comm_r=COMM_R)
     pc = SimpleNamespace(comm_r=COMM_R, precommit_epoch=110, seed_epoch=115)
-    asks, event = drive(P.procedure(core, cmd), scripted(
+    asks, event = drive(procedures.procedure(core, cmd), scripted(
         lookup("pending"), None, lookup("landed", 110, 110), None, lookup("landed", 110, 112), pc))
-    assert asks == [P.Lookup("m1"), P.NextHead(), P.Lookup("m1"), P.NextHead(112), P.Lookup("m1"),
-                    P.PreCommitOf(MINER, number)]
+    assert asks == [procedures.Lookup("m1"), procedures.NextHead(), procedures.Lookup("m1"), procedures.NextHead(112), procedures.Lookup("m1"),
+                    procedures.PreCommitOf(MINER, number)]
     assert isinstance(event, E.PreCommitLanded) and (event.precommit_epoch, event.seed_epoch) == (110, 115)
 
 
@@ -82,37 +82,37 @@ def test_a_failed_or_unknown_message_fails_the_wait():
     core = new_core()
     number, _ = core.pledge(0.0)
     cmd = C.WaitProveCommit(sector=number, step=2, cause="c", msg_id="m1")
-    _, event = drive(P.procedure(core, cmd), scripted(lookup("landed", 110, 115, exit_code=16)))
+    _, event = drive(procedures.procedure(core, cmd), scripted(lookup("landed", 110, 115, exit_code=16)))
     assert isinstance(event, E.CommitFailed)
     assert event.error == "ProveCommitSector failed: exit code 16: boom"
-    _, event = drive(P.procedure(core, cmd), scripted(lookup("unknown")))
+    _, event = drive(procedures.procedure(core, cmd), scripted(lookup("unknown")))
     assert event.error == "the chain knows no message m1"
 
 
 def test_remove_sector_drops_work_files_and_pieces():
     core = new_core()
     number, _ = core.pledge(0.0)
-    asks, event = drive(P.procedure(core, C.RemoveSector(sector=number, step=3, cause="c")), lambda ask: None)
-    assert asks == [P.DropWork(number), P.DropFiles(number), P.DropPieces(number)]
+    asks, event = drive(procedures.procedure(core, C.RemoveSector(sector=number, step=3, cause="c")), lambda ask: None)
+    assert asks == [procedures.DropWork(number), procedures.DropFiles(number), procedures.DropPieces(number)]
     assert isinstance(event, E.SectorRemoved)
-    asks, event = drive(P.procedure(core, C.SendTerminate(sector=number, step=3, cause="c")), lambda ask: None)
-    assert asks == [] and event.error == P.NO_TERMINATE
+    asks, event = drive(procedures.procedure(core, C.SendTerminate(sector=number, step=3, cause="c")), lambda ask: None)
+    assert asks == [] and event.error == procedures.NO_TERMINATE
 
 
 def test_chain_facts_asks_only_what_it_can_know():
     core = new_core()
     number, _ = core.pledge(0.0)
-    asks, facts = drive(P.chain_facts(core, number, ticket=b"t" * 32, ticket_epoch=200),
+    asks, facts = drive(procedures.chain_facts(core, number, ticket=b"t" * 32, ticket_epoch=200),
                         scripted(150, None, None))
-    assert asks == [P.Head(), P.PreCommitOf(MINER, number), P.SectorOf(MINER, number)]
+    assert asks == [procedures.Head(), procedures.PreCommitOf(MINER, number), procedures.SectorOf(MINER, number)]
     assert facts.head == 150 and facts.ticket_matches is None and facts.precommit is None
 
 
 def test_fault_change():
     core = new_core()
     number, _ = core.pledge(0.0)
-    assert P.fault_change(core, number, True) is None                 # not proving
-    assert P.fault_change(core, 999, True) is None                    # no such sector
+    assert procedures.fault_change(core, number, True) is None                 # not proving
+    assert procedures.fault_change(core, 999, True) is None                    # no such sector
     core.sectors[number] = msgspec.structs.replace(core.sectors[number], state=S.PROVING)
-    assert isinstance(P.fault_change(core, number, True), E.FaultReported)
-    assert P.fault_change(core, number, False) is None
+    assert isinstance(procedures.fault_change(core, number, True), E.FaultReported)
+    assert procedures.fault_change(core, number, False) is None

@@ -191,3 +191,25 @@ def test_a_fetched_sector_json_naming_other_commitments_is_refused(tmp_path):
     with pytest.raises(FetchError, match="sector.json has comm_d abababab"):
         check_fetched(src, names, Expected(5, comm_d=b"\x01" * 32), 2048)
     assert list_files(src) == []
+
+
+async def test_a_copy_here_at_a_later_stage_is_not_taken_back_by_a_stale_source(
+        bus, nursery, tmp_path, autojump_clock):
+    # a work sent again after a manager restart named the PC1 holder as its source, but
+    # this worker had run PC2 since: fetching would have put the sector back at pc1
+    src = holder_dir(tmp_path)
+    (src / "sector.json").write_text(META.replace('"pc2"', '"pc1"'))
+    holder = Holder(bus, "w1", src)
+    await nursery.start(holder.peer.run)
+    peer = await client(nursery, bus)
+    dest = tmp_path / "mine" / "s-1000-7"
+    dest.mkdir(parents=True)
+    (dest / "sector.json").write_text(META)
+    (dest / "sealed").write_bytes(b"our replica")
+    assert await fetch_sector(peer, ["w1"], SECTOR, dest) == ([], 0)
+    assert (dest / "sealed").read_bytes() == b"our replica" and '"pc2"' in (dest / "sector.json").read_text()
+    assert ("sealed", 0) not in holder.asked
+    # a copy here at the same or an earlier stage is fetched over, as before
+    (src / "sector.json").write_text(META)
+    files, _ = await fetch_sector(peer, ["w1"], SECTOR, dest)
+    assert "sealed" in files and (dest / "sealed").read_bytes() == (src / "sealed").read_bytes()
