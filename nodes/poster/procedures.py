@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-import msgspec
-
 from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.asks import Ask, Lookup, Randomness  # noqa: F401 - shared asks
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.poster.core import PosterCore
 from zqnode.nodes.poster.events import (
@@ -32,10 +31,6 @@ def reason(e: BaseException) -> str:
 
 
 # ---- what a procedure asks its shell ----------------------------------------------------------
-class Ask(msgspec.Struct, frozen=True):
-    pass
-
-
 class Pause(Ask, frozen=True):
     """-> None, `seconds` later (the back-off the core put on the command)."""
     seconds: float
@@ -43,13 +38,6 @@ class Pause(Ask, frozen=True):
 
 class NextHead(Ask, frozen=True):
     """-> None, after the core has seen the chain's next head."""
-
-
-class Randomness(Ask, frozen=True):
-    """-> 32 bytes of chain randomness."""
-    tag: DomainTag
-    epoch: int
-    entropy: bytes = b""
 
 
 class PartitionsOf(Ask, frozen=True):
@@ -64,11 +52,6 @@ class StoredProofsOf(Ask, frozen=True):
     miner: int
     open: int
     randomness: bytes
-
-
-class Lookup(Ask, frozen=True):
-    """-> M.MessageLookup of a message."""
-    msg_id: str
 
 
 class MarkMessage(Ask, frozen=True):

@@ -198,35 +198,47 @@ class SchedulerProver:
     async def _prove_partition(self, req: ProveRequest, part: PartitionInput) -> PartitionProof:
         from zqnode.nodes.manager.api import run_task
         from zqnode.nodes.manager.errors import WorkAborted, WorkFailed
-        from zqnode.nodes.wire.sectors import SectorRef
-        from zqnode.nodes.wire.params import WDPParams
         from zqnode.proofs.params import seal_proof
-        params = WDPParams(seal_proof=req.seal_proof, randomness=req.randomness,
-                           sectors=[(s.number, s.comm_r) for s in part.sectors])
-        # The partition's first sector picks the worker (it holds it, or fetches the rest).
-        where = SectorRef(miner=req.miner, number=part.sectors[0].number)
+        params, where = wdp_task(req.miner, req.seal_proof, req.randomness, part.index,
+                                 [(s.number, s.comm_r) for s in part.sectors])
         try:
             res = await run_task(self.requester, "WDP", params, where,
                                  seal_proof(req.seal_proof).sector_size)
         except (WorkFailed, WorkAborted) as e:
             raise ProverError(f"partition {part.index}: WDP task: {e}") from None
-        ours = {s.number for s in part.sectors}
-        named = {n for n, _ in res.skipped} | {n for p in res.partitions for n, _ in p.sectors}
-        if not named <= ours:
-            raise ProverError(f"partition {part.index}: the WDP result names sectors not in it: "
-                              f"{sorted(named - ours)[:8]}")
-        if res.skipped:
-            return PartitionProof(index=part.index, proof=b"",
-                                  proven=[n for p in res.partitions for n, _ in p.sectors],
-                                  skipped=[SkippedSector(n, why) for n, why in res.skipped])
-        if len(res.partitions) != 1:
-            raise ProverError(f"partition {part.index}: the WDP task made {len(res.partitions)} "
-                              f"partitions of {len(part.sectors)} sectors, expected 1")
-        made = res.partitions[0]
-        return PartitionProof(index=part.index, proof=made.proof, proven=[n for n, _ in made.sectors])
+        return wdp_proof(part.index, [s.number for s in part.sectors], res)
 
     def close(self) -> None:
         pass
+
+
+def wdp_task(miner: int, seal_proof: int, randomness: bytes, index: int,
+             sectors: list[tuple[int, bytes]]):
+    """(WDPParams, SectorRef) of the WDP task proving partition `index` (`sectors`: number
+    and comm_r each). The partition's first sector picks the worker (it holds it, or fetches
+    the rest)."""
+    from zqnode.nodes.wire.params import WDPParams
+    from zqnode.nodes.wire.sectors import SectorRef
+    return (WDPParams(seal_proof=seal_proof, randomness=randomness, sectors=sectors),
+            SectorRef(miner=miner, number=sectors[0][0]))
+
+
+def wdp_proof(index: int, sectors: list[int], res) -> PartitionProof:
+    """Partition `index`'s proof from a WDP task's result (WDPResult), which may name only
+    the partition's `sectors`: ProverError otherwise."""
+    named = {n for n, _ in res.skipped} | {n for p in res.partitions for n, _ in p.sectors}
+    if not named <= set(sectors):
+        raise ProverError(f"partition {index}: the WDP result names sectors not in it: "
+                          f"{sorted(named - set(sectors))[:8]}")
+    if res.skipped:
+        return PartitionProof(index=index, proof=b"",
+                              proven=[n for p in res.partitions for n, _ in p.sectors],
+                              skipped=[SkippedSector(n, why) for n, why in res.skipped])
+    if len(res.partitions) != 1:
+        raise ProverError(f"partition {index}: the WDP task made {len(res.partitions)} "
+                          f"partitions of {len(sectors)} sectors, expected 1")
+    made = res.partitions[0]
+    return PartitionProof(index=index, proof=made.proof, proven=[n for n, _ in made.sectors])
 
 
 def make_prover(cfg: ProverConfig, peer=None) -> Prover:

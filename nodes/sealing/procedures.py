@@ -13,9 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 
-import msgspec
-
 from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.asks import Ask, Lookup, Randomness  # noqa: F401 - shared asks
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
@@ -28,10 +27,6 @@ NO_TERMINATE = "the devnet chain has no TerminateSectors method"
 
 
 # ---- what a procedure asks its shell ----------------------------------------------------------
-class Ask(msgspec.Struct, frozen=True):
-    pass
-
-
 class Head(Ask, frozen=True):
     """-> the chain's head epoch."""
 
@@ -51,18 +46,6 @@ class SectorOf(Ask, frozen=True):
     """-> the chain's view of the sector, or None."""
     miner: int
     number: int
-
-
-class Randomness(Ask, frozen=True):
-    """-> 32 bytes of chain randomness."""
-    tag: DomainTag
-    epoch: int
-    entropy: bytes
-
-
-class Lookup(Ask, frozen=True):
-    """-> M.MessageLookup of a message."""
-    msg_id: str
 
 
 class Verify(Ask, frozen=True):

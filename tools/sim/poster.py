@@ -24,7 +24,6 @@ from zqnode.nodes.poster.events import (
     MessageLanded,
     MinerInfo,
     MinerTracked,
-    PartitionProof,
     PushSubmission,
     RecordOutcome,
     StartCheck,
@@ -32,7 +31,7 @@ from zqnode.nodes.poster.events import (
     Tip,
     WaitMessage,
 )
-from zqnode.nodes.poster.prover import ProverError
+from zqnode.nodes.poster.prover import ProverError, wdp_proof, wdp_task
 from zqnode.nodes.poster.store import StoredBatchRow
 from zqnode.nodes.wire import params as WP
 from zqnode.nodes.wire.sectors import SectorRef
@@ -169,10 +168,10 @@ class SimPoster(Node):
         size = self.sim.profile.sector_size
         batch = {"answer": answer, "out": [None] * len(ask.partitions), "failed": ""}
         for i, part in enumerate(ask.partitions):
-            params = WP.WDPParams(seal_proof=ask.seal_proof, randomness=ask.randomness,
-                                  sectors=[(n, sectors[n].comm_r) for n in part.sectors])
+            params, ref = wdp_task(ask.miner, ask.seal_proof, ask.randomness, part.index,
+                                   [(n, sectors[n].comm_r) for n in part.sectors])
             job = {"batch": batch, "i": i, "part": part, "wid": "", "params": params,
-                   "ref": SectorRef(miner=ask.miner, number=part.sectors[0]), "size": size}
+                   "ref": ref, "size": size}
             self._ask_manager(job)
 
     def _ask_manager(self, job: dict) -> None:
@@ -210,10 +209,13 @@ class SimPoster(Node):
         if state != DONE:
             self._partition_done(job, None, f"partition {job['part'].index}: WDP task: {error}")
             return
-        res = WP.decode_result("WDP", result)
-        made = res.partitions[0]
-        self._partition_done(job, PartitionProof(index=job["part"].index, proof=made.proof,
-                                                 proven=[n for n, _ in made.sectors]), "")
+        part = job["part"]
+        try:
+            proof = wdp_proof(part.index, part.sectors, WP.decode_result("WDP", result))
+        except ProverError as e:
+            self._partition_done(job, None, str(e))
+            return
+        self._partition_done(job, proof, "")
 
     def _partition_done(self, job: dict, proof, error: str) -> None:
         batch = job["batch"]
