@@ -18,6 +18,9 @@ NODE_PROBLEMS = R.gauge("zqnode_node_problem", "A condition the node reports for
                         "(1 while it lasts, e.g. problem=\"store\": its database cannot be "
                         "written); `zqnode status` shows the text.", ("node", "problem"),
                         collected=True)
+CORE_REFUSALS = R.counter("zqnode_core_refusals_total", "Events a node's pure core refused: a "
+                          "bug in zqnode, each logged at ERROR with the event; alert on any.",
+                          ("node", "role"), collected=True)
 PROCESS_START = R.gauge("zqnode_process_start_time_seconds",
                         "When this process started, seconds since the epoch.")
 PROCESS_START.set(time.time())

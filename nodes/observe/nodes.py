@@ -46,6 +46,8 @@ def _collect_manager(node) -> None:
         K.MANAGER_WORKS.labels(name, task, state).set(n)
     K.MANAGER_BACKLOG.labels(name).set(node.backlog)
     sealing = node.sealing
+    if sealing is not None:
+        K.CORE_REFUSALS.labels(name, "sealing").set(sealing.refused)
     if sealing is not None and sealing.core is not None:
         sectors = list(sealing.core.sectors.values())
         for state, n in _by(sectors, lambda s: s.state).items():
@@ -223,6 +225,7 @@ def _collect_poster(node) -> None:
     if core is None:
         return
     name = node.me.name
+    K.CORE_REFUSALS.labels(name, "poster").set(node.refused)
     K.POST_RUNNERS.labels(name).set(len(core.runners))
     for actor in core.miners:
         miner = f"f0{actor}"

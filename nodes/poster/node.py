@@ -71,7 +71,7 @@ class PosterNode:
         self.core: PosterCore | None = None
         self.store: PosterStore | None = None
         self.network = ""
-        self.errors: list[str] = []    # core refusals (bugs): logged and kept for tests
+        self.refused = 0               # events the core refused (bugs): each logged, counted
         self._comm_r: dict[tuple[int, int], bytes] = {}
         self._live: set[str] = set()
         self._scopes: dict[str, set[trio.CancelScope]] = {}
@@ -133,7 +133,7 @@ class PosterNode:
         try:
             commands = self.core.handle(event, self.clock())
         except ValueError as e:
-            self.errors.append(str(e))
+            self.refused += 1
             log.error("poster core refused %s: %s", type(event).__name__, e)
             return
         for cmd in commands:

@@ -92,7 +92,7 @@ class SealingService:
         self.core: SealingCore | None = None
         self.store: SealingStore | None = None
         self.worker = ""                   # the miner's worker address (sends messages)
-        self.errors: list[str] = []        # core refusals of events (bugs): logged, kept for tests
+        self.refused = 0                   # events the core refused (bugs): each logged, counted
         self._running: dict[int, tuple[int, trio.CancelScope]] = {}
         self._head = trio.Event()
         self._next_fault_check = 0
@@ -215,7 +215,7 @@ class SealingService:
             commands = self.core.handle(event, self.clock())
         except SealingError as e:
             log.error("sector %d: %s", event.sector, e, extra={"cause": event.cause})
-            self.errors.append(str(e))
+            self.refused += 1
             return []
         self._execute(commands)
         self._execute(self.core.admit(self.clock()))     # it may have left the sealing window

@@ -146,7 +146,7 @@ async def test_a_proving_period_passes_with_every_deadline_proven(bus, nursery, 
     assert len({o.index for o in outcomes}) == 48                   # every deadline had a runner
     pushes = trace.of(E.PushSubmission)
     assert len(pushes) == 3 and len(prover.requests) == 3
-    assert node.errors == [] and node.core.stale_events == 0
+    assert node.refused == 0 and node.core.stale_events == 0
     # proofs and messages are in the store, each message landed
     assert {r.status for r in node.store.messages(MINER)} == {"landed"}
 
@@ -261,7 +261,7 @@ async def test_failing_sectors_are_declared_or_skipped_then_recovered_and_proven
     m = chain.chain.miner_view(MINER)
     assert (m.active, m.faulty, m.recovering, m.detected_faults) == (4, 0, 0, 0)
     assert m.penalties == 2                           # one deadline each for sectors 2 and 4
-    assert node.errors == []
+    assert node.refused == 0
 
 
 async def test_prover_errors_are_retried_until_a_proof_lands(bus, nursery, tmp_path, autojump_clock):

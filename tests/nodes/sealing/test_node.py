@@ -116,7 +116,7 @@ async def test_pledged_sectors_reach_proving_and_each_task_runs_once(
     assert [s.number for s in listing.sectors] == [1, 2] and listing.head == chain.chain.head.epoch
     status = await client.call("@manager", W.SealingStatus(number=1, log=True))
     assert status.info["state"] == S.PROVING and status.info["cause"] == "s-1000-1"
-    assert [e["event"] for e in status.log] == HAPPY and svc.errors == []
+    assert [e["event"] for e in status.log] == HAPPY and svc.refused == 0
 
 
 @pytest.mark.parametrize("kill_in", [S.PRE_COMMIT1, S.PRE_COMMIT_WAIT, S.WAIT_SEED, S.COMMITTING,
@@ -137,7 +137,7 @@ async def test_killed_in_any_state_it_goes_on_without_sealing_or_sending_twice(
     assert tasks.runs[("PC1", 1)] == tasks.runs[("PC2", 1)] == tasks.runs[("C1", 1)] == 1
     assert [e.event for e in svc2.store.log(1)] == HAPPY
     sent = [m for m in svc2.store.messages(1) if m.status == "sent"]
-    assert len(sent) == 2 and svc2.errors == []
+    assert len(sent) == 2 and svc2.refused == 0
 
 
 async def test_a_reorg_past_the_precommit_sends_the_sector_back_and_it_still_lands(

@@ -83,7 +83,7 @@ async def test_a_deal_sector_is_sealed_unsealed_rebuilt_and_unsealed_again(clust
     out.unlink()
     await client.call("@manager", W.SealingUnseal(number=1, out=str(out), piece=0))
     await until(lambda: out.exists() and svc.core.sectors[1].state == S.PROVING)
-    assert out.read_bytes() == piece and svc.errors == []
+    assert out.read_bytes() == piece and svc.refused == 0
 
 
 async def test_a_ticket_that_expired_after_precommit2_seals_again_and_precommits_once(nursery, tmp_path):
@@ -110,4 +110,4 @@ async def test_a_ticket_that_expired_after_precommit2_seals_again_and_precommits
                   if m.method == "PreCommitSector" and r.exit_code == 0]
     assert len(precommits) == 1
     assert chain.chain.sector(MINER, 1).sealed_cid == cid.sealed_cid(s.comm_r)   # proven with it
-    assert svc.errors == []
+    assert svc.refused == 0
