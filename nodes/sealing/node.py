@@ -356,8 +356,7 @@ class SealingService:
         that message; otherwise a new one (MessageSender: a crash or a lost answer while it
         is pushed does not make two)."""
         for stored in self.store.messages(number, key):
-            look = await self.chain.lookup(stored.msg_id)
-            if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
+            if procedures.still_counts(await self.chain.lookup(stored.msg_id)):
                 return stored.msg_id
 
         def record(msg: M.Message) -> None:

@@ -54,7 +54,8 @@ class Verify(Ask, frozen=True):
 
 
 class Send(Ask, frozen=True):
-    """-> the id of the message sent once under `key` (the one stored, or a new one)."""
+    """-> the id of the message sent once under `key`: a stored one that `still_counts`,
+    or a new one."""
     number: int
     key: str
     params: object
@@ -73,6 +74,12 @@ class DropFiles(Ask, frozen=True):
 class DropPieces(Ask, frozen=True):
     """-> None: piece files no other sector uses are deleted."""
     number: int
+
+
+def still_counts(look: M.MessageLookup) -> bool:
+    """Whether a message sent before stands for the next send under its key: it is in the
+    pool, or it landed and succeeded."""
+    return look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0)
 
 
 Procedure = Generator[Ask, object, "E.Event | None"]

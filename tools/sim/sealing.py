@@ -240,8 +240,7 @@ class SimSealing:
         mid-push, so it needs no uuid)."""
         sent = self.messages.setdefault((number, key), [])
         for msg_id in sent:
-            look = self.chain.lookup(msg_id)
-            if look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0):
+            if procedures.still_counts(self.chain.lookup(msg_id)):
                 return msg_id
         msg = self.chain.push(M.Message.call(self.worker, self.core.miner, params))   # the pool's nonce
         sent.append(msg.id)
