@@ -25,7 +25,7 @@ from zqnode.nodes.worker.node import WorkerNode
 from tests.chain_stand_in import ChainStandIn
 from tests.threaded import trio_thread
 
-TABLE = "zqnode.nodes.worker.fake_tasks"
+TABLE = "tests.nodes.worker.fake_tasks"
 GiB = 1 << 30
 
 

@@ -32,7 +32,7 @@ from zqnode.nodes.worker.node import WorkerNode
 from tests.chain_stand_in import ChainStandIn
 
 _names = itertools.count()
-TABLE = "zqnode.nodes.worker.fake_tasks"
+TABLE = "tests.nodes.worker.fake_tasks"
 K2 = 2048
 S1 = SectorRef(miner=1000, number=1)
 AP = P.APParams(seal_proof=5, piece=b"piece" * 40)

@@ -25,7 +25,7 @@ from zqnode.proofs import cid
 _names = itertools.count()
 GiB = 1 << 30
 K2 = 2048
-TABLE = "zqnode.nodes.worker.fake_tasks"
+TABLE = "tests.nodes.worker.fake_tasks"
 
 
 @pytest.fixture

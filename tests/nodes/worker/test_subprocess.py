@@ -25,7 +25,7 @@ from zqnode.nodes.wire.worker import WorkerAbort, WorkerRun
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 _names = itertools.count()
-TABLE = "zqnode.nodes.worker.fake_tasks"
+TABLE = "tests.nodes.worker.fake_tasks"
 
 
 def task_input(tmp_path, task="AP", params=None, call_id="call-1") -> TaskInput:

@@ -1,6 +1,6 @@
-"""A quick stand-in task table for tests and dry runs (`[worker] table =
-"nodes.worker.fake_tasks"`): the same task types, params and result structs as the real
-one, with hashes instead of proofs. Each stage records itself in the sector's `fake.json`
+"""A quick stand-in task table for tests (`WorkerConfig(table="tests.nodes.worker.fake_tasks")`,
+importable from the repository's root): the same task types, params and result structs as
+the real one, with hashes instead of proofs. Each stage records itself in the sector's `fake.json`
 and refuses to run before the stage it follows, so a test notices work sent to a worker
 that lacks the sector's files (a fetch not done). AP fails on a piece starting with
 b"fail" (a failing task for tests).
