@@ -383,11 +383,12 @@ class Scenario:
         raise AssertionError(f"no value for {word}")
 
     def sector_for(self, command: str) -> int:
-        """A Proving sector: 1, but 2 to rebuild and 3 to unseal (once back to Proving from
-        the last time); to remove, the newest (a sector pledged for it when there is none)."""
+        """A Proving sector: 1, but 2 to rebuild, 3 to unseal and 4 to terminate (once back
+        to Proving from the last time); to remove, the newest (a sector pledged for it when
+        there is none)."""
         hub = self.machine("HUB")
         if command != "sectors remove":
-            number = {"sectors rebuild": 2, "sectors unseal": 3}.get(command, 1)
+            number = {"sectors rebuild": 2, "sectors unseal": 3, "sectors terminate": 4}.get(command, 1)
             deadline = time.monotonic() + 90           # done with the last rebuild or unseal
             while hub.json(f"zqnode sectors status {number} --json")["info"]["state"] != "Proving":
                 assert time.monotonic() < deadline, f"sector {number} is not Proving again"

@@ -63,12 +63,21 @@ class DeclareFaultsRecoveredParams(msgspec.Struct, kw_only=True, forbid_unknown_
     recoveries: list[SectorDeclaration]
 
 
+class TerminateSectorsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    terminations: list[SectorDeclaration]      # builtin-actors' TerminationDeclaration
+
+
+class TerminateSectorsReturn(msgspec.Struct, kw_only=True):
+    done: bool                     # every termination processed (always, on this chain)
+
+
 METHODS: dict[str, type] = {
     "PreCommitSector": PreCommitSectorParams,
     "ProveCommitSector": ProveCommitSectorParams,
     "SubmitWindowedPoSt": SubmitWindowedPoStParams,
     "DeclareFaults": DeclareFaultsParams,
     "DeclareFaultsRecovered": DeclareFaultsRecoveredParams,
+    "TerminateSectors": TerminateSectorsParams,
 }
 _METHOD_OF = {t: name for name, t in METHODS.items()}
 

@@ -5,7 +5,9 @@ deadline_assignment.rs) with these simplifications, all on purpose:
 
 - no funds: no deposits, pledge or fees; a penalty is counted, one per sector that is
   faulty when its deadline closes (newly detected, failed recovery or continued fault);
-- no expiration, termination, extension, compaction or disputes; sectors live forever;
+- a terminated sector leaves its partition's sectors at once (no early-termination queue
+  and no fee); it still counts towards the partition's size, as until compaction;
+- no expiration, extension, compaction or disputes;
 - a pre-commit not proven by `prove_by` is dropped a chain finality later;
 - one PoRep per ProveCommitSector message, verified at once (vanilla proof, no SNARK);
 - WindowPoSt proofs are verified at submission, one vanilla proof per partition.
@@ -46,6 +48,7 @@ class Partition(msgspec.Struct, kw_only=True):
     unproven: set[int] = set()         # not yet proven by a WindowPoSt: no power yet
     faults: set[int] = set()           # declared or detected faulty: no power
     recoveries: set[int] = set()       # faulty sectors declared recovering (⊆ faults)
+    terminated: set[int] = set()       # no longer in `sectors`; they still fill the partition
 
     def active(self) -> set[int]:
         return set(self.sectors) - self.faults - self.unproven
@@ -100,6 +103,7 @@ class MinerState(msgspec.Struct, kw_only=True):
     detected_faults: int = 0           # sectors made faulty by a missed PoSt
     skipped_faults: int = 0            # sectors made faulty by a PoSt that skipped them
     expired_precommits: int = 0        # pre-commits never proven in time
+    terminated: int = 0                # sectors terminated
 
 
 def proving_period_offset(policy: Policy, actor_id: int, epoch: int) -> int:
@@ -268,13 +272,14 @@ def assign_deadline(m: MinerState, policy: Policy, epoch: int) -> int:
     counts: list[tuple[int, int] | None] = []
     for i, d in enumerate(m.deadlines):
         mutable = deadline_is_mutable(policy, period_start, i, epoch)
-        counts.append((d.total_sectors, d.total_sectors) if mutable else None)  # nothing terminates
+        live = d.total_sectors
+        counts.append((live, live + sum(len(p.terminated) for p in d.partitions)) if mutable else None)
     return assign_deadlines(policy, m.partition_sectors, policy.partitions_per_deadline_max, counts, 1)[0]
 
 
 def _add_sector(d: Deadline, partition_size: int, number: int) -> int:
     """Fill the last partition, else open a new one; new sectors are unproven."""
-    if not d.partitions or len(d.partitions[-1].sectors) >= partition_size:
+    if not d.partitions or len(d.partitions[-1].sectors) + len(d.partitions[-1].terminated) >= partition_size:
         d.partitions.append(Partition())
     part = d.partitions[-1]
     part.sectors.append(number)
@@ -393,12 +398,59 @@ def declare_faults_recovered(m: MinerState, rt: Runtime, p: M.DeclareFaultsRecov
         part.recoveries |= sectors & part.faults      # sectors not faulty are ignored
 
 
+# -- termination ------------------------------------------------------------------------------------
+
+DECLARATIONS_MAX = 3000          # builtin-actors policy: declarations in one message
+ADDRESSED_SECTORS_MAX = 25_000   # ... and sectors they name
+
+
+def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -> bytes:
+    """Terminate live sectors (all or nothing): each leaves its partition and the miner's
+    sectors, and its power goes. A deadline being proven, or the next, is immutable: its
+    sectors cannot be terminated now (builtin-actors' rule)."""
+    _check_worker(m, rt)
+    pol, epoch = rt.policy, rt.epoch
+    if len(p.terminations) > DECLARATIONS_MAX:
+        raise _illegal(f"too many declarations {len(p.terminations)}, limit {DECLARATIONS_MAX}")
+    if sum(len(t.sectors) for t in p.terminations) > ADDRESSED_SECTORS_MAX:
+        raise _illegal(f"too many sectors, limit {ADDRESSED_SECTORS_MAX}")
+    period_start = proving_deadline(m, pol, epoch).period_start
+    todo = []
+    for t in p.terminations:
+        if not 0 <= t.deadline < pol.period_deadlines:
+            raise _illegal(f"invalid termination deadline {t.deadline}, must be < {pol.period_deadlines}")
+        if not deadline_is_mutable(pol, period_start, t.deadline, epoch):
+            raise _illegal(f"cannot terminate sectors in immutable deadline {t.deadline}")
+        dl = m.deadlines[t.deadline]
+        if not 0 <= t.partition < len(dl.partitions):
+            raise ActorError(ExitCode.USR_NOT_FOUND, f"no partition {t.partition} in deadline {t.deadline}")
+        part, sectors = dl.partitions[t.partition], set(t.sectors)
+        if not sectors <= set(part.sectors):
+            raise _illegal(f"can only terminate live sectors: {sorted(sectors - set(part.sectors))[:8]} "
+                           f"are not live in deadline {t.deadline} partition {t.partition}")
+        todo.append((part, sectors))
+    for part, sectors in todo:
+        part.sectors = [n for n in part.sectors if n not in sectors]
+        part.terminated |= sectors
+        part.unproven -= sectors
+        part.faults -= sectors
+        part.recoveries -= sectors
+        for n in sectors:
+            m.sectors.pop(n, None)
+        m.terminated += len(sectors)
+    return _ret_enc.encode(M.TerminateSectorsReturn(done=True))
+
+
+_ret_enc = msgspec.msgpack.Encoder()
+
+
 METHOD_IMPLS: dict[str, Callable] = {
     "PreCommitSector": pre_commit_sector,
     "ProveCommitSector": prove_commit_sector,
     "SubmitWindowedPoSt": submit_windowed_post,
     "DeclareFaults": declare_faults,
     "DeclareFaultsRecovered": declare_faults_recovered,
+    "TerminateSectors": terminate_sectors,
 }
 assert METHOD_IMPLS.keys() == M.METHODS.keys()
 
@@ -482,6 +534,7 @@ class MinerView(msgspec.Struct, kw_only=True):
     detected_faults: int
     skipped_faults: int
     expired_precommits: int
+    terminated: int = 0
     deadline: DeadlineInfo             # the current proving deadline
 
 
@@ -519,4 +572,4 @@ def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
         unproven=sum(len(p.unproven) for p in parts), faulty=sum(len(p.faults) for p in parts),
         recovering=sum(len(p.recoveries) for p in parts), precommits=len(m.precommits),
         penalties=m.penalties, detected_faults=m.detected_faults, skipped_faults=m.skipped_faults,
-        expired_precommits=m.expired_precommits, deadline=proving_deadline(m, policy, epoch))
+        expired_precommits=m.expired_precommits, terminated=m.terminated, deadline=proving_deadline(m, policy, epoch))

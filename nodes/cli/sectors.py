@@ -27,7 +27,8 @@ def _epoch(e: int) -> str:
 
 @click.group("sectors")
 def sectors_group() -> None:
-    """Sectors being sealed and sealed: pledge, add-piece, list, status, resume, remove."""
+    """Sectors being sealed and sealed: pledge, add-piece, list, status, resume, remove,
+    terminate."""
 
 
 @sectors_group.command("pledge")
@@ -156,6 +157,17 @@ def resume(number: int, state: str, bus: str, target: str, as_json: bool) -> Non
 def remove(number: int, bus: str, target: str, as_json: bool) -> None:
     """Stop sealing the sector, abort its work and delete its files."""
     _show_state(ask(bus, target, W.SealingRemove(number=number)), as_json)
+
+
+@sectors_group.command("terminate")
+@click.argument("number", type=int)
+@bus_option
+@manager_option
+@json_option
+def terminate(number: int, bus: str, target: str, as_json: bool) -> None:
+    """Terminate a proven sector on chain (its power goes, the poster stops proving it),
+    then delete its files."""
+    _show_state(ask(bus, target, W.SealingTerminate(number=number)), as_json)
 
 
 @sectors_group.command("rebuild")

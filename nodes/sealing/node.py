@@ -102,7 +102,7 @@ class SealingService:
             peer.on(kind, handler)
         # operators change sectors; anyone with a key may look
         peer.allow({W.SealingList: ANYONE, W.SealingStatus: ANYONE, W.SealingPledge: ADMIN,
-                    W.SealingAddPiece: ADMIN, W.SealingResume: ADMIN, W.SealingRemove: ADMIN,
+                    W.SealingAddPiece: ADMIN, W.SealingResume: ADMIN, W.SealingRemove: ADMIN, W.SealingTerminate: ADMIN,
                     W.SealingRebuild: ADMIN, W.SealingUnseal: ADMIN})
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -313,6 +313,8 @@ class SealingService:
             return await self.chain.precommit(ask.miner, ask.number)
         if isinstance(ask, procedures.SectorOf):
             return await self.chain.sector(ask.miner, ask.number)
+        if isinstance(ask, procedures.CurrentDeadline):
+            return await self.chain.deadline(ask.miner)
         if isinstance(ask, procedures.Randomness):
             return await self.chain.randomness(ask.tag, ask.epoch, ask.entropy)
         if isinstance(ask, procedures.Lookup):
@@ -397,6 +399,7 @@ class SealingService:
         return {W.SealingPledge: self._rpc_pledge, W.SealingAddPiece: self._rpc_add_piece,
                 W.SealingList: self._rpc_list, W.SealingStatus: self._rpc_status,
                 W.SealingResume: self._rpc_resume, W.SealingRemove: self._rpc_remove,
+                W.SealingTerminate: self._rpc_terminate,
                 W.SealingRebuild: self._rpc_rebuild, W.SealingUnseal: self._rpc_unseal}
 
     def _ready(self) -> SealingCore:
@@ -482,6 +485,9 @@ class SealingService:
 
     async def _rpc_remove(self, req: Request) -> W.SealingSectorState:
         return self._operate(req.body.number, E.Remove)
+
+    async def _rpc_terminate(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.Terminate)
 
     async def _rpc_rebuild(self, req: Request) -> W.SealingSectorState:
         return self._operate(req.body.number, E.Rebuild)

@@ -23,7 +23,9 @@ from zqnode.nodes.sealing.core import SealingCore
 from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
 from zqnode.proofs import cid as cids
 
-NO_TERMINATE = "the devnet chain has no TerminateSectors method"
+# Lotus's TerminateFinality: the files of a terminated sector stay this many epochs after
+# the TerminateSectors message landed (WinningPoStSectorSetLookback).
+TERMINATE_LOOKBACK = 10
 
 
 # ---- what a procedure asks its shell ----------------------------------------------------------
@@ -46,6 +48,11 @@ class SectorOf(Ask, frozen=True):
     """-> the chain's view of the sector, or None."""
     miner: int
     number: int
+
+
+class CurrentDeadline(Ask, frozen=True):
+    """-> the miner's proving deadline at the head (DeadlineInfo)."""
+    miner: int
 
 
 class Verify(Ask, frozen=True):
@@ -214,9 +221,43 @@ def _verify_proof(core: SealingCore, cmd: C.VerifyProof) -> Procedure:
     return _event(core, E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
 
 
-def _terminate(core: SealingCore, cmd) -> Procedure:
-    return _event(core, E.TerminateFailed, cmd, error=NO_TERMINATE)
-    yield                              # a generator, like the others
+def _send_terminate(core: SealingCore, cmd: C.SendTerminate) -> Procedure:
+    """Lotus's handleTerminating and its TerminateBatcher's rule: a sector the chain no
+    longer has goes (a pre-commit not proven is refused: remove it instead); a live one is
+    terminated once its deadline is neither the one being proven, the next, nor the
+    previous."""
+    miner, n = core.miner, cmd.sector
+    while True:
+        view = yield SectorOf(miner, n)
+        if view is None:
+            if (yield PreCommitOf(miner, n)) is not None:
+                return _event(core, E.TerminateFailed, cmd,
+                              error="the sector is pre-committed, not proven: remove it instead")
+            return _event(core, E.Remove, cmd)    # terminated already (or never proven)
+        di = yield CurrentDeadline(miner)
+        count = core.policy.period_deadlines
+        if view.deadline not in {di.index, (di.index + 1) % count, (di.index - 1) % count}:
+            break
+        while (yield Head()) < di.close:
+            yield NextHead(di.close)
+    params = M.TerminateSectorsParams(terminations=[
+        M.SectorDeclaration(deadline=view.deadline, partition=view.partition, sectors=[n])])
+    msg_id = yield Send(n, f"terminate:{view.deadline}:{view.partition}", params)
+    return _event(core, E.TerminateSent, cmd, msg_id=msg_id)
+
+
+def _wait_terminate(core: SealingCore, cmd: C.WaitTerminate) -> Procedure:
+    """Landed well, the sector gone from the chain, TERMINATE_LOOKBACK epochs on."""
+    look = yield from _landed(core, cmd, cmd.msg_id, E.TerminateFailed, "TerminateSectors")
+    if not isinstance(look, M.MessageLookup):
+        return look
+    until = look.epoch + TERMINATE_LOOKBACK
+    while (yield Head()) < until:
+        yield NextHead(until)
+    if (yield SectorOf(core.miner, cmd.sector)) is not None:
+        return _event(core, E.TerminateFailed, cmd, error="TerminateSectors landed, but the chain "
+                      "still lists the sector")
+    return _event(core, E.Terminated, cmd)
 
 
 def _clean_sector(core: SealingCore, cmd: C.CleanSector) -> Procedure:
@@ -240,7 +281,7 @@ _PROCEDURES = {
     C.GetTicket: _get_ticket, C.SendPreCommit: _send_precommit, C.WaitPreCommit: _wait_precommit,
     C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
     C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
-    C.VerifyProof: _verify_proof, C.SendTerminate: _terminate, C.WaitTerminate: _terminate,
+    C.VerifyProof: _verify_proof, C.SendTerminate: _send_terminate, C.WaitTerminate: _wait_terminate,
     C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,
 }
 

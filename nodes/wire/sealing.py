@@ -85,6 +85,11 @@ class SealingRemove(Msg):
     number: int
 
 
+class SealingTerminate(Msg):
+    """Terminate a proven sector on chain (TerminateSectors), then remove it."""
+    number: int
+
+
 class SealingRebuild(Msg):
     number: int
 

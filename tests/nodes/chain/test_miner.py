@@ -556,3 +556,45 @@ def test_proving_period_offset_is_the_actors_hash():
     for p in (DEVNET, MAINNET):
         assert actor.proving_period_offset(p, 1000, 0) == int.from_bytes(digest[:8], "big") % p.proving_period
     assert ChainDriver().chain.miner(1000).period_offset == actor.proving_period_offset(DEVNET, 1000, 0)
+
+
+# -- TerminateSectors ----------------------------------------------------------------------------
+
+def terminate(deadline, partition, sectors):
+    return M.TerminateSectorsParams(terminations=decl(deadline, partition, sectors))
+
+
+def test_a_terminated_sector_leaves_its_partition_and_its_power_goes(d):
+    dl = sealed_pair(d)
+    prove_deadline(d, dl)
+    run_past_close(d, dl)                                  # dl is mutable again
+    r = ok(d, terminate(dl, 0, [2]))
+    assert msgspec.msgpack.decode(r.return_value, type=M.TerminateSectorsReturn).done
+    mv = d.chain.miner_view(1000)
+    assert (mv.power, mv.sectors, mv.terminated) == (SIZE, 1, 1)
+    assert view(d, 2) is None and d.chain.deadline_view(1000, dl).partitions[0].sectors == [1]
+    prove_deadline(d, dl)                                  # the next PoSt proves sector 1 only
+    run_past_close(d, dl)
+    assert (d.chain.miner_view(1000).penalties, view(d, 1).state) == (0, "active")
+    # a terminated sector still fills its partition (until compaction, which this chain lacks)
+    assert d.seal(1000, 3) != M.SectorLocation(deadline=dl, partition=0)
+
+
+def test_termination_refusals(d):
+    dl = sealed_pair(d)
+    prove_deadline(d, dl)                                  # dl is being proven: immutable
+    refused(d, terminate(dl, 0, [1]), ExitCode.USR_ILLEGAL_ARGUMENT,
+            f"cannot terminate sectors in immutable deadline {dl}")
+    run_past_close(d, dl)
+    refused(d, terminate(dl, 0, [1, 7]), ExitCode.USR_ILLEGAL_ARGUMENT,
+            f"can only terminate live sectors: [7] are not live in deadline {dl} partition 0")
+    refused(d, terminate(dl, 3, [1]), ExitCode.USR_NOT_FOUND, f"no partition 3 in deadline {dl}")
+    refused(d, terminate(99, 0, [1]), ExitCode.USR_ILLEGAL_ARGUMENT,
+            f"invalid termination deadline 99, must be < {d.policy.period_deadlines}")
+    refused(d, terminate(dl, 0, [1]), ExitCode.USR_FORBIDDEN,
+            "sender t0999 is not the worker (t0100) of miner f01000", sender="t0999")
+    refused(d, M.TerminateSectorsParams(terminations=decl(dl, 0, [1]) * 3001),
+            ExitCode.USR_ILLEGAL_ARGUMENT, "too many declarations 3001, limit 3000")
+    ok(d, terminate(dl, 0, [1]))
+    refused(d, terminate(dl, 0, [1]), ExitCode.USR_ILLEGAL_ARGUMENT,
+            f"can only terminate live sectors: [1] are not live in deadline {dl} partition 0")

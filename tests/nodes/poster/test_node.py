@@ -295,3 +295,20 @@ async def test_a_miner_the_chain_does_not_have_stops_the_poster_with_a_clear_err
     leaf = unwrap(failed.value)
     assert isinstance(leaf, PosterStartError)
     assert str(leaf) == "the chain refused: no miner f07 (miners: f01000)"
+
+
+async def test_a_terminated_sector_is_no_longer_proven(bus, nursery, tmp_path, autojump_clock):
+    driver = sealed(range(1, 5))
+    where = driver.chain.sector(MINER, 2)
+    msg = driver.send(MINER, M.TerminateSectorsParams(terminations=[M.SectorDeclaration(
+        deadline=where.deadline, partition=where.partition, sectors=[2])]))
+    driver.step()
+    assert driver.receipt(msg).exit_code == 0
+    chain = await start_chain(nursery, bus, tmp_path, driver)
+    prover = FakeProver()
+    node, trace, _ = await start_poster(nursery, bus, tmp_path, prover)
+    await run_until(chain, chain.chain.head.epoch + chain.chain.policy.proving_period + 10)
+    proven = {s.number for r in prover.requests for p in r.partitions for s in p.sectors}
+    assert proven == {1, 3, 4} and trace.of(E.DeclareFaults) == []
+    m = chain.chain.miner_view(MINER)
+    assert (m.active, m.terminated, m.penalties, m.faulty) == (3, 1, 0, 0)

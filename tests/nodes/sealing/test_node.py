@@ -251,3 +251,24 @@ async def test_a_precommit_the_chain_forgot_is_sent_again(
     assert len(pushed) == 2 and pushed[0] == pushed[1]
     assert landed(chain, "PreCommitSector", 1) == pushed[:1]
     assert tasks.runs[("PC1", 1)] == 1
+
+
+async def test_a_terminated_sector_leaves_the_chain_and_then_its_files_go(
+        nursery, bus, chain, client, tmp_path, autojump_clock):
+    tasks = LocalTasks(tmp_path / "tasks")
+    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks)
+    await client.call("@manager", W.SealingPledge(count=2))
+    await until(lambda: set(states(svc).values()) == {S.PROVING})
+    with pytest.raises(RemoteError, match="no sector 3"):
+        await client.call("@manager", W.SealingTerminate(number=3))
+    r = await client.call("@manager", W.SealingTerminate(number=1))
+    assert r.state == S.TERMINATING
+    await until(lambda: states(svc)[1] == S.REMOVED)
+    assert chain.chain.sector(MINER, 1) is None and chain.chain.sector(MINER, 2) is not None
+    assert chain.chain.miner_view(MINER).terminated == 1
+    sent = [m for ts in chain.chain.tipsets for m, rc in zip(ts.messages, ts.receipts)
+            if m.method == "TerminateSectors" and rc.exit_code == 0]
+    assert len(sent) == 1
+    events = [e.event for e in svc.store.log(1)]
+    assert events[len(HAPPY):] == ["Terminate", "TerminateSent", "Terminated", "SectorRemoved"]
+    assert tasks.dropped == [1] and svc.refused == 0

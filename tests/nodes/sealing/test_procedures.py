@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import msgspec
 
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.policy import DEVNET
+from zqnode.nodes.chain.miner import SectorView
+from zqnode.nodes.chain.policy import DEVNET, deadline_info
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
@@ -95,8 +96,40 @@ def test_remove_sector_drops_work_files_and_pieces():
     asks, event = drive(procedures.procedure(core, C.RemoveSector(sector=number, step=3, cause="c")), lambda ask: None)
     assert asks == [procedures.DropWork(number), procedures.DropFiles(number), procedures.DropPieces(number)]
     assert isinstance(event, E.SectorRemoved)
-    asks, event = drive(procedures.procedure(core, C.SendTerminate(sector=number, step=3, cause="c")), lambda ask: None)
-    assert asks == [] and event.error == procedures.NO_TERMINATE
+
+
+def _view(deadline, partition=0):
+    return SectorView(number=1, state="active", seal_proof=5, sealed_cid="", unsealed_cid="",
+                      activation=10, deadline=deadline, partition=partition)
+
+
+def _dl(index):
+    return deadline_info(DEVNET, 0, index, index * DEVNET.challenge_window)
+
+
+def test_terminate_waits_for_a_mutable_deadline_then_sends_one_declaration():
+    core = new_core()
+    number, _ = core.pledge(0.0)
+    cmd = C.SendTerminate(sector=number, step=3, cause="c")
+    # deadline 5 is the next one at first (immutable): wait for deadline 4 to close
+    answers = iter([_view(5), _dl(4), 0, None, _dl(4).close, _view(5), _dl(7), "m1"])
+    asks, event = drive(procedures.procedure(core, cmd), lambda ask: next(answers))
+    where = [procedures.SectorOf(core.miner, number), procedures.CurrentDeadline(core.miner)]
+    assert asks == [*where, procedures.Head(), procedures.NextHead(_dl(4).close), procedures.Head(),
+                    *where, procedures.Send(number, "terminate:5:0", M.TerminateSectorsParams(terminations=[
+                        M.SectorDeclaration(deadline=5, partition=0, sectors=[number])]))]
+    assert isinstance(event, E.TerminateSent) and event.msg_id == "m1"
+
+
+def test_terminate_a_sector_the_chain_lacks():
+    core = new_core()
+    number, _ = core.pledge(0.0)
+    cmd = C.SendTerminate(sector=number, step=3, cause="c")
+    _, event = drive(procedures.procedure(core, cmd), lambda ask: None)
+    assert isinstance(event, E.Remove)                     # terminated already: its files go
+    answers = iter([None, object()])                       # pre-committed, never proven
+    _, event = drive(procedures.procedure(core, cmd), lambda ask: next(answers))
+    assert event.error == "the sector is pre-committed, not proven: remove it instead"
 
 
 def test_chain_facts_asks_only_what_it_can_know():
