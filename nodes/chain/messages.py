@@ -31,6 +31,10 @@ class PreCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     seal_rand_epoch: int           # the ticket's epoch
 
 
+class PreCommitSectorBatch2Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sectors: list[PreCommitSectorParams]       # builtin-actors' SectorPreCommitInfo each
+
+
 class ProveCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sector_number: int
     proof: bytes                   # the vanilla PoRep proof proofs.porep.verify_seal checks
@@ -73,6 +77,7 @@ class TerminateSectorsReturn(msgspec.Struct, kw_only=True):
 
 METHODS: dict[str, type] = {
     "PreCommitSector": PreCommitSectorParams,
+    "PreCommitSectorBatch2": PreCommitSectorBatch2Params,
     "ProveCommitSector": ProveCommitSectorParams,
     "SubmitWindowedPoSt": SubmitWindowedPoStParams,
     "DeclareFaults": DeclareFaultsParams,

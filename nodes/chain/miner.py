@@ -197,6 +197,23 @@ def pre_commit_sector(m: MinerState, rt: Runtime, p: M.PreCommitSectorParams) ->
         prove_by=epoch + pol.max_prove_commit_duration)
 
 
+PRE_COMMIT_SECTOR_BATCH_MAX_SIZE = 256     # builtin-actors policy
+
+
+def pre_commit_sector_batch2(m: MinerState, rt: Runtime, p: M.PreCommitSectorBatch2Params) -> None:
+    """Every sector as PreCommitSector checks it, all or nothing (the method runs on a
+    copy of the miner: one refusal refuses the batch)."""
+    if not p.sectors:
+        raise _illegal("batch empty")
+    if len(p.sectors) > PRE_COMMIT_SECTOR_BATCH_MAX_SIZE:
+        raise _illegal(f"batch of {len(p.sectors)} too large, max {PRE_COMMIT_SECTOR_BATCH_MAX_SIZE}")
+    numbers = [s.sector_number for s in p.sectors]
+    if len(set(numbers)) != len(numbers):
+        raise _illegal(f"batch names a sector twice: {sorted(n for n in set(numbers) if numbers.count(n) > 1)}")
+    for sector in p.sectors:
+        pre_commit_sector(m, rt, sector)
+
+
 def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams) -> bytes:
     _check_worker(m, rt)
     pc = m.precommits.get(p.sector_number)
@@ -446,6 +463,7 @@ _ret_enc = msgspec.msgpack.Encoder()
 
 METHOD_IMPLS: dict[str, Callable] = {
     "PreCommitSector": pre_commit_sector,
+    "PreCommitSectorBatch2": pre_commit_sector_batch2,
     "ProveCommitSector": prove_commit_sector,
     "SubmitWindowedPoSt": submit_windowed_post,
     "DeclareFaults": declare_faults,

@@ -85,6 +85,19 @@ class SendPreCommit(Command, frozen=True, kw_only=True):
     comm_r: bytes
 
 
+class BatchMember(msgspec.Struct, frozen=True, kw_only=True):
+    number: int
+    step: int
+
+
+class SendPreCommitBatch(Command, frozen=True, kw_only=True):
+    """Send the batch's PreCommitSectorBatch2 once (`sector` is its lowest member):
+    PreCommitBatchSent for every member, or ChainPreCommitFailed for every member if the
+    chain refuses it."""
+    batch: str
+    members: list[BatchMember]
+
+
 class WaitPreCommit(Command, frozen=True, kw_only=True):
     """PreCommitLanded once the message has the confidence, else ChainPreCommitFailed."""
     msg_id: str

@@ -20,6 +20,10 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     seed_confidence: int = 2           # tipsets on top of the seed epoch before the seed is used
     deal_priority: int = 1024          # scheduler priority of deal sectors' tasks (Lotus's)
     keep_unsealed: bool = True         # deal sectors keep their unsealed copy at finalize
+    batch_precommits: bool = False     # one PreCommitSectorBatch2 for several sectors (Lotus BatchPreCommits)
+    max_precommit_batch: int = 256     # sectors in one batch: sent once this many wait (MaxPreCommitBatch)
+    precommit_batch_wait_s: float = 86400.0   # the longest a sector waits for its batch (PreCommitBatchWait)
+    precommit_batch_slack: int = 360   # epochs before the earliest ticket expires: sent (PreCommitBatchSlack)
     storage: list[str] = []            # directories holding sector directories (remove/rebuild)
     chain_timeout_s: float = 10.0      # per chain query
 
@@ -36,6 +40,10 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 raise ValueError(f"sealing {name} must be >= 0, got {getattr(self, name)}")
         if self.wait_deals_s < 0:
             raise ValueError(f"sealing wait_deals_s must be >= 0, got {self.wait_deals_s}")
+        if not 1 <= self.max_precommit_batch <= 256:     # the actor's PreCommitSectorBatchMaxSize
+            raise ValueError(f"sealing max_precommit_batch must be in 1..256, got {self.max_precommit_batch}")
+        if self.precommit_batch_wait_s < 0 or self.precommit_batch_slack < 0:
+            raise ValueError("sealing precommit_batch_wait_s and precommit_batch_slack must be >= 0")
 
     def backoff(self, retries: int) -> float:
         """Seconds to wait after the `retries`-th consecutive error (1, 2, ...)."""

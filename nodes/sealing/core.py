@@ -182,6 +182,38 @@ class SealingCore:
                 commands += self.rerun(number, now)
         return commands
 
+    def batches(self, now: float) -> list[C.Command]:
+        """PreCommit batches that are due (Lotus's PreCommitBatcher): a full batch
+        (cfg.max_precommit_batch) at once; everything waiting once the oldest has waited
+        cfg.precommit_batch_wait_s, or once the head is within cfg.precommit_batch_slack
+        epochs of the earliest ticket's expiry. The shell asks after every event and head."""
+        waiting = [s for _, s in sorted(self.sectors.items())
+                   if s.state == S.SUBMIT_PRE_COMMIT_BATCH and not s.batch and not s.paused
+                   and s.retry_at <= now]
+        if not waiting:
+            return []
+        cfg, size = self.cfg, self.cfg.max_precommit_batch
+        expiry = min(s.ticket_epoch for s in waiting) + self.policy.max_ticket_age
+        urgent = (now >= min(s.batch_since for s in waiting) + cfg.precommit_batch_wait_s
+                  or self.head >= expiry - cfg.precommit_batch_slack)
+        commands: list[C.Command] = []
+        for i in range(0, len(waiting), size):
+            group = waiting[i:i + size]
+            if len(group) < size and not urgent:
+                break
+            batch = f"{group[0].number}:{group[0].step}"      # its owner: the lowest member
+            for s in group:
+                commands += self.handle(self.event(E.BatchFormed, s.number, batch=batch), now)
+            commands.append(self._batch_command(batch))
+        return commands
+
+    def _batch_command(self, batch: str) -> C.SendPreCommitBatch:
+        members = [s for _, s in sorted(self.sectors.items())
+                   if s.batch == batch and s.state == S.SUBMIT_PRE_COMMIT_BATCH]
+        first = members[0]
+        return C.SendPreCommitBatch(sector=first.number, cause=first.cause, step=first.step, batch=batch,
+                                    members=[C.BatchMember(number=s.number, step=s.step) for s in members])
+
     def _window_full(self) -> bool:
         busy = sum(1 for s in self.sectors.values() if s.state in S.TICKETED and not s.paused)
         return bool(self.cfg.max_sealing) and busy >= self.cfg.max_sealing
@@ -392,6 +424,13 @@ class SealingCore:
         return [self._cmd(C.SendPreCommit, s, seal_proof=s.seal_proof, ticket=s.ticket,
                           ticket_epoch=s.ticket_epoch, comm_d=s.comm_d, comm_r=s.comm_r)]
 
+    def _submit_precommit_batch(self, s, now):
+        if not s.batch:                    # waits; batches() forms it (this wakes it in time)
+            due = s.batch_since + self.cfg.precommit_batch_wait_s
+            return [self._cmd(C.Schedule, s, at=due)] if now < due else []
+        command = self._batch_command(s.batch)
+        return [command] if command.sector == s.number else []   # its lowest member sends it
+
     def _pre_commit_wait(self, s, now):
         return [self._cmd(C.WaitPreCommit, s, msg_id=s.precommit_msg, comm_r=s.comm_r)]
 
@@ -582,6 +621,8 @@ HANDLERS = {
     S.PRE_COMMIT1: SealingCore._pre_commit1,
     S.PRE_COMMIT2: SealingCore._pre_commit2,
     S.PRE_COMMITTING: SealingCore._pre_committing,
+    S.SUBMIT_PRE_COMMIT_BATCH: SealingCore._submit_precommit_batch,
+    S.PRE_COMMIT_BATCH_WAIT: SealingCore._pre_commit_wait,
     S.PRE_COMMIT_WAIT: SealingCore._pre_commit_wait,
     S.WAIT_SEED: SealingCore._wait_seed,
     S.COMMITTING: SealingCore._committing,

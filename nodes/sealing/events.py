@@ -159,6 +159,28 @@ class PreCommitSent(Event, frozen=True, kw_only=True):
         s.precommit_msg = self.msg_id
 
 
+class PreCommitBatch(Event, frozen=True, kw_only=True):
+    """Checked and ready: wait for a PreCommit batch (Lotus's SectorPreCommitBatch)."""
+
+    def apply(self, s, now):
+        s.batch, s.batch_since = "", now
+
+
+class BatchFormed(Event, frozen=True, kw_only=True):
+    """The core put the sector in a batch (its send goes on under this id after a restart)."""
+    batch: str
+
+    def apply(self, s, now):
+        s.batch = self.batch
+
+
+class PreCommitBatchSent(Event, frozen=True, kw_only=True):
+    msg_id: str
+
+    def apply(self, s, now):
+        s.precommit_msg = self.msg_id
+
+
 class PreCommitLanded(Event, frozen=True, kw_only=True):
     precommit_epoch: int
     seed_epoch: int

@@ -178,6 +178,7 @@ class SealingService:
                 async with self.chain.notify() as updates:
                     async for update in updates:
                         self.core.set_head(update.head.epoch)
+                        self._execute(self.core.batches(self.clock()))   # due at this height?
                         self._head.set()
                         self._head = trio.Event()
                         if update.head.epoch >= self._next_fault_check:
@@ -218,8 +219,15 @@ class SealingService:
             self.refused += 1
             return []
         self._execute(commands)
-        self._execute(self.core.admit(self.clock()))     # it may have left the sealing window
+        self._due()
         return commands
+
+    def _due(self) -> None:
+        """What is due without a sector's own event: room in the sealing window (a sector
+        may have left it), PreCommit batches."""
+        now = self.clock()
+        self._execute(self.core.admit(now))
+        self._execute(self.core.batches(now))
 
     def _execute(self, commands: list[C.Command]) -> None:
         for cmd in commands:
@@ -263,8 +271,8 @@ class SealingService:
                                         error=f"{type(cmd).__name__}: {_reason(e)}")
             if self._running.get(cmd.sector, (None, None))[1] is scope:
                 del self._running[cmd.sector]
-            if event is not None:
-                self._feed(event)
+            for one in event if isinstance(event, list) else [event] if event is not None else []:
+                self._feed(one)                     # a batch's answer: one event per member
 
     async def _publish(self, save: C.Save) -> None:
         entry = save.log[-1] if save.log else None
@@ -295,13 +303,16 @@ class SealingService:
         if isinstance(cmd, C.RunTask):
             return await self._task(cmd)
         proc = procedures.procedure(self.core, cmd)
-        answer = None
+        answer, error = None, None
         while True:
-            try:
-                ask = proc.send(answer)
-            except StopIteration as done:
+            try:                                    # an error goes back into the procedure:
+                ask = proc.throw(error) if error is not None else proc.send(answer)
+            except StopIteration as done:           # it may handle it, else it comes out here
                 return done.value
-            answer = await self._answer(ask)
+            try:
+                answer, error = await self._answer(ask), None
+            except Exception as e:
+                answer, error = None, e
 
     async def _answer(self, ask: procedures.Ask):
         """What a procedure (nodes.sealing.procedures) asks, from the chain and the disk."""
@@ -476,7 +487,7 @@ class SealingService:
         except SealingError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         self._execute(commands)
-        self._execute(self.core.admit(self.clock()))
+        self._due()
         s = self.core.sectors[number]
         return W.SealingSectorState(number=number, state=s.state, paused=s.paused)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 
+from zqnode.bus.codec import RemoteError
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.asks import Ask, Lookup, Randomness  # noqa: F401 - shared asks
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
@@ -89,7 +90,7 @@ def still_counts(look: M.MessageLookup) -> bool:
     return look.status == "pending" or (look.status == "landed" and look.receipt.exit_code == 0)
 
 
-Procedure = Generator[Ask, object, "E.Event | None"]
+Procedure = Generator[Ask, object, "E.Event | list[E.Event] | None"]
 
 
 def procedure(core: SealingCore, cmd: C.Command) -> Procedure:
@@ -116,16 +117,39 @@ def _get_ticket(core: SealingCore, cmd: C.GetTicket) -> Procedure:
     return _event(core, E.TicketReady, cmd, ticket=ticket, epoch=epoch)
 
 
+def _precommit_params(number: int, seal_proof: int, comm_d: bytes, comm_r: bytes,
+                      ticket_epoch: int) -> M.PreCommitSectorParams:
+    return M.PreCommitSectorParams(sector_number=number, seal_proof=seal_proof,
+                                   sealed_cid=cids.sealed_cid(comm_r), unsealed_cid=cids.piece_cid_v1(comm_d),
+                                   seal_rand_epoch=ticket_epoch)
+
+
 def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
     facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch)
     decision = core.precommit_decision(core.sectors[cmd.sector], facts)
     if decision is not None:
         return decision
-    params = M.PreCommitSectorParams(
-        sector_number=cmd.sector, seal_proof=cmd.seal_proof, sealed_cid=cids.sealed_cid(cmd.comm_r),
-        unsealed_cid=cids.piece_cid_v1(cmd.comm_d), seal_rand_epoch=cmd.ticket_epoch)
+    if core.cfg.batch_precommits:      # checked: on to the batch (core.batches sends it)
+        return _event(core, E.PreCommitBatch, cmd)
+    params = _precommit_params(cmd.sector, cmd.seal_proof, cmd.comm_d, cmd.comm_r, cmd.ticket_epoch)
     msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
     return _event(core, E.PreCommitSent, cmd, msg_id=msg_id)
+
+
+def _send_precommit_batch(core: SealingCore, cmd: C.SendPreCommitBatch) -> Procedure:
+    """One PreCommitSectorBatch2 for the members, sent once under the batch's id by its
+    owner (the lowest member it was formed with, so a restart halfway finds the message).
+    A refusal fails every member, each counted and checked on its own, as Lotus does."""
+    sectors = [core.sectors[m.number] for m in cmd.members]
+    params = M.PreCommitSectorBatch2Params(sectors=[
+        _precommit_params(s.number, s.seal_proof, s.comm_d, s.comm_r, s.ticket_epoch) for s in sectors])
+    owner = int(cmd.batch.split(":")[0])
+    try:
+        msg_id = yield Send(owner, f"precommit-batch:{cmd.batch}", params)
+    except RemoteError as e:
+        return [core.event(E.ChainPreCommitFailed, m.number, step=m.step,
+                           error=f"PreCommitSectorBatch2 refused: {e.message}") for m in cmd.members]
+    return [core.event(E.PreCommitBatchSent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
 
 
 def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
@@ -279,7 +303,7 @@ def _abort_work(core: SealingCore, cmd: C.AbortWork) -> Procedure:
 
 _PROCEDURES = {
     C.GetTicket: _get_ticket, C.SendPreCommit: _send_precommit, C.WaitPreCommit: _wait_precommit,
-    C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
+    C.SendPreCommitBatch: _send_precommit_batch, C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
     C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
     C.VerifyProof: _verify_proof, C.SendTerminate: _send_terminate, C.WaitTerminate: _wait_terminate,
     C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,

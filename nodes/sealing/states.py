@@ -14,6 +14,8 @@ PRE_COMMIT1 = "PreCommit1"
 PRE_COMMIT2 = "PreCommit2"
 PRE_COMMITTING = "PreCommitting"       # checks, then sends PreCommitSector
 PRE_COMMIT_WAIT = "PreCommitWait"
+SUBMIT_PRE_COMMIT_BATCH = "SubmitPreCommitBatch"   # checked, waiting for its batch to be sent
+PRE_COMMIT_BATCH_WAIT = "PreCommitBatchWait"       # its batch sent, waiting for it to land
 WAIT_SEED = "WaitSeed"
 COMMITTING = "Committing"              # C1 (the vanilla proof: there is no C2 here)
 SUBMIT_COMMIT = "SubmitCommit"         # checks the proof, then sends ProveCommitSector
@@ -55,7 +57,7 @@ UNSEAL_FAILED = "UnsealFailed"
 ABORTED = "Aborted"                    # dropped by an operator (resume --state Aborted)
 
 SEALING = (WAIT_DEALS, ADD_PIECE, PACKING, GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING,
-           PRE_COMMIT_WAIT, WAIT_SEED, COMMITTING, SUBMIT_COMMIT, COMMIT_WAIT, FINALIZE_SECTOR)
+           SUBMIT_PRE_COMMIT_BATCH, PRE_COMMIT_BATCH_WAIT, PRE_COMMIT_WAIT, WAIT_SEED, COMMITTING, SUBMIT_COMMIT, COMMIT_WAIT, FINALIZE_SECTOR)
 FAILURES = (ADD_PIECE_FAILED, SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED, PRE_COMMIT_FAILED,
             COMPUTE_PROOF_FAILED, COMMIT_FAILED, FINALIZE_FAILED, TERMINATE_FAILED, REMOVE_FAILED,
             REBUILD_FAILED, UNSEAL_FAILED)
@@ -68,8 +70,8 @@ ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + (ABOR
 
 # From the ticket to the PreCommit (cfg.max_sealing bounds how many sectors are here: a
 # ticket that waits for a busy worker grows too old before its PreCommit lands).
-TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SEAL_PRE_COMMIT1_FAILED,
-            SEAL_PRE_COMMIT2_FAILED)
+TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SUBMIT_PRE_COMMIT_BATCH,
+            SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED)
 
 # States whose sectors are on chain (proven): the chain follower watches their faults.
 ON_CHAIN = (PROVING, FAULTY, FAULT_REPORTED, UNSEALING, UNSEAL_FAILED, TERMINATING,

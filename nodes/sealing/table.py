@@ -26,7 +26,12 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
                     E.OldTicket: S.GET_TICKET},
     S.PRE_COMMIT2: {E.PreCommit2Done: S.PRE_COMMITTING, E.TaskFailed: S.SEAL_PRE_COMMIT2_FAILED},
     S.PRE_COMMITTING: {E.PreCommitSent: S.PRE_COMMIT_WAIT, E.PreCommitLanded: S.WAIT_SEED,
-                       E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED, E.TicketExpired: S.GET_TICKET},
+                       E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED, E.TicketExpired: S.GET_TICKET,
+                       E.PreCommitBatch: S.SUBMIT_PRE_COMMIT_BATCH},
+    S.SUBMIT_PRE_COMMIT_BATCH: {E.BatchFormed: APPLY, E.PreCommitBatchSent: S.PRE_COMMIT_BATCH_WAIT,
+                                E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED},
+    S.PRE_COMMIT_BATCH_WAIT: {E.PreCommitLanded: S.WAIT_SEED,
+                              E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED},
     S.PRE_COMMIT_WAIT: {E.PreCommitLanded: S.WAIT_SEED, E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED},
     S.WAIT_SEED: {E.SeedReady: S.COMMITTING, E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED},
     S.COMMITTING: {E.Commit1Done: S.SUBMIT_COMMIT, E.TaskFailed: S.COMPUTE_PROOF_FAILED},
@@ -95,7 +100,7 @@ for _state in TABLE:
 # same ticket replays the stored result, so PreCommit2 failing, PreCommit1 and PreCommit2
 # failing again would go round for ever; the replica counts once PreCommit2 is done.
 PROGRESS = (E.PieceAdded, E.Packed, E.TicketReady, E.PreCommit2Done,
-            E.PreCommitSent, E.PreCommitLanded, E.SeedReady, E.Commit1Done, E.CommitSent,
+            E.PreCommitSent, E.PreCommitBatchSent, E.PreCommitLanded, E.SeedReady, E.Commit1Done, E.CommitSent,
             E.CommitLanded, E.Finalized, E.UnsealDone, E.Cleaned, E.ProofChecked, E.SectorRemoved,
             E.TerminateSent, E.Terminated)
 

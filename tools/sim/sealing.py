@@ -90,7 +90,12 @@ class SimSealing:
             self.errors.append(f"sector {event.sector}: {e}")
             return
         self._execute(commands)
-        self._execute(self.core.admit(self.loop.now))   # as the real shell does
+        self._due()
+
+    def _due(self) -> None:
+        """As the real shell: room in the sealing window, PreCommit batches."""
+        self._execute(self.core.admit(self.loop.now))
+        self._execute(self.core.batches(self.loop.now))
 
     def _execute(self, commands: list) -> None:
         for cmd in commands:
@@ -108,10 +113,11 @@ class SimSealing:
     def _current(self, cmd: C.Command, session: int) -> bool:
         return self.up and session == self.session and self._step.get(cmd.sector) == cmd.step
 
-    def _answer(self, cmd: C.Command, session: int, event: E.Event | None) -> None:
+    def _answer(self, cmd: C.Command, session: int, event: E.Event | list | None) -> None:
         if event is not None and self._current(cmd, session):
             del self._step[cmd.sector]
-            self._feed(event)
+            for one in event if isinstance(event, list) else [event]:   # a batch: each member
+                self._feed(one)
 
     def _event(self, kind, cmd: C.Command, **fields) -> E.Event:
         return self.core.event(kind, cmd.sector, step=cmd.step, **fields)
@@ -199,6 +205,7 @@ class SimSealing:
         if not self.up:
             return
         self.core.set_head(head)
+        self._execute(self.core.batches(self.loop.now))   # as the real shell: due at this height?
         waits = self._waits
         if reverted:                       # everything waited for may have changed
             due, self._waits = waits, []

@@ -132,6 +132,22 @@ def test_precommit_refusals(d):
     assert sorted(d.chain.miner(1000).precommits) == [1]
 
 
+def test_a_precommit_batch_precommits_every_sector_or_none(d):
+    d.run_to(d.policy.seal_randomness_lookback + 3)
+    batch = lambda *ps: M.PreCommitSectorBatch2Params(sectors=list(ps))
+    ok(d, batch(d.precommit_params(1000, 1), d.precommit_params(1000, 2)))
+    assert sorted(d.chain.miner(1000).precommits) == [1, 2]
+    I = ExitCode.USR_ILLEGAL_ARGUMENT
+    refused(d, batch(d.precommit_params(1000, 3), d.precommit_params(1000, 2)), I,
+            "sector number 2 already allocated")                    # one refusal refuses all
+    refused(d, batch(), I, "batch empty")
+    refused(d, batch(*[d.precommit_params(1000, n) for n in range(3, 260)]), I,
+            "batch of 257 too large, max 256")
+    refused(d, batch(d.precommit_params(1000, 3), d.precommit_params(1000, 3)), I,
+            "batch names a sector twice: [3]")
+    assert sorted(d.chain.miner(1000).precommits) == [1, 2]
+
+
 def test_precommit_ticket_older_than_the_max_ticket_age_is_refused(dev):
     p = dev.policy
     dev.run_to(p.max_ticket_age + 10)

@@ -792,6 +792,9 @@ def test_every_state_is_entered_by_some_event_sequence():
     core.handle(ev(core, E.ChainPreCommitFailed, m, error="x"), 0.0)
     core.handle(core.event(E.Resume, m, state=S.COMMIT_WAIT), 0.0)
     core.handle(ev(core, E.CommitFailed, m, error="x"), 0.0)
+    b = to_state(core, S.PRE_COMMITTING)
+    core.handle(ev(core, E.PreCommitBatch, b), 0.0)
+    core.handle(ev(core, E.PreCommitBatchSent, b, msg_id="pb"), 0.0)
     assert seen == set(S.ALL)
 
 
@@ -813,3 +816,74 @@ def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():
     assert state(core, 3) == S.GET_TICKET and core.admit(8.0) == []
     core.handle(core.event(E.Resume, 2, state=S.ABORTED), 9.0)    # an operator drops one
     assert core.admit(10.0) == []                                 # nobody waits
+
+
+# -- PreCommit batching (Lotus's PreCommitBatcher) ----------------------------------------------
+
+BATCHED = msgspec.structs.replace(CFG, batch_precommits=True, max_precommit_batch=3,
+                                  precommit_batch_wait_s=100.0, precommit_batch_slack=50)
+
+
+def to_batch(core, now):
+    """A sector checked and waiting for its batch since `now`."""
+    n = to_state(core, S.PRE_COMMITTING, now)
+    cmds = core.handle(ev(core, E.PreCommitBatch, n), now)
+    assert state(core, n) == S.SUBMIT_PRE_COMMIT_BATCH
+    assert last(cmds, C.Schedule).at == now + 100.0            # woken when its wait ends
+    return n
+
+
+def sent(cmds):
+    return [(c.batch, [m.number for m in c.members]) for c in cmds if isinstance(c, C.SendPreCommitBatch)]
+
+
+def test_a_full_batch_goes_at_once_and_the_rest_waits():
+    core = new_core(BATCHED)
+    a, b = to_batch(core, 0.0), to_batch(core, 10.0)
+    assert core.batches(20.0) == []                            # not full, not waited, no hurry
+    c, d = to_batch(core, 30.0), to_batch(core, 40.0)
+    cmds = core.batches(40.0)
+    assert sent(cmds) == [(f"{a}:{core.sectors[a].step}", [a, b, c])]
+    assert [core.sectors[n].batch for n in (a, b, c, d)] == [f"{a}:{core.sectors[a].step}"] * 3 + [""]
+    assert kinds(cmds) == ["Save", "Save", "Save", "SendPreCommitBatch"]
+    assert core.batches(41.0) == []                            # formed once; d waits on
+
+
+def test_the_oldest_sectors_wait_or_the_earliest_ticket_sends_everything_waiting():
+    core = new_core(BATCHED)
+    a = to_batch(core, 0.0)
+    b = to_batch(core, 60.0)
+    assert core.batches(99.0) == []
+    assert sent(core.batches(100.0)) == [(f"{a}:{core.sectors[a].step}", [a, b])]   # a waited 100 s
+    core = new_core(BATCHED)
+    a = to_batch(core, 0.0)
+    core.set_head(247)                                         # ticket 98 expires at 298; slack 50
+    assert core.batches(1.0) == []
+    core.set_head(248)
+    assert sent(core.batches(1.0)) == [(f"{a}:{core.sectors[a].step}", [a])]
+
+
+def test_a_formed_batch_is_sent_again_after_a_restart_by_its_lowest_member_only():
+    core = new_core(BATCHED)
+    ns = [to_batch(core, 0.0) for _ in range(4)]
+    formed = sent(core.batches(0.0))
+    again = new_core(BATCHED)
+    again.restore([core.sectors[n] for n in ns], core.next_number)
+    cmds = again.restart(5.0)
+    assert sent(cmds) == formed                                # the same batch, the same id
+    assert [c.at for c in cmds if isinstance(c, C.Schedule)] == [100.0]   # the fourth waits on
+
+
+def test_a_sent_batch_waits_like_a_precommit_and_a_refused_one_fails_each_member():
+    core = new_core(BATCHED)
+    ns = [to_batch(core, 0.0) for _ in range(3)]
+    cmd = last(core.batches(0.0), C.SendPreCommitBatch)
+    for m in cmd.members:
+        cmds = core.handle(core.event(E.PreCommitBatchSent, m.number, step=m.step, msg_id="mb"), 1.0)
+        assert last(cmds, C.WaitPreCommit).msg_id == "mb"
+    assert {state(core, n) for n in ns} == {S.PRE_COMMIT_BATCH_WAIT}
+    core = new_core(BATCHED)
+    ns = [to_batch(core, 0.0) for _ in range(3)]
+    for m in last(core.batches(0.0), C.SendPreCommitBatch).members:
+        core.handle(core.event(E.ChainPreCommitFailed, m.number, step=m.step, error="refused"), 1.0)
+    assert [(state(core, n), core.sectors[n].retries) for n in ns] == [(S.PRE_COMMIT_FAILED, 1)] * 3

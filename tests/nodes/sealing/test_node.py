@@ -13,6 +13,7 @@ from zqnode.bus.codec import RemoteError
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
+from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.verifiers import FAKE
@@ -272,3 +273,32 @@ async def test_a_terminated_sector_leaves_the_chain_and_then_its_files_go(
     events = [e.event for e in svc.store.log(1)]
     assert events[len(HAPPY):] == ["Terminate", "TerminateSent", "Terminated", "SectorRemoved"]
     assert tasks.dropped == [1] and svc.refused == 0
+
+
+def landed_methods(chain, method) -> list:
+    return [m for ts in chain.chain.tipsets for m, rc in zip(ts.messages, ts.receipts)
+            if m.method == method and rc.exit_code == 0]
+
+
+BATCH_HAPPY = HAPPY[:5] + ["PreCommitBatch", "BatchFormed", "PreCommitBatchSent"] + HAPPY[6:]
+
+
+@pytest.mark.parametrize("kill_in", [None, S.PRE_COMMIT_BATCH_WAIT])
+async def test_batched_precommits_send_one_message_for_the_batch_and_a_kill_sends_nothing_twice(
+        nursery, bus, chain, client, tmp_path, autojump_clock, kill_in):
+    tasks = LocalTasks(tmp_path / "tasks")
+    batch = dict(batch_precommits=True, max_precommit_batch=4, precommit_batch_wait_s=600.0,
+                 precommit_batch_slack=50)              # the devnet's tickets live 200 epochs
+    svc, scope = await start_sealing(nursery, bus, tmp_path, tasks, **batch)
+    await client.call("@manager", W.SealingPledge(count=4))
+    if kill_in:
+        await until(lambda: kill_in in states(svc).values())
+        scope.cancel()                                    # kill -9 between send and land
+        await trio.sleep(3)
+        svc, _ = await start_sealing(nursery, bus, tmp_path, tasks, **batch)
+    await until(lambda: set(states(svc).values()) == {S.PROVING})
+    (msg,) = landed_methods(chain, "PreCommitSectorBatch2")
+    assert sorted(s.sector_number for s in M.decode_params(msg.method, msg.params).sectors) == [1, 2, 3, 4]
+    assert landed_methods(chain, "PreCommitSector") == [] and len(landed_methods(chain, "ProveCommitSector")) == 4
+    assert all(chain.chain.sector(MINER, n) is not None for n in (1, 2, 3, 4))
+    assert [e.event for e in svc.store.log(1)] == BATCH_HAPPY and svc.refused == 0

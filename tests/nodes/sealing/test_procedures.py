@@ -4,6 +4,8 @@ from types import SimpleNamespace
 
 import msgspec
 
+from zqnode.bus.codec import RemoteError
+
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.miner import SectorView
 from zqnode.nodes.chain.policy import DEVNET, deadline_info
@@ -18,6 +20,7 @@ from zqnode.nodes.sealing.core import SealingCore
 MINER = 1000
 ENTROPY = address_entropy(MINER)
 COMM_R = b"r" * 32
+COMM_D = b"d" * 32
 
 
 def new_core():
@@ -27,15 +30,19 @@ def new_core():
 
 
 def drive(proc, answer):
-    """Run a procedure to its end; (the asks in order, the event it returned)."""
-    asks, reply = [], None
+    """Run a procedure to its end; (the asks in order, the event it returned). An answer
+    that raises goes back into the procedure, as the shell does it."""
+    asks, reply, error = [], None, None
     while True:
         try:
-            ask = proc.send(reply)
+            ask = proc.throw(error) if error is not None else proc.send(reply)
         except StopIteration as done:
             return asks, done.value
         asks.append(ask)
-        reply = answer(ask)
+        try:
+            reply, error = answer(ask), None
+        except Exception as e:
+            reply, error = None, e
 
 
 def scripted(*replies):
@@ -149,3 +156,26 @@ def test_fault_change():
     core.sectors[number] = msgspec.structs.replace(core.sectors[number], state=S.PROVING)
     assert isinstance(procedures.fault_change(core, number, True), E.FaultReported)
     assert procedures.fault_change(core, number, False) is None
+
+
+def test_a_batch_is_sent_once_under_its_owner_and_a_refusal_fails_every_member():
+    core = SealingCore(miner=MINER, seal_proof=5, policy=DEVNET, cfg=SealingConfig(batch_precommits=True))
+    core.set_head(100)
+    numbers = [core.pledge(0.0)[0] for _ in range(3)]
+    for n in numbers:
+        core.sectors[n] = msgspec.structs.replace(core.sectors[n], ticket_epoch=90, comm_d=COMM_D, comm_r=COMM_R)
+    cmd = C.SendPreCommitBatch(sector=2, cause="s-1000-2", step=1, batch="1:7",   # 1 went on since
+                               members=[C.BatchMember(number=n, step=1) for n in numbers[1:]])
+    asks, events = drive(procedures.procedure(core, cmd), lambda ask: "mb")
+    (send,) = asks
+    assert (send.number, send.key) == (1, "precommit-batch:1:7")      # the owner finds its message
+    assert [s.sector_number for s in send.params.sectors] == [2, 3]
+    assert [(type(e), e.sector, e.msg_id) for e in events] == [(E.PreCommitBatchSent, 2, "mb"),
+                                                               (E.PreCommitBatchSent, 3, "mb")]
+
+    def refuse(ask):
+        raise RemoteError("invalid", "sector number 3 already allocated")
+    _, events = drive(procedures.procedure(core, cmd), refuse)
+    assert [(type(e), e.sector, e.error) for e in events] == [
+        (E.ChainPreCommitFailed, n, "PreCommitSectorBatch2 refused: sector number 3 already allocated")
+        for n in (2, 3)]
