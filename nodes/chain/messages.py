@@ -40,6 +40,33 @@ class ProveCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_field
     proof: bytes                   # the vanilla PoRep proof proofs.porep.verify_seal checks
 
 
+class SectorActivationManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sector_number: int
+    pieces: list = []              # deal pieces to activate (this chain has no market: none)
+
+
+class ProveCommitSectors3Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """builtin-actors' ProveCommitSectors3: one proof per sector, or one aggregate. This
+    chain has no SNARK aggregation: its aggregate is the msgpack list of the sectors' vanilla
+    proofs, checked one by one, and it stands or falls as a whole."""
+    sector_activations: list[SectorActivationManifest]
+    sector_proofs: list[bytes] = []
+    aggregate_proof: bytes = b""
+    aggregate_proof_type: int | None = None    # RegisteredAggregationProof (SnarkPackV2 = 1)
+    require_activation_success: bool = True    # one sector failing fails the message
+    require_notification_success: bool = True
+
+
+class FailCode(msgspec.Struct, kw_only=True):
+    idx: int
+    code: int
+
+
+class BatchReturn(msgspec.Struct, kw_only=True):
+    success_count: int
+    fail_codes: list[FailCode] = []
+
+
 class PoStPartition(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     index: int
     skipped: list[int] = []        # sectors the prover could not prove: they become faulty
@@ -79,6 +106,7 @@ METHODS: dict[str, type] = {
     "PreCommitSector": PreCommitSectorParams,
     "PreCommitSectorBatch2": PreCommitSectorBatch2Params,
     "ProveCommitSector": ProveCommitSectorParams,
+    "ProveCommitSectors3": ProveCommitSectors3Params,
     "SubmitWindowedPoSt": SubmitWindowedPoStParams,
     "DeclareFaults": DeclareFaultsParams,
     "DeclareFaultsRecovered": DeclareFaultsRecoveredParams,

@@ -29,6 +29,7 @@ from zqnode.proofs import cid as cids
 from zqnode.proofs import params as proof_params
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
+_ret_enc = msgspec.msgpack.Encoder()
 
 
 class ActorError(Exception):
@@ -241,6 +242,51 @@ def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams
         unsealed_cid=pc.unsealed_cid, comm_r=pc.comm_r, activation=rt.epoch,
         deadline=dl_index, partition=part_index)
     return M.encode(M.SectorLocation(deadline=dl_index, partition=part_index))
+
+
+MIN_AGGREGATED_SECTORS = 4          # builtin-actors policy
+MAX_AGGREGATED_SECTORS = 819
+_proofs = msgspec.msgpack.Decoder(list[bytes])
+
+
+def prove_commit_sectors3(m: MinerState, rt: Runtime, p: M.ProveCommitSectors3Params) -> bytes:
+    """ProveCommitSector for each sector. An aggregate, or require_activation_success,
+    is all or nothing; otherwise a sector that fails is skipped and named in the return."""
+    _check_worker(m, rt)
+    n = len(p.sector_activations)
+    if not n:
+        raise _illegal("no sectors to prove")
+    if n > MAX_AGGREGATED_SECTORS:
+        raise _illegal(f"too many sectors {n}, max {MAX_AGGREGATED_SECTORS}")
+    if bool(p.sector_proofs) == bool(p.aggregate_proof):
+        raise _illegal("exactly one of sector proofs or aggregate proof must be non-empty")
+    numbers = [a.sector_number for a in p.sector_activations]
+    if len(set(numbers)) != n:
+        raise _illegal(f"sectors named twice: {sorted(x for x in set(numbers) if numbers.count(x) > 1)}")
+    if any(a.pieces for a in p.sector_activations):
+        raise _illegal("this chain has no market: sectors activate no pieces")
+    proofs, whole = p.sector_proofs, p.require_activation_success
+    if p.aggregate_proof:
+        if n < MIN_AGGREGATED_SECTORS:
+            raise _illegal(f"too few sectors {n} to aggregate, min {MIN_AGGREGATED_SECTORS}")
+        try:
+            proofs = _proofs.decode(p.aggregate_proof)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise _illegal(f"aggregate proof does not decode: {e}") from None
+        whole = True
+    if len(proofs) != n:
+        raise _illegal(f"{len(proofs)} proofs for {n} sectors")
+    failed = []
+    for i, (number, proof) in enumerate(zip(numbers, proofs)):
+        try:
+            prove_commit_sector(m, rt, M.ProveCommitSectorParams(sector_number=number, proof=proof))
+        except ActorError as e:
+            if whole:
+                raise
+            failed.append(M.FailCode(idx=i, code=e.exit_code))
+    if len(failed) == n:
+        raise _illegal("no sector was activated")
+    return _ret_enc.encode(M.BatchReturn(success_count=n - len(failed), fail_codes=failed))
 
 
 # -- deadline assignment (deadline_assignment.rs) ------------------------------------------------
@@ -458,13 +504,12 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
     return _ret_enc.encode(M.TerminateSectorsReturn(done=True))
 
 
-_ret_enc = msgspec.msgpack.Encoder()
-
 
 METHOD_IMPLS: dict[str, Callable] = {
     "PreCommitSector": pre_commit_sector,
     "PreCommitSectorBatch2": pre_commit_sector_batch2,
     "ProveCommitSector": prove_commit_sector,
+    "ProveCommitSectors3": prove_commit_sectors3,
     "SubmitWindowedPoSt": submit_windowed_post,
     "DeclareFaults": declare_faults,
     "DeclareFaultsRecovered": declare_faults_recovered,

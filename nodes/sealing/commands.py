@@ -110,6 +110,15 @@ class WaitSeed(Command, frozen=True, kw_only=True):
     comm_r: bytes
 
 
+class SendCommitAggregate(Command, frozen=True, kw_only=True):
+    """Send the batch's ProveCommitSectors3 once (`sector` is its lowest member), its
+    proofs aggregated or one per sector: CommitAggregateSent for every member, or
+    CommitFailed for every member if the chain refuses it."""
+    batch: str
+    members: list[BatchMember]
+    aggregate: bool
+
+
 class SendProveCommit(Command, frozen=True, kw_only=True):
     """Check with the chain (core.commit_decision: the proof verifies with the chain's
     ticket and seed), then send ProveCommitSector once: CommitSent, CommitLanded or

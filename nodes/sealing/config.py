@@ -24,6 +24,11 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_precommit_batch: int = 256     # sectors in one batch: sent once this many wait (MaxPreCommitBatch)
     precommit_batch_wait_s: float = 86400.0   # the longest a sector waits for its batch (PreCommitBatchWait)
     precommit_batch_slack: int = 360   # epochs before the earliest ticket expires: sent (PreCommitBatchSlack)
+    aggregate_commits: bool = False    # one ProveCommitSectors3 for several sectors (Lotus AggregateCommits)
+    min_commit_batch: int = 4          # fewer: their proofs go one by one, not aggregated (MinCommitBatch)
+    max_commit_batch: int = 819        # sectors in one message: sent once this many wait (MaxCommitBatch)
+    commit_batch_wait_s: float = 86400.0   # the longest a sector waits for its batch (CommitBatchWait)
+    commit_batch_slack: int = 120      # epochs before the earliest prove-by epoch: sent (CommitBatchSlack)
     storage: list[str] = []            # directories holding sector directories (remove/rebuild)
     chain_timeout_s: float = 10.0      # per chain query
 
@@ -44,6 +49,11 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"sealing max_precommit_batch must be in 1..256, got {self.max_precommit_batch}")
         if self.precommit_batch_wait_s < 0 or self.precommit_batch_slack < 0:
             raise ValueError("sealing precommit_batch_wait_s and precommit_batch_slack must be >= 0")
+        if not 1 <= self.max_commit_batch <= 819:       # the actor's MaxAggregatedSectors
+            raise ValueError(f"sealing max_commit_batch must be in 1..819, got {self.max_commit_batch}")
+        if self.min_commit_batch < 0 or self.commit_batch_wait_s < 0 or self.commit_batch_slack < 0:
+            raise ValueError("sealing min_commit_batch, commit_batch_wait_s and commit_batch_slack "
+                             "must be >= 0")
 
     def backoff(self, retries: int) -> float:
         """Seconds to wait after the `retries`-th consecutive error (1, 2, ...)."""

@@ -28,6 +28,8 @@ then removed, as Lotus does; a sector holding deal data pauses for the operator'
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import msgspec
 
 from zqnode.nodes.chain.policy import Policy
@@ -42,6 +44,7 @@ from zqnode.proofs import fr32
 from zqnode.proofs import params as proof_params
 from zqnode.proofs.merkle import zero_commitment_at_height
 
+MIN_AGGREGATED_SECTORS = 4  # the miner actor aggregates no fewer proofs (builtin-actors policy)
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
 
@@ -183,19 +186,29 @@ class SealingCore:
         return commands
 
     def batches(self, now: float) -> list[C.Command]:
-        """PreCommit batches that are due (Lotus's PreCommitBatcher): a full batch
-        (cfg.max_precommit_batch) at once; everything waiting once the oldest has waited
-        cfg.precommit_batch_wait_s, or once the head is within cfg.precommit_batch_slack
-        epochs of the earliest ticket's expiry. The shell asks after every event and head."""
+        """Batches that are due (Lotus's PreCommitBatcher and CommitBatcher): a full batch
+        at once; everything waiting once the oldest has waited its wait, or once the head is
+        within the slack of the earliest cutoff (a ticket's expiry, a prove-by epoch). The
+        shell asks after every event and head."""
+        return self._batches(S.SUBMIT_PRE_COMMIT_BATCH, now) + self._batches(S.SUBMIT_COMMIT_AGGREGATE, now)
+
+    def _batch_rules(self, state: str) -> tuple[int, float, int, Callable[[SectorInfo], int]]:
+        """(size, wait seconds, slack epochs, cutoff epoch of a sector) of a batching state."""
+        cfg, pol = self.cfg, self.policy
+        if state == S.SUBMIT_PRE_COMMIT_BATCH:
+            return (cfg.max_precommit_batch, cfg.precommit_batch_wait_s, cfg.precommit_batch_slack,
+                    lambda s: s.ticket_epoch + pol.max_ticket_age)
+        return (cfg.max_commit_batch, cfg.commit_batch_wait_s, cfg.commit_batch_slack,
+                lambda s: s.precommit_epoch + pol.max_prove_commit_duration)
+
+    def _batches(self, state: str, now: float) -> list[C.Command]:
         waiting = [s for _, s in sorted(self.sectors.items())
-                   if s.state == S.SUBMIT_PRE_COMMIT_BATCH and not s.batch and not s.paused
-                   and s.retry_at <= now]
+                   if s.state == state and not s.batch and not s.paused and s.retry_at <= now]
         if not waiting:
             return []
-        cfg, size = self.cfg, self.cfg.max_precommit_batch
-        expiry = min(s.ticket_epoch for s in waiting) + self.policy.max_ticket_age
-        urgent = (now >= min(s.batch_since for s in waiting) + cfg.precommit_batch_wait_s
-                  or self.head >= expiry - cfg.precommit_batch_slack)
+        size, wait, slack, cutoff = self._batch_rules(state)
+        urgent = (now >= min(s.batch_since for s in waiting) + wait
+                  or self.head >= min(map(cutoff, waiting)) - slack)
         commands: list[C.Command] = []
         for i in range(0, len(waiting), size):
             group = waiting[i:i + size]
@@ -204,15 +217,19 @@ class SealingCore:
             batch = f"{group[0].number}:{group[0].step}"      # its owner: the lowest member
             for s in group:
                 commands += self.handle(self.event(E.BatchFormed, s.number, batch=batch), now)
-            commands.append(self._batch_command(batch))
+            commands.append(self._batch_command(state, batch))
         return commands
 
-    def _batch_command(self, batch: str) -> C.SendPreCommitBatch:
-        members = [s for _, s in sorted(self.sectors.items())
-                   if s.batch == batch and s.state == S.SUBMIT_PRE_COMMIT_BATCH]
+    def _batch_command(self, state: str, batch: str) -> C.Command:
+        members = [s for _, s in sorted(self.sectors.items()) if s.batch == batch and s.state == state]
         first = members[0]
-        return C.SendPreCommitBatch(sector=first.number, cause=first.cause, step=first.step, batch=batch,
-                                    members=[C.BatchMember(number=s.number, step=s.step) for s in members])
+        kw = dict(sector=first.number, cause=first.cause, step=first.step, batch=batch,
+                  members=[C.BatchMember(number=s.number, step=s.step) for s in members])
+        if state == S.SUBMIT_PRE_COMMIT_BATCH:
+            return C.SendPreCommitBatch(**kw)
+        # fewer than MinCommitBatch (or the actor's minimum): one proof per sector, as Lotus
+        return C.SendCommitAggregate(**kw, aggregate=len(members) >= max(self.cfg.min_commit_batch,
+                                                                         MIN_AGGREGATED_SECTORS))
 
     def _window_full(self) -> bool:
         busy = sum(1 for s in self.sectors.values() if s.state in S.TICKETED and not s.paused)
@@ -424,11 +441,11 @@ class SealingCore:
         return [self._cmd(C.SendPreCommit, s, seal_proof=s.seal_proof, ticket=s.ticket,
                           ticket_epoch=s.ticket_epoch, comm_d=s.comm_d, comm_r=s.comm_r)]
 
-    def _submit_precommit_batch(self, s, now):
+    def _in_batch(self, s, now):
         if not s.batch:                    # waits; batches() forms it (this wakes it in time)
-            due = s.batch_since + self.cfg.precommit_batch_wait_s
+            due = s.batch_since + self._batch_rules(s.state)[1]
             return [self._cmd(C.Schedule, s, at=due)] if now < due else []
-        command = self._batch_command(s.batch)
+        command = self._batch_command(s.state, s.batch)
         return [command] if command.sector == s.number else []   # its lowest member sends it
 
     def _pre_commit_wait(self, s, now):
@@ -621,12 +638,14 @@ HANDLERS = {
     S.PRE_COMMIT1: SealingCore._pre_commit1,
     S.PRE_COMMIT2: SealingCore._pre_commit2,
     S.PRE_COMMITTING: SealingCore._pre_committing,
-    S.SUBMIT_PRE_COMMIT_BATCH: SealingCore._submit_precommit_batch,
+    S.SUBMIT_PRE_COMMIT_BATCH: SealingCore._in_batch,
     S.PRE_COMMIT_BATCH_WAIT: SealingCore._pre_commit_wait,
     S.PRE_COMMIT_WAIT: SealingCore._pre_commit_wait,
     S.WAIT_SEED: SealingCore._wait_seed,
     S.COMMITTING: SealingCore._committing,
     S.SUBMIT_COMMIT: SealingCore._submit_commit,
+    S.SUBMIT_COMMIT_AGGREGATE: SealingCore._in_batch,
+    S.COMMIT_AGGREGATE_WAIT: SealingCore._commit_wait,
     S.COMMIT_WAIT: SealingCore._commit_wait,
     S.FINALIZE_SECTOR: SealingCore._finalize,
     S.PROVING: SealingCore._nothing,

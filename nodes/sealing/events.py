@@ -167,7 +167,8 @@ class PreCommitBatch(Event, frozen=True, kw_only=True):
 
 
 class BatchFormed(Event, frozen=True, kw_only=True):
-    """The core put the sector in a batch (its send goes on under this id after a restart)."""
+    """The core put the sector in a PreCommit or commit batch (its send goes on under this
+    id after a restart)."""
     batch: str
 
     def apply(self, s, now):
@@ -205,6 +206,20 @@ class SeedReady(Event, frozen=True, kw_only=True):
 
 
 class CommitSent(Event, frozen=True, kw_only=True):
+    msg_id: str
+
+    def apply(self, s, now):
+        s.commit_msg = self.msg_id
+
+
+class CommitAggregate(Event, frozen=True, kw_only=True):
+    """Its proof checked: wait for a commit batch (Lotus's SectorSubmitCommitAggregate)."""
+
+    def apply(self, s, now):
+        s.batch, s.batch_since = "", now
+
+
+class CommitAggregateSent(Event, frozen=True, kw_only=True):
     msg_id: str
 
     def apply(self, s, now):

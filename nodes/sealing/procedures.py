@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Generator
 
+import msgspec
+
 from zqnode.bus.codec import RemoteError
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.asks import Ask, Lookup, Randomness  # noqa: F401 - shared asks
@@ -27,6 +29,8 @@ from zqnode.proofs import cid as cids
 # Lotus's TerminateFinality: the files of a terminated sector stay this many epochs after
 # the TerminateSectors message landed (WinningPoStSectorSetLookback).
 TERMINATE_LOOKBACK = 10
+SNARK_PACK_V2 = 1                      # RegisteredAggregationProof of a commit aggregate
+_enc = msgspec.msgpack.Encoder()
 
 
 # ---- what a procedure asks its shell ----------------------------------------------------------
@@ -207,10 +211,31 @@ def _send_provecommit(core: SealingCore, cmd: C.SendProveCommit) -> Procedure:
     decision = core.commit_decision(core.sectors[cmd.sector], facts)
     if decision is not None:
         return decision
+    if core.cfg.aggregate_commits:     # checked: on to the batch (core.batches sends it)
+        return _event(core, E.CommitAggregate, cmd)
     params = M.ProveCommitSectorParams(sector_number=cmd.sector, proof=cmd.proof)
     key = f"provecommit:{hashlib.sha256(cmd.proof).hexdigest()[:16]}:{cmd.seed_epoch}"
     msg_id = yield Send(cmd.sector, key, params)
     return _event(core, E.CommitSent, cmd, msg_id=msg_id)
+
+
+def _send_commit_aggregate(core: SealingCore, cmd: C.SendCommitAggregate) -> Procedure:
+    """One ProveCommitSectors3 for the members (all must activate, as Lotus asks), sent
+    once under the batch's id by its owner; a refusal fails every member."""
+    proofs = [core.sectors[m.number].proof for m in cmd.members]
+    acts = [M.SectorActivationManifest(sector_number=m.number) for m in cmd.members]
+    if cmd.aggregate:
+        params = M.ProveCommitSectors3Params(sector_activations=acts, aggregate_proof=_enc.encode(proofs),
+                                             aggregate_proof_type=SNARK_PACK_V2)
+    else:
+        params = M.ProveCommitSectors3Params(sector_activations=acts, sector_proofs=proofs)
+    owner = int(cmd.batch.split(":")[0])
+    try:
+        msg_id = yield Send(owner, f"commit-batch:{cmd.batch}", params)
+    except RemoteError as e:
+        return [core.event(E.CommitFailed, m.number, step=m.step,
+                           error=f"ProveCommitSectors3 refused: {e.message}") for m in cmd.members]
+    return [core.event(E.CommitAggregateSent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
 
 
 def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
@@ -304,7 +329,7 @@ def _abort_work(core: SealingCore, cmd: C.AbortWork) -> Procedure:
 _PROCEDURES = {
     C.GetTicket: _get_ticket, C.SendPreCommit: _send_precommit, C.WaitPreCommit: _wait_precommit,
     C.SendPreCommitBatch: _send_precommit_batch, C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
-    C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
+    C.SendCommitAggregate: _send_commit_aggregate, C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
     C.VerifyProof: _verify_proof, C.SendTerminate: _send_terminate, C.WaitTerminate: _wait_terminate,
     C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,
 }

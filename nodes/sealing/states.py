@@ -20,6 +20,8 @@ WAIT_SEED = "WaitSeed"
 COMMITTING = "Committing"              # C1 (the vanilla proof: there is no C2 here)
 SUBMIT_COMMIT = "SubmitCommit"         # checks the proof, then sends ProveCommitSector
 COMMIT_WAIT = "CommitWait"
+SUBMIT_COMMIT_AGGREGATE = "SubmitCommitAggregate"  # checked, waiting for its batch to be sent
+COMMIT_AGGREGATE_WAIT = "CommitAggregateWait"      # its batch sent, waiting for it to land
 FINALIZE_SECTOR = "FinalizeSector"
 PROVING = "Proving"
 
@@ -57,7 +59,8 @@ UNSEAL_FAILED = "UnsealFailed"
 ABORTED = "Aborted"                    # dropped by an operator (resume --state Aborted)
 
 SEALING = (WAIT_DEALS, ADD_PIECE, PACKING, GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING,
-           SUBMIT_PRE_COMMIT_BATCH, PRE_COMMIT_BATCH_WAIT, PRE_COMMIT_WAIT, WAIT_SEED, COMMITTING, SUBMIT_COMMIT, COMMIT_WAIT, FINALIZE_SECTOR)
+           SUBMIT_PRE_COMMIT_BATCH, PRE_COMMIT_BATCH_WAIT, PRE_COMMIT_WAIT, WAIT_SEED, COMMITTING, SUBMIT_COMMIT,
+           SUBMIT_COMMIT_AGGREGATE, COMMIT_AGGREGATE_WAIT, COMMIT_WAIT, FINALIZE_SECTOR)
 FAILURES = (ADD_PIECE_FAILED, SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED, PRE_COMMIT_FAILED,
             COMPUTE_PROOF_FAILED, COMMIT_FAILED, FINALIZE_FAILED, TERMINATE_FAILED, REMOVE_FAILED,
             REBUILD_FAILED, UNSEAL_FAILED)
@@ -82,10 +85,14 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     PRE_COMMIT2: ("ticket",),
     PRE_COMMITTING: ("ticket", "comm_d", "comm_r"),
     PRE_COMMIT_WAIT: ("comm_r", "precommit_msg"),
+    SUBMIT_PRE_COMMIT_BATCH: ("ticket", "comm_d", "comm_r"),
+    PRE_COMMIT_BATCH_WAIT: ("comm_r", "precommit_msg"),
     WAIT_SEED: ("ticket", "comm_r"),
     COMMITTING: ("ticket", "comm_r", "seed"),
     SUBMIT_COMMIT: ("ticket", "comm_r", "seed", "proof"),
     COMMIT_WAIT: ("commit_msg",),
+    SUBMIT_COMMIT_AGGREGATE: ("ticket", "comm_r", "seed", "proof"),
+    COMMIT_AGGREGATE_WAIT: ("commit_msg",),
     FINALIZE_SECTOR: ("comm_r",),
     PROVING: ("comm_r",),
     FAULTY: ("comm_r",),

@@ -36,7 +36,10 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
     S.WAIT_SEED: {E.SeedReady: S.COMMITTING, E.ChainPreCommitFailed: S.PRE_COMMIT_FAILED},
     S.COMMITTING: {E.Commit1Done: S.SUBMIT_COMMIT, E.TaskFailed: S.COMPUTE_PROOF_FAILED},
     S.SUBMIT_COMMIT: {E.CommitSent: S.COMMIT_WAIT, E.CommitLanded: S.FINALIZE_SECTOR,
-                      E.CommitFailed: S.COMMIT_FAILED},
+                      E.CommitFailed: S.COMMIT_FAILED, E.CommitAggregate: S.SUBMIT_COMMIT_AGGREGATE},
+    S.SUBMIT_COMMIT_AGGREGATE: {E.BatchFormed: APPLY, E.CommitAggregateSent: S.COMMIT_AGGREGATE_WAIT,
+                                E.CommitFailed: S.COMMIT_FAILED},
+    S.COMMIT_AGGREGATE_WAIT: {E.CommitLanded: S.FINALIZE_SECTOR, E.CommitFailed: S.COMMIT_FAILED},
     S.COMMIT_WAIT: {E.CommitLanded: S.FINALIZE_SECTOR, E.CommitFailed: S.COMMIT_FAILED},
     S.FINALIZE_SECTOR: {E.Finalized: S.PROVING, E.TaskFailed: S.FINALIZE_FAILED},
 
@@ -101,7 +104,7 @@ for _state in TABLE:
 # failing again would go round for ever; the replica counts once PreCommit2 is done.
 PROGRESS = (E.PieceAdded, E.Packed, E.TicketReady, E.PreCommit2Done,
             E.PreCommitSent, E.PreCommitBatchSent, E.PreCommitLanded, E.SeedReady, E.Commit1Done, E.CommitSent,
-            E.CommitLanded, E.Finalized, E.UnsealDone, E.Cleaned, E.ProofChecked, E.SectorRemoved,
+            E.CommitAggregateSent, E.CommitLanded, E.Finalized, E.UnsealDone, E.Cleaned, E.ProofChecked, E.SectorRemoved,
             E.TerminateSent, E.Terminated)
 
 

@@ -161,6 +161,56 @@ def test_precommit_ticket_older_than_the_max_ticket_age_is_refused(dev):
 
 # -- ProveCommitSector ------------------------------------------------------------------------
 
+def precommitted(d, numbers):
+    d.run_to(d.policy.seal_randomness_lookback)
+    ok(d, M.PreCommitSectorBatch2Params(sectors=[d.precommit_params(1000, n) for n in numbers]))
+    d.run_to(d.chain.precommit(1000, numbers[0]).seed_epoch)
+
+
+def commit3(numbers, proofs, aggregate=False, all_or_nothing=True):
+    acts = [M.SectorActivationManifest(sector_number=n) for n in numbers]
+    if aggregate:
+        return M.ProveCommitSectors3Params(sector_activations=acts, aggregate_proof=msgspec.msgpack.encode(proofs),
+                                           aggregate_proof_type=1)
+    return M.ProveCommitSectors3Params(sector_activations=acts, sector_proofs=proofs,
+                                       require_activation_success=all_or_nothing)
+
+
+def test_prove_commit_sectors3_proves_many_with_their_proofs_or_an_aggregate(d):
+    precommitted(d, [1, 2, 3, 4, 5, 6])
+    r = ok(d, commit3([1, 2], [d.porep(1000, 1), d.porep(1000, 2)]))
+    assert msgspec.msgpack.decode(r.return_value, type=M.BatchReturn) == M.BatchReturn(success_count=2)
+    r = ok(d, commit3([3, 4, 5, 6], [d.porep(1000, n) for n in (3, 4, 5, 6)], aggregate=True))
+    assert msgspec.msgpack.decode(r.return_value, type=M.BatchReturn).success_count == 4
+    assert sorted(d.chain.miner(1000).sectors) == [1, 2, 3, 4, 5, 6] and not d.chain.miner(1000).precommits
+
+
+def test_prove_commit_sectors3_all_or_nothing_unless_told_otherwise(d):
+    precommitted(d, [1, 2, 3, 4])
+    I = ExitCode.USR_ILLEGAL_ARGUMENT
+    refused(d, commit3([1, 2], [d.porep(1000, 1), b"bad"]), I, "invalid seal proof for sector 2")
+    refused(d, commit3([1, 2, 3, 4], [d.porep(1000, n) for n in (1, 2, 3)] + [b"bad"], aggregate=True),
+            I, "invalid seal proof for sector 4")
+    r = ok(d, commit3([1, 2], [d.porep(1000, 1), b"bad"], all_or_nothing=False))
+    assert msgspec.msgpack.decode(r.return_value, type=M.BatchReturn) == M.BatchReturn(
+        success_count=1, fail_codes=[M.FailCode(idx=1, code=I)])
+    assert sorted(d.chain.miner(1000).sectors) == [1]
+    cases = [
+        (commit3([], []), "no sectors to prove"),
+        (commit3([2, 3], [d.porep(1000, 2), d.porep(1000, 3)], aggregate=True), "too few sectors 2 to aggregate, min 4"),
+        (commit3([2], [d.porep(1000, 2), b"x"]), "2 proofs for 1 sectors"),
+        (commit3([2, 2], [b"x", b"x"]), "sectors named twice: [2]"),
+        (M.ProveCommitSectors3Params(sector_activations=[M.SectorActivationManifest(sector_number=2)]),
+         "exactly one of sector proofs or aggregate proof must be non-empty"),
+        (commit3([2, 3, 4, 5], [b"x"] * 3, aggregate=True), "3 proofs for 4 sectors"),
+    ]
+    for params, error in cases:
+        refused(d, params, I, error)
+    r = ok(d, commit3([9, 2], [b"x", d.porep(1000, 2)], all_or_nothing=False))    # 9 was never precommitted
+    assert msgspec.msgpack.decode(r.return_value, type=M.BatchReturn).fail_codes == [
+        M.FailCode(idx=0, code=ExitCode.USR_NOT_FOUND)]
+
+
 def test_prove_commit_waits_for_the_seed_then_the_sector_joins_a_deadline(d):
     d.run_to(d.policy.seal_randomness_lookback)
     ok(d, d.precommit_params(1000, 1))

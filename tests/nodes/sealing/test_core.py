@@ -795,6 +795,9 @@ def test_every_state_is_entered_by_some_event_sequence():
     b = to_state(core, S.PRE_COMMITTING)
     core.handle(ev(core, E.PreCommitBatch, b), 0.0)
     core.handle(ev(core, E.PreCommitBatchSent, b, msg_id="pb"), 0.0)
+    c = to_state(core, S.SUBMIT_COMMIT)
+    core.handle(ev(core, E.CommitAggregate, c), 0.0)
+    core.handle(ev(core, E.CommitAggregateSent, c, msg_id="cb"), 0.0)
     assert seen == set(S.ALL)
 
 
@@ -887,3 +890,32 @@ def test_a_sent_batch_waits_like_a_precommit_and_a_refused_one_fails_each_member
     for m in last(core.batches(0.0), C.SendPreCommitBatch).members:
         core.handle(core.event(E.ChainPreCommitFailed, m.number, step=m.step, error="refused"), 1.0)
     assert [(state(core, n), core.sectors[n].retries) for n in ns] == [(S.PRE_COMMIT_FAILED, 1)] * 3
+
+
+AGGREGATED = msgspec.structs.replace(CFG, aggregate_commits=True, min_commit_batch=4, max_commit_batch=6,
+                                     commit_batch_wait_s=100.0, commit_batch_slack=50)
+
+
+def to_commit_batch(core, now):
+    n = to_state(core, S.SUBMIT_COMMIT, now)
+    core.handle(ev(core, E.CommitAggregate, n), now)
+    assert state(core, n) == S.SUBMIT_COMMIT_AGGREGATE
+    return n
+
+
+def test_commits_batch_like_precommits_and_aggregate_from_min_commit_batch():
+    core = new_core(AGGREGATED)
+    ns = [to_commit_batch(core, 0.0) for _ in range(3)]
+    assert core.batches(99.0) == []
+    (small,) = [c for c in core.batches(100.0) if isinstance(c, C.SendCommitAggregate)]
+    assert ([m.number for m in small.members], small.aggregate) == (ns, False)   # 3 < 4: one proof each
+    ns = [to_commit_batch(core, 200.0) for _ in range(6)]
+    (full,) = [c for c in core.batches(200.0) if isinstance(c, C.SendCommitAggregate)]
+    assert ([m.number for m in full.members], full.aggregate) == (ns, True)
+    for m in full.members:
+        cmds = core.handle(core.event(E.CommitAggregateSent, m.number, step=m.step, msg_id="ca"), 201.0)
+        assert last(cmds, C.WaitProveCommit).msg_id == "ca"
+    core = new_core(AGGREGATED)
+    n = to_commit_batch(core, 0.0)
+    core.set_head(105 + DEVNET.max_prove_commit_duration - 50)   # the prove-by epoch is near
+    assert [m.number for m in last(core.batches(1.0), C.SendCommitAggregate).members] == [n]

@@ -280,15 +280,18 @@ def landed_methods(chain, method) -> list:
             if m.method == method and rc.exit_code == 0]
 
 
-BATCH_HAPPY = HAPPY[:5] + ["PreCommitBatch", "BatchFormed", "PreCommitBatchSent"] + HAPPY[6:]
+BATCH_HAPPY = (HAPPY[:5] + ["PreCommitBatch", "BatchFormed", "PreCommitBatchSent"] + HAPPY[6:9]
+               + ["CommitAggregate", "BatchFormed", "CommitAggregateSent"] + HAPPY[10:])
 
 
-@pytest.mark.parametrize("kill_in", [None, S.PRE_COMMIT_BATCH_WAIT])
-async def test_batched_precommits_send_one_message_for_the_batch_and_a_kill_sends_nothing_twice(
+@pytest.mark.parametrize("kill_in", [None, S.PRE_COMMIT_BATCH_WAIT, S.COMMIT_AGGREGATE_WAIT])
+async def test_batches_send_one_message_for_four_sectors_and_a_kill_sends_nothing_twice(
         nursery, bus, chain, client, tmp_path, autojump_clock, kill_in):
     tasks = LocalTasks(tmp_path / "tasks")
     batch = dict(batch_precommits=True, max_precommit_batch=4, precommit_batch_wait_s=600.0,
-                 precommit_batch_slack=50)              # the devnet's tickets live 200 epochs
+                 precommit_batch_slack=50,              # the devnet's tickets live 200 epochs
+                 aggregate_commits=True, max_commit_batch=4, commit_batch_wait_s=600.0,
+                 commit_batch_slack=50)
     svc, scope = await start_sealing(nursery, bus, tmp_path, tasks, **batch)
     await client.call("@manager", W.SealingPledge(count=4))
     if kill_in:
@@ -299,6 +302,9 @@ async def test_batched_precommits_send_one_message_for_the_batch_and_a_kill_send
     await until(lambda: set(states(svc).values()) == {S.PROVING})
     (msg,) = landed_methods(chain, "PreCommitSectorBatch2")
     assert sorted(s.sector_number for s in M.decode_params(msg.method, msg.params).sectors) == [1, 2, 3, 4]
-    assert landed_methods(chain, "PreCommitSector") == [] and len(landed_methods(chain, "ProveCommitSector")) == 4
+    (agg,) = landed_methods(chain, "ProveCommitSectors3")
+    p = M.decode_params(agg.method, agg.params)
+    assert [a.sector_number for a in p.sector_activations] == [1, 2, 3, 4] and p.aggregate_proof
+    assert landed_methods(chain, "PreCommitSector") == landed_methods(chain, "ProveCommitSector") == []
     assert all(chain.chain.sector(MINER, n) is not None for n in (1, 2, 3, 4))
     assert [e.event for e in svc.store.log(1)] == BATCH_HAPPY and svc.refused == 0

@@ -179,3 +179,16 @@ def test_a_batch_is_sent_once_under_its_owner_and_a_refusal_fails_every_member()
     assert [(type(e), e.sector, e.error) for e in events] == [
         (E.ChainPreCommitFailed, n, "PreCommitSectorBatch2 refused: sector number 3 already allocated")
         for n in (2, 3)]
+
+
+def test_a_terminated_sector_keeps_its_files_ten_epochs_after_the_message_landed():
+    core = new_core()
+    number, _ = core.pledge(0.0)
+    landed = M.MessageLookup(msg_id="t", status="landed", epoch=200, head=205,
+                             receipt=M.Receipt(exit_code=0))
+    cmd = C.WaitTerminate(sector=number, step=3, cause="c", msg_id="t")
+    answers = iter([landed, 205, None, 210, None])
+    asks, event = drive(procedures.procedure(core, cmd), lambda ask: next(answers))
+    assert asks == [procedures.Lookup("t"), procedures.Head(), procedures.NextHead(210),
+                    procedures.Head(), procedures.SectorOf(core.miner, number)]
+    assert isinstance(event, E.Terminated) and procedures.TERMINATE_LOOKBACK == 10
