@@ -14,6 +14,7 @@ import pathlib
 import time
 from typing import Callable
 
+import msgspec
 import trio
 
 from zqnode.bus import keys
@@ -74,11 +75,11 @@ class ManagerLocator:
 class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
-                 poster: bool = True, say: Callable[[str], None] = print):
+                 poster: bool = True, batching: bool = False, say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
-        self.with_poster = poster
+        self.with_poster, self.batching = poster, batching
         self.size = self._settle_size(sector_size)
         self.seal_proof = seal_proof_for(self.size)
         self.chain = self.manager = self.sealing = self.scheduler = self.poster = None
@@ -142,6 +143,11 @@ class Devnet:
         # ticket waits for a CPU while it ages (200 epochs on the devnet)
         sealing = SealingConfig(miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0,
                                 max_sealing=self.workers, storage=roots)
+        if self.batching:                  # batches of every sector; the devnet's tickets live 200 epochs
+            sealing = msgspec.structs.replace(
+                sealing, batch_precommits=True, max_precommit_batch=min(self.sectors, 256),
+                precommit_batch_wait_s=60.0, precommit_batch_slack=50, aggregate_commits=True,
+                max_commit_batch=min(self.sectors, 819), commit_batch_wait_s=60.0, commit_batch_slack=50)
         cfgs = [self.node_config("chain", "devnet-chain", chain=chain),
                 self.node_config("manager", "devnet-manager", sealing=sealing),
                 self.node_config("scheduler", "devnet-scheduler")]

@@ -72,9 +72,11 @@ FINAL = (REMOVED,)
 ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + (ABORTED,)
 
 # From the ticket to the PreCommit (cfg.max_sealing bounds how many sectors are here: a
-# ticket that waits for a busy worker grows too old before its PreCommit lands).
-TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SUBMIT_PRE_COMMIT_BATCH,
-            SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED)
+# ticket that waits for a busy worker grows too old before its PreCommit lands). Not a
+# sector waiting for its PreCommit batch: it needs no worker, and the batch's slack
+# sends it before its ticket expires.
+TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SEAL_PRE_COMMIT1_FAILED,
+            SEAL_PRE_COMMIT2_FAILED)
 
 # States whose sectors are on chain (proven): the chain follower watches their faults.
 ON_CHAIN = (PROVING, FAULTY, FAULT_REPORTED, UNSEALING, UNSEAL_FAILED, TERMINATING,
