@@ -106,6 +106,25 @@ class SealingCore:
         s = self._new("cc", now)
         return s.number, self.handle(self.event(E.StartCC, s.number), now)
 
+    def sealing_count(self) -> int:
+        return sum(1 for s in self.sectors.values() if s.state in S.SEALING_NOW)
+
+    def may_pledge(self, count: int) -> str:
+        """Why `count` more sectors may not be pledged now ("" if they may)."""
+        limit, sealing = self.cfg.max_sealing_sectors, self.sealing_count()
+        if limit and sealing + count > limit:
+            return (f"{sealing} sectors are sealing and max_sealing_sectors is {limit}: "
+                    f"{max(limit - sealing, 0)} more may be pledged now")
+        return ""
+
+    def top_up(self, now: float) -> list[C.Command]:
+        """CC sectors pledged while fewer than cfg.pledge_target are sealing (and
+        max_sealing_sectors allows), so a cluster keeps itself busy."""
+        commands: list[C.Command] = []
+        while self.sealing_count() < self.cfg.pledge_target and not self.may_pledge(1):
+            commands += self.pledge(now)[1]
+        return commands
+
     def assign_piece(self, piece: Piece, now: float) -> tuple[int, list[C.Command]]:
         """Put a deal piece into the open deal sector it fits (the lowest number), or a new
         one. Raises PieceTooLarge (nothing changes) when no sector could hold it."""

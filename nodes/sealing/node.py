@@ -120,6 +120,7 @@ class SealingService:
                 restarted = self.core.restart(self.clock())
                 self._execute(restarted)
                 nursery.start_soon(self._tidy, restarted)
+                self._due()                         # a pledge target starts here
                 log.info("sealing for f0%d: %d sectors (%s)", self.core.miner, len(self.core.sectors),
                          self._counts() or "none")
                 self.ready.set()
@@ -226,6 +227,7 @@ class SealingService:
         """What is due without a sector's own event: room in the sealing window (a sector
         may have left it), PreCommit batches."""
         now = self.clock()
+        self._execute(self.core.top_up(now))
         self._execute(self.core.admit(now))
         self._execute(self.core.batches(now))
 
@@ -424,6 +426,9 @@ class SealingService:
         count = req.body.count
         if not 1 <= count <= 1000:
             raise Refused(ErrorCode.INVALID, f"pledge count must be in 1..1000, got {count}")
+        refusal = self.core.may_pledge(count)
+        if refusal:
+            raise Refused(ErrorCode.INVALID, refusal)
         return W.SealingPledged(numbers=self.pledge(count))
 
     async def _rpc_add_piece(self, req: Request) -> W.SealingPieceAssigned:

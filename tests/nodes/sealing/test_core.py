@@ -919,3 +919,22 @@ def test_commits_batch_like_precommits_and_aggregate_from_min_commit_batch():
     n = to_commit_batch(core, 0.0)
     core.set_head(105 + DEVNET.max_prove_commit_duration - 50)   # the prove-by epoch is near
     assert [m.number for m in last(core.batches(1.0), C.SendCommitAggregate).members] == [n]
+
+
+def test_a_pledge_target_keeps_sectors_sealing_within_max_sealing_sectors():
+    cfg = msgspec.structs.replace(CFG, pledge_target=3, max_sealing_sectors=4)
+    core = new_core(cfg)
+    cmds = core.top_up(0.0)
+    assert sorted(core.sectors) == [1, 2, 3] and kinds(cmds).count("Save") == 3
+    assert core.top_up(1.0) == []                              # three are sealing
+    assert core.may_pledge(1) == "" and core.may_pledge(2) == (
+        "3 sectors are sealing and max_sealing_sectors is 4: 1 more may be pledged now")
+    n = to_state(core, S.PROVING)                              # a fourth, sealed
+    core.handle(core.event(E.Remove, 1), 2.0)                  # one of the three goes
+    assert core.sealing_count() == 2
+    core.top_up(3.0)
+    assert core.sealing_count() == 3 and n in core.sectors and max(core.sectors) == n + 1
+    paused = msgspec.structs.replace(cfg, pledge_target=10)    # the limit holds the target back
+    core = new_core(paused)
+    core.top_up(0.0)
+    assert core.sealing_count() == 4

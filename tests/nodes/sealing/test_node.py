@@ -308,3 +308,14 @@ async def test_batches_send_one_message_for_four_sectors_and_a_kill_sends_nothin
     assert landed_methods(chain, "PreCommitSector") == landed_methods(chain, "ProveCommitSector") == []
     assert all(chain.chain.sector(MINER, n) is not None for n in (1, 2, 3, 4))
     assert [e.event for e in svc.store.log(1)] == BATCH_HAPPY and svc.refused == 0
+
+
+async def test_a_pledge_target_keeps_the_cluster_busy_and_the_limit_refuses_more(
+        nursery, bus, chain, client, tmp_path, autojump_clock):
+    tasks = LocalTasks(tmp_path / "tasks")
+    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks, pledge_target=2, max_sealing_sectors=2)
+    await until(lambda: sorted(svc.core.sectors) == [1, 2])                # pledged at start
+    with pytest.raises(RemoteError, match="2 sectors are sealing and max_sealing_sectors is 2"):
+        await client.call("@manager", W.SealingPledge(count=1))
+    await until(lambda: states(svc).get(1) == S.PROVING and len(svc.core.sectors) >= 3)
+    assert svc.core.sealing_count() == 2 and svc.refused == 0             # one more replaced it
