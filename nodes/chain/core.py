@@ -48,6 +48,7 @@ class Verifiers:
 class MinerSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     actor_id: int = 1000               # the miner's id: f0<actor_id>
     worker: str = "t0100"              # the address its messages come from
+    control: list[str] = []            # control addresses: they may send its messages too
     seal_proof: int = 5                # StackedDrg2KiBV1_1
 
 
@@ -102,7 +103,7 @@ class Chain:
             raise ValueError(f"genesis names a miner twice: {ids}")
         for spec in genesis.miners:
             self.state.miners[spec.actor_id] = actor.new_miner(
-                self.policy, spec.actor_id, spec.worker, spec.seal_proof, 0)
+                self.policy, spec.actor_id, spec.worker, spec.seal_proof, 0, control=spec.control)
         seed = genesis.seed.encode()
         ticket = blake2b256(b"zqnode genesis ticket" + seed)
         self._append(Tipset(epoch=0, key=self._key("", 0, ticket, []), parent="",

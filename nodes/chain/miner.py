@@ -91,6 +91,7 @@ class PreCommitOnChain(msgspec.Struct, kw_only=True):
 class MinerState(msgspec.Struct, kw_only=True):
     actor_id: int
     worker: str
+    control: list[str] = []            # control addresses (builtin-actors' MinerInfo.control_addresses)
     seal_proof: int
     sector_size: int
     partition_sectors: int             # sectors per WindowPoSt partition
@@ -113,11 +114,13 @@ def proving_period_offset(policy: Policy, actor_id: int, epoch: int) -> int:
     return int.from_bytes(digest[:8], "big") % policy.proving_period
 
 
-def new_miner(policy: Policy, actor_id: int, worker: str, seal_proof: int, epoch: int) -> MinerState:
+def new_miner(policy: Policy, actor_id: int, worker: str, seal_proof: int, epoch: int, *,
+              control: list[str] = ()) -> MinerState:
     sp = proof_params.seal_proof(seal_proof)     # raises ProofParamsError (a ValueError)
     if not worker:
         raise ValueError(f"miner f0{actor_id} needs a worker address")
-    return MinerState(actor_id=actor_id, worker=worker, seal_proof=sp.id, sector_size=sp.sector_size,
+    return MinerState(actor_id=actor_id, worker=worker, control=list(control), seal_proof=sp.id,
+                      sector_size=sp.sector_size,
                       partition_sectors=sp.sector.window_post_partition_sectors,
                       period_offset=proving_period_offset(policy, actor_id, epoch), created=epoch,
                       deadlines=[Deadline() for _ in range(policy.period_deadlines)])
@@ -150,9 +153,12 @@ class Runtime:
 
 
 def _check_worker(m: MinerState, rt: Runtime) -> None:
-    if rt.sender != m.worker:
+    """The worker or a control address may send any of the miner's methods (the actor
+    also takes the owner; this chain has none)."""
+    if rt.sender != m.worker and rt.sender not in m.control:
+        also = f" or a control address ({', '.join(m.control)})" if m.control else ""
         raise ActorError(ExitCode.USR_FORBIDDEN,
-                         f"sender {rt.sender} is not the worker ({m.worker}) of miner f0{m.actor_id}")
+                         f"sender {rt.sender} is not the worker ({m.worker}){also} of miner f0{m.actor_id}")
 
 
 def _verify(name: str, fn: Callable[..., bool], **kw) -> bool:
@@ -582,6 +588,7 @@ class MinerView(msgspec.Struct, kw_only=True):
     actor_id: int
     address: str
     worker: str
+    control: list[str]
     seal_proof: int
     sector_size: int
     partition_sectors: int
@@ -629,7 +636,8 @@ def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
     parts = [p for d in m.deadlines for p in d.partitions]
     active = sum(len(p.active()) for p in parts)
     return MinerView(
-        actor_id=m.actor_id, address=f"f0{m.actor_id}", worker=m.worker, seal_proof=m.seal_proof,
+        actor_id=m.actor_id, address=f"f0{m.actor_id}", worker=m.worker, control=list(m.control),
+        seal_proof=m.seal_proof,
         sector_size=m.sector_size, partition_sectors=m.partition_sectors, period_offset=m.period_offset,
         power=active * m.sector_size, sectors=len(m.sectors), active=active,
         unproven=sum(len(p.unproven) for p in parts), faulty=sum(len(p.faults) for p in parts),

@@ -35,7 +35,7 @@ def info(bus: str, target: str, as_json: bool) -> None:
     click.echo(f"poster {r.node} on {r.network}, head {r.head}, prover {r.prover}")
     for m in r.miners:
         d = m.current
-        click.echo(f"miner f0{m.actor_id} (worker {m.worker}): deadline {d.index} open [{d.open}, {d.close}) "
+        click.echo(f"miner f0{m.actor_id} (posts from {m.sender}): deadline {d.index} open [{d.open}, {d.close}) "
                    f"challenge {d.challenge} fault cutoff {d.fault_cutoff}")
         click.echo(f"  last deadlines: {m.proven} proven, {m.missed} missed, {m.unconfirmed} "
                    f"unconfirmed, {m.empty} empty")

@@ -44,6 +44,7 @@ class ProverConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class PosterConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     miners: list[int] = []             # actor ids to prove for; empty: every miner of the chain
+    address: str = ""                  # PoSt messages come from this control address; "": the worker
     challenge_confirmations: int = 2   # tipsets past Challenge before a runner starts
     submit_after_open: int = 0         # tipsets past Open before pushing proofs
     message_confidence: int = 2        # tipsets on top of a message before it counts as landed

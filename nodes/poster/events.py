@@ -25,7 +25,7 @@ class Tip(msgspec.Struct, frozen=True):
 
 class MinerInfo(msgspec.Struct, kw_only=True):
     actor_id: int
-    worker: str
+    sender: str                        # the address its PoSt messages come from
     seal_proof: int
     period_offset: int
     partition_sectors: int

@@ -106,8 +106,13 @@ class PosterNode:
         self.core = PosterCore(policy_named(info.network), self.pcfg)
         for actor in self.pcfg.miners or info.miners:
             m = await until_answered(lambda: self.chain.miner(actor), log, PosterStartError)
+            sender = self.pcfg.address or m.worker
+            if sender != m.worker and sender not in m.control:
+                raise PosterStartError(
+                    f"[poster] address {sender} is neither the worker ({m.worker}) nor a control "
+                    f"address ({', '.join(m.control) or 'none'}) of f0{m.actor_id}")
             self._handle(MinerTracked(cause="config", miner=MinerInfo(
-                actor_id=m.actor_id, worker=m.worker, seal_proof=m.seal_proof,
+                actor_id=m.actor_id, sender=sender, seal_proof=m.seal_proof,
                 period_offset=m.period_offset, partition_sectors=m.partition_sectors)))
         log.info("proving for %s on %s with the %s prover",
                  ", ".join(f"f0{m}" for m in self.core.miners) or "no miner", self.network,
@@ -250,7 +255,7 @@ class PosterNode:
                                    open_=ask.open, randomness=ask.randomness, batch=ask.batch,
                                    nonce=msg.nonce, body=M.encode(msg))
         what = f"{ask.kind} f0{ask.miner} {ask.deadline} {ask.open} {ask.randomness.hex()} {ask.batch}"
-        msg = M.Message.call(ask.worker, ask.miner, ask.params)
+        msg = M.Message.call(ask.sender, ask.miner, ask.params)
         return (await self.sender.send(msg, what, record)).id
 
     # -- RPC ------------------------------------------------------------------------------------------
@@ -291,7 +296,7 @@ class PosterNode:
             counts = {s: sum(o.status == s for o in kept)
                       for s in ("proven", "missed", "unconfirmed", "empty")}
             miners.append(W.MinerSummary(
-                actor_id=mid, worker=m.worker, seal_proof=m.seal_proof, current=info,
+                actor_id=mid, sender=m.sender, seal_proof=m.seal_proof, current=info,
                 runners=[runner_view(r) for r in _runners_of(core, mid)], **counts))
         return W.PosterInfo(node=self.me.name, network=self.network,
                             head=core.head.epoch if core.head else -1, prover=self.prover.name,

@@ -77,9 +77,9 @@ class Prove(Ask, frozen=True):
 
 
 class Push(Ask, frozen=True):
-    """-> the id of a message from `worker` to `miner` with `params`, sent once and stored
+    """-> the id of a message from `sender` to `miner` with `params`, sent once and stored
     with what it carries (`kind`, for which deadline and batch)."""
-    worker: str
+    sender: str
     miner: int
     params: object
     kind: str                          # post | faults | recoveries
@@ -161,7 +161,7 @@ def _push_submission(core: PosterCore, cmd: PushSubmission) -> Procedure:
             deadline=cmd.deadline, proofs=cmd.proofs, chain_commit_epoch=cmd.chain_commit_epoch,
             chain_commit_rand=commit,
             partitions=[M.PoStPartition(index=p.index, skipped=p.skipped) for p in cmd.partitions])
-        msg_id = yield Push(core.miners[cmd.miner].worker, cmd.miner, params, kind="post",
+        msg_id = yield Push(core.miners[cmd.miner].sender, cmd.miner, params, kind="post",
                             deadline=cmd.deadline, open=cmd.open, randomness=cmd.randomness,
                             batch=cmd.batch)
     except Exception as e:
@@ -176,7 +176,7 @@ def _push_declaration(core: PosterCore, cmd: DeclareFaults | DeclareRecoveries) 
               else M.DeclareFaultsRecoveredParams(recoveries=decls))
     runner = core.runner(cmd.cause)
     try:
-        msg_id = yield Push(core.miners[cmd.miner].worker, cmd.miner, params, kind=cmd.ref,
+        msg_id = yield Push(core.miners[cmd.miner].sender, cmd.miner, params, kind=cmd.ref,
                             deadline=cmd.declarations[0].deadline,
                             open=runner.dl.open if runner else -1, randomness=b"", batch=-1)
     except Exception as e:

@@ -86,7 +86,7 @@ class RunnerView(msgspec.Struct, kw_only=True):
 
 class MinerSummary(msgspec.Struct, kw_only=True):
     actor_id: int
-    worker: str
+    sender: str                        # its PoSt messages come from this address
     seal_proof: int
     current: DeadlineInfo
     runners: list[RunnerView]

@@ -56,7 +56,7 @@ class SimPoster(Node):
         for actor_id in sorted(self.chain.state.miners):
             m = self.chain.miner(actor_id)
             self._handle(MinerTracked(cause="config", miner=MinerInfo(
-                actor_id=actor_id, worker=m.worker, seal_proof=m.seal_proof,
+                actor_id=actor_id, sender=m.worker, seal_proof=m.seal_proof,
                 period_offset=m.period_offset, partition_sectors=m.partition_sectors)))
 
     # ---- the core ------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class SimPoster(Node):
         if isinstance(ask, procedures.Check):
             return {}
         if isinstance(ask, procedures.Push):
-            msg = chain.push(M.Message.call(ask.worker, ask.miner, ask.params))   # the pool's nonce
+            msg = chain.push(M.Message.call(ask.sender, ask.miner, ask.params))   # the pool's nonce
             row = self.stored.get((ask.miner, ask.open, ask.randomness), {}).get(ask.batch)
             if ask.kind == "post" and row is not None:
                 row.msg_id = msg.id

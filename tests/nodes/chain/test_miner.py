@@ -664,3 +664,13 @@ def test_termination_refusals(d):
     ok(d, terminate(dl, 0, [1]))
     refused(d, terminate(dl, 0, [1]), ExitCode.USR_ILLEGAL_ARGUMENT,
             f"can only terminate live sectors: [1] are not live in deadline {dl} partition 0")
+
+
+def test_a_control_address_may_send_the_miners_messages():
+    d = ChainDriver("devnet", miners=[MinerSpec(control=["t0101"])])
+    d.run_to(d.policy.seal_randomness_lookback)
+    assert run(d, d.precommit_params(1000, 1), sender="t0101").exit_code == 0
+    refused(d, d.precommit_params(1000, 2), ExitCode.USR_FORBIDDEN,
+            "sender t0999 is not the worker (t0100) or a control address (t0101) of miner f01000",
+            sender="t0999")
+    assert d.chain.miner_view(1000).control == ["t0101"]

@@ -90,9 +90,9 @@ def test_info_and_deadlines(poster_bus):
     assert (info["node"], info["network"], info["prover"]) == ("poster-1", "devnet", "fake")
     assert info["config"]["challenge_confirmations"] == 2
     (m,) = info["miners"]
-    assert (m["actor_id"], m["worker"], m["seal_proof"]) == (MINER, "t0100", 5)
+    assert (m["actor_id"], m["sender"], m["seal_proof"]) == (MINER, "t0100", 5)
     text = zq("info", "--bus", bus).output
-    assert text.startswith("poster poster-1 on devnet, head ") and "miner f01000 (worker t0100)" in text
+    assert text.startswith("poster poster-1 on devnet, head ") and "miner f01000 (posts from t0100)" in text
     dls = as_json("deadlines", "--bus", bus)
     assert len(dls["deadlines"]) == 48 and dls["miner"] == MINER
     used = [(d["index"], d["sectors"], d["partitions"]) for d in dls["deadlines"] if d["sectors"]]

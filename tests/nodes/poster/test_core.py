@@ -24,7 +24,7 @@ D4, D5, D6 = "f01000/d4@32#1", "f01000/d5@40#2", "f01000/d6@48#3"
 
 def make(**cfg) -> PosterCore:
     c = PosterCore(DEVNET, PosterConfig(**cfg))
-    assert c.handle(MinerTracked(miner=MinerInfo(actor_id=1000, worker="t0100", seal_proof=5,
+    assert c.handle(MinerTracked(miner=MinerInfo(actor_id=1000, sender="t0100", seal_proof=5,
                                                  period_offset=0, partition_sectors=2))) == []
     return c
 
@@ -453,7 +453,7 @@ def test_bad_events_raise_and_change_nothing():
     with pytest.raises(PosterError, match="tracked already"):
         c.handle(MinerTracked(miner=c.miners[1000]))
     with pytest.raises(PosterError, match="period offset 384 outside 0..383"):
-        c.handle(MinerTracked(miner=MinerInfo(actor_id=7, worker="w", seal_proof=5, period_offset=384,
+        c.handle(MinerTracked(miner=MinerInfo(actor_id=7, sender="w", seal_proof=5, period_offset=384,
                                               partition_sectors=2)))
     loaded_d5(c, [part(0, [1, 2])])
     c.handle(CheckDone(runner=D5))

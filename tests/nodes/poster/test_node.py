@@ -13,6 +13,7 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
+from zqnode.nodes.chain.core import MinerSpec
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.cli.common import unwrap
 from zqnode.nodes.identity import NodeIdentity
@@ -31,9 +32,9 @@ async def bus(nursery):
     return await nursery.start(MemoryHub(BusConfig(address=f"mem://poster-{next(_names)}")).run)
 
 
-def sealed(numbers) -> ChainDriver:
+def sealed(numbers, control=()) -> ChainDriver:
     """A devnet chain where f01000 has sealed (pre-committed and proven) these sectors."""
-    d = ChainDriver(seed="poster")
+    d = ChainDriver(seed="poster", miners=[MinerSpec(control=list(control))])
     d.run_to(d.policy.seal_randomness_lookback)
     ids = [d.send(MINER, d.precommit_params(MINER, n)) for n in numbers]
     d.step()
@@ -312,3 +313,26 @@ async def test_a_terminated_sector_is_no_longer_proven(bus, nursery, tmp_path, a
     assert proven == {1, 3, 4} and trace.of(E.DeclareFaults) == []
     m = chain.chain.miner_view(MINER)
     assert (m.active, m.terminated, m.penalties, m.faulty) == (3, 1, 0, 0)
+
+
+
+async def test_posts_come_from_the_configured_control_address(bus, nursery, tmp_path, autojump_clock):
+    driver = sealed([1, 2], control=["t0101"])
+    chain = await start_chain(nursery, bus, tmp_path, driver)
+    node, _, _ = await start_poster(nursery, bus, tmp_path, FakeProver(), address="t0101")
+    await run_until(chain, chain.chain.head.epoch + chain.chain.policy.proving_period + 10)
+    posts = [m for ts in chain.chain.tipsets for m, r in zip(ts.messages, ts.receipts)
+             if m.method == "SubmitWindowedPoSt" and r.exit_code == 0]
+    assert posts and {m.sender for m in posts} == {"t0101"}
+    assert chain.chain.miner_view(MINER).penalties == 0
+
+
+async def test_an_address_that_is_not_the_miners_stops_the_poster_with_a_clear_error(
+        bus, nursery, tmp_path, autojump_clock):
+    from zqnode.nodes.poster.node import PosterStartError
+    await start_chain(nursery, bus, tmp_path, sealed([1], control=["t0101"]))
+    with pytest.raises(BaseException) as failed:
+        await start_poster(nursery, bus, tmp_path, FakeProver(), address="t0999")
+    assert isinstance(unwrap(failed.value), PosterStartError)
+    assert str(unwrap(failed.value)) == ("[poster] address t0999 is neither the worker (t0100) nor "
+                                         "a control address (t0101) of f01000")

@@ -26,7 +26,7 @@ R1 = bytes(range(32))
 @pytest.fixture
 def core() -> PosterCore:
     c = PosterCore(DEVNET, PosterConfig())
-    c.handle(MinerTracked(miner=MinerInfo(actor_id=1000, worker="t0100", seal_proof=5,
+    c.handle(MinerTracked(miner=MinerInfo(actor_id=1000, sender="t0100", seal_proof=5,
                                           period_offset=0, partition_sectors=2)))
     return c
 
