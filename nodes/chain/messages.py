@@ -28,7 +28,19 @@ class PreCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     seal_proof: int                # registered seal proof id (proofs.params), the miner's
     sealed_cid: str                # CommR as a sealed CID (bagboea4b5abc...)
     unsealed_cid: str              # CommD as a piece CID v1 (baga6ea4seaq...)
-    seal_rand_epoch: int           # the ticket's epoch
+    seal_rand_epoch: int
+    expiration: int = 0            # the epoch it expires (0: never, as before this field)           # the ticket's epoch
+
+
+class ExpirationExtension2(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    deadline: int
+    partition: int
+    sectors: list[int]
+    new_expiration: int
+
+
+class ExtendSectorExpiration2Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    extensions: list[ExpirationExtension2]
 
 
 class PreCommitSectorBatch2Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -111,6 +123,7 @@ METHODS: dict[str, type] = {
     "DeclareFaults": DeclareFaultsParams,
     "DeclareFaultsRecovered": DeclareFaultsRecoveredParams,
     "TerminateSectors": TerminateSectorsParams,
+    "ExtendSectorExpiration2": ExtendSectorExpiration2Params,
 }
 _METHOD_OF = {t: name for name, t in METHODS.items()}
 

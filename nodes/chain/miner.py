@@ -7,7 +7,8 @@ deadline_assignment.rs) with these simplifications, all on purpose:
   faulty when its deadline closes (newly detected, failed recovery or continued fault);
 - a terminated sector leaves its partition's sectors at once (no early-termination queue
   and no fee); it still counts towards the partition's size, as until compaction;
-- no expiration, extension, compaction or disputes;
+- a sector expires at the end of its deadline once its expiration epoch has passed, and
+  leaves its partition as a terminated one does; no compaction or disputes;
 - a pre-commit not proven by `prove_by` is dropped a chain finality later;
 - one PoRep per ProveCommitSector message, verified at once (vanilla proof, no SNARK);
 - WindowPoSt proofs are verified at submission, one vanilla proof per partition.
@@ -73,6 +74,7 @@ class SectorOnChain(msgspec.Struct, kw_only=True):
     activation: int
     deadline: int
     partition: int
+    expiration: int = 0                # 0: never
 
 
 class PreCommitOnChain(msgspec.Struct, kw_only=True):
@@ -86,6 +88,7 @@ class PreCommitOnChain(msgspec.Struct, kw_only=True):
     precommit_epoch: int
     seed_epoch: int                    # precommit_epoch + PreCommitChallengeDelay
     prove_by: int                      # last epoch a ProveCommitSector may land
+    expiration: int = 0
 
 
 class MinerState(msgspec.Struct, kw_only=True):
@@ -106,6 +109,7 @@ class MinerState(msgspec.Struct, kw_only=True):
     skipped_faults: int = 0            # sectors made faulty by a PoSt that skipped them
     expired_precommits: int = 0        # pre-commits never proven in time
     terminated: int = 0                # sectors terminated
+    expired: int = 0                   # sectors that reached their expiration
 
 
 def proving_period_offset(policy: Policy, actor_id: int, epoch: int) -> int:
@@ -196,8 +200,10 @@ def pre_commit_sector(m: MinerState, rt: Runtime, p: M.PreCommitSectorParams) ->
     if p.seal_rand_epoch < max(oldest, 0):
         raise _illegal(f"seal ticket epoch {p.seal_rand_epoch} too old: must be at least "
                        f"{max(oldest, 0)} (epoch {epoch} - max ticket age {pol.max_ticket_age})")
+    if p.expiration:
+        _validate_expiration(pol, epoch, epoch, p.expiration)
     m.allocated.add(p.sector_number)
-    m.precommits[p.sector_number] = PreCommitOnChain(
+    m.precommits[p.sector_number] = PreCommitOnChain(expiration=p.expiration,
         sector_number=p.sector_number, seal_proof=p.seal_proof, sealed_cid=p.sealed_cid,
         unsealed_cid=p.unsealed_cid, comm_r=comm_r, comm_d=comm_d, seal_rand_epoch=p.seal_rand_epoch,
         precommit_epoch=epoch, seed_epoch=epoch + pol.precommit_challenge_delay,
@@ -205,6 +211,22 @@ def pre_commit_sector(m: MinerState, rt: Runtime, p: M.PreCommitSectorParams) ->
 
 
 PRE_COMMIT_SECTOR_BATCH_MAX_SIZE = 256     # builtin-actors policy
+
+
+def _validate_expiration(pol: Policy, epoch: int, activation: int, expiration: int) -> None:
+    """builtin-actors' validate_expiration: a lifetime of at least MinSectorExpiration, at
+    most MaxSectorExpirationExtension from now and the seal proof's maximum lifetime."""
+    if expiration - activation < pol.min_sector_expiration:
+        raise _illegal(f"invalid expiration {expiration}, total sector lifetime "
+                       f"({expiration - activation}) must exceed {pol.min_sector_expiration} "
+                       f"after activation {activation}")
+    if expiration > epoch + pol.max_sector_expiration_extension:
+        raise _illegal(f"invalid expiration {expiration}, cannot be more than "
+                       f"{pol.max_sector_expiration_extension} past current epoch {epoch}")
+    if expiration - activation > pol.max_sector_lifetime:
+        raise _illegal(f"invalid expiration {expiration}, total sector lifetime "
+                       f"({expiration - activation}) cannot exceed {pol.max_sector_lifetime} "
+                       f"after activation {activation}")
 
 
 def pre_commit_sector_batch2(m: MinerState, rt: Runtime, p: M.PreCommitSectorBatch2Params) -> None:
@@ -240,13 +262,15 @@ def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams
                  comm_r=pc.comm_r, proof=p.proof)
     if not ok:
         raise _illegal(f"invalid seal proof for sector {p.sector_number}")
+    if pc.expiration:
+        _validate_expiration(rt.policy, rt.epoch, rt.epoch, pc.expiration)
     del m.precommits[p.sector_number]
     dl_index = assign_deadline(m, rt.policy, rt.epoch)
     part_index = _add_sector(m.deadlines[dl_index], m.partition_sectors, p.sector_number)
     m.sectors[p.sector_number] = SectorOnChain(
         number=pc.sector_number, seal_proof=pc.seal_proof, sealed_cid=pc.sealed_cid,
         unsealed_cid=pc.unsealed_cid, comm_r=pc.comm_r, activation=rt.epoch,
-        deadline=dl_index, partition=part_index)
+        deadline=dl_index, partition=part_index, expiration=pc.expiration)
     return M.encode(M.SectorLocation(deadline=dl_index, partition=part_index))
 
 
@@ -473,6 +497,17 @@ DECLARATIONS_MAX = 3000          # builtin-actors policy: declarations in one me
 ADDRESSED_SECTORS_MAX = 25_000   # ... and sectors they name
 
 
+def _leave(m: MinerState, part: Partition, sectors: set[int]) -> None:
+    """Terminated or expired sectors leave their partition and the miner's sectors."""
+    part.sectors = [n for n in part.sectors if n not in sectors]
+    part.terminated |= sectors
+    part.unproven -= sectors
+    part.faults -= sectors
+    part.recoveries -= sectors
+    for n in sectors:
+        m.sectors.pop(n, None)
+
+
 def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -> bytes:
     """Terminate live sectors (all or nothing): each leaves its partition and the miner's
     sectors, and its power goes. A deadline being proven, or the next, is immutable: its
@@ -499,16 +534,35 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
                            f"are not live in deadline {t.deadline} partition {t.partition}")
         todo.append((part, sectors))
     for part, sectors in todo:
-        part.sectors = [n for n in part.sectors if n not in sectors]
-        part.terminated |= sectors
-        part.unproven -= sectors
-        part.faults -= sectors
-        part.recoveries -= sectors
-        for n in sectors:
-            m.sectors.pop(n, None)
+        _leave(m, part, sectors)
         m.terminated += len(sectors)
     return _ret_enc.encode(M.TerminateSectorsReturn(done=True))
 
+
+def extend_sector_expiration2(m: MinerState, rt: Runtime, p: M.ExtendSectorExpiration2Params) -> None:
+    """New expirations for live sectors (all or nothing), never earlier than their own."""
+    _check_worker(m, rt)
+    pol, epoch = rt.policy, rt.epoch
+    if len(p.extensions) > DECLARATIONS_MAX:
+        raise _illegal(f"too many declarations {len(p.extensions)}, limit {DECLARATIONS_MAX}")
+    if sum(len(x.sectors) for x in p.extensions) > ADDRESSED_SECTORS_MAX:
+        raise _illegal(f"too many sectors for declaration, max {ADDRESSED_SECTORS_MAX}")
+    for x in p.extensions:
+        if not 0 <= x.deadline < pol.period_deadlines:
+            raise _illegal(f"deadline {x.deadline} not in range 0..{pol.period_deadlines}")
+        dl = m.deadlines[x.deadline]
+        if not 0 <= x.partition < len(dl.partitions):
+            raise ActorError(ExitCode.USR_NOT_FOUND, f"no such partition {x.deadline}:{x.partition}")
+        outside = sorted(set(x.sectors) - set(dl.partitions[x.partition].sectors))
+        if outside:
+            raise ActorError(ExitCode.USR_NOT_FOUND, f"sectors {outside[:8]} are not live in "
+                             f"deadline {x.deadline} partition {x.partition}")
+        for n in x.sectors:
+            s = m.sectors[n]
+            if x.new_expiration < s.expiration:
+                raise _illegal(f"cannot reduce sector expiration to {x.new_expiration} from {s.expiration}")
+            _validate_expiration(pol, epoch, s.activation, x.new_expiration)
+            s.expiration = x.new_expiration
 
 
 METHOD_IMPLS: dict[str, Callable] = {
@@ -520,6 +574,7 @@ METHOD_IMPLS: dict[str, Callable] = {
     "DeclareFaults": declare_faults,
     "DeclareFaultsRecovered": declare_faults_recovered,
     "TerminateSectors": terminate_sectors,
+    "ExtendSectorExpiration2": extend_sector_expiration2,
 }
 assert METHOD_IMPLS.keys() == M.METHODS.keys()
 
@@ -535,12 +590,13 @@ def end_of_epoch(m: MinerState, policy: Policy, epoch: int) -> None:
         m.expired_precommits += 1
     di = proving_deadline(m, policy, epoch)
     if epoch == di.close - 1:
-        process_deadline_end(m, di.index)
+        process_deadline_end(m, di.index, epoch)
 
 
-def process_deadline_end(m: MinerState, index: int) -> None:
+def process_deadline_end(m: MinerState, index: int, epoch: int) -> None:
     """Partitions not proven this window: every live sector becomes faulty (unproven ones
-    never had power; pending recoveries failed). Then one penalty per faulty sector."""
+    never had power; pending recoveries failed). Then one penalty per faulty sector, and
+    the sectors whose expiration has passed leave (expired)."""
     dl = m.deadlines[index]
     for i, part in enumerate(dl.partitions):
         if i in dl.posted:
@@ -554,6 +610,11 @@ def process_deadline_end(m: MinerState, index: int) -> None:
         part.unproven = set()
     m.penalties += sum(len(part.faults) for part in dl.partitions)
     dl.posted = set()
+    for part in dl.partitions:
+        expired = {n for n in part.sectors if 0 < m.sectors[n].expiration <= epoch}
+        if expired:
+            _leave(m, part, expired)
+            m.expired += len(expired)
 
 
 # -- views (what queries answer) -------------------------------------------------------------------
@@ -582,6 +643,7 @@ class SectorView(msgspec.Struct, kw_only=True):
     activation: int
     deadline: int
     partition: int
+    expiration: int = 0                # 0: never
 
 
 class MinerView(msgspec.Struct, kw_only=True):
@@ -605,6 +667,7 @@ class MinerView(msgspec.Struct, kw_only=True):
     skipped_faults: int
     expired_precommits: int
     terminated: int = 0
+    expired: int = 0
     deadline: DeadlineInfo             # the current proving deadline
 
 
@@ -629,7 +692,7 @@ def sector_view(m: MinerState, number: int) -> SectorView | None:
              else "unproven" if number in part.unproven else "active")
     return SectorView(number=s.number, state=state, seal_proof=s.seal_proof, sealed_cid=s.sealed_cid,
                       unsealed_cid=s.unsealed_cid, activation=s.activation, deadline=s.deadline,
-                      partition=s.partition)
+                      partition=s.partition, expiration=s.expiration)
 
 
 def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
@@ -643,4 +706,5 @@ def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
         unproven=sum(len(p.unproven) for p in parts), faulty=sum(len(p.faults) for p in parts),
         recovering=sum(len(p.recoveries) for p in parts), precommits=len(m.precommits),
         penalties=m.penalties, detected_faults=m.detected_faults, skipped_faults=m.skipped_faults,
-        expired_precommits=m.expired_precommits, terminated=m.terminated, deadline=proving_deadline(m, policy, epoch))
+        expired_precommits=m.expired_precommits, terminated=m.terminated,
+        expired=m.expired, deadline=proving_deadline(m, policy, epoch))

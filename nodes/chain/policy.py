@@ -18,6 +18,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     max_ticket_age: int                  # MaxPreCommitRandomnessLookback
     max_prove_commit_duration: int       # after PreCommit, ProveCommit must land within
     chain_finality: int
+    min_sector_expiration: int = 180 * 2880            # MinSectorExpiration: shortest lifetime
+    max_sector_expiration_extension: int = 1278 * 2880  # MaxSectorExpirationExtension from now
+    max_sector_lifetime: int = 5 * 365 * 2880          # SealProofSectorMaximumLifetime (v1.1)
     posted_partitions_max: int = 3       # PoStedPartitionsMax: partitions per PoSt message
     partitions_per_deadline_max: int = 3000
 
@@ -36,7 +39,9 @@ MAINNET = Policy(
 DEVNET = Policy(
     name="devnet", epoch_seconds=1.0, challenge_window=8, challenge_lookback=3,
     fault_cutoff=10, precommit_challenge_delay=5, seal_randomness_lookback=2,
-    max_ticket_age=200, max_prove_commit_duration=400, chain_finality=5)
+    max_ticket_age=200, max_prove_commit_duration=400, chain_finality=5,
+    min_sector_expiration=300, max_sector_expiration_extension=1_000_000,
+    max_sector_lifetime=5_000_000)
 
 POLICIES = {p.name: p for p in (MAINNET, DEVNET)}
 

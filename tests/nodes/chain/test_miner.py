@@ -674,3 +674,54 @@ def test_a_control_address_may_send_the_miners_messages():
             "sender t0999 is not the worker (t0100) or a control address (t0101) of miner f01000",
             sender="t0999")
     assert d.chain.miner_view(1000).control == ["t0101"]
+
+
+
+# -- expiration and ExtendSectorExpiration2 -------------------------------------------------------
+
+def expiring(d, n, lifetime):
+    """Sector n sealed with an expiration `lifetime` epochs after its PreCommit lands."""
+    d.run_to(max(d.epoch, d.policy.seal_randomness_lookback))
+    ok(d, d.precommit_params(1000, n, expiration=d.epoch + 1 + lifetime))
+    d.run_to(d.chain.precommit(1000, n).seed_epoch)
+    ok(d, M.ProveCommitSectorParams(sector_number=n, proof=d.porep(1000, n)))
+    return d.chain.sector(1000, n)
+
+
+def test_a_sector_expires_at_the_end_of_its_deadline_after_its_expiration(dev):
+    s = expiring(dev, 1, 310)
+    assert s.expiration > 0 and dev.chain.precommit(1000, 1) is None
+    dev.run_to(s.expiration - 1)
+    assert view(dev, 1) is not None
+    run_past_close(dev, s.deadline)                     # its deadline's end after the expiration
+    while view(dev, 1) is not None and dev.epoch < s.expiration + dev.policy.proving_period:
+        run_past_close(dev, s.deadline)
+    mv = dev.chain.miner_view(1000)
+    assert view(dev, 1) is None and (mv.expired, mv.sectors) == (1, 0)
+
+
+def test_extension_moves_the_expiration_and_its_checks(dev):
+    s = expiring(dev, 1, 310)
+    x = lambda e, sectors=(1,), partition=s.partition: M.ExtendSectorExpiration2Params(extensions=[
+        M.ExpirationExtension2(deadline=s.deadline, partition=partition, sectors=list(sectors),
+                               new_expiration=e)])
+    I = ExitCode.USR_ILLEGAL_ARGUMENT
+    refused(dev, x(s.expiration - 1), I, f"cannot reduce sector expiration to {s.expiration - 1} "
+                                         f"from {s.expiration}")
+    far = dev.epoch + 1 + dev.policy.max_sector_expiration_extension + 1
+    refused(dev, x(far), I, f"invalid expiration {far}, cannot be more than "
+                            f"{dev.policy.max_sector_expiration_extension} past current epoch {dev.epoch + 1}")
+    refused(dev, x(s.expiration, sectors=(9,)), ExitCode.USR_NOT_FOUND,
+            f"sectors [9] are not live in deadline {s.deadline} partition {s.partition}")
+    refused(dev, x(s.expiration, partition=5), ExitCode.USR_NOT_FOUND, f"no such partition {s.deadline}:5")
+    ok(dev, x(s.expiration + 5000))
+    assert view(dev, 1).expiration == s.expiration + 5000
+    dev.run_to(s.expiration + 100)
+    assert view(dev, 1) is not None and dev.chain.miner_view(1000).expired == 0
+
+
+def test_a_precommit_expiration_too_short_is_refused(dev):
+    dev.run_to(dev.policy.seal_randomness_lookback)
+    E = dev.epoch + 1
+    refused(dev, dev.precommit_params(1000, 1, expiration=E + 299), ExitCode.USR_ILLEGAL_ARGUMENT,
+            f"invalid expiration {E + 299}, total sector lifetime (299) must exceed 300 after activation {E}")
