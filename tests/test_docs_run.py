@@ -54,7 +54,7 @@ PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if 
 FENCE = re.compile(r"^```(\w+)(?:[ \t]+(\S+))?[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 SCENARIOS = ("devnet", "cluster", "bus", "security", "local", "gpu")
 MACHINE = re.compile(r"#\s*on (HUB|w1|your machine)\b")
-PLACEHOLDER = re.compile(r"(?<!\w)(HUB_NODE_PUB|W1_PUBLIC_KEY|PUBLIC_KEY|MSG_ID|NUMBER|INDEX|MINER|"
+PLACEHOLDER = re.compile(r"(?<!\w)(HUB_NODE_PUB|W1_PUBLIC_KEY|PUBLIC_KEY|MSG_ID|NUMBER|INDEX|EPOCH|MINER|"
                          r"JOB|FILE|PIECE|HUB|N|S|I)(?!\w)")
 OPTIONAL = re.compile(r" \[([^\[\]]+)\]")
 COMMAND_TIMEOUT_S = 120
@@ -380,6 +380,8 @@ class Scenario:
             return sector["precommit_msg"]
         if word == "INDEX":
             return str(hub.json("zqnode chain sector 1 --json")["sector"]["deadline"])
+        if word == "EPOCH":                          # a later expiration for sector 1
+            return str(hub.json("zqnode chain sector 1 --json")["sector"]["expiration"] + 1000)
         raise AssertionError(f"no value for {word}")
 
     def sector_for(self, command: str) -> int:

@@ -28,7 +28,7 @@ def _epoch(e: int) -> str:
 @click.group("sectors")
 def sectors_group() -> None:
     """Sectors being sealed and sealed: pledge, add-piece, list, status, resume, remove,
-    terminate."""
+    terminate, extend."""
 
 
 @sectors_group.command("pledge")
@@ -168,6 +168,21 @@ def terminate(number: int, bus: str, target: str, as_json: bool) -> None:
     """Terminate a proven sector on chain (its power goes, the poster stops proving it),
     then delete its files."""
     _show_state(ask(bus, target, W.SealingTerminate(number=number)), as_json)
+
+
+@sectors_group.command("extend")
+@click.argument("number", type=int)
+@click.option("--expiration", type=int, required=True, help="The new expiration epoch.")
+@bus_option
+@manager_option
+@json_option
+def extend(number: int, expiration: int, bus: str, target: str, as_json: bool) -> None:
+    """Move a proven sector's expiration later (ExtendSectorExpiration2)."""
+    r = ask(bus, target, W.SealingExtend(number=number, expiration=expiration))
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"sector {r.number}: ExtendSectorExpiration2 sent as {r.msg_id} (expiration {r.expiration})")
 
 
 @sectors_group.command("rebuild")

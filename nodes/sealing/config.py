@@ -14,6 +14,8 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     retry_max_s: float = 600.0         # ... up to this
     max_retries: int = 8               # consecutive errors before the sector pauses
     max_sealing: int = 0               # sectors from ticket to PreCommit at once (0: any); more wait in Packing
+    sector_lifetime: int = 0           # epochs from a sector's ticket to its expiration; 0: 540 days
+    #                                    (Lotus's CommittedCapacitySectorLifetime), at most the network's
     pledge_target: int = 0             # keep this many sectors sealing: CC sectors are pledged (0: off)
     max_sealing_sectors: int = 0       # no pledge beyond this many sealing (Lotus MaxSealingSectors; 0: any)
     wait_deals_s: float = 60.0         # a deal sector takes pieces this long, then packs
@@ -41,7 +43,7 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.retry_max_s < self.retry_base_s:
             raise ValueError(f"sealing retry_max_s ({self.retry_max_s}) must be >= "
                              f"retry_base_s ({self.retry_base_s})")
-        for name in ("max_retries", "max_sealing", "pledge_target", "max_sealing_sectors", "ticket_margin", "message_confidence", "seed_confidence",
+        for name in ("max_retries", "max_sealing", "sector_lifetime", "pledge_target", "max_sealing_sectors", "ticket_margin", "message_confidence", "seed_confidence",
                      "first_number", "miner"):
             if getattr(self, name) < 0:
                 raise ValueError(f"sealing {name} must be >= 0, got {getattr(self, name)}")

@@ -44,6 +44,7 @@ from zqnode.proofs import fr32
 from zqnode.proofs import params as proof_params
 from zqnode.proofs.merkle import zero_commitment_at_height
 
+DEFAULT_LIFETIME = 540 * 2880   # epochs: Lotus's CommittedCapacitySectorLifetime
 MIN_AGGREGATED_SECTORS = 4  # the miner actor aggregates no fewer proofs (builtin-actors policy)
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
@@ -105,6 +106,12 @@ class SealingCore:
         """A new committed-capacity sector."""
         s = self._new("cc", now)
         return s.number, self.handle(self.event(E.StartCC, s.number), now)
+
+    def expiration(self, s: SectorInfo) -> int:
+        """The expiration a sector's PreCommit asks for: from its ticket, so the same
+        sector always asks the same (a PreCommit sent again is the same message)."""
+        lifetime = self.cfg.sector_lifetime or DEFAULT_LIFETIME
+        return s.ticket_epoch + min(lifetime, self.policy.max_sector_expiration_extension)
 
     def sealing_count(self) -> int:
         return sum(1 for s in self.sectors.values() if s.state in S.SEALING_NOW)

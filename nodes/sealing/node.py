@@ -34,6 +34,7 @@ from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import procedures
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import states as S
+from zqnode.nodes.wire import chain as CW
 from zqnode.nodes.wire import sealing as W
 from zqnode.nodes.sealing.config import SealingConfig
 from zqnode.nodes.sealing.core import PAUSED, SealingCore, SealingError
@@ -103,6 +104,7 @@ class SealingService:
         # operators change sectors; anyone with a key may look
         peer.allow({W.SealingList: ANYONE, W.SealingStatus: ANYONE, W.SealingPledge: ADMIN,
                     W.SealingAddPiece: ADMIN, W.SealingResume: ADMIN, W.SealingRemove: ADMIN, W.SealingTerminate: ADMIN,
+                    W.SealingExtend: ADMIN,
                     W.SealingRebuild: ADMIN, W.SealingUnseal: ADMIN})
 
     # -- start-up ---------------------------------------------------------------------------------
@@ -412,7 +414,7 @@ class SealingService:
         return {W.SealingPledge: self._rpc_pledge, W.SealingAddPiece: self._rpc_add_piece,
                 W.SealingList: self._rpc_list, W.SealingStatus: self._rpc_status,
                 W.SealingResume: self._rpc_resume, W.SealingRemove: self._rpc_remove,
-                W.SealingTerminate: self._rpc_terminate,
+                W.SealingTerminate: self._rpc_terminate, W.SealingExtend: self._rpc_extend,
                 W.SealingRebuild: self._rpc_rebuild, W.SealingUnseal: self._rpc_unseal}
 
     def _ready(self) -> SealingCore:
@@ -504,6 +506,22 @@ class SealingService:
 
     async def _rpc_terminate(self, req: Request) -> W.SealingSectorState:
         return self._operate(req.body.number, E.Terminate)
+
+    async def _rpc_extend(self, req: Request) -> W.SealingExtended:
+        """One ExtendSectorExpiration2, tried first (the actor's refusal comes back as it is),
+        then sent once."""
+        core, n, expiration = self._ready(), req.body.number, req.body.expiration
+        self._sector(n)
+        view = await self.chain.sector(core.miner, n)
+        if view is None:
+            raise Refused(CW.NOT_FOUND, f"sector {n} is not on chain (not proven yet, or gone)")
+        params = M.ExtendSectorExpiration2Params(extensions=[M.ExpirationExtension2(
+            deadline=view.deadline, partition=view.partition, sectors=[n], new_expiration=expiration)])
+        tried = await self.chain.simulate(M.Message.call(self.worker, core.miner, params))
+        if tried.exit_code != 0:
+            raise Refused(ErrorCode.INVALID, f"the chain would refuse it: {tried.error}")
+        msg_id = await self._send(n, f"extend:{expiration}", params)
+        return W.SealingExtended(number=n, expiration=expiration, msg_id=msg_id)
 
     async def _rpc_rebuild(self, req: Request) -> W.SealingSectorState:
         return self._operate(req.body.number, E.Rebuild)

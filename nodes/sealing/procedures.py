@@ -121,11 +121,12 @@ def _get_ticket(core: SealingCore, cmd: C.GetTicket) -> Procedure:
     return _event(core, E.TicketReady, cmd, ticket=ticket, epoch=epoch)
 
 
-def _precommit_params(number: int, seal_proof: int, comm_d: bytes, comm_r: bytes,
+def _precommit_params(core: SealingCore, number: int, seal_proof: int, comm_d: bytes, comm_r: bytes,
                       ticket_epoch: int) -> M.PreCommitSectorParams:
     return M.PreCommitSectorParams(sector_number=number, seal_proof=seal_proof,
                                    sealed_cid=cids.sealed_cid(comm_r), unsealed_cid=cids.piece_cid_v1(comm_d),
-                                   seal_rand_epoch=ticket_epoch)
+                                   seal_rand_epoch=ticket_epoch,
+                                   expiration=core.expiration(core.sectors[number]))
 
 
 def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
@@ -135,7 +136,7 @@ def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
         return decision
     if core.cfg.batch_precommits:      # checked: on to the batch (core.batches sends it)
         return _event(core, E.PreCommitBatch, cmd)
-    params = _precommit_params(cmd.sector, cmd.seal_proof, cmd.comm_d, cmd.comm_r, cmd.ticket_epoch)
+    params = _precommit_params(core, cmd.sector, cmd.seal_proof, cmd.comm_d, cmd.comm_r, cmd.ticket_epoch)
     msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
     return _event(core, E.PreCommitSent, cmd, msg_id=msg_id)
 
@@ -146,7 +147,7 @@ def _send_precommit_batch(core: SealingCore, cmd: C.SendPreCommitBatch) -> Proce
     A refusal fails every member, each counted and checked on its own, as Lotus does."""
     sectors = [core.sectors[m.number] for m in cmd.members]
     params = M.PreCommitSectorBatch2Params(sectors=[
-        _precommit_params(s.number, s.seal_proof, s.comm_d, s.comm_r, s.ticket_epoch) for s in sectors])
+        _precommit_params(core, s.number, s.seal_proof, s.comm_d, s.comm_r, s.ticket_epoch) for s in sectors])
     owner = int(cmd.batch.split(":")[0])
     try:
         msg_id = yield Send(owner, f"precommit-batch:{cmd.batch}", params)

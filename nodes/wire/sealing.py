@@ -90,6 +90,18 @@ class SealingTerminate(Msg):
     number: int
 
 
+class SealingExtend(Msg):
+    """Move a proven sector's expiration later (ExtendSectorExpiration2)."""
+    number: int
+    expiration: int
+
+
+class SealingExtended(Msg):
+    number: int
+    expiration: int
+    msg_id: str
+
+
 class SealingRebuild(Msg):
     number: int
 

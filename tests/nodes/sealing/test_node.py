@@ -319,3 +319,22 @@ async def test_a_pledge_target_keeps_the_cluster_busy_and_the_limit_refuses_more
         await client.call("@manager", W.SealingPledge(count=1))
     await until(lambda: states(svc).get(1) == S.PROVING and len(svc.core.sectors) >= 3)
     assert svc.core.sealing_count() == 2 and svc.refused == 0             # one more replaced it
+
+
+async def test_a_proven_sector_is_extended_and_a_reduction_is_refused_with_the_actors_words(
+        nursery, bus, chain, client, tmp_path, autojump_clock):
+    tasks = LocalTasks(tmp_path / "tasks")
+    svc, _ = await start_sealing(nursery, bus, tmp_path, tasks, sector_lifetime=1000)
+    await client.call("@manager", W.SealingPledge(count=1))
+    await until(lambda: states(svc)[1] == S.PROVING)
+    s = chain.chain.sector(MINER, 1)
+    assert s.expiration == svc.core.sectors[1].ticket_epoch + 1000
+    with pytest.raises(RemoteError, match=f"the chain would refuse it: cannot reduce sector "
+                                          f"expiration to {s.expiration - 1} from {s.expiration}"):
+        await client.call("@manager", W.SealingExtend(number=1, expiration=s.expiration - 1))
+    r = await client.call("@manager", W.SealingExtend(number=1, expiration=s.expiration + 500))
+    again = await client.call("@manager", W.SealingExtend(number=1, expiration=s.expiration + 500))
+    assert again.msg_id == r.msg_id                                   # sent once
+    await until(lambda: chain.chain.sector(MINER, 1).expiration == s.expiration + 500)
+    with pytest.raises(RemoteError, match="no sector 7"):
+        await client.call("@manager", W.SealingExtend(number=7, expiration=1))
