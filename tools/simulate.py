@@ -60,13 +60,15 @@ from zqnode.nodes.chain.policy import policy as policy_named
 
 def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int | None = None,
              sectors: int = 1000, seal: int | None = None, days: float = 1.0, policy: str = "mainnet",
-             seed: int = 0, chaos: bool = False, png: str | None = None, progress=None) -> dict:
+             seed: int = 0, chaos: bool = False, batching: bool = False, png: str | None = None,
+             progress=None) -> dict:
     """Run one simulation; the summary dict (and the PNG written when `png` names a file)."""
     c = load_cluster(cluster)
     if workers is not None:
         c = c.scaled(workers)
     sim = Simulation(c, load_profile(profile), policy_named(policy), sectors=sectors, seal=seal,
-                     days=days, seed=seed, chaos=Chaos() if chaos else None, progress=progress)
+                     days=days, seed=seed, chaos=Chaos() if chaos else None, batching=batching,
+                     progress=progress)
     summary = sim.run()
     if png:
         width, height = write_png(png, sim.metrics.spans, sim.workers, sim.end,
@@ -102,13 +104,14 @@ class _Progress:
 @click.option("--policy", type=click.Choice(["mainnet", "devnet"]), default="mainnet", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--chaos", is_flag=True, help="worker crashes, manager restarts, slow/lost messages, reorgs")
+@click.option("--batching", is_flag=True, help="PreCommit batching and commit aggregation (Lotus's defaults)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--png", type=click.Path(dir_okay=False), default=None, help="write the timeline PNG here")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
-def main(cluster, profile, workers, sectors, seal, days, policy, seed, chaos, as_json, png, quiet):
+def main(cluster, profile, workers, sectors, seal, days, policy, seed, chaos, batching, as_json, png, quiet):
     try:
         summary = simulate(cluster=cluster, profile=profile, workers=workers, sectors=sectors, seal=seal,
-                           days=days, policy=policy, seed=seed, chaos=chaos, png=png,
+                           days=days, policy=policy, seed=seed, chaos=chaos, batching=batching, png=png,
                            progress=None if quiet else _Progress())
     except SimConfigError as e:
         raise click.UsageError(str(e)) from None

@@ -45,7 +45,8 @@ from zqnode.proofs import params as proof_params
 from zqnode.proofs.merkle import zero_commitment_at_height
 
 DEFAULT_LIFETIME = 540 * 2880   # epochs: Lotus's CommittedCapacitySectorLifetime
-MIN_AGGREGATED_SECTORS = 4  # the miner actor aggregates no fewer proofs (builtin-actors policy)
+MIN_AGGREGATED_SECTORS = 4
+BATCHING = (S.SUBMIT_PRE_COMMIT_BATCH, S.SUBMIT_COMMIT_AGGREGATE)  # the miner actor aggregates no fewer proofs (builtin-actors policy)
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
 
@@ -78,6 +79,8 @@ class SealingCore:
         self.sectors: dict[int, SectorInfo] = {}
         self.next_number = cfg.first_number
         self.head = -1                     # the chain's head epoch, as last told (set_head)
+        self.batching: set[int] = set()    # sectors in a batching state (batches() looks at these)
+        self._forming = False              # batches() is putting sectors in a batch
 
     # -- state ---------------------------------------------------------------------------
     def restore(self, sectors: list[SectorInfo], next_number: int) -> None:
@@ -88,6 +91,7 @@ class SealingCore:
                 raise SealingError(f"stored sector {s.number} belongs to miner {s.miner}, "
                                    f"not {self.miner}")
         self.sectors = {s.number: s for s in sectors}
+        self.batching = {s.number for s in sectors if s.state in BATCHING}
         self.next_number = max([next_number, self.cfg.first_number,
                                 *(n + 1 for n in self.sectors)])
 
@@ -128,6 +132,8 @@ class SealingCore:
         """CC sectors pledged while fewer than cfg.pledge_target are sealing (and
         max_sealing_sectors allows), so a cluster keeps itself busy."""
         commands: list[C.Command] = []
+        if not self.cfg.pledge_target:
+            return commands
         while self.sealing_count() < self.cfg.pledge_target and not self.may_pledge(1):
             commands += self.pledge(now)[1]
         return commands
@@ -187,6 +193,10 @@ class SealingCore:
                                f"(last: {type(out).__name__} in {work.state})")
         work.updated = now
         self.sectors[s.number] = work
+        if work.state in BATCHING:
+            self.batching.add(s.number)
+        else:
+            self.batching.discard(s.number)
         return [C.Save(sector=s.number, cause=s.cause, step=work.step, info=work.copy(), log=log,
                        next_number=self.next_number), *consumed, *out]
 
@@ -228,7 +238,7 @@ class SealingCore:
                 lambda s: s.precommit_epoch + pol.max_prove_commit_duration)
 
     def _batches(self, state: str, now: float) -> list[C.Command]:
-        waiting = [s for _, s in sorted(self.sectors.items())
+        waiting = [s for s in map(self.sectors.get, sorted(self.batching))
                    if s.state == state and not s.batch and not s.paused and s.retry_at <= now]
         if not waiting:
             return []
@@ -241,13 +251,22 @@ class SealingCore:
             if len(group) < size and not urgent:
                 break
             batch = f"{group[0].number}:{group[0].step}"      # its owner: the lowest member
-            for s in group:
-                commands += self.handle(self.event(E.BatchFormed, s.number, batch=batch), now)
+            self._forming = True           # a new step for each: its waiting timer is stale now
+            try:
+                for s in group:
+                    commands += self.handle(self.event(E.BatchFormed, s.number, batch=batch), now)
+            finally:
+                self._forming = False
             commands.append(self._batch_command(state, batch))
         return commands
 
-    def _batch_command(self, state: str, batch: str) -> C.Command:
-        members = [s for _, s in sorted(self.sectors.items()) if s.batch == batch and s.state == state]
+    def _batch_command(self, state: str, batch: str, also: SectorInfo | None = None) -> C.Command:
+        """The batch's send, with its members still waiting (`also`: one being handled)."""
+        found = {n: s for n, s in ((n, self.sectors[n]) for n in self.batching)
+                 if s.batch == batch and s.state == state}
+        if also is not None:
+            found[also.number] = also
+        members = [found[n] for n in sorted(found)]
         first = members[0]
         kw = dict(sector=first.number, cause=first.cause, step=first.step, batch=batch,
                   members=[C.BatchMember(number=s.number, step=s.step) for s in members])
@@ -471,7 +490,9 @@ class SealingCore:
         if not s.batch:                    # waits; batches() forms it (this wakes it in time)
             due = s.batch_since + self._batch_rules(s.state)[1]
             return [self._cmd(C.Schedule, s, at=due)] if now < due else []
-        command = self._batch_command(s.state, s.batch)
+        if self._forming:
+            return []                      # batches() sends it once every member is in
+        command = self._batch_command(s.state, s.batch, also=s)
         return [command] if command.sector == s.number else []   # its lowest member sends it
 
     def _pre_commit_wait(self, s, now):

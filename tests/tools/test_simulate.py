@@ -85,6 +85,16 @@ def test_a_small_cluster_seals_every_pledged_sector_and_proves_every_deadline(sm
     assert s["errors"] == []
 
 
+def test_batching_sends_fewer_messages_per_sealed_sector(small):
+    one = simulate.simulate(**small, sectors=5000, seal=4, days=0.25, seed=1)
+    batched = simulate.simulate(**small, sectors=5000, seal=4, days=2.5, seed=1, batching=True)
+    assert one["sealing_messages"] == {"precommit": 4, "provecommit": 4, "per_sealed_sector": 2.0}
+    # Lotus's defaults: the four wait for each batch (24 h, twice), then go together,
+    # four PreCommits in one message, four proofs in one aggregate
+    assert batched["sectors_sealed"] == 4 and batched["errors"] == []
+    assert batched["sealing_messages"] == {"precommit": 1, "provecommit": 1, "per_sealed_sector": 0.5}
+
+
 def test_without_a_limit_the_pledger_keeps_every_pc1_slot_busy(small):
     s = simulate.simulate(**small, sectors=0, days=0.5, seed=1)
     pc1 = s["utilisation"]["workers"]["pc1-001"]

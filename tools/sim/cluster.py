@@ -45,6 +45,7 @@ class Chaos:
 class Simulation:
     def __init__(self, cluster: Cluster, profile: Profile, policy: Policy, *, sectors: int = 0,
                  seal: int | None = None, days: float = 1.0, seed: int = 0, chaos: Chaos | None = None,
+                 batching: bool = False,
                  progress: Callable[[str], None] | None = None):
         if sectors < 0 or (seal is not None and seal < 0) or not days > 0:
             raise ValueError("sectors and seal must be >= 0 and days > 0")
@@ -69,7 +70,9 @@ class Simulation:
             for i in range(g.count):
                 name = f"{g.name}-{i + 1:03d}"
                 self.workers[name] = SimWorker(self, name, g)
-        self.sealing = SimSealing(self, SealingConfig(miner=MINER, first_number=sectors + 1))
+        # batching: Lotus's defaults (BatchPreCommits and AggregateCommits on, 24 h waits)
+        batch = dict(batch_precommits=True, aggregate_commits=True) if batching else {}
+        self.sealing = SimSealing(self, SealingConfig(miner=MINER, first_number=sectors + 1, **batch))
         self.manager.sealing = self.sealing
         self.poster = SimPoster(self)
         for node in (self.scheduler, self.manager, self.poster, *self.workers.values()):

@@ -39,6 +39,7 @@ def summarise(sim) -> dict:
             sum(1 for t in m.sealed.values() if t >= sim.end / 2) / (days / 2), 1),
         "sectors_in_progress": {k or "New": v for k, v in sorted(states.items()) if k != S.PROVING},
         "sectors_paused": sum(1 for s in sim.sealing.core.sectors.values() if s.paused),
+        "sealing_messages": _sealing_messages(sim, sealed),
         "deadlines_proven": dl["proven"],
         "deadlines_late": dl["late"],
         "deadlines_missed": dl["missed"],
@@ -63,6 +64,16 @@ def summarise(sim) -> dict:
         "errors": list(dict.fromkeys(sim.sealing.errors + sim.poster.errors + sim.scheduler.errors))[:20],
         "sim_events": sim.loop.calls,
     }
+
+
+def _sealing_messages(sim, sealed: int) -> dict:
+    """PreCommit and ProveCommit messages pushed (batched or one per sector), and their
+    sum per sector sealed."""
+    sent = sim.sealing.methods
+    pre = sent.get("PreCommitSector", 0) + sent.get("PreCommitSectorBatch2", 0)
+    prove = sent.get("ProveCommitSector", 0) + sent.get("ProveCommitSectors3", 0)
+    return {"precommit": pre, "provecommit": prove,
+            "per_sealed_sector": round((pre + prove) / sealed, 3) if sealed else 0.0}
 
 
 def _mark(sim, d: dict) -> str:

@@ -41,6 +41,7 @@ class SimSealing:
         self.store: dict[int, object] = {}             # sealing.sqlite: sectors ...
         self.next_number = cfg.first_number
         self.messages: dict[tuple[int, str], list[str]] = {}   # ... and messages sent
+        self.methods: dict[str, int] = {}              # messages pushed, by method
         self.core: SealingCore | None = None
         self.session = 0
         self.up = False
@@ -251,4 +252,5 @@ class SimSealing:
                 return msg_id
         msg = self.chain.push(M.Message.call(self.worker, self.core.miner, params))   # the pool's nonce
         sent.append(msg.id)
+        self.methods[msg.method] = self.methods.get(msg.method, 0) + 1
         return msg.id

@@ -846,8 +846,9 @@ def test_a_full_batch_goes_at_once_and_the_rest_waits():
     assert core.batches(20.0) == []                            # not full, not waited, no hurry
     c, d = to_batch(core, 30.0), to_batch(core, 40.0)
     cmds = core.batches(40.0)
-    assert sent(cmds) == [(f"{a}:{core.sectors[a].step}", [a, b, c])]
-    assert [core.sectors[n].batch for n in (a, b, c, d)] == [f"{a}:{core.sectors[a].step}"] * 3 + [""]
+    batch = core.sectors[a].batch
+    assert sent(cmds) == [(batch, [a, b, c])] and batch.startswith(f"{a}:")
+    assert [core.sectors[n].batch for n in (a, b, c, d)] == [batch] * 3 + [""]
     assert kinds(cmds) == ["Save", "Save", "Save", "SendPreCommitBatch"]
     assert core.batches(41.0) == []                            # formed once; d waits on
 
@@ -857,13 +858,13 @@ def test_the_oldest_sectors_wait_or_the_earliest_ticket_sends_everything_waiting
     a = to_batch(core, 0.0)
     b = to_batch(core, 60.0)
     assert core.batches(99.0) == []
-    assert sent(core.batches(100.0)) == [(f"{a}:{core.sectors[a].step}", [a, b])]   # a waited 100 s
+    assert sent(core.batches(100.0)) == [(core.sectors[a].batch, [a, b])]   # a waited 100 s
     core = new_core(BATCHED)
     a = to_batch(core, 0.0)
     core.set_head(247)                                         # ticket 98 expires at 298; slack 50
     assert core.batches(1.0) == []
     core.set_head(248)
-    assert sent(core.batches(1.0)) == [(f"{a}:{core.sectors[a].step}", [a])]
+    assert sent(core.batches(1.0)) == [(core.sectors[a].batch, [a])]
 
 
 def test_a_formed_batch_is_sent_again_after_a_restart_by_its_lowest_member_only():
@@ -938,3 +939,17 @@ def test_a_pledge_target_keeps_sectors_sealing_within_max_sealing_sectors():
     core = new_core(paused)
     core.top_up(0.0)
     assert core.sealing_count() == 4
+
+
+def test_a_waiting_timer_that_fires_after_its_batch_formed_is_stale():
+    # found by the simulator: two sectors whose waits end at the same time; the first
+    # one's wake formed the batch, the second one's wake then moved it on a step and the
+    # batch's answer for it was dropped as stale, leaving it waiting for ever
+    core = new_core(BATCHED)
+    a, b = to_batch(core, 0.0), to_batch(core, 0.0)
+    wake_b = core.event(E.Wake, b, step=core.sectors[b].step)      # its timer, set while it waited
+    cmd = last(core.batches(100.0), C.SendPreCommitBatch)
+    assert core.handle(wake_b, 100.0) == []                         # stale: the batch has it
+    for m in cmd.members:
+        core.handle(core.event(E.PreCommitBatchSent, m.number, step=m.step, msg_id="m"), 101.0)
+    assert state(core, a) == state(core, b) == S.PRE_COMMIT_BATCH_WAIT
