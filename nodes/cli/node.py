@@ -81,9 +81,11 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
               help="Seconds between progress lines.")
 @click.option("--no-poster", is_flag=True,
               help="Leave the poster out, to run it as its own node (the devnet says how).")
+@click.option("--batch", is_flag=True,
+              help="Batch PreCommits and aggregate ProveCommits (one batch of every sector, 60 s at most).")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
-           refresh: float, no_poster: bool, metrics_listen: str) -> None:
+           refresh: float, no_poster: bool, batch: bool, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -96,7 +98,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
                                  + ([("metrics", metrics_listen)] if metrics_listen else []))
             net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                          epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
-                         poster=not no_poster, say=lambda line: click.echo(line))
+                         poster=not no_poster, batching=batch, say=lambda line: click.echo(line))
             for node_repo in net.repos():
                 held.enter_context(repos.hold(node_repo))
         except (OSError, DevnetError) as e:
