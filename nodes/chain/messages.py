@@ -144,10 +144,7 @@ class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     @classmethod
     def call(cls, sender: str, to: int, params, nonce: int = -1) -> "Message":
         """A message calling the method whose parameter struct is `params`."""
-        method = _METHOD_OF.get(type(params))
-        if method is None:
-            raise MessageError(f"{type(params).__name__} is not a miner method's parameters")
-        return cls(sender=sender, to=to, method=method, params=_enc.encode(params), nonce=nonce)
+        return cls(sender=sender, to=to, method=method_of(params), params=_enc.encode(params), nonce=nonce)
 
     @property
     def id(self) -> str:
@@ -156,6 +153,14 @@ class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 _enc = msgspec.msgpack.Encoder()
 _decoders = {name: msgspec.msgpack.Decoder(t) for name, t in METHODS.items()}
+
+
+def method_of(params) -> str:
+    """The miner method whose parameter struct `params` is."""
+    method = _METHOD_OF.get(type(params))
+    if method is None:
+        raise MessageError(f"{type(params).__name__} is not a miner method's parameters")
+    return method
 
 
 def message_id(msg: Message) -> str:

@@ -497,6 +497,14 @@ DECLARATIONS_MAX = 3000          # builtin-actors policy: declarations in one me
 ADDRESSED_SECTORS_MAX = 25_000   # ... and sectors they name
 
 
+def _check_addressed(declarations: list) -> None:
+    """builtin-actors' limits on the declarations of one message and the sectors they name."""
+    if len(declarations) > DECLARATIONS_MAX:
+        raise _illegal(f"too many declarations {len(declarations)}, limit {DECLARATIONS_MAX}")
+    if sum(len(d.sectors) for d in declarations) > ADDRESSED_SECTORS_MAX:
+        raise _illegal(f"too many sectors, limit {ADDRESSED_SECTORS_MAX}")
+
+
 def _leave(m: MinerState, part: Partition, sectors: set[int]) -> None:
     """Terminated or expired sectors leave their partition and the miner's sectors."""
     part.sectors = [n for n in part.sectors if n not in sectors]
@@ -513,11 +521,8 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
     sectors, and its power goes. A deadline being proven, or the next, is immutable: its
     sectors cannot be terminated now (builtin-actors' rule)."""
     _check_worker(m, rt)
+    _check_addressed(p.terminations)
     pol, epoch = rt.policy, rt.epoch
-    if len(p.terminations) > DECLARATIONS_MAX:
-        raise _illegal(f"too many declarations {len(p.terminations)}, limit {DECLARATIONS_MAX}")
-    if sum(len(t.sectors) for t in p.terminations) > ADDRESSED_SECTORS_MAX:
-        raise _illegal(f"too many sectors, limit {ADDRESSED_SECTORS_MAX}")
     period_start = proving_deadline(m, pol, epoch).period_start
     todo = []
     for t in p.terminations:
@@ -542,11 +547,8 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
 def extend_sector_expiration2(m: MinerState, rt: Runtime, p: M.ExtendSectorExpiration2Params) -> None:
     """New expirations for live sectors (all or nothing), never earlier than their own."""
     _check_worker(m, rt)
+    _check_addressed(p.extensions)
     pol, epoch = rt.policy, rt.epoch
-    if len(p.extensions) > DECLARATIONS_MAX:
-        raise _illegal(f"too many declarations {len(p.extensions)}, limit {DECLARATIONS_MAX}")
-    if sum(len(x.sectors) for x in p.extensions) > ADDRESSED_SECTORS_MAX:
-        raise _illegal(f"too many sectors for declaration, max {ADDRESSED_SECTORS_MAX}")
     for x in p.extensions:
         if not 0 <= x.deadline < pol.period_deadlines:
             raise _illegal(f"deadline {x.deadline} not in range 0..{pol.period_deadlines}")

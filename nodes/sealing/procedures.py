@@ -148,13 +148,21 @@ def _send_precommit_batch(core: SealingCore, cmd: C.SendPreCommitBatch) -> Proce
     sectors = [core.sectors[m.number] for m in cmd.members]
     params = M.PreCommitSectorBatch2Params(sectors=[
         _precommit_params(core, s.number, s.seal_proof, s.comm_d, s.comm_r, s.ticket_epoch) for s in sectors])
+    return (yield from _send_batch(core, cmd, "precommit-batch", params, E.PreCommitBatchSent,
+                                   E.ChainPreCommitFailed))
+
+
+def _send_batch(core: SealingCore, cmd, what: str, params, sent, failed) -> Procedure:
+    """A batch's message, sent once under the batch's id by its owner (the lowest member
+    it was formed with, so a restart halfway finds the message): `sent` for every member,
+    or `failed` for every member if the chain refuses it."""
     owner = int(cmd.batch.split(":")[0])
     try:
-        msg_id = yield Send(owner, f"precommit-batch:{cmd.batch}", params)
+        msg_id = yield Send(owner, f"{what}:{cmd.batch}", params)
     except RemoteError as e:
-        return [core.event(E.ChainPreCommitFailed, m.number, step=m.step,
-                           error=f"PreCommitSectorBatch2 refused: {e.message}") for m in cmd.members]
-    return [core.event(E.PreCommitBatchSent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
+        return [core.event(failed, m.number, step=m.step, error=f"{M.method_of(params)} refused: {e.message}")
+                for m in cmd.members]
+    return [core.event(sent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
 
 
 def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
@@ -230,13 +238,8 @@ def _send_commit_aggregate(core: SealingCore, cmd: C.SendCommitAggregate) -> Pro
                                              aggregate_proof_type=SNARK_PACK_V2)
     else:
         params = M.ProveCommitSectors3Params(sector_activations=acts, sector_proofs=proofs)
-    owner = int(cmd.batch.split(":")[0])
-    try:
-        msg_id = yield Send(owner, f"commit-batch:{cmd.batch}", params)
-    except RemoteError as e:
-        return [core.event(E.CommitFailed, m.number, step=m.step,
-                           error=f"ProveCommitSectors3 refused: {e.message}") for m in cmd.members]
-    return [core.event(E.CommitAggregateSent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
+    return (yield from _send_batch(core, cmd, "commit-batch", params, E.CommitAggregateSent,
+                                   E.CommitFailed))
 
 
 def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
