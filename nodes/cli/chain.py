@@ -70,18 +70,19 @@ def reorg(depth: int, bus: str, as_json: bool) -> None:
 @bus_option
 @json_option
 def miner(miner: int, bus: str, as_json: bool) -> None:
-    """Miners (or one): power, sectors, faults, penalties, deadline."""
+    """Miners (or one): power, sectors, faults, penalties, terminations, expirations, deadline."""
     views = ask(bus, lambda api: _one(api.miner(miner)) if miner else api.miners())
     if as_json:
         emit_json(views[0] if miner else views)
         return
     click.echo(f"{'MINER':<8} {'WORKER':<8} {'SIZE':>10} {'POWER':>12} {'SECTORS':>7} {'ACTIVE':>6} "
-               f"{'UNPROVEN':>8} {'FAULTY':>6} {'RECOVER':>7} {'PRECOMMIT':>9} {'PENALTIES':>9} DEADLINE")
+               f"{'UNPROVEN':>8} {'FAULTY':>6} {'RECOVER':>7} {'PRECOMMIT':>9} {'PENALTIES':>9} "
+               f"{'TERMINATED':>10} {'EXPIRED':>7} DEADLINE")
     for m in views:
         d = m.deadline
         click.echo(f"f0{m.actor_id:<6} {m.worker:<8} {m.sector_size:>10} {m.power:>12} {m.sectors:>7} "
                    f"{m.active:>6} {m.unproven:>8} {m.faulty:>6} {m.recovering:>7} {m.precommits:>9} "
-                   f"{m.penalties:>9} {d.index} [{d.open}, {d.close})")
+                   f"{m.penalties:>9} {m.terminated:>10} {m.expired:>7} {d.index} [{d.open}, {d.close})")
 
 
 async def _one(coro):
