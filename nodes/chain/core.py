@@ -216,9 +216,14 @@ class Chain:
         did not hear the answer asks again without sending twice."""
         if uuid in self.sent:
             try:
-                return self.message(self.sent[uuid])
+                known = self.message(self.sent[uuid])
             except NotFound:                   # the chain no longer has it: a new one
-                pass
+                known = None
+            if known is not None:
+                if (known.sender, known.to, known.method, known.params) != (
+                        msg.sender, msg.to, msg.method, msg.params):
+                    raise MessageError(f"uuid {uuid!r} was pushed with another message ({known.id})")
+                return known
         if len(uuid) > MAX_UUID:
             raise MessageError(f"a message uuid has at most {MAX_UUID} characters")
         if not msg.sender:

@@ -6,9 +6,16 @@ on anything but its content, and a node can refuse an unknown method or bad para
 before the message reaches the pool."""
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
+from zqnode.bus.codec import DECODE_ERRORS
 from zqnode.nodes.chain.randomness import blake2b256
+
+# builtin-actors' AddressedSectorsMax, checked while decoding (as the other lists' limits):
+# a hostile message is refused before it costs a decoder its time or memory
+ADDRESSED = msgspec.Meta(max_length=25_000)
 
 
 class ExitCode:
@@ -35,16 +42,16 @@ class PreCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=
 class ExpirationExtension2(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     deadline: int
     partition: int
-    sectors: list[int]
+    sectors: Annotated[list[int], ADDRESSED]
     new_expiration: int
 
 
 class ExtendSectorExpiration2Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    extensions: list[ExpirationExtension2]
+    extensions: Annotated[list[ExpirationExtension2], msgspec.Meta(max_length=3000)]
 
 
 class PreCommitSectorBatch2Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    sectors: list[PreCommitSectorParams]       # builtin-actors' SectorPreCommitInfo each
+    sectors: Annotated[list[PreCommitSectorParams], msgspec.Meta(max_length=256)]   # SectorPreCommitInfo each
 
 
 class ProveCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -54,15 +61,15 @@ class ProveCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_field
 
 class SectorActivationManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sector_number: int
-    pieces: list = []              # deal pieces to activate (this chain has no market: none)
+    pieces: Annotated[list[bytes], msgspec.Meta(max_length=0)] = []   # deal pieces: this chain has no market
 
 
 class ProveCommitSectors3Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """builtin-actors' ProveCommitSectors3: one proof per sector, or one aggregate. This
     chain has no SNARK aggregation: its aggregate is the msgpack list of the sectors' vanilla
     proofs, checked one by one, and it stands or falls as a whole."""
-    sector_activations: list[SectorActivationManifest]
-    sector_proofs: list[bytes] = []
+    sector_activations: Annotated[list[SectorActivationManifest], msgspec.Meta(max_length=819)]
+    sector_proofs: Annotated[list[bytes], msgspec.Meta(max_length=819)] = []
     aggregate_proof: bytes = b""
     aggregate_proof_type: int | None = None    # RegisteredAggregationProof (SnarkPackV2 = 1)
     require_activation_success: bool = True    # one sector failing fails the message
@@ -95,19 +102,19 @@ class SubmitWindowedPoStParams(msgspec.Struct, kw_only=True, forbid_unknown_fiel
 class SectorDeclaration(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     deadline: int
     partition: int
-    sectors: list[int]
+    sectors: Annotated[list[int], ADDRESSED]
 
 
 class DeclareFaultsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    faults: list[SectorDeclaration]
+    faults: Annotated[list[SectorDeclaration], msgspec.Meta(max_length=3000)]
 
 
 class DeclareFaultsRecoveredParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    recoveries: list[SectorDeclaration]
+    recoveries: Annotated[list[SectorDeclaration], msgspec.Meta(max_length=3000)]
 
 
 class TerminateSectorsParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    terminations: list[SectorDeclaration]      # builtin-actors' TerminationDeclaration
+    terminations: Annotated[list[SectorDeclaration], msgspec.Meta(max_length=3000)]   # TerminationDeclaration
 
 
 class TerminateSectorsReturn(msgspec.Struct, kw_only=True):
@@ -174,7 +181,7 @@ def decode_params(method: str, params: bytes):
         raise MessageError(f"unknown method {method!r} (methods: {', '.join(METHODS)})")
     try:
         return dec.decode(params)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+    except DECODE_ERRORS as e:
         raise MessageError(f"bad parameters for {method}: {e}") from None
 
 

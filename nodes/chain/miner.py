@@ -524,8 +524,12 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
     _check_addressed(p.terminations)
     pol, epoch = rt.policy, rt.epoch
     period_start = proving_deadline(m, pol, epoch).period_start
-    todo = []
+    merged: dict[tuple[int, int], set[int]] = {}       # as the actor's DeadlineSectorMap
     for t in p.terminations:
+        merged.setdefault((t.deadline, t.partition), set()).update(t.sectors)
+    todo = []
+    for (deadline, partition), sectors in merged.items():
+        t = M.SectorDeclaration(deadline=deadline, partition=partition, sectors=sorted(sectors))
         if not 0 <= t.deadline < pol.period_deadlines:
             raise _illegal(f"invalid termination deadline {t.deadline}, must be < {pol.period_deadlines}")
         if not deadline_is_mutable(pol, period_start, t.deadline, epoch):
@@ -561,8 +565,9 @@ def extend_sector_expiration2(m: MinerState, rt: Runtime, p: M.ExtendSectorExpir
                              f"deadline {x.deadline} partition {x.partition}")
         for n in x.sectors:
             s = m.sectors[n]
-            if x.new_expiration < s.expiration:
-                raise _illegal(f"cannot reduce sector expiration to {x.new_expiration} from {s.expiration}")
+            if not s.expiration or x.new_expiration < s.expiration:     # 0: it never expires
+                raise _illegal(f"cannot reduce sector expiration to {x.new_expiration} from "
+                               f"{s.expiration or 'never'}")
             _validate_expiration(pol, epoch, s.activation, x.new_expiration)
             s.expiration = x.new_expiration
 

@@ -230,3 +230,11 @@ def test_genesis_refuses_bad_miners():
         Chain(Genesis(network="calibnet"), FAKE)
 
     assert Chain(Genesis(network="mainnet"), FAKE).policy == MAINNET
+
+
+def test_a_uuid_pushed_with_another_message_is_refused():
+    c = ChainDriver("devnet").chain
+    first = c.push(Message.call("t0100", 1000, declare()), uuid="u1")
+    with pytest.raises(MessageError, match=f"uuid 'u1' was pushed with another message \\({first.id}\\)"):
+        c.push(Message.call("t0100", 1000, declare(sectors=(2,))), uuid="u1")
+    assert list(c.pool) == [first.id]

@@ -6,7 +6,7 @@ import pytest
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain import miner as actor
 from zqnode.nodes.chain.core import MinerSpec, Verifiers
-from zqnode.nodes.chain.messages import ExitCode
+from zqnode.nodes.chain.messages import ExitCode, MessageError
 from zqnode.nodes.chain.policy import DEVNET, MAINNET, deadline_info
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
 from zqnode.nodes.chain.testing import ChainDriver, comm_d_of, comm_r_of
@@ -141,8 +141,8 @@ def test_a_precommit_batch_precommits_every_sector_or_none(d):
     refused(d, batch(d.precommit_params(1000, 3), d.precommit_params(1000, 2)), I,
             "sector number 2 already allocated")                    # one refusal refuses all
     refused(d, batch(), I, "batch empty")
-    refused(d, batch(*[d.precommit_params(1000, n) for n in range(3, 260)]), I,
-            "batch of 257 too large, max 256")
+    with pytest.raises(MessageError, match=r"length <= 256"):          # refused by the pool
+        d.send(1000, batch(*[d.precommit_params(1000, n) for n in range(3, 260)]))
     refused(d, batch(d.precommit_params(1000, 3), d.precommit_params(1000, 3)), I,
             "batch names a sector twice: [3]")
     assert sorted(d.chain.miner(1000).precommits) == [1, 2]
@@ -659,9 +659,10 @@ def test_termination_refusals(d):
             f"invalid termination deadline 99, must be < {d.policy.period_deadlines}")
     refused(d, terminate(dl, 0, [1]), ExitCode.USR_FORBIDDEN,
             "sender t0999 is not the worker (t0100) of miner f01000", sender="t0999")
-    refused(d, M.TerminateSectorsParams(terminations=decl(dl, 0, [1]) * 3001),
-            ExitCode.USR_ILLEGAL_ARGUMENT, "too many declarations 3001, limit 3000")
-    ok(d, terminate(dl, 0, [1]))
+    with pytest.raises(MessageError, match=r"length <= 3000"):         # refused by the pool
+        d.send(1000, M.TerminateSectorsParams(terminations=decl(dl, 0, [1]) * 3001))
+    ok(d, M.TerminateSectorsParams(terminations=decl(dl, 0, [1]) * 2))       # named twice: once
+    assert d.chain.miner_view(1000).terminated == 1
     refused(d, terminate(dl, 0, [1]), ExitCode.USR_ILLEGAL_ARGUMENT,
             f"can only terminate live sectors: [1] are not live in deadline {dl} partition 0")
 
@@ -725,3 +726,26 @@ def test_a_precommit_expiration_too_short_is_refused(dev):
     E = dev.epoch + 1
     refused(dev, dev.precommit_params(1000, 1, expiration=E + 299), ExitCode.USR_ILLEGAL_ARGUMENT,
             f"invalid expiration {E + 299}, total sector lifetime (299) must exceed 300 after activation {E}")
+
+
+def test_a_sector_that_never_expires_cannot_be_given_an_expiration(dev):
+    precommitted(dev, [1])
+    ok(dev, M.ProveCommitSectorParams(sector_number=1, proof=dev.porep(1000, 1)))   # expiration 0
+    s = view(dev, 1)
+    refused(dev, M.ExtendSectorExpiration2Params(extensions=[M.ExpirationExtension2(
+        deadline=s.deadline, partition=s.partition, sectors=[1], new_expiration=dev.epoch + 400)]),
+        ExitCode.USR_ILLEGAL_ARGUMENT, f"cannot reduce sector expiration to {dev.epoch + 400} from never")
+
+
+def test_hostile_lists_are_refused_while_decoding():
+    d = ChainDriver("devnet")
+    acts = [M.SectorActivationManifest(sector_number=1)]
+    bad = msgspec.msgpack.encode({"sector_activations": [{"sector_number": 1, "pieces": [[]] * 100_000}],
+                                  "sector_proofs": [b"x"]})
+    with pytest.raises(MessageError, match="bad parameters for ProveCommitSectors3"):
+        M.decode_params("ProveCommitSectors3", bad)
+    deep = msgspec.msgpack.encode({"sector_activations": [{"sector_number": 1}], "sector_proofs": []})
+    deep = deep[:-1] + b"\x91" * 100_000 + b"\x90"          # a hundred thousand nested arrays
+    with pytest.raises(MessageError, match="bad parameters"):
+        M.decode_params("ProveCommitSectors3", deep)
+    assert acts and d.chain.head.epoch == 0
