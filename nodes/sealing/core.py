@@ -45,8 +45,8 @@ from zqnode.proofs import params as proof_params
 from zqnode.proofs.merkle import zero_commitment_at_height
 
 DEFAULT_LIFETIME = 540 * 2880   # epochs: Lotus's CommittedCapacitySectorLifetime
-MIN_AGGREGATED_SECTORS = 4
-BATCHING = (S.SUBMIT_PRE_COMMIT_BATCH, S.SUBMIT_COMMIT_AGGREGATE)  # the miner actor aggregates no fewer proofs (builtin-actors policy)
+MIN_AGGREGATED_SECTORS = 4      # the miner actor aggregates no fewer proofs (builtin-actors policy)
+BATCHING = (S.SUBMIT_PRE_COMMIT_BATCH, S.SUBMIT_COMMIT_AGGREGATE)
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
 
@@ -220,6 +220,11 @@ class SealingCore:
             if s.state == S.PACKING and not s.paused and s.retry_at <= now:
                 commands += self.rerun(number, now)
         return commands
+
+    def due(self, now: float) -> list[C.Command]:
+        """What is due without a sector's own event, asked by the shell after every event:
+        pledges for the target, room in the sealing window, batches."""
+        return self.top_up(now) + self.admit(now) + self.batches(now)
 
     def batches(self, now: float) -> list[C.Command]:
         """Batches that are due (Lotus's PreCommitBatcher and CommitBatcher): a full batch

@@ -226,12 +226,7 @@ class SealingService:
         return commands
 
     def _due(self) -> None:
-        """What is due without a sector's own event: room in the sealing window (a sector
-        may have left it), PreCommit batches."""
-        now = self.clock()
-        self._execute(self.core.top_up(now))
-        self._execute(self.core.admit(now))
-        self._execute(self.core.batches(now))
+        self._execute(self.core.due(self.clock()))
 
     def _execute(self, commands: list[C.Command]) -> None:
         for cmd in commands:

@@ -23,7 +23,7 @@ from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.core import SealingCore
-from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact
+from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact, SectorInfo
 from zqnode.proofs import cid as cids
 
 # Lotus's TerminateFinality: the files of a terminated sector stay this many epochs after
@@ -121,12 +121,10 @@ def _get_ticket(core: SealingCore, cmd: C.GetTicket) -> Procedure:
     return _event(core, E.TicketReady, cmd, ticket=ticket, epoch=epoch)
 
 
-def _precommit_params(core: SealingCore, number: int, seal_proof: int, comm_d: bytes, comm_r: bytes,
-                      ticket_epoch: int) -> M.PreCommitSectorParams:
-    return M.PreCommitSectorParams(sector_number=number, seal_proof=seal_proof,
-                                   sealed_cid=cids.sealed_cid(comm_r), unsealed_cid=cids.piece_cid_v1(comm_d),
-                                   seal_rand_epoch=ticket_epoch,
-                                   expiration=core.expiration(core.sectors[number]))
+def _precommit_params(core: SealingCore, s: SectorInfo) -> M.PreCommitSectorParams:
+    return M.PreCommitSectorParams(sector_number=s.number, seal_proof=s.seal_proof,
+                                   sealed_cid=cids.sealed_cid(s.comm_r), unsealed_cid=cids.piece_cid_v1(s.comm_d),
+                                   seal_rand_epoch=s.ticket_epoch, expiration=core.expiration(s))
 
 
 def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
@@ -136,7 +134,7 @@ def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
         return decision
     if core.cfg.batch_precommits:      # checked: on to the batch (core.batches sends it)
         return _event(core, E.PreCommitBatch, cmd)
-    params = _precommit_params(core, cmd.sector, cmd.seal_proof, cmd.comm_d, cmd.comm_r, cmd.ticket_epoch)
+    params = _precommit_params(core, core.sectors[cmd.sector])
     msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
     return _event(core, E.PreCommitSent, cmd, msg_id=msg_id)
 
@@ -145,9 +143,8 @@ def _send_precommit_batch(core: SealingCore, cmd: C.SendPreCommitBatch) -> Proce
     """One PreCommitSectorBatch2 for the members, sent once under the batch's id by its
     owner (the lowest member it was formed with, so a restart halfway finds the message).
     A refusal fails every member, each counted and checked on its own, as Lotus does."""
-    sectors = [core.sectors[m.number] for m in cmd.members]
     params = M.PreCommitSectorBatch2Params(sectors=[
-        _precommit_params(core, s.number, s.seal_proof, s.comm_d, s.comm_r, s.ticket_epoch) for s in sectors])
+        _precommit_params(core, core.sectors[m.number]) for m in cmd.members])
     return (yield from _send_batch(core, cmd, "precommit-batch", params, E.PreCommitBatchSent,
                                    E.ChainPreCommitFailed))
 

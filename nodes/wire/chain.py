@@ -6,6 +6,10 @@ reorg depth), "not_found" (no such miner, tipset, deadline or message), "permiss
 (reorg on a chain that does not allow it)."""
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+
 from zqnode.bus.codec import Msg
 from zqnode.nodes.chain.messages import MessageLookup, Receipt, TipsetSummary
 from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
@@ -82,7 +86,7 @@ class ChainPush(Msg):
     to: int
     method: str
     nonce: int = -1                    # -1: the pool assigns the next one
-    uuid: str = ""                     # pushed again with the same uuid: the same message
+    uuid: Annotated[str, msgspec.Meta(max_length=64)] = ""   # pushed again: the same message
 
 
 class ChainPushed(Msg):

@@ -94,9 +94,7 @@ class SimSealing:
         self._due()
 
     def _due(self) -> None:
-        """As the real shell: room in the sealing window, PreCommit batches."""
-        self._execute(self.core.admit(self.loop.now))
-        self._execute(self.core.batches(self.loop.now))
+        self._execute(self.core.due(self.loop.now))      # as the real shell
 
     def _execute(self, commands: list) -> None:
         for cmd in commands:
