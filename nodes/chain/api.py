@@ -123,15 +123,15 @@ class BusChainAPI:
     async def push(self, msg: Message, uuid: str = "") -> Message:
         """The message as the pool took it (with its nonce; -1 asks the pool for the next)."""
         r = await self._call(W.ChainPush(sender=msg.sender, to=msg.to, method=msg.method,
-                                         nonce=msg.nonce, uuid=uuid), buffers=[msg.params])
+                                         nonce=msg.nonce, uuid=uuid, value=msg.value), buffers=[msg.params])
         pooled = msgspec.structs.replace(msg, nonce=r.nonce)
         if pooled.id != r.msg_id:
             raise RemoteError(ErrorCode.INVALID, f"the chain pooled {r.msg_id}, not the message sent ({pooled.id})")
         return pooled
 
     async def simulate(self, msg: Message) -> Receipt:
-        r = await self._call(W.ChainSimulate(sender=msg.sender, to=msg.to, method=msg.method),
-                             buffers=[msg.params])
+        r = await self._call(W.ChainSimulate(sender=msg.sender, to=msg.to, method=msg.method,
+                                             value=msg.value), buffers=[msg.params])
         return r.receipt
 
     async def lookup(self, msg_id: str) -> MessageLookup:
@@ -171,6 +171,10 @@ class BusChainAPI:
     async def reorg(self, depth: int) -> W.ChainReorged:
         """Devnet only: not part of ChainAPI."""
         return await self._call(W.ChainReorg(depth=depth))
+
+    async def fund(self, address: str, amount: int) -> W.ChainFunded:
+        """Devnet only: not part of ChainAPI."""
+        return await self._call(W.ChainFund(address=address, amount=amount))
 
 
 class MessageSender:

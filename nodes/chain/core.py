@@ -2,7 +2,12 @@
 No clock, no disk, no bus: the shell calls `produce(timestamp)` once per epoch, `push`
 for each message, `reorg(depth)` on request, and persists what they return.
 
-- One tipset per epoch, never a null round. Epoch 0 is genesis (miners are created there).
+- One tipset per epoch, never a null round. Epoch 0 is genesis (miners are created there,
+  with their genesis balance, as do their worker and control addresses).
+- Every message pays its gas (nodes.chain.funds) at the tipset's base fee, which is burnt,
+  and moves its value to the miner actor if the method succeeds. A tipset holds messages
+  up to the block gas limit; the base fee then follows how full it was. Each epoch the
+  policy's reward is shared by the miners with power.
 - The messages of tipset E run at epoch E, then every miner's end-of-epoch (cron) runs.
   Receipts are kept with the tipset that included the message (Lotus keeps them one
   tipset later; nothing here depends on that).
@@ -23,11 +28,13 @@ import msgspec
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.funds import FIL, format_fil, gas_fee, gas_used, next_base_fee
 from zqnode.nodes.chain.messages import ExitCode, Message, MessageError, MessageLookup, Receipt, Tipset
 from zqnode.nodes.chain.policy import Policy, policy as policy_named
 from zqnode.nodes.chain.randomness import SOURCES, RandomnessError, blake2b256, default_source, domain_tag, draw
 
 MAX_UUID = 64                     # characters of a sender's message uuid
+MAX_ADDRESS = 64                  # characters of an account's address
 
 
 class ReorgError(ValueError):
@@ -56,6 +63,8 @@ class Genesis(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     network: str = "devnet"            # a policy name: devnet | mainnet
     seed: str = "zqnode-devnet"        # different seeds, different chains
     timestamp: float = 0.0             # the genesis tipset's timestamp (unix seconds)
+    balance: int = 1000 * FIL          # nanoFIL each miner's worker and control addresses start with
+    miner_balance: int = 100 * FIL     # nanoFIL each miner actor starts with
     miners: list[MinerSpec] = msgspec.field(default_factory=lambda: [MinerSpec()])   # the miners at genesis
 
 
@@ -69,6 +78,8 @@ def failed_receipt(e: Exception) -> Receipt:
 class ChainState(msgspec.Struct, kw_only=True):
     miners: dict[int, actor.MinerState] = {}
     nonces: dict[str, int] = {}        # next nonce each sender's next message must carry
+    balances: dict[str, int] = {}      # nanoFIL of each account
+    base_fee: int = 0                  # attoFIL per gas unit, for the next tipset's messages
 
 
 class HeadChange(msgspec.Struct, kw_only=True):
@@ -104,6 +115,10 @@ class Chain:
         for spec in genesis.miners:
             self.state.miners[spec.actor_id] = actor.new_miner(
                 self.policy, spec.actor_id, spec.worker, spec.seal_proof, 0, control=spec.control)
+            self.state.miners[spec.actor_id].balance = genesis.miner_balance
+            for address in (spec.worker, *spec.control):
+                self.state.balances[address] = genesis.balance
+        self.state.base_fee = self.policy.initial_base_fee
         seed = genesis.seed.encode()
         ticket = blake2b256(b"zqnode genesis ticket" + seed)
         self._append(Tipset(epoch=0, key=self._key("", 0, ticket, []), parent="",
@@ -158,6 +173,31 @@ class Chain:
         ts = self.tipsets[max(epoch, 0)]
         return draw(ts.ticket if source == "tickets" else ts.beacon, tag, epoch, entropy)
 
+    def balance(self, address: str) -> int:
+        return self.state.balances.get(address, 0)
+
+    def fund(self, address: str, amount: int) -> int:
+        """Devnet: add `amount` nanoFIL to an account, or to a miner actor's balance when
+        `address` is f0<id> (or t0<id>) of a miner. Returns the new balance. It joins the
+        head's state: a reorg past the head takes it back, as it would a message."""
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise MessageError(f"an amount to fund must be a positive number of nanoFIL, got {amount!r}")
+        if not address or len(address) > MAX_ADDRESS:
+            raise MessageError(f"an address has 1 to {MAX_ADDRESS} characters")
+        miner = self._miner_of(address)
+        if miner is not None:
+            miner.balance += amount
+            balance = miner.balance
+        else:
+            balance = self.state.balances[address] = self.balance(address) + amount
+        self._states[self.head.epoch] = _enc.encode(self.state)
+        return balance
+
+    def _miner_of(self, address: str) -> actor.MinerState | None:
+        if address[:2] in ("f0", "t0") and address[2:].isdigit():
+            return self.state.miners.get(int(address[2:]))
+        return None
+
     def next_nonce(self, sender: str) -> int:
         pending = sum(1 for m in self.pool.values() if m.sender == sender)
         return self.state.nonces.get(sender, 0) + pending
@@ -190,7 +230,10 @@ class Chain:
         return m
 
     def miner_view(self, actor_id: int) -> actor.MinerView:
-        return actor.miner_view(self.miner(actor_id), self.policy, self.head.epoch)
+        m = self.miner(actor_id)
+        view = actor.miner_view(m, self.policy, self.head.epoch)
+        view.accounts = {a: self.balance(a) for a in (m.worker, *m.control)}
+        return view
 
     def deadline(self, actor_id: int, epoch: int | None = None):
         """The miner's proving deadline at `epoch` (default: the head's)."""
@@ -228,9 +271,17 @@ class Chain:
             raise MessageError(f"a message uuid has at most {MAX_UUID} characters")
         if not msg.sender:
             raise MessageError("message has no sender")
-        M.decode_params(msg.method, msg.params)          # unknown method, bad parameters
+        params = M.decode_params(msg.method, msg.params)    # unknown method, bad parameters
         if msg.to not in self.state.miners:
             raise MessageError(f"no actor f0{msg.to} to send {msg.method} to")
+        if isinstance(msg.value, bool) or not isinstance(msg.value, int) or msg.value < 0:
+            raise MessageError(f"a message's value is a number of nanoFIL >= 0, got {msg.value!r}")
+        need = sum(self._cost(m) for m in self.pool.values() if m.sender == msg.sender)
+        need += msg.value + gas_fee(gas_used(msg.method, params), self.state.base_fee)
+        if self.balance(msg.sender) < need:
+            raise MessageError(f"not enough funds in {msg.sender}: {format_fil(self.balance(msg.sender))}, "
+                               f"its messages in the pool and this one need {format_fil(need)} "
+                               f"(value and gas at the base fee)")
         expected = self.next_nonce(msg.sender)
         if msg.nonce == -1:
             msg = msgspec.structs.replace(msg, nonce=expected)
@@ -240,6 +291,11 @@ class Chain:
         if uuid:
             self.sent[uuid] = msg.id
         return msg
+
+    def _cost(self, msg: Message) -> int:
+        """What a pooled message takes from its sender at the current base fee."""
+        return msg.value + gas_fee(gas_used(msg.method, M.decode_params(msg.method, msg.params)),
+                                   self.state.base_fee)
 
     # -- producing tipsets -------------------------------------------------------------------
     def produce(self, timestamp: float) -> HeadChange:
@@ -275,23 +331,37 @@ class Chain:
     def _mine(self, timestamp: float, take_pool: bool) -> Tipset:
         parent = self.head
         epoch = parent.epoch + 1
-        included, receipts = [], []
+        included, receipts, gas = [], [], 0
         if take_pool:
             for msg in list(self.pool.values()):
                 if msg.nonce != self.state.nonces.get(msg.sender, 0):
                     continue                             # not next in line: stays in the pool
+                if gas + gas_used(msg.method, M.decode_params(msg.method, msg.params)) > self.policy.block_gas_limit:
+                    continue                             # the block is full: the next one
                 self.state.nonces[msg.sender] = msg.nonce + 1
                 receipts.append(self._execute(msg, epoch))
+                gas += receipts[-1].gas_used
                 included.append(msg)
                 del self.pool[msg.id]
+        self._reward()
         for m in sorted(self.state.miners):
             actor.end_of_epoch(self.state.miners[m], self.policy, epoch)
+        self.state.base_fee = next_base_fee(self.state.base_fee, gas, self.policy.block_gas_target,
+                                            self.policy.min_base_fee)
         ticket = blake2b256(b"zqnode ticket" + parent.ticket + _i64(epoch) + _i64(self.fork))
         ts = Tipset(epoch=epoch, key=self._key(parent.key, epoch, ticket, [m.id for m in included]),
                     parent=parent.key, timestamp=timestamp, fork=self.fork, ticket=ticket,
                     beacon=self._beacon(epoch, self.fork), messages=included, receipts=receipts)
         self._append(ts)
         return ts
+
+    def _reward(self) -> None:
+        """The epoch's reward, shared by the miners in proportion to their power."""
+        powers = {i: actor.power(m) for i, m in self.state.miners.items()}
+        total = sum(powers.values())
+        if total and self.policy.epoch_reward:
+            for i, p in powers.items():
+                actor.add_reward(self.state.miners[i], self.policy.epoch_reward * p // total)
 
     def _index(self, ts: Tipset) -> None:
         self.tipsets.append(ts)
@@ -319,6 +389,7 @@ class Chain:
         return self._execute(msg, self.head.epoch + 1, commit=False)
 
     def _execute(self, msg: Message, epoch: int, commit: bool = True) -> Receipt:
+        """Gas first (burnt, whatever happens next), then the method with the value."""
         miner = self.state.miners.get(msg.to)
         if miner is None:
             return Receipt(exit_code=ExitCode.SYS_INVALID_RECEIVER, error=f"no actor f0{msg.to}")
@@ -326,17 +397,29 @@ class Chain:
             params = M.decode_params(msg.method, msg.params)
         except MessageError as e:
             return Receipt(exit_code=ExitCode.USR_ILLEGAL_ARGUMENT, error=str(e))
+        gas = gas_used(msg.method, params)
+        fee, held = gas_fee(gas, self.state.base_fee), self.balance(msg.sender)
+        if commit:
+            self.state.balances[msg.sender] = held - min(fee, held)
+        if held < fee + msg.value:
+            return Receipt(exit_code=ExitCode.SYS_INSUFFICIENT_FUNDS, gas_used=gas, error=(
+                f"{msg.sender} holds {format_fil(held)}: the message needs {format_fil(msg.value)} "
+                f"of value and {format_fil(fee)} of gas"))
         rt = actor.Runtime(epoch=epoch, policy=self.policy, sender=msg.sender,
                            tickets=lambda t, e, x: self.randomness(t, e, x, "tickets"),
                            beacon=lambda t, e, x: self.randomness(t, e, x, "beacon"),
                            verify_seal=self.verifiers.verify_seal,
                            verify_window_post=self.verifiers.verify_window_post)
-        return self._apply_method(msg.to, miner, rt, msg.method, params, commit)
+        receipt = self._apply_method(msg.to, miner, rt, msg.method, params, commit, msg.value)
+        if commit and receipt.exit_code == ExitCode.OK:
+            self.state.balances[msg.sender] -= msg.value
+        return msgspec.structs.replace(receipt, gas_used=gas)
 
-    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool) -> Receipt:
-        """The actor method as a transaction: run on a copy of the miner's state, which
-        replaces it only when the method succeeds (and `commit`)."""
+    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool, value: int) -> Receipt:
+        """The actor method, with the message's value, as a transaction: run on a copy of
+        the miner's state, which replaces it only when the method succeeds (and `commit`)."""
         work = msgspec.msgpack.decode(_enc.encode(miner), type=actor.MinerState)
+        work.balance += value
         try:
             ret = actor.METHOD_IMPLS[method](work, rt, params)
         except (actor.ActorError, RandomnessError) as e:

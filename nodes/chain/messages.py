@@ -22,9 +22,12 @@ class ExitCode:
     """The exit codes of Filecoin receipts this chain produces (go-state-types exitcode)."""
     OK = 0
     SYS_INVALID_RECEIVER = 5
+    SYS_INSUFFICIENT_FUNDS = 6     # the sender cannot pay the message's value and gas
+    SYS_OUT_OF_GAS = 7             # (never on this chain: a message's gas is its schedule's)
     USR_ILLEGAL_ARGUMENT = 16
     USR_NOT_FOUND = 17
     USR_FORBIDDEN = 18
+    USR_INSUFFICIENT_FUNDS = 19    # the miner cannot lock a deposit or pledge
     USR_ILLEGAL_STATE = 20
 
 
@@ -35,8 +38,8 @@ class PreCommitSectorParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=
     seal_proof: int                # registered seal proof id (proofs.params), the miner's
     sealed_cid: str                # CommR as a sealed CID (bagboea4b5abc...)
     unsealed_cid: str              # CommD as a piece CID v1 (baga6ea4seaq...)
-    seal_rand_epoch: int
-    expiration: int = 0            # the epoch it expires (0: never, as before this field)           # the ticket's epoch
+    seal_rand_epoch: int           # the ticket's epoch
+    expiration: int = 0            # the epoch it expires (0: never, as before this field)
 
 
 class ExpirationExtension2(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -147,11 +150,13 @@ class Message(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     method: str
     params: bytes                  # msgpack of METHODS[method]
     nonce: int = -1                # -1: the pool assigns the sender's next nonce
+    value: int = 0                 # nanoFIL moved from the sender to the miner actor
 
     @classmethod
-    def call(cls, sender: str, to: int, params, nonce: int = -1) -> "Message":
+    def call(cls, sender: str, to: int, params, nonce: int = -1, value: int = 0) -> "Message":
         """A message calling the method whose parameter struct is `params`."""
-        return cls(sender=sender, to=to, method=method_of(params), params=_enc.encode(params), nonce=nonce)
+        return cls(sender=sender, to=to, method=method_of(params), params=_enc.encode(params),
+                   nonce=nonce, value=value)
 
     @property
     def id(self) -> str:
@@ -171,7 +176,10 @@ def method_of(params) -> str:
 
 
 def message_id(msg: Message) -> str:
-    return blake2b256(_enc.encode((msg.sender, msg.to, msg.method, msg.params, msg.nonce))).hex()
+    fields = (msg.sender, msg.to, msg.method, msg.params, msg.nonce)
+    if msg.value:                  # messages without value keep the ids they had before it
+        fields += (msg.value,)
+    return blake2b256(_enc.encode(fields)).hex()
 
 
 def decode_params(method: str, params: bytes):
@@ -193,6 +201,7 @@ class Receipt(msgspec.Struct, kw_only=True):
     exit_code: int
     return_value: bytes = b""      # msgpack, method-specific (ProveCommitSector: SectorLocation)
     error: str = ""                # why, when exit_code != 0
+    gas_used: int = 0              # charged at the tipset's base fee, success or not
 
 
 class SectorLocation(msgspec.Struct, kw_only=True):

@@ -3,10 +3,15 @@ WindowPoSt, fault and recovery declarations, and the end-of-deadline checks. It 
 builtin-actors' miner (lib.rs, deadline_state.rs, partition_state.rs,
 deadline_assignment.rs) with these simplifications, all on purpose:
 
-- no funds: no deposits, pledge or fees; a penalty is counted, one per sector that is
-  faulty when its deadline closes (newly detected, failed recovery or continued fault);
-- a terminated sector leaves its partition's sectors at once (no early-termination queue
-  and no fee); it still counts towards the partition's size, as until compaction;
+- funds as the actor keeps them (balance, pre-commit deposits, initial pledge, vesting
+  rewards, fee debt), with constant amounts from the policy instead of the network's
+  reward and power: a deposit per pre-commit (burnt if never proven), a pledge per
+  sector (released when it ends), a fault fee per sector faulty when its deadline closes
+  (newly detected, failed recovery or continued fault; also counted as a penalty), a
+  termination fee per terminated sector; penalties come from vesting funds, then the
+  unlocked balance, and the rest is fee debt, repaid before anything new is locked;
+- a terminated sector leaves its partition's sectors at once (no early-termination
+  queue); it still counts towards the partition's size, as until compaction;
 - a sector expires at the end of its deadline once its expiration epoch has passed, and
   leaves its partition as a terminated one does; no compaction or disputes;
 - a pre-commit not proven by `prove_by` is dropped a chain finality later;
@@ -23,6 +28,7 @@ from typing import Callable
 import msgspec
 
 from zqnode.nodes.chain import messages as M
+from zqnode.nodes.chain.funds import format_fil
 from zqnode.nodes.chain.messages import ExitCode
 from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, deadline_info, next_not_elapsed
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
@@ -75,6 +81,7 @@ class SectorOnChain(msgspec.Struct, kw_only=True):
     deadline: int
     partition: int
     expiration: int = 0                # 0: never
+    initial_pledge: int = 0            # nanoFIL locked until it ends
 
 
 class PreCommitOnChain(msgspec.Struct, kw_only=True):
@@ -89,6 +96,7 @@ class PreCommitOnChain(msgspec.Struct, kw_only=True):
     seed_epoch: int                    # precommit_epoch + PreCommitChallengeDelay
     prove_by: int                      # last epoch a ProveCommitSector may land
     expiration: int = 0
+    deposit: int = 0                   # nanoFIL locked until it is proven
 
 
 class MinerState(msgspec.Struct, kw_only=True):
@@ -110,6 +118,59 @@ class MinerState(msgspec.Struct, kw_only=True):
     expired_precommits: int = 0        # pre-commits never proven in time
     terminated: int = 0                # sectors terminated
     expired: int = 0                   # sectors that reached their expiration
+    # funds, nanoFIL (builtin-actors' State): what is not locked and not owed is available
+    balance: int = 0
+    precommit_deposits: int = 0
+    initial_pledge: int = 0
+    locked_funds: int = 0              # rewards vesting
+    fee_debt: int = 0                  # penalties the balance could not pay
+    burnt: int = 0                     # fees and penalties paid, deposits forfeited
+
+
+def unlocked_balance(m: MinerState) -> int:
+    return m.balance - m.precommit_deposits - m.initial_pledge - m.locked_funds
+
+
+def available_balance(m: MinerState) -> int:
+    return unlocked_balance(m) - m.fee_debt
+
+
+def _burn(m: MinerState, amount: int) -> None:
+    m.balance -= amount
+    m.burnt += amount
+
+
+def penalize(m: MinerState, amount: int) -> None:
+    """A fee or penalty: from vesting funds first, then the unlocked balance; what neither
+    covers becomes fee debt (penalize_funds_in_priority_order)."""
+    from_vesting = min(amount, m.locked_funds)
+    m.locked_funds -= from_vesting
+    from_balance = min(amount - from_vesting, max(unlocked_balance(m), 0))
+    _burn(m, from_vesting + from_balance)
+    m.fee_debt += amount - from_vesting - from_balance
+
+
+def repay_debts(m: MinerState, *, required: bool) -> None:
+    """Pay fee debt from the unlocked balance: all of it, or (`required`, before funds are
+    locked) fail as the actor does when it cannot."""
+    pay = min(m.fee_debt, max(unlocked_balance(m), 0))
+    if required and pay < m.fee_debt:
+        raise ActorError(ExitCode.USR_INSUFFICIENT_FUNDS, f"unlocked balance {format_fil(unlocked_balance(m))} "
+                         f"can not repay fee debt {format_fil(m.fee_debt)}")
+    _burn(m, pay)
+    m.fee_debt -= pay
+
+
+def _lock(m: MinerState, what: str, amount: int) -> None:
+    if available_balance(m) < amount:
+        raise ActorError(ExitCode.USR_INSUFFICIENT_FUNDS, f"insufficient funds "
+                         f"{format_fil(available_balance(m))} for {what} {format_fil(amount)}")
+
+
+def add_reward(m: MinerState, amount: int) -> None:
+    """A block reward: a quarter available at once, the rest vesting (FIP-0004)."""
+    m.balance += amount
+    m.locked_funds += amount - amount // 4
 
 
 def proving_period_offset(policy: Policy, actor_id: int, epoch: int) -> int:
@@ -202,8 +263,12 @@ def pre_commit_sector(m: MinerState, rt: Runtime, p: M.PreCommitSectorParams) ->
                        f"{max(oldest, 0)} (epoch {epoch} - max ticket age {pol.max_ticket_age})")
     if p.expiration:
         _validate_expiration(pol, epoch, epoch, p.expiration)
+    repay_debts(m, required=True)
+    deposit = pol.per_sector(pol.precommit_deposit, m.sector_size)
+    _lock(m, "pre-commit deposit", deposit)
+    m.precommit_deposits += deposit
     m.allocated.add(p.sector_number)
-    m.precommits[p.sector_number] = PreCommitOnChain(expiration=p.expiration,
+    m.precommits[p.sector_number] = PreCommitOnChain(expiration=p.expiration, deposit=deposit,
         sector_number=p.sector_number, seal_proof=p.seal_proof, sealed_cid=p.sealed_cid,
         unsealed_cid=p.unsealed_cid, comm_r=comm_r, comm_d=comm_d, seal_rand_epoch=p.seal_rand_epoch,
         precommit_epoch=epoch, seed_epoch=epoch + pol.precommit_challenge_delay,
@@ -264,13 +329,18 @@ def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams
         raise _illegal(f"invalid seal proof for sector {p.sector_number}")
     if pc.expiration:
         _validate_expiration(rt.policy, rt.epoch, rt.epoch, pc.expiration)
+    repay_debts(m, required=True)
+    m.precommit_deposits -= pc.deposit             # the deposit is released, the pledge locked
+    pledge = rt.policy.per_sector(rt.policy.initial_pledge, m.sector_size)
+    _lock(m, "new initial pledge requirement", pledge)
+    m.initial_pledge += pledge
     del m.precommits[p.sector_number]
     dl_index = assign_deadline(m, rt.policy, rt.epoch)
     part_index = _add_sector(m.deadlines[dl_index], m.partition_sectors, p.sector_number)
     m.sectors[p.sector_number] = SectorOnChain(
         number=pc.sector_number, seal_proof=pc.seal_proof, sealed_cid=pc.sealed_cid,
         unsealed_cid=pc.unsealed_cid, comm_r=pc.comm_r, activation=rt.epoch,
-        deadline=dl_index, partition=part_index, expiration=pc.expiration)
+        deadline=dl_index, partition=part_index, expiration=pc.expiration, initial_pledge=pledge)
     return M.encode(M.SectorLocation(deadline=dl_index, partition=part_index))
 
 
@@ -506,14 +576,17 @@ def _check_addressed(declarations: list) -> None:
 
 
 def _leave(m: MinerState, part: Partition, sectors: set[int]) -> None:
-    """Terminated or expired sectors leave their partition and the miner's sectors."""
+    """Terminated or expired sectors leave their partition and the miner's sectors, and
+    their pledge is released."""
     part.sectors = [n for n in part.sectors if n not in sectors]
     part.terminated |= sectors
     part.unproven -= sectors
     part.faults -= sectors
     part.recoveries -= sectors
     for n in sectors:
-        m.sectors.pop(n, None)
+        gone = m.sectors.pop(n, None)
+        if gone is not None:
+            m.initial_pledge -= gone.initial_pledge
 
 
 def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -> bytes:
@@ -545,6 +618,7 @@ def terminate_sectors(m: MinerState, rt: Runtime, p: M.TerminateSectorsParams) -
     for part, sectors in todo:
         _leave(m, part, sectors)
         m.terminated += len(sectors)
+        penalize(m, len(sectors) * pol.per_sector(pol.termination_fee, m.sector_size))
     return _ret_enc.encode(M.TerminateSectorsReturn(done=True))
 
 
@@ -589,21 +663,28 @@ assert METHOD_IMPLS.keys() == M.METHODS.keys()
 # -- the end of each epoch (the actor's cron) -------------------------------------------------------
 
 def end_of_epoch(m: MinerState, policy: Policy, epoch: int) -> None:
-    """After the epoch's messages: drop pre-commits a finality past their prove-by epoch (the
-    actor also cleans up late, ExpiredPreCommitCleanUpDelay), and when the epoch is the last
-    of the current deadline (Close - 1), run the deadline's end."""
+    """After the epoch's messages: drop pre-commits a finality past their prove-by epoch,
+    their deposits burnt (the actor also cleans up late, ExpiredPreCommitCleanUpDelay); vest
+    a share of the locked rewards and repay fee debt; and when the epoch is the last of the
+    current deadline (Close - 1), run the deadline's end."""
     for n in [n for n, pc in m.precommits.items() if epoch >= pc.prove_by + policy.chain_finality]:
-        del m.precommits[n]
+        pc = m.precommits.pop(n)
+        m.precommit_deposits -= pc.deposit
+        _burn(m, pc.deposit)
         m.expired_precommits += 1
+    if m.locked_funds:             # a 1/reward_vesting share each epoch: a decay, not tranches
+        m.locked_funds -= max(m.locked_funds // policy.reward_vesting, 1)
+    if m.fee_debt:
+        repay_debts(m, required=False)
     di = proving_deadline(m, policy, epoch)
     if epoch == di.close - 1:
-        process_deadline_end(m, di.index, epoch)
+        process_deadline_end(m, policy, di.index, epoch)
 
 
-def process_deadline_end(m: MinerState, index: int, epoch: int) -> None:
+def process_deadline_end(m: MinerState, policy: Policy, index: int, epoch: int) -> None:
     """Partitions not proven this window: every live sector becomes faulty (unproven ones
-    never had power; pending recoveries failed). Then one penalty per faulty sector, and
-    the sectors whose expiration has passed leave (expired)."""
+    never had power; pending recoveries failed). Then one penalty and one fault fee per
+    faulty sector, and the sectors whose expiration has passed leave (expired)."""
     dl = m.deadlines[index]
     for i, part in enumerate(dl.partitions):
         if i in dl.posted:
@@ -615,7 +696,10 @@ def process_deadline_end(m: MinerState, index: int, epoch: int) -> None:
         part.faults = live
         part.recoveries = set()
         part.unproven = set()
-    m.penalties += sum(len(part.faults) for part in dl.partitions)
+    faulty = sum(len(part.faults) for part in dl.partitions)
+    m.penalties += faulty
+    if faulty:
+        penalize(m, faulty * policy.per_sector(policy.fault_fee, m.sector_size))
     dl.posted = set()
     for part in dl.partitions:
         expired = {n for n in part.sectors if 0 < m.sectors[n].expiration <= epoch}
@@ -676,6 +760,15 @@ class MinerView(msgspec.Struct, kw_only=True):
     terminated: int = 0
     expired: int = 0
     deadline: DeadlineInfo             # the current proving deadline
+    # funds, nanoFIL
+    balance: int = 0
+    available: int = 0                 # balance less everything locked and owed
+    precommit_deposits: int = 0
+    initial_pledge: int = 0
+    vesting: int = 0                   # rewards not vested yet
+    fee_debt: int = 0
+    burnt: int = 0
+    accounts: dict[str, int] = {}      # the balance of its worker and control addresses
 
 
 def partition_view(index: int, p: Partition) -> PartitionView:
@@ -714,4 +807,6 @@ def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:
         recovering=sum(len(p.recoveries) for p in parts), precommits=len(m.precommits),
         penalties=m.penalties, detected_faults=m.detected_faults, skipped_faults=m.skipped_faults,
         expired_precommits=m.expired_precommits, terminated=m.terminated,
-        expired=m.expired, deadline=proving_deadline(m, policy, epoch))
+        expired=m.expired, deadline=proving_deadline(m, policy, epoch),
+        balance=m.balance, available=available_balance(m), precommit_deposits=m.precommit_deposits,
+        initial_pledge=m.initial_pledge, vesting=m.locked_funds, fee_debt=m.fee_debt, burnt=m.burnt)

@@ -23,6 +23,7 @@ from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request, refusing
 from zqnode.nodes.wire import chain as W
 from zqnode.nodes.chain.core import Chain, HeadChange, NotFound, ReorgError, Verifiers
+from zqnode.nodes.chain.funds import format_fil
 from zqnode.nodes.chain.messages import Message, MessageError, summary
 from zqnode.nodes.chain.randomness import RandomnessError, default_source
 from zqnode.nodes.chain.store import ChainStore
@@ -63,7 +64,7 @@ class ChainNode:
             W.ChainGetHead, W.ChainGetTipset, W.ChainGetRandomness, W.ChainGetNonce,
             W.ChainLookup, W.ChainListMiners, W.ChainGetMiner, W.ChainGetDeadline,
             W.ChainGetPartitions, W.ChainGetSector, W.ChainGetPreCommit)},
-            W.ChainReorg: ADMIN, W.ChainPush: ("manager", "poster"),
+            W.ChainReorg: ADMIN, W.ChainFund: ADMIN, W.ChainPush: ("manager", "poster"),
             W.ChainSimulate: ("manager", "poster")})
         observe.chain(self)
 
@@ -163,7 +164,7 @@ class ChainNode:
     # -- RPC ------------------------------------------------------------------------------------
     def _handlers(self) -> dict:
         return {W.ChainGetHead: self._head, W.ChainGetTipset: self._tipset,
-                W.ChainGetRandomness: self._randomness, W.ChainReorg: self._reorg,
+                W.ChainGetRandomness: self._randomness, W.ChainReorg: self._reorg, W.ChainFund: self._fund,
                 W.ChainPush: self._push, W.ChainSimulate: self._simulate,
                 W.ChainGetNonce: self._nonce, W.ChainLookup: self._lookup,
                 W.ChainListMiners: self._miners, W.ChainGetMiner: self._miner,
@@ -175,7 +176,8 @@ class ChainNode:
         return W.ChainHeadInfo(head=summary(c.head), network=c.policy.name,
                                epoch_seconds=self.epoch_seconds, finality=c.policy.chain_finality,
                                genesis=c.tipsets[0].key, miners=sorted(c.state.miners),
-                               pool=len(c.pool), fork=c.fork, reorg_allowed=self.reorg_allowed)
+                               pool=len(c.pool), fork=c.fork, reorg_allowed=self.reorg_allowed,
+                               base_fee=c.state.base_fee)
 
     async def _tipset(self, req: Request) -> W.ChainTipset:
         with _refusals():
@@ -202,13 +204,25 @@ class ChainNode:
         return W.ChainReorged(reverted=[summary(t) for t in change.reverted],
                               applied=[summary(t) for t in change.applied])
 
+    async def _fund(self, req: Request) -> W.ChainFunded:
+        if self.chain.policy.name != "devnet":
+            raise Refused(ErrorCode.PERMISSION, f"funds are added on a devnet only, not on "
+                                                f"this {self.chain.policy.name} chain")
+        b = req.body
+        async with self._lock:                # between tipsets, persisted as the head's state
+            with _refusals():
+                balance = self.chain.fund(b.address, b.amount)
+            self.store.save_state(self.chain)
+        log.warning("%s added %s to %s", req.sender, format_fil(b.amount), b.address)
+        return W.ChainFunded(address=b.address, balance=balance)
+
     def _message(self, req: Request, nonce: int = 0) -> Message:
         b = req.body
         if not req.buffers:
             raise Refused(ErrorCode.INVALID, f"{type(b).__name__} carries the method parameters "
                                              "as its first buffer; none came")
         return Message(sender=b.sender, to=b.to, method=b.method, params=bytes(req.buffers[0]),
-                       nonce=nonce)
+                       nonce=nonce, value=b.value)
 
     async def _push(self, req: Request) -> W.ChainPushed:
         uuid = req.body.uuid

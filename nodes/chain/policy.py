@@ -23,10 +23,30 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     max_sector_lifetime: int = 5 * 365 * 2880          # SealProofSectorMaximumLifetime (v1.1)
     posted_partitions_max: int = 3       # PoStedPartitionsMax: partitions per PoSt message
     partitions_per_deadline_max: int = 3000
+    # gas and the base fee (Filecoin's BlockGasLimit, BlockGasTarget, MinimumBaseFee, InitialBaseFee)
+    block_gas_limit: int = 10_000_000_000
+    block_gas_target: int = 5_000_000_000
+    min_base_fee: int = 100                 # attoFIL per gas unit
+    initial_base_fee: int = 100_000_000
+    # funds, in nanoFIL per sector of `collateral_unit` bytes (a sector of another size pays
+    # in proportion; 0: every sector the same). The actor derives them from the network's
+    # reward and power; this chain takes them as constants. Mainnet's are rough magnitudes
+    # for planning, not the network's.
+    collateral_unit: int = 32 << 30
+    precommit_deposit: int = 10 ** 7         # locked at PreCommit, released at ProveCommit
+    initial_pledge: int = 2 * 10 ** 8        # locked at ProveCommit, released when the sector ends
+    fault_fee: int = 5 * 10 ** 5             # per faulty sector, each time its deadline closes
+    termination_fee: int = 2 * 10 ** 7       # per terminated sector
+    epoch_reward: int = 0                    # minted each epoch, shared by power (0: none)
+    reward_vesting: int = 180 * 2880         # a reward's locked 75% vests over about this many epochs
 
     @property
     def proving_period(self) -> int:     # WPoStProvingPeriod
         return self.period_deadlines * self.challenge_window
+
+    def per_sector(self, amount: int, sector_size: int) -> int:
+        """One of the amounts above for a sector of `sector_size` bytes."""
+        return amount * sector_size // self.collateral_unit if self.collateral_unit else amount
 
 
 MAINNET = Policy(
@@ -41,7 +61,10 @@ DEVNET = Policy(
     fault_cutoff=10, precommit_challenge_delay=5, seal_randomness_lookback=2,
     max_ticket_age=200, max_prove_commit_duration=400, chain_finality=5,
     min_sector_expiration=300, max_sector_expiration_extension=1_000_000,
-    max_sector_lifetime=5_000_000)
+    max_sector_lifetime=5_000_000,
+    collateral_unit=0, precommit_deposit=10 ** 7, initial_pledge=10 ** 8,
+    fault_fee=10 ** 6, termination_fee=5 * 10 ** 7, epoch_reward=2 * 10 ** 7,
+    reward_vesting=1000)
 
 POLICIES = {p.name: p for p in (MAINNET, DEVNET)}
 

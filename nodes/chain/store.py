@@ -74,6 +74,12 @@ class ChainStore(SqliteStore):
             self.db.executemany("INSERT INTO pool (id, body) VALUES (?, ?)",
                                 [(i, _enc.encode(m)) for i, m in chain.pool.items()])
 
+    def save_state(self, chain: Chain) -> None:
+        """The head's state, changed between tipsets (devnet funding)."""
+        with self.transaction():
+            self.db.execute("UPDATE states SET body = ? WHERE epoch = ?",
+                            (chain.state_blob(chain.head.epoch), chain.head.epoch))
+
     def add_message(self, msg: Message, uuid: str = "") -> None:
         with self.transaction():
             self.db.execute("INSERT INTO pool (id, body) VALUES (?, ?)", (msg.id, _enc.encode(msg)))

@@ -1,10 +1,12 @@
 """`zqnode chain ...`: look at the chain node's head, miners, deadlines, sectors and
-messages, and (devnet) make it reorg. Bytes show as hex, in text and in --json."""
+messages, and (devnet) make it reorg or add funds. Bytes show as hex, in text and in
+--json; amounts are nanoFIL in --json and FIL in text."""
 from __future__ import annotations
 
 import click
 
 from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.funds import format_fil, parse_fil
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
 
 
@@ -29,7 +31,7 @@ def ids(xs) -> str:
 
 @click.group("chain")
 def chain_group() -> None:
-    """The chain: head, miners, deadlines, sectors, messages; reorg on a devnet."""
+    """The chain: head, miners, deadlines, sectors, messages; reorg and fund on a devnet."""
 
 
 @chain_group.command("head")
@@ -46,6 +48,7 @@ def head(bus: str, as_json: bool) -> None:
                f"messages {len(h.messages)}")
     click.echo(f"network {info.network}  epoch {info.epoch_seconds:g}s  finality {info.finality}  "
                f"pool {info.pool}  reorgs {info.fork}  miners {ids(f'f0{m}' for m in info.miners)}")
+    click.echo(f"base fee {info.base_fee} attoFIL/gas")
 
 
 @chain_group.command("reorg")
@@ -65,12 +68,35 @@ def reorg(depth: int, bus: str, as_json: bool) -> None:
         click.echo(f"applied  {t.epoch} {t.key[:16]}")
 
 
+@chain_group.command("fund")
+@click.argument("address")
+@click.argument("amount")
+@bus_option
+@json_option
+def fund(address: str, amount: str, bus: str, as_json: bool) -> None:
+    """Add AMOUNT (FIL, e.g. 10 or "0.5 FIL" or "300 nFIL") to ADDRESS, an account such as
+    the worker's or a miner actor (f0<id>), on a devnet."""
+    try:
+        nano = parse_fil(amount)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="AMOUNT") from None
+    if not nano:
+        raise click.BadParameter("add more than 0 FIL", param_hint="AMOUNT")
+    r = ask(bus, lambda api: api.fund(address, nano))
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"{r.address}: added {format_fil(nano)}, balance {format_fil(r.balance)}")
+
+
 @chain_group.command("miner")
 @miner_option("Only this miner [default: every miner of the chain].")
 @bus_option
 @json_option
 def miner(miner: int, bus: str, as_json: bool) -> None:
-    """Miners (or one): power, sectors, faults, penalties, terminations, expirations, deadline."""
+    """Miners (or one): power, sectors, faults, penalties, terminations, expirations,
+    deadline; then funds: available, locked (deposits, pledge, vesting) and the balance of
+    the addresses that send its messages."""
     views = ask(bus, lambda api: _one(api.miner(miner)) if miner else api.miners())
     if as_json:
         emit_json(views[0] if miner else views)
@@ -83,6 +109,12 @@ def miner(miner: int, bus: str, as_json: bool) -> None:
         click.echo(f"f0{m.actor_id:<6} {m.worker:<8} {m.sector_size:>10} {m.power:>12} {m.sectors:>7} "
                    f"{m.active:>6} {m.unproven:>8} {m.faulty:>6} {m.recovering:>7} {m.precommits:>9} "
                    f"{m.penalties:>9} {m.terminated:>10} {m.expired:>7} {d.index} [{d.open}, {d.close})")
+    for m in views:
+        f = format_fil
+        click.echo(f"f0{m.actor_id} funds: balance {f(m.balance)}, available {f(m.available)}; locked: "
+                   f"pre-commit deposits {f(m.precommit_deposits)}, initial pledge {f(m.initial_pledge)}, "
+                   f"vesting {f(m.vesting)}; fee debt {f(m.fee_debt)}; burnt {f(m.burnt)}")
+        click.echo(f"f0{m.actor_id} senders: " + ", ".join(f"{a} {f(b)}" for a, b in m.accounts.items()))
 
 
 async def _one(coro):

@@ -332,7 +332,7 @@ class SealingService:
         if isinstance(ask, procedures.Verify):
             return await trio.to_thread.run_sync(lambda: self._verify(**ask.args))
         if isinstance(ask, procedures.Send):
-            return await self._send(ask.number, ask.key, ask.params)
+            return await self._send(ask.number, ask.key, ask.params, ask.value)
         if isinstance(ask, procedures.DropWork):
             return await self.tasks.drop_sector(self.core.miner, ask.number)
         if isinstance(ask, procedures.DropFiles):
@@ -363,7 +363,7 @@ class SealingService:
             log.warning("verifying a proof: %s", _reason(e))
             return False
 
-    async def _send(self, number: int, key: str, params) -> str:
+    async def _send(self, number: int, key: str, params, value: int = 0) -> str:
         """Send a message once: one stored under `key` that is pending or landed well is
         that message; otherwise a new one (MessageSender: a crash or a lost answer while it
         is pushed does not make two)."""
@@ -374,7 +374,7 @@ class SealingService:
         def record(msg: M.Message) -> None:
             self.store.add_message(msg_id=msg.id, number=number, key=key, nonce=msg.nonce,
                                    body=M.encode(msg), created=self.clock())
-        msg = M.Message.call(self.worker, self.core.miner, params)
+        msg = M.Message.call(self.worker, self.core.miner, params, value=value)
         return (await self.sender.send(msg, f"sector {number} {key}", record)).id
 
     # -- storage ----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import msgspec
 from zqnode.bus.codec import RemoteError
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.asks import Ask, Lookup, Randomness  # noqa: F401 - shared asks
+from zqnode.nodes.chain.funds import gas_used
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
@@ -30,6 +31,7 @@ from zqnode.proofs import cid as cids
 # the TerminateSectors message landed (WinningPoStSectorSetLookback).
 TERMINATE_LOOKBACK = 10
 SNARK_PACK_V2 = 1                      # RegisteredAggregationProof of a commit aggregate
+MIN_AGGREGATED_SECTORS = 4             # the actor's: a smaller half of a split goes unaggregated
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -67,10 +69,11 @@ class Verify(Ask, frozen=True):
 
 class Send(Ask, frozen=True):
     """-> the id of the message sent once under `key`: a stored one that `still_counts`,
-    or a new one."""
+    or a new one. A refusal raises bus.codec.RemoteError."""
     number: int
     key: str
     params: object
+    value: int = 0                     # nanoFIL for the miner actor: deposits and pledge
 
 
 class DropWork(Ask, frozen=True):
@@ -127,6 +130,18 @@ def _precommit_params(core: SealingCore, s: SectorInfo) -> M.PreCommitSectorPara
                                    seal_rand_epoch=s.ticket_epoch, expiration=core.expiration(s))
 
 
+def _deposit(core: SealingCore, sectors: int) -> int:
+    """The pre-commit deposit of `sectors` sectors, sent with the message (as Lotus does
+    unless CollateralFromMinerBalance)."""
+    return sectors * core.policy.per_sector(core.policy.precommit_deposit, core.proof.sector_size)
+
+
+def _pledge(core: SealingCore, sectors: int) -> int:
+    """The initial pledge of `sectors` sectors less their released deposits (as Lotus sends)."""
+    return max(sectors * core.policy.per_sector(core.policy.initial_pledge, core.proof.sector_size)
+               - _deposit(core, sectors), 0)
+
+
 def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
     facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch)
     decision = core.precommit_decision(core.sectors[cmd.sector], facts)
@@ -135,7 +150,11 @@ def _send_precommit(core: SealingCore, cmd: C.SendPreCommit) -> Procedure:
     if core.cfg.batch_precommits:      # checked: on to the batch (core.batches sends it)
         return _event(core, E.PreCommitBatch, cmd)
     params = _precommit_params(core, core.sectors[cmd.sector])
-    msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params)
+    try:
+        msg_id = yield Send(cmd.sector, f"precommit:{cmd.comm_r.hex()}:{cmd.ticket_epoch}", params,
+                            _deposit(core, 1))
+    except RemoteError as e:           # Lotus: "pushing message to mpool" -> PreCommitFailed
+        return _event(core, E.ChainPreCommitFailed, cmd, error=f"PreCommitSector refused: {e.message}")
     return _event(core, E.PreCommitSent, cmd, msg_id=msg_id)
 
 
@@ -143,28 +162,40 @@ def _send_precommit_batch(core: SealingCore, cmd: C.SendPreCommitBatch) -> Proce
     """One PreCommitSectorBatch2 for the members, sent once under the batch's id by its
     owner (the lowest member it was formed with, so a restart halfway finds the message).
     A refusal fails every member, each counted and checked on its own, as Lotus does."""
-    params = M.PreCommitSectorBatch2Params(sectors=[
-        _precommit_params(core, core.sectors[m.number]) for m in cmd.members])
-    return (yield from _send_batch(core, cmd, "precommit-batch", params, E.PreCommitBatchSent,
+    def message(members):
+        params = M.PreCommitSectorBatch2Params(sectors=[
+            _precommit_params(core, core.sectors[m.number]) for m in members])
+        return params, _deposit(core, len(members))
+    return (yield from _send_batch(core, cmd, "precommit-batch", message, E.PreCommitBatchSent,
                                    E.ChainPreCommitFailed))
 
 
-def _send_batch(core: SealingCore, cmd, what: str, params, sent, failed) -> Procedure:
+def _send_batch(core: SealingCore, cmd, what: str, message, sent, failed, members=None,
+                part: str = "") -> Procedure:
     """A batch's message, sent once under the batch's id by its owner (the lowest member
     it was formed with, so a restart halfway finds the message): `sent` for every member,
-    or `failed` for every member if the chain refuses it."""
+    or `failed` for every member if the chain refuses it. `message(members)` gives the
+    params and value. A message over the block gas limit is split in halves, each sent on
+    its own (Lotus splits a batch that runs out of gas)."""
+    members = cmd.members if members is None else members
+    params, value = message(members)
+    if len(members) > 1 and gas_used(M.method_of(params), params) > core.policy.block_gas_limit:
+        half = len(members) // 2
+        first = yield from _send_batch(core, cmd, what, message, sent, failed, members[:half], part + "a")
+        return first + (yield from _send_batch(core, cmd, what, message, sent, failed, members[half:], part + "b"))
     owner = int(cmd.batch.split(":")[0])
     try:
-        msg_id = yield Send(owner, f"{what}:{cmd.batch}", params)
+        msg_id = yield Send(owner, f"{what}:{cmd.batch}{':' + part if part else ''}", params, value)
     except RemoteError as e:
         return [core.event(failed, m.number, step=m.step, error=f"{M.method_of(params)} refused: {e.message}")
-                for m in cmd.members]
-    return [core.event(sent, m.number, step=m.step, msg_id=msg_id) for m in cmd.members]
+                for m in members]
+    return [core.event(sent, m.number, step=m.step, msg_id=msg_id) for m in members]
 
 
-def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
+def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str, retry=None):
     """The message's lookup once it landed well with the confidence; the `failed` event
-    if it is unknown or failed."""
+    if it is unknown or failed, or `retry` if the sender could not pay for it (Lotus sends
+    it again at once: SysErrInsufficientFunds, SysErrOutOfGas)."""
     while True:
         look = yield Lookup(msg_id)
         if look.status == "unknown":
@@ -173,6 +204,8 @@ def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
             yield NextHead()
             continue
         r = look.receipt
+        if retry is not None and r.exit_code in (M.ExitCode.SYS_INSUFFICIENT_FUNDS, M.ExitCode.SYS_OUT_OF_GAS):
+            return _event(core, retry, cmd)
         if r.exit_code != 0:
             return _event(core, failed, cmd, error=f"{method} failed: exit code {r.exit_code}: {r.error}")
         if look.confirmations >= core.cfg.message_confidence:
@@ -181,7 +214,8 @@ def _landed(core: SealingCore, cmd, msg_id: str, failed, method: str):
 
 
 def _wait_precommit(core: SealingCore, cmd: C.WaitPreCommit) -> Procedure:
-    look = yield from _landed(core, cmd, cmd.msg_id, E.ChainPreCommitFailed, "PreCommitSector")
+    look = yield from _landed(core, cmd, cmd.msg_id, E.ChainPreCommitFailed, "PreCommitSector",
+                              E.RetryPreCommit)
     if not isinstance(look, M.MessageLookup):
         return look
     pc = yield PreCommitOf(core.miner, cmd.sector)
@@ -221,27 +255,33 @@ def _send_provecommit(core: SealingCore, cmd: C.SendProveCommit) -> Procedure:
         return _event(core, E.CommitAggregate, cmd)
     params = M.ProveCommitSectorParams(sector_number=cmd.sector, proof=cmd.proof)
     key = f"provecommit:{hashlib.sha256(cmd.proof).hexdigest()[:16]}:{cmd.seed_epoch}"
-    msg_id = yield Send(cmd.sector, key, params)
+    try:
+        msg_id = yield Send(cmd.sector, key, params, _pledge(core, 1))
+    except RemoteError as e:           # Lotus: "pushing message to mpool" -> CommitFailed
+        return _event(core, E.CommitFailed, cmd, error=f"ProveCommitSector refused: {e.message}")
     return _event(core, E.CommitSent, cmd, msg_id=msg_id)
 
 
 def _send_commit_aggregate(core: SealingCore, cmd: C.SendCommitAggregate) -> Procedure:
     """One ProveCommitSectors3 for the members (all must activate, as Lotus asks), sent
     once under the batch's id by its owner; a refusal fails every member."""
-    proofs = [core.sectors[m.number].proof for m in cmd.members]
-    acts = [M.SectorActivationManifest(sector_number=m.number) for m in cmd.members]
-    if cmd.aggregate:
-        params = M.ProveCommitSectors3Params(sector_activations=acts, aggregate_proof=_enc.encode(proofs),
-                                             aggregate_proof_type=SNARK_PACK_V2)
-    else:
-        params = M.ProveCommitSectors3Params(sector_activations=acts, sector_proofs=proofs)
-    return (yield from _send_batch(core, cmd, "commit-batch", params, E.CommitAggregateSent,
+    def message(members):
+        proofs = [core.sectors[m.number].proof for m in members]
+        acts = [M.SectorActivationManifest(sector_number=m.number) for m in members]
+        if cmd.aggregate and len(members) >= MIN_AGGREGATED_SECTORS:
+            params = M.ProveCommitSectors3Params(sector_activations=acts, aggregate_proof=_enc.encode(proofs),
+                                                 aggregate_proof_type=SNARK_PACK_V2)
+        else:
+            params = M.ProveCommitSectors3Params(sector_activations=acts, sector_proofs=proofs)
+        return params, _pledge(core, len(members))
+    return (yield from _send_batch(core, cmd, "commit-batch", message, E.CommitAggregateSent,
                                    E.CommitFailed))
 
 
 def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
     while True:
-        look = yield from _landed(core, cmd, cmd.msg_id, E.CommitFailed, "ProveCommitSector")
+        look = yield from _landed(core, cmd, cmd.msg_id, E.CommitFailed, "ProveCommitSector",
+                                  E.RetrySubmitCommit)
         if not isinstance(look, M.MessageLookup):
             return look
         view = yield SectorOf(core.miner, cmd.sector)

@@ -45,6 +45,7 @@ class ChainHeadInfo(Msg):
     pool: int                          # messages waiting
     fork: int                          # reorgs so far
     reorg_allowed: bool
+    base_fee: int = 0                  # attoFIL per gas unit for the next tipset's messages
 
 
 class ChainGetTipset(Msg):
@@ -73,6 +74,17 @@ class ChainReorg(Msg):
     depth: int
 
 
+class ChainFund(Msg):
+    """Devnet only: add `amount` nanoFIL to an account or (f0<id>) a miner actor."""
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    amount: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ChainFunded(Msg):
+    address: str
+    balance: int                       # nanoFIL, after
+
+
 class ChainReorged(Msg):
     reverted: list[TipsetSummary]
     applied: list[TipsetSummary]
@@ -87,6 +99,7 @@ class ChainPush(Msg):
     method: str
     nonce: int = -1                    # -1: the pool assigns the next one
     uuid: Annotated[str, msgspec.Meta(max_length=64)] = ""   # pushed again: the same message
+    value: Annotated[int, msgspec.Meta(ge=0)] = 0   # nanoFIL for the miner actor
 
 
 class ChainPushed(Msg):
@@ -99,6 +112,7 @@ class ChainSimulate(Msg):
     sender: str
     to: int
     method: str
+    value: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class ChainSimulated(Msg):

@@ -18,11 +18,13 @@ import msgspec
 
 from zqnode.nodes.chain import miner as actor
 from zqnode.nodes.chain.core import Chain, Genesis, MinerSpec, ReorgError, Verifiers, failed_receipt
+from zqnode.nodes.chain.funds import FIL
 from zqnode.nodes.chain.messages import ExitCode, Receipt
 from zqnode.nodes.chain.randomness import RandomnessError
 from zqnode.proofs import cid as cids
 
 _enc = msgspec.msgpack.Encoder()
+_FUNDS = ("balance", "precommit_deposits", "initial_pledge", "locked_funds", "fee_debt", "burnt")
 _deadline_dec = msgspec.msgpack.Decoder(actor.Deadline)
 _miner_dec = msgspec.msgpack.Decoder(actor.MinerState)
 
@@ -108,15 +110,19 @@ class SimChain(Chain):
                              f"depth {self.keep_states - 1}, got {depth}")
         return super().reorg(depth, timestamp)
 
-    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool) -> Receipt:
+    def _apply_method(self, to: int, miner, rt, method: str, params, commit: bool, value: int) -> Receipt:
         """The method on the state itself, undone when it fails (the core copies it)."""
         if not commit:
-            return super()._apply_method(to, miner, rt, method, params, commit)
+            return super()._apply_method(to, miner, rt, method, params, commit, value)
         undo = _undo_for(miner, method, params)
+        funds = {f: getattr(miner, f) for f in _FUNDS}
+        miner.balance += value
         try:
             ret = actor.METHOD_IMPLS[method](miner, rt, params)
         except (actor.ActorError, RandomnessError) as e:
             undo()
+            for f, v in funds.items():
+                setattr(miner, f, v)
             return failed_receipt(e)
         return Receipt(exit_code=ExitCode.OK, return_value=ret or b"")
 
@@ -157,8 +163,11 @@ def add_proving_sectors(chain: Chain, miner: int, count: int, comm_d: bytes) -> 
     return placed
 
 
+SIM_BALANCE = 10 ** 6 * FIL       # the worker's: a simulation studies sealing, not running dry
+
+
 def new_chain(network: str, seal_proof: int, verifiers: Verifiers, *, miner: int = 1000,
               worker: str = "t0100", seed: str = "zqnode-sim", keep_states: int = 0) -> SimChain:
-    return SimChain(Genesis(network=network, seed=seed,
+    return SimChain(Genesis(network=network, seed=seed, balance=SIM_BALANCE,
                             miners=[MinerSpec(actor_id=miner, worker=worker, seal_proof=seal_proof)]),
                     verifiers, keep_states=keep_states)

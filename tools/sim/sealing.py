@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 
+from zqnode.bus.codec import ErrorCode, RemoteError
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.manager.errors import TrackerError, UnknownWork
 from zqnode.nodes.manager.tracker import DONE
@@ -139,18 +140,26 @@ class SimSealing:
 
     def _go_on(self, cmd: C.Command, session: int, proc: procedures.Procedure, answer) -> None:
         """Run a procedure (nodes.sealing.procedures) on, answering from the chain in
-        process, until it ends or waits for a head."""
+        process, until it ends or waits for a head. A refusal goes into the procedure as the
+        shell's does; one it does not handle is a TemporaryError, as in the shell."""
+        error = None
         while True:
             try:
-                ask = proc.send(answer)
+                ask = proc.throw(error) if error is not None else proc.send(answer)
             except StopIteration as done:
                 self._answer(cmd, session, done.value)
+                return
+            except RemoteError as e:
+                self._answer(cmd, session, self._event(E.TemporaryError, cmd, error=e.message))
                 return
             if isinstance(ask, procedures.NextHead):
                 self._wait_until(ask.at if ask.at >= 0 else self.chain.head.epoch + 1, cmd, session,
                                  proc)
                 return
-            answer = self._ask(ask)
+            try:
+                answer, error = self._ask(ask), None
+            except M.MessageError as e:         # as the chain node refuses it over the bus
+                answer, error = None, RemoteError(ErrorCode.INVALID, str(e))
 
     def _ask(self, ask: procedures.Ask):
         chain = self.chain
@@ -167,7 +176,7 @@ class SimSealing:
         if isinstance(ask, procedures.Verify):
             return self._verify(**ask.args)
         if isinstance(ask, procedures.Send):
-            return self._send(ask.number, ask.key, ask.params)
+            return self._send(ask.number, ask.key, ask.params, ask.value)
         if isinstance(ask, procedures.DropWork):
             return self._drop_work(ask.number)
         if isinstance(ask, procedures.DropFiles):
@@ -240,7 +249,7 @@ class SimSealing:
         except Exception:                  # noqa: BLE001 - as the real shell: a crash is "invalid"
             return False
 
-    def _send(self, number: int, key: str, params) -> str:
+    def _send(self, number: int, key: str, params, value: int) -> str:
         """Send once (nodes.sealing.node.SealingService._send): a stored message under `key`
         that is pending or landed well is that message; else a new one (the sim does not crash
         mid-push, so it needs no uuid)."""
@@ -248,7 +257,7 @@ class SimSealing:
         for msg_id in sent:
             if procedures.still_counts(self.chain.lookup(msg_id)):
                 return msg_id
-        msg = self.chain.push(M.Message.call(self.worker, self.core.miner, params))   # the pool's nonce
+        msg = self.chain.push(M.Message.call(self.worker, self.core.miner, params, value=value))   # the pool's nonce
         sent.append(msg.id)
         self.methods[msg.method] = self.methods.get(msg.method, 0) + 1
         return msg.id

@@ -57,6 +57,7 @@ def test_a_uuid_pushed_again_is_the_same_message_and_survives_a_restore():
 def test_push_assigns_and_checks_nonces_and_the_next_tipset_includes_them(network):
     d = ChainDriver(network)
     c = d.chain
+    c.fund("t0999", 10 ** 9)
     first = c.push(Message.call("t0100", 1000, declare()))
     assert first.nonce == 0 and c.next_nonce("t0100") == 1
     second = c.push(Message.call("t0100", 1000, declare(), nonce=1))
