@@ -143,7 +143,8 @@ class Devnet:
         # ticket waits for a CPU while it ages (200 epochs on the devnet)
         sealing = SealingConfig(miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0,
                                 max_sealing=self.workers, storage=roots,
-                                sector_lifetime=200_000)   # room to extend (the devnet allows 1,000,000)
+                                sector_lifetime=200_000,   # room to extend (the devnet allows 1,000,000)
+                                terminate_batch_wait_s=10.0)   # a proving period is 6.4 minutes here
         if self.batching:                  # batches of every sector; the devnet's tickets live 200 epochs
             sealing = msgspec.structs.replace(
                 sealing, batch_precommits=True, max_precommit_batch=min(self.sectors, 256),

@@ -276,8 +276,12 @@ class Chain:
             raise MessageError(f"no actor f0{msg.to} to send {msg.method} to")
         if isinstance(msg.value, bool) or not isinstance(msg.value, int) or msg.value < 0:
             raise MessageError(f"a message's value is a number of nanoFIL >= 0, got {msg.value!r}")
+        gas = gas_used(msg.method, params)
+        if gas > self.policy.block_gas_limit:
+            raise MessageError(f"the message would use {gas} gas, over the block gas limit "
+                               f"{self.policy.block_gas_limit}: split it")
         need = sum(self._cost(m) for m in self.pool.values() if m.sender == msg.sender)
-        need += msg.value + gas_fee(gas_used(msg.method, params), self.state.base_fee)
+        need += msg.value + gas_fee(gas, self.state.base_fee)
         if self.balance(msg.sender) < need:
             raise MessageError(f"not enough funds in {msg.sender}: {format_fil(self.balance(msg.sender))}, "
                                f"its messages in the pool and this one need {format_fil(need)} "

@@ -144,8 +144,8 @@ def penalize(m: MinerState, amount: int) -> None:
     """A fee or penalty: from vesting funds first, then the unlocked balance; what neither
     covers becomes fee debt (penalize_funds_in_priority_order)."""
     from_vesting = min(amount, m.locked_funds)
-    m.locked_funds -= from_vesting
     from_balance = min(amount - from_vesting, max(unlocked_balance(m), 0))
+    m.locked_funds -= from_vesting
     _burn(m, from_vesting + from_balance)
     m.fee_debt += amount - from_vesting - from_balance
 

@@ -157,8 +157,13 @@ class VerifyProof(Command, frozen=True, kw_only=True):
     proof: bytes
 
 
-class SendTerminate(Command, frozen=True, kw_only=True):
-    pass
+class SendTerminateBatch(Command, frozen=True, kw_only=True):
+    """Lotus's TerminateBatcher: one TerminateSectors for the members whose deadline is not
+    the current, the next or the previous one (TerminateSent each); the others wait for
+    the next batch (TerminateDeferred); gone from chain: Remove; only pre-committed:
+    TerminateFailed."""
+    batch: str
+    members: list[BatchMember]
 
 
 class WaitTerminate(Command, frozen=True, kw_only=True):

@@ -33,6 +33,9 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_commit_batch: int = 819        # sectors in one message: sent once this many wait (MaxCommitBatch)
     commit_batch_wait_s: float = 86400.0   # the longest a sector waits for its batch (CommitBatchWait)
     commit_batch_slack: int = 120      # epochs before the earliest prove-by epoch: sent (CommitBatchSlack)
+    terminate_batch_max: int = 100     # sectors in one TerminateSectors: sent at once (TerminateBatchMax)
+    terminate_batch_min: int = 1       # fewer wait even past the wait (TerminateBatchMin)
+    terminate_batch_wait_s: float = 300.0   # the longest a sector waits for its batch (TerminateBatchWait)
     storage: list[str] = []            # directories holding sector directories (remove/rebuild)
     chain_timeout_s: float = 10.0      # per chain query
 
@@ -55,6 +58,11 @@ class SealingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("sealing precommit_batch_wait_s and precommit_batch_slack must be >= 0")
         if not 1 <= self.max_commit_batch <= 819:       # the actor's MaxAggregatedSectors
             raise ValueError(f"sealing max_commit_batch must be in 1..819, got {self.max_commit_batch}")
+        if not 1 <= self.terminate_batch_min <= self.terminate_batch_max <= 25_000:   # AddressedSectorsMax
+            raise ValueError(f"sealing needs 1 <= terminate_batch_min ({self.terminate_batch_min}) <= "
+                             f"terminate_batch_max ({self.terminate_batch_max}) <= 25000")
+        if self.terminate_batch_wait_s < 0:
+            raise ValueError("sealing terminate_batch_wait_s must be >= 0")
         if self.min_commit_batch < 0 or self.commit_batch_wait_s < 0 or self.commit_batch_slack < 0:
             raise ValueError("sealing min_commit_batch, commit_batch_wait_s and commit_batch_slack "
                              "must be >= 0")

@@ -46,7 +46,7 @@ from zqnode.proofs.merkle import zero_commitment_at_height
 
 DEFAULT_LIFETIME = 540 * 2880   # epochs: Lotus's CommittedCapacitySectorLifetime
 MIN_AGGREGATED_SECTORS = 4      # the miner actor aggregates no fewer proofs (builtin-actors policy)
-BATCHING = (S.SUBMIT_PRE_COMMIT_BATCH, S.SUBMIT_COMMIT_AGGREGATE)
+BATCHING = (S.SUBMIT_PRE_COMMIT_BATCH, S.SUBMIT_COMMIT_AGGREGATE, S.TERMINATING)
 MAX_INTERNAL = 32          # decisions chained in one handle(): more is a table bug
 PAUSED = "paused"          # how a log note of a pause starts (the shell raises an alert)
 
@@ -227,33 +227,36 @@ class SealingCore:
         return self.top_up(now) + self.admit(now) + self.batches(now)
 
     def batches(self, now: float) -> list[C.Command]:
-        """Batches that are due (Lotus's PreCommitBatcher and CommitBatcher): a full batch
-        at once; everything waiting once the oldest has waited its wait, or once the head is
-        within the slack of the earliest cutoff (a ticket's expiry, a prove-by epoch). The
-        shell asks after every event and head."""
-        return self._batches(S.SUBMIT_PRE_COMMIT_BATCH, now) + self._batches(S.SUBMIT_COMMIT_AGGREGATE, now)
+        """Batches that are due (Lotus's PreCommitBatcher, CommitBatcher and TerminateBatcher):
+        a full batch at once; everything waiting (at least the least) once the oldest has
+        waited its wait, or once the head is within the slack of the earliest cutoff (a
+        ticket's expiry, a prove-by epoch). The shell asks after every event and head."""
+        return [c for state in BATCHING for c in self._batches(state, now)]
 
-    def _batch_rules(self, state: str) -> tuple[int, float, int, Callable[[SectorInfo], int]]:
-        """(size, wait seconds, slack epochs, cutoff epoch of a sector) of a batching state."""
+    def _batch_rules(self, state: str) -> tuple[int, int, float, int, Callable[[SectorInfo], float]]:
+        """(size, least, wait seconds, slack epochs, cutoff epoch of a sector) of a batching state."""
         cfg, pol = self.cfg, self.policy
         if state == S.SUBMIT_PRE_COMMIT_BATCH:
-            return (cfg.max_precommit_batch, cfg.precommit_batch_wait_s, cfg.precommit_batch_slack,
+            return (cfg.max_precommit_batch, 1, cfg.precommit_batch_wait_s, cfg.precommit_batch_slack,
                     lambda s: s.ticket_epoch + pol.max_ticket_age)
-        return (cfg.max_commit_batch, cfg.commit_batch_wait_s, cfg.commit_batch_slack,
-                lambda s: s.precommit_epoch + pol.max_prove_commit_duration)
+        if state == S.SUBMIT_COMMIT_AGGREGATE:
+            return (cfg.max_commit_batch, 1, cfg.commit_batch_wait_s, cfg.commit_batch_slack,
+                    lambda s: s.precommit_epoch + pol.max_prove_commit_duration)
+        return (cfg.terminate_batch_max, cfg.terminate_batch_min, cfg.terminate_batch_wait_s, 0,
+                lambda s: float("inf"))
 
     def _batches(self, state: str, now: float) -> list[C.Command]:
         waiting = [s for s in map(self.sectors.get, sorted(self.batching))
                    if s.state == state and not s.batch and not s.paused and s.retry_at <= now]
         if not waiting:
             return []
-        size, wait, slack, cutoff = self._batch_rules(state)
+        size, least, wait, slack, cutoff = self._batch_rules(state)
         urgent = (now >= min(s.batch_since for s in waiting) + wait
                   or self.head >= min(map(cutoff, waiting)) - slack)
         commands: list[C.Command] = []
         for i in range(0, len(waiting), size):
             group = waiting[i:i + size]
-            if len(group) < size and not urgent:
+            if len(group) < size and not (urgent and len(group) >= least):
                 break
             batch = f"{group[0].number}:{group[0].step}"      # its owner: the lowest member
             self._forming = True           # a new step for each: its waiting timer is stale now
@@ -277,6 +280,8 @@ class SealingCore:
                   members=[C.BatchMember(number=s.number, step=s.step) for s in members])
         if state == S.SUBMIT_PRE_COMMIT_BATCH:
             return C.SendPreCommitBatch(**kw)
+        if state == S.TERMINATING:
+            return C.SendTerminateBatch(**kw)
         # fewer than MinCommitBatch (or the actor's minimum): one proof per sector, as Lotus
         return C.SendCommitAggregate(**kw, aggregate=len(members) >= max(self.cfg.min_commit_batch,
                                                                          MIN_AGGREGATED_SECTORS))
@@ -493,7 +498,7 @@ class SealingCore:
 
     def _in_batch(self, s, now):
         if not s.batch:                    # waits; batches() forms it (this wakes it in time)
-            due = s.batch_since + self._batch_rules(s.state)[1]
+            due = s.batch_since + self._batch_rules(s.state)[2]
             return [self._cmd(C.Schedule, s, at=due)] if now < due else []
         if self._forming:
             return []                      # batches() sends it once every member is in
@@ -710,7 +715,7 @@ HANDLERS = {
     S.FINALIZE_FAILED: _retry(E.RetryFinalize),
     S.FAULTY: SealingCore._nothing,
     S.FAULT_REPORTED: SealingCore._nothing,
-    S.TERMINATING: lambda core, s, now: [core._cmd(C.SendTerminate, s)],
+    S.TERMINATING: SealingCore._in_batch,
     S.TERMINATE_WAIT: lambda core, s, now: [core._cmd(C.WaitTerminate, s, msg_id=s.terminate_msg)],
     S.TERMINATE_FAILED: _retry(E.Terminate),
     S.REMOVING: lambda core, s, now: [core._cmd(C.RemoveSector, s)],

@@ -337,7 +337,17 @@ class FaultRecovered(Event, frozen=True, kw_only=True):
 
 
 class Terminate(Event, frozen=True, kw_only=True):
-    pass
+    """Terminate it: it waits for a termination batch (Lotus's TerminateBatcher)."""
+
+    def apply(self, s, now):
+        s.batch, s.batch_since = "", now
+
+
+class TerminateDeferred(Event, frozen=True, kw_only=True):
+    """Its deadline may not be changed now: it waits for the next batch."""
+
+    def apply(self, s, now):
+        s.batch, s.batch_since = "", now
 
 
 class TerminateSent(Event, frozen=True, kw_only=True):

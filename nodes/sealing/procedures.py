@@ -311,29 +311,38 @@ def _verify_proof(core: SealingCore, cmd: C.VerifyProof) -> Procedure:
     return _event(core, E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
 
 
-def _send_terminate(core: SealingCore, cmd: C.SendTerminate) -> Procedure:
-    """Lotus's handleTerminating and its TerminateBatcher's rule: a sector the chain no
-    longer has goes (a pre-commit not proven is refused: remove it instead); a live one is
-    terminated once its deadline is neither the one being proven, the next, nor the
-    previous."""
-    miner, n = core.miner, cmd.sector
-    while True:
-        view = yield SectorOf(miner, n)
+def _send_terminate_batch(core: SealingCore, cmd: C.SendTerminateBatch) -> Procedure:
+    """Lotus's TerminateBatcher: one TerminateSectors, sent once under the batch's id by
+    its owner, for the live members whose deadline is neither the one being proven, the
+    next nor the previous; the others wait for the next batch. A member the chain no
+    longer has goes (a pre-commit not proven is refused: remove it instead)."""
+    miner, count = core.miner, core.policy.period_deadlines
+    di = yield CurrentDeadline(miner)
+    blocked = {di.index, (di.index + 1) % count, (di.index - 1) % count}
+    events, todo, where = [], [], {}
+    for m in cmd.members:
+        view = yield SectorOf(miner, m.number)
         if view is None:
-            if (yield PreCommitOf(miner, n)) is not None:
-                return _event(core, E.TerminateFailed, cmd,
-                              error="the sector is pre-committed, not proven: remove it instead")
-            return _event(core, E.Remove, cmd)    # terminated already (or never proven)
-        di = yield CurrentDeadline(miner)
-        count = core.policy.period_deadlines
-        if view.deadline not in {di.index, (di.index + 1) % count, (di.index - 1) % count}:
-            break
-        while (yield Head()) < di.close:
-            yield NextHead(di.close)
+            if (yield PreCommitOf(miner, m.number)) is not None:
+                events.append(core.event(E.TerminateFailed, m.number, step=m.step,
+                                         error="the sector is pre-committed, not proven: remove it instead"))
+            else:
+                events.append(core.event(E.Remove, m.number, step=m.step))   # terminated already
+        elif view.deadline in blocked:
+            events.append(core.event(E.TerminateDeferred, m.number, step=m.step))
+        else:
+            todo.append(m)
+            where.setdefault((view.deadline, view.partition), []).append(m.number)
+    if not todo:
+        return events
     params = M.TerminateSectorsParams(terminations=[
-        M.SectorDeclaration(deadline=view.deadline, partition=view.partition, sectors=[n])])
-    msg_id = yield Send(n, f"terminate:{view.deadline}:{view.partition}", params)
-    return _event(core, E.TerminateSent, cmd, msg_id=msg_id)
+        M.SectorDeclaration(deadline=d, partition=p, sectors=sorted(ns)) for (d, p), ns in sorted(where.items())])
+    try:
+        msg_id = yield Send(int(cmd.batch.split(":")[0]), f"terminate-batch:{cmd.batch}", params)
+    except RemoteError as e:
+        return events + [core.event(E.TerminateFailed, m.number, step=m.step,
+                                    error=f"TerminateSectors refused: {e.message}") for m in todo]
+    return events + [core.event(E.TerminateSent, m.number, step=m.step, msg_id=msg_id) for m in todo]
 
 
 def _wait_terminate(core: SealingCore, cmd: C.WaitTerminate) -> Procedure:
@@ -371,7 +380,7 @@ _PROCEDURES = {
     C.GetTicket: _get_ticket, C.SendPreCommit: _send_precommit, C.WaitPreCommit: _wait_precommit,
     C.SendPreCommitBatch: _send_precommit_batch, C.WaitSeed: _wait_seed, C.SendProveCommit: _send_provecommit,
     C.SendCommitAggregate: _send_commit_aggregate, C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
-    C.VerifyProof: _verify_proof, C.SendTerminate: _send_terminate, C.WaitTerminate: _wait_terminate,
+    C.VerifyProof: _verify_proof, C.SendTerminateBatch: _send_terminate_batch, C.WaitTerminate: _wait_terminate,
     C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,
 }
 

@@ -88,3 +88,22 @@ def test_head_reorg_miner_deadline_sector_message(chain_bus):
     assert bad.exit_code == 1 and "invalid: reorg depth must be in 1..5" in bad.output
     missing = zq("chain", "miner", "--miner", "7", "--bus", bus)
     assert missing.exit_code == 1 and "not_found: no miner f07" in missing.output
+
+
+def test_fund_adds_to_an_account_or_a_miner_and_the_miner_shows_its_funds(chain_bus):
+    bus, _ = chain_bus
+    wait_for_epoch(bus, 1)
+    r = json.loads(zq("chain", "fund", "t0100", "2.5", "--json", "--bus", bus).output)
+    assert (r["address"], r["balance"]) == ("t0100", 1002_500_000_000)         # nanoFIL
+    assert zq("chain", "fund", "f01000", "1 FIL", "--bus", bus).output == "f01000: added 1 FIL, balance 101 FIL\n"
+    for bad in ("0", "-1", "lots"):
+        out = zq("chain", "fund", "t0100", bad, "--bus", bus)
+        assert out.exit_code == 2 and "AMOUNT" in out.output
+    (m,) = json.loads(zq("chain", "miner", "--json", "--bus", bus).output)
+    assert (m["balance"], m["available"], m["vesting"], m["accounts"]) == (
+        101 * 10 ** 9, 101 * 10 ** 9, 0, {"t0100": 1002_500_000_000})
+    text = zq("chain", "miner", "--bus", bus).output
+    assert ("f01000 funds: balance 101 FIL, available 101 FIL; locked: pre-commit deposits 0 FIL, "
+            "initial pledge 0 FIL, vesting 0 FIL; fee debt 0 FIL; burnt 0 FIL") in text
+    assert "f01000 senders: t0100 1002.5 FIL" in text
+    assert "base fee " in zq("chain", "head", "--bus", bus).output

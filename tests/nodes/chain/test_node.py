@@ -343,3 +343,32 @@ async def test_a_uuid_pushed_again_after_a_restart_of_the_chain_is_the_same_mess
         again = await api.push(precommit(1, ticket_epoch=1), uuid="sector-1-precommit")
         assert again == first and (await api.info()).pool == 1
         run2.cancel_scope.cancel()
+
+
+async def test_funds_are_added_by_an_admin_on_a_devnet_and_kept_across_a_restart(
+        bus, nursery, tmp_path, autojump_clock):
+    node = chain_node(bus, tmp_path)
+    with trio.CancelScope() as scope:
+        await nursery.start(node.run)
+        api = await client(nursery, bus)
+        assert (await api.fund("t0100", 5)).balance == 1000 * 10 ** 9 + 5
+        peer = Peer(name="reader-1", role="reader", cfg=BusConfig(address=bus))
+        await nursery.start(peer.run)
+        with pytest.raises(RemoteError) as e:
+            await BusChainAPI(peer).fund("t0100", 5)
+        assert e.value.code == "permission"
+        assert (await api.miner(1000)).accounts["t0100"] == 1000 * 10 ** 9 + 5
+        scope.cancel()
+    again = chain_node(bus, tmp_path)
+    again.open()
+    assert again.chain.balance("t0100") == 1000 * 10 ** 9 + 5
+    again.store.close()
+
+
+async def test_a_mainnet_policy_chain_refuses_funding(bus, nursery, tmp_path, autojump_clock):
+    node = chain_node(bus, tmp_path, genesis=Genesis(network="mainnet"))
+    await nursery.start(node.run)
+    api = await client(nursery, bus)
+    with pytest.raises(RemoteError, match="funds are added on a devnet only") as e:
+        await api.fund("t0100", 5)
+    assert e.value.code == "permission"

@@ -681,15 +681,39 @@ def test_faults_reported_and_recovered():
 def test_terminate_goes_through_its_states_and_its_failure_handler():
     core = new_core()
     n = to_state(core, S.PROVING)
-    assert kinds(core.handle(core.event(E.Terminate, n), 1.0))[-1] == "SendTerminate"
-    core.handle(ev(core, E.TerminateFailed, n, error="no method"), 2.0)
+    wait = core.cfg.terminate_batch_wait_s
+    assert core.handle(core.event(E.Terminate, n), 1.0)[-1] == C.Schedule(
+        sector=n, cause="s-1000-1", step=core.sectors[n].step, at=1.0 + wait)   # waits for a batch
+    assert core.batches(wait) == []
+    (send,) = [c for c in core.batches(1.0 + wait) if isinstance(c, C.SendTerminateBatch)]
+    assert [m.number for m in send.members] == [n] and send.batch.startswith(f"{n}:")
+    core.handle(ev(core, E.TerminateFailed, n, error="no method"), 2.0 + wait)
     assert state(core, n) == S.TERMINATE_FAILED
-    core.handle(ev(core, E.Wake, n), 20.0)
-    assert state(core, n) == S.TERMINATING
-    cmds = core.handle(ev(core, E.TerminateSent, n, msg_id="mt"), 21.0)
+    core.handle(ev(core, E.Wake, n), 400.0)
+    assert state(core, n) == S.TERMINATING and core.sectors[n].batch == ""
+    cmds = core.handle(ev(core, E.TerminateSent, n, msg_id="mt"), 401.0)
     assert cmds[-1] == C.WaitTerminate(sector=n, cause="s-1000-1", step=core.sectors[n].step, msg_id="mt")
-    core.handle(ev(core, E.Terminated, n), 22.0)
+    core.handle(ev(core, E.Terminated, n), 402.0)
     assert state(core, n) == S.REMOVING
+
+
+def test_terminations_batch_as_lotuss_terminate_batcher():
+    core = new_core(msgspec.structs.replace(CFG, terminate_batch_max=3, terminate_batch_min=2,
+                                            terminate_batch_wait_s=100.0))
+    numbers = [to_state(core, S.PROVING) for _ in range(4)]
+    for i, n in enumerate(numbers[:2]):
+        core.handle(core.event(E.Terminate, n), float(i))
+    assert core.batches(99.0) == []                              # not full, not waited
+    core.handle(core.event(E.Terminate, numbers[2]), 2.0)
+    (full,) = [c for c in core.batches(3.0) if isinstance(c, C.SendTerminateBatch)]   # full: at once
+    assert [m.number for m in full.members] == numbers[:3]
+    core.handle(core.event(E.Terminate, numbers[3]), 4.0)
+    assert core.batches(500.0) == []                             # one waits for the least (2)
+    core.handle(ev(core, E.TerminateDeferred, numbers[2]), 5.0)  # its deadline was immutable
+    assert core.sectors[numbers[2]].batch == "" and state(core, numbers[2]) == S.TERMINATING
+    assert core.batches(103.0) == []                             # the oldest waits its 100 s
+    (late,) = [c for c in core.batches(104.0) if isinstance(c, C.SendTerminateBatch)]
+    assert [m.number for m in late.members] == [numbers[2], numbers[3]]
 
 
 def test_rebuild_seals_again_with_the_same_ticket_and_checks_comm_r_and_the_proof():

@@ -15,7 +15,9 @@ from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
+from zqnode.nodes.chain.core import Genesis
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
+from zqnode.nodes.chain.policy import DEVNET
 from zqnode.nodes.chain.verifiers import FAKE
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.sealing import states as S
@@ -271,7 +273,9 @@ async def test_a_terminated_sector_leaves_the_chain_and_then_its_files_go(
             if m.method == "TerminateSectors" and rc.exit_code == 0]
     assert len(sent) == 1
     events = [e.event for e in svc.store.log(1)]
-    assert events[len(HAPPY):] == ["Terminate", "TerminateSent", "Terminated", "SectorRemoved"]
+    tail = events[len(HAPPY):]           # it waited for a batch (a deadline too close defers it)
+    assert tail[0] == "Terminate" and tail[-4:] == ["BatchFormed", "TerminateSent", "Terminated", "SectorRemoved"]
+    assert set(tail[1:-4]) <= {"Wake", "BatchFormed", "TerminateDeferred"}
     assert tasks.dropped == [1] and svc.refused == 0
 
 
@@ -338,3 +342,25 @@ async def test_a_proven_sector_is_extended_and_a_reduction_is_refused_with_the_a
     await until(lambda: chain.chain.sector(MINER, 1).expiration == s.expiration + 500)
     with pytest.raises(RemoteError, match="no sector 7"):
         await client.call("@manager", W.SealingExtend(number=7, expiration=1))
+
+
+async def test_a_worker_without_funds_waits_in_precommit_failed_and_goes_on_once_funded(
+        nursery, bus, tmp_path, autojump_clock):
+    poor = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"), bus=BusConfig(address=bus)),
+                     ChainConfig(verifier="fake", genesis=Genesis(balance=0, miner_balance=0)),
+                     clock=trio.current_time)
+    await nursery.start(poor.run)
+    admin = BusChainAPI(await nursery.start(Peer(name="admin-1", role="admin", cfg=BusConfig(address=bus)).run))
+    svc, _ = await start_sealing(nursery, bus, tmp_path, LocalTasks(tmp_path / "tasks"))
+    await admin.peer.call("@manager", W.SealingPledge(count=1))
+    sector = lambda: svc.core.sectors[1]                            # noqa: E731
+    await until(lambda: "PreCommitSector refused: not enough funds in t0100: 0 FIL" in sector().last_error)
+    assert sector().state == S.PRE_COMMIT_FAILED and poor.chain.pool == {}      # nothing sent
+    await admin.fund("t0100", 5 * 10 ** 7)          # 0.05 FIL: the deposit and gas, not the pledge
+    await until(lambda: "ProveCommitSector refused: not enough funds" in sector().last_error)
+    assert sector().state == S.COMMIT_FAILED
+    await admin.fund("t0100", 10 ** 9)              # the worker sends the pledge (as Lotus by default)
+    await until(lambda: sector().state == S.PROVING)
+    m = poor.chain.miner_view(MINER)
+    assert (m.initial_pledge, m.precommit_deposits, m.balance) == (DEVNET.initial_pledge, 0, DEVNET.initial_pledge)
+    assert len(landed(poor, "PreCommitSector", 1)) == len(landed(poor, "ProveCommitSector", 1)) == 1

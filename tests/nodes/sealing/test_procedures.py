@@ -114,29 +114,37 @@ def _dl(index):
     return deadline_info(DEVNET, 0, index, index * DEVNET.challenge_window)
 
 
-def test_terminate_waits_for_a_mutable_deadline_then_sends_one_declaration():
+def test_a_termination_batch_sends_what_may_go_now_and_defers_the_rest():
     core = new_core()
-    number, _ = core.pledge(0.0)
-    cmd = C.SendTerminate(sector=number, step=3, cause="c")
-    # deadline 5 is the next one at first (immutable): wait for deadline 4 to close
-    answers = iter([_view(5), _dl(4), 0, None, _dl(4).close, _view(5), _dl(7), "m1"])
-    asks, event = drive(procedures.procedure(core, cmd), lambda ask: next(answers))
-    where = [procedures.SectorOf(core.miner, number), procedures.CurrentDeadline(core.miner)]
-    assert asks == [*where, procedures.Head(), procedures.NextHead(_dl(4).close), procedures.Head(),
-                    *where, procedures.Send(number, "terminate:5:0", M.TerminateSectorsParams(terminations=[
-                        M.SectorDeclaration(deadline=5, partition=0, sectors=[number])]))]
-    assert isinstance(event, E.TerminateSent) and event.msg_id == "m1"
+    numbers = [core.pledge(0.0)[0] for _ in range(5)]
+    cmd = C.SendTerminateBatch(sector=1, step=3, cause="c", batch="1:3",
+                               members=[C.BatchMember(number=n, step=3) for n in numbers])
+    views = {1: _view(9), 2: _view(5), 3: _view(9, partition=1), 4: None, 5: None}
+    precommitted = {5: object()}
 
+    def chain(ask):
+        if isinstance(ask, procedures.CurrentDeadline):
+            return _dl(4)                          # 3, 4 and 5 may not change now
+        if isinstance(ask, procedures.SectorOf):
+            return views[ask.number]
+        if isinstance(ask, procedures.PreCommitOf):
+            return precommitted.get(ask.number)
+        return "m1"
+    asks, events = drive(procedures.procedure(core, cmd), chain)
+    assert asks[-1] == procedures.Send(1, "terminate-batch:1:3", M.TerminateSectorsParams(terminations=[
+        M.SectorDeclaration(deadline=9, partition=0, sectors=[1]),
+        M.SectorDeclaration(deadline=9, partition=1, sectors=[3])]))
+    assert sorted((e.sector, type(e).__name__) for e in events) == [
+        (1, "TerminateSent"), (2, "TerminateDeferred"), (3, "TerminateSent"), (4, "Remove"),
+        (5, "TerminateFailed")]
 
-def test_terminate_a_sector_the_chain_lacks():
-    core = new_core()
-    number, _ = core.pledge(0.0)
-    cmd = C.SendTerminate(sector=number, step=3, cause="c")
-    _, event = drive(procedures.procedure(core, cmd), lambda ask: None)
-    assert isinstance(event, E.Remove)                     # terminated already: its files go
-    answers = iter([None, object()])                       # pre-committed, never proven
-    _, event = drive(procedures.procedure(core, cmd), lambda ask: next(answers))
-    assert event.error == "the sector is pre-committed, not proven: remove it instead"
+    def refuse(ask):
+        if isinstance(ask, procedures.Send):
+            raise RemoteError("invalid", "cannot terminate sectors in immutable deadline 9")
+        return chain(ask)
+    _, events = drive(procedures.procedure(core, cmd), refuse)
+    assert [(e.sector, e.error) for e in events if isinstance(e, E.TerminateFailed) and e.sector in (1, 3)] == [
+        (n, "TerminateSectors refused: cannot terminate sectors in immutable deadline 9") for n in (1, 3)]
 
 
 def test_chain_facts_asks_only_what_it_can_know():
@@ -192,3 +200,61 @@ def test_a_terminated_sector_keeps_its_files_ten_epochs_after_the_message_landed
     assert asks == [procedures.Lookup("t"), procedures.Head(), procedures.NextHead(210),
                     procedures.Head(), procedures.SectorOf(core.miner, number)]
     assert isinstance(event, E.Terminated) and procedures.TERMINATE_LOOKBACK == 10
+
+
+def test_a_message_the_sender_could_not_pay_is_sent_again_as_lotus_does():
+    core = new_core()
+    number, _ = core.pledge(0.0)
+    unpaid = lookup("landed", 110, 115, exit_code=M.ExitCode.SYS_INSUFFICIENT_FUNDS)
+    wait = C.WaitPreCommit(sector=number, step=2, cause="c", msg_id="m1", comm_r=COMM_R)
+    assert isinstance(drive(procedures.procedure(core, wait), scripted(unpaid))[1], E.RetryPreCommit)
+    wait = C.WaitProveCommit(sector=number, step=2, cause="c", msg_id="m1")
+    assert isinstance(drive(procedures.procedure(core, wait), scripted(unpaid))[1], E.RetrySubmitCommit)
+    fined = lookup("landed", 110, 115, exit_code=M.ExitCode.USR_INSUFFICIENT_FUNDS)   # the actor's
+    assert isinstance(drive(procedures.procedure(core, wait), scripted(fined))[1], E.CommitFailed)
+
+
+def sealed_core(n: int, **cfg) -> tuple[SealingCore, list[int]]:
+    core = SealingCore(miner=MINER, seal_proof=5, policy=DEVNET, cfg=SealingConfig(**cfg))
+    core.set_head(100)
+    numbers = [core.pledge(0.0)[0] for _ in range(n)]
+    for x in numbers:
+        core.sectors[x] = msgspec.structs.replace(core.sectors[x], ticket_epoch=90, comm_d=COMM_D,
+                                                  comm_r=COMM_R, proof=b"p%d" % x)
+    return core, numbers
+
+
+def test_deposits_and_pledge_go_with_the_messages_that_need_them():
+    core, numbers = sealed_core(4)
+    pc = C.SendPreCommit(sector=1, step=1, cause="c", seal_proof=5, comm_d=COMM_D, comm_r=COMM_R,
+                         ticket=b"t" * 32, ticket_epoch=90)
+
+    def chain(ask):                    # a young chain with nothing of the sector on it yet
+        return {procedures.Head: 100, procedures.Randomness: b"t" * 32, procedures.Send: "m"}.get(type(ask))
+    asks, event = drive(procedures.procedure(core, pc), chain)
+    assert isinstance(event, E.PreCommitSent) and asks[-1].value == DEVNET.precommit_deposit
+
+    def refuse(ask):
+        if isinstance(ask, procedures.Send):
+            raise RemoteError("invalid", "not enough funds in t0100: 0 FIL")
+        return chain(ask)
+    _, event = drive(procedures.procedure(core, pc), refuse)        # Lotus: PreCommitFailed
+    assert (type(event), event.error) == (E.ChainPreCommitFailed,
+                                          "PreCommitSector refused: not enough funds in t0100: 0 FIL")
+    batch = C.SendCommitAggregate(sector=1, step=1, cause="c", batch="1:1", aggregate=True,
+                                  members=[C.BatchMember(number=n, step=1) for n in numbers])
+    (send,), _ = drive(procedures.procedure(core, batch), lambda ask: "m")
+    assert send.value == 4 * (DEVNET.initial_pledge - DEVNET.precommit_deposit)   # deposits come back
+
+
+def test_a_batch_over_the_block_gas_limit_is_split_in_halves_each_sent_once():
+    core, numbers = sealed_core(8)
+    core.policy = msgspec.structs.replace(DEVNET, block_gas_limit=80_000_000)   # 4 aggregated fit, 8 not
+    cmd = C.SendCommitAggregate(sector=1, step=1, cause="c", batch="1:3", aggregate=True,
+                                members=[C.BatchMember(number=n, step=1) for n in numbers])
+    asks, events = drive(procedures.procedure(core, cmd), lambda ask: f"m-{ask.key[-1]}")
+    assert [(a.key, [x.sector_number for x in a.params.sector_activations], bool(a.params.aggregate_proof))
+            for a in asks] == [("commit-batch:1:3:a", [1, 2, 3, 4], True), ("commit-batch:1:3:b", [5, 6, 7, 8], True)]
+    assert [(e.sector, e.msg_id) for e in events] == [(n, "m-a" if n <= 4 else "m-b") for n in numbers]
+    again, _ = drive(procedures.procedure(core, cmd), lambda ask: "x")
+    assert [a.key for a in again] == [a.key for a in asks]       # a restart finds the same keys
