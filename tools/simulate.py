@@ -53,7 +53,7 @@ from sim.config import (
     load_profile,
 )
 from sim.png import write_png
-from sim.report import deadline_marks, table, title
+from sim.report import deadline_marks, gas_cost, table, title
 
 from zqnode.nodes.chain.policy import policy as policy_named
 
@@ -61,7 +61,7 @@ from zqnode.nodes.chain.policy import policy as policy_named
 def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int | None = None,
              sectors: int = 1000, seal: int | None = None, days: float = 1.0, policy: str = "mainnet",
              seed: int = 0, chaos: bool = False, batching: bool = False, png: str | None = None,
-             progress=None) -> dict:
+             base_fee: int = 100, progress=None) -> dict:
     """Run one simulation; the summary dict (and the PNG written when `png` names a file)."""
     c = load_cluster(cluster)
     if workers is not None:
@@ -70,6 +70,7 @@ def simulate(*, cluster=DEFAULT_CLUSTER, profile=DEFAULT_PROFILE, workers: int |
                      days=days, seed=seed, chaos=Chaos() if chaos else None, batching=batching,
                      progress=progress)
     summary = sim.run()
+    summary["gas"].update(gas_cost(summary["gas"], base_fee))
     if png:
         width, height = write_png(png, sim.metrics.spans, sim.workers, sim.end,
                                   posts=deadline_marks(sim), title=title(sim))
@@ -105,14 +106,17 @@ class _Progress:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--chaos", is_flag=True, help="worker crashes, manager restarts, slow/lost messages, reorgs")
 @click.option("--batching", is_flag=True, help="PreCommit batching and commit aggregation (Lotus's defaults)")
+@click.option("--base-fee", type=click.IntRange(min=0), default=100, show_default=True,
+              help="attoFIL per gas unit the gas is priced at (100 is the network's minimum)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @click.option("--png", type=click.Path(dir_okay=False), default=None, help="write the timeline PNG here")
 @click.option("--quiet", is_flag=True, help="no progress on stderr")
-def main(cluster, profile, workers, sectors, seal, days, policy, seed, chaos, batching, as_json, png, quiet):
+def main(cluster, profile, workers, sectors, seal, days, policy, seed, chaos, batching, base_fee, as_json, png,
+         quiet):
     try:
         summary = simulate(cluster=cluster, profile=profile, workers=workers, sectors=sectors, seal=seal,
                            days=days, policy=policy, seed=seed, chaos=chaos, batching=batching, png=png,
-                           progress=None if quiet else _Progress())
+                           base_fee=base_fee, progress=None if quiet else _Progress())
     except SimConfigError as e:
         raise click.UsageError(str(e)) from None
     if as_json:

@@ -115,15 +115,20 @@ class Chain:
         for spec in genesis.miners:
             self.state.miners[spec.actor_id] = actor.new_miner(
                 self.policy, spec.actor_id, spec.worker, spec.seal_proof, 0, control=spec.control)
-            self.state.miners[spec.actor_id].balance = genesis.miner_balance
-            for address in (spec.worker, *spec.control):
-                self.state.balances[address] = genesis.balance
-        self.state.base_fee = self.policy.initial_base_fee
+        self._genesis_funds()
         seed = genesis.seed.encode()
         ticket = blake2b256(b"zqnode genesis ticket" + seed)
         self._append(Tipset(epoch=0, key=self._key("", 0, ticket, []), parent="",
                             timestamp=genesis.timestamp, fork=0, ticket=ticket,
                             beacon=self._beacon(0, 0), messages=[], receipts=[]))
+
+    def _genesis_funds(self) -> None:
+        for spec in self.genesis.miners:
+            if spec.actor_id in self.state.miners:
+                self.state.miners[spec.actor_id].balance += self.genesis.miner_balance
+            for address in (spec.worker, *spec.control):
+                self.state.balances[address] = self.balance(address) + self.genesis.balance
+        self.state.base_fee = self.state.base_fee or self.policy.initial_base_fee
 
     # -- persistence -------------------------------------------------------------------
     def state_blob(self, epoch: int) -> bytes:
@@ -149,6 +154,9 @@ class Chain:
         c.state = _state_dec.decode(states[head])
         c.pool = {m.id: m for m in pool}
         c.sent = dict(sent or {})
+        if not c.state.base_fee:           # a chain from before funds: it gets its genesis funds now
+            c._genesis_funds()
+            c._states[head] = _enc.encode(c.state)
         return c
 
     # -- reading ------------------------------------------------------------------------
@@ -361,9 +369,11 @@ class Chain:
 
     def _reward(self) -> None:
         """The epoch's reward, shared by the miners in proportion to their power."""
+        if not self.policy.epoch_reward:
+            return
         powers = {i: actor.power(m) for i, m in self.state.miners.items()}
         total = sum(powers.values())
-        if total and self.policy.epoch_reward:
+        if total:
             for i, p in powers.items():
                 actor.add_reward(self.state.miners[i], self.policy.epoch_reward * p // total)
 

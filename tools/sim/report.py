@@ -40,6 +40,8 @@ def summarise(sim) -> dict:
         "sectors_in_progress": {k or "New": v for k, v in sorted(states.items()) if k != S.PROVING},
         "sectors_paused": sum(1 for s in sim.sealing.core.sectors.values() if s.paused),
         "sealing_messages": _sealing_messages(sim, sealed),
+        "gas": _gas(sim, sealed),
+        "funds": _funds(chain_miner),
         "deadlines_proven": dl["proven"],
         "deadlines_late": dl["late"],
         "deadlines_missed": dl["missed"],
@@ -74,6 +76,32 @@ def _sealing_messages(sim, sealed: int) -> dict:
     prove = sent.get("ProveCommitSector", 0) + sent.get("ProveCommitSectors3", 0)
     return {"precommit": pre, "provecommit": prove,
             "per_sealed_sector": round((pre + prove) / sealed, 3) if sealed else 0.0}
+
+
+SEALING_METHODS = ("PreCommitSector", "PreCommitSectorBatch2", "ProveCommitSector", "ProveCommitSectors3")
+
+
+def _gas(sim, sealed: int) -> dict:
+    """Gas the run's messages used (nodes.chain.funds' schedule): sealing's, and the rest
+    (WindowPoSt, declarations); per sector sealed, and per day. simulate() prices it."""
+    used = {"sealing": 0, "proving": 0}
+    for ts in sim.chain.tipsets[sim.start_epoch + 1:]:
+        for m, r in zip(ts.messages, ts.receipts):
+            used["sealing" if m.method in SEALING_METHODS else "proving"] += r.gas_used
+    return {**used, "sealing_per_sealed_sector": round(used["sealing"] / sealed) if sealed else 0,
+            "per_day": round((used["sealing"] + used["proving"]) / sim.days)}
+
+
+def gas_cost(gas: dict, base_fee: int) -> dict:
+    """FIL a day of the run's gas costs at `base_fee` attoFIL per gas unit."""
+    return {"base_fee_attofil": base_fee, "fil_per_day": gas["per_day"] * base_fee / 10 ** 18,
+            "fil_per_sealed_sector": gas["sealing_per_sealed_sector"] * base_fee / 10 ** 18}
+
+
+def _funds(m) -> dict:
+    """What the miner holds locked at the end (nanoFIL), and what it paid in fees."""
+    return {"initial_pledge": m.initial_pledge, "precommit_deposits": m.precommit_deposits,
+            "vesting": m.locked_funds, "fee_debt": m.fee_debt, "burnt": m.burnt}
 
 
 def _mark(sim, d: dict) -> str:
@@ -114,6 +142,12 @@ def table(s: dict) -> str:
          f"empty {s['deadlines_empty']}"),
         (f"proving       {s['proving_sectors']} sectors on chain at the end "
          f"({s['proving_sectors_at_start']} at the start)"),
+        (f"messages      {s['sealing_messages']['precommit']} PreCommit, "
+         f"{s['sealing_messages']['provecommit']} ProveCommit "
+         f"({s['sealing_messages']['per_sealed_sector']} per sector sealed)"),
+        (f"gas           {s['gas']['per_day'] / 1e9:.2f} G a day"
+         + (f", {s['gas']['fil_per_day']:.6g} FIL a day at a base fee of "
+            f"{s['gas']['base_fee_attofil']} attoFIL" if "fil_per_day" in s["gas"] else "")),
         f"utilisation   cpu {pct(r['cpu'])}  ram {pct(r['ram'])}  gpu {pct(r['gpu'])}",
         "",
         f"{'task':6} {'runs':>6} {'hours':>8} {'waits':>6} {'mean wait':>10} {'p50':>8} {'max':>8}",

@@ -187,3 +187,18 @@ def test_a_penalty_takes_vesting_funds_first_then_the_unlocked_balance_then_beco
     m.balance += 5                                                   # funds arrive
     actor.repay_debts(m, required=True)
     assert (m.fee_debt, m.balance, actor.available_balance(m)) == (0, 15, 3)
+
+
+def test_a_chain_from_before_funds_gets_its_genesis_funds_when_loaded():
+    c = Chain(Genesis(), FAKE)
+    c.advance(2)
+    old = msgspec.msgpack.decode(c.state_blob(2), type=dict)
+    del old["balances"], old["base_fee"]
+    for m in old["miners"].values():
+        m["balance"] = 0
+    states = {2: msgspec.msgpack.encode(old)}
+    loaded = Chain.restore(c.genesis, FAKE, tipsets=c.tipsets, states=states, pool=[], fork=0)
+    assert (loaded.balance("t0100"), loaded.miner(1000).balance) == (1000 * FIL, 100 * FIL)
+    assert loaded.state.base_fee == DEVNET.initial_base_fee
+    again = Chain.restore(c.genesis, FAKE, tipsets=c.tipsets, states={2: loaded.state_blob(2)}, pool=[], fork=0)
+    assert again.balance("t0100") == 1000 * FIL                    # once only
