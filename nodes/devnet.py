@@ -33,6 +33,7 @@ from zqnode.proofs.params import SEAL_PROOFS, parse_sector_size
 log = logging.getLogger("zqnode.devnet")
 
 MINER = 1000
+POST_ADDRESS = "t0101"                  # the devnet miner's control address: PoSt messages
 SIZES = ("2KiB", "8MiB")
 DONE = (S.PROVING, S.REMOVED, S.ABORTED)
 
@@ -81,6 +82,7 @@ class Devnet:
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
         self.with_poster, self.batching = poster, batching
         self.size = self._settle_size(sector_size)
+        self.control = self._settle_control()
         self.seal_proof = seal_proof_for(self.size)
         self.chain = self.manager = self.sealing = self.scheduler = self.poster = None
         self.worker_nodes: list = []
@@ -102,6 +104,17 @@ class Devnet:
             self.base.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"sector_size": size}) + "\n")
         return size
+
+    def _settle_control(self) -> list[str]:
+        """The miner's control address, which the poster sends from (the worker sends the
+        sealing messages): t0101 on a devnet created since there was one; an older devnet
+        keeps the genesis it was created with."""
+        path = self.base / "devnet.json"
+        data = json.loads(path.read_text())
+        if "control" not in data:
+            data["control"] = [] if (self.base / "chain").exists() else [POST_ADDRESS]
+            path.write_text(json.dumps(data) + "\n")
+        return data["control"]
 
     NODES = ("chain", "manager", "scheduler", "poster")
 
@@ -137,7 +150,8 @@ class Devnet:
         from zqnode.nodes.sector_dirs import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
-        chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof)]),
+        chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof,
+                                                              control=self.control)]),
                             verifier="proofs", epoch_seconds=self.epoch_seconds)
         # the workers share this host: one sector each between ticket and PreCommit, so no
         # ticket waits for a CPU while it ages (200 epochs on the devnet)
@@ -157,7 +171,8 @@ class Devnet:
                      ignore_resources=True, parent_cache=str(self.base / "parent-cache")))
                  for name in self.worker_repos()]
         cfgs.append(self.node_config("poster", "devnet-poster",
-                                     poster=PosterConfig(miners=[MINER], storage=roots)))
+                                     poster=PosterConfig(miners=[MINER], storage=roots,
+                                                         address=self.control[0] if self.control else "")))
         return {c.name: c for c in cfgs}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -208,7 +223,8 @@ class Devnet:
         path = self.base / "poster.toml"
         repo = self.base / "poster"
         path.write_text(f"[bus]\nkey_dir = {json.dumps(str(repo))}\n\n[poster]\n"
-                        f"miners = {json.dumps(pcfg.miners)}\nstorage = {json.dumps(pcfg.storage)}\n")
+                        f"miners = {json.dumps(pcfg.miners)}\nstorage = {json.dumps(pcfg.storage)}\n"
+                        f"address = {json.dumps(pcfg.address)}\n")
         self.say(f"devnet: no poster here; start it with: zqnode start --role poster --name "
                  f"devnet-poster --repo {repo} --config {path} --bus {self.address}")
 

@@ -28,13 +28,14 @@ import msgspec
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain import miner as actor
-from zqnode.nodes.chain.funds import FIL, format_fil, gas_fee, gas_used, next_base_fee
+from zqnode.nodes.chain.funds import FIL, MAX_SUPPLY, format_fil, gas_fee, gas_used, next_base_fee
 from zqnode.nodes.chain.messages import ExitCode, Message, MessageError, MessageLookup, Receipt, Tipset
 from zqnode.nodes.chain.policy import Policy, policy as policy_named
 from zqnode.nodes.chain.randomness import SOURCES, RandomnessError, blake2b256, default_source, domain_tag, draw
 
 MAX_UUID = 64                     # characters of a sender's message uuid
 MAX_ADDRESS = 64                  # characters of an account's address
+MAX_PENDING = 1000                # messages of one sender in the pool (Lotus's maxActorPendingMessages)
 
 
 class ReorgError(ValueError):
@@ -115,20 +116,20 @@ class Chain:
         for spec in genesis.miners:
             self.state.miners[spec.actor_id] = actor.new_miner(
                 self.policy, spec.actor_id, spec.worker, spec.seal_proof, 0, control=spec.control)
-        self._genesis_funds()
+        self._genesis_funds(self.state)
         seed = genesis.seed.encode()
         ticket = blake2b256(b"zqnode genesis ticket" + seed)
         self._append(Tipset(epoch=0, key=self._key("", 0, ticket, []), parent="",
                             timestamp=genesis.timestamp, fork=0, ticket=ticket,
                             beacon=self._beacon(0, 0), messages=[], receipts=[]))
 
-    def _genesis_funds(self) -> None:
+    def _genesis_funds(self, state: ChainState) -> None:
         for spec in self.genesis.miners:
-            if spec.actor_id in self.state.miners:
-                self.state.miners[spec.actor_id].balance += self.genesis.miner_balance
+            if spec.actor_id in state.miners:
+                state.miners[spec.actor_id].balance += self.genesis.miner_balance
             for address in (spec.worker, *spec.control):
-                self.state.balances[address] = self.balance(address) + self.genesis.balance
-        self.state.base_fee = self.state.base_fee or self.policy.initial_base_fee
+                state.balances[address] = state.balances.get(address, 0) + self.genesis.balance
+        state.base_fee = state.base_fee or self.policy.initial_base_fee
 
     # -- persistence -------------------------------------------------------------------
     def state_blob(self, epoch: int) -> bytes:
@@ -151,12 +152,14 @@ class Chain:
         for ts in tipsets:
             c._index(ts)
         c._states = {e: b for e, b in states.items() if e >= head - c.policy.chain_finality}
-        c.state = _state_dec.decode(states[head])
+        for e, blob in c._states.items():  # a chain from before funds: its genesis funds now
+            state = _state_dec.decode(blob)     # (in every kept state: a reorg keeps them)
+            if not state.base_fee:
+                c._genesis_funds(state)
+                c._states[e] = _enc.encode(state)
+        c.state = _state_dec.decode(c._states[head])
         c.pool = {m.id: m for m in pool}
         c.sent = dict(sent or {})
-        if not c.state.base_fee:           # a chain from before funds: it gets its genesis funds now
-            c._genesis_funds()
-            c._states[head] = _enc.encode(c.state)
         return c
 
     # -- reading ------------------------------------------------------------------------
@@ -192,6 +195,10 @@ class Chain:
             raise MessageError(f"an amount to fund must be a positive number of nanoFIL, got {amount!r}")
         if not address or len(address) > MAX_ADDRESS:
             raise MessageError(f"an address has 1 to {MAX_ADDRESS} characters")
+        supply = sum(self.state.balances.values()) + sum(m.balance for m in self.state.miners.values())
+        if supply + amount > MAX_SUPPLY:
+            raise MessageError(f"the chain holds {format_fil(supply)}: adding {format_fil(amount)} "
+                               f"would pass Filecoin's whole supply, {format_fil(MAX_SUPPLY)}")
         miner = self._miner_of(address)
         if miner is not None:
             miner.balance += amount
@@ -202,8 +209,9 @@ class Chain:
         return balance
 
     def _miner_of(self, address: str) -> actor.MinerState | None:
-        if address[:2] in ("f0", "t0") and address[2:].isdigit():
-            return self.state.miners.get(int(address[2:]))
+        digits = address[2:]
+        if address[:2] in ("f0", "t0") and digits.isascii() and digits.isdigit() and str(int(digits)) == digits:
+            return self.state.miners.get(int(digits))
         return None
 
     def next_nonce(self, sender: str) -> int:
@@ -271,8 +279,8 @@ class Chain:
             except NotFound:                   # the chain no longer has it: a new one
                 known = None
             if known is not None:
-                if (known.sender, known.to, known.method, known.params) != (
-                        msg.sender, msg.to, msg.method, msg.params):
+                if (known.sender, known.to, known.method, known.params, known.value) != (
+                        msg.sender, msg.to, msg.method, msg.params, msg.value):
                     raise MessageError(f"uuid {uuid!r} was pushed with another message ({known.id})")
                 return known
         if len(uuid) > MAX_UUID:
@@ -282,13 +290,17 @@ class Chain:
         params = M.decode_params(msg.method, msg.params)    # unknown method, bad parameters
         if msg.to not in self.state.miners:
             raise MessageError(f"no actor f0{msg.to} to send {msg.method} to")
-        if isinstance(msg.value, bool) or not isinstance(msg.value, int) or msg.value < 0:
-            raise MessageError(f"a message's value is a number of nanoFIL >= 0, got {msg.value!r}")
+        if isinstance(msg.value, bool) or not isinstance(msg.value, int) or not 0 <= msg.value <= MAX_SUPPLY:
+            raise MessageError(f"a message's value is a number of nanoFIL in 0..{MAX_SUPPLY}, got {msg.value!r}")
+        pending = [m for m in self.pool.values() if m.sender == msg.sender]
+        if len(pending) >= MAX_PENDING:
+            raise MessageError(f"{msg.sender} has {len(pending)} messages in the pool already, the most "
+                               f"one sender may (Lotus's maxActorPendingMessages)")
         gas = gas_used(msg.method, params)
         if gas > self.policy.block_gas_limit:
             raise MessageError(f"the message would use {gas} gas, over the block gas limit "
                                f"{self.policy.block_gas_limit}: split it")
-        need = sum(self._cost(m) for m in self.pool.values() if m.sender == msg.sender)
+        need = sum(self._cost(m) for m in pending)
         need += msg.value + gas_fee(gas, self.state.base_fee)
         if self.balance(msg.sender) < need:
             raise MessageError(f"not enough funds in {msg.sender}: {format_fil(self.balance(msg.sender))}, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 FIL = 10 ** 9                          # nanoFIL
+MAX_SUPPLY = 2_000_000_000 * FIL       # Filecoin's whole supply (FIL_BASE): no amount is larger
 ATTO_PER_NANO = 10 ** 9
 MESSAGE_GAS = 2_000_000                # every message: its inclusion, receipt and nonce
 
@@ -82,6 +83,8 @@ def parse_fil(text: str) -> int:
         raise ValueError(f"not an amount of FIL: {text!r} (e.g. 10, 0.5 FIL, 100 nFIL)") from None
     if not amount.is_finite() or amount != amount.to_integral_value() or amount < 0:
         raise ValueError(f"not an amount of FIL: {text!r} (at least 0, at most 9 decimals)")
+    if amount > MAX_SUPPLY:
+        raise ValueError(f"{text!r} is more FIL than will ever exist ({MAX_SUPPLY // FIL})")
     return int(amount)
 
 

@@ -161,10 +161,13 @@ def repay_debts(m: MinerState, *, required: bool) -> None:
     m.fee_debt -= pay
 
 
-def _lock(m: MinerState, what: str, amount: int) -> None:
-    if available_balance(m) < amount:
+def _lock(m: MinerState, what: str, amount: int, released: int = 0) -> None:
+    """Refuse, changing nothing, unless the available balance (with what is `released` in
+    exchange) covers `amount`."""
+    have = available_balance(m) + released
+    if have < amount:
         raise ActorError(ExitCode.USR_INSUFFICIENT_FUNDS, f"insufficient funds "
-                         f"{format_fil(available_balance(m))} for {what} {format_fil(amount)}")
+                         f"{format_fil(have)} for {what} {format_fil(amount)}")
 
 
 def add_reward(m: MinerState, amount: int) -> None:
@@ -330,9 +333,9 @@ def prove_commit_sector(m: MinerState, rt: Runtime, p: M.ProveCommitSectorParams
     if pc.expiration:
         _validate_expiration(rt.policy, rt.epoch, rt.epoch, pc.expiration)
     repay_debts(m, required=True)
-    m.precommit_deposits -= pc.deposit             # the deposit is released, the pledge locked
     pledge = rt.policy.per_sector(rt.policy.initial_pledge, m.sector_size)
-    _lock(m, "new initial pledge requirement", pledge)
+    _lock(m, "new initial pledge requirement", pledge, released=pc.deposit)
+    m.precommit_deposits -= pc.deposit             # the deposit is released, the pledge locked
     m.initial_pledge += pledge
     del m.precommits[p.sector_number]
     dl_index = assign_deadline(m, rt.policy, rt.epoch)

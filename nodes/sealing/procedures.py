@@ -335,14 +335,14 @@ def _send_terminate_batch(core: SealingCore, cmd: C.SendTerminateBatch) -> Proce
             where.setdefault((view.deadline, view.partition), []).append(m.number)
     if not todo:
         return events
-    params = M.TerminateSectorsParams(terminations=[
-        M.SectorDeclaration(deadline=d, partition=p, sectors=sorted(ns)) for (d, p), ns in sorted(where.items())])
-    try:
-        msg_id = yield Send(int(cmd.batch.split(":")[0]), f"terminate-batch:{cmd.batch}", params)
-    except RemoteError as e:
-        return events + [core.event(E.TerminateFailed, m.number, step=m.step,
-                                    error=f"TerminateSectors refused: {e.message}") for m in todo]
-    return events + [core.event(E.TerminateSent, m.number, step=m.step, msg_id=msg_id) for m in todo]
+
+    def message(members):
+        mine = {m.number for m in members}
+        return M.TerminateSectorsParams(terminations=[
+            M.SectorDeclaration(deadline=d, partition=p, sectors=sorted(set(ns) & mine))
+            for (d, p), ns in sorted(where.items()) if set(ns) & mine]), 0
+    return events + (yield from _send_batch(core, cmd, "terminate-batch", message, E.TerminateSent,
+                                            E.TerminateFailed, members=todo))
 
 
 def _wait_terminate(core: SealingCore, cmd: C.WaitTerminate) -> Procedure:

@@ -11,6 +11,7 @@ from typing import Annotated
 import msgspec
 
 from zqnode.bus.codec import Msg
+from zqnode.nodes.chain.funds import MAX_SUPPLY
 from zqnode.nodes.chain.messages import MessageLookup, Receipt, TipsetSummary
 from zqnode.nodes.chain.miner import DeadlineView, MinerView, PreCommitOnChain, SectorView
 from zqnode.nodes.chain.policy import DeadlineInfo
@@ -77,7 +78,7 @@ class ChainReorg(Msg):
 class ChainFund(Msg):
     """Devnet only: add `amount` nanoFIL to an account or (f0<id>) a miner actor."""
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    amount: Annotated[int, msgspec.Meta(ge=1)]
+    amount: Annotated[int, msgspec.Meta(ge=1, le=MAX_SUPPLY)]
 
 
 class ChainFunded(Msg):
@@ -99,7 +100,7 @@ class ChainPush(Msg):
     method: str
     nonce: int = -1                    # -1: the pool assigns the next one
     uuid: Annotated[str, msgspec.Meta(max_length=64)] = ""   # pushed again: the same message
-    value: Annotated[int, msgspec.Meta(ge=0)] = 0   # nanoFIL for the miner actor
+    value: Annotated[int, msgspec.Meta(ge=0, le=MAX_SUPPLY)] = 0   # nanoFIL for the miner actor
 
 
 class ChainPushed(Msg):
@@ -112,7 +113,7 @@ class ChainSimulate(Msg):
     sender: str
     to: int
     method: str
-    value: Annotated[int, msgspec.Meta(ge=0)] = 0
+    value: Annotated[int, msgspec.Meta(ge=0, le=MAX_SUPPLY)] = 0
 
 
 class ChainSimulated(Msg):

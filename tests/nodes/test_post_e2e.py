@@ -306,6 +306,9 @@ def wait_epoch(bus: str, epoch: int) -> None:
 
 # -- the test ---------------------------------------------------------------------------------------
 
+POSTER_METHODS = ("SubmitWindowedPoSt", "DeclareFaults", "DeclareFaultsRecovered")
+
+
 def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(tmp_path, free_bus_address):
     repo, bus = tmp_path / "devnet", free_bus_address()
     started = time.monotonic()
@@ -415,6 +418,8 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
     for ts in chain.tipsets:
         for msg, receipt in zip(ts.messages, ts.receipts):
             params = M.decode_params(msg.method, msg.params)
+            # PoSt and declarations from the control address, sealing from the worker
+            assert msg.sender == ("t0101" if msg.method in POSTER_METHODS else "t0100"), msg
             if msg.method == "SubmitWindowedPoSt":
                 window = Occurrence(ts.epoch - (ts.epoch - offset) % WINDOW, params.deadline)
                 if receipt.exit_code:

@@ -202,3 +202,65 @@ def test_a_chain_from_before_funds_gets_its_genesis_funds_when_loaded():
     assert loaded.state.base_fee == DEVNET.initial_base_fee
     again = Chain.restore(c.genesis, FAKE, tipsets=c.tipsets, states={2: loaded.state_blob(2)}, pool=[], fork=0)
     assert again.balance("t0100") == 1000 * FIL                    # once only
+
+
+def test_a_partial_prove_commit_that_cannot_pledge_leaves_the_deposit_locked():
+    d = funded(miner_balance=0)
+    d.run_to(d.policy.seal_randomness_lookback)
+    for n in (1, 2, 3):
+        assert send(d, d.precommit_params(1000, n), value=DEPOSIT).exit_code == 0
+    d.run_to(d.chain.precommit(1000, 3).seed_epoch)
+    params = M.ProveCommitSectors3Params(
+        sector_activations=[M.SectorActivationManifest(sector_number=n) for n in (1, 2, 3)],
+        sector_proofs=[d.porep(1000, n) for n in (1, 2, 3)], require_activation_success=False)
+    r = send(d, params, value=PLEDGE - DEPOSIT)          # with its released deposit: one pledge
+    ret = msgspec.msgpack.decode(r.return_value, type=M.BatchReturn)
+    assert (r.exit_code, ret.success_count, [f.code for f in ret.fail_codes]) == (
+        0, 1, [ExitCode.USR_INSUFFICIENT_FUNDS] * 2)
+    m = d.chain.miner_view(1000)
+    assert (m.precommits, m.precommit_deposits, m.initial_pledge) == (2, 2 * DEPOSIT, PLEDGE)
+    assert m.balance == 2 * DEPOSIT + PLEDGE and m.available == 0
+    d.run_to(d.chain.precommit(1000, 3).prove_by + d.policy.chain_finality)   # the rest expire
+    m = d.chain.miner_view(1000)
+    assert (m.precommit_deposits, m.balance, m.burnt) == (0, PLEDGE, 2 * DEPOSIT)
+
+
+def test_no_amount_passes_filecoins_supply_and_one_sender_has_at_most_1000_pending():
+    from zqnode.nodes.chain.core import MAX_PENDING
+    from zqnode.nodes.chain.funds import MAX_SUPPLY
+    from zqnode.nodes.wire import chain as W
+    c = Chain(Genesis(), FAKE)
+    before = c.state_blob(0)
+    with pytest.raises(MessageError, match="would pass Filecoin's whole supply"):
+        c.fund("t0200", MAX_SUPPLY)
+    assert c.state_blob(0) == before and c.balance("t0200") == 0
+    with pytest.raises(ValueError, match="more FIL than will ever exist"):
+        parse_fil("20000000000")
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"address": "t0100", "amount": MAX_SUPPLY + 1}, W.ChainFund)
+    with pytest.raises(MessageError, match="value is a number of nanoFIL"):
+        c.push(M.Message.call("t0100", 1000, M.DeclareFaultsParams(faults=[]), value=MAX_SUPPLY + 1))
+    for _ in range(MAX_PENDING):
+        c.push(M.Message.call("t0100", 1000, M.DeclareFaultsParams(faults=[])))
+    with pytest.raises(MessageError, match="1000 messages in the pool already"):
+        c.push(M.Message.call("t0100", 1000, M.DeclareFaultsParams(faults=[])))
+
+
+def test_a_uuid_pushed_again_with_another_value_is_refused():
+    c = Chain(Genesis(), FAKE)
+    c.push(M.Message.call("t0100", 1000, M.DeclareFaultsParams(faults=[]), value=1), uuid="u1")
+    with pytest.raises(MessageError, match="pushed with another message"):
+        c.push(M.Message.call("t0100", 1000, M.DeclareFaultsParams(faults=[]), value=2), uuid="u1")
+
+
+def test_an_upgraded_chain_keeps_its_funds_across_a_reorg():
+    c = Chain(Genesis(), FAKE)
+    c.advance(3)
+    states = {}
+    for e in (1, 2, 3):
+        old = msgspec.msgpack.decode(c.state_blob(e), type=dict)
+        del old["balances"], old["base_fee"]
+        states[e] = msgspec.msgpack.encode(old)
+    loaded = Chain.restore(c.genesis, FAKE, tipsets=c.tipsets, states=states, pool=[], fork=0)
+    loaded.reorg(2, 0.0)
+    assert loaded.balance("t0100") == 1000 * FIL

@@ -258,3 +258,23 @@ def test_a_batch_over_the_block_gas_limit_is_split_in_halves_each_sent_once():
     assert [(e.sector, e.msg_id) for e in events] == [(n, "m-a" if n <= 4 else "m-b") for n in numbers]
     again, _ = drive(procedures.procedure(core, cmd), lambda ask: "x")
     assert [a.key for a in again] == [a.key for a in asks]       # a restart finds the same keys
+
+
+def test_a_termination_batch_over_the_block_gas_limit_is_split():
+    core = new_core()
+    core.policy = msgspec.structs.replace(DEVNET, block_gas_limit=29_000_000)   # 7 sectors fit, not 8
+    numbers = [core.pledge(0.0)[0] for _ in range(8)]
+    cmd = C.SendTerminateBatch(sector=1, step=3, cause="c", batch="1:3",
+                               members=[C.BatchMember(number=n, step=3) for n in numbers])
+
+    def chain(ask):
+        if isinstance(ask, procedures.CurrentDeadline):
+            return _dl(4)
+        if isinstance(ask, procedures.SectorOf):
+            return _view(20 + ask.number % 2)
+        return f"m-{ask.key[-1]}"
+    asks, events = drive(procedures.procedure(core, cmd), chain)
+    sends = [a for a in asks if isinstance(a, procedures.Send)]
+    assert [(s.key, [x.sectors for x in s.params.terminations]) for s in sends] == [
+        ("terminate-batch:1:3:a", [[2, 4], [1, 3]]), ("terminate-batch:1:3:b", [[6, 8], [5, 7]])]
+    assert [(e.sector, e.msg_id) for e in events] == [(n, "m-a" if n <= 4 else "m-b") for n in numbers]
