@@ -6,8 +6,9 @@ Runs `zqnode devnet` in this process twice (real 2 KiB proofs, two workers, no p
 once with PreCommit batching and commit aggregation on (`Devnet(batching=True)`: one
 batch of every sector, sent when full or after 60 s) and once off, each until every
 sector is Proving, and counts the PreCommit and ProveCommit messages that landed on its
-chain. Prints one JSON object with --json (`sectors`, `precommit_messages`,
-`provecommit_messages`, their `_unbatched` counts, and each run's seconds), else a table.
+chain and the gas they used (nodes.chain.funds' schedule). Prints one JSON object with
+--json (`sectors`, `precommit_messages`, `provecommit_messages`, `sealing_gas`, their
+`_unbatched` counts, and each run's seconds), else a table.
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def landed(chain, methods) -> int:
                if m.method in methods and r.exit_code == 0)
 
 
+def gas(chain, methods) -> int:
+    return sum(r.gas_used for ts in chain.tipsets for m, r in zip(ts.messages, ts.receipts)
+               if m.method in methods)
+
+
 async def one_run(sectors: int, epoch_seconds: float, batching: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="zqnode-bench-lifecycle-") as base:
         net = dn.Devnet(base=base, bus=f"inproc://bench-lifecycle-{batching}", sectors=sectors,
@@ -42,6 +48,7 @@ async def one_run(sectors: int, epoch_seconds: float, batching: bool) -> dict:
                 await trio.sleep(0.2)
             chain = net.chain.chain
             out = {"precommits": landed(chain, PRECOMMITS), "provecommits": landed(chain, PROVECOMMITS),
+                   "gas": gas(chain, PRECOMMITS + PROVECOMMITS),
                    "seconds": round(trio.current_time() - started, 1), "epochs": chain.head.epoch}
             nursery.cancel_scope.cancel()
     return out
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
               "provecommit_messages_unbatched": off["provecommits"],
               "messages_per_sector": round((on["precommits"] + on["provecommits"]) / args.sectors, 3),
               "messages_per_sector_unbatched": round((off["precommits"] + off["provecommits"]) / args.sectors, 3),
+              "sealing_gas": on["gas"], "sealing_gas_unbatched": off["gas"],
               "seconds": on["seconds"], "seconds_unbatched": off["seconds"],
               "epochs": on["epochs"], "epochs_unbatched": off["epochs"]}
     if args.json:
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':24} {'batched':>8} {'unbatched':>10}")
     for name, key in (("PreCommit messages", "precommit_messages"),
                       ("ProveCommit messages", "provecommit_messages"),
-                      ("messages per sector", "messages_per_sector"), ("seconds to Proving", "seconds"),
+                      ("messages per sector", "messages_per_sector"), ("gas of those", "sealing_gas"),
+                      ("seconds to Proving", "seconds"),
                       ("epochs to Proving", "epochs")):
         print(f"{name:24} {result[key]:>8} {result[key + '_unbatched']:>10}")
     print(f"({args.sectors} sectors of 2 KiB, {args.epoch_seconds:g} s epochs)")

@@ -17,3 +17,4 @@ def test_batching_sends_one_message_per_batch_on_a_devnet(capsys):
     assert (out["precommit_messages"], out["provecommit_messages"]) == (1, 1)
     assert (out["precommit_messages_unbatched"], out["provecommit_messages_unbatched"]) == (4, 4)
     assert (out["messages_per_sector"], out["messages_per_sector_unbatched"]) == (0.5, 2.0)
+    assert 0 < out["sealing_gas"] < out["sealing_gas_unbatched"]     # batching saves gas
