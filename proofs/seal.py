@@ -17,8 +17,9 @@ each as its own task, on any machine that has the directory. A stage run again r
 work (PreCommit1 with another ticket drops what the old one sealed); a stage run too
 early, or on a corrupt directory, raises SectorError (or SealError for bad arguments) and
 changes nothing. The heavy hashing goes through proofs.backend;
-every result says which backend ran. Whole-sector buffers are held in memory (fine up to
-the 512 MiB sizes this CPU path can seal in reasonable time).
+every result says which backend ran. PC1's labels go to disk as they are made and PC2
+works in chunks of bounded size (proofs.pc2); tree-d, C1 and unseal still read whole
+files into memory.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from zqnode.proofs import commp as commp_mod
-from zqnode.proofs import fr32, merkle, porep, ptree
+from zqnode.proofs import fr32, merkle, pc2, porep, ptree
 from zqnode.proofs.backend import Backend, get_backend
 from zqnode.proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
 from zqnode.proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
@@ -289,27 +290,24 @@ def _layers(sector_dir, meta: SectorMeta) -> list[np.memmap]:
         raise SectorError(f"sector {meta.sector}: {e}{hint}") from None
 
 
-def precommit2(sector_dir, *, backend: str | Backend = "auto",
-               progress: Progress = None) -> PreCommit2Out:
+def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
+               chunk_bytes: int = pc2.CHUNK_BYTES, progress: Progress = None) -> PreCommit2Out:
     """PC2: tree-c (comm_c), the replica written as the sealed file, tree-r-last kept above
-    its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last)."""
+    its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last).
+    In chunks of `chunk_bytes` of leaves, on `procs` processes (proofs.pc2); a progress
+    with a `within` method is told of each chunk."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc1") or meta.stage == "finalized":
         raise SectorError(f"sector {meta.sector} is not ready for PreCommit2 (stage {meta.stage})")
     impl = get_backend(backend)
-    p, shape = meta.proof(), TreeShape.of(meta.seal_proof)
+    p = meta.proof()
     started = time.perf_counter()
-    layers = _layers(sector_dir, meta)
-    tree_c = impl.tree_c(layers, shape.arities)
-    comm_c = tree_c[-1]
-    write_levels(cache_file(sector_dir, TREE_C), tree_c)
+    _layers(sector_dir, meta)                      # every layer is there, whole
+    open_words(unsealed_path(sector_dir), p.nodes, "unsealed file")
+    comm_c, comm_r_last = pc2.trees_and_replica(sector_dir, meta.seal_proof, p.layers, backend=impl,
+                                                procs=procs, chunk_bytes=chunk_bytes,
+                                                progress=getattr(progress, "within", None))
     _say(progress, f"PC2 tree-c: comm_c {comm_c.hex()} ({time.perf_counter() - started:.1f}s)")
-    data = open_words(unsealed_path(sector_dir), p.nodes, "unsealed file")
-    replica = impl.encode(data, layers[-1])
-    write_atomic(sealed_path(sector_dir), replica)
-    tree_r = impl.tree_r_last(replica, shape.arities)
-    comm_r_last = tree_r[-1]
-    write_levels(cache_file(sector_dir, TREE_R_LAST), tree_r, shape.kept_from)
     write_atomic(cache_file(sector_dir, P_AUX), comm_c + comm_r_last)
     comm_r = ptree.comm_r(comm_c, comm_r_last)
     _say(progress, f"PC2 tree-r-last: comm_r {sealed_cid(comm_r)} ({time.perf_counter() - started:.1f}s)")
@@ -507,7 +505,7 @@ def seal_steps(proof: int | str, *, data: bool, seed: bytes | None, then_finaliz
 
 def seal_sector(out, ticket: bytes, *, seal_proof: int | str, miner: int, sector: int, data=None,
                 seed: bytes | None = None, then_finalize: bool = False, parent_cache_dir=None,
-                backend: str | Backend = "auto", progress: Progress = None) -> SealedSector:
+                backend: str | Backend = "auto", procs: int = 1, progress: Progress = None) -> SealedSector:
     """AP (with `data`, a path), PC1, PC2, C1 (with `seed`; always for a non-interactive
     proof), its proof written to commit1.proof and checked by porep.verify_seal, and FIN
     (with `then_finalize`), into `out`: a directory that must not exist or be empty.
@@ -529,7 +527,7 @@ def seal_sector(out, ticket: bytes, *, seal_proof: int | str, miner: int, sector
             pieces.append(info)
         pc1 = precommit1(work, ticket, seal_proof=seal_proof, miner=miner, sector=sector,
                          parent_cache_dir=parent_cache_dir, backend=impl, progress=progress)
-        pc2 = precommit2(work, backend=impl, progress=progress)
+        pc2 = precommit2(work, backend=impl, procs=procs, progress=progress)
         c1 = proof_file = None
         if with_c1:
             c1 = commit1(work, seed, backend=impl, progress=progress)

@@ -150,12 +150,14 @@ def _fresh_out(out: str) -> Path:
 @click.option("--out", "out", required=True, type=click.Path(), help="Sector directory to create.")
 @click.option("--seed", default=None, help="Interactive PoRep seed (64 hex): also run C1 and verify.")
 @click.option("--finalize", "do_finalize", is_flag=True, help="Run FIN at the end (drops the layers).")
+@click.option("--procs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes PC2 splits its hashing across (the CPU backend).")
 @backend_option
 @parent_cache_option
 @json_option
 @progress_option
 def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, data_path, out, seed,
-                 do_finalize, backend, parent_cache, as_json, show_progress) -> None:
+                 do_finalize, procs, backend, parent_cache, as_json, show_progress) -> None:
     """Seal a sector into --out (AP, PC1, PC2; C1 with --seed): comm_d, comm_r, replica_id."""
     p = _seal_proof_for(sector_size, seal_proof_name)
     ticket_bytes = _hex32(ticket, "--ticket")
@@ -179,7 +181,7 @@ def seal_command(sector_size, seal_proof_name, miner, sector_number, ticket, dat
         sealed = seal.seal_sector(target, ticket_bytes, seal_proof=p.id, miner=miner,
                                   sector=sector_number, data=data_path, seed=seed_bytes,
                                   then_finalize=do_finalize, parent_cache_dir=parent_cache,
-                                  backend=impl, progress=clock)
+                                  backend=impl, procs=procs, progress=clock)
     except _INPUT_ERRORS as e:
         raise _fail(str(e)) from None
     pc1, pc2, c1 = sealed.pc1, sealed.pc2, sealed.c1

@@ -121,6 +121,10 @@ class StepProgress:
 
     def __call__(self, message: str) -> None:
         self.done += 1
+        self.within(message)
+
+    def within(self, message: str) -> None:
+        """A line inside the current step (a chunk of it, with its ETA): not counted."""
         if self.stream is not None:
             self.stream.write(self.line(message) + "\n")
             self.stream.flush()

@@ -23,6 +23,7 @@ class WorkerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fetch_attempts: int = 3          # tries per chunk before the source is given up
     backend: str = "auto"            # proofs backend for the sealing functions
     parent_cache: str = ""           # SDR parent cache ("": $ZQNODE_PARENT_CACHE, else the proofs default)
+    cores: int = 1                   # processes one PC2 splits its hashing across (the CPU backend)
 
     def __post_init__(self) -> None:
         unknown = [t for t in [*self.tasks, *self.limits, *(t for ts in self.locks.values() for t in ts)]
@@ -34,5 +35,7 @@ class WorkerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise ValueError("worker limits must be >= 1")
         if self.beat_s <= 0 or self.retry_max_s <= 0:
             raise ValueError("worker beat_s and retry_max_s must be positive")
+        if self.cores < 1:
+            raise ValueError(f"worker cores must be >= 1, got {self.cores}")
         if self.fetch_chunk < 1024 or self.fetch_attempts < 1:
             raise ValueError("worker fetch_chunk must be >= 1024 and fetch_attempts >= 1")

@@ -374,7 +374,8 @@ class WorkerNode:
                             number=call.number, sector_size=call.sector_size,
                             sector_dir=str(sector_dir(self.repo, call.miner, call.number)),
                             repo=str(self.repo), params=call.params, backend=self.wcfg.backend,
-                            parent_cache=self.wcfg.parent_cache or os.environ.get("ZQNODE_PARENT_CACHE", ""))
+                            parent_cache=self.wcfg.parent_cache or os.environ.get("ZQNODE_PARENT_CACHE", ""),
+                            cores=self.wcfg.cores)
             return await observe.worker_task(self.name, call.task, self.executor.run(inp),
                                              aborted=lambda: self._aborted(call.call_id))
 

@@ -61,7 +61,7 @@ def _sealed_with(ctx: TaskContext, ticket: bytes) -> None:
 
 def precommit2(ctx: TaskContext, p: P.PC2Params) -> P.PC2Result:
     _sealed_with(ctx, p.ticket)
-    out = seal.precommit2(ctx.sector_dir, backend=ctx.backend)
+    out = seal.precommit2(ctx.sector_dir, backend=ctx.backend, procs=ctx.cores)
     return P.PC2Result(comm_d=out.comm_d, comm_r=out.comm_r, comm_c=out.comm_c,
                        comm_r_last=out.comm_r_last)
 

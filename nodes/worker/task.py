@@ -43,6 +43,7 @@ class TaskInput(msgspec.Struct, kw_only=True):
     params: bytes
     backend: str = "auto"
     parent_cache: str = ""
+    cores: int = 1                     # processes a task may split its work across (PC2)
 
 
 class TaskOutput(msgspec.Struct, kw_only=True):
@@ -60,6 +61,7 @@ class TaskContext(msgspec.Struct, kw_only=True):
     repo: Path
     backend: str
     parent_cache: str | None
+    cores: int = 1
 
 
 def load_table(name: str) -> dict:
@@ -101,7 +103,7 @@ def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
         params = P.decode_params(inp.task, inp.params)
         ctx = TaskContext(miner=inp.miner, number=inp.number, sector_size=inp.sector_size,
                           sector_dir=Path(inp.sector_dir), repo=Path(inp.repo),
-                          backend=inp.backend, parent_cache=inp.parent_cache or None)
+                          backend=inp.backend, parent_cache=inp.parent_cache or None, cores=inp.cores)
         task_log("start", inp)
         started = True
         _hold(inp)

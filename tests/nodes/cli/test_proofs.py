@@ -43,7 +43,7 @@ def sealed(tmp_path_factory, env):
               "--seed", "22" * 32, "--json", "--progress")
     two = run(env, "seal", "--sector-size", "2KiB", "--miner", "t01000", "--sector", 2,
               "--ticket", "33" * 32, "--seal-proof", 5, "--data", base / "data",
-              "--out", base / "s2", "--json", "--backend", "cpu")
+              "--out", base / "s2", "--json", "--backend", "cpu", "--procs", 2)
     assert one.exit_code == 0, one.output
     assert two.exit_code == 0, two.output
     assert two.stderr == ""                          # no progress: not a terminal
