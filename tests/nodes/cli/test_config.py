@@ -36,7 +36,7 @@ def test_a_wrong_key_is_one_line(tmp_path):
     assert result.stderr.splitlines() == [
         f"Error: {path}: $.worker.limit: unknown key (worker keys: tasks, table, limits, locks, "
         "resource_env, ignore_resources, beat_s, retry_max_s, fetch_chunk, fetch_attempts, "
-        "backend, parent_cache)"]
+        "backend, parent_cache, cores)"]
     assert zq("default", "--role", "miner").exit_code == 2
 
 
