@@ -17,9 +17,9 @@ each as its own task, on any machine that has the directory. A stage run again r
 work (PreCommit1 with another ticket drops what the old one sealed); a stage run too
 early, or on a corrupt directory, raises SectorError (or SealError for bad arguments) and
 changes nothing. The heavy hashing goes through proofs.backend;
-every result says which backend ran. PC1's labels go to disk as they are made and PC2
-works in chunks of bounded size (proofs.pc2); tree-d, C1 and unseal still read whole
-files into memory.
+every result says which backend ran. PC1's labels go to disk as they are made, and
+tree-d and PC2 work in chunks of bounded size (proofs.chunked); C1 and unseal still read
+whole files into memory.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from zqnode.proofs import commp as commp_mod
-from zqnode.proofs import fr32, merkle, pc2, porep, ptree
+from zqnode.proofs import chunked, fr32, merkle, porep, ptree
 from zqnode.proofs.backend import Backend, get_backend
 from zqnode.proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
 from zqnode.proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
@@ -46,7 +46,7 @@ from zqnode.proofs.sdr.labels import LabelError, label_layers, layer_path, open_
 from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
                                   TreeShape, cache_dir, cache_file, load_meta, meta_path, open_words,
                                   read_levels, read_p_aux, save_meta, sealed_path, unsealed_path,
-                                  write_atomic, write_levels)
+                                  write_atomic,)
 
 Progress = Callable[[str], None] | None
 
@@ -237,8 +237,10 @@ def _sealing_files(sector_dir, layers: int) -> list[Path]:
 
 def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None,
                miner: int | None = None, sector: int | None = None, parent_cache_dir=None,
-               backend: str | Backend = "auto", progress: Progress = None) -> PreCommit1Out:
-    """PC1: tree-d and comm_d over the unsealed data, replica_id, and all SDR layers.
+               backend: str | Backend = "auto", procs: int = 1, chunk_bytes: int = chunked.CHUNK_BYTES,
+               progress: Progress = None) -> PreCommit1Out:
+    """PC1: tree-d and comm_d over the unsealed data (in chunks, on `procs` processes:
+    proofs.chunked), replica_id, and all SDR layers.
 
     A directory without pieces is a committed-capacity sector (all zeros); then the ids
     must be given. An interrupted labelling resumes at the first missing layer. Another
@@ -252,21 +254,20 @@ def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None
     p = meta.proof()
     started = time.perf_counter()
     Path(sector_dir).mkdir(parents=True, exist_ok=True)
-    data = open_words(_ensure_unsealed(sector_dir, meta.sector_size), p.nodes, "unsealed file")
-    levels = impl.tree_d(data)
-    comm_d = levels[-1]
+    open_words(_ensure_unsealed(sector_dir, meta.sector_size), p.nodes, "unsealed file")
     expected = commp_mod.commd([(piece.padded_size, bytes.fromhex(piece.comm_p))
                                 for piece in meta.pieces], meta.sector_size)
-    if comm_d != expected:
-        raise SectorError(f"unsealed file {unsealed_path(sector_dir)} does not hold the recorded "
-                          f"pieces: its comm_d is {comm_d.hex()}, the pieces give {expected.hex()}")
-    _say(progress, f"PC1 tree-d: comm_d {piece_cid_v1(comm_d)} ({time.perf_counter() - started:.1f}s)")
-    rid = replica_id(prover_id(meta.miner), meta.sector, ticket, comm_d, p)
-    if meta.replica_id and meta.replica_id != rid.hex():     # sealed with another ticket
-        meta.stage = "new"
-        save_meta(sector_dir, meta)    # first: the stage never claims files that are gone
-        _drop(_sealing_files(sector_dir, p.layers))
-    write_levels(cache_file(sector_dir, TREE_D), levels)
+    with chunked.tree_d(sector_dir, p.nodes, backend=impl, procs=procs, chunk_bytes=chunk_bytes,
+                        progress=getattr(progress, "within", None)) as comm_d:
+        if comm_d != expected:         # the new tree-d is dropped, the old files stay
+            raise SectorError(f"unsealed file {unsealed_path(sector_dir)} does not hold the recorded "
+                              f"pieces: its comm_d is {comm_d.hex()}, the pieces give {expected.hex()}")
+        _say(progress, f"PC1 tree-d: comm_d {piece_cid_v1(comm_d)} ({time.perf_counter() - started:.1f}s)")
+        rid = replica_id(prover_id(meta.miner), meta.sector, ticket, comm_d, p)
+        if meta.replica_id and meta.replica_id != rid.hex():     # sealed with another ticket
+            meta.stage = "new"
+            save_meta(sector_dir, meta)    # first: the stage never claims files that are gone
+            _drop(_sealing_files(sector_dir, p.layers))
     meta.ticket, meta.comm_d, meta.replica_id, meta.comm_r = ticket.hex(), comm_d.hex(), rid.hex(), ""
     meta.stage = "new"
     save_meta(sector_dir, meta)
@@ -291,10 +292,10 @@ def _layers(sector_dir, meta: SectorMeta) -> list[np.memmap]:
 
 
 def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
-               chunk_bytes: int = pc2.CHUNK_BYTES, progress: Progress = None) -> PreCommit2Out:
+               chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> PreCommit2Out:
     """PC2: tree-c (comm_c), the replica written as the sealed file, tree-r-last kept above
     its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last).
-    In chunks of `chunk_bytes` of leaves, on `procs` processes (proofs.pc2); a progress
+    In chunks of `chunk_bytes` of leaves, on `procs` processes (proofs.chunked); a progress
     with a `within` method is told of each chunk."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc1") or meta.stage == "finalized":
@@ -304,7 +305,7 @@ def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
     started = time.perf_counter()
     _layers(sector_dir, meta)                      # every layer is there, whole
     open_words(unsealed_path(sector_dir), p.nodes, "unsealed file")
-    comm_c, comm_r_last = pc2.trees_and_replica(sector_dir, meta.seal_proof, p.layers, backend=impl,
+    comm_c, comm_r_last = chunked.trees_and_replica(sector_dir, meta.seal_proof, p.layers, backend=impl,
                                                 procs=procs, chunk_bytes=chunk_bytes,
                                                 progress=getattr(progress, "within", None))
     _say(progress, f"PC2 tree-c: comm_c {comm_c.hex()} ({time.perf_counter() - started:.1f}s)")
@@ -526,7 +527,7 @@ def seal_sector(out, ticket: bytes, *, seal_proof: int | str, miner: int, sector
             _say(progress, f"AP: piece {info.cid()} ({info.payload_size} bytes)")
             pieces.append(info)
         pc1 = precommit1(work, ticket, seal_proof=seal_proof, miner=miner, sector=sector,
-                         parent_cache_dir=parent_cache_dir, backend=impl, progress=progress)
+                         parent_cache_dir=parent_cache_dir, backend=impl, procs=procs, progress=progress)
         pc2 = precommit2(work, backend=impl, procs=procs, progress=progress)
         c1 = proof_file = None
         if with_c1:

@@ -47,7 +47,8 @@ def precommit1(ctx: TaskContext, p: P.PC1Params) -> P.PC1Result:
         if meta.at_least("pc1") and meta.ticket == p.ticket.hex():
             return P.PC1Result(comm_d=meta.hex_field("comm_d"), replica_id=meta.hex_field("replica_id"))
     out = seal.precommit1(ctx.sector_dir, p.ticket, seal_proof=p.seal_proof, miner=ctx.miner,
-                          sector=ctx.number, parent_cache_dir=ctx.parent_cache, backend=ctx.backend)
+                          sector=ctx.number, parent_cache_dir=ctx.parent_cache, backend=ctx.backend,
+                          procs=ctx.cores)
     return P.PC1Result(comm_d=out.comm_d, replica_id=out.replica_id)
 
 

@@ -1,14 +1,14 @@
-"""proofs.pc2: PreCommit2 in chunks and on several processes gives the files the whole
-sector computed at once gives, and a failure leaves none of them."""
+"""proofs.chunked: tree-d and PreCommit2 in chunks and on several processes give the files
+the whole sector computed at once gives, and a failure leaves none of them."""
 import hashlib
 
 import numpy as np
 import pytest
 
-from zqnode.proofs import pc2, ptree, seal
+from zqnode.proofs import chunked, ptree, seal
 from zqnode.proofs.backend import Backend, get_backend
 from zqnode.proofs.sdr.labels import layer_path, open_layers
-from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_R_LAST, TreeShape, cache_dir, cache_file,
+from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, TreeShape, cache_dir, cache_file,
                                   sealed_path, unsealed_path)
 
 FILES = (TREE_C, TREE_R_LAST, P_AUX)
@@ -72,6 +72,9 @@ class Cheap(Backend):
         cols = np.stack([np.frombuffer(memoryview(x).cast("B"), np.uint8).reshape(-1, 32) for x in layers], 1)
         return self.tree_r_last(self._groups(cols.tobytes(), len(layers)), arities)
 
+    def tree_d(self, leaves):
+        return self.tree_r_last(leaves, 2)
+
     def encode(self, data, key):
         return (np.frombuffer(memoryview(data).cast("B"), np.uint8)
                 ^ np.frombuffer(memoryview(key).cast("B"), np.uint8)).tobytes()
@@ -85,13 +88,34 @@ def test_an_8mib_sector_in_small_chunks_matches_the_whole_one(tmp_path):
     for n in (1, 2):
         rng.integers(0, 256, shape.nodes * 32, np.uint8).tofile(layer_path(cache_dir(sector), n))
     rng.integers(0, 256, shape.nodes * 32, np.uint8).tofile(unsealed_path(sector))
-    p = pc2.plan(shape, 1 << 20)
+    p = chunked.plan(shape, 1 << 20)
     assert (p.height, p.span, p.chunks, shape.kept_from) == (5, 8 ** 5, 8, 3)   # writes tree-r levels 3..5
-    comm_c, comm_r_last = pc2.trees_and_replica(sector, 6, 2, backend=impl, chunk_bytes=1 << 20)
+    comm_c, comm_r_last = chunked.trees_and_replica(sector, 6, 2, backend=impl, chunk_bytes=1 << 20)
     tree_c, tree_r, replica = whole(sector, 6, impl)
     assert cache_file(sector, TREE_C).read_bytes() == tree_c and tree_c.endswith(comm_c)
     assert cache_file(sector, TREE_R_LAST).read_bytes() == tree_r and tree_r.endswith(comm_r_last)
     assert sealed_path(sector).read_bytes() == replica
+    d = chunked.plan(chunked.binary_shape(shape.nodes), 1 << 20)
+    assert (d.height, d.chunks) == (15, 8)
+    with chunked.tree_d(sector, shape.nodes, backend=impl, chunk_bytes=1 << 20) as comm_d:
+        assert not cache_file(sector, TREE_D).exists()           # in place once comm_d is accepted
+    whole_d = impl.tree_d(unsealed_path(sector).read_bytes())
+    assert cache_file(sector, TREE_D).read_bytes() == b"".join(whole_d) and comm_d == whole_d[-1]
+
+
+def test_tree_d_in_chunks_on_two_processes_and_a_refused_comm_d(tmp_path, seal_2k):
+    sector = tmp_path / "s"
+    seal_2k(sector)
+    whole = cache_file(sector, TREE_D).read_bytes()
+    cache_file(sector, TREE_D).unlink()
+    with chunked.tree_d(sector, 64, backend="cpu", procs=2, chunk_bytes=4 * 32) as comm_d:
+        assert comm_d == whole[-32:]
+    assert cache_file(sector, TREE_D).read_bytes() == whole
+    cache_file(sector, TREE_D).unlink()
+    with pytest.raises(RuntimeError, match="not the pieces"):
+        with chunked.tree_d(sector, 64, backend="cpu", chunk_bytes=4 * 32):
+            raise RuntimeError("not the pieces")                 # the caller refuses comm_d
+    assert not cache_file(sector, TREE_D).exists() and not list(sector.rglob("*.tmp"))
 
 
 def test_a_failing_chunk_leaves_no_file_behind(tmp_path, seal_2k):
@@ -101,14 +125,16 @@ def test_a_failing_chunk_leaves_no_file_behind(tmp_path, seal_2k):
         cache_file(sector, name).unlink()
     sealed_path(sector).unlink()
     with pytest.raises(FileNotFoundError):        # a third layer that is not there
-        pc2.trees_and_replica(sector, 5, 3, backend="cpu", chunk_bytes=8 * 32)
+        chunked.trees_and_replica(sector, 5, 3, backend="cpu", chunk_bytes=8 * 32)
     assert not cache_file(sector, TREE_C).exists() and not sealed_path(sector).exists()
     assert not [p for p in sector.rglob("*") if p.name.endswith(".tmp")]
     with pytest.raises(ValueError, match="procs must be a positive int"):
-        pc2.trees_and_replica(sector, 5, 2, procs=0)
+        chunked.trees_and_replica(sector, 5, 2, procs=0)
+    assert not cache_file(sector, TREE_C).exists()
 
 
 def test_plans_keep_chunks_within_their_bytes():
     for proof, chunk, height in ((5, 256, 1), (5, 1 << 20, 2), (6, 1 << 20, 5), (8, 4 << 20, 5)):
-        p = pc2.plan(TreeShape.of(proof), chunk)
+        p = chunked.plan(TreeShape.of(proof), chunk)
+        assert p.file_bytes() == sum(p.sizes()[p.kept_from:]) * 32
         assert p.height == height and (p.span * 32 <= chunk or p.height == 1)
