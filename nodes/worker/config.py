@@ -23,7 +23,7 @@ class WorkerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     fetch_attempts: int = 3          # tries per chunk before the source is given up
     backend: str = "auto"            # proofs backend for the sealing functions
     parent_cache: str = ""           # SDR parent cache ("": $ZQNODE_PARENT_CACHE, else the proofs default)
-    cores: int = 1                   # processes one PC2 splits its hashing across (the CPU backend)
+    cores: int = 1                   # processes one PC2 (and tree-d) splits its hashing across (CPU backend)
 
     def __post_init__(self) -> None:
         unknown = [t for t in [*self.tasks, *self.limits, *(t for ts in self.locks.values() for t in ts)]
