@@ -217,7 +217,7 @@ def tree_d(sector_dir, nodes: int, *, backend: str | Backend = "auto", procs: in
     with _temporaries({path: p.file_bytes()}) as (tmp,):
         jobs = [_Job("tree_d", str(sector_dir), impl.name, i, (p,), (tmp,)) for i in range(p.chunks)]
         (tops,) = _run(jobs, impl, procs, "PC1 tree-d", progress)
-        yield _upper(impl, tmp, p, bytes(tops), impl.tree_d)
+        yield _upper(impl, tmp, p, bytes(tops), lambda t: impl.tree_d(t))
 
 
 def trees_and_replica(sector_dir, seal_proof: int, layers: int, *, backend: str | Backend = "auto",
