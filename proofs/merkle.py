@@ -115,7 +115,7 @@ def tree_levels(leaves) -> list[bytes]:
 
 
 def _node(level: bytes, index: int) -> bytes:
-    return level[index * NODE:(index + 1) * NODE]
+    return bytes(level[index * NODE:(index + 1) * NODE])
 
 
 def inclusion_path(levels: list[bytes], index: int) -> list[bytes]:

@@ -44,9 +44,9 @@ from zqnode.proofs.poseidon import WORD
 from zqnode.proofs.sdr.cache import Graph
 from zqnode.proofs.sdr.labels import LabelError, label_layers, layer_path, open_layers
 from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
-                                  TreeShape, cache_dir, cache_file, load_meta, meta_path, open_words,
-                                  read_levels, read_p_aux, save_meta, sealed_path, unsealed_path,
-                                  write_atomic,)
+                                  TreeShape, cache_dir, cache_file, load_meta, mapped_levels, meta_path,
+                                  open_words, read_levels, read_p_aux, save_meta, sealed_path,
+                                  unsealed_path, write_atomic)
 
 Progress = Callable[[str], None] | None
 
@@ -369,9 +369,9 @@ def commit1(sector_dir, seed: bytes | None = None, *, backend: str | Backend = "
     challenges = porep.challenges_for(p, rid, seed, comm_r)
     nodes = [node for part in challenges for node in part]
     comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
-    tree_d = read_levels(cache_file(sector_dir, TREE_D), [p.nodes >> h for h in
-                                                          range(shape.binary_height + 1)], "tree-d")
-    tree_c = read_levels(cache_file(sector_dir, TREE_C), shape.level_sizes(), "tree-c")
+    tree_d = mapped_levels(cache_file(sector_dir, TREE_D), [p.nodes >> h for h in
+                                                            range(shape.binary_height + 1)], "tree-d")
+    tree_c = mapped_levels(cache_file(sector_dir, TREE_C), shape.level_sizes(), "tree-c")
     upper = tree_r_last_upper(sector_dir, meta)
     if tree_d[-1] != comm_d or tree_c[-1] != comm_c or upper[-1] != comm_r_last:
         raise SectorError(f"sector {meta.sector}: a stored tree's root differs from its commitment")
@@ -386,7 +386,7 @@ def commit1(sector_dir, seed: bytes | None = None, *, backend: str | Backend = "
     for i, node in enumerate(nodes):
         proofs.append(porep.PoRepChallengeProof(
             node=node,
-            data_leaf=tree_d[0][node * WORD:(node + 1) * WORD],
+            data_leaf=bytes(tree_d[0][node * WORD:(node + 1) * WORD]),
             data_path=merkle.inclusion_path(tree_d, node),
             column=porep.column_opening(layers, tree_c, node),
             parents=[porep.column_opening(layers, tree_c, int(parent)) for parent in parents[i]],

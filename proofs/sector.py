@@ -15,6 +15,8 @@ reader sees a whole file or none. File names in cache/ are Lotus's.
 from __future__ import annotations
 
 import math
+import mmap
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,6 +177,26 @@ def read_levels(path, sizes: list[int], what: str) -> list[bytes]:
     for size in sizes:
         levels.append(data[at:at + size * WORD])
         at += size * WORD
+    return levels
+
+
+def mapped_levels(path, sizes: list[int], what: str) -> list[memoryview]:
+    """As read_levels, over a read-only memory map of the file: only the nodes read come
+    into memory (C1 opens a few paths in a tree the size of the sector)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size != sum(sizes) * WORD:
+                raise SectorError(f"{what} {path} has {size} bytes, expected {sum(sizes) * WORD}")
+            view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except FileNotFoundError:
+        raise SectorError(f"{what} is missing: {path}") from None
+    except OSError as e:
+        raise SectorError(f"cannot read {what} {path}: {e}") from None
+    levels, at = [], 0
+    for n in sizes:
+        levels.append(view[at:at + n * WORD])
+        at += n * WORD
     return levels
 
 

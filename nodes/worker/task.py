@@ -108,6 +108,8 @@ def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
         started = True
         _hold(inp)
         result = fn(ctx, params)
+        if _PARENT is not None and os.getppid() != _PARENT:
+            os._exit(1)              # its worker died meanwhile: nobody would store this result
         task_log("end", inp)
         return TaskOutput(ok=True, result=P.encode(result))
     except Exception as e:  # the task's failure is its result, not the worker's
@@ -116,6 +118,9 @@ def execute(inp: TaskInput, table: dict | None = None) -> TaskOutput:
         if started:
             task_log("fail", inp, error=error)
         return TaskOutput(ok=False, error=error)
+
+
+_PARENT: int | None = None            # the worker that started this task process (main sets it)
 
 
 def _die_with_parent(parent: int, every_s: float = 0.5) -> None:
@@ -133,7 +138,8 @@ def _die_with_parent(parent: int, every_s: float = 0.5) -> None:
 
 
 def main() -> None:
-    parent = int(os.environ.get("ZQNODE_TASK_PARENT", os.getppid()))
+    global _PARENT
+    parent = _PARENT = int(os.environ.get("ZQNODE_TASK_PARENT", os.getppid()))
     _die_with_parent(parent)
     inp = msgspec.msgpack.decode(sys.stdin.buffer.read(), type=TaskInput)
     out = os.dup(1)

@@ -138,3 +138,16 @@ def test_plans_keep_chunks_within_their_bytes():
         p = chunked.plan(TreeShape.of(proof), chunk)
         assert p.file_bytes() == sum(p.sizes()[p.kept_from:]) * 32
         assert p.height == height and (p.span * 32 <= chunk or p.height == 1)
+
+
+def test_c1_reads_trees_through_a_memory_map_with_the_same_bytes(tmp_path, seal_2k):
+    from zqnode.proofs.sector import SectorError, mapped_levels, read_levels
+    sector = tmp_path / "s"
+    seal_2k(sector)
+    sizes = TreeShape.of(5).level_sizes()
+    mapped = mapped_levels(cache_file(sector, TREE_C), sizes, "tree-c")
+    assert [bytes(m) for m in mapped] == read_levels(cache_file(sector, TREE_C), sizes, "tree-c")
+    with pytest.raises(SectorError, match="tree-c .* has 2336 bytes, expected 2368"):
+        mapped_levels(cache_file(sector, TREE_C), sizes + [1], "tree-c")
+    with pytest.raises(SectorError, match="tree-d is missing"):
+        mapped_levels(tmp_path / "nope", sizes, "tree-d")
