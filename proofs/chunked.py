@@ -197,7 +197,7 @@ def _run(jobs: list[_Job], impl: Backend, procs: int, what: str, progress) -> li
     return tops
 
 
-def _upper(impl: Backend, tmp: str, p: Plan, tops: bytes, tree) -> bytes:
+def _upper(tmp: str, p: Plan, tops: bytes, tree) -> bytes:
     """The levels above the chunks, from their top nodes, written; the root."""
     levels = tree(tops) if p.height < len(p.arities) else [tops]
     _put_levels(tmp, p, levels[1:], 0, first_level=p.height + 1)
@@ -217,7 +217,7 @@ def tree_d(sector_dir, nodes: int, *, backend: str | Backend = "auto", procs: in
     with _temporaries({path: p.file_bytes()}) as (tmp,):
         jobs = [_Job("tree_d", str(sector_dir), impl.name, i, (p,), (tmp,)) for i in range(p.chunks)]
         (tops,) = _run(jobs, impl, procs, "PC1 tree-d", progress)
-        yield _upper(impl, tmp, p, bytes(tops), lambda t: impl.tree_d(t))
+        yield _upper(tmp, p, bytes(tops), lambda t: impl.tree_d(t))
 
 
 def trees_and_replica(sector_dir, seal_proof: int, layers: int, *, backend: str | Backend = "auto",
@@ -236,5 +236,5 @@ def trees_and_replica(sector_dir, seal_proof: int, layers: int, *, backend: str 
         jobs = [_Job("pc2", str(sector), impl.name, i, (c, r), tuple(tmps), layers) for i in range(c.chunks)]
         tops_c, tops_r = _run(jobs, impl, procs, "PC2", progress)
         upper = r.arities[r.height:]
-        return (_upper(impl, tmps[0], c, bytes(tops_c), lambda t: impl.tree_r_last(t, upper)),
-                _upper(impl, tmps[1], r, bytes(tops_r), lambda t: impl.tree_r_last(t, upper)))
+        return (_upper(tmps[0], c, bytes(tops_c), lambda t: impl.tree_r_last(t, upper)),
+                _upper(tmps[1], r, bytes(tops_r), lambda t: impl.tree_r_last(t, upper)))

@@ -92,6 +92,11 @@ _enc = msgspec.msgpack.Encoder()
 _state_dec = msgspec.msgpack.Decoder(ChainState)
 
 
+def _gas_of(msg: Message) -> int:
+    """The gas of a pooled message (its params decoded when it was pushed)."""
+    return gas_used(msg.method, M.decode_params(msg.method, msg.params))
+
+
 def _i64(n: int) -> bytes:
     return n.to_bytes(8, "big", signed=True)
 
@@ -318,8 +323,7 @@ class Chain:
 
     def _cost(self, msg: Message) -> int:
         """What a pooled message takes from its sender at the current base fee."""
-        return msg.value + gas_fee(gas_used(msg.method, M.decode_params(msg.method, msg.params)),
-                                   self.state.base_fee)
+        return msg.value + gas_fee(_gas_of(msg), self.state.base_fee)
 
     # -- producing tipsets -------------------------------------------------------------------
     def produce(self, timestamp: float) -> HeadChange:
@@ -360,7 +364,7 @@ class Chain:
             for msg in list(self.pool.values()):
                 if msg.nonce != self.state.nonces.get(msg.sender, 0):
                     continue                             # not next in line: stays in the pool
-                if gas + gas_used(msg.method, M.decode_params(msg.method, msg.params)) > self.policy.block_gas_limit:
+                if gas + _gas_of(msg) > self.policy.block_gas_limit:
                     continue                             # the block is full: the next one
                 self.state.nonces[msg.sender] = msg.nonce + 1
                 receipts.append(self._execute(msg, epoch))

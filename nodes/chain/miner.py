@@ -151,8 +151,8 @@ def penalize(m: MinerState, amount: int) -> None:
 
 
 def repay_debts(m: MinerState, *, required: bool) -> None:
-    """Pay fee debt from the unlocked balance: all of it, or (`required`, before funds are
-    locked) fail as the actor does when it cannot."""
+    """Pay fee debt from the unlocked balance, as much as it holds; `required` (before
+    funds are locked): all of it, or fail as the actor does."""
     pay = min(m.fee_debt, max(unlocked_balance(m), 0))
     if required and pay < m.fee_debt:
         raise ActorError(ExitCode.USR_INSUFFICIENT_FUNDS, f"unlocked balance {format_fil(unlocked_balance(m))} "

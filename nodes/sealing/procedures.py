@@ -23,7 +23,7 @@ from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.sealing import commands as C
 from zqnode.nodes.sealing import events as E
 from zqnode.nodes.sealing import states as S
-from zqnode.nodes.sealing.core import SealingCore
+from zqnode.nodes.sealing.core import MIN_AGGREGATED_SECTORS, SealingCore
 from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact, SectorInfo
 from zqnode.proofs import cid as cids
 
@@ -31,7 +31,6 @@ from zqnode.proofs import cid as cids
 # the TerminateSectors message landed (WinningPoStSectorSetLookback).
 TERMINATE_LOOKBACK = 10
 SNARK_PACK_V2 = 1                      # RegisteredAggregationProof of a commit aggregate
-MIN_AGGREGATED_SECTORS = 4             # the actor's: a smaller half of a split goes unaggregated
 _enc = msgspec.msgpack.Encoder()
 
 
@@ -268,7 +267,7 @@ def _send_commit_aggregate(core: SealingCore, cmd: C.SendCommitAggregate) -> Pro
     def message(members):
         proofs = [core.sectors[m.number].proof for m in members]
         acts = [M.SectorActivationManifest(sector_number=m.number) for m in members]
-        if cmd.aggregate and len(members) >= MIN_AGGREGATED_SECTORS:
+        if cmd.aggregate and len(members) >= MIN_AGGREGATED_SECTORS:   # a split's small half: one by one
             params = M.ProveCommitSectors3Params(sector_activations=acts, aggregate_proof=_enc.encode(proofs),
                                                  aggregate_proof_type=SNARK_PACK_V2)
         else:
