@@ -33,15 +33,6 @@ def layer_path(sector_cache_dir: str | os.PathLike, layer: int) -> Path:
     return Path(sector_cache_dir) / f"sc-02-data-layer-{layer}.dat"
 
 
-def _prefixes(replica_id: bytes, layer: int, start: int, stop: int) -> bytes:
-    """The 64-byte first block of every node's message, for nodes start..stop-1."""
-    pre = np.zeros((stop - start, 64), np.uint8)
-    pre[:, :32] = np.frombuffer(replica_id, np.uint8)
-    pre[:, 32:36] = np.frombuffer(layer.to_bytes(4, "big"), np.uint8)
-    pre[:, 36:44] = np.arange(start, stop, dtype=">u8").view(np.uint8).reshape(-1, 8)
-    return pre.tobytes()
-
-
 def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
                 prev: np.ndarray | None) -> None:
     """Label one layer into `out`, a writable contiguous buffer of nodes * 32 bytes.
@@ -55,39 +46,60 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
     if prev is not None and np.shape(prev) != (nodes, NODE_SIZE):
         raise LabelError(f"previous layer must have shape {(nodes, NODE_SIZE)}")
     prev_labels = None if prev is None else np.asarray(prev).view(_LABEL).reshape(nodes)
+    # Per label, one layer-2 label costs about 0.9 us of SHA-256 (the hashlib ceiling),
+    # 0.6 us gathering the 6 base parents (this layer, so one by one), 0.25 us storing it
+    # and 0.5 us of loop; what numpy can do a chunk at a time (the first blocks, the
+    # expander parents of the previous layer, the parents' offsets) is done before the loop.
     sha256 = hashlib.sha256
+    join = b"".join
+    pre = np.zeros((_CHUNK_NODES, 64), np.uint8)
+    pre[:, :32] = np.frombuffer(replica_id, np.uint8)
+    pre[:, 32:36] = np.frombuffer(layer.to_bytes(4, "big"), np.uint8)
     for start in range(0, nodes, _CHUNK_NODES):
         stop = min(start + _CHUNK_NODES, nodes)
+        n = stop - start
         chunk = np.asarray(parents[start:stop])
-        base_offsets = (chunk[:, :BASE_DEGREE].astype(np.int64) * NODE_SIZE).tolist()
-        pre = memoryview(_prefixes(replica_id, layer, start, stop))
-        exp = None
+        pre[:n, 36:44] = np.arange(start, stop, dtype=">u8").view(np.uint8).reshape(-1, 8)
+        pb = pre[:n].tobytes()
+        firsts = [pb[k:k + 64] for k in range(0, 64 * n, 64)]
+        offs = iter((chunk[:, :BASE_DEGREE].astype(np.int64) * NODE_SIZE).ravel().tolist())
+        exps = None
         if prev_labels is not None:
-            exp = memoryview(prev_labels[chunk[:, BASE_DEGREE:]].tobytes())
-        for i, (o0, o1, o2, o3, o4, o5) in enumerate(base_offsets):
-            v = start + i
-            first = pre[64 * i:64 * i + 64]
-            if v == 0:
-                digest = sha256(first).digest()
-            elif exp is None:
-                b = b"".join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
-                              mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32]))
+            exp = np.take(prev_labels, chunk[:, BASE_DEGREE:]).tobytes()
+            exps = [exp[k:k + 256] for k in range(0, 256 * n, 256)]
+        o = NODE_SIZE * start
+        if start == 0:                 # node 0 hashes no parents
+            d = sha256(firsts[0]).digest()
+            mv[0:32] = d
+            mv[31] = d[31] & 0x3F
+            del firsts[0]
+            exps = exps and exps[1:]
+            for _ in range(BASE_DEGREE):
+                next(offs)
+            o = NODE_SIZE
+        if exps is None:
+            for first, o0, o1, o2, o3, o4, o5 in zip(firsts, offs, offs, offs, offs, offs, offs):
+                b = join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
+                          mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32]))
                 h = sha256(first)
                 h.update(b * 6)
                 h.update(b[:32])
-                digest = h.digest()
-            else:
-                be = b"".join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
-                               mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32],
-                               exp[256 * i:256 * i + 256]))
+                d = h.digest()
+                mv[o:o + 32] = d
+                mv[o + 31] = d[31] & 0x3F
+                o += 32
+        else:
+            for first, e, o0, o1, o2, o3, o4, o5 in zip(firsts, exps, offs, offs, offs, offs, offs, offs):
+                be = join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
+                           mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32], e))
                 h = sha256(first)
                 h.update(be)
                 h.update(be)
                 h.update(be[:288])
-                digest = h.digest()
-            o = NODE_SIZE * v
-            mv[o:o + 32] = digest
-            mv[o + 31] = digest[31] & 0x3F
+                d = h.digest()
+                mv[o:o + 32] = d
+                mv[o + 31] = d[31] & 0x3F
+                o += 32
 
 
 def node_label(replica_id: bytes, layer: int, node: int, base: list[bytes],
