@@ -23,12 +23,12 @@ import contextlib
 import math
 import multiprocessing
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.eta import Eta
 from zqnode.proofs.poseidon import WORD
 from zqnode.proofs.sdr.labels import layer_path
 from zqnode.proofs.sector import (TREE_C, TREE_D, TREE_R_LAST, TreeShape, cache_dir, cache_file,
@@ -185,15 +185,13 @@ def _run(jobs: list[_Job], impl: Backend, procs: int, what: str, progress) -> li
     if isinstance(procs, bool) or not isinstance(procs, int) or procs < 1:
         raise ValueError(f"procs must be a positive int, got {procs!r}")
     tops: list[bytearray] = []
-    started = time.perf_counter()
+    eta = Eta(what, len(jobs))
     for done, result in enumerate(_map(jobs, impl, procs), start=1):
         tops = tops or [bytearray() for _ in result]
         for acc, top in zip(tops, result):
             acc += top
         if progress is not None and len(jobs) > 1:       # one chunk is the whole step
-            spent = time.perf_counter() - started
-            progress(f"{what} chunk {done}/{len(jobs)} ({100 * done // len(jobs)}%, "
-                     f"{spent:.1f}s, ETA {spent / done * (len(jobs) - done):.0f}s)")
+            progress(eta.line(done, f" chunk {done}/{len(jobs)}"))
     return tops
 
 

@@ -272,7 +272,7 @@ def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None
     meta.stage = "new"
     save_meta(sector_dir, meta)
     label_layers(rid, Graph.for_proof(p), p.layers, cache_dir(sector_dir),
-                 parent_cache_dir=parent_cache_dir)
+                 parent_cache_dir=parent_cache_dir, progress=getattr(progress, "within", None))
     _say(progress, f"PC1 labels: {p.layers} layers of {p.nodes} nodes "
                    f"({time.perf_counter() - started:.1f}s)")
     meta.stage = "pc1"
@@ -442,7 +442,8 @@ def _last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_di
             pass
     _say(progress, f"UNS: recomputing {p.layers} layers of labels")
     return label_layers(meta.hex_field("replica_id"), Graph.for_proof(p), p.layers, scratch,
-                        parent_cache_dir=parent_cache_dir)[-1]
+                        parent_cache_dir=parent_cache_dir,
+                        progress=getattr(progress, "within", None))[-1]
 
 
 def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zqnode.proofs.eta import Eta
 from zqnode.proofs.sdr.cache import DEGREE, Graph, parent_cache
 from zqnode.proofs.sdr.drg import BASE_DEGREE
 
@@ -34,11 +35,11 @@ def layer_path(sector_cache_dir: str | os.PathLike, layer: int) -> Path:
 
 
 def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
-                prev: np.ndarray | None) -> None:
+                prev: np.ndarray | None, done=None) -> None:
     """Label one layer into `out`, a writable contiguous buffer of nodes * 32 bytes.
 
     parents: (nodes, 14) parent table; prev: the previous layer as (nodes, 32) uint8
-    (None for layer 1)."""
+    (None for layer 1); `done`, if given, is called with the nodes labelled so far."""
     nodes = parents.shape[0]
     mv = memoryview(out).cast("B")
     if mv.readonly or mv.nbytes != nodes * NODE_SIZE:
@@ -100,6 +101,8 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
                 mv[o:o + 32] = d
                 mv[o + 31] = d[31] & 0x3F
                 o += 32
+        if done is not None:
+            done(stop)
 
 
 def node_label(replica_id: bytes, layer: int, node: int, base: list[bytes],
@@ -158,14 +161,33 @@ def _layer_done(sector_cache_dir, layer: int, nodes: int) -> bool:
     return path.is_file() and path.stat().st_size == nodes * NODE_SIZE
 
 
+def _ticker(progress, layers: int, nodes: int, first: int):
+    """Per layer, a `done(nodes)` that tells `progress` about every 5% of the labelling
+    left, with its ETA (None without a progress)."""
+    if progress is None:
+        return lambda layer: None
+    eta, step = Eta("PC1 labels", (layers - first + 1) * nodes), max(nodes // 20, 1)
+
+    def for_layer(layer: int):
+        before, said = (layer - first) * nodes, [0]
+
+        def done(n: int) -> None:
+            if n - said[0] >= step or n == nodes:
+                said[0] = n
+                progress(eta.line(before + n, f" layer {layer}/{layers} node {n}/{nodes}"))
+        return done
+    return for_layer
+
+
 def label_layers(replica_id: bytes, graph: Graph, layers: int, sector_cache_dir,
                  parents: np.ndarray | None = None,
-                 parent_cache_dir=None) -> list[np.memmap]:
+                 parent_cache_dir=None, progress=None) -> list[np.memmap]:
     """Label all layers into `sector_cache_dir` and return them as read-only memmaps.
 
     Layers already on disk (complete files; they only appear by rename) are kept, so
     an interrupted run resumes at the first missing layer.  `parents` defaults to the
-    graph's parent cache in `parent_cache_dir`."""
+    graph's parent cache in `parent_cache_dir`; `progress`, if given, gets a line with an
+    ETA every 5% of a layer."""
     replica_id = _check_inputs(replica_id, graph, layers)
     if parents is None:
         parents = parent_cache(graph, parent_cache_dir)
@@ -175,6 +197,8 @@ def label_layers(replica_id: bytes, graph: Graph, layers: int, sector_cache_dir,
     out_dir.mkdir(parents=True, exist_ok=True)
     size = graph.nodes * NODE_SIZE
     prev = None
+    first = next((n for n in range(1, layers + 1) if not _layer_done(out_dir, n, graph.nodes)), layers + 1)
+    ticker = _ticker(progress, layers, graph.nodes, first)
     for layer in range(1, layers + 1):
         if not _layer_done(out_dir, layer, graph.nodes):
             fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".layer-{layer}.", suffix=".tmp")
@@ -184,7 +208,7 @@ def label_layers(replica_id: bytes, graph: Graph, layers: int, sector_cache_dir,
                 finally:
                     os.close(fd)
                 buf = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(size,))
-                label_layer(replica_id, layer, parents, buf, prev)
+                label_layer(replica_id, layer, parents, buf, prev, ticker(layer))
                 buf.flush()
                 del buf
                 os.replace(tmp, layer_path(out_dir, layer))

@@ -88,6 +88,21 @@ def test_existing_layers_are_kept_and_short_ones_redone(tmp_path):
     assert not [p for p in (tmp_path / "s").iterdir() if p.suffix == ".tmp"]
 
 
+def test_progress_says_each_layer_left_with_an_eta(tmp_path, monkeypatch):
+    import zqnode.proofs.sdr.labels as labels
+    monkeypatch.setattr(labels, "_CHUNK_NODES", 16)          # 4 chunks of a 64-node layer
+    pc, said = tmp_path / "pc", []
+    label_layers(CHECK_REPLICA_ID, CHECK_GRAPH, 3, tmp_path / "s", parent_cache_dir=pc,
+                 progress=said.append)
+    assert len(said) == 12 and said[0].startswith("PC1 labels layer 1/3 node 16/64 (8%,")
+    assert said[-1].startswith("PC1 labels layer 3/3 node 64/64 (100%,") and "ETA 0s" in said[-1]
+    os.unlink(layer_path(tmp_path / "s", 3))                   # a resumed run counts what is left
+    said.clear()
+    label_layers(CHECK_REPLICA_ID, CHECK_GRAPH, 3, tmp_path / "s", parent_cache_dir=pc,
+                 progress=said.append)
+    assert said[0].startswith("PC1 labels layer 3/3 node 16/64 (25%,") and len(said) == 4
+
+
 def test_open_layers(tmp_path):
     label_layers(CHECK_REPLICA_ID, CHECK_GRAPH, 2, tmp_path, parent_cache_dir=tmp_path / "pc")
     layers = open_layers(tmp_path, 2, 64)
