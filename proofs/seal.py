@@ -17,9 +17,9 @@ each as its own task, on any machine that has the directory. A stage run again r
 work (PreCommit1 with another ticket drops what the old one sealed); a stage run too
 early, or on a corrupt directory, raises SectorError (or SealError for bad arguments) and
 changes nothing. The heavy hashing goes through proofs.backend;
-every result says which backend ran. PC1's labels go to disk as they are made, and
-tree-d and PC2 work in chunks of bounded size (proofs.chunked); C1 and unseal still read
-whole files into memory.
+every result says which backend ran. PC1's labels go to disk as they are made, tree-d
+and PC2 work in chunks of bounded size (proofs.chunked), unseal decodes a chunk at a time
+and C1 reads the trees and layers through memory maps (only the opened paths come in).
 """
 from __future__ import annotations
 
@@ -446,38 +446,71 @@ def _last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_di
                         progress=getattr(progress, "within", None))[-1]
 
 
+def _decoded(sector_dir, meta: SectorMeta, key, impl: Backend, tmp: Path, chunk_bytes: int) -> bytes:
+    """The data back from the replica and the last layer, written to `tmp` a chunk (a whole
+    tree-d subtree) at a time; its comm_d."""
+    nodes = meta.proof().nodes
+    replica = open_words(sealed_path(sector_dir), nodes, "sealed file")
+    span = chunked.plan(chunked.binary_shape(nodes), chunk_bytes).span
+    tops = bytearray()
+    with open(tmp, "wb") as f:
+        for start in range(0, nodes, span):
+            data = impl.decode(replica[start:start + span], key[start:start + span])
+            f.write(data)
+            tops += impl.tree_d(data)[-1]
+    return impl.tree_d(bytes(tops))[-1]
+
+
+def _unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
+    """A function writing the fr32-unpadded bytes of padded[start:start + size], cut to
+    `length`, to a file, a chunk at a time (chunks of whole 128-byte fr32 blocks)."""
+    step = max(chunk_bytes // 128, 1) * 128
+
+    def write(f) -> None:
+        left = length
+        with open(padded, "rb") as src:
+            src.seek(start)
+            for _ in range(0, size, step):
+                content = fr32.unpad(src.read(step))[:left]
+                f.write(content)
+                left -= len(content)
+    return write
+
+
 def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
-           backend: str | Backend = "auto", progress: Progress = None) -> int:
+           backend: str | Backend = "auto", chunk_bytes: int = chunked.CHUNK_BYTES,
+           progress: Progress = None) -> int:
     """UNS: write the sector's data back to `out` (atomically); returns the bytes written.
 
     `piece=None` gives the whole sector's unpadded bytes (127/128 of its size), `piece=i`
-    the payload of piece i. The result must hash back to comm_d, else SectorError."""
+    the payload of piece i. The result must hash back to comm_d, else SectorError. The
+    data goes through a temporary file in the sector directory, `chunk_bytes` at a time."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc2"):
         raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
     if piece is not None and not 0 <= piece < len(meta.pieces):
         raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
     impl = get_backend(backend)
-    p = meta.proof()
     started = time.perf_counter()
-    replica = open_words(sealed_path(sector_dir), p.nodes, "sealed file")
+    open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
     scratch = Path(tempfile.mkdtemp(prefix=".unseal-", dir=sector_dir))
     try:
         key = _last_layer_key(sector_dir, meta, scratch, parent_cache_dir, progress)
-        data = impl.decode(replica, key)
+        data = scratch / "data"
+        if _decoded(sector_dir, meta, key, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
+            raise SectorError(f"sector {meta.sector}: the unsealed data does not hash to comm_d "
+                              "(the sealed file is corrupt)")
+        if piece is None:
+            region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
+        else:
+            info = meta.pieces[piece]
+            region = (info.offset, info.padded_size, info.payload_size)
+        write_atomic(out, _unpadded(data, *region, chunk_bytes))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if impl.tree_d(data)[-1] != meta.hex_field("comm_d"):
-        raise SectorError(f"sector {meta.sector}: the unsealed data does not hash to comm_d "
-                          "(the sealed file is corrupt)")
-    if piece is None:
-        content = fr32.unpad(data)
-    else:
-        info = meta.pieces[piece]
-        content = fr32.unpad(data[info.offset:info.offset + info.padded_size])[:info.payload_size]
-    write_atomic(out, content)
-    _say(progress, f"UNS: {len(content)} bytes ({time.perf_counter() - started:.1f}s)")
-    return len(content)
+    length = region[2]
+    _say(progress, f"UNS: {length} bytes ({time.perf_counter() - started:.1f}s)")
+    return length
 
 
 

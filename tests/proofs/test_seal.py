@@ -160,6 +160,11 @@ def test_unseal_one_piece(tmp_path, seal_2k):
     seal_2k(sector_dir)
     assert seal.unseal(sector_dir, tmp_path / "p1", piece=1) == 700
     assert (tmp_path / "p1").read_bytes() == b"b" * 700
+    # In chunks of 8 nodes (a 256-byte budget for a 2 KiB sector), the same bytes.
+    assert seal.unseal(sector_dir, tmp_path / "c1", piece=1, chunk_bytes=256) == 700
+    assert (tmp_path / "c1").read_bytes() == b"b" * 700
+    assert seal.unseal(sector_dir, tmp_path / "c", chunk_bytes=256) == 2032
+    assert (tmp_path / "c").read_bytes() == fr32.unpad(unsealed_path(sector_dir).read_bytes())
     with pytest.raises(SectorError, match="no piece 2"):
         seal.unseal(sector_dir, tmp_path / "p2", piece=2)
 
