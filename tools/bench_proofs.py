@@ -3,6 +3,8 @@
     python tools/bench_proofs.py            # readable table
     python tools/bench_proofs.py --json     # one JSON object on stdout (table on stderr)
     python tools/bench_proofs.py --no-8m    # skip the 8 MiB seal (1 to 2 minutes)
+    python tools/bench_proofs.py --quick    # skip the 512 MiB seal and proof (about 40 minutes
+                                            # on 2 cores: Poseidon in Python is most of it)
 
 CommP and its sha256 baseline come from tools/bench_commp.py's `measure`, Poseidon rates
 from tools/bench_poseidon.py's `measure`. Seal times are PC1 + PC2 (the SDR parent cache
@@ -10,8 +12,16 @@ is built beforehand and not counted); 2 KiB timings are the best of a few runs, 
 warm-up that compiles Poseidon. The target for seal_8m_s is under 120 s on one core. The
 8 MiB PC2 runs again on 2 processes (`pc2_speedup_2_procs`, target >= 1.8; its files must
 be the same bytes). PC1 labelling of one 8 MiB layer is set against a hashlib loop over
-the same bytes (`pc1_labels_per_s` / `pc1_labels_per_s_hashlib_baseline`, target >= 0.5). The machine's load average is recorded, since other work on it slows
-every number.
+the same bytes (`pc1_labels_per_s` / `pc1_labels_per_s_hashlib_baseline`, target >= 0.5).
+
+Unless `--quick`, a 512 MiB committed-capacity sector is sealed by `zqnode proofs seal
+--procs 2` in a child process (`seal_512m_s`, PC1 + PC2, the parent cache built before),
+its memory sampled every 0.2 s over the process and its children: the peak of their own
+memory (`seal_512m_peak_rss_bytes`: resident and not file-backed; target < 1 GiB) and,
+apart, of the file pages they map (`seal_512m_peak_file_rss_bytes`: the layers and the
+parent cache, which are the OS's cache and give way under memory pressure). Then one
+WindowPoSt partition over that sector (`post_512m_partition_s`). The machine's load
+average is recorded, since other work on it slows every number.
 """
 from __future__ import annotations
 
@@ -20,12 +30,15 @@ import hashlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -49,6 +62,62 @@ def _seal(base: Path, name: str, proof: int, sector: int, cache: Path, backend) 
     seal.precommit2(sector_dir, backend=backend)
     t2 = time.perf_counter()
     return {"dir": sector_dir, "pc1": t1 - t0, "pc2": t2 - t1, "total": t2 - t0}
+
+
+class _PeakMemory:
+    """The peak, over samples, of a process tree's own resident memory and of its
+    file-backed resident pages (psutil: rss - shared, shared)."""
+
+    def __init__(self, pid: int):
+        self.root, self.own, self.file = psutil.Process(pid), 0, 0
+
+    def sample(self) -> None:
+        own = file = 0
+        try:
+            for proc in [self.root, *self.root.children(recursive=True)]:
+                info = proc.memory_info()
+                own, file = own + info.rss - info.shared, file + info.shared
+        except psutil.Error:                 # a child ended between the listing and the read
+            return
+        self.own, self.file = max(self.own, own), max(self.file, file)
+
+
+def _seal_512m(base: Path, cache: Path, backend, randomness: bytes, say) -> dict:
+    say("512 MiB parent cache")
+    t0 = time.perf_counter()
+    parent_cache(Graph.for_proof(7), cache)
+    out = {"parent_cache_512m_s": round(time.perf_counter() - t0, 2)}
+    sector_dir = base / "s512m"
+    say("512 MiB seal (PC1 + PC2 on 2 processes), in a child process")
+    command = [sys.executable, "-m", "zqnode.nodes.cli", "proofs", "seal", "--sector-size", "512MiB",
+               "--miner", "1000", "--sector", "1", "--ticket", "07" * 32, "--out", str(sector_dir),
+               "--procs", "2", "--backend", backend.name, "--parent-cache", str(cache), "--json",
+               "--progress"]
+    t0 = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = _PeakMemory(child.pid)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(child.stderr), daemon=True)
+    reader.start()
+    while child.poll() is None:
+        peak.sample()
+        time.sleep(0.2)
+    seconds = time.perf_counter() - t0
+    reader.join()
+    if child.returncode:
+        raise RuntimeError(f"the 512 MiB seal failed: {''.join(lines[-5:])}")
+    out.update(seal_512m_s=round(seconds, 1), seal_512m_peak_rss_bytes=peak.own,
+               seal_512m_peak_file_rss_bytes=peak.file)
+    say("512 MiB WindowPoSt partition (its one sector)")
+    t0 = time.perf_counter()
+    proven = post.generate_window_post(7, randomness, [post.SectorRef(1, str(sector_dir))],
+                                       backend=backend)
+    out["post_512m_partition_s"] = round(time.perf_counter() - t0, 2)
+    assert not proven.skipped
+    (part,) = proven.partitions
+    assert post.verify_window_post(seal_proof=7, randomness=randomness, sectors=part.sectors,
+                                   proof=part.proof)
+    return out
 
 
 def _pc2_files(sector_dir: Path) -> list[str]:
@@ -78,7 +147,7 @@ def _label_rates(cache: Path) -> dict:
 
 
 def measure(backend_name: str, with_8m: bool, commp_mib: int, poseidon_seconds: float,
-            progress=None) -> dict:
+            progress=None, with_512m: bool = False) -> dict:
     say = progress or (lambda message: None)
     backend = get_backend(backend_name)
     result = {"python": platform.python_version(), "cpu": bench_commp.cpu_model(),
@@ -148,6 +217,8 @@ def measure(backend_name: str, with_8m: bool, commp_mib: int, poseidon_seconds: 
             assert not out.skipped
         else:
             result["seal_8m_s"] = None
+        if with_512m:
+            result.update(_seal_512m(base, cache, backend, randomness, say))
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     return result
 
@@ -166,6 +237,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--no-8m", dest="with_8m", action="store_false", help="skip the 8 MiB seal")
+    parser.add_argument("--quick", action="store_true", help="skip the 512 MiB seal and proof")
     parser.add_argument("--backend", default="cpu", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--commp-mib", type=int, default=16, help="CommP payload (padded MiB)")
     parser.add_argument("--poseidon-seconds", type=float, default=1.0)
@@ -173,7 +245,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     result = measure(args.backend, args.with_8m, args.commp_mib, args.poseidon_seconds,
                      progress=lambda m: print(f"[{time.perf_counter() - start:6.1f}s] {m}",
-                                              file=sys.stderr))
+                                              file=sys.stderr), with_512m=not args.quick)
     if args.json:
         print(table(result), file=sys.stderr)
         print(json.dumps(result))

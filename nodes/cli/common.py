@@ -127,3 +127,19 @@ def interrupted(e: BaseException) -> bool:
     if isinstance(e, BaseExceptionGroup):
         return e.subgroup(KeyboardInterrupt) is not None
     return isinstance(e, KeyboardInterrupt)
+
+
+def size_text(n: float) -> str:
+    """Bytes as an operator reads them: 1.5 GiB."""
+    if n < 0:
+        return "-" + size_text(-n)
+    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def age_text(seconds: float) -> str:
+    """A duration as 4m05s, or 2h17m from an hour on."""
+    s = int(seconds)
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -5,6 +5,7 @@
                        [--seal-proof StackedDrg2KiBV1_1] [--data PATH] [--seed HEX64] [--json]
     zqnode proofs window-post --sealed DIR [--sealed DIR ...] --randomness HEX64 [--json]
     zqnode proofs unseal --sealed DIR --out FILE [--piece N]
+    zqnode proofs plan --sector-size 32GiB [--cores N] [--json]
 
 The commands parse options, call proofs (seal: proofs.seal.seal_sector) and print. Bad
 input is a one-line error and a non-zero exit; nothing is left half-written (seal builds
@@ -15,6 +16,7 @@ read for commp, one line per stage with the elapsed time for the others.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -22,10 +24,10 @@ from pathlib import Path
 import click
 import msgspec
 
-from zqnode.nodes.cli.common import MinerId, to_json
+from zqnode.nodes.cli.common import MinerId, age_text, size_text, to_json
 from zqnode.nodes.observe import progress
 from zqnode.proofs import commp as commp_mod
-from zqnode.proofs import fr32, params, post, seal
+from zqnode.proofs import fr32, params, plan, post, seal
 from zqnode.proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
 from zqnode.proofs.cid import piece_cid_v1, sealed_cid
 from zqnode.proofs.sector import load_meta, write_atomic
@@ -288,6 +290,39 @@ def unseal_command(sealed_dir, out, piece, backend, parent_cache, as_json, show_
            "comm_d": piece_cid_v1(meta.hex_field("comm_d")),
            "comm_r": sealed_cid(meta.hex_field("comm_r")),
            "backend": impl.name, "seconds": round(clock.elapsed(), 3)}, as_json)
+
+
+def _took(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 60 else age_text(seconds)
+
+
+@proofs_group.command("plan")
+@click.option("--sector-size", default=None, help="2KiB, 8MiB, 512MiB, 32GiB or 64GiB.")
+@click.option("--seal-proof", "seal_proof_name", default=None,
+              help="Registered seal proof, name or id [default: V1_1 of the size].")
+@click.option("--cores", type=click.IntRange(1, 4096), default=None,
+              help="Cores for one sector [default: this machine's].")
+@backend_option
+@json_option
+def plan_command(sector_size, seal_proof_name, cores, backend, as_json) -> None:
+    """Disk, memory and time each stage of one sector needs, from rates measured here."""
+    p = _seal_proof_for(sector_size, seal_proof_name)
+    impl = _backend(backend)
+    cores = cores or os.cpu_count() or 1
+    out = plan.summary(p, plan.measure(impl, p.layers), cores)
+    if as_json:
+        click.echo(to_json(out))
+        return
+    click.echo(f"{p.sector.name} sector ({p.name}) on {cores} cores, {impl.name} backend, "
+               f"at the rates measured now on this machine ({out['cpus_here']} CPUs)")
+    click.echo(f"{'stage':<18} {'disk':>11} {'memory':>10} {'time':>8}")
+    for row in out["stages"]:
+        disk = ("+" if row["disk_bytes"] > 0 else "") + size_text(row["disk_bytes"])
+        click.echo(f"{row['name']:<18} {disk:>11} {size_text(row['memory_bytes']):>10} "
+                   f"{_took(row['seconds']):>8}  {row['note']}")
+    click.echo(f"peak disk {size_text(out['peak_disk_bytes'])}, kept after FIN "
+               f"{size_text(out['kept_disk_bytes'])} (both with the parent cache); peak memory "
+               f"{size_text(out['peak_memory_bytes'])}; AP to FIN {_took(out['seal_seconds'])}")
 
 
 COMMANDS = [proofs_group]

@@ -17,7 +17,8 @@ import click
 import trio
 
 from zqnode.bus.peer import Peer
-from zqnode.nodes.cli.common import MinerId, bus_option, emit_json, json_option, plain, to_json, with_client
+from zqnode.nodes.cli.common import (MinerId, age_text, bus_option, emit_json, json_option, plain, to_json,
+                                     with_client)
 from zqnode.nodes.wire.manager import MgrAbort, MgrJobs
 from zqnode.nodes.wire.scheduler import SchedGetDiag
 
@@ -25,12 +26,6 @@ from zqnode.nodes.wire.scheduler import SchedGetDiag
 @click.group("sealing")
 def sealing_group() -> None:
     """The sealing cluster: jobs, workers, the scheduler's view, aborts."""
-
-
-def _age(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s"
 
 
 @sealing_group.command("jobs")
@@ -49,7 +44,7 @@ def jobs(bus: str, as_json: bool) -> None:
     click.echo(f"{'ID':<12}  {'SECTOR':<12} {'TASK':<5} {'STATUS':<10} {'WORKER':<16} {'AGE':>7}")
     for j in listing.jobs:
         line = (f"{j.work_id[:12]:<12}  s-{j.sector.miner}-{j.sector.number:<8} {j.task:<5} "
-                f"{j.status:<10} {j.worker or '-':<16} {_age(j.age_s):>7}")
+                f"{j.status:<10} {j.worker or '-':<16} {age_text(j.age_s):>7}")
         click.echo(line + (f"  {j.error}" if j.error else ""))
 
 

@@ -20,7 +20,7 @@ from zqnode.bus.codec import RemoteError
 from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.bus.protocol import HUB, ListNodes
 from zqnode.nodes.chain.api import BusChainAPI
-from zqnode.nodes.cli.common import bus_option, json_option, to_json, with_client
+from zqnode.nodes.cli.common import age_text, bus_option, json_option, size_text, to_json, with_client
 from zqnode.nodes.wire.manager import MgrJobs
 from zqnode.nodes.wire import poster as PW
 from zqnode.nodes.wire.scheduler import SchedGetDiag
@@ -158,18 +158,6 @@ def _deadlines(got) -> list | None:
 
 
 # -- text -------------------------------------------------------------------------------------
-def _size(n: float) -> str:
-    for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
-
-
-def _age(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
 def render(snap: dict) -> str:
     """The snapshot as the lines `zqnode status` shows."""
     lines = [f"zqnode status at {time.strftime('%H:%M:%S', time.localtime(snap['time']))}"]
@@ -192,8 +180,8 @@ def render(snap: dict) -> str:
         lines.append(f"workers   {len(ws)}" + ("" if ws else " (none registered with the scheduler)"))
         for w in ws:
             lines.append(f"  {w['name']:<18} {'enabled' if w['enabled'] else 'DISABLED':<8} "
-                         f"cpu {w['cpus_reserved']}/{w['cpus']}  mem {_size(w['memory_used'])} used, "
-                         f"{_size(w['memory_reserved'])} reserved of {_size(w['memory'])}  "
+                         f"cpu {w['cpus_reserved']}/{w['cpus']}  mem {size_text(w['memory_used'])} used, "
+                         f"{size_text(w['memory_reserved'])} reserved of {size_text(w['memory'])}  "
                          f"gpu {w['gpus_reserved']:g}/{w['gpus']}")
             for t in w["running"]:
                 lines.append(f"    {t['task'] or '?':<4} {t['sector'] or t['job']:<14} {t['state']}")
@@ -203,7 +191,7 @@ def render(snap: dict) -> str:
         lines.append(f"jobs      {counts}")
         for job in j["active"][:8]:
             lines.append(f"  {job['job']}  {job['task']:<4} {job['sector']:<14} {job['status']:<9} "
-                         f"{job['worker'] or '-':<18} {_age(job['age_s'])}"
+                         f"{job['worker'] or '-':<18} {age_text(job['age_s'])}"
                          + (f"  {job['error']}" if job["error"] else ""))
         if len(j["active"]) > 8:
             lines.append(f"  ... {len(j['active']) - 8} more (zqnode sealing jobs)")

@@ -77,7 +77,10 @@ def test_commp_progress(tmp_path, env):
 
 def test_seal_progress_counts_its_steps(sealed):
     lines = [line.split("] ", 1)[1] for line in sealed["one_progress"].splitlines()]
-    expected = ["[##..........] 1/6 PC1 tree-d:", "[####........] 2/6 PC1 labels:",
+    expected = ["[##..........] 1/6 PC1 tree-d:",
+                "[##..........] 1/6 PC1 labels layer 1/2 node 64/64 (50%,",      # within the step
+                "[##..........] 1/6 PC1 labels layer 2/2 node 64/64 (100%,",
+                "[####........] 2/6 PC1 labels:",
                 "[######......] 3/6 PC2 tree-c:", "[########....] 4/6 PC2 tree-r-last:",
                 "[##########..] 5/6 C1:", "[############] 6/6 C1 proof verified: True"]
     assert len(lines) == len(expected)
@@ -225,3 +228,15 @@ def test_cuda_backend_unavailable_is_one_line(sealed, env):
                  "--backend", "cuda")
     assert result.exit_code == 1
     assert _error_line(result).startswith("Error: cuda backend not available: ")
+
+
+def test_plan_measures_and_prints_every_stage(env):
+    result = run(env, "plan", "--sector-size", "2KiB", "--cores", "2", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [s["name"] for s in out["stages"]] == ["parent cache", "AP", "PC1 tree-d", "PC1 labels", "PC2",
+                                                  "C1", "FIN", "WindowPoSt sector"]
+    assert out["cores"] == 2 and out["rates"]["labels_per_s"] > 0 and out["peak_disk_bytes"] > 2048
+    text = run(env, "plan", "--sector-size", "32GiB", "--cores", "16")
+    assert text.exit_code == 0 and "+352.0 GiB" in text.output and "+56.0 GiB" in text.output
+    assert _error_line(run(env, "plan", "--sector-size", "3GiB")).startswith("Error: unsupported sector size")
