@@ -204,8 +204,6 @@ def verify_seal(*, seal_proof: int, miner: int, sector: int, ticket: bytes, seed
     except ProofParamsError as e:
         raise SealError(str(e)) from None
     comm_r = _bytes32(comm_r, "comm_r")
-    if p.feature is SealFeature.SYNTHETIC:
-        raise SealError(f"{p.name}: synthetic PoRep is not supported")
     if p.feature is not SealFeature.NON_INTERACTIVE:
         seed = _bytes32(seed, "seed")
     try:

@@ -32,18 +32,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import msgspec
 import numpy as np
 
 from zqnode.proofs import commp as commp_mod
 from zqnode.proofs import chunked, fr32, merkle, porep, ptree
 from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.eta import Eta
 from zqnode.proofs.cid import piece_cid_v1, piece_cid_v2, sealed_cid
 from zqnode.proofs.params import ProofParamsError, SealFeature, prover_id, replica_id, seal_proof
 from zqnode.proofs.porep import SealError
 from zqnode.proofs.poseidon import WORD
 from zqnode.proofs.sdr.cache import Graph
+from zqnode.proofs.sdr.challenges import synthetic_challenges, synthetic_count, synthetic_indexes
 from zqnode.proofs.sdr.labels import LabelError, label_layers, layer_path, open_layers
-from zqnode.proofs.sector import (P_AUX, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
+from zqnode.proofs.sector import (P_AUX, SYNTH_PROOFS, TREE_C, TREE_D, TREE_R_LAST, PieceMeta, SectorError, SectorMeta,
                                   TreeShape, cache_dir, cache_file, load_meta, mapped_levels, meta_path,
                                   open_words, read_levels, read_p_aux, save_meta, sealed_path,
                                   unsealed_path, write_atomic)
@@ -131,8 +134,6 @@ def _meta_for(sector_dir, seal_proof_id, miner, sector) -> SectorMeta:
         prover_id(miner)
     except ProofParamsError as e:
         raise SealError(str(e)) from None
-    if p.feature is SealFeature.SYNTHETIC:
-        raise SealError(f"{p.name}: synthetic PoRep is not supported")
     if isinstance(sector, bool) or not isinstance(sector, int) or not 0 <= sector < 1 << 64:
         raise SealError(f"sector number must be an int in 0..2^64-1, got {sector!r}")
     return SectorMeta(seal_proof=p.id, miner=miner, sector=sector, sector_size=p.sector_size)
@@ -232,7 +233,8 @@ def _sealing_files(sector_dir, layers: int) -> list[Path]:
     """Files PC1 and later stages write, which a new replica_id makes stale."""
     cache = cache_dir(sector_dir)
     return ([layer_path(cache, layer) for layer in range(1, layers + 1)]
-            + [cache / TREE_C, cache / TREE_R_LAST, cache / P_AUX, sealed_path(sector_dir)])
+            + [cache / TREE_C, cache / TREE_R_LAST, cache / P_AUX, cache / SYNTH_PROOFS,
+               sealed_path(sector_dir)])
 
 
 def precommit1(sector_dir, ticket: bytes, *, seal_proof: int | str | None = None,
@@ -296,10 +298,14 @@ def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
     """PC2: tree-c (comm_c), the replica written as the sealed file, tree-r-last kept above
     its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last).
     In chunks of `chunk_bytes` of leaves, on `procs` processes (proofs.chunked); a progress
-    with a `within` method is told of each chunk."""
+    with a `within` method is told of each chunk. A synthetic proof type then proves its
+    synthetic challenges and drops the layers (Lotus: GenerateSynthProofs, ClearLayerData)."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc1") or meta.stage == "finalized":
         raise SectorError(f"sector {meta.sector} is not ready for PreCommit2 (stage {meta.stage})")
+    if meta.stage == "pc2" and meta.proof().feature is SealFeature.SYNTHETIC:
+        raise SectorError(f"sector {meta.sector}: its synthetic proofs are made and its layers "
+                          "dropped; PreCommit2 cannot run again (PreCommit1 starts over)")
     impl = get_backend(backend)
     p = meta.proof()
     started = time.perf_counter()
@@ -312,8 +318,14 @@ def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
     write_atomic(cache_file(sector_dir, P_AUX), comm_c + comm_r_last)
     comm_r = ptree.comm_r(comm_c, comm_r_last)
     _say(progress, f"PC2 tree-r-last: comm_r {sealed_cid(comm_r)} ({time.perf_counter() - started:.1f}s)")
-    meta.comm_r, meta.stage = comm_r.hex(), "pc2"
+    meta.comm_r = comm_r.hex()
+    if p.feature is SealFeature.SYNTHETIC:
+        count = _write_synthetic_proofs(sector_dir, meta, impl, progress)
+        _say(progress, f"PC2 synthetic proofs: {count} challenges ({time.perf_counter() - started:.1f}s)")
+    meta.stage = "pc2"
     save_meta(sector_dir, meta)
+    if p.feature is SealFeature.SYNTHETIC:    # what C1 needs is in the proofs: the layers go now
+        _drop(layer_path(cache_dir(sector_dir), n) for n in range(1, p.layers + 1))
     return PreCommit2Out(meta.hex_field("comm_d"), comm_r, comm_c, comm_r_last, impl.name)
 
 
@@ -350,55 +362,144 @@ def replica_reader(sector_dir, meta: SectorMeta):
 
 # --- C1 ---------------------------------------------------------------------------------------
 
+class _Opened(NamedTuple):
+    """What a sealed, not finalized sector opens to prove challenges."""
+    tree_d: list
+    tree_c: list
+    layers: list
+    read: Callable
+    upper: list[bytes]
+    comm_c: bytes
+    comm_r_last: bytes
+
+
+def _opened(sector_dir, meta: SectorMeta) -> _Opened:
+    p, shape = meta.proof(), TreeShape.of(meta.seal_proof)
+    comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
+    tree_d = mapped_levels(cache_file(sector_dir, TREE_D), [p.nodes >> h for h in
+                                                            range(shape.binary_height + 1)], "tree-d")
+    tree_c = mapped_levels(cache_file(sector_dir, TREE_C), shape.level_sizes(), "tree-c")
+    upper = tree_r_last_upper(sector_dir, meta)
+    if tree_d[-1] != meta.hex_field("comm_d") or tree_c[-1] != comm_c or upper[-1] != comm_r_last:
+        raise SectorError(f"sector {meta.sector}: a stored tree's root differs from its commitment")
+    return _Opened(tree_d, tree_c, _layers(sector_dir, meta), replica_reader(sector_dir, meta), upper,
+                   comm_c, comm_r_last)
+
+
+def _challenge_proofs(meta: SectorMeta, files: _Opened, impl: Backend, nodes: list[int],
+                      check: bool) -> list[porep.PoRepChallengeProof]:
+    """The opening of every challenged node: data, column and parents' columns, replica."""
+    shape = TreeShape.of(meta.seal_proof)
+    try:
+        replica_paths = impl.tree_r_paths(files.upper, files.read, nodes, shape.arities, check=check)
+    except ptree.TreeError as e:
+        raise SectorError(f"sector {meta.sector}: the sealed file does not match tree-r-last: {e}") from None
+    parents = porep.challenge_parents(meta.proof(), nodes)
+    tree_d, tree_c, layers = files.tree_d, files.tree_c, files.layers
+    return [porep.PoRepChallengeProof(
+        node=node,
+        data_leaf=bytes(tree_d[0][node * WORD:(node + 1) * WORD]),
+        data_path=merkle.inclusion_path(tree_d, node),
+        column=porep.column_opening(layers, tree_c, node),
+        parents=[porep.column_opening(layers, tree_c, int(parent)) for parent in parents[i]],
+        replica_leaf=files.read(range(node, node + 1)),
+        replica_path=porep.siblings_of(replica_paths[i])) for i, node in enumerate(nodes)]
+
+
+# --- synthetic PoRep's proofs, made at PC2 ------------------------------------------------------
+#
+# The file holds one msgpack PoRepChallengeProof per synthetic challenge, in challenge order,
+# after a header: the magic, the count (u64le) and count + 1 record offsets (u64le, from the
+# end of the header). C1 reads the records the seed selects.
+
+_SYNTH_MAGIC = b"zqsynth1"
+_SYNTH_BATCH = 2048                        # challenges proven and written at a time
+_synth_decoder = msgspec.msgpack.Decoder(porep.PoRepChallengeProof)
+
+
+def _write_synthetic_proofs(sector_dir, meta: SectorMeta, impl: Backend, progress: Progress) -> int:
+    p = meta.proof()
+    rid, comm_r = meta.hex_field("replica_id"), meta.hex_field("comm_r")
+    total = synthetic_count(p.nodes)
+    files = _opened(sector_dir, meta)
+    within = getattr(progress, "within", None)
+    eta = Eta("PC2 synthetic proofs", total)
+    encode = msgspec.msgpack.Encoder().encode
+
+    def write(f) -> None:
+        header = len(_SYNTH_MAGIC) + 8 + 8 * (total + 1)
+        offsets = [0]
+        f.seek(header)
+        for first in range(0, total, _SYNTH_BATCH):
+            nodes = synthetic_challenges(rid, comm_r, p.nodes, first, min(_SYNTH_BATCH, total - first))
+            for proof in _challenge_proofs(meta, files, impl, nodes, check=True):
+                record = encode(proof)
+                f.write(record)
+                offsets.append(offsets[-1] + len(record))
+            if within is not None and total > _SYNTH_BATCH:
+                within(eta.line(first + len(nodes), f" {first + len(nodes)}/{total}"))
+        f.seek(0)
+        f.write(_SYNTH_MAGIC + total.to_bytes(8, "little") + np.asarray(offsets, "<u8").tobytes())
+    write_atomic(cache_file(sector_dir, SYNTH_PROOFS), write)
+    return total
+
+
+def _read_synthetic_proofs(sector_dir, meta: SectorMeta, indexes: list[int]) -> list[porep.PoRepChallengeProof]:
+    path = cache_file(sector_dir, SYNTH_PROOFS)
+    total = synthetic_count(meta.proof().nodes)
+    header = len(_SYNTH_MAGIC) + 8 + 8 * (total + 1)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(header)
+            if len(head) != header or head[:8] != _SYNTH_MAGIC or int.from_bytes(head[8:16], "little") != total:
+                raise SectorError(f"sector {meta.sector}: {path} is not a synthetic proofs file for it")
+            offsets = np.frombuffer(head, "<u8", total + 1, 16)
+            out = []
+            for i in indexes:
+                f.seek(header + int(offsets[i]))
+                out.append(_synth_decoder.decode(f.read(int(offsets[i + 1] - offsets[i]))))
+            return out
+    except FileNotFoundError:
+        raise SectorError(f"sector {meta.sector}: its synthetic proofs are missing: {path}") from None
+    except (msgspec.DecodeError, ValueError) as e:
+        raise SectorError(f"sector {meta.sector}: {path} is corrupt: {e}") from None
+
+
+# --- C1 ---------------------------------------------------------------------------------------
+
 def commit1(sector_dir, seed: bytes | None = None, *, backend: str | Backend = "auto",
             check: bool = True, progress: Progress = None) -> Commit1Out:
     """C1: the vanilla PoRep proof for the challenges `seed` selects (non-interactive
-    proofs derive them from comm_r and take no seed). With `check` (the default) the
-    replica must match tree-r-last and the proof must verify, else SectorError."""
+    proofs derive them from comm_r and take no seed; synthetic ones take their proofs from
+    the synthetic proofs file PC2 wrote). With `check` (the default) the replica must match
+    tree-r-last and the proof must verify, else SectorError."""
     meta = load_meta(sector_dir)
     if meta.stage != "pc2":
         raise SectorError(f"sector {meta.sector} is not ready for Commit1 (stage {meta.stage}"
                           + ("; finalize dropped the layers" if meta.stage == "finalized" else "")
                           + ")")
-    p, shape = meta.proof(), TreeShape.of(meta.seal_proof)
+    p = meta.proof()
     if p.feature is not SealFeature.NON_INTERACTIVE:
         seed = _bytes32(seed, "seed")
     impl = get_backend(backend)
     started = time.perf_counter()
     rid, comm_d, comm_r = (meta.hex_field(n) for n in ("replica_id", "comm_d", "comm_r"))
     challenges = porep.challenges_for(p, rid, seed, comm_r)
-    nodes = [node for part in challenges for node in part]
     comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
-    tree_d = mapped_levels(cache_file(sector_dir, TREE_D), [p.nodes >> h for h in
-                                                            range(shape.binary_height + 1)], "tree-d")
-    tree_c = mapped_levels(cache_file(sector_dir, TREE_C), shape.level_sizes(), "tree-c")
-    upper = tree_r_last_upper(sector_dir, meta)
-    if tree_d[-1] != comm_d or tree_c[-1] != comm_c or upper[-1] != comm_r_last:
-        raise SectorError(f"sector {meta.sector}: a stored tree's root differs from its commitment")
-    layers = _layers(sector_dir, meta)
-    read = replica_reader(sector_dir, meta)
-    try:
-        replica_paths = impl.tree_r_paths(upper, read, nodes, shape.arities, check=check)
-    except ptree.TreeError as e:
-        raise SectorError(f"sector {meta.sector}: the sealed file does not match tree-r-last: {e}") from None
-    parents = porep.challenge_parents(p, nodes)
-    proofs = []
-    for i, node in enumerate(nodes):
-        proofs.append(porep.PoRepChallengeProof(
-            node=node,
-            data_leaf=bytes(tree_d[0][node * WORD:(node + 1) * WORD]),
-            data_path=merkle.inclusion_path(tree_d, node),
-            column=porep.column_opening(layers, tree_c, node),
-            parents=[porep.column_opening(layers, tree_c, int(parent)) for parent in parents[i]],
-            replica_leaf=read(range(node, node + 1)),
-            replica_path=porep.siblings_of(replica_paths[i])))
+    if p.feature is SealFeature.SYNTHETIC:
+        per, total = p.porep_challenges_per_partition, synthetic_count(p.nodes)
+        indexes = [i for k in range(p.porep_partitions) for i in synthetic_indexes(rid, seed, total, per, k)]
+        proofs = _read_synthetic_proofs(sector_dir, meta, indexes)
+    else:
+        proofs = _challenge_proofs(meta, _opened(sector_dir, meta), impl,
+                                   [node for part in challenges for node in part], check)
     per = p.porep_challenges_per_partition
     proof = porep.PoRepVanillaProof(porep.FORMAT_VERSION, p.id, comm_c, comm_r_last,
                                     [proofs[k:k + per] for k in range(0, len(proofs), per)])
     if check and not porep.verify_vanilla(proof, p, rid, seed, comm_d, comm_r):
         raise SectorError(f"sector {meta.sector}: the PoRep proof does not verify "
                           "(the sector's files are corrupt)")
-    _say(progress, f"C1: {len(nodes)} challenges ({time.perf_counter() - started:.1f}s)")
+    _say(progress, f"C1: {len(proofs)} challenges ({time.perf_counter() - started:.1f}s)")
     return Commit1Out(porep.encode_proof(proof), challenges, impl.name)
 
 
@@ -406,8 +507,8 @@ def commit1(sector_dir, seed: bytes | None = None, *, backend: str | Backend = "
 
 def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
     """FIN: keep the sealed file, tree-r-last's stored rows, p_aux and sector.json (what
-    WindowPoSt and unsealing need); drop the layers, tree-c, tree-d and, unless
-    `keep_unsealed`, the unsealed copy. Returns the names of the files removed."""
+    WindowPoSt and unsealing need); drop the layers, tree-c, tree-d, the synthetic proofs
+    and, unless `keep_unsealed`, the unsealed copy. Returns the names of the files removed."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc2"):
         raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
@@ -421,7 +522,7 @@ def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
     save_meta(sector_dir, meta)
     cache = cache_dir(sector_dir)
     doomed = [layer_path(cache, layer) for layer in range(1, meta.proof().layers + 1)]
-    doomed += [cache / TREE_C, cache / TREE_D]
+    doomed += [cache / TREE_C, cache / TREE_D, cache / SYNTH_PROOFS]
     doomed += [] if keep_unsealed else [unsealed_path(sector_dir)]
     doomed += [t for t in cache.glob(".*.tmp")]          # leftovers of interrupted writes
     removed = [str(path.relative_to(sector_dir)) for path in doomed if path.exists()]
@@ -458,7 +559,7 @@ def _decoded(sector_dir, meta: SectorMeta, key, impl: Backend, tmp: Path, chunk_
             data = impl.decode(replica[start:start + span], key[start:start + span])
             f.write(data)
             tops += impl.tree_d(data)[-1]
-    return impl.tree_d(bytes(tops))[-1]
+    return bytes(tops) if len(tops) == WORD else impl.tree_d(bytes(tops))[-1]
 
 
 def _unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
@@ -534,8 +635,10 @@ def _runs_commit1(proof: int | str, seed: bytes | None) -> bool:
 
 def seal_steps(proof: int | str, *, data: bool, seed: bytes | None, then_finalize: bool) -> int:
     """How many progress lines seal_sector says with these arguments."""
-    # AP, PC1 (tree-d, labels), PC2 (tree-c, tree-r-last), C1 (proof, verified), FIN
-    return data + 4 + 2 * _runs_commit1(proof, seed) + then_finalize
+    # AP, PC1 (tree-d, labels), PC2 (tree-c, tree-r-last, synthetic proofs), C1 (proof,
+    # verified), FIN
+    synthetic = seal_proof(proof).feature is SealFeature.SYNTHETIC
+    return data + 4 + synthetic + 2 * _runs_commit1(proof, seed) + then_finalize
 
 
 def seal_sector(out, ticket: bytes, *, seal_proof: int | str, miner: int, sector: int, data=None,

@@ -35,6 +35,7 @@ TREE_D = "sc-02-data-tree-d.dat"
 TREE_C = "sc-02-data-tree-c.dat"
 TREE_R_LAST = "sc-02-data-tree-r-last.dat"
 P_AUX = "p_aux"
+SYNTH_PROOFS = "syn-porep-vanilla-proofs.dat"     # Lotus's name; the format is ours (proofs.seal)
 
 # Stages in order; a sector's `stage` is the last one finished.
 STAGES = ("new", "pc1", "pc2", "finalized")

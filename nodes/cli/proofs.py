@@ -128,8 +128,6 @@ def _seal_proof_for(sector_size: str | None, seal_proof_name: str | None) -> par
         raise _fail(str(e)) from None
     if size is not None and p.sector_size != size:
         raise _fail(f"--seal-proof {p.name} is for {p.sector.name} sectors, not --sector-size {sector_size}")
-    if p.feature is params.SealFeature.SYNTHETIC:
-        raise _fail(f"{p.name}: synthetic PoRep is not supported")
     return p
 
 

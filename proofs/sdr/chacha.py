@@ -1,4 +1,5 @@
-"""ChaCha block function with rand_chacha's ChaCha8Rng semantics, scalar and numpy.
+"""ChaCha block function with rand_chacha's ChaCha8Rng semantics, scalar and numpy, and
+the RFC 8439 ChaCha20 keystream (synthetic PoRep's challenges).
 
 rand_chacha: the 32-byte seed is the key (8 little-endian words), the 64-bit block
 counter and the 64-bit stream id (nonce) start at 0; output words are the block
@@ -46,18 +47,9 @@ def chacha_block(key: bytes, counter: int = 0, nonce: int = 0, rounds: int = 8) 
     return [(x[i] + init[i]) & MASK32 for i in range(16)]
 
 
-def chacha_blocks(keys: np.ndarray, counter: int = 0, nonce: int = 0,
-                  rounds: int = 8) -> np.ndarray:
-    """Block `counter` for many keys at once: keys (n, 8) uint32 -> words (n, 16) uint32."""
-    _check_rounds(rounds)
-    keys = np.asarray(keys)
-    if keys.dtype != np.uint32 or keys.ndim != 2 or keys.shape[1] != 8:
-        raise ValueError(f"keys must be an (n, 8) uint32 array, got {keys.dtype} {keys.shape}")
-    n = keys.shape[0]
-    consts = [*SIGMA, None, None, None, None, None, None, None, None,
-              counter & MASK32, counter >> 32, nonce & MASK32, nonce >> 32]
-    init = [np.full(n, c, np.uint32) if c is not None else np.ascontiguousarray(keys[:, i - 4])
-            for i, c in enumerate(consts)]
+def _permute(init: list[np.ndarray], rounds: int) -> np.ndarray:
+    """The block function over n states at once: 16 (n,) uint32 input words -> (n, 16)."""
+    n = init[0].shape[0]
     x = [w.copy() for w in init]
     tmp = np.empty(n, np.uint32)
 
@@ -77,6 +69,34 @@ def chacha_blocks(keys: np.ndarray, counter: int = 0, nonce: int = 0,
     for i in range(16):
         np.add(x[i], init[i], out=out[:, i])
     return out
+
+
+def chacha_blocks(keys: np.ndarray, counter: int = 0, nonce: int = 0,
+                  rounds: int = 8) -> np.ndarray:
+    """Block `counter` for many keys at once: keys (n, 8) uint32 -> words (n, 16) uint32."""
+    _check_rounds(rounds)
+    keys = np.asarray(keys)
+    if keys.dtype != np.uint32 or keys.ndim != 2 or keys.shape[1] != 8:
+        raise ValueError(f"keys must be an (n, 8) uint32 array, got {keys.dtype} {keys.shape}")
+    n = keys.shape[0]
+    consts = [*SIGMA, None, None, None, None, None, None, None, None,
+              counter & MASK32, counter >> 32, nonce & MASK32, nonce >> 32]
+    return _permute([np.full(n, c, np.uint32) if c is not None else np.ascontiguousarray(keys[:, i - 4])
+                     for i, c in enumerate(consts)], rounds)
+
+
+def chacha20_stream(key: bytes, nonce: bytes, first_block: int, blocks: int) -> bytes:
+    """`blocks` 64-byte blocks of the ChaCha20 keystream from block `first_block` on, as
+    RFC 8439 (the `chacha20` crate's ChaCha20): a 32-bit block counter and a 96-bit nonce."""
+    if len(key) != 32 or len(nonce) != 12:
+        raise ValueError("ChaCha20 takes a 32-byte key and a 12-byte nonce")
+    if not 0 <= first_block and first_block + blocks <= 1 << 32:
+        raise ValueError("the ChaCha20 block counter is 32 bits")
+    n = blocks
+    fixed = [*SIGMA, *struct.unpack("<8I", key), None, *struct.unpack("<3I", nonce)]
+    init = [np.arange(first_block, first_block + n, dtype=np.uint64).astype(np.uint32) if c is None
+            else np.full(n, c, np.uint32) for c in fixed]
+    return _permute(init, 20).astype("<u4").tobytes()
 
 
 def words_to_u64(words: np.ndarray) -> np.ndarray:

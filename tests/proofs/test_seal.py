@@ -134,8 +134,6 @@ def test_first_piece_needs_the_ids(tmp_path):
         seal.add_piece(tmp_path / "s", bytes(100))
     with pytest.raises(SealError, match="unknown registered seal proof"):
         seal.add_piece(tmp_path / "s", bytes(100), seal_proof=99, miner=1, sector=1)
-    with pytest.raises(SealError, match="synthetic"):
-        seal.add_piece(tmp_path / "s", bytes(100), seal_proof=10, miner=1, sector=1)
     assert not (tmp_path / "s").exists()
 
 

@@ -3,7 +3,8 @@ import hashlib
 import pytest
 
 from zqnode.proofs.sdr.challenges import (
-    ChallengeError, interactive_challenges, ni_challenges, porep_challenges,
+    ChallengeError, interactive_challenges, ni_challenges, porep_challenges, synthetic_challenges,
+    synthetic_indexes, synthetic_porep_challenges,
 )
 
 RID = bytes.fromhex("2940faa406e4c6cbad015e2b08e76fd9e3b0e5b852cea7f8174c02ba33039a01")
@@ -53,8 +54,27 @@ def test_porep_challenges_per_proof():
     assert ni[12] == ni_challenges(RID, COMM_R, 64, 2, 12)
 
 
+def test_synthetic_challenges_against_rust_fil_proofs():
+    # challenges.rs test_synth_challenges_against_hardcoded: 2^10 nodes, replica_id = Fr(55),
+    # comm_r = Fr(101), 21 synthetic challenges, 10 PoRep challenges selected with [1; 32].
+    rid, comm_r = (55).to_bytes(32, "little"), (101).to_bytes(32, "little")
+    synth = synthetic_challenges(rid, comm_r, 1 << 10, 0, 21)
+    assert synth == [178, 297, 869, 211, 875, 477, 94, 781, 124, 332, 856, 801, 176, 692, 429, 691,
+                     290, 204, 986, 210, 973]
+    assert [synthetic_challenges(rid, comm_r, 1 << 10, i, 1)[0] for i in range(21)] == synth   # seeking
+    picked = [synth[i] for i in synthetic_indexes(rid, bytes([1]) * 32, 21, 10, 0)]
+    assert picked == [176, 781, 801, 986, 290, 211, 692, 856, 986, 332]
+    # Partitions are slices of one selection (challenges.rs test_synth_challenges_32gib).
+    whole = synthetic_indexes(rid, SEED, 1 << 18, 180, 0)
+    assert [i for k in range(10) for i in synthetic_indexes(rid, SEED, 1 << 18, 18, k)] == whole
+    assert porep_challenges(10, RID, SEED, COMM_R) == [
+        synthetic_porep_challenges(RID, COMM_R, SEED, 64, 2, 0)]
+
+
 @pytest.mark.parametrize("call", [
-    lambda: porep_challenges(10, RID, SEED),                  # synthetic
+    lambda: porep_challenges(10, RID, SEED),                  # synthetic needs comm_r too
+    lambda: porep_challenges(10, RID, comm_r=COMM_R),         # and the seed
+    lambda: synthetic_challenges(RID, COMM_R, 64, 60, 5),     # past the 64 synthetic ones
     lambda: porep_challenges(5, RID),                         # no seed
     lambda: porep_challenges(15, RID, SEED),                  # NI needs comm_r
     lambda: interactive_challenges(RID[:31], SEED, 64, 2, 0),
