@@ -9,6 +9,7 @@ can be stopped or killed alone."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import pathlib
 import time
@@ -42,15 +43,17 @@ class DevnetError(ValueError):
     pass
 
 
-def seal_proof_for(size: str) -> int:
-    """The V1_1 seal proof of a devnet sector size (2KiB or 8MiB)."""
+def seal_proof_for(size: str, synthetic: bool = False) -> int:
+    """The V1_1 seal proof of a devnet sector size (2KiB, 8MiB or 512MiB), or its synthetic
+    PoRep twin (FIP-0059)."""
     try:
         n = parse_sector_size(size)
     except ValueError as e:
         raise DevnetError(str(e)) from None
-    if n not in (2048, 8 << 20):
-        raise DevnetError(f"the devnet seals 2KiB or 8MiB sectors, not {size}")
-    return next(p.id for p in SEAL_PROOFS if p.sector_size == n and p.name.endswith("V1_1"))
+    if n not in (2048, 8 << 20, 512 << 20):
+        raise DevnetError(f"the devnet seals 2KiB, 8MiB or 512MiB sectors, not {size}")
+    suffix = "V1_1_Feat_SyntheticPoRep" if synthetic else "V1_1"
+    return next(p.id for p in SEAL_PROOFS if p.sector_size == n and p.name.endswith(suffix))
 
 
 def human(n: int) -> str:
@@ -76,14 +79,15 @@ class ManagerLocator:
 class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
-                 poster: bool = True, batching: bool = False, say: Callable[[str], None] = print):
+                 poster: bool = True, batching: bool = False, synthetic: bool = False,
+                 say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
         self.with_poster, self.batching = poster, batching
         self.size = self._settle_size(sector_size)
         self.control = self._settle_control()
-        self.seal_proof = seal_proof_for(self.size)
+        self.seal_proof = seal_proof_for(self.size, self._settle_synthetic(synthetic))
         self.chain = self.manager = self.sealing = self.scheduler = self.poster = None
         self.worker_nodes: list = []
         self.address = ""
@@ -115,6 +119,18 @@ class Devnet:
             data["control"] = [] if (self.base / "chain").exists() else [POST_ADDRESS]
             path.write_text(json.dumps(data) + "\n")
         return data["control"]
+
+    def _settle_synthetic(self, wanted: bool) -> bool:
+        """Synthetic PoRep is the miner's seal proof, fixed when its chain is created."""
+        path = self.base / "devnet.json"
+        data = json.loads(path.read_text())
+        if "synthetic" not in data:
+            data["synthetic"] = wanted and not (self.base / "chain").exists()
+            path.write_text(json.dumps(data) + "\n")
+        if wanted and not data["synthetic"]:
+            raise DevnetError(f"{self.base} holds a devnet created without --synthetic; give another "
+                              "--repo for a synthetic PoRep miner")
+        return data["synthetic"]
 
     NODES = ("chain", "manager", "scheduler", "poster")
 
@@ -150,7 +166,9 @@ class Devnet:
         from zqnode.nodes.sector_dirs import sectors_root
 
         roots = [str(sectors_root(r)) for r in self.worker_repos().values()]
-        chain = ChainConfig(genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof,
+        large = parse_sector_size(self.size) > 8 << 20      # an hour to seal: tickets live longer
+        chain = ChainConfig(genesis=Genesis(network="devnet-large" if large else "devnet",
+                                            miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof,
                                                               control=self.control)]),
                             verifier="proofs", epoch_seconds=self.epoch_seconds)
         # the workers share this host: one sector each between ticket and PreCommit, so no
@@ -167,8 +185,9 @@ class Devnet:
         cfgs = [self.node_config("chain", "devnet-chain", chain=chain),
                 self.node_config("manager", "devnet-manager", sealing=sealing),
                 self.node_config("scheduler", "devnet-scheduler")]
+        cores = max(1, (os.cpu_count() or 1) // self.workers)     # the workers share this host
         cfgs += [self.node_config("worker", name, worker=WorkerConfig(
-                     ignore_resources=True, parent_cache=str(self.base / "parent-cache")))
+                     ignore_resources=True, parent_cache=str(self.base / "parent-cache"), cores=cores))
                  for name in self.worker_repos()]
         cfgs.append(self.node_config("poster", "devnet-poster",
                                      poster=PosterConfig(miners=[MINER], storage=roots,

@@ -159,12 +159,16 @@ def _map(jobs: list[_Job], impl: Backend, procs: int):
 @contextlib.contextmanager
 def _temporaries(sizes: dict[Path, int]):
     """Pre-sized temporary files beside each path: renamed into place (synced) when the
-    block ends well, removed when it raises."""
+    block ends well, removed when it raises. Each run's are its own (named by its pid), so a
+    chunk process left over from a run killed with -9 cannot write into this run's files;
+    that run's leftovers are removed."""
     tmps = {}
     try:
         for path, size in sizes.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmps[path] = path.with_name(f".{path.name}.chunked.tmp")
+            for stale in path.parent.glob(f".{path.name}.*.chunked.tmp"):
+                stale.unlink(missing_ok=True)
+            tmps[path] = path.with_name(f".{path.name}.{os.getpid()}.chunked.tmp")
             with open(tmps[path], "wb") as f:
                 f.truncate(size)
         yield [str(t) for t in tmps.values()]

@@ -299,14 +299,21 @@ def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
     its discarded rows (comm_r_last), p_aux, and comm_r = Poseidon2(comm_c, comm_r_last).
     In chunks of `chunk_bytes` of leaves, on `procs` processes (proofs.chunked); a progress
     with a `within` method is told of each chunk. A synthetic proof type then proves its
-    synthetic challenges and drops the layers (Lotus: GenerateSynthProofs, ClearLayerData)."""
+    synthetic challenges and drops the layers (Lotus: GenerateSynthProofs, ClearLayerData);
+    run again on such a sector, it returns what it recorded."""
     meta = load_meta(sector_dir)
     if not meta.at_least("pc1") or meta.stage == "finalized":
         raise SectorError(f"sector {meta.sector} is not ready for PreCommit2 (stage {meta.stage})")
-    if meta.stage == "pc2" and meta.proof().feature is SealFeature.SYNTHETIC:
-        raise SectorError(f"sector {meta.sector}: its synthetic proofs are made and its layers "
-                          "dropped; PreCommit2 cannot run again (PreCommit1 starts over)")
     impl = get_backend(backend)
+    if meta.stage == "pc2" and meta.proof().feature is SealFeature.SYNTHETIC:
+        # The layers are gone with the proofs made: a second run (a worker killed before
+        # its result was stored) returns what the first one recorded.
+        if not cache_file(sector_dir, SYNTH_PROOFS).is_file():
+            raise SectorError(f"sector {meta.sector}: its layers are dropped and its synthetic proofs "
+                              "are missing; PreCommit1 must run again")
+        comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
+        return PreCommit2Out(meta.hex_field("comm_d"), meta.hex_field("comm_r"), comm_c, comm_r_last,
+                             impl.name)
     p = meta.proof()
     started = time.perf_counter()
     _layers(sector_dir, meta)                      # every layer is there, whole
@@ -524,7 +531,7 @@ def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
     doomed = [layer_path(cache, layer) for layer in range(1, meta.proof().layers + 1)]
     doomed += [cache / TREE_C, cache / TREE_D, cache / SYNTH_PROOFS]
     doomed += [] if keep_unsealed else [unsealed_path(sector_dir)]
-    doomed += [t for t in cache.glob(".*.tmp")]          # leftovers of interrupted writes
+    doomed += [*cache.glob(".*.tmp"), *Path(sector_dir).glob(".*.chunked.tmp")]   # killed writes' leftovers
     removed = [str(path.relative_to(sector_dir)) for path in doomed if path.exists()]
     _drop(doomed)
     return removed

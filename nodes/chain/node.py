@@ -75,7 +75,7 @@ class ChainNode:
     @property
     def reorg_allowed(self) -> bool:
         allow = self.chain_cfg.allow_reorg
-        return self.chain.policy.name == "devnet" if allow is None else allow
+        return self.chain.policy.devnet if allow is None else allow
 
     # -- start-up -------------------------------------------------------------------------
     def open(self) -> Chain:
@@ -205,7 +205,7 @@ class ChainNode:
                               applied=[summary(t) for t in change.applied])
 
     async def _fund(self, req: Request) -> W.ChainFunded:
-        if self.chain.policy.name != "devnet":
+        if not self.chain.policy.devnet:
             raise Refused(ErrorCode.PERMISSION, f"funds are added on a devnet only, not on "
                                                 f"this {self.chain.policy.name} chain")
         b = req.body

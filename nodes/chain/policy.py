@@ -41,6 +41,11 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     reward_vesting: int = 180 * 2880         # a reward's locked 75% vests over about this many epochs
 
     @property
+    def devnet(self) -> bool:
+        """A test network's policy: funds may be added, reorgs asked for."""
+        return self.name.startswith("devnet")
+
+    @property
     def proving_period(self) -> int:     # WPoStProvingPeriod
         return self.period_deadlines * self.challenge_window
 
@@ -66,7 +71,12 @@ DEVNET = Policy(
     fault_fee=10 ** 6, termination_fee=5 * 10 ** 7, epoch_reward=2 * 10 ** 7,
     reward_vesting=1000)
 
-POLICIES = {p.name: p for p in (MAINNET, DEVNET)}
+# The devnet for 512 MiB sectors: sealing one takes most of an hour on a small CPU machine
+# (PC2's Poseidon), so a ticket lives 4 hours and a ProveCommit may come as late.
+DEVNET_LARGE = msgspec.structs.replace(DEVNET, name="devnet-large", max_ticket_age=4 * 3600,
+                                       max_prove_commit_duration=4 * 3600 + 200)
+
+POLICIES = {p.name: p for p in (MAINNET, DEVNET, DEVNET_LARGE)}
 
 
 def policy(name: str) -> Policy:

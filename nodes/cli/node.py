@@ -73,7 +73,7 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/devnet].")
 @click.option("--sectors", "count", default=4, show_default=True, type=click.IntRange(0, 256),
               help="CC sectors the devnet has (pledged once: a resumed devnet adds none it has).")
-@click.option("--sector-size", default="", help="2KiB or 8MiB [default: 2KiB, or the repo's].")
+@click.option("--sector-size", default="", help="2KiB, 8MiB or 512MiB [default: 2KiB, or the repo's].")
 @click.option("--epoch-seconds", default=0.0, type=click.FloatRange(min=0.0),
               help="Chain epoch length [default: the devnet policy's 1 s].")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
@@ -83,9 +83,11 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
               help="Leave the poster out, to run it as its own node (the devnet says how).")
 @click.option("--batch", is_flag=True,
               help="Batch PreCommits and aggregate ProveCommits (one batch of every sector, 60 s at most).")
+@click.option("--synthetic", is_flag=True,
+              help="The miner seals with synthetic PoRep (FIP-0059; fixed when the devnet is created).")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
-           refresh: float, no_poster: bool, batch: bool, metrics_listen: str) -> None:
+           refresh: float, no_poster: bool, batch: bool, synthetic: bool, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -98,7 +100,8 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
                                  + ([("metrics", metrics_listen)] if metrics_listen else []))
             net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                          epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
-                         poster=not no_poster, batching=batch, say=lambda line: click.echo(line))
+                         poster=not no_poster, batching=batch, synthetic=synthetic,
+                         say=lambda line: click.echo(line))
             for node_repo in net.repos():
                 held.enter_context(repos.hold(node_repo))
         except (OSError, DevnetError) as e:

@@ -151,3 +151,20 @@ def test_c1_reads_trees_through_a_memory_map_with_the_same_bytes(tmp_path, seal_
         mapped_levels(cache_file(sector, TREE_C), sizes + [1], "tree-c")
     with pytest.raises(SectorError, match="tree-d is missing"):
         mapped_levels(tmp_path / "nope", sizes, "tree-d")
+
+
+def test_a_killed_runs_temporaries_are_removed_and_never_shared(tmp_path, seal_2k, monkeypatch):
+    sector = tmp_path / "s"
+    seal_2k(sector)
+    stale = cache_file(sector, TREE_C).with_name(f".{TREE_C}.99999999.chunked.tmp")
+    stale.write_bytes(b"a chunk process of a run killed with -9 may still write here")
+    seen = []
+    real = chunked._put
+
+    def put(path, offset, data):                   # where this run's chunks go
+        seen.append(path)
+        real(path, offset, data)
+    monkeypatch.setattr(chunked, "_put", put)
+    seal.precommit2(sector, backend="cpu")
+    assert not stale.exists() and str(stale) not in seen
+    assert not [p for p in sector.rglob("*") if p.name.endswith(".tmp")]

@@ -11,6 +11,7 @@ import trio
 from zqnode.bus.config import BusConfig
 from zqnode.bus.memory import MemoryHub
 from zqnode.bus.peer import Peer
+from zqnode.nodes.chain.core import Genesis, MinerSpec
 from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.sealing import states as S
@@ -35,11 +36,12 @@ async def cluster(nursery, tmp_path):
     return await start_cluster(nursery, tmp_path, epoch_seconds=0.1)
 
 
-async def start_cluster(nursery, tmp_path, *, epoch_seconds):
+async def start_cluster(nursery, tmp_path, *, epoch_seconds, seal_proof=5):
     bus = await nursery.start(MemoryHub(BusConfig(address=f"mem://real-{next(_names)}")).run)
     chain = ChainNode(NodeIdentity(name="chain-1", repo=str(tmp_path / "chain"),
                                  bus=BusConfig(address=bus)),
-                      ChainConfig(verifier="proofs", epoch_seconds=epoch_seconds))
+                      ChainConfig(verifier="proofs", epoch_seconds=epoch_seconds,
+                                  genesis=Genesis(miners=[MinerSpec(actor_id=MINER, seal_proof=seal_proof)])))
     await nursery.start(chain.run)
     tasks = LocalTasks(tmp_path / "sectors", fake=False)
     scfg = SealingConfig(retry_base_s=0.2, retry_max_s=1.0, wait_deals_s=0.5,
@@ -111,3 +113,18 @@ async def test_a_ticket_that_expired_after_precommit2_seals_again_and_precommits
     assert len(precommits) == 1
     assert chain.chain.sector(MINER, 1).sealed_cid == cid.sealed_cid(s.comm_r)   # proven with it
     assert svc.refused == 0
+
+
+async def test_a_synthetic_porep_miner_seals_with_synthetic_proofs_and_unseals(nursery, tmp_path):
+    # StackedDrg2KiBV1_1_Feat_SyntheticPoRep: PC2 proves the synthetic challenges and drops
+    # the layers, C1 picks the seed's, the chain's verifier accepts them; unseal relabels.
+    chain, svc, tasks, client = await start_cluster(nursery, tmp_path, epoch_seconds=0.1, seal_proof=10)
+    piece = bytes(range(200)) * 5
+    await client.call("@manager", W.SealingAddPiece(name="p"), buffers=[piece])
+    await until(lambda: svc.core.sectors[1].state == S.PROVING)
+    assert svc.core.sectors[1].seal_proof == 10
+    assert chain.chain.sector(MINER, 1).sealed_cid == cid.sealed_cid(svc.core.sectors[1].comm_r)
+    out = tmp_path / "piece.out"
+    await client.call("@manager", W.SealingUnseal(number=1, out=str(out), piece=0))
+    await until(lambda: out.exists() and svc.core.sectors[1].state == S.PROVING)
+    assert out.read_bytes() == piece and svc.refused == 0
