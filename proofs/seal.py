@@ -421,6 +421,7 @@ def _challenge_proofs(meta: SectorMeta, files: _Opened, impl: Backend, nodes: li
 
 _SYNTH_MAGIC = b"zqsynth1"
 _SYNTH_BATCH = 2048                        # challenges proven and written at a time
+_SYNTH_RECORD_MAX = 1 << 20                # one challenge's openings: about 50 KiB for 32 GiB
 _synth_decoder = msgspec.msgpack.Decoder(porep.PoRepChallengeProof)
 
 
@@ -460,11 +461,14 @@ def _read_synthetic_proofs(sector_dir, meta: SectorMeta, indexes: list[int]) -> 
             head = f.read(header)
             if len(head) != header or head[:8] != _SYNTH_MAGIC or int.from_bytes(head[8:16], "little") != total:
                 raise SectorError(f"sector {meta.sector}: {path} is not a synthetic proofs file for it")
-            offsets = np.frombuffer(head, "<u8", total + 1, 16)
+            offsets = np.frombuffer(head, "<u8", total + 1, 16).tolist()
             out = []
             for i in indexes:
-                f.seek(header + int(offsets[i]))
-                out.append(_synth_decoder.decode(f.read(int(offsets[i + 1] - offsets[i]))))
+                size = offsets[i + 1] - offsets[i]
+                if not 0 < size <= _SYNTH_RECORD_MAX:          # the file may come from another worker
+                    raise ValueError(f"record {i} claims {size} bytes")
+                f.seek(header + offsets[i])
+                out.append(_synth_decoder.decode(f.read(size)))
             return out
     except FileNotFoundError:
         raise SectorError(f"sector {meta.sector}: its synthetic proofs are missing: {path}") from None
