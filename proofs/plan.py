@@ -20,7 +20,7 @@ import numpy as np
 
 from zqnode.proofs import chunked, merkle
 from zqnode.proofs.backend import Backend
-from zqnode.proofs.params import WINDOW_POST_CHALLENGES_PER_SECTOR, SealProof
+from zqnode.proofs.params import WINDOW_POST_CHALLENGES_PER_SECTOR, SealFeature, SealProof
 from zqnode.proofs.poseidon import WORD
 from zqnode.proofs.sdr.cache import DEGREE, Graph, parent_cache
 from zqnode.proofs.sdr.labels import label_layer
@@ -87,10 +87,18 @@ def _tree_bytes(sizes: list[int], kept_from: int = 0) -> int:
     return sum(sizes[kept_from:]) * WORD
 
 
+def check(p: SealProof) -> None:
+    """ValueError for a proof type the plan does not model."""
+    if p.feature is SealFeature.SYNTHETIC:
+        raise ValueError(f"{p.name}: the plan does not model synthetic PoRep yet (its PC2 also "
+                         "proves 2^18 challenges into a proofs file)")
+
+
 def stages(p: SealProof, rates: Rates, cores: int, chunk_bytes: int = chunked.CHUNK_BYTES) -> list[Stage]:
     """Every stage of one sector with `cores` cores for it."""
     if cores < 1:
         raise ValueError(f"cores must be >= 1, got {cores}")
+    check(p)
     if rates.layers != p.layers:
         raise ValueError(f"rates measured for {rates.layers} layers, the sector has {p.layers}")
     nodes, size, shape = p.nodes, p.sector_size, TreeShape.of(p)

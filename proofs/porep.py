@@ -21,6 +21,7 @@ field order, arrays). Positions in paths are implied by the node index.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import msgspec
 import numpy as np
@@ -43,27 +44,34 @@ class SealError(ValueError):
     """Bad input to sealing or to a seal proof's verification (other than the proof bytes)."""
 
 
+# Bounds on what a decoder builds from a peer's bytes, above any real proof's shapes: a
+# word, tree levels (a 64 GiB tree-d has 31), siblings per level (arity 8: 7), layers (11).
+Word = Annotated[bytes, msgspec.Meta(max_length=WORD)]
+Path = Annotated[list[Annotated[list[Word], msgspec.Meta(max_length=15)]], msgspec.Meta(max_length=32)]
+
+
 class PoRepColumnOpening(msgspec.Struct, array_like=True, frozen=True):
-    labels: list[bytes]              # the node's label in layers 1..L
-    path: list[list[bytes]]          # tree-c siblings per level, bottom up
+    labels: Annotated[list[Word], msgspec.Meta(max_length=16)]   # the node's label in layers 1..L
+    path: Path                       # tree-c siblings per level, bottom up
 
 
 class PoRepChallengeProof(msgspec.Struct, array_like=True, frozen=True):
     node: int
-    data_leaf: bytes
-    data_path: list[bytes]           # tree-d siblings, bottom up
+    data_leaf: Word
+    data_path: Annotated[list[Word], msgspec.Meta(max_length=32)]   # tree-d siblings, bottom up
     column: PoRepColumnOpening
-    parents: list[PoRepColumnOpening]   # 6 base then 8 expander, in graph order
-    replica_leaf: bytes
-    replica_path: list[list[bytes]]  # tree-r-last siblings per level, bottom up
+    parents: Annotated[list[PoRepColumnOpening], msgspec.Meta(max_length=14)]   # 6 base, 8 expander
+    replica_leaf: Word
+    replica_path: Path               # tree-r-last siblings per level, bottom up
 
 
 class PoRepVanillaProof(msgspec.Struct, array_like=True, frozen=True):
     version: int
     seal_proof: int
-    comm_c: bytes
-    comm_r_last: bytes
-    partitions: list[list[PoRepChallengeProof]]
+    comm_c: Word
+    comm_r_last: Word
+    partitions: Annotated[list[Annotated[list[PoRepChallengeProof], msgspec.Meta(max_length=256)]],
+                          msgspec.Meta(max_length=256)]
 
 
 _encoder = msgspec.msgpack.Encoder()

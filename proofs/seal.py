@@ -312,6 +312,7 @@ def precommit2(sector_dir, *, backend: str | Backend = "auto", procs: int = 1,
             raise SectorError(f"sector {meta.sector}: its layers are dropped and its synthetic proofs "
                               "are missing; PreCommit1 must run again")
         comm_c, comm_r_last = checked_p_aux(sector_dir, meta)
+        _drop(layer_path(cache_dir(sector_dir), n) for n in range(1, meta.proof().layers + 1))
         return PreCommit2Out(meta.hex_field("comm_d"), meta.hex_field("comm_r"), comm_c, comm_r_last,
                              impl.name)
     p = meta.proof()
@@ -461,18 +462,19 @@ def _read_synthetic_proofs(sector_dir, meta: SectorMeta, indexes: list[int]) -> 
             head = f.read(header)
             if len(head) != header or head[:8] != _SYNTH_MAGIC or int.from_bytes(head[8:16], "little") != total:
                 raise SectorError(f"sector {meta.sector}: {path} is not a synthetic proofs file for it")
-            offsets = np.frombuffer(head, "<u8", total + 1, 16).tolist()
+            offsets = np.frombuffer(head, "<u8", total + 1, 16)
+            sizes = np.diff(offsets.astype(np.int64))      # the file may come from another worker
+            if offsets[0] or (sizes <= 0).any() or (sizes > _SYNTH_RECORD_MAX).any() \
+                    or header + int(offsets[-1]) != os.fstat(f.fileno()).st_size:
+                raise ValueError("its record offsets do not fit the file")
             out = []
             for i in indexes:
-                size = offsets[i + 1] - offsets[i]
-                if not 0 < size <= _SYNTH_RECORD_MAX:          # the file may come from another worker
-                    raise ValueError(f"record {i} claims {size} bytes")
-                f.seek(header + offsets[i])
-                out.append(_synth_decoder.decode(f.read(size)))
+                f.seek(header + int(offsets[i]))
+                out.append(_synth_decoder.decode(f.read(int(sizes[i]))))
             return out
     except FileNotFoundError:
         raise SectorError(f"sector {meta.sector}: its synthetic proofs are missing: {path}") from None
-    except (msgspec.DecodeError, ValueError) as e:
+    except (msgspec.DecodeError, OSError, ValueError) as e:
         raise SectorError(f"sector {meta.sector}: {path} is corrupt: {e}") from None
 
 
@@ -536,8 +538,11 @@ def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
     doomed += [cache / TREE_C, cache / TREE_D, cache / SYNTH_PROOFS]
     doomed += [] if keep_unsealed else [unsealed_path(sector_dir)]
     doomed += [*cache.glob(".*.tmp"), *Path(sector_dir).glob(".*.chunked.tmp")]   # killed writes' leftovers
-    removed = [str(path.relative_to(sector_dir)) for path in doomed if path.exists()]
+    scratch = list(Path(sector_dir).glob(".unseal-*"))      # a killed unseal's relabelled layers
+    removed = [str(path.relative_to(sector_dir)) for path in [*doomed, *scratch] if path.exists()]
     _drop(doomed)
+    for path in scratch:
+        shutil.rmtree(path, ignore_errors=True)
     return removed
 
 
@@ -582,10 +587,12 @@ def _unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int
         left = length
         with open(padded, "rb") as src:
             src.seek(start)
-            for _ in range(0, size, step):
-                content = fr32.unpad(src.read(step))[:left]
+            for at in range(0, size, step):
+                content = fr32.unpad(src.read(min(step, size - at)))[:left]
                 f.write(content)
                 left -= len(content)
+        if left:
+            raise SectorError(f"the unsealed data ends {left} bytes short of the {length} asked for")
     return write
 
 

@@ -118,6 +118,17 @@ def load_meta(sector_dir) -> SectorMeta:
         raise SectorError(f"{path} is corrupt: {e}") from None
     if meta.stage not in STAGES:
         raise SectorError(f"{path} is corrupt: unknown stage {meta.stage!r}")
+    try:                                   # sizes that every stage trusts (the file may be fetched)
+        size = meta.proof().sector_size
+    except ValueError:
+        raise SectorError(f"{path} is corrupt: unknown seal proof {meta.seal_proof}") from None
+    if meta.sector_size != size:
+        raise SectorError(f"{path} is corrupt: sector size {meta.sector_size}, its proof's is {size}")
+    for piece in meta.pieces:
+        if not (0 <= piece.offset and 0 < piece.padded_size and piece.offset + piece.padded_size <= size
+                and piece.padded_size % 128 == 0 and 0 <= piece.payload_size <= piece.padded_size // 128 * 127):
+            raise SectorError(f"{path} is corrupt: a piece at {piece.offset} of {piece.padded_size} bytes "
+                              f"({piece.payload_size} of payload) does not fit the sector")
     return meta
 
 

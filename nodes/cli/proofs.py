@@ -307,7 +307,11 @@ def plan_command(sector_size, seal_proof_name, cores, backend, as_json) -> None:
     p = _seal_proof_for(sector_size, seal_proof_name)
     impl = _backend(backend)
     cores = cores or os.cpu_count() or 1
-    out = plan.summary(p, plan.measure(impl, p.layers), cores)
+    try:
+        plan.check(p)                                  # before a measurement it could not use
+        out = plan.summary(p, plan.measure(impl, p.layers), cores)
+    except ValueError as e:
+        raise _fail(str(e)) from None
     if as_json:
         click.echo(to_json(out))
         return

@@ -90,7 +90,7 @@ def chacha20_stream(key: bytes, nonce: bytes, first_block: int, blocks: int) -> 
     RFC 8439 (the `chacha20` crate's ChaCha20): a 32-bit block counter and a 96-bit nonce."""
     if len(key) != 32 or len(nonce) != 12:
         raise ValueError("ChaCha20 takes a 32-byte key and a 12-byte nonce")
-    if not 0 <= first_block and first_block + blocks <= 1 << 32:
+    if not (0 <= first_block and 0 <= blocks and first_block + blocks <= 1 << 32):
         raise ValueError("the ChaCha20 block counter is 32 bits")
     n = blocks
     fixed = [*SIGMA, *struct.unpack("<8I", key), None, *struct.unpack("<3I", nonce)]

@@ -96,7 +96,8 @@ def synthetic_challenges(replica_id: bytes, comm_r: bytes, nodes: int, first: in
     _check_counts(nodes, 1, 0)
     total = synthetic_count(nodes)
     count = total - first if count is None else count
-    if first < 0 or count < 0 or first + count > total:
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (first, count)) \
+            or first < 0 or count < 0 or first + count > total:
         raise ChallengeError(f"synthetic challenges {first}..{first + count - 1} are not among {total}")
     if count == 0:
         return []
@@ -111,6 +112,8 @@ def synthetic_indexes(replica_id: bytes, seed: bytes, total: int, per_partition:
                       partition: int) -> list[int]:
     """Which synthetic challenges (their indexes) are the PoRep challenges of a partition."""
     replica_id, seed = _bytes32(replica_id, "replica_id"), _bytes32(seed, "seed")
+    if isinstance(total, bool) or not isinstance(total, int) or not 1 <= total <= SYNTHETIC_COUNT:
+        raise ChallengeError(f"total must be an int in 1..{SYNTHETIC_COUNT}, got {total!r}")
     _check_counts(total + 1, per_partition, partition)
     first = partition * per_partition
     block = first // 16                                    # 16 u32 indexes per block

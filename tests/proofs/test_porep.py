@@ -134,6 +134,14 @@ def test_bad_proof_bytes_are_false_not_errors(sealed_sectors, c1):
     for junk in (b"", b"\x00", b"\xc1" * 40, c1.proof[:-1], c1.proof + b"\x00",
                  msgspec.msgpack.encode({"proof": 1}), bytes(len(c1.proof))):
         assert verify_seal(**args, proof=junk) is False
+    # Lists longer than any real proof's are refused while decoding, before they are built.
+    raw = msgspec.msgpack.decode(c1.proof)
+    for field, long in ((2, [bytes(32)] * 33), (6, [[bytes(32)] * 7] * 33), (6, [[bytes(32)] * 16]),
+                        (1, bytes(33))):
+        forged = msgspec.msgpack.decode(c1.proof)
+        forged[4][0][0][field] = long
+        assert verify_seal(**args, proof=msgspec.msgpack.encode(forged)) is False
+    assert verify_seal(**args, proof=msgspec.msgpack.encode(raw))       # the unforged one passes
 
 
 def test_bad_arguments_raise(sealed_sectors, c1):

@@ -1,6 +1,7 @@
 """Sealing stages on a sector directory: the lotus-bench 2 KiB check values, piece
 placement, unsealing, stage order and what a failure leaves behind."""
 import io
+import json
 import os
 import random
 
@@ -167,6 +168,23 @@ def test_unseal_one_piece(tmp_path, seal_2k):
         seal.unseal(sector_dir, tmp_path / "p2", piece=2)
 
 
+@pytest.mark.parametrize("change", [
+    {"sector_size": 1 << 50},                                  # a size its proof does not have
+    {"seal_proof": 99},
+    {"pieces": [{"offset": 1024, "padded_size": 2048, "payload_size": 10, "comm_p": "00" * 32}]},
+    {"pieces": [{"offset": -128, "padded_size": 128, "payload_size": 10, "comm_p": "00" * 32}]},
+    {"pieces": [{"offset": 0, "padded_size": 128, "payload_size": 128, "comm_p": "00" * 32}]},
+])
+def test_a_sector_json_whose_sizes_do_not_fit_is_corrupt(sealed_sectors, copy_sector, tmp_path, change):
+    # sector.json may come from another worker: no stage trusts a size it did not check
+    sector_dir = copy_sector(sealed_sectors[1]["dir"])
+    meta = json.loads((sector_dir / "sector.json").read_text())
+    (sector_dir / "sector.json").write_text(json.dumps({**meta, **change}))
+    with pytest.raises(SectorError, match="corrupt"):
+        seal.unseal(sector_dir, tmp_path / "out", piece=0 if "pieces" in change else None)
+    assert not (tmp_path / "out").exists()
+
+
 def test_unseal_of_a_corrupt_replica_writes_nothing(sealed_sectors, copy_sector, tmp_path):
     sector_dir = copy_sector(sealed_sectors[1]["dir"])
     with open(sealed_path(sector_dir), "r+b") as f:
@@ -179,10 +197,12 @@ def test_unseal_of_a_corrupt_replica_writes_nothing(sealed_sectors, copy_sector,
 
 def test_finalize_keeps_what_post_needs(sealed_sectors, copy_sector):
     sector_dir = copy_sector(sealed_sectors[2]["dir"])
+    (sector_dir / ".unseal-killed").mkdir()                   # a killed unseal's relabelled layers
+    (sector_dir / ".unseal-killed" / "sc-02-data-layer-1.dat").write_bytes(bytes(2048))
     removed = seal.finalize(sector_dir)
     assert sorted(removed) == sorted(["cache/sc-02-data-layer-1.dat", "cache/sc-02-data-layer-2.dat",
                                       "cache/sc-02-data-tree-c.dat", "cache/sc-02-data-tree-d.dat",
-                                      "unsealed"])
+                                      "unsealed", ".unseal-killed"])
     assert sorted(str(p.relative_to(sector_dir)) for p in sector_dir.rglob("*") if p.is_file()) == [
         "cache/p_aux", "cache/sc-02-data-tree-r-last.dat", "sealed", "sector.json"]
     assert load_meta(sector_dir).stage == "finalized"

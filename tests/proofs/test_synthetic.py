@@ -69,7 +69,7 @@ def test_a_damaged_synthetic_proofs_file_fails_commit1(synthetic, copy_sector):
     huge = np.full(65, 1 << 40, "<u8")                    # records claiming a TiB each
     huge[0] = 0
     path.write_bytes(data[:16] + huge.tobytes() + data[header:])
-    with pytest.raises(SectorError, match="corrupt.*claims"):
+    with pytest.raises(SectorError, match="corrupt.*offsets do not fit"):
         seal.commit1(sector, SEED, backend="cpu")
     path.unlink()
     with pytest.raises(SectorError, match="synthetic proofs are missing"):

@@ -240,3 +240,5 @@ def test_plan_measures_and_prints_every_stage(env):
     text = run(env, "plan", "--sector-size", "32GiB", "--cores", "16")
     assert text.exit_code == 0 and "+352.0 GiB" in text.output and "+56.0 GiB" in text.output
     assert _error_line(run(env, "plan", "--sector-size", "3GiB")).startswith("Error: unsupported sector size")
+    assert "does not model synthetic PoRep" in _error_line(
+        run(env, "plan", "--seal-proof", "StackedDrg2KiBV1_1_Feat_SyntheticPoRep"))

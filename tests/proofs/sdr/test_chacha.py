@@ -3,7 +3,7 @@ import struct
 import numpy as np
 import pytest
 
-from zqnode.proofs.sdr.chacha import chacha_block, chacha_blocks, words_to_u64
+from zqnode.proofs.sdr.chacha import chacha20_stream, chacha_block, chacha_blocks, words_to_u64
 
 # draft-strombergson-chacha-test-vectors TC1: ChaCha8, all-zero 256-bit key and 64-bit IV.
 CHACHA8_TC1 = bytes.fromhex(
@@ -73,3 +73,17 @@ def test_bad_inputs():
         chacha_blocks(np.zeros((2, 8), np.uint64))
     with pytest.raises(ValueError):
         chacha_blocks(np.zeros((2, 7), np.uint32))
+
+
+def test_chacha20_stream_is_rfc_8439():
+    # RFC 8439 2.4.2: the sunscreen plaintext under key 00..1f, nonce 00 00 00 00 00 00 00 4a
+    # 00 00 00 00, from block 1.
+    plain = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for "
+             b"the future, sunscreen would be it.")
+    stream = chacha20_stream(bytes(range(32)), bytes.fromhex("000000000000004a00000000"), 1, 2)
+    cipher = bytes(a ^ b for a, b in zip(plain, stream))
+    assert cipher.hex().startswith("6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b")
+    assert chacha20_stream(bytes(32), bytes(12), 5, 2)[64:] == chacha20_stream(bytes(32), bytes(12), 6, 1)
+    for first, blocks in ((2 ** 32 - 3, 4), (-1, 1), (0, -1)):      # a 32-bit counter, never wrapped
+        with pytest.raises(ValueError, match="32 bits"):
+            chacha20_stream(bytes(32), bytes(12), first, blocks)

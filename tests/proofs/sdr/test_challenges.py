@@ -75,6 +75,9 @@ def test_synthetic_challenges_against_rust_fil_proofs():
     lambda: porep_challenges(10, RID, SEED),                  # synthetic needs comm_r too
     lambda: porep_challenges(10, RID, comm_r=COMM_R),         # and the seed
     lambda: synthetic_challenges(RID, COMM_R, 64, 60, 5),     # past the 64 synthetic ones
+    lambda: synthetic_challenges(RID, COMM_R, 64, 1.5, 1),
+    lambda: synthetic_indexes(RID, SEED, True, 2, 0),
+    lambda: synthetic_indexes(RID, SEED, (1 << 18) + 1, 2, 0),
     lambda: porep_challenges(5, RID),                         # no seed
     lambda: porep_challenges(15, RID, SEED),                  # NI needs comm_r
     lambda: interactive_challenges(RID[:31], SEED, 64, 2, 0),
