@@ -64,11 +64,13 @@ def decode_uvarint(data: bytes, offset: int = 0) -> tuple[int, int]:
     raise CidError("uvarint longer than 9 bytes")
 
 
-def _to_string(cid_bytes: bytes) -> str:
-    return "b" + base64.b32encode(cid_bytes).decode("ascii").rstrip("=").lower()
+def cid_text(raw: bytes) -> str:
+    """The base32-lower string of a binary CID."""
+    return "b" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
 
 
-def _from_string(text: str) -> bytes:
+def cid_bytes(text: str) -> bytes:
+    """The binary form of a base32-lower CID string (its multibase prefix dropped)."""
     if not isinstance(text, str) or not text.startswith("b"):
         raise CidError(f"expected a base32-lower CID starting with 'b', got {text!r}")
     body = text[1:]
@@ -78,7 +80,7 @@ def _from_string(text: str) -> bytes:
         raw = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
     except ValueError:
         raise CidError(f"not valid base32: {text!r}") from None
-    if _to_string(raw) != text:
+    if cid_text(raw) != text:
         raise CidError(f"not canonical base32 (stray bits or length): {text!r}")
     return raw
 
@@ -91,7 +93,7 @@ def _check_commitment(commitment) -> bytes:
 
 def _commitment_cid(codec: int, multihash: int, commitment) -> str:
     commitment = _check_commitment(commitment)
-    return _to_string(encode_uvarint(CID_V1) + encode_uvarint(codec) + encode_uvarint(multihash)
+    return cid_text(encode_uvarint(CID_V1) + encode_uvarint(codec) + encode_uvarint(multihash)
                       + encode_uvarint(COMMITMENT_SIZE) + commitment)
 
 
@@ -117,14 +119,14 @@ def piece_cid_v2(commitment: bytes, payload_size: int) -> str:
     height = padded.bit_length() - 1 - 5
     capacity = fr32.unpadded_size(padded)
     digest = encode_uvarint(capacity - payload_size) + bytes([height]) + commitment
-    return _to_string(encode_uvarint(CID_V1) + encode_uvarint(RAW)
+    return cid_text(encode_uvarint(CID_V1) + encode_uvarint(RAW)
                       + encode_uvarint(FR32_SHA256_TRUNC254_PADBINTREE)
                       + encode_uvarint(len(digest)) + digest)
 
 
 def _parse(text: str) -> tuple[int, int, bytes]:
     """(codec, multihash code, digest) of a base32 CIDv1 string."""
-    raw = _from_string(text)
+    raw = cid_bytes(text)
     version, at = decode_uvarint(raw)
     if version != CID_V1:
         raise CidError(f"expected a CIDv1, got version {version}")

@@ -28,6 +28,7 @@ import msgspec
 
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain import miner as actor
+from zqnode.nodes.chain.filecoin.address import Address, AddressError
 from zqnode.nodes.chain.funds import FIL, MAX_SUPPLY, format_fil, gas_fee, gas_used, next_base_fee
 from zqnode.nodes.chain.messages import ExitCode, Message, MessageError, MessageLookup, Receipt, Tipset
 from zqnode.nodes.chain.policy import Policy, policy as policy_named
@@ -214,10 +215,10 @@ class Chain:
         return balance
 
     def _miner_of(self, address: str) -> actor.MinerState | None:
-        digits = address[2:]
-        if address[:2] in ("f0", "t0") and digits.isascii() and digits.isdigit() and str(int(digits)) == digits:
-            return self.state.miners.get(int(digits))
-        return None
+        try:
+            return self.state.miners.get(Address.parse(address).actor_id)
+        except AddressError:
+            return None
 
     def next_nonce(self, sender: str) -> int:
         pending = sum(1 for m in self.pool.values() if m.sender == sender)

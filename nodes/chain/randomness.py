@@ -11,6 +11,10 @@ from __future__ import annotations
 import enum
 import hashlib
 
+import cbor2
+
+from zqnode.nodes.chain.filecoin.address import Address, AddressError
+
 
 class RandomnessError(ValueError):
     pass
@@ -66,19 +70,9 @@ def draw(base: bytes, tag: int, epoch: int, entropy: bytes = b"") -> bytes:
     return h.digest()
 
 
-def id_address_bytes(actor_id: int) -> bytes:
-    """The binary form of the ID address f0<actor_id>: protocol 0, uvarint(id)."""
-    if isinstance(actor_id, bool) or not isinstance(actor_id, int) or not 0 <= actor_id < 1 << 63:
-        raise RandomnessError(f"actor id must be an int in 0..2^63-1, got {actor_id!r}")
-    out, n = bytearray([0]), actor_id
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def address_entropy(actor_id: int) -> bytes:
     """CBOR of the actor's ID address (a byte string), the entropy actors draw with."""
-    addr = id_address_bytes(actor_id)
-    return bytes([0x40 | len(addr)]) + addr      # CBOR major type 2, length < 24
+    try:
+        return cbor2.dumps(Address.id(actor_id).bytes)
+    except AddressError as e:
+        raise RandomnessError(str(e)) from None

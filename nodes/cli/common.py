@@ -16,6 +16,7 @@ from zqnode.bus.codec import RemoteError
 from zqnode.bus.config import BusConfig
 from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.nodes import preflight
+from zqnode.nodes.chain.filecoin import address as fil
 
 T = TypeVar("T")
 
@@ -45,10 +46,10 @@ class MinerId(click.ParamType):
         if isinstance(value, int):
             return value
         text = str(value).strip()
-        digits = text[2:] if text[:2] in ("f0", "t0") else text
-        if not digits.isdigit():
+        try:
+            return fil.Address.parse(text if text[:1] in fil.NETWORKS else f"f0{text}").actor_id
+        except fil.AddressError:
             self.fail(f"{value!r} is not a miner actor id (1000, f01000 or t01000)", param, ctx)
-        return int(digits)
 
 
 def miner_option(help: str):

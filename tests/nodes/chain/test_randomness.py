@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from zqnode.nodes.chain.randomness import (DomainTag, RandomnessError, address_entropy, default_source,
-                                           draw, id_address_bytes)
+                                           draw)
 
 
 def b2(data: bytes) -> bytes:
@@ -38,7 +38,6 @@ def test_domain_epoch_and_entropy_separate_draws():
 
 
 def test_miner_address_entropy_is_the_cbor_of_its_id_address():
-    assert id_address_bytes(1000) == bytes.fromhex("00e807")
     assert address_entropy(1000) == bytes.fromhex("4300e807")
     assert address_entropy(5) == bytes.fromhex("420005")
 

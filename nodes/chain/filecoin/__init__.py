@@ -1,0 +1,2 @@
+"""Filecoin's own wire formats, byte for byte: RLE+ bitfields, addresses, and the builtin
+miner actor's DAG-CBOR method parameters."""
