@@ -80,8 +80,9 @@ class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
                  poster: bool = True, batching: bool = False, synthetic: bool = False,
-                 say: Callable[[str], None] = print):
+                 lotus_listen: str = "", say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
+        self.lotus_listen = lotus_listen
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
         self.with_poster, self.batching = poster, batching
@@ -170,7 +171,9 @@ class Devnet:
         chain = ChainConfig(genesis=Genesis(network="devnet-large" if large else "devnet",
                                             miners=[MinerSpec(actor_id=MINER, seal_proof=self.seal_proof,
                                                               control=self.control)]),
-                            verifier="proofs", epoch_seconds=self.epoch_seconds)
+                            verifier="proofs", epoch_seconds=self.epoch_seconds,
+                            lotus_listen=self.lotus_listen,
+                            lotus_token=str(self.base / "lotus-token") if self.lotus_listen else "")
         # the workers share this host: one sector each between ticket and PreCommit, so no
         # ticket waits for a CPU while it ages (200 epochs on the devnet)
         sealing = SealingConfig(miner=MINER, retry_base_s=1.0, retry_max_s=15.0, wait_deals_s=10.0,
@@ -255,6 +258,9 @@ class Devnet:
         self.say(f"devnet: chain ({info.policy.name} policy, {self.chain.epoch_seconds:g} s epochs, "
                  f"real PoRep/PoSt verifiers), manager + sealing, scheduler, {self.workers} workers"
                  f"{', poster' if self.with_poster else ''}; miner f0{MINER}, {self.size} sectors")
+        if self.chain.lotus_url:
+            self.say(f"devnet: Lotus API on {self.chain.lotus_url} (HTTP too); admin token in "
+                     f"{self.base / 'lotus-token'}")
         have = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
         if have:
             self.say(f"devnet: resuming {len(have)} sectors ({_counts(have)})")

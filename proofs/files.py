@@ -10,14 +10,15 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_atomic(path, content: bytes | Callable) -> None:
+def write_atomic(path, content: bytes | Callable, mode: int | None = None) -> None:
     """Write `content` (bytes, or a function given the open binary file) to `path` via a
-    temporary file in the same directory and a rename; on failure the temp file goes."""
+    temporary file in the same directory and a rename; on failure the temp file goes.
+    `mode` (e.g. 0o600 for a secret) replaces the umask-based one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
+        os.fchmod(fd, 0o666 & ~_UMASK if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)

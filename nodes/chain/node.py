@@ -29,7 +29,9 @@ from zqnode.nodes.chain.randomness import RandomnessError, default_source
 from zqnode.nodes.chain.store import ChainStore
 from zqnode.nodes.chain.config import ChainConfig
 from zqnode.nodes import observe
+from zqnode.nodes import preflight
 from zqnode.nodes.identity import NodeIdentity
+from zqnode.nodes.observe.http import parse_listen
 from zqnode.proofs.files import write_atomic
 
 log = logging.getLogger("zqnode.chain")
@@ -55,6 +57,8 @@ class ChainNode:
         self.chain: Chain | None = None
         self._published = -1               # the highest epoch announced
         self.store: ChainStore | None = None
+        self.lotus = None                  # the Lotus API server, with [chain] lotus_listen
+        self.lotus_url = ""
         self._lock = trio.Lock()           # one head change at a time, published in order
         self.peer = Peer(name=me.name, role="chain", cfg=me.bus)
         for kind, handler in self._handlers().items():
@@ -110,12 +114,29 @@ class ChainNode:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.peer.run)
+                if self.chain_cfg.lotus_listen:
+                    self.lotus_url = await nursery.start(self._serve_lotus)
                 async with self._lock:
                     await self._publish(HeadChange(applied=[self.chain.head]))
                 task_status.started(self)
                 await self._produce_forever()
         finally:
             self.store.close()
+
+    async def _serve_lotus(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The Lotus JSON-RPC API on [chain] lotus_listen; its admin token in the repo."""
+        from zqnode.nodes.chain.lotus.auth import Tokens
+        from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI
+        from zqnode.nodes.chain.lotus.server import LotusServer
+        tokens = Tokens.in_repo(self.me.repo, self.chain_cfg.lotus_token or None)
+        self.lotus = LotusServer(DevnetLotusAPI(lambda: self.chain, self.epoch_seconds), tokens)
+        host, port = parse_listen(self.chain_cfg.lotus_listen, "lotus_listen")
+        preflight.check_free([("the Lotus API", self.chain_cfg.lotus_listen)])
+        async with trio.open_nursery() as nursery:
+            urls = await nursery.start(self.lotus.serve, host, port)
+            url = urls[0].replace("http://", "ws://", 1) + "/rpc/v1"
+            log.info("Lotus API on %s", url)
+            task_status.started(url)
 
     async def _produce_forever(self) -> None:
         next_at = trio.current_time()
@@ -158,6 +179,8 @@ class ChainNode:
 
     async def _publish(self, change: HeadChange) -> None:
         self._mark_published(self.chain.head.epoch)          # synced before anyone hears of it
+        if self.lotus is not None:
+            self.lotus.head_changed(change.reverted, change.applied)
         await self.peer.publish(W.TOPIC_HEAD, W.ChainHeadChanged(
             reverted=[summary(t) for t in change.reverted], applied=[summary(t) for t in change.applied]))
 

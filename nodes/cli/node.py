@@ -85,9 +85,13 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
               help="Batch PreCommits and aggregate ProveCommits (one batch of every sector, 60 s at most).")
 @click.option("--synthetic", is_flag=True,
               help="The miner seals with synthetic PoRep (FIP-0059; fixed when the devnet is created).")
+@click.option("--lotus-listen", default="", metavar="HOST:PORT",
+              help="Serve the chain's Lotus JSON-RPC API there (websocket and HTTP, /rpc/v1); "
+                   "the admin token goes to REPO/lotus-token.")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
-           refresh: float, no_poster: bool, batch: bool, synthetic: bool, metrics_listen: str) -> None:
+           refresh: float, no_poster: bool, batch: bool, synthetic: bool, lotus_listen: str,
+           metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -97,11 +101,12 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
         try:       # before anything starts: the repos are ours, every port is free
             held.enter_context(repos.hold(base))
             preflight.check_free(preflight.hub_addresses(bus)
-                                 + ([("metrics", metrics_listen)] if metrics_listen else []))
+                                 + ([("metrics", metrics_listen)] if metrics_listen else [])
+                                 + ([("the Lotus API", lotus_listen)] if lotus_listen else []))
             net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                          epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
                          poster=not no_poster, batching=batch, synthetic=synthetic,
-                         say=lambda line: click.echo(line))
+                         lotus_listen=lotus_listen, say=lambda line: click.echo(line))
             for node_repo in net.repos():
                 held.enter_context(repos.hold(node_repo))
         except (OSError, DevnetError) as e:

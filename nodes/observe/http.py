@@ -21,11 +21,11 @@ class ListenError(ValueError):
     pass
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
+def parse_listen(listen: str, what: str = "metrics_listen") -> tuple[str, int]:
     """HOST:PORT, :PORT (every interface) or [IPv6]:PORT; port 0 picks a free one."""
     host, sep, port = listen.strip().rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ListenError(f"metrics_listen must be HOST:PORT (e.g. 127.0.0.1:9400 or :9400), "
+        raise ListenError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:9400 or :9400), "
                           f"got {listen!r}")
     return host.strip("[]"), int(port)
 

@@ -18,7 +18,7 @@ from zqnode.nodes.chain.filecoin.dagcbor import BitField
 Str = Annotated[str, msgspec.Meta(max_length=256)]
 CidText = Annotated[str, msgspec.Meta(pattern=r"^b[a-z2-7]{8,120}$")]
 BigInt = Annotated[str, msgspec.Meta(pattern=r"^-?[0-9]{1,80}$")]
-AddressText = Annotated[str, msgspec.Meta(pattern=r"^[ft][0-4][a-z0-9]{1,130}$")]
+AddressText = Annotated[str, msgspec.Meta(pattern=r"^([ft][0-4][a-z0-9]{1,130}|<empty>)$")]   # go-address: Undef is "<empty>"
 Bytes = Annotated[bytes, msgspec.Meta(max_length=2 << 20)]
 U64 = Annotated[int, msgspec.Meta(ge=0)]
 Runs = Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(max_length=1 << 16)]

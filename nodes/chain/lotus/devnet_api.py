@@ -1,0 +1,272 @@
+"""The devnet chain's answers to Lotus API methods, read from its `Chain` core.
+
+The devnet has one block per tipset and no null rounds. A tipset's block CID wraps its
+key (a blake2b-256) as a dag-cbor CID, so a key and its CID name each other. Amounts are
+attoFIL, as Lotus's (the core counts nanoFIL). What the devnet does not have is answered
+as an empty Lotus value: no peer id, no beneficiary change, no disputable proofs.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from zqnode.nodes.chain.core import Chain, NotFound
+from zqnode.nodes.chain.filecoin.address import Address, AddressError
+from zqnode.nodes.chain.filecoin.dagcbor import BitField, Cid as Link
+from zqnode.nodes.chain.lotus import types as T
+from zqnode.nodes.chain.lotus.rpc import HANDLER_ERROR, RpcError
+from zqnode.nodes.chain.messages import Tipset
+from zqnode.nodes.chain.randomness import RandomnessError
+from zqnode.proofs.cid import CID_V1, encode_uvarint
+from zqnode.proofs.params import seal_proof
+
+ATTO_PER_NANO = 10 ** 9
+NETWORK_VERSION = 25                 # the actors' rules the devnet follows (nv25)
+API_VERSION = 0x020300               # Lotus's v1 full-node API version (2.3.0)
+DAG_CBOR, BLAKE2B_256 = 0x71, 0xB220
+SYSTEM_ACTOR = "f00"
+
+
+def fail(message: str) -> RpcError:
+    return RpcError(HANDLER_ERROR, message)
+
+
+def block_cid(key: str) -> T.Cid:
+    """The CID of a tipset's one block: its key as a dag-cbor, blake2b-256 CID."""
+    raw = (encode_uvarint(CID_V1) + encode_uvarint(DAG_CBOR) + encode_uvarint(BLAKE2B_256)
+           + encode_uvarint(32) + bytes.fromhex(key))
+    return T.Cid(str(Link(raw)))
+
+
+def key_of(cid: T.Cid) -> str:
+    """The tipset key a block CID of ours names (fail: not one of ours)."""
+    prefix = block_cid("00" * 32).link
+    if len(cid.link) != len(prefix):
+        raise fail(f"{cid.link} is not a block of this chain")
+    try:
+        raw = Link.parse(cid.link).raw
+    except ValueError:
+        raise fail(f"{cid.link} is not a CID") from None
+    return raw[-32:].hex()
+
+
+def _derived(key: str, what: bytes) -> T.Cid:
+    return block_cid(hashlib.blake2b(what + bytes.fromhex(key), digest_size=32).hexdigest())
+
+
+def _bits(members) -> list[int]:
+    return T.runs_json(BitField.of(members))
+
+
+class DevnetLotusAPI:
+    """Lotus API methods as `async def <Method>(*params)`; `chain` is read at each call."""
+
+    def __init__(self, chain: Chain, epoch_seconds: float):
+        self._chain, self.epoch_seconds = chain, epoch_seconds
+
+    @property
+    def chain(self) -> Chain:
+        return self._chain() if callable(self._chain) else self._chain
+
+    # -- tipsets ----------------------------------------------------------------------------
+    def tipset_json(self, ts: Tipset) -> T.TipSet:
+        c = self.chain
+        block = T.BlockHeader(
+            Miner=SYSTEM_ACTOR, Ticket=T.Ticket(VRFProof=ts.ticket), ElectionProof=None,
+            BeaconEntries=[T.BeaconEntry(Round=ts.epoch, Data=ts.beacon)], WinPoStProof=[],
+            Parents=[block_cid(ts.parent)] if ts.parent else [], ParentWeight=str(ts.epoch),
+            Height=ts.epoch, ParentStateRoot=_derived(ts.key, b"state"),
+            ParentMessageReceipts=_derived(ts.key, b"receipts"), Messages=_derived(ts.key, b"messages"),
+            BLSAggregate=None, Timestamp=int(ts.timestamp), BlockSig=None, ForkSignaling=0,
+            ParentBaseFee=str(c.state.base_fee))
+        return T.TipSet(Cids=[block_cid(ts.key)], Blocks=[block], Height=ts.epoch)
+
+    def _at(self, tsk: list[T.Cid]) -> Tipset:
+        """The tipset a key names (empty: the head); fail if it is not on this chain."""
+        c = self.chain
+        if not tsk:
+            return c.head
+        if len(tsk) != 1:
+            raise fail("a tipset of this chain has one block")
+        key = key_of(tsk[0])
+        for ts in reversed(c.tipsets):
+            if ts.key == key:
+                return ts
+        raise fail(f"tipset {tsk[0].link} is not on this chain")
+
+    async def ChainHead(self) -> T.TipSet:
+        return self.tipset_json(self.chain.head)
+
+    async def ChainGetTipSet(self, tsk) -> T.TipSet:
+        if not tsk:
+            raise fail("ChainGetTipSet needs a tipset key")
+        return self.tipset_json(self._at(tsk))
+
+    async def ChainGetTipSetByHeight(self, height: int, tsk) -> T.TipSet:
+        start = self._at(tsk)
+        if height > start.epoch:
+            raise fail("looking for tipset with height greater than start point")
+        if height < 0:
+            raise fail(f"height {height} is negative")
+        return self.tipset_json(self.chain.tipsets[height])
+
+    async def ChainGetTipSetAfterHeight(self, height: int, tsk) -> T.TipSet:
+        return await self.ChainGetTipSetByHeight(height, tsk)     # no null rounds here
+
+    # -- randomness and versions ----------------------------------------------------------------
+    async def _randomness(self, tag: int, epoch: int, entropy: bytes | None, tsk, source: str) -> bytes:
+        at = self._at(tsk)
+        if epoch > at.epoch:
+            raise fail(f"cannot draw randomness from the future (epoch {epoch} after {at.epoch})")
+        try:
+            return self.chain.randomness(tag, epoch, entropy or b"", source)
+        except RandomnessError as e:
+            raise fail(str(e)) from None
+
+    async def StateGetRandomnessFromTickets(self, tag, epoch, entropy, tsk) -> bytes:
+        return await self._randomness(tag, epoch, entropy, tsk, "tickets")
+
+    async def StateGetRandomnessFromBeacon(self, tag, epoch, entropy, tsk) -> bytes:
+        return await self._randomness(tag, epoch, entropy, tsk, "beacon")
+
+    async def StateNetworkVersion(self, tsk) -> int:
+        self._at(tsk)
+        return NETWORK_VERSION
+
+    async def Version(self) -> T.Version:
+        return T.Version(Version="zqnode devnet", APIVersion=API_VERSION,
+                         BlockDelay=max(1, round(self.epoch_seconds)), Agent="zqnode")
+
+    # -- actors --------------------------------------------------------------------------------
+    def _miner_id(self, text: str) -> int:
+        try:
+            actor_id = Address.parse(text).actor_id
+        except AddressError as e:
+            raise fail(f"{text}: {e}") from None
+        if actor_id not in self.chain.state.miners:
+            raise fail(f"actor not found: {text} is not a miner on this chain")
+        return actor_id
+
+    def _miner(self, text: str, tsk):
+        at = self._at(tsk)
+        if at.key != self.chain.head.key:
+            raise fail("this devnet answers miner state at its head only")
+        return self.chain.miner_view(self._miner_id(text))
+
+    async def StateLookupID(self, text: str, tsk) -> str:
+        self._at(tsk)
+        try:
+            address = Address.parse(text)
+        except AddressError as e:
+            raise fail(f"{text}: {e}") from None
+        if address.protocol != 0 or not (address.actor_id in self.chain.state.miners
+                                         or self.chain.balance(text) or self.chain.balance(f"t0{address.actor_id}")):
+            raise fail(f"actor not found: {text}")
+        return address.text()
+
+    async def WalletBalance(self, text: str) -> str:
+        return str(self.chain.balance(text) * ATTO_PER_NANO)
+
+    async def StateMinerAvailableBalance(self, text: str, tsk) -> str:
+        return str(self._miner(text, tsk).available * ATTO_PER_NANO)
+
+    async def StateMinerInfo(self, text: str, tsk) -> T.MinerInfo:
+        m = self._miner(text, tsk)
+        worker = _id_text(m.worker)
+        return T.MinerInfo(
+            Owner=worker, Worker=worker, NewWorker="<empty>",
+            ControlAddresses=[_id_text(a) for a in m.control], WorkerChangeEpoch=-1, PeerId=None,
+            Multiaddrs=[], WindowPoStProofType=seal_proof(m.seal_proof).window_post_proof.id,
+            SectorSize=m.sector_size, WindowPoStPartitionSectors=m.partition_sectors,
+            ConsensusFaultElapsed=-1, PendingOwnerAddress=None, Beneficiary=worker,
+            BeneficiaryTerm=T.BeneficiaryTerm(Quota="0", UsedQuota="0", Expiration=0),
+            PendingBeneficiaryTerm=None)
+
+    async def StateMinerProvingDeadline(self, text: str, tsk) -> T.DeadlineInfo:
+        m, p = self._miner(text, tsk), self.chain.policy
+        d = m.deadline
+        return T.DeadlineInfo(
+            CurrentEpoch=d.current_epoch, PeriodStart=d.period_start, Index=d.index, Open=d.open,
+            Close=d.close, Challenge=d.challenge, FaultCutoff=d.fault_cutoff,
+            WPoStPeriodDeadlines=p.period_deadlines, WPoStProvingPeriod=p.proving_period,
+            WPoStChallengeWindow=p.challenge_window, WPoStChallengeLookback=p.challenge_lookback,
+            FaultDeclarationCutoff=p.fault_cutoff)
+
+    def _deadlines(self, text: str, tsk):
+        m = self._miner(text, tsk)
+        return [self.chain.deadline_view(m.actor_id, i) for i in range(self.chain.policy.period_deadlines)]
+
+    async def StateMinerDeadlines(self, text: str, tsk) -> list[T.Deadline]:
+        return [T.Deadline(PostSubmissions=_bits(d.posted), DisputableProofCount=0)
+                for d in self._deadlines(text, tsk)]
+
+    async def StateMinerPartitions(self, text: str, index: int, tsk) -> list[T.Partition]:
+        m = self._miner(text, tsk)
+        if index >= self.chain.policy.period_deadlines:
+            raise fail(f"deadline {index} out of range 0..{self.chain.policy.period_deadlines - 1}")
+        return [T.Partition(AllSectors=_bits(p.sectors), FaultySectors=_bits(p.faults),
+                            RecoveringSectors=_bits(p.recoveries), LiveSectors=_bits(p.sectors),
+                            ActiveSectors=_bits(p.active))
+                for p in self.chain.deadline_view(m.actor_id, index).partitions]
+
+    async def StateMinerFaults(self, text: str, tsk) -> list[int]:
+        return _bits(n for d in self._deadlines(text, tsk) for p in d.partitions for n in p.faults)
+
+    async def StateMinerRecoveries(self, text: str, tsk) -> list[int]:
+        return _bits(n for d in self._deadlines(text, tsk) for p in d.partitions for n in p.recoveries)
+
+    def _sector_json(self, actor_id: int, number: int) -> T.SectorOnChainInfo | None:
+        s = self.chain.sector(actor_id, number)
+        if s is None:
+            return None
+        return T.SectorOnChainInfo(
+            SectorNumber=s.number, SealProof=s.seal_proof, SealedCID=T.Cid(s.sealed_cid),
+            Activation=s.activation, Expiration=s.expiration, DealWeight="0", VerifiedDealWeight="0",
+            InitialPledge="0", ExpectedDayReward="0", ExpectedStoragePledge="0",
+            PowerBaseEpoch=s.activation, ReplacedDayReward="0", SectorKeyCID=None, Flags=0)
+
+    async def StateSectorGetInfo(self, text: str, number: int, tsk) -> T.SectorOnChainInfo | None:
+        return self._sector_json(self._miner(text, tsk).actor_id, number)
+
+    async def StateMinerSectors(self, text: str, runs, tsk) -> list[T.SectorOnChainInfo]:
+        deadlines = self._deadlines(text, tsk)
+        numbers = sorted(n for d in deadlines for p in d.partitions for n in p.sectors)
+        if runs is not None:
+            wanted = T.bitfield_of(runs)
+            numbers = [n for n in numbers if any(s <= n < s + c for s, c in wanted.runs)]
+        actor_id = self._miner_id(text)
+        return [self._sector_json(actor_id, n) for n in numbers]
+
+    async def StateSectorPreCommitInfo(self, text: str, number: int, tsk) -> T.SectorPreCommitOnChainInfo | None:
+        m = self._miner(text, tsk)
+        try:
+            pc = self.chain.precommit(m.actor_id, number)
+        except NotFound:
+            return None
+        if pc is None:
+            return None
+        info = T.SectorPreCommitInfo(SealProof=pc.seal_proof, SectorNumber=pc.sector_number,
+                                     SealedCID=T.Cid(pc.sealed_cid), SealRandEpoch=pc.seal_rand_epoch,
+                                     DealIDs=[], Expiration=pc.expiration, UnsealedCid=T.Cid(pc.unsealed_cid))
+        return T.SectorPreCommitOnChainInfo(Info=info, PreCommitDeposit=str(pc.deposit * ATTO_PER_NANO),
+                                            PreCommitEpoch=pc.precommit_epoch)
+
+    async def _per_sector(self, text: str, amount: int, tsk) -> str:
+        m = self._miner(text, tsk)
+        return str(self.chain.policy.per_sector(amount, m.sector_size) * ATTO_PER_NANO)
+
+    async def StateMinerPreCommitDepositForPower(self, text: str, info, tsk) -> str:
+        return await self._per_sector(text, self.chain.policy.precommit_deposit, tsk)
+
+    async def StateMinerInitialPledgeCollateral(self, text: str, info, tsk) -> str:
+        return await self._per_sector(text, self.chain.policy.initial_pledge, tsk)
+
+    async def MpoolGetNonce(self, text: str) -> int:
+        return self.chain.next_nonce(text)
+
+
+def _id_text(address: str) -> str:
+    """The devnet's account names (t0100) as Lotus shows addresses (f0100)."""
+    try:
+        return Address.parse(address).text()
+    except AddressError:
+        return address

@@ -1,0 +1,233 @@
+"""The devnet's Lotus API endpoint, over real HTTP and websocket connections: tokens and
+permissions as Lotus, the read methods, ChainNotify with reverts, and hostile frames."""
+import base64
+import json
+import pathlib
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+import trio
+from trio_websocket import HandshakeError, open_websocket_url
+
+from zqnode.nodes.chain.lotus import rpc
+from zqnode.nodes.chain.lotus.auth import Tokens
+from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI, block_cid, key_of
+from zqnode.nodes.chain.lotus.server import LotusServer
+from zqnode.nodes.chain.testing import ChainDriver
+
+SECRET = b"s" * 32
+
+
+@pytest.fixture
+async def served(nursery):
+    driver = ChainDriver()
+    driver.step(10)
+    server = LotusServer(DevnetLotusAPI(driver.chain, 1.0), Tokens(SECRET))
+    urls = await nursery.start(server.serve, "127.0.0.1", 0)
+    yield driver, server, urls[0].replace("http://", "")
+
+
+def _post(addr: str, body: bytes, token: str | None = None, path: str = "/rpc/v1"):
+    req = urllib.request.Request(f"http://{addr}{path}", data=body, method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          **({"Authorization": token} if token else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+async def post(addr, name, params=(), token=None, raw=None):
+    body = raw if raw is not None else rpc.request(1, name, list(params))
+    status, data = await trio.to_thread.run_sync(_post, addr, body, token)
+    return status, (json.loads(data) if status == 200 else data)
+
+
+async def test_head_and_tipsets_over_http(served):
+    driver, _, addr = served
+    status, answer = await post(addr, "ChainHead")
+    assert status == 200
+    head = answer["result"]
+    assert head["Height"] == driver.epoch and head["Cids"] == [{"/": block_cid(driver.chain.head.key).link}]
+    assert key_of(block_cid(driver.chain.head.key)) == driver.chain.head.key
+    _, answer = await post(addr, "ChainGetTipSetByHeight", [3, head["Cids"]])
+    ts3 = answer["result"]
+    assert ts3["Height"] == 3 and ts3["Cids"][0]["/"] == block_cid(driver.chain.tipset(3).key).link
+    assert ts3["Blocks"][0]["Parents"] == [{"/": block_cid(driver.chain.tipset(2).key).link}]
+    _, answer = await post(addr, "ChainGetTipSet", [ts3["Cids"]])
+    assert answer["result"] == ts3
+    _, answer = await post(addr, "ChainGetTipSetByHeight", [driver.epoch + 5, []])
+    assert "greater than start point" in answer["error"]["message"]
+
+
+async def test_miner_state(served):
+    driver, _, addr = served
+    _, dl = await post(addr, "StateMinerProvingDeadline", ["f01000", []])
+    info = driver.chain.miner_view(1000).deadline
+    assert dl["result"]["Index"] == info.index and dl["result"]["Challenge"] == info.challenge
+    assert dl["result"]["WPoStPeriodDeadlines"] == driver.policy.period_deadlines
+    _, mi = await post(addr, "StateMinerInfo", ["t01000", []])
+    assert mi["result"]["WindowPoStProofType"] == 10 and mi["result"]["SectorSize"] == 2048
+    _, dls = await post(addr, "StateMinerDeadlines", ["f01000", []])
+    assert len(dls["result"]) == driver.policy.period_deadlines
+    _, answer = await post(addr, "StateMinerInfo", ["f09999", []])
+    assert "actor not found" in answer["error"]["message"]
+    _, answer = await post(addr, "StateNetworkVersion", [[]])
+    assert answer["result"] == 25
+
+
+async def test_randomness_is_the_chains(served):
+    driver, _, addr = served
+    _, answer = await post(addr, "StateGetRandomnessFromTickets", [2, 5, "AAEC", []])
+    assert base64.b64decode(answer["result"]) == driver.chain.randomness(2, 5, b"\x00\x01\x02", "tickets")
+
+
+async def test_tokens_and_permissions_as_lotus(served):
+    _, _, addr = served
+    tokens = Tokens(SECRET)
+    status, answer = await post(addr, "MpoolPushMessage", [{}, None])          # no token: read only
+    assert status == 200
+    assert answer["error"]["message"] == "missing permission to invoke 'MpoolPushMessage' (need 'sign')"
+    status, _ = await post(addr, "ChainHead", token="Bearer " + Tokens(b"x" * 32).create("admin"))
+    assert status == 401                                                       # another secret
+    status, _ = await post(addr, "ChainHead", token=tokens.create("admin"))   # no Bearer prefix
+    assert status == 401
+    status, answer = await post(addr, "ChainHead", token="Bearer " + tokens.create("read"))
+    assert status == 200 and "result" in answer
+    assert tokens.verify(tokens.create("write")) == {"read", "write"}
+
+
+@pytest.mark.parametrize("raw, code", [
+    (b"not json", rpc.PARSE_ERROR), (b'{"jsonrpc": "1.0", "method": "x"}', rpc.INVALID_REQUEST),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.Nope", "params": []}', rpc.METHOD_NOT_FOUND),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.ChainHead", "params": [1]}', rpc.INVALID_PARAMS),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.StateMinerInfo", "params": ["f01000", [{"/": "x"}]]}',
+     rpc.INVALID_PARAMS),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.ChainGetTipSetByHeight", "params": [-1, []]}',
+     rpc.HANDLER_ERROR),
+])
+async def test_bad_requests_get_json_rpc_errors(served, raw, code):
+    driver, _, addr = served
+    before = driver.chain.head.key
+    status, answer = await post(addr, "", raw=raw)
+    assert status == 200 and answer["error"]["code"] == code
+    assert driver.chain.head.key == before
+
+
+async def test_oversized_request_is_refused(served):
+    _, _, addr = served
+    status, _ = await post(addr, "", raw=b"[" + b" " * rpc.MAX_FRAME + b"]")
+    assert status == 413
+
+
+async def test_chain_notify_over_websocket(served):
+    driver, server, addr = served
+    async with open_websocket_url(f"ws://{addr}/rpc/v1") as ws:
+        await ws.send_message(rpc.request(7, "ChainNotify", []))
+        opened = json.loads(await ws.get_message())
+        channel = opened["result"]
+        assert opened["id"] == 7
+        first = json.loads(await ws.get_message())
+        assert first["method"] == rpc.CH_VAL and first["params"][0] == channel
+        assert [c["Type"] for c in first["params"][1]] == ["current"]
+        assert first["params"][1][0]["Val"]["Height"] == driver.epoch
+        change = driver.chain.produce(0.0)
+        server.head_changed(change.reverted, change.applied)
+        applied = json.loads(await ws.get_message())["params"][1]
+        assert [(c["Type"], c["Val"]["Height"]) for c in applied] == [("apply", driver.epoch)]
+        change = driver.chain.reorg(2, 0.0)
+        server.head_changed(change.reverted, change.applied)
+        batch = json.loads(await ws.get_message())["params"][1]
+        assert [c["Type"] for c in batch] == ["revert", "revert", "apply", "apply"]
+        assert [c["Val"]["Height"] for c in batch] == [11, 10, 10, 11]
+        await ws.send_message(json.dumps({"jsonrpc": "2.0", "method": rpc.CANCEL, "params": [7]}))
+        closed = json.loads(await ws.get_message())
+        assert closed == {"jsonrpc": "2.0", "method": rpc.CH_CLOSE, "params": [channel]}
+        await ws.send_message(rpc.request(8, "ChainHead", []))
+        assert json.loads(await ws.get_message())["result"]["Height"] == driver.epoch
+
+
+async def test_websocket_refuses_a_bad_token(served):
+    _, _, addr = served
+    with pytest.raises(HandshakeError):
+        async with open_websocket_url(f"ws://{addr}/rpc/v1?token=garbage"):
+            pass
+
+
+async def test_a_chain_node_serves_its_head_changes(nursery, tmp_path):
+    from zqnode.bus.config import BusConfig
+    from zqnode.bus.memory import MemoryHub
+    from zqnode.nodes.chain.node import ChainConfig, ChainNode
+    from zqnode.nodes.identity import NodeIdentity
+    bus = await nursery.start(MemoryHub(BusConfig(address="mem://lotus-chain")).run)
+    me = NodeIdentity(name="chain-1", repo=str(tmp_path), bus=BusConfig(address=bus))
+    node = ChainNode(me, ChainConfig(verifier="fake", epoch_seconds=0.05, lotus_listen="127.0.0.1:0"))
+    await nursery.start(node.run)
+    assert node.lotus_url.startswith("ws://127.0.0.1:") and node.lotus_url.endswith("/rpc/v1")
+    token = (tmp_path / "lotus-token").read_text()
+    assert (tmp_path / "lotus-jwt-secret").stat().st_mode & 0o777 == 0o600
+    async with open_websocket_url(f"{node.lotus_url}?token={token}") as ws:
+        await ws.send_message(rpc.request(1, "ChainNotify", []))
+        channel = json.loads(await ws.get_message())["result"]
+        heights = []
+        while len(heights) < 4:
+            frame = json.loads(await ws.get_message())
+            assert frame["params"][0] == channel
+            heights += [(c["Type"], c["Val"]["Height"]) for c in frame["params"][1]]
+        assert heights[0][0] == "current" and [t for t, _ in heights[1:]] == ["apply"] * 3
+        assert [h for _, h in heights] == list(range(heights[0][1], heights[0][1] + 4))
+        await ws.send_message(rpc.request(2, "MpoolGetNonce", ["t0100"]))
+        while "id" not in (answer := json.loads(await ws.get_message())):
+            pass
+        assert answer == {"jsonrpc": "2.0", "id": 2, "result": 0}
+
+
+JS = pathlib.Path(__file__).parent / "lotus_js"
+
+
+@pytest.fixture(scope="session")
+def lotus_js(tmp_path_factory):
+    """filecoin-shipyard's Lotus JS client, installed from npm (skipped where it cannot be)."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.skip("node and npm are not installed (Node.js gives them)")
+    where = tmp_path_factory.mktemp("lotus-js")
+    for name in ("package.json", "read_devnet.mjs"):
+        shutil.copy(JS / name, where / name)
+    try:
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=where, check=True,
+                       capture_output=True, timeout=300)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"npm could not install the Lotus JS client: {getattr(e, 'stderr', b'')!r}"[:300])
+    return where
+
+
+async def test_the_lotus_js_client_reads_the_devnet(nursery, tmp_path, lotus_js):
+    from zqnode.bus.config import BusConfig
+    from zqnode.bus.memory import MemoryHub
+    from zqnode.nodes.chain.node import ChainConfig, ChainNode
+    from zqnode.nodes.identity import NodeIdentity
+    bus = await nursery.start(MemoryHub(BusConfig(address="mem://lotus-js")).run)
+    me = NodeIdentity(name="chain-1", repo=str(tmp_path), bus=BusConfig(address=bus))
+    node = ChainNode(me, ChainConfig(verifier="fake", epoch_seconds=0.1, lotus_listen="127.0.0.1:0"))
+    await nursery.start(node.run)
+    token = (tmp_path / "lotus-token").read_text()
+    done = await trio.run_process(["node", "read_devnet.mjs", node.lotus_url, token, "f01000"],
+                                  cwd=lotus_js, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    seen = json.loads(done.stdout)
+    chain = node.chain
+    assert seen["head"]["Cids"] == [{"/": block_cid(chain.tipset(seen["head"]["Height"]).key).link}]
+    at = seen["deadline"]["CurrentEpoch"]
+    assert seen["deadline"]["Index"] == chain.deadline(1000, at).index
+    assert len(seen["deadlines"]) == chain.policy.period_deadlines
+    assert seen["info"]["Worker"] == "f0100" and seen["info"]["SectorSize"] == 2048
+    kinds = [t for t, _ in seen["changes"]]
+    assert kinds[0] == "current" and set(kinds[1:]) == {"apply"}
+    heights = [h for _, h in seen["changes"]]
+    assert heights == list(range(heights[0], heights[0] + len(heights)))
+    assert seen["refused"] == "missing permission to invoke 'MpoolPushMessage' (need 'sign')"
+    assert seen["anonymousHead"]["Height"] >= seen["head"]["Height"]
