@@ -129,7 +129,8 @@ class ChainNode:
         from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI
         from zqnode.nodes.chain.lotus.server import LotusServer
         tokens = Tokens.in_repo(self.me.repo, self.chain_cfg.lotus_token or None)
-        self.lotus = LotusServer(DevnetLotusAPI(lambda: self.chain, self.epoch_seconds), tokens)
+        self.lotus = LotusServer(DevnetLotusAPI(lambda: self.chain, self.epoch_seconds, self.push_message),
+                                 tokens)
         host, port = parse_listen(self.chain_cfg.lotus_listen, "lotus_listen")
         preflight.check_free([("the Lotus API", self.chain_cfg.lotus_listen)])
         async with trio.open_nursery() as nursery:
@@ -247,20 +248,25 @@ class ChainNode:
         return Message(sender=b.sender, to=b.to, method=b.method, params=bytes(req.buffers[0]),
                        nonce=nonce, value=b.value)
 
-    async def _push(self, req: Request) -> W.ChainPushed:
-        uuid = req.body.uuid
+    async def push_message(self, msg: Message, uuid: str = "") -> Message:
+        """Pool `msg` (MessageError: refused, nothing changed), persisted before the sender
+        hears of it: the bus's ChainPush and the Lotus API's MpoolPushMessage."""
         known = self.chain.sent.get(uuid)
-        with _refusals():
-            msg = self.chain.push(self._message(req, req.body.nonce), uuid)
+        msg = self.chain.push(msg, uuid)
         if msg.id != known:                       # a new message
             try:
-                self.store.add_message(msg, uuid)     # persisted before the sender hears of it
+                self.store.add_message(msg, uuid)
             except BaseException:
                 self.chain.pool.pop(msg.id, None)
                 self.chain.sent.pop(uuid, None)
                 if known is not None:
                     self.chain.sent[uuid] = known
                 raise
+        return msg
+
+    async def _push(self, req: Request) -> W.ChainPushed:
+        with _refusals():
+            msg = await self.push_message(self._message(req, req.body.nonce), req.body.uuid)
         return W.ChainPushed(msg_id=msg.id, nonce=msg.nonce)
 
     async def _simulate(self, req: Request) -> W.ChainSimulated:

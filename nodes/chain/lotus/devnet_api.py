@@ -8,22 +8,30 @@ as an empty Lotus value: no peer id, no beneficiary change, no disputable proofs
 from __future__ import annotations
 
 import hashlib
+from typing import Awaitable, Callable
 
+import trio
+
+from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.core import Chain, NotFound
+from zqnode.nodes.chain.filecoin import dagcbor
 from zqnode.nodes.chain.filecoin.address import Address, AddressError
 from zqnode.nodes.chain.filecoin.dagcbor import BitField, Cid as Link
+from zqnode.nodes.chain.filecoin.params import ParamsError, from_actor, return_to_actor, to_actor
+from zqnode.nodes.chain.funds import ATTO_PER_NANO, gas_fee, gas_used
 from zqnode.nodes.chain.lotus import types as T
 from zqnode.nodes.chain.lotus.rpc import HANDLER_ERROR, RpcError
-from zqnode.nodes.chain.messages import Tipset
+from zqnode.nodes.chain.messages import MessageError, Tipset
 from zqnode.nodes.chain.randomness import RandomnessError
 from zqnode.proofs.cid import CID_V1, encode_uvarint
 from zqnode.proofs.params import seal_proof
 
-ATTO_PER_NANO = 10 ** 9
 NETWORK_VERSION = 25                 # the actors' rules the devnet follows (nv25)
 API_VERSION = 0x020300               # Lotus's v1 full-node API version (2.3.0)
 DAG_CBOR, BLAKE2B_256 = 0x71, 0xB220
 SYSTEM_ACTOR = "f00"
+NO_UUID = "00000000-0000-0000-0000-000000000000"
+SECP256K1 = 1                        # crypto.SigTypeSecp256k1: the devnet signs nothing
 
 
 def fail(message: str) -> RpcError:
@@ -31,17 +39,18 @@ def fail(message: str) -> RpcError:
 
 
 def block_cid(key: str) -> T.Cid:
-    """The CID of a tipset's one block: its key as a dag-cbor, blake2b-256 CID."""
+    """The CID of a tipset's one block, or of a message: its key (or id), a blake2b-256,
+    as a dag-cbor CID."""
     raw = (encode_uvarint(CID_V1) + encode_uvarint(DAG_CBOR) + encode_uvarint(BLAKE2B_256)
            + encode_uvarint(32) + bytes.fromhex(key))
     return T.Cid(str(Link(raw)))
 
 
 def key_of(cid: T.Cid) -> str:
-    """The tipset key a block CID of ours names (fail: not one of ours)."""
+    """The tipset key (or message id) a CID of ours names (fail: not one of ours)."""
     prefix = block_cid("00" * 32).link
-    if len(cid.link) != len(prefix):
-        raise fail(f"{cid.link} is not a block of this chain")
+    if len(cid.link) != len(prefix) or not cid.link.startswith(prefix[:9]):
+        raise fail(f"{cid.link} names nothing on this chain")
     try:
         raw = Link.parse(cid.link).raw
     except ValueError:
@@ -58,10 +67,19 @@ def _bits(members) -> list[int]:
 
 
 class DevnetLotusAPI:
-    """Lotus API methods as `async def <Method>(*params)`; `chain` is read at each call."""
+    """Lotus API methods as `async def <Method>(*params)`; `chain` is read at each call.
+    `push(message, uuid)` pools a message the way the chain node does (persisted first)."""
 
-    def __init__(self, chain: Chain, epoch_seconds: float):
+    def __init__(self, chain: Chain | Callable[[], Chain], epoch_seconds: float,
+                 push: Callable[[M.Message, str], Awaitable[M.Message]] | None = None):
         self._chain, self.epoch_seconds = chain, epoch_seconds
+        self._push = push
+        self._moved = trio.Event()
+
+    def head_moved(self) -> None:
+        """The head changed: StateWaitMsg looks again."""
+        self._moved.set()
+        self._moved = trio.Event()
 
     @property
     def chain(self) -> Chain:
@@ -164,7 +182,7 @@ class DevnetLotusAPI:
         return address.text()
 
     async def WalletBalance(self, text: str) -> str:
-        return str(self.chain.balance(text) * ATTO_PER_NANO)
+        return str(self.chain.balance(self._account(text)) * ATTO_PER_NANO)
 
     async def StateMinerAvailableBalance(self, text: str, tsk) -> str:
         return str(self._miner(text, tsk).available * ATTO_PER_NANO)
@@ -261,7 +279,110 @@ class DevnetLotusAPI:
         return await self._per_sector(text, self.chain.policy.initial_pledge, tsk)
 
     async def MpoolGetNonce(self, text: str) -> int:
-        return self.chain.next_nonce(text)
+        return self.chain.next_nonce(self._account(text))
+
+    # -- messages ------------------------------------------------------------------------------
+    def _account(self, text: str) -> str:
+        """The devnet's spelling (t0100) of an account Lotus names (f0100, t0100)."""
+        try:
+            wanted = Address.parse(text)
+        except AddressError as e:
+            raise fail(f"{text}: {e}") from None
+        c = self.chain
+        known = [a for m in c.state.miners.values() for a in (m.worker, *m.control)] + list(c.state.balances)
+        for name in known:
+            try:
+                if Address.parse(name) == wanted:
+                    return name
+            except AddressError:
+                continue
+        return text
+
+    def _ours(self, msg: T.Message) -> M.Message:
+        """A Lotus message as the devnet's (its nonce left to the pool)."""
+        try:
+            to = Address.parse(msg.To).actor_id
+        except AddressError as e:
+            raise fail(f"To {msg.To}: {e}") from None
+        value = int(msg.Value)
+        if value % ATTO_PER_NANO or value < 0:
+            raise fail(f"the devnet moves whole nanoFIL: Value {msg.Value} attoFIL is not a multiple of 10^9")
+        try:
+            params = from_actor(msg.Method, msg.Params or b"")
+            return M.Message.call(self._account(msg.From), to, params, value=value // ATTO_PER_NANO)
+        except (ParamsError, MessageError) as e:
+            raise fail(str(e)) from None
+
+    def lotus_message(self, msg: M.Message) -> T.Message:
+        """One of the devnet's messages as Lotus shows it."""
+        params = M.decode_params(msg.method, msg.params)
+        post = 0
+        if msg.method == "SubmitWindowedPoSt" and msg.to in self.chain.state.miners:
+            post = seal_proof(self.chain.state.miners[msg.to].seal_proof).window_post_proof.id
+        method, theirs = to_actor(params, post)
+        return T.Message(Version=0, To=f"f0{msg.to}", From=_id_text(msg.sender), Nonce=max(msg.nonce, 0),
+                         Value=str(msg.value * ATTO_PER_NANO), GasLimit=gas_used(msg.method, params),
+                         GasFeeCap=str(self.chain.state.base_fee), GasPremium="0", Method=method,
+                         Params=dagcbor.encode(theirs), CID=block_cid(msg.id))
+
+    async def GasEstimateMessageGas(self, msg: T.Message, spec, tsk) -> T.Message:
+        """The message with its gas, after running it on the head: a message the actor
+        would refuse fails here with the actor's own words."""
+        ours = self._ours(msg)
+        receipt = self.chain.simulate(ours)
+        if receipt.exit_code:
+            raise fail(f"estimating gas used: message execution failed: exit {receipt.exit_code}: {receipt.error}")
+        out = self.lotus_message(ours)
+        out.Nonce, out.CID = msg.Nonce, None
+        return out
+
+    async def MpoolPushMessage(self, msg: T.Message, spec: T.MessageSendSpec | None) -> T.SignedMessage:
+        if self._push is None:
+            raise fail("this chain takes no messages")
+        ours = self._ours(msg)
+        gas = gas_used(ours.method, M.decode_params(ours.method, ours.params))
+        fee = gas_fee(gas, self.chain.state.base_fee) * ATTO_PER_NANO
+        if spec is not None and int(spec.MaxFee) and fee > int(spec.MaxFee):
+            raise fail(f"the message's gas costs {fee} attoFIL at the base fee, over its MaxFee {spec.MaxFee}")
+        uuid = spec.MsgUuid if spec is not None and spec.MsgUuid != NO_UUID else ""
+        try:
+            pooled = await self._push(ours, uuid)
+        except MessageError as e:
+            raise fail(f"MpoolPushMessage: {e}") from None
+        shown = self.lotus_message(pooled)
+        return T.SignedMessage(Message=shown, Signature=T.Signature(Type=SECP256K1, Data=b""), CID=shown.CID)
+
+    async def ChainGetMessage(self, cid: T.Cid) -> T.Message:
+        try:
+            return self.lotus_message(self.chain.message(key_of(cid)))
+        except NotFound:
+            raise fail(f"message {cid.link} not found") from None
+
+    def _found(self, cid: T.Cid) -> T.MsgLookup | None:
+        look = self.chain.lookup(key_of(cid))
+        if look.status != "landed":
+            return None
+        msg = self.chain.message(look.msg_id)
+        r = look.receipt
+        return T.MsgLookup(Message=cid, Receipt=T.MessageReceipt(
+            ExitCode=r.exit_code, Return=return_to_actor(msg.method, r.return_value), GasUsed=r.gas_used),
+            ReturnDec=None, TipSet=[block_cid(look.tipset)], Height=look.epoch)
+
+    async def StateSearchMsg(self, tsk, cid: T.Cid, limit: int, allow_replaced: bool) -> T.MsgLookup | None:
+        self._at(tsk)
+        return self._found(cid)
+
+    async def StateWaitMsg(self, cid: T.Cid, confidence: int, limit: int, allow_replaced: bool) -> T.MsgLookup:
+        """Once the message has `confidence` tipsets on top of it (a reorg that reverts
+        it sends it back to the pool, and the wait goes on)."""
+        while True:
+            moved = self._moved
+            look = self.chain.lookup(key_of(cid))
+            if look.status == "unknown":
+                raise fail(f"message {cid.link} not found")
+            if look.status == "landed" and look.confirmations >= confidence:
+                return self._found(cid)
+            await moved.wait()
 
 
 def _id_text(address: str) -> str:

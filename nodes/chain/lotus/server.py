@@ -42,6 +42,7 @@ class LotusServer:
     # -- head changes ---------------------------------------------------------------------------
     def head_changed(self, reverted: list, applied: list) -> None:
         """Tell every ChainNotify channel (tipsets: reverted newest first, applied oldest first)."""
+        self.api.head_moved()
         if not self._subscribers:
             return
         batch = ([T.HeadChange(Type="revert", Val=self.api.tipset_json(t)) for t in reverted]

@@ -12,7 +12,9 @@ import pytest
 import trio
 from trio_websocket import HandshakeError, open_websocket_url
 
-from zqnode.nodes.chain.lotus import rpc
+from zqnode.nodes.chain.filecoin import dagcbor, methods as F
+from zqnode.nodes.chain.filecoin.dagcbor import BitField
+from zqnode.nodes.chain.lotus import rpc, types as T
 from zqnode.nodes.chain.lotus.auth import Tokens
 from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI, block_cid, key_of
 from zqnode.nodes.chain.lotus.server import LotusServer
@@ -215,7 +217,12 @@ async def test_the_lotus_js_client_reads_the_devnet(nursery, tmp_path, lotus_js)
     node = ChainNode(me, ChainConfig(verifier="fake", epoch_seconds=0.1, lotus_listen="127.0.0.1:0"))
     await nursery.start(node.run)
     token = (tmp_path / "lotus-token").read_text()
-    done = await trio.run_process(["node", "read_devnet.mjs", node.lotus_url, token, "f01000"],
+    faults = F.DeclareFaultsParams(faults=[F.SectorDeclaration(deadline=0, partition=0, sectors=BitField.of([5]))])
+    addr = node.lotus_url.removeprefix("ws://").removesuffix("/rpc/v1")
+    _, pushed = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, faults), None],
+                           token="Bearer " + token)
+    cid = pushed["result"]["CID"]["/"]
+    done = await trio.run_process(["node", "read_devnet.mjs", node.lotus_url, token, "f01000", cid],
                                   cwd=lotus_js, capture_stdout=True, capture_stderr=True, check=False)
     assert done.returncode == 0, done.stderr.decode()
     seen = json.loads(done.stdout)
@@ -225,9 +232,90 @@ async def test_the_lotus_js_client_reads_the_devnet(nursery, tmp_path, lotus_js)
     assert seen["deadline"]["Index"] == chain.deadline(1000, at).index
     assert len(seen["deadlines"]) == chain.policy.period_deadlines
     assert seen["info"]["Worker"] == "f0100" and seen["info"]["SectorSize"] == 2048
+    receipt = chain.lookup(key_of(T.Cid(cid))).receipt
+    assert seen["landed"]["Message"] == {"/": cid} and seen["landed"]["Receipt"]["ExitCode"] == receipt.exit_code != 0
+    assert seen["message"]["Method"] == F.DECLARE_FAULTS and seen["message"]["From"] == "f0100"
     kinds = [t for t, _ in seen["changes"]]
     assert kinds[0] == "current" and set(kinds[1:]) == {"apply"}
     heights = [h for _, h in seen["changes"]]
     assert heights == list(range(heights[0], heights[0] + len(heights)))
     assert seen["refused"] == "missing permission to invoke 'MpoolPushMessage' (need 'sign')"
     assert seen["anonymousHead"]["Height"] >= seen["head"]["Height"]
+
+
+@pytest.fixture
+async def writable(nursery):
+    """A devnet chain with sector 1 sealed, its API taking messages, and a sign token."""
+    driver = ChainDriver()
+    loc = driver.seal(1000, 1)
+
+    async def push(msg, uuid):
+        return driver.chain.push(msg, uuid)
+    server = LotusServer(DevnetLotusAPI(driver.chain, 1.0, push), Tokens(SECRET))
+    urls = await nursery.start(server.serve, "127.0.0.1", 0)
+    yield driver, server, urls[0].replace("http://", ""), loc, "Bearer " + Tokens(SECRET).create("sign")
+
+
+def _lotus_message(method, params, sender="f0100"):
+    return {"Version": 0, "To": "f01000", "From": sender, "Nonce": 0, "Value": "0", "GasLimit": 0,
+            "GasFeeCap": "0", "GasPremium": "0", "Method": method,
+            "Params": base64.b64encode(dagcbor.encode(params)).decode()}
+
+
+async def test_messages_through_the_lotus_api(writable):
+    driver, server, addr, loc, token = writable
+    terminate = F.TerminateSectorsParams(terminations=[F.SectorDeclaration(
+        deadline=loc.deadline, partition=loc.partition, sectors=BitField.of([1]))])
+    msg = _lotus_message(F.TERMINATE_SECTORS, terminate)
+    _, est = await post(addr, "GasEstimateMessageGas", [msg, None, []])
+    assert est["result"]["GasLimit"] > 0 and est["result"]["Method"] == F.TERMINATE_SECTORS
+    spec = {"MaxFee": "0", "MsgUuid": "11111111-2222-3333-4444-555555555555", "MaximizeFeeCap": False}
+    _, pushed = await post(addr, "MpoolPushMessage", [msg, spec], token=token)
+    signed = pushed["result"]
+    cid = signed["CID"]
+    _, again = await post(addr, "MpoolPushMessage", [msg, spec], token=token)     # same uuid: same message
+    assert again["result"]["CID"] == cid and len(driver.chain.pool) == 1
+    _, got = await post(addr, "ChainGetMessage", [cid])
+    assert got["result"]["Params"] == msg["Params"] and got["result"]["From"] == "f0100"
+    _, found = await post(addr, "StateSearchMsg", [[], cid, -1, True])
+    assert found["result"] is None                                            # pooled, not landed
+    async with trio.open_nursery() as waiting:
+        answer = {}
+
+        async def wait():
+            answer.update((await post(addr, "StateWaitMsg", [cid, 2, -1, True]))[1])
+        waiting.start_soon(wait)
+        while not answer:
+            await trio.sleep(0.05)
+            change = driver.chain.produce(0.0)
+            server.head_changed(change.reverted, change.applied)
+    lookup = answer["result"]
+    assert lookup["Receipt"]["ExitCode"] == 0
+    assert base64.b64decode(lookup["Receipt"]["Return"]).hex() == "81f5"        # TerminateSectorsReturn{true}
+    assert driver.epoch - lookup["Height"] >= 2
+    assert driver.chain.sector(1000, 1) is None                               # terminated
+    _, found = await post(addr, "StateSearchMsg", [[], cid, -1, True])
+    assert found["result"] == lookup
+
+
+async def test_refusals_come_back_in_the_actors_words(writable):
+    driver, _, addr, loc, token = writable
+    faults = F.DeclareFaultsParams(faults=[F.SectorDeclaration(deadline=loc.deadline, partition=loc.partition,
+                                                               sectors=BitField.of([77]))])
+    _, est = await post(addr, "GasEstimateMessageGas", [_lotus_message(F.DECLARE_FAULTS, faults), None, []])
+    assert est["error"]["message"].startswith("estimating gas used: message execution failed: exit 1")
+    assert "77" in est["error"]["message"]
+    cases = [
+        (_lotus_message(6, faults), "no method 6"),
+        ({**_lotus_message(F.DECLARE_FAULTS, faults), "Value": "1"}, "multiple of 10^9"),
+        ({**_lotus_message(F.DECLARE_FAULTS, faults), "Params": "gYGDAABBAA=="}, "bad parameters"),
+        ({**_lotus_message(F.DECLARE_FAULTS, faults), "To": "f1abc"}, "To f1abc"),
+    ]
+    for msg, why in cases:
+        _, answer = await post(addr, "MpoolPushMessage", [msg, None], token=token)
+        assert why in answer["error"]["message"], answer
+    big_fee = {"MaxFee": "1", "MsgUuid": "00000000-0000-0000-0000-000000000000", "MaximizeFeeCap": False}
+    _, answer = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, faults), big_fee],
+                           token=token)
+    assert "over its MaxFee 1" in answer["error"]["message"]
+    assert not driver.chain.pool
