@@ -48,6 +48,12 @@ def _scheduler(cfg: NodeConfig):
 
 
 def _chain(cfg: NodeConfig):
+    if cfg.chain.lotus:                 # following a Lotus node
+        from zqnode.nodes.chain.lotus.watcher import LotusWatcher
+        try:
+            return LotusWatcher(cfg.identity, cfg.chain).run
+        except OSError as e:
+            raise ConfigError(f"[chain] lotus_token_file: {e}") from None
     from zqnode.nodes.chain.node import ChainNode
     return ChainNode(cfg.identity, cfg.chain).run
 

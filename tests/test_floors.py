@@ -12,11 +12,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 FLOORS = [
     ("libraries", ["bus/", "proofs/"]),
     ("shared", ["nodes/sqlite_store.py", "nodes/observe/", "nodes/fetched.py", "nodes/preflight.py",
-                "nodes/repo.py", "nodes/sector_dirs.py", "nodes/identity.py"]),
+                "nodes/repo.py", "nodes/sector_dirs.py", "nodes/identity.py", "nodes/groups.py"]),
     ("filecoin", ["nodes/chain/"]),                  # the chain's rules: actor, policy, messages
     ("vocabulary", ["nodes/wire/", "nodes/chain/api.py", "nodes/manager/api.py",
                     "nodes/manager/errors.py"]),       # what roles say, and their bus clients
-    ("roles", ["nodes/chain/node.py", "nodes/scheduler/", "nodes/worker/", "nodes/sealing/",
+    ("roles", ["nodes/chain/node.py", "nodes/chain/lotus/watcher.py", "nodes/scheduler/", "nodes/worker/", "nodes/sealing/",
                "nodes/poster/"]),
     ("manager", ["nodes/manager/"]),                 # hosts the sector state machine
     ("composition", ["nodes/", "nodes/config.py", "nodes/configdoc.py", "nodes/messagedoc.py",

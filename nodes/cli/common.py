@@ -17,6 +17,7 @@ from zqnode.bus.config import BusConfig
 from zqnode.bus.peer import CallTimeout, Peer
 from zqnode.nodes import preflight
 from zqnode.nodes.chain.filecoin import address as fil
+from zqnode.nodes.groups import unwrap
 
 T = TypeVar("T")
 
@@ -114,13 +115,6 @@ def with_client(bus: str, fn: Callable[[Peer], Awaitable[T]], *, timeout: float 
         if isinstance(leaf, (CallTimeout, RemoteError, OSError)):
             raise click.ClickException(str(leaf)) from None
         raise
-
-
-def unwrap(e: BaseException) -> BaseException:
-    """The single error inside nested exception groups (Trio nurseries wrap them)."""
-    while isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1:
-        e = e.exceptions[0]
-    return e
 
 
 def interrupted(e: BaseException) -> bool:

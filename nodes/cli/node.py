@@ -7,11 +7,14 @@ import logging
 import pathlib
 
 import click
+import msgspec
 import trio
 
 from zqnode.bus.address import DEFAULT_BUS
 from zqnode.nodes import preflight, repo as repos, runtime
-from zqnode.nodes.cli.common import metrics_option, metrics_runner, unwrap
+from zqnode.nodes.cli.common import metrics_option, metrics_runner
+from zqnode.nodes.groups import unwrap
+from zqnode.nodes.chain.config import ChainConfig
 from zqnode.nodes.config import ConfigError, NodeConfig, load
 
 
@@ -37,15 +40,28 @@ def _run(runners, on_started=None) -> None:
 @click.option("--name", default="", help="Node id on the bus [default: ROLE-HOSTNAME; the hub: hub].")
 @click.option("--repo", default="", help="State directory [default: ~/.zqnode/NAME].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--lotus", default="", metavar="URL",
+              help="Chain role: follow this Lotus API (ws://HOST:1234/rpc/v1) instead of running "
+                   "a devnet chain ([chain] lotus).")
+@click.option("--lotus-token", default="", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Chain role: the file holding the Lotus API token ([chain] lotus_token_file).")
 @metrics_option
-def start(role: str, bus: str | None, name: str, repo: str, config_path: str | None,
-          metrics_listen: str) -> None:
+def start(role: str, bus: str | None, name: str, repo: str, config_path: str | None, lotus: str,
+          lotus_token: str, metrics_listen: str) -> None:
     """Start one node and run it until SIGINT/SIGTERM."""
     try:
         cfg = load(config_path, role=role, name=name, repo=repo, bus=bus,
                    metrics_listen=metrics_listen)
+        if lotus or lotus_token:
+            if role != "chain":
+                raise ConfigError("--lotus and --lotus-token are the chain role's")
+            fields = msgspec.structs.asdict(cfg.chain)
+            fields.update({k: v for k, v in (("lotus", lotus), ("lotus_token_file", lotus_token)) if v})
+            cfg = msgspec.structs.replace(cfg, chain=ChainConfig(**fields))
     except (ConfigError, runtime.UnknownRole) as e:
         raise click.ClickException(str(e)) from None
+    except ValueError as e:
+        raise click.ClickException(f"--lotus: {e}") from None
     with contextlib.ExitStack() as held:
         try:       # before anything starts: the repo is ours, the keys are there, ports free
             held.enter_context(repos.hold(cfg.repo))

@@ -29,7 +29,8 @@ from zqnode.proofs.params import seal_proof
 NETWORK_VERSION = 25                 # the actors' rules the devnet follows (nv25)
 API_VERSION = 0x020300               # Lotus's v1 full-node API version (2.3.0)
 DAG_CBOR, BLAKE2B_256 = 0x71, 0xB220
-SYSTEM_ACTOR = "f00"
+NETWORK = "t"                        # a test network: Lotus shows t0100, not f0100
+SYSTEM_ACTOR = "t00"
 NO_UUID = "00000000-0000-0000-0000-000000000000"
 SECP256K1 = 1                        # crypto.SigTypeSecp256k1: the devnet signs nothing
 
@@ -150,6 +151,12 @@ class DevnetLotusAPI:
         self._at(tsk)
         return NETWORK_VERSION
 
+    async def StateNetworkName(self) -> str:
+        return self.chain.policy.name
+
+    async def ChainGetGenesis(self) -> T.TipSet:
+        return self.tipset_json(self.chain.tipsets[0])
+
     async def Version(self) -> T.Version:
         return T.Version(Version="zqnode devnet", APIVersion=API_VERSION,
                          BlockDelay=max(1, round(self.epoch_seconds)), Agent="zqnode")
@@ -179,7 +186,26 @@ class DevnetLotusAPI:
         if address.protocol != 0 or not (address.actor_id in self.chain.state.miners
                                          or self.chain.balance(text) or self.chain.balance(f"t0{address.actor_id}")):
             raise fail(f"actor not found: {text}")
-        return address.text()
+        return address.text(NETWORK)
+
+    async def StateGetActor(self, text: str, tsk) -> T.Actor:
+        """A miner or an account; its code and head CIDs name what it is, not real state."""
+        self._at(tsk)
+        try:
+            address = Address.parse(text)
+        except AddressError as e:
+            raise fail(f"{text}: {e}") from None
+        c = self.chain
+        key = c.head.key
+        if address.protocol == 0 and address.actor_id in c.state.miners:
+            m = c.miner_view(address.actor_id)
+            return T.Actor(Code=_derived(key, b"storageminer"), Head=_derived(key, text.encode()), Nonce=0,
+                           Balance=str(m.balance * ATTO_PER_NANO))
+        name = self._account(text)
+        if not c.balance(name) and name not in c.state.nonces:
+            raise fail(f"actor not found: {text}")
+        return T.Actor(Code=_derived(key, b"account"), Head=_derived(key, text.encode()),
+                       Nonce=c.state.nonces.get(name, 0), Balance=str(c.balance(name) * ATTO_PER_NANO))
 
     async def WalletBalance(self, text: str) -> str:
         return str(self.chain.balance(self._account(text)) * ATTO_PER_NANO)
@@ -225,6 +251,21 @@ class DevnetLotusAPI:
                             RecoveringSectors=_bits(p.recoveries), LiveSectors=_bits(p.sectors),
                             ActiveSectors=_bits(p.active))
                 for p in self.chain.deadline_view(m.actor_id, index).partitions]
+
+    async def StateMinerSectorCount(self, text: str, tsk) -> T.SectorCount:
+        m = self._miner(text, tsk)
+        return T.SectorCount(Live=m.sectors, Active=m.active, Faulty=m.faulty)
+
+    async def StateMinerPower(self, text: str, tsk) -> T.MinerPower:
+        m = self._miner(text, tsk)
+        total = sum(self.chain.miner_view(i).power for i in self.chain.state.miners)
+        mine, all_ = T.Claim(RawBytePower=str(m.power), QualityAdjPower=str(m.power)), \
+            T.Claim(RawBytePower=str(total), QualityAdjPower=str(total))
+        return T.MinerPower(MinerPower=mine, TotalPower=all_, HasMinPower=m.power > 0)
+
+    async def StateSectorPartition(self, text: str, number: int, tsk) -> T.SectorLocation | None:
+        s = self.chain.sector(self._miner(text, tsk).actor_id, number)
+        return None if s is None else T.SectorLocation(Deadline=s.deadline, Partition=s.partition)
 
     async def StateMinerFaults(self, text: str, tsk) -> list[int]:
         return _bits(n for d in self._deadlines(text, tsk) for p in d.partitions for n in p.faults)
@@ -320,7 +361,7 @@ class DevnetLotusAPI:
         if msg.method == "SubmitWindowedPoSt" and msg.to in self.chain.state.miners:
             post = seal_proof(self.chain.state.miners[msg.to].seal_proof).window_post_proof.id
         method, theirs = to_actor(params, post)
-        return T.Message(Version=0, To=f"f0{msg.to}", From=_id_text(msg.sender), Nonce=max(msg.nonce, 0),
+        return T.Message(Version=0, To=f"{NETWORK}0{msg.to}", From=_id_text(msg.sender), Nonce=max(msg.nonce, 0),
                          Value=str(msg.value * ATTO_PER_NANO), GasLimit=gas_used(msg.method, params),
                          GasFeeCap=str(self.chain.state.base_fee), GasPremium="0", Method=method,
                          Params=dagcbor.encode(theirs), CID=block_cid(msg.id))
@@ -386,8 +427,8 @@ class DevnetLotusAPI:
 
 
 def _id_text(address: str) -> str:
-    """The devnet's account names (t0100) as Lotus shows addresses (f0100)."""
+    """An address as a Lotus node on a test network shows it (t0100)."""
     try:
-        return Address.parse(address).text()
+        return Address.parse(address).text(NETWORK)
     except AddressError:
         return address

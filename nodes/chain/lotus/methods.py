@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 from zqnode.nodes.chain.lotus.types import (
     Actor, AddressText, BigInt, Bytes, Cid, Deadline, DeadlineInfo, HeadChange, Message, MessageSendSpec,
-    MinerInfo, MsgLookup, Partition, Runs, SectorOnChainInfo, SectorPreCommitInfo,
+    MinerInfo, MinerPower, MsgLookup, Partition, Runs, SectorCount, SectorLocation, SectorOnChainInfo,
+    SectorPreCommitInfo,
     SectorPreCommitOnChainInfo, SignedMessage, Str, TipSet, TipSetKey, U64, Version)
 
 READ, WRITE, SIGN, ADMIN = "read", "write", "sign", "admin"
@@ -37,6 +38,11 @@ METHODS: dict[str, Method] = {
     "StateGetRandomnessFromTickets": _RANDOMNESS,
     "StateGetRandomnessFromBeacon": _RANDOMNESS,
     "StateNetworkVersion": Method(tuple[TipSetKey], int, READ),
+    "StateNetworkName": Method(tuple[()], Str, READ),
+    "ChainGetGenesis": Method(tuple[()], TipSet, READ),
+    "StateMinerSectorCount": Method(_MINER_AT, SectorCount, READ),
+    "StateMinerPower": Method(_MINER_AT, MinerPower, READ),
+    "StateSectorPartition": Method(_SECTOR_AT, SectorLocation | None, READ),
     "StateLookupID": Method(_MINER_AT, AddressText, READ),
     "StateGetActor": Method(_MINER_AT, Actor, READ),
     "StateMinerInfo": Method(_MINER_AT, MinerInfo, READ),

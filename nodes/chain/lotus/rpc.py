@@ -31,7 +31,7 @@ class Frame(msgspec.Struct, omit_defaults=True, kw_only=True):
     id: RequestId = None
     method: Annotated[str, msgspec.Meta(max_length=128)] = ""
     params: msgspec.Raw = msgspec.Raw(b"[]")
-    result: msgspec.Raw | None = None
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET     # a response: its result (null too)
     error: "ErrorBody | None" = None
 
 

@@ -260,3 +260,25 @@ class Actor(msgspec.Struct):
     Nonce: U64
     Balance: BigInt
     DelegatedAddress: AddressText | None = None
+
+
+class SectorCount(msgspec.Struct):                # StateMinerSectorCount
+    Live: U64
+    Active: U64
+    Faulty: U64
+
+
+class Claim(msgspec.Struct):
+    RawBytePower: BigInt
+    QualityAdjPower: BigInt
+
+
+class MinerPower(msgspec.Struct):
+    MinerPower: Claim
+    TotalPower: Claim
+    HasMinPower: bool
+
+
+class SectorLocation(msgspec.Struct):             # StateSectorPartition
+    Deadline: U64
+    Partition: U64

@@ -231,10 +231,10 @@ async def test_the_lotus_js_client_reads_the_devnet(nursery, tmp_path, lotus_js)
     at = seen["deadline"]["CurrentEpoch"]
     assert seen["deadline"]["Index"] == chain.deadline(1000, at).index
     assert len(seen["deadlines"]) == chain.policy.period_deadlines
-    assert seen["info"]["Worker"] == "f0100" and seen["info"]["SectorSize"] == 2048
+    assert seen["info"]["Worker"] == "t0100" and seen["info"]["SectorSize"] == 2048
     receipt = chain.lookup(key_of(T.Cid(cid))).receipt
     assert seen["landed"]["Message"] == {"/": cid} and seen["landed"]["Receipt"]["ExitCode"] == receipt.exit_code != 0
-    assert seen["message"]["Method"] == F.DECLARE_FAULTS and seen["message"]["From"] == "f0100"
+    assert seen["message"]["Method"] == F.DECLARE_FAULTS and seen["message"]["From"] == "t0100"
     kinds = [t for t, _ in seen["changes"]]
     assert kinds[0] == "current" and set(kinds[1:]) == {"apply"}
     heights = [h for _, h in seen["changes"]]
@@ -276,7 +276,7 @@ async def test_messages_through_the_lotus_api(writable):
     _, again = await post(addr, "MpoolPushMessage", [msg, spec], token=token)     # same uuid: same message
     assert again["result"]["CID"] == cid and len(driver.chain.pool) == 1
     _, got = await post(addr, "ChainGetMessage", [cid])
-    assert got["result"]["Params"] == msg["Params"] and got["result"]["From"] == "f0100"
+    assert got["result"]["Params"] == msg["Params"] and got["result"]["From"] == "t0100"
     _, found = await post(addr, "StateSearchMsg", [[], cid, -1, True])
     assert found["result"] is None                                            # pooled, not landed
     async with trio.open_nursery() as waiting:

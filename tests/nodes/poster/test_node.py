@@ -15,7 +15,7 @@ from zqnode.nodes.chain.node import ChainConfig, ChainNode
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
 from zqnode.nodes.chain.core import MinerSpec
 from zqnode.nodes.chain.testing import ChainDriver
-from zqnode.nodes.cli.common import unwrap
+from zqnode.nodes.groups import unwrap
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.poster import events as E
 from zqnode.nodes.poster.checker import SectorChecker
