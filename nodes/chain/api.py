@@ -203,8 +203,9 @@ class MessageSender:
             self.store.db.execute("INSERT OR REPLACE INTO sends VALUES (?, ?, ?)", (what, uuid, draft))
         try:
             pooled = await self.chain.push(msg, uuid)
-        except RemoteError:
-            self.store.db.execute("DELETE FROM sends WHERE what = ?", (what,))
+        except RemoteError as e:
+            if not e.retry:              # refused; a retryable error may have been pooled: same uuid next time
+                self.store.db.execute("DELETE FROM sends WHERE what = ?", (what,))
             raise
         with self.store.transaction():
             record(pooled)

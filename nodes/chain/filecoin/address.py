@@ -80,7 +80,7 @@ class Address(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> "Address":
         """An address from its string form (f or t network)."""
-        if not isinstance(text, str) or len(text) < 3 or text[0] not in NETWORKS or not text[1].isdigit():
+        if not isinstance(text, str) or len(text) < 3 or text[0] not in NETWORKS or text[1] not in "0123456789":
             raise AddressError(f"not a Filecoin address: {text!r}")
         protocol, body = int(text[1]), text[2:]
         if protocol == ID:

@@ -17,6 +17,7 @@ from typing import Iterable
 
 MAX_ENCODED_SIZE = 32 << 10        # go-bitfield's MaxEncodedSize: actors refuse more
 MAX_TOTAL = (1 << 64) - 1          # runs add up to at most u64::MAX (fvm_ipld_bitfield)
+_BITS = [f"{b:08b}"[::-1] for b in range(256)]
 
 
 class BitfieldError(ValueError):
@@ -85,22 +86,29 @@ def decode_runs(data: bytes) -> list[tuple[int, int]]:
         return []
     if data[-1] == 0:
         raise BitfieldError("bitfield has a trailing zero byte (not minimally encoded)")
-    bits = int.from_bytes(data, "little")           # past its end, bits read as zeros
-    if bits & 3:
-        raise BitfieldError(f"bitfield version {bits & 3}, only 0 is known")
-    value, at = bool(bits >> 2 & 1), 3
+    # the bits least significant first, as text (indexing it is O(1); shifting one big int
+    # would make decoding quadratic); past the end, bits read as zeros
+    bits = "".join(_BITS[b] for b in data) + "0" * 96
+    last = bits.rfind("1")                           # after it, only padding
+
+    def field(at: int, width: int) -> int:
+        return int(bits[at:at + width][::-1], 2)
+
+    if bits[0] != "0" or bits[1] != "0":
+        raise BitfieldError(f"bitfield version {field(0, 2)}, only 0 is known")
+    value, at = bits[2] == "1", 3
     runs, pos = [], 0
-    while bits >> at:                                # what is left is not all padding
-        if bits >> at & 1:
+    while at <= last:                                # what is left is not all padding
+        if bits[at] == "1":
             length, at = 1, at + 1
-        elif bits >> (at + 1) & 1:
-            length, at = bits >> (at + 2) & 0xF, at + 6
+        elif bits[at + 1] == "1":
+            length, at = field(at + 2, 4), at + 6
             if length < 2:
                 raise BitfieldError(f"a run of {length} written as a short run (not minimal)")
         else:
             length, shift, at = 0, 0, at + 2
             while True:
-                byte = bits >> at & 0xFF
+                byte = field(at, 8)
                 at += 8
                 length |= (byte & 0x7F) << shift
                 shift += 7

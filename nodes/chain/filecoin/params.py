@@ -18,7 +18,8 @@ from zqnode.proofs import cid as cids
 from zqnode.proofs.merkle import zero_commitment
 from zqnode.proofs.params import seal_proof
 
-ADDRESSED = 25_000                   # builtin-actors' AddressedSectorsMax
+ADDRESSED = 25_000                   # builtin-actors' AddressedSectorsMax (in one message)
+DECLARATIONS = 3000                  # builtin-actors' DeclarationsMax
 
 
 class ParamsError(ValueError):
@@ -29,12 +30,19 @@ def _declarations(decls, kind=F.SectorDeclaration):
     return [kind(deadline=d.deadline, partition=d.partition, sectors=BitField.of(d.sectors)) for d in decls]
 
 
+def _addressed(bitfields) -> None:
+    """The actor's limit on the sectors one message addresses, checked on the runs."""
+    total = sum(len(b) for b in bitfields)
+    if total > ADDRESSED:
+        raise ParamsError(f"the message addresses {total} sectors, over the actor's {ADDRESSED}")
+
+
 def _ours(decls) -> list[M.SectorDeclaration]:
-    try:
-        return [M.SectorDeclaration(deadline=d.deadline, partition=d.partition,
-                                    sectors=d.sectors.members(ADDRESSED)) for d in decls]
-    except CborError as e:
-        raise ParamsError(str(e)) from None
+    if len(decls) > DECLARATIONS:
+        raise ParamsError(f"{len(decls)} declarations, over the actor's {DECLARATIONS}")
+    _addressed(d.sectors for d in decls)
+    return [M.SectorDeclaration(deadline=d.deadline, partition=d.partition,
+                                sectors=d.sectors.members(ADDRESSED)) for d in decls]
 
 
 def _precommit(p: M.PreCommitSectorParams) -> F.SectorPreCommitInfo:
@@ -124,11 +132,9 @@ def _from_actor(p):
                 require_activation_success=p.require_activation_success,
                 require_notification_success=p.require_notification_success)
         case F.SubmitWindowedPoStParams():
-            try:
-                partitions = [M.PoStPartition(index=x.index, skipped=x.skipped.members(ADDRESSED))
-                              for x in p.partitions]
-            except CborError as e:
-                raise ParamsError(str(e)) from None
+            _addressed(x.skipped for x in p.partitions)
+            partitions = [M.PoStPartition(index=x.index, skipped=x.skipped.members(ADDRESSED))
+                          for x in p.partitions]
             return M.SubmitWindowedPoStParams(deadline=p.deadline, partitions=partitions,
                                               proofs=[x.proof_bytes for x in p.proofs],
                                               chain_commit_epoch=p.chain_commit_epoch,
@@ -142,12 +148,12 @@ def _from_actor(p):
         case F.ExtendSectorExpiration2Params():
             if any(x.sectors_with_claims for x in p.extensions):
                 raise ParamsError("the devnet has no verified claims: extensions carry none")
-            try:
-                return M.ExtendSectorExpiration2Params(extensions=[M.ExpirationExtension2(
-                    deadline=x.deadline, partition=x.partition, sectors=x.sectors.members(ADDRESSED),
-                    new_expiration=x.new_expiration) for x in p.extensions])
-            except CborError as e:
-                raise ParamsError(str(e)) from None
+            if len(p.extensions) > DECLARATIONS:
+                raise ParamsError(f"{len(p.extensions)} extensions, over the actor's {DECLARATIONS}")
+            _addressed(x.sectors for x in p.extensions)
+            return M.ExtendSectorExpiration2Params(extensions=[M.ExpirationExtension2(
+                deadline=x.deadline, partition=x.partition, sectors=x.sectors.members(ADDRESSED),
+                new_expiration=x.new_expiration) for x in p.extensions])
     raise ParamsError(f"{type(p).__name__} is not taken here")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
 
 import msgspec
 import trio
@@ -26,7 +26,8 @@ from zqnode.nodes.groups import unwrap
 log = logging.getLogger("zqnode.chain.lotus")
 
 CALL_TIMEOUT_S = 120.0
-CHANNEL_BUFFER = 256
+CHANNEL_BUFFER = 16                 # values (each at most a frame) a consumer may lag
+_CHANNEL_PARAMS = Annotated[list[msgspec.Raw], msgspec.Meta(max_length=2)]     # [channel id, value]
 
 
 class LotusError(Exception):
@@ -46,6 +47,7 @@ class LotusClient:
         self._ws = ws
         self._ids = itertools.count(1)
         self._calls: dict[int, trio.MemorySendChannel] = {}
+        self._opening: dict[int, trio.MemorySendChannel] = {}   # channel calls not answered yet
         self._channels: dict[int, trio.MemorySendChannel] = {}
         self._closed = False
 
@@ -88,44 +90,56 @@ class LotusClient:
     def _dispatch(self, frame: rpc.Frame) -> None:
         if frame.method in (rpc.CH_VAL, rpc.CH_CLOSE):
             try:
-                params = msgspec.json.decode(frame.params)
-                channel = params[0]
-            except (msgspec.DecodeError, TypeError, IndexError, KeyError):
+                params = msgspec.json.decode(frame.params, type=_CHANNEL_PARAMS)
+                channel = msgspec.json.decode(params[0], type=int) if params else None
+            except msgspec.DecodeError:
                 return
-            out = self._channels.get(channel) if isinstance(channel, int) else None
+            out = self._channels.get(channel)
             if out is None:
                 return
-            if frame.method == rpc.CH_CLOSE:
+            if frame.method == rpc.CH_CLOSE or len(params) < 2:
                 self._channels.pop(channel, None)
                 out.close()
             else:
                 try:
-                    out.send_nowait(params[1] if len(params) > 1 else None)
+                    out.send_nowait(params[1])     # kept raw: decoded when consumed
                 except trio.WouldBlock:           # a consumer this far behind resyncs
                     self._channels.pop(channel, None)
                     out.close()
             return
         out = self._calls.pop(frame.id, None) if isinstance(frame.id, int) else None
-        if out is not None:
-            out.send_nowait(frame)
+        if out is None:
+            return
+        values = self._opening.pop(frame.id, None)
+        if values is not None and frame.error is None:    # a channel: ready before its first value
+            try:
+                self._channels[msgspec.json.decode(_raw(frame.result), type=int)] = values
+            except msgspec.DecodeError:
+                pass
+        out.send_nowait(frame)
 
-    async def _request(self, name: str, params: tuple) -> rpc.Frame:
+    async def _request(self, name: str, params: tuple, values=None) -> rpc.Frame:
         if self._closed:
             raise LotusDisconnected("the connection to the Lotus node is closed")
         call_id = next(self._ids)
         out, answer = trio.open_memory_channel(1)
         self._calls[call_id] = out
+        if values is not None:
+            self._opening[call_id] = values
         try:
             await self._ws.send_message(rpc.request(call_id, name, list(params)).decode())
-            with trio.fail_after(CALL_TIMEOUT_S):
+            with trio.move_on_after(CALL_TIMEOUT_S):
                 try:
                     return await answer.receive()
                 except trio.EndOfChannel:
                     raise LotusDisconnected(f"{name}: the connection to the Lotus node dropped") from None
+            self._closed = True              # a node that does not answer: connect again
+            raise LotusDisconnected(f"{name}: no answer from the Lotus node in {CALL_TIMEOUT_S:.0f} s")
         except ConnectionClosed:
             raise LotusDisconnected(f"{name}: the connection to the Lotus node dropped") from None
         finally:
             self._calls.pop(call_id, None)
+            self._opening.pop(call_id, None)
 
     async def call(self, name: str, *params) -> Any:
         """The typed result of Filecoin.<name>(*params); LotusError with the node's words."""
@@ -144,19 +158,18 @@ class LotusClient:
         node closes it or the connection drops."""
         method = METHODS[name]
         out, values = trio.open_memory_channel(CHANNEL_BUFFER)
-        frame = await self._request(name, params)
+        frame = await self._request(name, params, values=out)     # registered as its answer arrives
         if frame.error is not None:
             raise LotusError(name, frame.error.code, frame.error.message)
         channel = msgspec.json.decode(_raw(frame.result))
-        if not isinstance(channel, int):
+        if not isinstance(channel, int) or self._channels.get(channel) is not out:
             raise LotusError(name, rpc.PARSE_ERROR, f"a channel id is an int, not {channel!r}")
-        self._channels[channel] = out
 
         async def typed():
             async for value in values:
                 try:
-                    yield msgspec.convert(value, method.result)
-                except msgspec.ValidationError as e:
+                    yield msgspec.json.decode(value, type=method.result)
+                except msgspec.DecodeError as e:
                     raise LotusError(name, rpc.PARSE_ERROR, f"the node sent a bad value: {e}") from None
             raise LotusDisconnected(f"{name}: the channel closed")
         try:

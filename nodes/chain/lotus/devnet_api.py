@@ -32,6 +32,8 @@ DAG_CBOR, BLAKE2B_256 = 0x71, 0xB220
 NETWORK = "t"                        # a test network: Lotus shows t0100, not f0100
 SYSTEM_ACTOR = "t00"
 NO_UUID = "00000000-0000-0000-0000-000000000000"
+MAX_WAITERS = 256                    # StateWaitMsg calls waiting at once
+MAX_CONFIDENCE = 2000
 SECP256K1 = 1                        # crypto.SigTypeSecp256k1: the devnet signs nothing
 
 
@@ -76,6 +78,9 @@ class DevnetLotusAPI:
         self._chain, self.epoch_seconds = chain, epoch_seconds
         self._push = push
         self._moved = trio.Event()
+        self._waiters = 0
+        self._index: dict[str, int] = {}          # tipset key -> epoch, for the head _indexed
+        self._indexed = ""
 
     def head_moved(self) -> None:
         """The head changed: StateWaitMsg looks again."""
@@ -107,10 +112,13 @@ class DevnetLotusAPI:
         if len(tsk) != 1:
             raise fail("a tipset of this chain has one block")
         key = key_of(tsk[0])
-        for ts in reversed(c.tipsets):
-            if ts.key == key:
-                return ts
-        raise fail(f"tipset {tsk[0].link} is not on this chain")
+        if self._indexed != c.head.key:           # once per head, not per call
+            self._index = {ts.key: ts.epoch for ts in c.tipsets}
+            self._indexed = c.head.key
+        epoch = self._index.get(key)
+        if epoch is None:
+            raise fail(f"tipset {tsk[0].link} is not on this chain")
+        return c.tipsets[epoch]
 
     async def ChainHead(self) -> T.TipSet:
         return self.tipset_json(self.chain.head)
@@ -381,7 +389,10 @@ class DevnetLotusAPI:
         if self._push is None:
             raise fail("this chain takes no messages")
         ours = self._ours(msg)
-        gas = gas_used(ours.method, M.decode_params(ours.method, ours.params))
+        try:
+            gas = gas_used(ours.method, M.decode_params(ours.method, ours.params))
+        except MessageError as e:
+            raise fail(f"MpoolPushMessage: {e}") from None
         fee = gas_fee(gas, self.chain.state.base_fee) * ATTO_PER_NANO
         if spec is not None and int(spec.MaxFee) and fee > int(spec.MaxFee):
             raise fail(f"the message's gas costs {fee} attoFIL at the base fee, over its MaxFee {spec.MaxFee}")
@@ -415,7 +426,19 @@ class DevnetLotusAPI:
 
     async def StateWaitMsg(self, cid: T.Cid, confidence: int, limit: int, allow_replaced: bool) -> T.MsgLookup:
         """Once the message has `confidence` tipsets on top of it (a reorg that reverts
-        it sends it back to the pool, and the wait goes on)."""
+        it sends it back to the pool, and the wait goes on). At most MAX_WAITERS wait at
+        once, for at most MAX_CONFIDENCE tipsets."""
+        if confidence > MAX_CONFIDENCE:
+            raise fail(f"confidence {confidence} is over {MAX_CONFIDENCE}")
+        if self._waiters >= MAX_WAITERS:
+            raise fail(f"{MAX_WAITERS} StateWaitMsg calls wait already: try again later")
+        self._waiters += 1
+        try:
+            return await self._wait(cid, confidence)
+        finally:
+            self._waiters -= 1
+
+    async def _wait(self, cid: T.Cid, confidence: int) -> T.MsgLookup:
         while True:
             moved = self._moved
             look = self.chain.lookup(key_of(cid))

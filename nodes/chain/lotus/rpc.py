@@ -49,8 +49,10 @@ def parse(data: bytes) -> Frame:
         raise RpcError(INVALID_REQUEST, f"request of {len(data)} bytes is over the {MAX_FRAME}-byte limit")
     try:
         frame = _frame.decode(data)
+    except msgspec.ValidationError as e:
+        raise RpcError(INVALID_REQUEST, f"not a JSON-RPC request: {e}") from None
     except msgspec.DecodeError as e:
-        raise RpcError(PARSE_ERROR, f"not a JSON-RPC frame: {e}") from None
+        raise RpcError(PARSE_ERROR, f"not JSON: {e}") from None
     if frame.jsonrpc != "2.0":
         raise RpcError(INVALID_REQUEST, "jsonrpc must be \"2.0\"")
     return frame

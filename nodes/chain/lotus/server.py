@@ -20,6 +20,7 @@ import trio
 from zqnode.nodes.chain.lotus import rpc
 from zqnode.nodes.chain.lotus import types as T
 from zqnode.nodes.chain.lotus.auth import Tokens, TokenError, allowed, permissions_of
+from zqnode.nodes.chain.lotus.methods import READ
 
 log = logging.getLogger("zqnode.chain.lotus")
 
@@ -27,6 +28,7 @@ PATHS = ("/rpc/v1", "/rpc/v0")
 MAX_IN_FLIGHT = 32
 MAX_CHANNELS = 8
 MAX_CONNECTIONS = 64
+MAX_ANONYMOUS = 32                  # of them, without a token: the rest stay for token holders
 HEAD_BUFFER = 64
 
 
@@ -37,7 +39,7 @@ class LotusServer:
     def __init__(self, api, tokens: Tokens):
         self.api, self.tokens = api, tokens
         self._subscribers: set[trio.MemorySendChannel] = set()
-        self._connections = 0
+        self._connections = self._anonymous = 0
 
     # -- head changes ---------------------------------------------------------------------------
     def head_changed(self, reverted: list, applied: list) -> None:
@@ -70,6 +72,9 @@ class LotusServer:
             return rpc.result(frame.id, await handler(*params))
         except rpc.RpcError as e:
             return rpc.error(frame.id, e.code, e.message)
+        except Exception as e:                     # a bug must not take the connection down
+            log.exception("Lotus API %s failed", frame.method)
+            return rpc.error(frame.id, rpc.HANDLER_ERROR, f"internal error: {type(e).__name__}")
 
     async def _notify(self, frame: rpc.Frame, send: Callable, channel: int,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -138,9 +143,11 @@ class LotusServer:
     async def _websocket(self, receive, send, perms) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        if self._connections >= MAX_CONNECTIONS:
+        anonymous = perms == {READ}
+        if self._connections >= MAX_CONNECTIONS or (anonymous and self._anonymous >= MAX_ANONYMOUS):
             return await send({"type": "websocket.close", "code": 1013})
         self._connections += 1
+        self._anonymous += anonymous
         lock = trio.Lock()
 
         async def send_text(data: bytes) -> None:
@@ -149,6 +156,7 @@ class LotusServer:
 
         calls: dict[Any, trio.CancelScope] = {}
         channels = [0, 0]                   # open now, ids given
+        in_flight = [0]
         try:
             await send({"type": "websocket.accept"})
             async with trio.open_nursery() as nursery:
@@ -169,16 +177,21 @@ class LotusServer:
                             if scope is not None:
                                 scope.cancel()
                         continue
-                    if len(calls) >= MAX_IN_FLIGHT:
-                        await send_text(rpc.error(frame.id, rpc.HANDLER_ERROR, "too many calls in flight"))
+                    if in_flight[0] >= MAX_IN_FLIGHT or frame.id in calls:
+                        why = "too many calls in flight" if frame.id not in calls else "a call with this id is in flight"
+                        await send_text(rpc.error(frame.id, rpc.HANDLER_ERROR, why))
                         continue
-                    await nursery.start(self._ws_call, frame, perms, send_text, calls, channels)
+                    await nursery.start(self._ws_call, frame, perms, send_text, calls, channels, in_flight)
         finally:
             self._connections -= 1
+            self._anonymous -= anonymous
 
-    async def _ws_call(self, frame, perms, send_text, calls, channels, task_status=trio.TASK_STATUS_IGNORED):
+    async def _ws_call(self, frame, perms, send_text, calls, channels, in_flight,
+                       task_status=trio.TASK_STATUS_IGNORED):
         with trio.CancelScope() as scope:
-            calls[frame.id] = scope
+            if frame.id is not None:            # a notification cannot be cancelled
+                calls[frame.id] = scope
+            in_flight[0] += 1
             task_status.started()
             try:
                 name = frame.method[len(rpc.NAMESPACE):]
@@ -196,7 +209,9 @@ class LotusServer:
                 else:
                     await send_text(await self.call(frame, perms))
             finally:
-                calls.pop(frame.id, None)
+                in_flight[0] -= 1
+                if calls.get(frame.id) is scope:
+                    del calls[frame.id]
 
     async def serve(self, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Serve until cancelled; task_status gets the URLs it listens on (http://...)."""
@@ -211,9 +226,10 @@ class LotusServer:
 
 def _ids(frame: rpc.Frame) -> list:
     try:
-        return list(msgspec.json.decode(frame.params))[:1]
-    except (msgspec.DecodeError, TypeError):
+        ids = msgspec.json.decode(frame.params, type=list[rpc.RequestId])
+    except msgspec.DecodeError:
         return []
+    return [i for i in ids[:1] if i is not None]
 
 
 async def _refuse(scope, send, status: int, body: bytes) -> None:

@@ -222,7 +222,8 @@ class Message(msgspec.Struct):
 
 class MessageSendSpec(msgspec.Struct):
     MaxFee: BigInt = "0"
-    MsgUuid: Annotated[str, msgspec.Meta(max_length=36)] = "00000000-0000-0000-0000-000000000000"
+    MsgUuid: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")] = \
+        "00000000-0000-0000-0000-000000000000"
     MaximizeFeeCap: bool = False
 
 

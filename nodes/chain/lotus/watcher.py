@@ -28,6 +28,7 @@ from zqnode.bus.retry import doubling
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.config import ChainConfig
 from zqnode.nodes.chain.filecoin import dagcbor
+from zqnode.nodes.chain.filecoin.address import Address, AddressError
 from zqnode.nodes.chain.filecoin.dagcbor import CborError
 from zqnode.nodes.chain.filecoin.params import ParamsError, to_actor
 from zqnode.nodes.chain.funds import ATTO_PER_NANO, parse_fil
@@ -83,6 +84,7 @@ class LotusWatcher:
         self.network, self.block_delay, self.genesis = "", 30, ""
         self.store: WatcherStore | None = None
         self._post_proofs: dict[int, int] = {}
+        self._senders: dict[int, set] = {}         # a miner's worker and control addresses
         self.peer = Peer(name=me.name, role="chain", cfg=me.bus)
         handlers = {W.ChainGetHead: self._head, W.ChainGetTipset: self._tipset,
                     W.ChainGetRandomness: self._randomness, W.ChainGetNonce: self._nonce,
@@ -151,6 +153,7 @@ class LotusWatcher:
                     except FollowError as e:
                         log.warning("head change out of order (%s): subscribing again", e)
                         break
+            await trio.sleep(RECONNECT_S[0])
 
     async def _current(self, lotus: LotusClient, head) -> None:
         """A (re)subscription's snapshot: what changed since the head we published."""
@@ -166,7 +169,10 @@ class LotusWatcher:
                             head.epoch, KEEP)
                 await self._publish(*self.follower.start(head))
                 return
-            cur = summary(await lotus.call("ChainGetTipSet", [T.Cid(c) for c in cur.parent.split(",")]))
+            parent = summary(await lotus.call("ChainGetTipSet", [T.Cid(c) for c in cur.parent.split(",")]))
+            if parent.key != cur.parent or parent.epoch >= cur.epoch:
+                raise FollowError(f"the node answered tipset {parent.epoch} for the parent of {cur.epoch}")
+            cur = parent
             path.append(cur)
         await self._publish(*self.follower.resync(list(reversed(path))))
 
@@ -230,12 +236,26 @@ class LotusWatcher:
             params = M.decode_params(b.method, bytes(req.buffers[0]))
         except M.MessageError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
+        if b.to not in self.cfg.miners:
+            raise Refused(ErrorCode.PERMISSION, f"f0{b.to} is not one of [chain] miners "
+                                                f"({', '.join(f'f0{m}' for m in self.cfg.miners) or 'none'})")
+        if getattr(b, "nonce", -1) != -1:          # ChainPush's; ChainSimulate has none
+            raise Refused(ErrorCode.INVALID, "the Lotus node's wallet picks the nonce: send nonce -1")
+        senders = self._senders.get(b.to)
+        if senders is None:
+            info = await self._call("StateMinerInfo", f"f0{b.to}", [])
+            senders = self._senders[b.to] = {Address.parse(a) for a in (info.Worker, *info.ControlAddresses)}
+            self._post_proofs[b.to] = info.WindowPoStProofType
+        try:
+            sender = Address.parse(b.sender)
+        except AddressError as e:
+            raise Refused(ErrorCode.INVALID, f"sender {b.sender}: {e}") from None
+        if sender not in senders:
+            raise Refused(ErrorCode.PERMISSION, f"{b.sender} is neither the worker nor a control address "
+                                                f"of f0{b.to}")
         if b.method in NEEDS_SNARKS and not self.devnet:
             raise Refused(ErrorCode.INVALID, f"{b.method} needs SNARK proofs, which zqnode does not make yet: "
                                              f"it is not sent to {self.network or 'this network'}")
-        if b.method == "SubmitWindowedPoSt" and b.to not in self._post_proofs:
-            info = await self._call("StateMinerInfo", f"f0{b.to}", [])
-            self._post_proofs[b.to] = info.WindowPoStProofType
         try:
             return params, self._lotus_message(b, params)
         except (ParamsError, CborError, cids.CidError) as e:
@@ -245,7 +265,16 @@ class LotusWatcher:
         b = req.body
         params, msg = await self._params(req)
         spec = T.MessageSendSpec(MaxFee=str(self.max_fee), MsgUuid=_uuid(b.uuid))
-        signed = await self._call("MpoolPushMessage", msg, spec)
+        if self.lotus is None:
+            raise _unavailable()
+        try:
+            signed = await self.lotus.call("MpoolPushMessage", msg, spec)
+        except LotusDisconnected:
+            raise Refused(ErrorCode.BUSY, "the connection to the Lotus node dropped during MpoolPushMessage: "
+                                          "the message may be in its pool; send it again with the same uuid",
+                          retry=True) from None
+        except LotusError as e:
+            raise Refused(ErrorCode.INVALID, f"the Lotus node refused MpoolPushMessage: {e.message}") from None
         nonce = signed.Message.Nonce
         ours = M.Message(sender=b.sender, to=b.to, method=b.method, params=bytes(req.buffers[0]),
                          nonce=nonce, value=b.value)
@@ -329,6 +358,10 @@ class LotusWatcher:
         if not 0 <= index < len(deadlines):
             raise Refused(W.NOT_FOUND, f"deadline {index} out of range 0..{len(deadlines) - 1}")
         parts = await self._call("StateMinerPartitions", addr, index, [])
+        total = sum(sum(p.AllSectors[1::2]) for p in parts)
+        if total > MAX_LISTED:
+            raise Refused(ErrorCode.INVALID, f"the Lotus node's deadline {index} names {total} sectors, "
+                                             f"over the {MAX_LISTED} this reads")
         try:
             views = []
             for i, p in enumerate(parts):

@@ -40,6 +40,7 @@ def test_actor_ids():
     "t0banananananannnnnnn", "t2", "t", "t0", "t1234q", "t09223372036854775808", "f001",
     "f1xpbyy4tkdx5si2bgo37dubc2xwv6fum5tk57mid",    # go-address TestTrailingBits
     "f1XPBYY4TKDX5SI2BGO37DUBC2XWV6FUM5TK57MIA", "a" * 116, 3,
+    "f\u0660100", "f\u00b2aaaa", "f0\u0661",                 # digits that are not ASCII
 ])
 def test_refused_strings(text):
     with pytest.raises(AddressError):

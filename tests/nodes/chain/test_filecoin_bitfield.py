@@ -82,6 +82,15 @@ def test_decoding_is_bounded():
         bitfield.decode(huge, 25_000)
 
 
+def test_the_largest_bitfield_decodes_run_by_run():
+    # 32 KiB of alternating single runs: every bit a run, read once each
+    members = list(range(0, 32 * 8 * 1024 - 64, 2))
+    data = bitfield.encode(members)
+    assert len(data) <= bitfield.MAX_ENCODED_SIZE
+    runs = bitfield.decode_runs(data)
+    assert len(runs) == len(members) and all(n == 1 for _, n in runs)
+
+
 def test_bad_sets_are_refused():
     for bad in ([-1], [2**64 - 1], [True], ["3"]):
         with pytest.raises(BitfieldError):

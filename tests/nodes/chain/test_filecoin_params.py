@@ -56,8 +56,15 @@ def test_what_the_devnet_does_not_have_is_refused():
     with pytest.raises(ParamsError, match="no market"):
         from_actor(F.PRE_COMMIT_SECTOR_BATCH2, dagcbor.encode(theirs))
     decl = F.SectorDeclaration(deadline=0, partition=0, sectors=BitField([(0, 10 ** 9)]))
-    with pytest.raises(ParamsError, match="over the limit"):
+    with pytest.raises(ParamsError, match="addresses 1000000000 sectors, over the actor's 25000"):
         from_actor(F.DECLARE_FAULTS, dagcbor.encode(F.DeclareFaultsParams(faults=[decl])))
+    # each declaration within the limit, all of them together far over it: refused on the runs
+    many = [F.SectorDeclaration(deadline=0, partition=i, sectors=BitField([(0, 25_000)])) for i in range(400)]
+    with pytest.raises(ParamsError, match="addresses 10000000 sectors"):
+        from_actor(F.DECLARE_FAULTS, dagcbor.encode(F.DeclareFaultsParams(faults=many)))
+    few = [F.SectorDeclaration(deadline=0, partition=0, sectors=BitField([(1, 1)]))] * 3001
+    with pytest.raises(ParamsError, match="3001 declarations, over the actor's 3000"):
+        from_actor(F.DECLARE_FAULTS_RECOVERED, dagcbor.encode(F.DeclareFaultsRecoveredParams(recoveries=few)))
     with pytest.raises(ParamsError, match="no method 6"):
         from_actor(6, b"\x80")
     with pytest.raises(ParamsError, match="bad parameters"):

@@ -105,6 +105,7 @@ async def test_tokens_and_permissions_as_lotus(served):
 
 @pytest.mark.parametrize("raw, code", [
     (b"not json", rpc.PARSE_ERROR), (b'{"jsonrpc": "1.0", "method": "x"}', rpc.INVALID_REQUEST),
+    (b'[1, 2]', rpc.INVALID_REQUEST), (b'{"method": "Filecoin.ChainHead"}', rpc.INVALID_REQUEST),
     (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.Nope", "params": []}', rpc.METHOD_NOT_FOUND),
     (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.ChainHead", "params": [1]}', rpc.INVALID_PARAMS),
     (b'{"jsonrpc": "2.0", "id": 1, "method": "Filecoin.StateMinerInfo", "params": ["f01000", [{"/": "x"}]]}',
@@ -318,4 +319,44 @@ async def test_refusals_come_back_in_the_actors_words(writable):
     _, answer = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, faults), big_fee],
                            token=token)
     assert "over its MaxFee 1" in answer["error"]["message"]
+    assert not driver.chain.pool
+
+
+async def test_a_websocket_survives_bad_frames_and_bounds_its_calls(served):
+    driver, _, addr = served
+    async with open_websocket_url(f"ws://{addr}/rpc/v1") as ws:
+        for bad in ('{"jsonrpc": "2.0", "method": "xrpc.cancel", "params": [[1]]}',
+                    '{"jsonrpc": "2.0", "method": "xrpc.cancel", "params": [{}]}',
+                    '{"jsonrpc": "2.0", "method": "xrpc.cancel", "params": "x"}'):
+            await ws.send_message(bad)
+        # a second call under the id of one in flight is refused, not run
+        await ws.send_message(rpc.request(9, "StateWaitMsg", [{"/": block_cid("ab" * 32).link}, 1, -1, True]))
+        await ws.send_message(rpc.request(5, "ChainNotify", []))
+        await ws.send_message(rpc.request(5, "ChainHead", []))
+        answers = [json.loads(await ws.get_message()) for _ in range(4)]
+        by_id = {}
+        for a in answers:
+            by_id.setdefault(a.get("id"), []).append(a)
+        assert "not found" in by_id[9][0]["error"]["message"]          # an unknown message
+        assert any(a.get("error", {}).get("message") == "a call with this id is in flight" for a in by_id[5])
+        await ws.send_message(rpc.request(10, "ChainHead", []))
+        while (a := json.loads(await ws.get_message())).get("id") != 10:
+            pass
+        assert a["result"]["Height"] == driver.epoch
+
+
+async def test_state_wait_msg_is_bounded(served):
+    _, _, addr = served
+    _, answer = await post(addr, "StateWaitMsg", [{"/": block_cid("ab" * 32).link}, 10 ** 9, -1, True])
+    assert "confidence 1000000000 is over 2000" in answer["error"]["message"]
+
+
+async def test_a_push_over_the_actors_limits_is_a_json_rpc_error(writable):
+    driver, _, addr, _, token = writable
+    many = F.DeclareFaultsParams(faults=[F.SectorDeclaration(deadline=0, partition=0, sectors=BitField.of([1]))] * 3001)
+    _, answer = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, many), None], token=token)
+    assert "over the actor's 3000" in answer["error"]["message"]
+    spec = {"MaxFee": "0", "MsgUuid": "not-a-uuid", "MaximizeFeeCap": False}
+    _, answer = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, many), spec], token=token)
+    assert answer["error"]["code"] == rpc.INVALID_PARAMS
     assert not driver.chain.pool

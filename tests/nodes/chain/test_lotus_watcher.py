@@ -130,3 +130,32 @@ async def test_vanilla_proofs_are_not_sent_to_a_real_network(pair):
                                       chain_commit_rand=b"\0" * 32)
     with pytest.raises(RemoteError, match="needs SNARK proofs"):
         await api.push(M.Message.call("t0100", 1000, post))
+
+
+async def test_the_watcher_sends_only_for_its_miners_from_their_addresses(pair):
+    _, _, _, api = pair
+    decl = M.DeclareFaultsParams(faults=[M.SectorDeclaration(deadline=0, partition=0, sectors=[7])])
+    for msg, why in [(M.Message.call("t0100", 1001, decl), "not one of \\[chain\\] miners"),
+                     (M.Message.call("t0999", 1000, decl), "neither the worker nor a control address"),
+                     (M.Message.call("t0100", 1000, decl, nonce=3), "picks the nonce")]:
+        with pytest.raises(RemoteError, match=why):
+            await api.push(msg)
+
+
+async def test_a_node_that_does_not_answer_is_a_dropped_connection(nursery, monkeypatch):
+    from trio_websocket import serve_websocket
+    from zqnode.nodes.chain.lotus import client as C
+
+    async def silent(request):
+        ws = await request.accept()
+        while True:
+            await ws.get_message()              # reads, never answers
+    server = await nursery.start(serve_websocket, silent, "127.0.0.1", 0, None)
+    monkeypatch.setattr(C, "CALL_TIMEOUT_S", 0.3)
+    with pytest.raises(BaseException) as raised:
+        async with C.LotusClient.connect(f"ws://127.0.0.1:{server.port}/rpc/v1") as lotus:
+            await lotus.call("ChainHead")
+    leaf = raised.value
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, C.LotusDisconnected) and "no answer" in str(leaf)

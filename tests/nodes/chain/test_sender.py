@@ -90,3 +90,22 @@ async def test_two_nodes_sending_from_one_address_share_its_nonces(tmp_path):
             n.start_soon(MessageSender(pool, poster).send, faults(10 + i), f"p{i}", poster.record)
     nonces = sorted(nonce for _, nonce in manager.rows() + poster.rows())
     assert nonces == list(range(10)) and len(pool.chain.pool) == 10
+
+
+async def test_an_outcome_the_chain_does_not_know_keeps_the_send_the_same_message(tmp_path):
+    # the chain-watcher's answer when its Lotus node dropped during MpoolPushMessage:
+    # the message may be pooled, so the next try goes under the same uuid
+    pool, store = Pool(), Store(tmp_path / "a.sqlite")
+    real_push, uuids = pool.push, []
+
+    async def unknown_once(msg, uuid=""):
+        uuids.append(uuid)
+        pooled = await real_push(msg, uuid)
+        if len(uuids) == 1:
+            raise RemoteError("busy", "the message may be in its pool", retry=True)
+        return pooled
+    pool.push = unknown_once
+    with pytest.raises(RemoteError, match="may be in its pool"):
+        await MessageSender(pool, store).send(faults(1), "faults 1", store.record)
+    sent = await MessageSender(pool, store).send(faults(1), "faults 1", store.record)
+    assert uuids[0] == uuids[1] and len(pool.chain.pool) == 1 and store.rows() == [(sent.id, 0)]
