@@ -360,3 +360,12 @@ async def test_a_push_over_the_actors_limits_is_a_json_rpc_error(writable):
     _, answer = await post(addr, "MpoolPushMessage", [_lotus_message(F.DECLARE_FAULTS, many), spec], token=token)
     assert answer["error"]["code"] == rpc.INVALID_PARAMS
     assert not driver.chain.pool
+
+
+async def test_rpc_v0_is_answered_the_same_and_other_paths_are_not(served):
+    driver, _, addr = served
+    body = rpc.request(1, "ChainHead", [])
+    status, data = await trio.to_thread.run_sync(_post, addr, body, None, "/rpc/v0")
+    assert status == 200 and json.loads(data)["result"]["Height"] >= 0
+    status, _ = await trio.to_thread.run_sync(_post, addr, body, None, "/other")
+    assert status == 404
