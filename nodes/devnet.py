@@ -80,9 +80,10 @@ class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
                  poster: bool = True, batching: bool = False, synthetic: bool = False,
-                 lotus_listen: str = "", say: Callable[[str], None] = print):
+                 lotus_listen: str = "", via_lotus: bool = False, say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
-        self.lotus_listen = lotus_listen
+        self.lotus_listen, self.via_lotus = lotus_listen, via_lotus
+        self.watcher = None
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
         self.with_poster, self.batching = poster, batching
@@ -213,8 +214,11 @@ class Devnet:
             self.address = await nursery.start(hub.run)
             cfgs = self.node_configs()
             chain = cfgs["devnet-chain"]
-            self.chain = ChainNode(chain.identity, chain.chain)
-            await nursery.start(self.chain.run)
+            if self.via_lotus:
+                await self._chain_behind_lotus(nursery, chain)
+            else:
+                self.chain = ChainNode(chain.identity, chain.chain)
+                await nursery.start(self.chain.run)
 
             manager = cfgs["devnet-manager"]      # runs the sector state machine
             self.manager = ManagerNode(manager.identity, manager.manager, manager.sealing)
@@ -239,6 +243,22 @@ class Devnet:
             task_status.started(self)
             await self._progress()
 
+    async def _chain_behind_lotus(self, nursery, chain) -> None:
+        """The chain on a bus of its own, serving the Lotus API; the cluster's chain role
+        is the chain-watcher following it, as it would follow a Lotus node."""
+        from zqnode.bus.memory import MemoryHub
+        from zqnode.nodes.chain.lotus.watcher import LotusWatcher
+        private = await nursery.start(MemoryHub(BusConfig(address=f"mem://devnet-chain-{os.getpid()}")).run)
+        token = str(self.base / "lotus-token")
+        cfg = msgspec.structs.asdict(chain.chain) | {"lotus_listen": self.lotus_listen or "127.0.0.1:0",
+                                                     "lotus_token": token}
+        self.chain = ChainNode(msgspec.structs.replace(chain.identity, bus=BusConfig(address=private)),
+                               ChainConfig(**cfg))
+        await nursery.start(self.chain.run)
+        self.watcher = LotusWatcher(chain.identity, ChainConfig(
+            lotus=self.chain.lotus_url, lotus_token_file=token, miners=[MINER], seal_proof=self.seal_proof))
+        await nursery.start(self.watcher.run)
+
     def _poster_elsewhere(self, pcfg) -> None:
         """Write the poster's configuration (its key is provisioned already) and say how to
         start it."""
@@ -260,7 +280,9 @@ class Devnet:
                  f"{', poster' if self.with_poster else ''}; miner f0{MINER}, {self.size} sectors")
         if self.chain.lotus_url:
             self.say(f"devnet: Lotus API on {self.chain.lotus_url} (HTTP too); admin token in "
-                     f"{self.base / 'lotus-token'}")
+                     f"{self.base / 'lotus-token'}"
+                     + ("; the cluster reaches the chain through the chain-watcher following it"
+                        if self.via_lotus else ""))
         have = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
         if have:
             self.say(f"devnet: resuming {len(have)} sectors ({_counts(have)})")

@@ -104,10 +104,13 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
 @click.option("--lotus-listen", default="", metavar="HOST:PORT",
               help="Serve the chain's Lotus JSON-RPC API there (websocket and HTTP, /rpc/v1); "
                    "the admin token goes to REPO/lotus-token.")
+@click.option("--via-lotus", is_flag=True,
+              help="The cluster reaches the chain through the chain-watcher over the Lotus API, "
+                   "as it would a Lotus node (the API on --lotus-listen, or a free port).")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
            refresh: float, no_poster: bool, batch: bool, synthetic: bool, lotus_listen: str,
-           metrics_listen: str) -> None:
+           via_lotus: bool, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
@@ -122,7 +125,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
             net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                          epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
                          poster=not no_poster, batching=batch, synthetic=synthetic,
-                         lotus_listen=lotus_listen, say=lambda line: click.echo(line))
+                         lotus_listen=lotus_listen, via_lotus=via_lotus, say=lambda line: click.echo(line))
             for node_repo in net.repos():
                 held.enter_context(repos.hold(node_repo))
         except (OSError, DevnetError) as e:

@@ -2,7 +2,9 @@
 one bus, `zqnode start --role chain --lotus URL --lotus-token FILE` following it on
 another, and the chain commands asking the watcher."""
 import json
+import signal
 import socket
+import sqlite3
 
 from tests.procs import Proc, until, zqnode
 
@@ -49,3 +51,28 @@ def test_the_chain_commands_read_a_devnet_through_the_chain_watcher(tmp_path, fr
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def test_the_devnet_seals_and_proves_through_the_chain_watcher(tmp_path, free_bus_address, monkeypatch):
+    """`zqnode devnet --via-lotus`: the cluster's chain role is the chain-watcher, following
+    the devnet's chain over the Lotus API; a sector is sealed to Proving and its first
+    WindowPoSt lands, every message sent through MpoolPushMessage."""
+    monkeypatch.setenv("ZQNODE_BUS_SECURITY", "none")
+    bus, repo = free_bus_address(), tmp_path / "devnet"
+    devnet = Proc("devnet", "--bus", bus, "--repo", str(repo), "--sectors", "1", "--workers", "1",
+                  "--epoch-seconds", "0.3", "--via-lotus")
+    try:
+        line = devnet.wait_for(lambda line: line.startswith("devnet: Lotus API on"))
+        assert "through the chain-watcher" in line
+        devnet.wait_for(lambda line: line.startswith("devnet: all 1 sectors are Proving"), timeout=180)
+        devnet.wait_for(lambda line: line.startswith("devnet: the first WindowPoSt landed"), timeout=180)
+        nodes = json.loads(zqnode("bus", "nodes", "--json", "--bus", bus).stdout)
+        assert [n["node_id"] for n in nodes if n["role"] == "chain" and n["state"] == "up"] == ["devnet-chain"]
+        head = json.loads(zqnode("chain", "head", "--bus", bus, "--json").stdout)
+        assert head["genesis"].startswith("bafy2bzace") and not head["reorg_allowed"]   # the watcher answers
+        with sqlite3.connect(repo / "chain" / "watcher.sqlite") as db:
+            methods = {m for (m,) in db.execute("SELECT method FROM sent")}
+        assert {"PreCommitSector", "ProveCommitSector", "SubmitWindowedPoSt"} <= methods
+    finally:
+        devnet.stop(signal.SIGINT)
+    assert devnet.p.returncode == 0
