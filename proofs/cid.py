@@ -64,25 +64,34 @@ def decode_uvarint(data: bytes, offset: int = 0) -> tuple[int, int]:
     raise CidError("uvarint longer than 9 bytes")
 
 
+def base32_lower(raw: bytes) -> str:
+    """RFC 4648 base32, lower case, unpadded (CIDs' and Filecoin addresses')."""
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def from_base32_lower(body: str, shown: str) -> bytes:
+    """The bytes of canonical `base32_lower` text; CidError naming `shown` otherwise."""
+    if not body or body != body.lower():
+        raise CidError(f"not base32-lower: {shown!r}")
+    try:
+        raw = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
+    except ValueError:
+        raise CidError(f"not valid base32: {shown!r}") from None
+    if base32_lower(raw) != body:
+        raise CidError(f"not canonical base32 (stray bits or length): {shown!r}")
+    return raw
+
+
 def cid_text(raw: bytes) -> str:
     """The base32-lower string of a binary CID."""
-    return "b" + base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+    return "b" + base32_lower(raw)
 
 
 def cid_bytes(text: str) -> bytes:
     """The binary form of a base32-lower CID string (its multibase prefix dropped)."""
     if not isinstance(text, str) or not text.startswith("b"):
         raise CidError(f"expected a base32-lower CID starting with 'b', got {text!r}")
-    body = text[1:]
-    if not body or body != body.lower():
-        raise CidError(f"not a base32-lower CID: {text!r}")
-    try:
-        raw = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
-    except ValueError:
-        raise CidError(f"not valid base32: {text!r}") from None
-    if cid_text(raw) != text:
-        raise CidError(f"not canonical base32 (stray bits or length): {text!r}")
-    return raw
+    return from_base32_lower(text[1:], text)
 
 
 def _check_commitment(commitment) -> bytes:

@@ -11,11 +11,10 @@ without padding. The first letter is the network: f (mainnet) or t (the test net
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 from typing import NamedTuple
 
-from zqnode.proofs.cid import CidError, decode_uvarint, encode_uvarint
+from zqnode.proofs.cid import CidError, base32_lower, decode_uvarint, encode_uvarint, from_base32_lower
 
 ID, SECP256K1, ACTOR, BLS, DELEGATED = range(5)
 _PAYLOAD_SIZE = {SECP256K1: 20, ACTOR: 20, BLS: 48}
@@ -32,20 +31,11 @@ def _checksum(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=4).digest()
 
 
-def _b32(data: bytes) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
-
-
 def _unb32(text: str) -> bytes:
-    if not text or text != text.lower() or not text.isascii():
-        raise AddressError(f"not base32 lower case: {text!r}")
     try:
-        raw = base64.b32decode(text.upper() + "=" * (-len(text) % 8))
-    except ValueError:
-        raise AddressError(f"not base32: {text!r}") from None
-    if _b32(raw) != text:
-        raise AddressError(f"not canonical base32: {text!r}")
-    return raw
+        return from_base32_lower(text, text)
+    except CidError as e:
+        raise AddressError(str(e)) from None
 
 
 class Address(NamedTuple):
@@ -121,8 +111,8 @@ class Address(NamedTuple):
         cksum = _checksum(self.bytes)
         if self.protocol == DELEGATED:
             namespace, at = _uvarint(self.payload)
-            return f"{network}4{namespace}f{_b32(self.payload[at:] + cksum)}"
-        return f"{network}{self.protocol}{_b32(self.payload + cksum)}"
+            return f"{network}4{namespace}f{base32_lower(self.payload[at:] + cksum)}"
+        return f"{network}{self.protocol}{base32_lower(self.payload + cksum)}"
 
     def __str__(self) -> str:
         return self.text()

@@ -194,8 +194,10 @@ class LotusServer:
             in_flight[0] += 1
             task_status.started()
             try:
-                name = frame.method[len(rpc.NAMESPACE):]
-                method = rpc.METHODS.get(name) if frame.method.startswith(rpc.NAMESPACE) else None
+                try:
+                    _, method = rpc.method_of(frame.method)
+                except rpc.RpcError:
+                    method = None                   # `call` answers the error
                 if method is not None and method.channel and allowed(perms, method.perm):
                     if channels[0] >= MAX_CHANNELS:
                         await send_text(rpc.error(frame.id, rpc.HANDLER_ERROR, "too many channels open"))
