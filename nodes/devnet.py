@@ -80,9 +80,10 @@ class Devnet:
     def __init__(self, *, base: str | pathlib.Path, bus: str, sectors: int = 4, sector_size: str = "",
                  epoch_seconds: float = 0.0, workers: int = 2, refresh: float = 2.0,
                  poster: bool = True, batching: bool = False, synthetic: bool = False,
-                 lotus_listen: str = "", via_lotus: bool = False, say: Callable[[str], None] = print):
+                 lotus_listen: str = "", via_lotus: bool = False, lotus: str = "",
+                 say: Callable[[str], None] = print):
         self.base = pathlib.Path(base).expanduser()
-        self.lotus_listen, self.via_lotus = lotus_listen, via_lotus
+        self.lotus_listen, self.via_lotus, self.lotus = lotus_listen, via_lotus, lotus
         self.watcher = None
         self.bus, self.sectors, self.workers = bus, sectors, workers
         self.epoch_seconds, self.refresh, self.say = epoch_seconds, refresh, say
@@ -256,7 +257,7 @@ class Devnet:
                                ChainConfig(**cfg))
         await nursery.start(self.chain.run)
         self.watcher = LotusWatcher(chain.identity, ChainConfig(
-            lotus=self.chain.lotus_url, lotus_token_file=token, miners=[MINER], seal_proof=self.seal_proof))
+            lotus=self.lotus or self.chain.lotus_url, lotus_token_file=token, miners=[MINER], seal_proof=self.seal_proof))
         await nursery.start(self.watcher.run)
 
     def _poster_elsewhere(self, pcfg) -> None:
@@ -281,8 +282,8 @@ class Devnet:
         if self.chain.lotus_url:
             self.say(f"devnet: Lotus API on {self.chain.lotus_url} (HTTP too); admin token in "
                      f"{self.base / 'lotus-token'}"
-                     + ("; the cluster reaches the chain through the chain-watcher following it"
-                        if self.via_lotus else ""))
+                     + (f"; the cluster reaches the chain through the chain-watcher following it"
+                        f"{' at ' + self.lotus if self.lotus else ''}" if self.via_lotus else ""))
         have = [s for s in self.sealing.core.sectors.values() if s.state not in (S.REMOVED, S.ABORTED)]
         if have:
             self.say(f"devnet: resuming {len(have)} sectors ({_counts(have)})")

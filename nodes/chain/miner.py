@@ -762,6 +762,7 @@ class MinerView(msgspec.Struct, kw_only=True):
     expired_precommits: int
     terminated: int = 0
     expired: int = 0
+    counted: bool = True               # false from a Lotus node: precommits to expired read 0, unknown
     deadline: DeadlineInfo             # the current proving deadline
     # funds, nanoFIL
     balance: int = 0

@@ -129,7 +129,7 @@ class ChainNode:
         from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI
         from zqnode.nodes.chain.lotus.server import LotusServer
         tokens = Tokens.in_repo(self.me.repo, self.chain_cfg.lotus_token or None)
-        self.lotus = LotusServer(DevnetLotusAPI(lambda: self.chain, self.epoch_seconds, self.push_message),
+        self.lotus = LotusServer(DevnetLotusAPI(lambda: self.chain, self.epoch_seconds, self),
                                  tokens)
         host, port = parse_listen(self.chain_cfg.lotus_listen, "lotus_listen")
         preflight.check_free([("the Lotus API", self.chain_cfg.lotus_listen)])
@@ -215,16 +215,35 @@ class ChainNode:
                                      source=b.source or default_source(b.domain),
                                      tipset=self.chain.tipsets[max(b.epoch, 0)].key)
 
+    async def reorg(self, depth: int, by: str) -> HeadChange:
+        """Replace the last `depth` tipsets with new empty ones (ReorgError: refused): the
+        bus's ChainReorg and the devnet Lotus API's Zqnode.DevnetReorg."""
+        if not self.reorg_allowed:
+            raise ReorgError(f"reorg is not allowed on this {self.chain.policy.name} chain")
+        async with self._lock:
+            change = self.chain.reorg(depth, self.clock())
+            self.store.save_change(self.chain, change)
+            log.warning("reorg of depth %d requested by %s", depth, by)
+            await self._publish(change)
+        return change
+
+    async def fund(self, address: str, amount: int, by: str) -> int:
+        """Devnet: add `amount` nanoFIL to `address` (MessageError: refused); its new
+        balance. The bus's ChainFund and the devnet Lotus API's Zqnode.DevnetFund."""
+        if not self.chain.policy.devnet:
+            raise MessageError(f"funds are added on a devnet only, not on this {self.chain.policy.name} chain")
+        async with self._lock:                # between tipsets, persisted as the head's state
+            balance = self.chain.fund(address, amount)
+            self.store.save_state(self.chain)
+        log.warning("%s added %s to %s", by, format_fil(amount), address)
+        return balance
+
     async def _reorg(self, req: Request) -> W.ChainReorged:
         if not self.reorg_allowed:
             raise Refused(ErrorCode.PERMISSION, f"reorg is not allowed on this "
                                                 f"{self.chain.policy.name} chain")
-        async with self._lock:
-            with _refusals():
-                change = self.chain.reorg(req.body.depth, self.clock())
-            self.store.save_change(self.chain, change)
-            log.warning("reorg of depth %d requested by %s", req.body.depth, req.sender)
-            await self._publish(change)
+        with _refusals():
+            change = await self.reorg(req.body.depth, req.sender)
         return W.ChainReorged(reverted=[summary(t) for t in change.reverted],
                               applied=[summary(t) for t in change.applied])
 
@@ -232,13 +251,9 @@ class ChainNode:
         if not self.chain.policy.devnet:
             raise Refused(ErrorCode.PERMISSION, f"funds are added on a devnet only, not on "
                                                 f"this {self.chain.policy.name} chain")
-        b = req.body
-        async with self._lock:                # between tipsets, persisted as the head's state
-            with _refusals():
-                balance = self.chain.fund(b.address, b.amount)
-            self.store.save_state(self.chain)
-        log.warning("%s added %s to %s", req.sender, format_fil(b.amount), b.address)
-        return W.ChainFunded(address=b.address, balance=balance)
+        with _refusals():
+            balance = await self.fund(req.body.address, req.body.amount, req.sender)
+        return W.ChainFunded(address=req.body.address, balance=balance)
 
     def _message(self, req: Request, nonce: int = 0) -> Message:
         b = req.body

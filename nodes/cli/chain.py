@@ -8,6 +8,7 @@ import click
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.funds import format_fil, parse_fil
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
+from zqnode.nodes.cli.lotus import from_lotus, lotus_options
 
 
 def ask(bus: str, fn):
@@ -92,12 +93,17 @@ def fund(address: str, amount: str, bus: str, as_json: bool) -> None:
 @chain_group.command("miner")
 @miner_option("Only this miner [default: every miner of the chain].")
 @bus_option
+@lotus_options
 @json_option
-def miner(miner: int, bus: str, as_json: bool) -> None:
+def miner(miner: int, bus: str, lotus: str, lotus_token: str, as_json: bool) -> None:
     """Miners (or one): power, sectors, faults, penalties, terminations, expirations,
     deadline; then funds: available, locked (deposits, pledge, vesting) and the balance of
-    the addresses that send its messages."""
-    views = ask(bus, lambda api: _one(api.miner(miner)) if miner else api.miners())
+    the addresses that send its messages. A Lotus node (--lotus) does not count penalties,
+    terminations and expirations: they show as "-"."""
+    if lotus:
+        views = from_lotus(lotus, lotus_token, miner, lambda chain: _one(chain.miner(miner)))
+    else:
+        views = ask(bus, lambda api: _one(api.miner(miner)) if miner else api.miners())
     if as_json:
         emit_json(views[0] if miner else views)
         return
@@ -106,9 +112,10 @@ def miner(miner: int, bus: str, as_json: bool) -> None:
                f"{'TERMINATED':>10} {'EXPIRED':>7} DEADLINE")
     for m in views:
         d = m.deadline
+        counts = (m.precommits, m.penalties, m.terminated, m.expired) if m.counted else ("-",) * 4
         click.echo(f"f0{m.actor_id:<6} {m.worker:<8} {m.sector_size:>10} {m.power:>12} {m.sectors:>7} "
-                   f"{m.active:>6} {m.unproven:>8} {m.faulty:>6} {m.recovering:>7} {m.precommits:>9} "
-                   f"{m.penalties:>9} {m.terminated:>10} {m.expired:>7} {d.index} [{d.open}, {d.close})")
+                   f"{m.active:>6} {m.unproven:>8} {m.faulty:>6} {m.recovering:>7} {counts[0]:>9} "
+                   f"{counts[1]:>9} {counts[2]:>10} {counts[3]:>7} {d.index} [{d.open}, {d.close})")
     for m in views:
         f = format_fil
         click.echo(f"f0{m.actor_id} funds: balance {f(m.balance)}, available {f(m.available)}; locked: "

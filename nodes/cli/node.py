@@ -107,15 +107,21 @@ def start(role: str, bus: str | None, name: str, repo: str, config_path: str | N
 @click.option("--via-lotus", is_flag=True,
               help="The cluster reaches the chain through the chain-watcher over the Lotus API, "
                    "as it would a Lotus node (the API on --lotus-listen, or a free port).")
+@click.option("--lotus", default="", metavar="URL",
+              help="With --via-lotus: the chain-watcher reaches the API at URL, a proxy or tunnel in "
+                   "front of --lotus-listen [default: the API's own address].")
 @metrics_option
 def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: float, workers: int,
            refresh: float, no_poster: bool, batch: bool, synthetic: bool, lotus_listen: str,
-           via_lotus: bool, metrics_listen: str) -> None:
+           via_lotus: bool, lotus: str, metrics_listen: str) -> None:
     """Run a whole cluster in one process until Ctrl-C: hub, chain, manager with the
     sealing state machine, scheduler, workers and poster. It pledges --sectors CC
     sectors and prints its progress; run again with the same --repo to resume."""
     from zqnode.nodes.devnet import Devnet, DevnetError
     base = pathlib.Path(repo or NodeConfig(role="devnet", name="devnet").repo).expanduser()
+    if lotus and not (via_lotus and lotus_listen):
+        raise click.UsageError("--lotus is where the chain-watcher of --via-lotus reaches --lotus-listen: "
+                               "give all three")
     with contextlib.ExitStack() as held:
         try:       # before anything starts: the repos are ours, every port is free
             held.enter_context(repos.hold(base))
@@ -125,7 +131,7 @@ def devnet(bus: str, repo: str, count: int, sector_size: str, epoch_seconds: flo
             net = Devnet(base=base, bus=bus, sectors=count, sector_size=sector_size,
                          epoch_seconds=epoch_seconds, workers=workers, refresh=refresh,
                          poster=not no_poster, batching=batch, synthetic=synthetic,
-                         lotus_listen=lotus_listen, via_lotus=via_lotus, say=lambda line: click.echo(line))
+                         lotus_listen=lotus_listen, via_lotus=via_lotus, lotus=lotus, say=lambda line: click.echo(line))
             for node_repo in net.repos():
                 held.enter_context(repos.hold(node_repo))
         except (OSError, DevnetError) as e:

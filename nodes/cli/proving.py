@@ -1,11 +1,15 @@
 """`zqnode proving ...`: what the poster proves, when, and what failed (as `lotus-miner
-proving`). Every command asks the poster node ("@poster" by default) and takes --json."""
+proving`). Every command asks the poster node ("@poster" by default) and takes --json;
+deadlines, deadline and faults with --lotus URL read a miner's chain state from a Lotus
+node instead, for a miner no poster of ours proves."""
 from __future__ import annotations
 
 import click
 
 from zqnode.nodes.cli.chain import ids
 from zqnode.nodes.cli.common import bus_option, emit_json, json_option, miner_option, with_client
+from zqnode.nodes.cli.lotus import from_lotus, lotus_options
+from zqnode.nodes.poster import views
 from zqnode.nodes.wire import poster as W
 
 miner_option = miner_option("The miner [default: the poster's only miner].")
@@ -55,10 +59,14 @@ def _batches(run: W.RunnerView) -> str:
 @miner_option
 @bus_option
 @poster_option
+@lotus_options
 @json_option
-def deadlines(miner: int, bus: str, target: str, as_json: bool) -> None:
+def deadlines(miner: int, bus: str, target: str, lotus: str, lotus_token: str, as_json: bool) -> None:
     """Every deadline of the proving period: partitions, sectors, faults, how it went."""
-    r = ask(bus, target, W.PosterListDeadlines(miner=miner))
+    if lotus:
+        r = from_lotus(lotus, lotus_token, miner, lambda chain: views.deadlines(chain, chain.policy, miner))
+    else:
+        r = ask(bus, target, W.PosterListDeadlines(miner=miner))
     if as_json:
         emit_json(r)
         return
@@ -76,10 +84,18 @@ def deadlines(miner: int, bus: str, target: str, as_json: bool) -> None:
 @miner_option
 @bus_option
 @poster_option
+@lotus_options
 @json_option
-def deadline(index: int, miner: int, bus: str, target: str, as_json: bool) -> None:
+def deadline(index: int, miner: int, bus: str, target: str, lotus: str, lotus_token: str, as_json: bool) -> None:
     """Deadline INDEX: its window, partitions on chain, its runner and past outcomes."""
-    r = ask(bus, target, W.PosterGetDeadline(index=index, miner=miner))
+    async def on_chain(chain) -> W.PosterDeadline:
+        view = await chain.partitions(miner, index)          # first: an index out of range fails
+        when = views.window(chain.policy, await chain.deadline(miner), index)
+        return W.PosterDeadline(miner=miner, info=when, chain=view, runner=None, outcomes=[], messages=[])
+    if lotus:
+        r = from_lotus(lotus, lotus_token, miner, on_chain)
+    else:
+        r = ask(bus, target, W.PosterGetDeadline(index=index, miner=miner))
     if as_json:
         emit_json(r)
         return
@@ -112,10 +128,16 @@ def deadline(index: int, miner: int, bus: str, target: str, as_json: bool) -> No
 @miner_option
 @bus_option
 @poster_option
+@lotus_options
 @json_option
-def faults(miner: int, bus: str, target: str, as_json: bool) -> None:
+def faults(miner: int, bus: str, target: str, lotus: str, lotus_token: str, as_json: bool) -> None:
     """Faulty and recovering sectors on chain, with the poster's reasons."""
-    r = ask(bus, target, W.PosterListFaults(miner=miner))
+    async def on_chain(chain) -> W.PosterFaults:
+        return W.PosterFaults(miner=miner, faults=await views.faults(chain, chain.policy, miner), skipped=[])
+    if lotus:
+        r = from_lotus(lotus, lotus_token, miner, on_chain)
+    else:
+        r = ask(bus, target, W.PosterListFaults(miner=miner))
     if as_json:
         emit_json(r)
         return

@@ -25,7 +25,7 @@ from zqnode.bus.permissions import ADMIN, ANYONE
 from zqnode.bus.peer import Peer, Refused, Request
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import CHAIN_RETRY_S, BusChainAPI, MessageSender, until_answered
-from zqnode.nodes.chain.policy import deadline_info, next_not_elapsed, policy as policy_named
+from zqnode.nodes.chain.policy import policy as policy_named
 from zqnode.nodes import observe
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.wire import poster as W
@@ -39,6 +39,7 @@ from zqnode.nodes.poster.events import (
 from zqnode.nodes.poster.procedures import reason as _reason
 from zqnode.nodes.poster.prover import PartitionInput, Prover, ProveRequest, SectorInput, make_prover
 from zqnode.nodes.poster.store import PosterStore
+from zqnode.nodes.poster import views
 from zqnode.proofs import cid as cids
 
 log = logging.getLogger("zqnode.poster")
@@ -305,32 +306,18 @@ class PosterNode:
     async def _rpc_deadlines(self, req: Request) -> W.PosterDeadlines:
         mid = self._miner(req.body.miner)
         core = self.core
-        current = await self.chain.deadline(mid)
         last = {}
         for o in reversed(self.store.outcomes(mid, limit=core.policy.period_deadlines)):
             last[o.index] = o.status
-        rows = []
-        for i in range(core.policy.period_deadlines):
-            view = await self.chain.partitions(mid, i)
-            when = self._window(current, i)
-            r = core.runner_for(mid, i)
-            rows.append(W.DeadlineRow(
-                index=i, open=when.open, close=when.close, partitions=len(view.partitions),
-                sectors=sum(len(p.sectors) for p in view.partitions),
-                faults=sum(len(p.faults) for p in view.partitions),
-                recoveries=sum(len(p.recoveries) for p in view.partitions),
-                posted=view.posted if i == current.index else [],
-                runner=r.state if r else "", last=last.get(i, "")))
-        return W.PosterDeadlines(miner=mid, current=current, deadlines=rows)
 
-    def _window(self, current, index: int):
-        p = self.core.policy
-        return next_not_elapsed(deadline_info(p, current.period_start, index, current.current_epoch), p)
+        def runner(i: int) -> str:
+            r = core.runner_for(mid, i)
+            return r.state if r else ""
+        return await views.deadlines(self.chain, core.policy, mid, runner, last)
 
     async def _rpc_deadline(self, req: Request) -> W.PosterDeadline:
         mid, index = self._miner(req.body.miner), self._index(req.body.index)
-        current = await self.chain.deadline(mid)
-        when = self._window(current, index)
+        when = views.window(self.core.policy, await self.chain.deadline(mid), index)
         r = self.core.runner_for(mid, index)
         outcomes = self.store.outcomes(mid, index, limit=4)
         shown = r.dl.open if r else outcomes[0].open if outcomes else when.open
@@ -348,13 +335,7 @@ class PosterNode:
             reasons.update(r.declared)
             reasons.update(r.skip)
             skipped += [SkippedSector(n, why) for n, why in sorted(r.skip.items())]
-        rows = []
-        for i in range(self.core.policy.period_deadlines):
-            for p in (await self.chain.partitions(mid, i)).partitions:
-                rec = set(p.recoveries)
-                rows += [W.FaultRow(deadline=i, partition=p.index, sector=n,
-                                    state="recovering" if n in rec else "faulty",
-                                    reason=reasons.get(n, "")) for n in p.faults]
+        rows = await views.faults(self.chain, self.core.policy, mid, reasons)
         return W.PosterFaults(miner=mid, faults=rows, skipped=skipped)
 
     async def _rpc_check(self, req: Request) -> W.PosterCheckReport:

@@ -302,11 +302,15 @@ def _verify_proof(core: SealingCore, cmd: C.VerifyProof) -> Procedure:
     view = yield SectorOf(miner, cmd.sector)
     if view is None:
         return _event(core, E.ProofChecked, cmd, ok=False, error="the sector is not on chain")
+    try:        # a Lotus node's sector has no CommD: the one pre-committed, which the chain took
+        comm_d = cids.parse_piece_cid(view.unsealed_cid) if view.unsealed_cid else cmd.comm_d
+        comm_r = cids.parse_sealed_cid(view.sealed_cid)
+    except cids.CidError as e:
+        return _event(core, E.ProofChecked, cmd, ok=False, error=f"the chain's sector does not read: {e}")
     ticket = yield Randomness(DomainTag.SealRandomness, s.ticket_epoch, entropy)
     seed = yield Randomness(DomainTag.InteractiveSealChallengeSeed, s.seed_epoch, entropy)
     ok = yield Verify(dict(seal_proof=s.seal_proof, miner=miner, sector=cmd.sector, ticket=ticket,
-                           seed=seed, comm_d=cids.parse_piece_cid(view.unsealed_cid),
-                           comm_r=cids.parse_sealed_cid(view.sealed_cid), proof=cmd.proof))
+                           seed=seed, comm_d=comm_d, comm_r=comm_r, proof=cmd.proof))
     return _event(core, E.ProofChecked, cmd, ok=ok, error="" if ok else "invalid against the chain")
 
 

@@ -50,7 +50,7 @@ from zqnode.nodes.worker.calls import Call
 from zqnode.nodes.worker.core import WorkerCore
 from zqnode.nodes.worker.store import CallStore, new_call_id
 from zqnode.nodes.worker.task import TaskInput, TaskOutput, load_table
-from zqnode.proofs.cid import parse_piece_cid, parse_sealed_cid
+from zqnode.proofs.cid import CidError, parse_piece_cid, parse_sealed_cid
 
 log = logging.getLogger("zqnode.worker")
 
@@ -224,9 +224,12 @@ class WorkerNode:
             raise FetchError(f"cannot check s-{ref.miner}-{ref.number} against the chain: {e}") from None
         if on_chain is None:
             return None
-        comm_d = parse_piece_cid(on_chain.unsealed_cid)   # v1 (CommD): the chain checked it
-        return Expected(on_chain.seal_proof, comm_r=parse_sealed_cid(on_chain.sealed_cid),
-                        comm_d=comm_d if isinstance(comm_d, bytes) else b"")
+        try:     # CommD (v1) the chain checked; a Lotus node keeps none for a proven sector
+            comm_d = parse_piece_cid(on_chain.unsealed_cid) if on_chain.unsealed_cid else b""
+            comm_r = parse_sealed_cid(on_chain.sealed_cid)
+        except CidError as e:
+            raise FetchError(f"the chain's s-{ref.miner}-{ref.number} does not read: {e}") from None
+        return Expected(on_chain.seal_proof, comm_r=comm_r, comm_d=comm_d if isinstance(comm_d, bytes) else b"")
 
     async def _on_run(self, req: Request) -> W.WorkerAccepted:
         b: W.WorkerRun = req.body

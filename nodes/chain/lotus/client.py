@@ -26,6 +26,9 @@ from zqnode.nodes.groups import unwrap
 log = logging.getLogger("zqnode.chain.lotus")
 
 CALL_TIMEOUT_S = 120.0
+# trio-websocket waits 60 s by default; a node that closes the connection during the
+# handshake (a proxy with nothing behind it) would hold the watcher that long
+CONNECT_TIMEOUT_S = 10.0
 CHANNEL_BUFFER = 16                 # values (each at most a frame) a consumer may lag
 _CHANNEL_PARAMS = Annotated[list[msgspec.Raw], msgspec.Meta(max_length=2)]     # [channel id, value]
 
@@ -56,8 +59,9 @@ class LotusClient:
     async def connect(cls, url: str, token: str = "") -> AsyncIterator["LotusClient"]:
         headers = [("Authorization", f"Bearer {token}")] if token else []
         try:
-            async with open_websocket_url(url, extra_headers=headers,
-                                          max_message_size=rpc.MAX_FRAME) as ws:
+            async with open_websocket_url(url, extra_headers=headers, max_message_size=rpc.MAX_FRAME,
+                                          connect_timeout=CONNECT_TIMEOUT_S,
+                                          disconnect_timeout=CONNECT_TIMEOUT_S) as ws:
                 client = cls(ws)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(client._read)
@@ -66,7 +70,8 @@ class LotusClient:
                     finally:
                         nursery.cancel_scope.cancel()
         except* HandshakeError as group:
-            raise LotusDisconnected(f"{url}: the node refused the connection ({unwrap(group)})") from None
+            why = unwrap(group)
+            raise LotusDisconnected(f"{url}: no websocket to the node ({str(why) or type(why).__name__})") from None
         except* OSError as group:
             raise LotusDisconnected(f"{url}: {unwrap(group)}") from None
 

@@ -8,12 +8,12 @@ as an empty Lotus value: no peer id, no beneficiary change, no disputable proofs
 from __future__ import annotations
 
 import hashlib
-from typing import Awaitable, Callable
+from typing import Callable, Protocol
 
 import trio
 
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.core import Chain, NotFound
+from zqnode.nodes.chain.core import Chain, HeadChange, NotFound, ReorgError
 from zqnode.nodes.chain.filecoin import dagcbor
 from zqnode.nodes.chain.filecoin.address import Address, AddressError
 from zqnode.nodes.chain.filecoin.dagcbor import BitField, Cid as Link
@@ -69,14 +69,21 @@ def _bits(members) -> list[int]:
     return T.runs_json(BitField.of(members))
 
 
+class ChainWrites(Protocol):
+    """What changes the chain, done the chain node's way (persisted, published): nodes.chain.node.ChainNode."""
+    async def push_message(self, msg: M.Message, uuid: str) -> M.Message: ...
+    async def reorg(self, depth: int, by: str) -> HeadChange: ...
+    async def fund(self, address: str, amount: int, by: str) -> int: ...
+
+
 class DevnetLotusAPI:
     """Lotus API methods as `async def <Method>(*params)`; `chain` is read at each call.
-    `push(message, uuid)` pools a message the way the chain node does (persisted first)."""
+    Without `writes` the API only reads."""
 
     def __init__(self, chain: Chain | Callable[[], Chain], epoch_seconds: float,
-                 push: Callable[[M.Message, str], Awaitable[M.Message]] | None = None):
+                 writes: ChainWrites | None = None):
         self._chain, self.epoch_seconds = chain, epoch_seconds
-        self._push = push
+        self._writes = writes
         self._moved = trio.Event()
         self._waiters = 0
         self._index: dict[str, int] = {}          # tipset key -> epoch, for the head _indexed
@@ -217,6 +224,15 @@ class DevnetLotusAPI:
 
     async def WalletBalance(self, text: str) -> str:
         return str(self.chain.balance(self._account(text)) * ATTO_PER_NANO)
+
+    async def StateReadState(self, text: str, tsk) -> T.ActorState:
+        """A miner actor's funds (the part of its state zqnode reads); miners only."""
+        m = self._miner(text, tsk)
+        atto = lambda nano: str(nano * ATTO_PER_NANO)        # noqa: E731
+        return T.ActorState(Balance=atto(m.balance), Code=_derived(self.chain.head.key, b"storageminer"),
+                            State=T.MinerFunds(PreCommitDeposits=atto(m.precommit_deposits),
+                                               LockedFunds=atto(m.vesting), InitialPledge=atto(m.initial_pledge),
+                                               FeeDebt=atto(m.fee_debt)))
 
     async def StateMinerAvailableBalance(self, text: str, tsk) -> str:
         return str(self._miner(text, tsk).available * ATTO_PER_NANO)
@@ -386,7 +402,7 @@ class DevnetLotusAPI:
         return out
 
     async def MpoolPushMessage(self, msg: T.Message, spec: T.MessageSendSpec | None) -> T.SignedMessage:
-        if self._push is None:
+        if self._writes is None:
             raise fail("this chain takes no messages")
         ours = self._ours(msg)
         try:
@@ -398,7 +414,7 @@ class DevnetLotusAPI:
             raise fail(f"the message's gas costs {fee} attoFIL at the base fee, over its MaxFee {spec.MaxFee}")
         uuid = spec.MsgUuid if spec is not None and spec.MsgUuid != NO_UUID else ""
         try:
-            pooled = await self._push(ours, uuid)
+            pooled = await self._writes.push_message(ours, uuid)
         except MessageError as e:
             raise fail(f"MpoolPushMessage: {e}") from None
         shown = self.lotus_message(pooled)
@@ -447,6 +463,33 @@ class DevnetLotusAPI:
             if look.status == "landed" and look.confirmations >= confidence:
                 return self._found(cid)
             await moved.wait()
+
+
+    # -- a devnet's own (namespace Zqnode) ----------------------------------------------------
+    def _writer(self) -> ChainWrites:
+        if self._writes is None:
+            raise fail("this chain takes no changes")
+        return self._writes
+
+    async def DevnetReorg(self, depth: int) -> list[T.HeadChange]:
+        """`zqnode chain reorg` through the API: the changes, as ChainNotify sends them."""
+        try:
+            change = await self._writer().reorg(depth, "the Lotus API")
+        except ReorgError as e:
+            raise fail(str(e)) from None
+        return ([T.HeadChange(Type="revert", Val=self.tipset_json(t)) for t in change.reverted]
+                + [T.HeadChange(Type="apply", Val=self.tipset_json(t)) for t in change.applied])
+
+    async def DevnetFund(self, address: str, atto: str) -> str:
+        """`zqnode chain fund` through the API: add `atto` attoFIL (whole nanoFIL) to
+        `address`; its balance after, in attoFIL."""
+        nano, rest = divmod(int(atto), ATTO_PER_NANO)
+        if rest:
+            raise fail(f"this devnet counts whole nanoFIL: {atto} attoFIL is not")
+        try:
+            return str(await self._writer().fund(self._account(address), nano, "the Lotus API") * ATTO_PER_NANO)
+        except MessageError as e:
+            raise fail(str(e)) from None
 
 
 def _id_text(address: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from zqnode.nodes.chain.lotus.types import (
-    Actor, AddressText, BigInt, Bytes, Cid, Deadline, DeadlineInfo, HeadChange, Message, MessageSendSpec,
+    Actor, ActorState, AddressText, BigInt, Bytes, Cid, Deadline, DeadlineInfo, HeadChange, Message, MessageSendSpec,
     MinerInfo, MinerPower, MsgLookup, Partition, Runs, SectorCount, SectorLocation, SectorOnChainInfo,
     SectorPreCommitInfo,
     SectorPreCommitOnChainInfo, SignedMessage, Str, TipSet, TipSetKey, U64, Version)
@@ -20,6 +20,7 @@ class Method(NamedTuple):
     result: object                  # a type; a channel's item type when `channel`
     perm: str
     channel: bool = False           # answered with a channel of results (go-jsonrpc)
+    namespace: str = "Filecoin"     # its JSON-RPC name is "<namespace>.<name>"
 
 
 _RANDOMNESS = Method(tuple[int, int, Bytes | None, TipSetKey], Bytes, READ)
@@ -45,6 +46,7 @@ METHODS: dict[str, Method] = {
     "StateSectorPartition": Method(_SECTOR_AT, SectorLocation | None, READ),
     "StateLookupID": Method(_MINER_AT, AddressText, READ),
     "StateGetActor": Method(_MINER_AT, Actor, READ),
+    "StateReadState": Method(_MINER_AT, ActorState, READ),
     "StateMinerInfo": Method(_MINER_AT, MinerInfo, READ),
     "StateMinerProvingDeadline": Method(_MINER_AT, DeadlineInfo, READ),
     "StateMinerDeadlines": Method(_MINER_AT, list[Deadline], READ),
@@ -63,4 +65,8 @@ METHODS: dict[str, Method] = {
     "MpoolPushMessage": Method(tuple[Message, MessageSendSpec | None], SignedMessage, SIGN),
     "StateWaitMsg": Method(tuple[Cid, U64, int, bool], MsgLookup, READ),
     "StateSearchMsg": Method(tuple[TipSetKey, Cid, int, bool], MsgLookup | None, READ),
+    # zqnode's, served by a zqnode devnet only: what `zqnode chain reorg|fund` ask of a
+    # devnet the cluster follows through the Lotus API (Lotus has no such methods)
+    "DevnetReorg": Method(tuple[U64], list[HeadChange], ADMIN, namespace="Zqnode"),
+    "DevnetFund": Method(tuple[AddressText, BigInt], BigInt, ADMIN, namespace="Zqnode"),
 }

@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 as Lotus speaks it (go-jsonrpc): methods named "Filecoin.<Method>",
+"""JSON-RPC 2.0 as Lotus speaks it (go-jsonrpc): methods named "Filecoin.<Method>" (a
+zqnode devnet's own "Zqnode.<Method>"),
 parameters a JSON array, and channels (ChainNotify) answered with a channel id, then
 `xrpc.ch.val` notifications [id, value] and a final `xrpc.ch.close` [id]; a client stops
 a call with `xrpc.cancel` [request id]."""
@@ -10,7 +11,6 @@ import msgspec
 
 from zqnode.nodes.chain.lotus.methods import METHODS, Method
 
-NAMESPACE = "Filecoin."
 MAX_FRAME = 4 << 20                 # bytes in one request or websocket message
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
 HANDLER_ERROR = 1                   # go-jsonrpc's code for an error the method returned
@@ -59,9 +59,9 @@ def parse(data: bytes) -> Frame:
 
 
 def method_of(name: str) -> tuple[str, Method]:
-    short = name[len(NAMESPACE):] if name.startswith(NAMESPACE) else None
-    method = METHODS.get(short) if short else None
-    if method is None:
+    namespace, _, short = name.partition(".")
+    method = METHODS.get(short)
+    if method is None or method.namespace != namespace:
         raise RpcError(METHOD_NOT_FOUND, f"method '{name}' not found")
     return short, method
 
@@ -74,7 +74,7 @@ def params_of(method: Method, raw: msgspec.Raw) -> tuple:
 
 
 def request(id_: int, name: str, params: tuple | list) -> bytes:
-    return _encode(Frame(jsonrpc="2.0", id=id_, method=NAMESPACE + name, params=msgspec.Raw(_encode(params))))
+    return _encode(Frame(jsonrpc="2.0", id=id_, method=f"{METHODS[name].namespace}.{name}", params=msgspec.Raw(_encode(params))))
 
 
 def result(id_: RequestId, value: Any) -> bytes:

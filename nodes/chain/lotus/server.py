@@ -20,7 +20,7 @@ import trio
 from zqnode.nodes.chain.lotus import rpc
 from zqnode.nodes.chain.lotus import types as T
 from zqnode.nodes.chain.lotus.auth import Tokens, TokenError, allowed, permissions_of
-from zqnode.nodes.chain.lotus.methods import READ
+from zqnode.nodes.chain.lotus.methods import PERMISSIONS, READ
 
 log = logging.getLogger("zqnode.chain.lotus")
 
@@ -66,7 +66,7 @@ class LotusServer:
             if method.channel:
                 raise rpc.RpcError(rpc.HANDLER_ERROR, f"{name} returns a channel: call it over a websocket")
             params = rpc.params_of(method, frame.params)
-            handler = getattr(self.api, name, None)
+            handler = self.AuthVerify if name == "AuthVerify" else getattr(self.api, name, None)
             if handler is None:
                 raise rpc.RpcError(rpc.HANDLER_ERROR, f"{name} is not served by this devnet yet")
             return rpc.result(frame.id, await handler(*params))
@@ -75,6 +75,14 @@ class LotusServer:
         except Exception as e:                     # a bug must not take the connection down
             log.exception("Lotus API %s failed", frame.method)
             return rpc.error(frame.id, rpc.HANDLER_ERROR, f"internal error: {type(e).__name__}")
+
+    async def AuthVerify(self, token: str) -> list[str]:
+        """The permissions a token grants (Lotus's order), or Lotus's refusal."""
+        try:
+            perms = self.tokens.verify(token)
+        except TokenError as e:
+            raise rpc.RpcError(rpc.HANDLER_ERROR, str(e)) from None
+        return [p for p in PERMISSIONS if p in perms]
 
     async def _notify(self, frame: rpc.Frame, send: Callable, channel: int,
                       task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -263,6 +263,20 @@ class Actor(msgspec.Struct):
     DelegatedAddress: AddressText | None = None
 
 
+class MinerFunds(msgspec.Struct, omit_defaults=True):
+    """What zqnode reads of a miner actor's state (go-state-types miner.State; the rest ignored)."""
+    PreCommitDeposits: BigInt = "0"
+    LockedFunds: BigInt = "0"                     # rewards vesting
+    InitialPledge: BigInt = "0"
+    FeeDebt: BigInt = "0"
+
+
+class ActorState(msgspec.Struct):                 # StateReadState, of a miner actor
+    Balance: BigInt
+    Code: Cid
+    State: MinerFunds
+
+
 class SectorCount(msgspec.Struct):                # StateMinerSectorCount
     Live: U64
     Active: U64

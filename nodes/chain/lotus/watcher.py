@@ -8,7 +8,8 @@ Messages go out with MpoolPushMessage: the node's wallet signs, [chain] max_fee 
 fee. A message's zqnode id is kept with its CID in REPO/watcher.sqlite, so a lookup finds
 it after a restart.
 
-On a network that is not a zqnode devnet, ProveCommit and WindowPoSt messages are
+Following a zqnode devnet, `zqnode chain reorg|fund` go to it (its Zqnode.Devnet*
+methods). On a network that is not a zqnode devnet, ProveCommit and WindowPoSt messages are
 refused here: they need SNARK proofs, which zqnode does not make yet, and a vanilla proof
 would only burn gas."""
 from __future__ import annotations
@@ -23,10 +24,11 @@ from trio_websocket import ConnectionClosed
 
 from zqnode.bus.codec import ErrorCode
 from zqnode.bus.permissions import ADMIN, ANYONE
-from zqnode.bus.peer import Peer, Refused, Request
+from zqnode.bus.peer import Peer, Refused, Request, refusing
 from zqnode.bus.retry import doubling
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.config import ChainConfig
+from zqnode.nodes.chain.core import NotFound
 from zqnode.nodes.chain.filecoin import dagcbor
 from zqnode.nodes.chain.filecoin.address import Address, AddressError
 from zqnode.nodes.chain.filecoin.dagcbor import CborError
@@ -34,22 +36,19 @@ from zqnode.nodes.chain.filecoin.params import ParamsError, to_actor
 from zqnode.nodes.chain.funds import ATTO_PER_NANO, parse_fil
 from zqnode.nodes.chain.lotus import types as T
 from zqnode.nodes.chain.lotus.client import LotusClient, LotusDisconnected, LotusError
+from zqnode.nodes.chain.lotus.reader import LotusReader, NodeAnswerError
 from zqnode.nodes.chain.lotus.follow import KEEP, FollowError, Follower, summary, tipset_key
-from zqnode.nodes.chain.miner import DeadlineView, MinerView, PartitionView, PreCommitOnChain, SectorView
-from zqnode.nodes.chain.policy import MAINNET, POLICIES, DeadlineInfo
 from zqnode.nodes.chain.randomness import default_source
 from zqnode.nodes.identity import NodeIdentity
 from zqnode.nodes.groups import unwrap
 from zqnode.nodes.sqlite_store import SqliteStore
 from zqnode.nodes.wire import chain as W
 from zqnode.proofs import cid as cids
-from zqnode.proofs.params import SEAL_PROOFS
 
 log = logging.getLogger("zqnode.chain.lotus")
 
 RECONNECT_S = (1.0, 30.0)
 NEEDS_SNARKS = ("ProveCommitSector", "ProveCommitSectors3", "SubmitWindowedPoSt")
-MAX_LISTED = 1_000_000                     # members read from one of the node's bitfields
 _EXIT = re.compile(r"exit (?:\w+\()?(\d+)")
 
 
@@ -65,12 +64,13 @@ class WatcherStore(SqliteStore):
         return row[0] if row else None
 
 
+def _reading():
+    """The reader's refusals as typed bus errors."""
+    return refusing((NotFound, W.NOT_FOUND), (NodeAnswerError, ErrorCode.INVALID))
+
+
 def _unavailable() -> Refused:
     return Refused(ErrorCode.BUSY, "the chain-watcher is not connected to its Lotus node yet", retry=True)
-
-
-def _v1_1(sector_size: int) -> int:
-    return next(p.id for p in SEAL_PROOFS if p.sector_size == sector_size and p.name.endswith("V1_1"))
 
 
 class LotusWatcher:
@@ -82,6 +82,7 @@ class LotusWatcher:
         self.lotus: LotusClient | None = None
         self.devnet = False                # the node is a zqnode devnet: vanilla proofs go
         self.network, self.block_delay, self.genesis = "", 30, ""
+        self.reader = LotusReader(self._call, seal_proof=cfg.seal_proof)
         self.store: WatcherStore | None = None
         self._post_proofs: dict[int, int] = {}
         self._senders: dict[int, set] = {}         # a miner's worker and control addresses
@@ -92,7 +93,7 @@ class LotusWatcher:
                     W.ChainListMiners: self._miners, W.ChainGetMiner: self._miner,
                     W.ChainGetDeadline: self._deadline, W.ChainGetPartitions: self._partitions,
                     W.ChainGetSector: self._sector, W.ChainGetPreCommit: self._precommit,
-                    W.ChainReorg: self._not_here, W.ChainFund: self._not_here}
+                    W.ChainReorg: self._reorg, W.ChainFund: self._fund}
         for kind, handler in handlers.items():
             self.peer.on(kind, handler)
         self.peer.allow({**{k: ANYONE for k in (
@@ -101,10 +102,6 @@ class LotusWatcher:
             W.ChainGetSector, W.ChainGetPreCommit)},
             W.ChainReorg: ADMIN, W.ChainFund: ADMIN, W.ChainPush: ("manager", "poster"),
             W.ChainSimulate: ("manager", "poster")})
-
-    @property
-    def policy(self):
-        return POLICIES.get(self.network, MAINNET)
 
     # -- following ------------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -137,7 +134,7 @@ class LotusWatcher:
     async def _session(self, lotus: LotusClient) -> None:
         version = await lotus.call("Version")
         self.devnet = version.Agent == "zqnode"
-        self.network = await lotus.call("StateNetworkName")
+        self.network = self.reader.network = await lotus.call("StateNetworkName")
         self.block_delay = version.BlockDelay
         self.genesis = tipset_key((await lotus.call("ChainGetGenesis")).Cids)
         log.info("following %s (%s, %s)", self.cfg.lotus, version.Version, self.network)
@@ -191,20 +188,14 @@ class LotusWatcher:
         except LotusError as e:
             raise Refused(ErrorCode.INVALID, f"the Lotus node refused {name}: {e.message}") from None
 
-    async def _at(self, epoch: int) -> list[T.Cid]:
-        """The key of the tipset at `epoch` ([]: the head)."""
-        if epoch < 0:
-            return []
-        return (await self._call("ChainGetTipSetByHeight", epoch, [])).Cids
-
     async def _head(self, req: Request) -> W.ChainHeadInfo:
         if self.follower.head is None:
             raise _unavailable()
         ts = await self._call("ChainHead")
         fee = int(ts.Blocks[0].ParentBaseFee) if ts.Blocks else 0
         return W.ChainHeadInfo(head=self.follower.head, network=self.network, epoch_seconds=float(self.block_delay),
-                               finality=self.policy.chain_finality, genesis=self.genesis,
-                               miners=list(self.cfg.miners), pool=0, fork=0, reorg_allowed=False, base_fee=fee)
+                               finality=self.reader.policy.chain_finality, genesis=self.genesis,
+                               miners=list(self.cfg.miners), pool=0, fork=0, reorg_allowed=self.devnet, base_fee=fee)
 
     async def _tipset(self, req: Request) -> W.ChainTipset:
         return W.ChainTipset(tipset=summary(await self._call("ChainGetTipSetByHeight", req.body.epoch, [])))
@@ -216,7 +207,7 @@ class LotusWatcher:
         if method is None:
             raise Refused(ErrorCode.INVALID, f"unknown randomness source {source!r} (use tickets or beacon)")
         rand = await self._call(method, int(b.domain), b.epoch, b.entropy, [])
-        key = tipset_key(await self._at(max(b.epoch, 0)))
+        key = tipset_key(await self.reader.at(max(b.epoch, 0)))
         return W.ChainRandomness(randomness=rand, epoch=b.epoch, source=source, tipset=key)
 
     async def _nonce(self, req: Request) -> W.ChainNonce:
@@ -314,109 +305,48 @@ class LotusWatcher:
             msg_id=msg_id, status="landed", epoch=found.Height, tipset=tipset_key(found.TipSet),
             receipt=receipt, head=max(head, found.Height)))
 
-    # -- miners ---------------------------------------------------------------------------------
-    def _deadline_info(self, d: T.DeadlineInfo) -> DeadlineInfo:
-        return DeadlineInfo(current_epoch=d.CurrentEpoch, period_start=d.PeriodStart, index=d.Index,
-                            open=d.Open, close=d.Close, challenge=d.Challenge, fault_cutoff=d.FaultCutoff)
-
-    async def miner_view(self, actor_id: int) -> MinerView:
-        addr = f"f0{actor_id}"
-        info = await self._call("StateMinerInfo", addr, [])
-        dl = await self._call("StateMinerProvingDeadline", addr, [])
-        count = await self._call("StateMinerSectorCount", addr, [])
-        power = await self._call("StateMinerPower", addr, [])
-        recovering = T.bitfield_of(await self._call("StateMinerRecoveries", addr, []))
-        actor = await self._call("StateGetActor", addr, [])
-        available = int(await self._call("StateMinerAvailableBalance", addr, []))
-        accounts = {}
-        for a in (info.Worker, *info.ControlAddresses):
-            accounts[a] = int(await self._call("WalletBalance", a)) // ATTO_PER_NANO
-        return MinerView(
-            actor_id=actor_id, address=addr, worker=info.Worker, control=list(info.ControlAddresses),
-            seal_proof=self.cfg.seal_proof or _v1_1(info.SectorSize), sector_size=info.SectorSize,
-            partition_sectors=info.WindowPoStPartitionSectors,
-            period_offset=dl.PeriodStart % dl.WPoStProvingPeriod, power=int(power.MinerPower.RawBytePower),
-            sectors=count.Live, active=count.Active, unproven=max(count.Live - count.Active - count.Faulty, 0),
-            faulty=count.Faulty, recovering=len(recovering), precommits=0, penalties=0, detected_faults=0,
-            skipped_faults=0, expired_precommits=0, deadline=self._deadline_info(dl),
-            balance=int(actor.Balance) // ATTO_PER_NANO, available=available // ATTO_PER_NANO, accounts=accounts)
-
+    # -- miners: read by nodes.chain.lotus.reader ----------------------------------------------
     async def _miners(self, req: Request) -> W.ChainMiners:
-        return W.ChainMiners(miners=[await self.miner_view(m) for m in self.cfg.miners])
+        with _reading():
+            return W.ChainMiners(miners=[await self.reader.miner(m) for m in self.cfg.miners])
 
     async def _miner(self, req: Request) -> W.ChainMiner:
-        return W.ChainMiner(miner=await self.miner_view(req.body.miner))
+        with _reading():
+            return W.ChainMiner(miner=await self.reader.miner(req.body.miner))
 
     async def _deadline(self, req: Request) -> W.ChainDeadline:
-        b = req.body
-        d = await self._call("StateMinerProvingDeadline", f"f0{b.miner}", await self._at(b.epoch))
-        return W.ChainDeadline(info=self._deadline_info(d))
-
-    async def _deadline_view(self, miner: int, index: int) -> DeadlineView:
-        addr = f"f0{miner}"
-        deadlines = await self._call("StateMinerDeadlines", addr, [])
-        if not 0 <= index < len(deadlines):
-            raise Refused(W.NOT_FOUND, f"deadline {index} out of range 0..{len(deadlines) - 1}")
-        parts = await self._call("StateMinerPartitions", addr, index, [])
-        total = sum(sum(p.AllSectors[1::2]) for p in parts)
-        if total > MAX_LISTED:
-            raise Refused(ErrorCode.INVALID, f"the Lotus node's deadline {index} names {total} sectors, "
-                                             f"over the {MAX_LISTED} this reads")
-        try:
-            views = []
-            for i, p in enumerate(parts):
-                live, active, faulty = (set(T.bitfield_of(x).members(MAX_LISTED))
-                                        for x in (p.LiveSectors, p.ActiveSectors, p.FaultySectors))
-                views.append(PartitionView(
-                    index=i, sectors=T.bitfield_of(p.AllSectors).members(MAX_LISTED), active=sorted(active),
-                    unproven=sorted(live - active - faulty), faults=sorted(faulty),
-                    recoveries=T.bitfield_of(p.RecoveringSectors).members(MAX_LISTED)))
-            posted = T.bitfield_of(deadlines[index].PostSubmissions).members(MAX_LISTED)
-        except (ValueError, CborError) as e:
-            raise Refused(ErrorCode.INVALID, f"the Lotus node's partitions do not read: {e}") from None
-        return DeadlineView(index=index, partitions=views, posted=posted)
+        with _reading():
+            return W.ChainDeadline(info=await self.reader.deadline(req.body.miner, req.body.epoch))
 
     async def _partitions(self, req: Request) -> W.ChainPartitions:
-        return W.ChainPartitions(deadline=await self._deadline_view(req.body.miner, req.body.deadline))
+        with _reading():
+            return W.ChainPartitions(deadline=await self.reader.partitions(req.body.miner, req.body.deadline))
 
     async def _sector(self, req: Request) -> W.ChainSector:
-        b = req.body
-        addr = f"f0{b.miner}"
-        info = await self._call("StateSectorGetInfo", addr, b.sector, [])
-        where = await self._call("StateSectorPartition", addr, b.sector, [])
-        if info is None or where is None:
-            return W.ChainSector(sector=None)
-        part = (await self._deadline_view(b.miner, where.Deadline)).partitions[where.Partition]
-        state = ("recovering" if b.sector in part.recoveries else "faulty" if b.sector in part.faults
-                 else "unproven" if b.sector in part.unproven else "active")
-        return W.ChainSector(sector=SectorView(
-            number=info.SectorNumber, state=state, seal_proof=info.SealProof, sealed_cid=info.SealedCID.link,
-            unsealed_cid="", activation=info.Activation, deadline=where.Deadline, partition=where.Partition,
-            expiration=info.Expiration))
+        with _reading():
+            return W.ChainSector(sector=await self.reader.sector(req.body.miner, req.body.sector))
 
     async def _precommit(self, req: Request) -> W.ChainPreCommit:
-        b = req.body
-        pc = await self._call("StateSectorPreCommitInfo", f"f0{b.miner}", b.sector, [])
-        if pc is None:
-            return W.ChainPreCommit(precommit=None)
-        i, p = pc.Info, self.policy
-        unsealed = i.UnsealedCid.link if i.UnsealedCid else ""
-        try:
-            comm_d = cids.parse_piece_cid(unsealed) if unsealed else b""
-            comm_r = cids.parse_sealed_cid(i.SealedCID.link)
-        except cids.CidError as e:
-            raise Refused(ErrorCode.INVALID, f"the Lotus node's pre-commit does not read: {e}") from None
-        return W.ChainPreCommit(precommit=PreCommitOnChain(
-            sector_number=i.SectorNumber, seal_proof=i.SealProof, sealed_cid=i.SealedCID.link,
-            unsealed_cid=unsealed, comm_r=comm_r, comm_d=comm_d if isinstance(comm_d, bytes) else b"",
-            seal_rand_epoch=i.SealRandEpoch, precommit_epoch=pc.PreCommitEpoch,
-            seed_epoch=pc.PreCommitEpoch + p.precommit_challenge_delay,
-            prove_by=pc.PreCommitEpoch + p.max_prove_commit_duration, expiration=i.Expiration,
-            deposit=int(pc.PreCommitDeposit) // ATTO_PER_NANO))
+        with _reading():
+            return W.ChainPreCommit(precommit=await self.reader.precommit(req.body.miner, req.body.sector))
 
-    async def _not_here(self, req: Request):
-        raise Refused(ErrorCode.PERMISSION, f"{type(req.body).__name__[5:].lower()} is a devnet chain's: "
-                                            "this chain role follows a Lotus node")
+    # -- a zqnode devnet's own -----------------------------------------------------------------
+    def _devnet_only(self, what: str) -> None:
+        if not self.devnet:
+            raise Refused(ErrorCode.PERMISSION, f"{what} is a devnet chain's: this chain role follows a "
+                                                f"Lotus node ({self.network or 'not connected yet'})")
+
+    async def _reorg(self, req: Request) -> W.ChainReorged:
+        self._devnet_only("reorg")
+        changes = await self._call("DevnetReorg", req.body.depth)
+        return W.ChainReorged(reverted=[summary(c.Val) for c in changes if c.Type == "revert"],
+                              applied=[summary(c.Val) for c in changes if c.Type == "apply"])
+
+    async def _fund(self, req: Request) -> W.ChainFunded:
+        self._devnet_only("fund")
+        b = req.body
+        balance = await self._call("DevnetFund", b.address, str(b.amount * ATTO_PER_NANO))
+        return W.ChainFunded(address=b.address, balance=int(balance) // ATTO_PER_NANO)
 
 
 def _uuid(text: str) -> str:

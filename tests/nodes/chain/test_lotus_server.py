@@ -250,9 +250,10 @@ async def writable(nursery):
     driver = ChainDriver()
     loc = driver.seal(1000, 1)
 
-    async def push(msg, uuid):
-        return driver.chain.push(msg, uuid)
-    server = LotusServer(DevnetLotusAPI(driver.chain, 1.0, push), Tokens(SECRET))
+    class Writes:
+        async def push_message(self, msg, uuid):
+            return driver.chain.push(msg, uuid)
+    server = LotusServer(DevnetLotusAPI(driver.chain, 1.0, Writes()), Tokens(SECRET))
     urls = await nursery.start(server.serve, "127.0.0.1", 0)
     yield driver, server, urls[0].replace("http://", ""), loc, "Bearer " + Tokens(SECRET).create("sign")
 
@@ -369,3 +370,22 @@ async def test_rpc_v0_is_answered_the_same_and_other_paths_are_not(served):
     assert status == 200 and json.loads(data)["result"]["Height"] >= 0
     status, _ = await trio.to_thread.run_sync(_post, addr, body, None, "/other")
     assert status == 404
+
+
+async def test_auth_verify_names_a_tokens_permissions(served):
+    _, _, addr = served
+    tokens = Tokens(SECRET)
+    _, answer = await post(addr, "AuthVerify", [tokens.create("sign")])
+    assert answer["result"] == ["read", "write", "sign"]
+    _, answer = await post(addr, "AuthVerify", [Tokens(b"x" * 32).create("admin")])
+    assert answer["error"]["code"] == rpc.HANDLER_ERROR and "JWT verification failed" in answer["error"]["message"]
+
+
+async def test_devnet_methods_need_admin_and_a_chain_that_takes_changes(served):
+    driver, _, addr = served
+    _, answer = await post(addr, "DevnetReorg", [1], token="Bearer " + Tokens(SECRET).create("sign"))
+    assert answer["error"]["message"] == "missing permission to invoke 'DevnetReorg' (need 'admin')"
+    _, answer = await post(addr, "DevnetReorg", [1], token="Bearer " + Tokens(SECRET).create("admin"))
+    assert "takes no changes" in answer["error"]["message"] and driver.chain.fork == 0
+    status, answer = await post(addr, "x", raw=b'{"jsonrpc":"2.0","id":1,"method":"Filecoin.DevnetReorg","params":[1]}')
+    assert answer["error"]["code"] == rpc.METHOD_NOT_FOUND       # zqnode's own: not under Filecoin.

@@ -12,13 +12,15 @@ from zqnode.nodes.chain.lotus.methods import METHODS
 from zqnode.nodes.chain.lotus.types import TipSet, bitfield_of, runs_json
 
 EXAMPLES = json.loads((pathlib.Path(__file__).parent / "data" / "lotus_api_v1_examples.json").read_text())
+LOTUS = {name for name, m in METHODS.items() if m.namespace == "Filecoin"}    # the rest are zqnode's
 
 
 def test_every_method_has_its_documented_example():
-    assert set(METHODS) == set(EXAMPLES)
+    assert LOTUS == set(EXAMPLES)
+    assert set(METHODS) - LOTUS == {"DevnetReorg", "DevnetFund"}
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", sorted(LOTUS))
 def test_documented_example_round_trips(name):
     method, example = METHODS[name], EXAMPLES[name]
     assert method.perm == example["perms"]

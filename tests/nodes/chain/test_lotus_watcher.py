@@ -90,7 +90,7 @@ async def test_head_randomness_and_miner_answer_from_the_node(pair):
     devnet, _, watcher, api = pair
     info = await api.info()
     assert info.genesis == _key(devnet.chain.tipsets[0].key) and info.miners == [1000]
-    assert info.network == "devnet" and not info.reorg_allowed
+    assert info.network == "devnet" and info.reorg_allowed          # a zqnode devnet's
     for tag in (2, 5):                 # a ticket draw and a beacon draw
         rand = await api.randomness(tag, 3, b"\x01")
         assert rand == devnet.chain.randomness(tag, 3, b"\x01")
@@ -105,6 +105,25 @@ async def test_head_randomness_and_miner_answer_from_the_node(pair):
     assert parts.index == 0 and parts.partitions == []
     with pytest.raises(RemoteError, match="permission"):          # an admin's, and not here
         await api.reorg(1)
+
+
+async def test_reorg_and_fund_go_to_a_devnet_and_nowhere_else(pair, nursery):
+    devnet, _, watcher, _ = pair
+    admin = BusChainAPI(await _peer(nursery, watcher.me.bus.address, "admin"), timeout=10)
+    head = devnet.chain.head.epoch
+    r = await admin.reorg(2)
+    assert [t.epoch for t in r.reverted] == [head, head - 1] and devnet.chain.fork == 1
+    assert [t.key for t in r.applied] == [_key(devnet.chain.tipset(t.epoch).key) for t in r.applied]
+    before = devnet.chain.state.balances.get("t0100", 0)
+    funded = await admin.fund("f0100", 5)                 # Lotus's spelling of the devnet's t0100
+    assert funded.balance == before + 5 == devnet.chain.state.balances["t0100"]
+    with pytest.raises(RemoteError, match="depth must be in"):       # the devnet's own words
+        await admin.reorg(99)
+    watcher.devnet = False                                # a Lotus node: nothing is asked of it
+    for ask in (admin.reorg(1), admin.fund("f0100", 5)):
+        with pytest.raises(RemoteError, match="follows a Lotus node"):
+            await ask
+    assert devnet.chain.fork == 1 and devnet.chain.state.balances["t0100"] == before + 5
 
 
 async def test_a_message_sent_through_the_watcher_lands(pair):
@@ -159,3 +178,16 @@ async def test_a_node_that_does_not_answer_is_a_dropped_connection(nursery, monk
     while isinstance(leaf, BaseExceptionGroup):
         leaf = leaf.exceptions[0]
     assert isinstance(leaf, C.LotusDisconnected) and "no answer" in str(leaf)
+
+
+async def test_a_connection_closed_during_the_handshake_is_a_dropped_connection(nursery, monkeypatch):
+    """(a proxy with nothing behind it: trio-websocket alone would wait 60 s)"""
+    from zqnode.nodes.chain.lotus import client as C
+
+    async def hang_up(stream):
+        await stream.aclose()
+    listeners = await nursery.start(trio.serve_tcp, hang_up, 0)
+    monkeypatch.setattr(C, "CONNECT_TIMEOUT_S", 0.3)
+    with pytest.raises(C.LotusDisconnected, match="no websocket to the node"):
+        async with C.LotusClient.connect(f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/rpc/v1"):
+            pass
