@@ -278,3 +278,20 @@ def test_a_termination_batch_over_the_block_gas_limit_is_split():
     assert [(s.key, [x.sectors for x in s.params.terminations]) for s in sends] == [
         ("terminate-batch:1:3:a", [[2, 4], [1, 3]]), ("terminate-batch:1:3:b", [[6, 8], [5, 7]])]
     assert [(e.sector, e.msg_id) for e in events] == [(n, "m-a" if n <= 4 else "m-b") for n in numbers]
+
+
+def test_verify_proof_takes_the_precommitted_comm_d_where_the_chain_keeps_none():
+    """A Lotus node's sector info has no unsealed CID: the proof is checked with the CommD
+    the sector was pre-committed with; a sealed CID that does not read fails the check."""
+    from zqnode.proofs import cid
+    core = new_core()
+    number, _ = core.pledge(0.0)
+    cmd = C.VerifyProof(sector=number, step=3, cause="c", ticket=b"t" * 32, seed=b"s" * 32,
+                        comm_d=COMM_D, comm_r=COMM_R, proof=b"p")
+    view = SectorView(number=number, state="active", seal_proof=5, sealed_cid=cid.sealed_cid(COMM_R),
+                      unsealed_cid="", activation=1, deadline=0, partition=0)
+    asks, event = drive(procedures.procedure(core, cmd), scripted(view, b"T" * 32, b"S" * 32, True))
+    assert asks[-1].args["comm_d"] == COMM_D and asks[-1].args["comm_r"] == COMM_R and event.ok
+    broken = msgspec.structs.replace(view, sealed_cid="bafy-nothing")
+    asks, event = drive(procedures.procedure(core, cmd), scripted(broken))
+    assert not event.ok and "does not read" in event.error and len(asks) == 1

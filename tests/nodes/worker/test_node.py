@@ -260,6 +260,35 @@ async def test_fetched_unsealed_data_of_a_proven_sector_is_checked_against_the_c
     assert not (tmp_path / "w2" / "sectors" / "s-1000-1" / "unsealed").exists()
 
 
+async def test_a_chain_sector_that_does_not_read_fails_the_fetch_not_the_worker(
+        bus, fakes, nursery, tmp_path, autojump_clock):
+    """A chain that answers a sealed CID that is no CID (a hostile or broken chain role):
+    the work fails with the reason, the worker goes on. A sector without an unsealed CID
+    (a Lotus node keeps no CommD for a proven sector) is checked against its comm_r only."""
+    w1, w2 = make_worker(bus, tmp_path, "w1"), make_worker(bus, tmp_path, "w2")
+    await nursery.start(w1.run)
+    await nursery.start(w2.run)
+    await fakes.scheduler.call("w1", run_msg("work-ap", "AP", params=AP))
+    await until(lambda: fakes.returns)
+    fakes.chain.sectors[(1000, 1)] = SectorView(
+        number=1, state="active", seal_proof=5, sealed_cid="bafk-not-a-cid", unsealed_cid="",
+        activation=1, deadline=0, partition=0)
+    await fakes.scheduler.call("w2", WorkerPrepare(request="work-bad", task="PC1",
+                                                   sector=SectorRef(miner=1000, number=1),
+                                                   sector_size=K2, params=P.encode(PC1), sources=["w1"]))
+    await until(lambda: len(fakes.returns) == 2)
+    work, _, ok, _, error = fakes.returns[1]
+    assert (work, ok) == ("work-bad", False) and "does not read" in error, error
+    fakes.chain.sectors[(1000, 1)] = SectorView(
+        number=1, state="active", seal_proof=5, sealed_cid=cid.sealed_cid(b"\x01" * 32), unsealed_cid="",
+        activation=1, deadline=0, partition=0)
+    await fakes.scheduler.call("w2", WorkerPrepare(request="work-lotus", task="PC1",
+                                                   sector=SectorRef(miner=1000, number=1),
+                                                   sector_size=K2, params=P.encode(PC1), sources=["w1"]))
+    await until(lambda: fakes.prepared)
+    assert fakes.prepared == ["work-lotus"] and len(fakes.returns) == 2
+
+
 async def test_tasks_enable_and_disable(bus, fakes, nursery, tmp_path, autojump_clock):
     from zqnode.bus.codec import RemoteError
     w = make_worker(bus, tmp_path, tasks=["AP", "PC1"])
