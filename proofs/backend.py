@@ -63,6 +63,11 @@ class Backend:
         """(replica - key) mod p word by word: the data back."""
         raise NotImplementedError
 
+    def update_encode(self, base, data, factors: Sequence[int], shift: int, first: int = 0) -> bytes:
+        """SnapDeals (proofs.update): base[i] + data[i] * factors[(first + i) >> shift] mod p,
+        word by word; the buffers hold nodes first, first + 1, ..."""
+        raise NotImplementedError
+
     def tree_r_paths(self, upper: Sequence[bytes], read_segment: Callable[[range], object],
                      indices: Sequence[int], arities: Sequence[int],
                      check: bool = True) -> list[list[ptree.PathStep]]:
@@ -97,6 +102,10 @@ class CpuBackend(Backend):
 
     def decode(self, replica, key) -> bytes:
         return encoding.decode(replica, key)
+
+    def update_encode(self, base, data, factors, shift, first=0) -> bytes:
+        from zqnode.proofs.update import mul_add
+        return mul_add(base, data, factors, shift, first)
 
     def tree_r_paths(self, upper, read_segment, indices, arities, check=True):
         return ptree.paths_from_upper(upper, read_segment, indices, arities, check)

@@ -5,12 +5,14 @@ The sector's nodes split into chunks of `span` consecutive nodes, each a whole s
 (span = the product of the tree's first `height` arities). A chunk's levels up to
 `height` are written at their places in a pre-sized temporary file; the levels above come
 from the chunks' top nodes, which are few; the file is renamed into place at the end
-(or removed, on any error). Two jobs use it:
+(or removed, on any error). Three jobs use it:
 
     tree_d              PC1's tree-d over the unsealed file (binary SHA-254)
     trees_and_replica   PC2: from the layer files and the unsealed file, each chunk's
                         column hashes and tree-c levels, its replica words (data + last
                         layer, written into the sealed file) and tree-r-last's levels
+    updated_replica     SnapDeals: each chunk's new replica words (the CC replica's plus
+                        the data's times rho) and tree-r-last's levels
 
 With `procs` > 1 the chunks run in that many spawned processes, each opening the files
 itself; the CPU backend only (a GPU backend runs them in order, in this process).
@@ -89,13 +91,16 @@ def binary_shape(nodes: int) -> TreeShape:
 
 @dataclass(frozen=True)
 class _Job:
-    kind: str                    # "tree_d" | "pc2"
+    kind: str                    # "tree_d" | "pc2" | "update"
     sector_dir: str
     backend: str
     index: int
-    plans: tuple[Plan, ...]      # tree_d: (tree-d,); pc2: (tree-c, tree-r-last)
-    tmps: tuple[str, ...]        # tree_d: (tree-d,); pc2: (tree-c, tree-r-last, sealed)
+    plans: tuple[Plan, ...]      # tree_d: (tree-d,); pc2: (tree-c, tree-r-last); update: (tree-r-last,)
+    tmps: tuple[str, ...]        # tree_d: (tree-d,); pc2: (tree-c, tree-r-last, sealed); update: (tree-r-last, sealed)
     layers: int = 0
+    sector_key: str = ""         # update: the CC replica
+    factors: tuple[int, ...] = ()    # update: rho by high bits
+    shift: int = 0
 
 
 def _words(path: Path, start: int, stop: int) -> bytes:
@@ -134,6 +139,12 @@ def _run_chunk(job: _Job, impl: Backend | None = None) -> tuple[bytes, ...]:
         tree_d = impl.tree_d(data)
         _put_levels(job.tmps[0], p, tree_d, job.index)
         return (bytes(tree_d[-1]),)
+    if job.kind == "update":
+        replica = impl.update_encode(_words(Path(job.sector_key), start, stop), data, job.factors, job.shift, start)
+        _put(job.tmps[1], start * WORD, replica)
+        tree_r = impl.tree_r_last(replica, p.arities[:p.height])
+        _put_levels(job.tmps[0], p, tree_r, job.index)
+        return (bytes(tree_r[-1]),)
     layers = [_words(layer_path(cache_dir(sector), n), start, stop) for n in range(1, job.layers + 1)]
     arities = p.arities[:p.height]
     tree_c = impl.tree_c(layers, arities)
@@ -220,6 +231,24 @@ def tree_d(sector_dir, nodes: int, *, backend: str | Backend = "auto", procs: in
         jobs = [_Job("tree_d", str(sector_dir), impl.name, i, (p,), (tmp,)) for i in range(p.chunks)]
         (tops,) = _run(jobs, impl, procs, "PC1 tree-d", progress)
         yield _upper(tmp, p, bytes(tops), lambda t: impl.tree_d(t))
+
+
+def updated_replica(sector_dir, sector_key, seal_proof: int, factors, shift: int, *,
+                    backend: str | Backend = "auto", procs: int = 1, chunk_bytes: int = CHUNK_BYTES,
+                    progress=None) -> bytes:
+    """SnapDeals: write the sealed file (sector_key's words + the unsealed file's times
+    their factor, proofs.update) and its tree-r-last; comm_r_last. Each file appears whole
+    (renamed into place) or not at all."""
+    impl = get_backend(backend)
+    shape = TreeShape.of(seal_proof)
+    r = plan(shape, chunk_bytes)
+    sector = Path(sector_dir)
+    sizes = {cache_file(sector, TREE_R_LAST): r.file_bytes(), sealed_path(sector): shape.nodes * WORD}
+    with _temporaries(sizes) as tmps:
+        jobs = [_Job("update", str(sector), impl.name, i, (r,), tuple(tmps), sector_key=str(sector_key),
+                     factors=tuple(factors), shift=shift) for i in range(r.chunks)]
+        (tops,) = _run(jobs, impl, procs, "SNAP encode", progress)
+        return _upper(tmps[0], r, bytes(tops), lambda t: impl.tree_r_last(t, r.arities[r.height:]))
 
 
 def trees_and_replica(sector_dir, seal_proof: int, layers: int, *, backend: str | Backend = "auto",

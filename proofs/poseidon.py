@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from zqnode.proofs.poseidon_constants import ARITIES, FULL_ROUNDS, P, UnsupportedArity, params
 
-__all__ = ["P", "ARITIES", "FieldElementError", "UnsupportedArity", "hash_ints", "hash_bytes",
+__all__ = ["P", "ARITIES", "FieldElementError", "UnsupportedArity", "hash_ints", "hash_tagged", "hash_bytes",
            "hash_many", "hash_words", "hash_columns", "reference_hash", "int_to_word", "word_to_int"]
 
 WORD = 32
@@ -173,7 +173,7 @@ def _small_mds(t: int) -> tuple[int, list[list[int]]]:
     return lcm, [[lcm // (i + j + t) for j in range(t)] for i in range(t)]
 
 
-def _source(plan: _Plan) -> str:
+def _source(plan: _Plan, tag: int) -> str:
     """Straight-line Python for one hash, every constant inlined as a literal.
 
     The generated code keeps each value as a multiple of the true one, with the factor
@@ -183,7 +183,6 @@ def _source(plan: _Plan) -> str:
     """
     t = plan.arity + 1
     s = [f"s{i}" for i in range(t)]
-    tag = (1 << plan.arity) - 1
     lines = [f"def poseidon_{plan.arity}({', '.join(s[1:])}):"]
     emit = lines.append
 
@@ -239,11 +238,14 @@ def _source(plan: _Plan) -> str:
 
 
 @functools.cache
-def _compiled(arity: int):
+def _compiled(arity: int, tag: int | None = None):
+    """The hash of `arity` inputs; `tag` the first state element (default: neptune's
+    Merkle-tree tag, 2^arity - 1)."""
     if arity not in ARITIES:
         raise UnsupportedArity(f"unsupported Poseidon arity {arity}; supported: {ARITIES}")
     namespace = {"p": P}
-    exec(compile(_source(_plan(arity)), f"<poseidon arity {arity}>", "exec"), namespace)
+    tag = (1 << arity) - 1 if tag is None else tag
+    exec(compile(_source(_plan(arity), tag), f"<poseidon arity {arity}, tag {tag}>", "exec"), namespace)
     return namespace[f"poseidon_{arity}"]
 
 
@@ -253,6 +255,14 @@ def hash_ints(xs: Sequence[int]) -> int:
     """Poseidon of `arity = len(xs)` field elements (ints in [0, p))."""
     fn = _compiled(len(xs))
     return fn(*_field_elements(xs))
+
+
+def hash_tagged(xs: Sequence[int], tag: int) -> int:
+    """Poseidon of field elements with another domain tag than the Merkle tree's (neptune's
+    HashType::Custom, e.g. SnapDeals' gen-randomness hash)."""
+    if not 0 <= tag < P:
+        raise FieldElementError(f"a domain tag is a field element, got {tag}")
+    return _compiled(len(xs), tag)(*_field_elements(xs))
 
 
 def hash_bytes(words: Sequence[bytes]) -> bytes:

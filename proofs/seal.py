@@ -563,22 +563,20 @@ def _last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_di
                         progress=getattr(progress, "within", None))[-1]
 
 
-def _decoded(sector_dir, meta: SectorMeta, key, impl: Backend, tmp: Path, chunk_bytes: int) -> bytes:
-    """The data back from the replica and the last layer, written to `tmp` a chunk (a whole
-    tree-d subtree) at a time; its comm_d."""
-    nodes = meta.proof().nodes
-    replica = open_words(sealed_path(sector_dir), nodes, "sealed file")
+def decoded(nodes: int, words: Callable[[int, int], bytes], impl: Backend, tmp: Path, chunk_bytes: int) -> bytes:
+    """The data back, `words(start, stop)` of it at a time (a whole tree-d subtree), written
+    to `tmp`; its comm_d. (Unsealing and SnapDeals' decoding.)"""
     span = chunked.plan(chunked.binary_shape(nodes), chunk_bytes).span
     tops = bytearray()
     with open(tmp, "wb") as f:
         for start in range(0, nodes, span):
-            data = impl.decode(replica[start:start + span], key[start:start + span])
+            data = words(start, start + span)
             f.write(data)
             tops += impl.tree_d(data)[-1]
     return bytes(tops) if len(tops) == WORD else impl.tree_d(bytes(tops))[-1]
 
 
-def _unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
+def unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
     """A function writing the fr32-unpadded bytes of padded[start:start + size], cut to
     `length`, to a file, a chunk at a time (chunks of whole 128-byte fr32 blocks)."""
     step = max(chunk_bytes // 128, 1) * 128
@@ -607,6 +605,7 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     meta = load_meta(sector_dir)
     if not meta.at_least("pc2"):
         raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
+    _not_updated(meta, "decode it with its sector key (zqnode proofs snap decode)")
     if piece is not None and not 0 <= piece < len(meta.pieces):
         raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
     impl = get_backend(backend)
@@ -616,7 +615,11 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     try:
         key = _last_layer_key(sector_dir, meta, scratch, parent_cache_dir, progress)
         data = scratch / "data"
-        if _decoded(sector_dir, meta, key, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
+        replica = open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
+
+        def words(start: int, stop: int) -> bytes:
+            return impl.decode(replica[start:stop], key[start:stop])
+        if decoded(meta.proof().nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
             raise SectorError(f"sector {meta.sector}: the unsealed data does not hash to comm_d "
                               "(the sealed file is corrupt)")
         if piece is None:
@@ -624,7 +627,7 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
         else:
             info = meta.pieces[piece]
             region = (info.offset, info.padded_size, info.payload_size)
-        write_atomic(out, _unpadded(data, *region, chunk_bytes))
+        write_atomic(out, unpadded(data, *region, chunk_bytes))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     length = region[2]
@@ -632,6 +635,12 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     return length
 
 
+
+
+def _not_updated(meta: SectorMeta, instead: str) -> None:
+    """A SnapDeals-updated sector has no SDR labels behind its replica."""
+    if meta.update is not None:
+        raise SectorError(f"sector {meta.sector} holds deal data put in by SnapDeals: {instead}")
 
 
 # --- a whole sector ---------------------------------------------------------------------------

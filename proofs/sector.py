@@ -52,6 +52,13 @@ class PieceMeta(msgspec.Struct, frozen=True):
     comm_p: str          # hex
 
 
+class UpdateMeta(msgspec.Struct, frozen=True):
+    """A sector whose replica took deal data by SnapDeals (proofs.snap): its sealed file is
+    the new replica, comm_d and comm_r the new ones; the CC sector's comm_r stays here."""
+    update_proof: int
+    comm_r_old: str      # hex
+
+
 class SectorMeta(msgspec.Struct, kw_only=True):
     """Everything needed to work on a sector from its directory alone. Hex for bytes."""
 
@@ -65,6 +72,7 @@ class SectorMeta(msgspec.Struct, kw_only=True):
     comm_d: str = ""
     replica_id: str = ""
     comm_r: str = ""
+    update: UpdateMeta | None = None
 
     def proof(self) -> SealProof:
         return seal_proof(self.seal_proof)

@@ -6,6 +6,10 @@
     zqnode proofs window-post --sealed DIR [--sealed DIR ...] --randomness HEX64 [--json]
     zqnode proofs unseal --sealed DIR --out FILE [--piece N]
     zqnode proofs plan --sector-size 32GiB [--cores N] [--json]
+    zqnode proofs snap encode --sealed DIR --data FILE --out DIR [--json]
+    zqnode proofs snap decode --updated DIR --sealed DIR --out FILE [--piece N]
+    zqnode proofs snap prove --updated DIR --sealed DIR --out FILE
+    zqnode proofs snap verify --proof FILE --comm-r-old CID --comm-d-new CID --comm-r-new CID
 
 The commands parse options, call proofs (seal: proofs.seal.seal_sector) and print. Bad
 input is a one-line error and a non-zero exit; nothing is left half-written (seal builds
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,9 +32,9 @@ import msgspec
 from zqnode.nodes.cli.common import MinerId, age_text, size_text, to_json
 from zqnode.nodes.observe import progress
 from zqnode.proofs import commp as commp_mod
-from zqnode.proofs import fr32, params, plan, post, seal
+from zqnode.proofs import fr32, params, plan, post, seal, snap, update
 from zqnode.proofs.backend import BACKEND_NAMES, BackendUnavailable, get_backend
-from zqnode.proofs.cid import piece_cid_v1, sealed_cid
+from zqnode.proofs.cid import parse_piece_cid, parse_sealed_cid, piece_cid_v1, sealed_cid
 from zqnode.proofs.sector import load_meta, write_atomic
 
 # Errors of our own modules that mean "bad input or bad files": shown as one line.
@@ -87,7 +92,7 @@ parent_cache_option = click.option(
 
 @click.group("proofs")
 def proofs_group() -> None:
-    """Filecoin proofs on this machine: CommP, seal, WindowPoSt, unseal."""
+    """Filecoin proofs on this machine: CommP, seal, WindowPoSt, unseal, SnapDeals."""
 
 
 @proofs_group.command("commp")
@@ -325,6 +330,145 @@ def plan_command(sector_size, seal_proof_name, cores, backend, as_json) -> None:
     click.echo(f"peak disk {size_text(out['peak_disk_bytes'])}, kept after FIN "
                f"{size_text(out['kept_disk_bytes'])} (both with the parent cache); peak memory "
                f"{size_text(out['peak_memory_bytes'])}; AP to FIN {_took(out['seal_seconds'])}")
+
+
+# -- SnapDeals --------------------------------------------------------------------------------------
+
+@proofs_group.group("snap")
+def snap_group() -> None:
+    """SnapDeals by hand: put data into a CC sector's replica (no sealing), take it back,
+    prove and verify the update."""
+
+
+def _commitment(text: str, option: str, parse) -> bytes:
+    try:
+        value = parse(text)
+    except ValueError as e:
+        raise _fail(f"{option}: {e}") from None
+    if not isinstance(value, bytes):        # a piece CID v2 carries a size too
+        raise _fail(f"{option}: give the piece CID v1 (baga6ea4sea...) of the sector's data")
+    return value
+
+
+@snap_group.command("encode")
+@click.option("--sealed", "sealed_dir", required=True, type=click.Path(file_okay=False),
+              help="The CC sector (sealed, its replica kept): the sector key.")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False),
+              help="The deal data: one piece, fr32-padded here.")
+@click.option("--out", "out", required=True, type=click.Path(), help="The updated sector's directory, to create.")
+@backend_option
+@json_option
+@progress_option
+def snap_encode_command(sealed_dir, data_path, out, backend, as_json, show_progress) -> None:
+    """Encode DATA into the replica of the CC sector in --sealed, as a new sector directory."""
+    impl = _backend(backend)
+    clock = _clock(show_progress)
+    final = _fresh_out(out)
+    tmp = final.with_name(f".{final.name}.snap-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        done = snap.encode(sealed_dir, data_path, tmp, backend=impl, progress=clock)
+        os.replace(tmp, final)
+    except _INPUT_ERRORS as e:
+        raise _fail(str(e)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _emit({"out": str(final), **done.record(), "backend": impl.name,
+           "seconds": round(clock.elapsed(), 3)}, as_json)
+
+
+@snap_group.command("decode")
+@click.option("--updated", "updated_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--sealed", "sealed_dir", required=True, type=click.Path(file_okay=False),
+              help="The CC sector it was updated from (the sector key).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False))
+@click.option("--piece", type=click.IntRange(0), default=None,
+              help="Only this piece's payload [default: the whole sector's unpadded bytes].")
+@backend_option
+@json_option
+@progress_option
+def snap_decode_command(updated_dir, sealed_dir, out, piece, backend, as_json, show_progress) -> None:
+    """Write an updated sector's data back out, checked against its comm_d."""
+    impl = _backend(backend)
+    clock = _clock(show_progress)
+    try:
+        written = snap.decode(updated_dir, sealed_dir, out, piece=piece, backend=impl, progress=clock)
+        meta = load_meta(updated_dir)
+    except _INPUT_ERRORS as e:
+        raise _fail(str(e)) from None
+    _emit({"out": str(out), "bytes": written, "sector": meta.sector,
+           "comm_d_new": piece_cid_v1(meta.hex_field("comm_d")), "backend": impl.name,
+           "seconds": round(clock.elapsed(), 3)}, as_json)
+
+
+@snap_group.command("prove")
+@click.option("--updated", "updated_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--sealed", "sealed_dir", required=True, type=click.Path(file_okay=False),
+              help="The CC sector it was updated from (the sector key).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="The proof file to write.")
+@backend_option
+@json_option
+@progress_option
+def snap_prove_command(updated_dir, sealed_dir, out, backend, as_json, show_progress) -> None:
+    """The vanilla update proof of every partition, checked, written to --out."""
+    impl = _backend(backend)
+    clock = _clock(show_progress)
+    try:
+        proof = snap.prove(updated_dir, sealed_dir, backend=impl, progress=clock)
+        data = update.encode_proof(proof)
+        write_atomic(out, data)
+        meta = load_meta(updated_dir)
+    except _INPUT_ERRORS as e:
+        raise _fail(str(e)) from None
+    _emit({"out": str(out), "bytes": len(data), "update_proof": update.update_proof(proof.update_proof).name,
+           "partitions": len(proof.partitions),
+           "comm_r_old": sealed_cid(bytes.fromhex(meta.update.comm_r_old)),
+           "comm_d_new": piece_cid_v1(meta.hex_field("comm_d")), "comm_r_new": sealed_cid(meta.hex_field("comm_r")),
+           "seconds": round(clock.elapsed(), 3)}, as_json)
+
+
+@snap_group.command("verify")
+@click.option("--proof", "proof_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--comm-r-old", default=None, help="The CC sector's sealed CID (bagboea4b5abc...).")
+@click.option("--comm-d-new", default=None, help="The data's piece CID v1 (baga6ea4sea...).")
+@click.option("--comm-r-new", default=None, help="The updated sector's sealed CID.")
+@click.option("--updated", "updated_dir", default=None, type=click.Path(file_okay=False),
+              help="Take the three commitments from this updated sector's directory instead.")
+@json_option
+def snap_verify_command(proof_path, comm_r_old, comm_d_new, comm_r_new, updated_dir, as_json) -> None:
+    """Check an update proof against the three commitments; exit status 1 when it fails."""
+    given = (comm_r_old, comm_d_new, comm_r_new)
+    if updated_dir is not None and any(given) or updated_dir is None and not all(given):
+        raise click.UsageError("give --comm-r-old, --comm-d-new and --comm-r-new, or --updated DIR")
+    if updated_dir is not None:
+        try:
+            meta = load_meta(updated_dir)
+            if meta.update is None:
+                raise _fail(f"{updated_dir} is not an updated sector")
+            old, data, new = bytes.fromhex(meta.update.comm_r_old), meta.hex_field("comm_d"), meta.hex_field("comm_r")
+        except _INPUT_ERRORS as e:
+            raise _fail(str(e)) from None
+    else:
+        old = _commitment(comm_r_old, "--comm-r-old", parse_sealed_cid)
+        data = _commitment(comm_d_new, "--comm-d-new", parse_piece_cid)
+        new = _commitment(comm_r_new, "--comm-r-new", parse_sealed_cid)
+    try:
+        with open(proof_path, "rb") as f:
+            raw = f.read(update.MAX_PROOF_BYTES + 1)
+    except OSError as e:
+        raise _fail(f"cannot read {proof_path}: {e}") from None
+    if len(raw) > update.MAX_PROOF_BYTES:
+        raise _fail(f"{proof_path} is over {update.MAX_PROOF_BYTES} bytes: no update proof is that big")
+    try:
+        proof = update.decode_proof(raw)
+    except update.UpdateError as e:
+        raise _fail(str(e)) from None
+    ok = update.verify(proof, comm_r_old=old, comm_d_new=data, comm_r_new=new)
+    known = update.UPDATE_PROOFS.get(proof.update_proof)
+    _emit({"valid": ok, "update_proof": known.name if known else str(proof.update_proof),
+           "comm_r_old": sealed_cid(old), "comm_d_new": piece_cid_v1(data), "comm_r_new": sealed_cid(new)}, as_json)
+    if not ok:
+        sys.exit(1)
 
 
 COMMANDS = [proofs_group]

@@ -1,0 +1,210 @@
+"""SnapDeals on sector directories (proofs.sector): a committed-capacity sector's replica,
+the "sector key", takes deal data without sealing again (proofs.update has the math).
+
+    encode(sealed_dir, data, out_dir)   a new sector directory: the data as its unsealed
+                                        file and tree-d (comm_d_new), the new replica as
+                                        its sealed file with tree-r-last and p_aux
+                                        (comm_r_new); comm_c stays the CC sector's
+    decode(updated_dir, sealed_dir, out)   the data back, checked against comm_d_new
+    prove(updated_dir, sealed_dir)      the vanilla update proof of every partition
+    remove_data(updated_dir, out_dir)   the sector key back (a replica file), checked
+                                        against the CC sector's comm_r
+
+The updated directory records `update` in its sector.json (the update proof type and the
+CC sector's comm_r) and is otherwise a sealed sector: WindowPoSt proves it as it proves any
+sector, against comm_r_new. Work goes a chunk at a time (proofs.chunked).
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from zqnode.proofs import chunked, fr32, ptree, update
+from zqnode.proofs.backend import Backend, get_backend
+from zqnode.proofs.cid import piece_cid_v1, sealed_cid
+from zqnode.proofs.poseidon import WORD
+from zqnode.proofs.seal import Progress, add_piece, checked_p_aux, decoded, replica_reader, tree_r_last_upper, unpadded
+from zqnode.proofs.sector import (
+    P_AUX, TREE_D, SectorError, SectorMeta, TreeShape, UpdateMeta, cache_file, load_meta, mapped_levels,
+    open_words, save_meta, sealed_path)
+from zqnode.proofs.files import write_atomic
+
+
+class Encoded(NamedTuple):
+    update_proof: update.UpdateProof
+    comm_r_old: bytes
+    comm_d_new: bytes
+    comm_r_new: bytes
+    comm_c: bytes
+    comm_r_last_new: bytes
+
+    def record(self) -> dict:
+        """What `zqnode proofs snap encode --json` prints: commitments as CIDs."""
+        return {"update_proof": self.update_proof.name, "comm_r_old": sealed_cid(self.comm_r_old),
+                "comm_d_new": piece_cid_v1(self.comm_d_new), "comm_r_new": sealed_cid(self.comm_r_new)}
+
+
+def _say(progress: Progress, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def _sector_key(sealed_dir) -> tuple[SectorMeta, bytes, bytes]:
+    """The CC sector: its meta, comm_c and comm_r_last (checked against its comm_r)."""
+    meta = load_meta(sealed_dir)
+    if meta.update is not None:
+        raise SectorError(f"sector {meta.sector} in {sealed_dir} is an updated sector: the sector key is "
+                          "the CC sector it was made from")
+    if not meta.at_least("pc2"):
+        raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
+    open_words(sealed_path(sealed_dir), meta.proof().nodes, "sealed file")
+    comm_c, comm_r_last = checked_p_aux(sealed_dir, meta)
+    return meta, comm_c, comm_r_last
+
+
+def encode(sealed_dir, data, out_dir, *, backend: str | Backend = "auto", procs: int = 1,
+           chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> Encoded:
+    """Put `data` (a piece: a path or bytes, fr32-padded here) into a copy of the CC sector
+    in `sealed_dir`, made in `out_dir` (which must not hold a sector yet)."""
+    old, comm_c, _ = _sector_key(sealed_dir)
+    p = update.update_proof(old.sector_size)
+    if (Path(out_dir) / "sector.json").exists():
+        raise SectorError(f"{out_dir} already holds a sector")
+    impl = get_backend(backend)
+    started = time.perf_counter()
+    add_piece(out_dir, data, seal_proof=old.seal_proof, miner=old.miner, sector=old.sector, backend=impl)
+    with chunked.tree_d(out_dir, p.nodes, backend=impl, procs=procs, chunk_bytes=chunk_bytes) as comm_d_new:
+        pass
+    comm_r_old = old.hex_field("comm_r")
+    _say(progress, f"SNAP tree-d: comm_d_new {piece_cid_v1(comm_d_new)} ({time.perf_counter() - started:.1f}s)")
+    rho = update.rhos(p, comm_d_new, comm_r_old)
+    comm_r_last_new = chunked.updated_replica(out_dir, sealed_path(sealed_dir), old.seal_proof, rho, p.high_shift,
+                                              backend=impl, procs=procs, chunk_bytes=chunk_bytes,
+                                              progress=progress)
+    write_atomic(cache_file(out_dir, P_AUX), comm_c + comm_r_last_new)
+    comm_r_new = update.comm_r(comm_c, comm_r_last_new)
+    meta = load_meta(out_dir)
+    meta.comm_d, meta.comm_r, meta.stage = comm_d_new.hex(), comm_r_new.hex(), "pc2"
+    meta.ticket, meta.replica_id = old.ticket, old.replica_id
+    meta.update = UpdateMeta(update_proof=p.id, comm_r_old=comm_r_old.hex())
+    save_meta(out_dir, meta)
+    _say(progress, f"SNAP encode: comm_r_new {sealed_cid(comm_r_new)} ({time.perf_counter() - started:.1f}s)")
+    return Encoded(p, comm_r_old, comm_d_new, comm_r_new, comm_c, comm_r_last_new)
+
+
+def _pair(updated_dir, sealed_dir) -> tuple[SectorMeta, SectorMeta, update.UpdateProof, list[int], bytes]:
+    """(updated meta, CC meta, proof type, rho, comm_c), each checked against the other."""
+    meta = load_meta(updated_dir)
+    if meta.update is None:
+        raise SectorError(f"sector {meta.sector} in {updated_dir} is not an updated sector")
+    old, comm_c, _ = _sector_key(sealed_dir)
+    if old.comm_r != meta.update.comm_r_old:
+        raise SectorError(f"{sealed_dir} holds the CC sector of comm_r {sealed_cid(old.hex_field('comm_r'))}; "
+                          f"sector {meta.sector} was updated from {sealed_cid(bytes.fromhex(meta.update.comm_r_old))}")
+    checked_p_aux(updated_dir, meta)
+    p = update.update_proof(meta.update.update_proof)
+    return meta, old, p, update.rhos(p, meta.hex_field("comm_d"), old.hex_field("comm_r")), comm_c
+
+
+def decode(updated_dir, sealed_dir, out, *, piece: int | None = None, backend: str | Backend = "auto",
+           chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> int:
+    """The data back to `out` (as seal.unseal writes it: the whole sector unpadded, or the
+    payload of piece `piece`), checked against comm_d_new; the bytes written."""
+    meta, _, p, rho, _ = _pair(updated_dir, sealed_dir)
+    if piece is not None and not 0 <= piece < len(meta.pieces):
+        raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
+    impl = get_backend(backend)
+    replica = open_words(sealed_path(updated_dir), p.nodes, "sealed file")
+    key = open_words(sealed_path(sealed_dir), p.nodes, "sector key")
+    inverse = [pow(r, -1, update.P) for r in rho]
+
+    def words(start: int, stop: int) -> bytes:
+        difference = impl.decode(replica[start:stop], key[start:stop])
+        return impl.update_encode(bytes(len(difference)), difference, inverse, p.high_shift, start)
+    scratch = Path(tempfile.mkdtemp(prefix=".snap-decode-", dir=updated_dir))
+    try:
+        data = scratch / "data"
+        if decoded(p.nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
+            raise SectorError(f"sector {meta.sector}: the decoded data does not hash to comm_d_new "
+                              "(the replica or the sector key is corrupt)")
+        if piece is None:
+            region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
+        else:
+            info = meta.pieces[piece]
+            region = (info.offset, info.padded_size, info.payload_size)
+        write_atomic(out, unpadded(data, *region, chunk_bytes))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _say(progress, f"SNAP decode: {region[2]} bytes")
+    return region[2]
+
+
+def remove_data(updated_dir, out, *, backend: str | Backend = "auto",
+                chunk_bytes: int = chunked.CHUNK_BYTES) -> bytes:
+    """The sector key (the CC replica) back from the updated sector alone, written to `out`;
+    its comm_r_last, checked: H2(comm_c, it) must be the CC sector's comm_r."""
+    meta = load_meta(updated_dir)
+    if meta.update is None:
+        raise SectorError(f"sector {meta.sector} in {updated_dir} is not an updated sector")
+    comm_c, _ = checked_p_aux(updated_dir, meta)
+    p = update.update_proof(meta.update.update_proof)
+    comm_r_old = bytes.fromhex(meta.update.comm_r_old)
+    negated = [update.P - r for r in update.rhos(p, meta.hex_field("comm_d"), comm_r_old)]
+    replica = open_words(sealed_path(updated_dir), p.nodes, "sealed file")
+    data = open_words(Path(updated_dir) / "unsealed", p.nodes, "unsealed file")
+    impl = get_backend(backend)
+    step = max(chunk_bytes // WORD, 1)
+
+    def write(f) -> None:
+        for start in range(0, p.nodes, step):
+            stop = min(start + step, p.nodes)
+            f.write(impl.update_encode(replica[start:stop], data[start:stop], negated, p.high_shift, start))
+    write_atomic(out, write)
+    key = open_words(out, p.nodes, "sector key")
+    comm_r_last = bytes(impl.tree_r_last(key, TreeShape.of(meta.seal_proof).arities)[-1])
+    if update.comm_r(comm_c, comm_r_last) != comm_r_old:
+        raise SectorError(f"sector {meta.sector}: the sector key taken out does not hash to the CC sector's comm_r")
+    return comm_r_last
+
+
+def _opener(sector_dir, meta: SectorMeta, impl: Backend) -> update.Opener:
+    """Leaves and tree-r-last paths from a sector's stored tree and its sealed file."""
+    shape = TreeShape.of(meta.seal_proof)
+    upper, read = tree_r_last_upper(sector_dir, meta), replica_reader(sector_dir, meta)
+
+    def open_(nodes: list[int]):
+        try:
+            paths = impl.tree_r_paths(upper, read, nodes, shape.arities, check=True)
+        except ptree.TreeError as e:
+            raise SectorError(f"sector {meta.sector} in {sector_dir}: the sealed file does not match "
+                              f"tree-r-last: {e}") from None
+        return [(read(range(n, n + 1)), [list(step.siblings) for step in path]) for n, path in zip(nodes, paths)]
+    return open_
+
+
+def prove(updated_dir, sealed_dir, *, backend: str | Backend = "auto",
+          progress: Progress = None) -> update.UpdateVanillaProof:
+    """The vanilla proof of every partition (it verifies, or SectorError)."""
+    meta, old, p, _, comm_c = _pair(updated_dir, sealed_dir)
+    impl = get_backend(backend)
+    tree_d = mapped_levels(cache_file(updated_dir, TREE_D), [p.nodes >> h for h in range(p.node_bits + 1)],
+                           "tree-d")
+    if bytes(tree_d[-1]) != meta.hex_field("comm_d"):
+        raise SectorError(f"sector {meta.sector}: tree-d's root is not comm_d_new")
+    _, comm_r_last_old = checked_p_aux(sealed_dir, old)
+    _, comm_r_last_new = checked_p_aux(updated_dir, meta)
+    old_open, new_open = _opener(sealed_dir, old, impl), _opener(updated_dir, meta, impl)
+    parts = []
+    for k in range(p.partitions):
+        parts.append(update.prove_partition(p, k, comm_c=comm_c, comm_r_last_old=comm_r_last_old,
+                                            comm_r_last_new=comm_r_last_new, tree_d=tree_d,
+                                            old=old_open, new=new_open))
+        _say(progress, f"SNAP prove: partition {k + 1}/{p.partitions}")
+    proof = update.UpdateVanillaProof(update.FORMAT_VERSION, p.id, parts)
+    if not update.verify(proof, comm_r_old=old.hex_field("comm_r"), comm_d_new=meta.hex_field("comm_d"),
+                         comm_r_new=meta.hex_field("comm_r")):
+        raise SectorError(f"sector {meta.sector}: its update proof does not verify (a file is corrupt)")
+    return proof
