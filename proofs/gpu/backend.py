@@ -109,6 +109,12 @@ class GpuProofsBackend(_ProofsBackend):
     def decode(self, replica, key) -> bytes:
         return encoding.decode(replica, key)
 
+    def update_encode(self, base, data, factors, shift, first=0) -> bytes:
+        # SnapDeals' products stay on the CPU for now (no kernel yet); the new replica's
+        # tree-r-last, the bulk of an update, runs on the GPU
+        from zqnode.proofs.update import mul_add
+        return mul_add(base, data, factors, shift, first)
+
     def tree_r_paths(self, upper, read_segment, indices, arities, check=True):
         if not check:                          # forging paths (tests) stays on the CPU
             return ptree.paths_from_upper(upper, read_segment, indices, arities, check)
