@@ -78,6 +78,16 @@ SECTOR_SIZES: dict[int, SectorParams] = {
     )
 }
 
+# go-state-types abi/sector.go:164-171: RegisteredUpdateProof_StackedDrg{size}V1, one per sector
+# size (every seal proof type of a size updates with it; proofs.update has the rest)
+UPDATE_PROOF_IDS = {"2KiB": 0, "8MiB": 1, "512MiB": 2, "32GiB": 3, "64GiB": 4}
+
+
+def update_proof_id(sector_size: int) -> int:
+    """The RegisteredUpdateProof of a sector size, in bytes."""
+    return UPDATE_PROOF_IDS[SECTOR_SIZES[sector_size].name]
+
+
 _UNITS = {"": 1, "b": 1, "kib": KiB, "mib": MiB, "gib": GiB}
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([a-z]*)\s*$")
 

@@ -70,7 +70,7 @@ def encode(sealed_dir, data, out_dir, *, backend: str | Backend = "auto", procs:
     """Put `data` (a piece: a path or bytes, fr32-padded here) into a copy of the CC sector
     in `sealed_dir`, made in `out_dir` (which must not hold a sector yet)."""
     old, comm_c, _ = _sector_key(sealed_dir)
-    p = update.update_proof(old.sector_size)
+    p = update.for_sector_size(old.sector_size)
     if (Path(out_dir) / "sector.json").exists():
         raise SectorError(f"{out_dir} already holds a sector")
     impl = get_backend(backend)
@@ -204,7 +204,7 @@ def prove(updated_dir, sealed_dir, *, backend: str | Backend = "auto",
                                             old=old_open, new=new_open))
         _say(progress, f"SNAP prove: partition {k + 1}/{p.partitions}")
     proof = update.UpdateVanillaProof(update.FORMAT_VERSION, p.id, parts)
-    if not update.verify(proof, comm_r_old=old.hex_field("comm_r"), comm_d_new=meta.hex_field("comm_d"),
-                         comm_r_new=meta.hex_field("comm_r")):
+    if not update.verify(proof, update_proof=p.id, comm_r_old=old.hex_field("comm_r"),
+                         comm_d_new=meta.hex_field("comm_d"), comm_r_new=meta.hex_field("comm_r")):
         raise SectorError(f"sector {meta.sector}: its update proof does not verify (a file is corrupt)")
     return proof

@@ -35,7 +35,7 @@ from typing import Annotated
 import msgspec
 
 from zqnode.proofs import encoding, merkle, ptree
-from zqnode.proofs.params import SECTOR_SIZES, ProofParamsError, parse_sector_size
+from zqnode.proofs.params import SECTOR_SIZES, UPDATE_PROOF_IDS, ProofParamsError, parse_sector_size
 from zqnode.proofs.poseidon import P, WORD, FieldElementError, hash_tagged, word_to_int
 
 FORMAT_VERSION = 1
@@ -43,8 +43,6 @@ MAX_PROOF_BYTES = 16 << 20           # a 64 GiB sector's proof is about 8 MiB
 GEN_RANDOMNESS_TAG = 1 << 40         # SPU constants.rs:16-22 HashType::Custom(CType::Arbitrary(1)); NEP: id * 2^40
 FR_CAPACITY = 254                    # bits of a digest the challenges use (blstrs Scalar::CAPACITY)
 
-# GST abi/sector.go:164-171: RegisteredUpdateProof_StackedDrg{2KiB,8MiB,512MiB,32GiB,64GiB}V1
-_UPDATE_IDS = {"2KiB": 0, "8MiB": 1, "512MiB": 2, "32GiB": 3, "64GiB": 4}
 _NODES_8_KIB, _NODES_32_KIB, _NODES_16_MIB = 1 << 8, 1 << 10, 1 << 19      # SPU constants.rs:24-35
 
 
@@ -101,24 +99,31 @@ class UpdateProof:
 UPDATE_PROOFS: dict[int, UpdateProof] = {}
 for _s in SECTOR_SIZES.values():
     _n = _s.nodes
-    UPDATE_PROOFS[_UPDATE_IDS[_s.name]] = UpdateProof(
-        _UPDATE_IDS[_s.name], f"StackedDrg{_s.name}V1", _s.size, _n, partition_count(_n), challenge_count(_n),
+    UPDATE_PROOFS[UPDATE_PROOF_IDS[_s.name]] = UpdateProof(
+        UPDATE_PROOF_IDS[_s.name], f"StackedDrg{_s.name}V1", _s.size, _n, partition_count(_n), challenge_count(_n),
         apex_leaf_count(_n), h_default(_n), _s.tree_arity)
 _BY_NAME = {p.name: p for p in UPDATE_PROOFS.values()}
 
 
 def update_proof(value: int | str) -> UpdateProof:
-    """By id (0..4), name (StackedDrg2KiBV1) or sector size ('2KiB', 2048)."""
+    """By id (an int, 0..4), name (StackedDrg2KiBV1) or sector size as text ('2KiB')."""
     if isinstance(value, int) and not isinstance(value, bool) and value in UPDATE_PROOFS:
         return UPDATE_PROOFS[value]
     if isinstance(value, str) and value in _BY_NAME:
         return _BY_NAME[value]
     try:
-        size = parse_sector_size(value)
+        size = parse_sector_size(value) if isinstance(value, str) else None
     except ProofParamsError:
+        size = None
+    if size is None:
         raise UpdateError(f"unknown update proof {value!r} (an id 0..4, a name such as "
-                          f"StackedDrg2KiBV1, or a sector size)") from None
-    return next(p for p in UPDATE_PROOFS.values() if p.sector_size == size)
+                          f"StackedDrg2KiBV1, or a sector size such as 2KiB)")
+    return for_sector_size(size)
+
+
+def for_sector_size(size: int) -> UpdateProof:
+    """The update proof of a sector size in bytes (every seal proof of a size has one)."""
+    return UPDATE_PROOFS[UPDATE_PROOF_IDS[SECTOR_SIZES[size].name]]
 
 
 # --- randomness ---------------------------------------------------------------------------------
@@ -239,6 +244,8 @@ def encode_proof(proof: UpdateVanillaProof) -> bytes:
 
 def decode_proof(data: bytes) -> UpdateVanillaProof:
     """UpdateError for bytes that are not a proof."""
+    if len(data) > MAX_PROOF_BYTES:
+        raise UpdateError(f"not an update proof: {len(data)} bytes, over the {MAX_PROOF_BYTES} of the largest")
     try:
         return _decoder.decode(data)
     except msgspec.DecodeError as e:
@@ -278,13 +285,15 @@ def prove_partition(p: UpdateProof, k: int, *, comm_c: bytes, comm_r_last_old: b
             new_leaf=w[0], new_path=w[1]) for n, o, w in zip(nodes, opened_old, opened_new)])
 
 
-def verify(proof: UpdateVanillaProof, *, comm_r_old: bytes, comm_d_new: bytes, comm_r_new: bytes) -> bool:
+def verify(proof: UpdateVanillaProof, *, update_proof: int, comm_r_old: bytes, comm_d_new: bytes,
+           comm_r_new: bytes) -> bool:
     """Whether `proof` shows that the replica committed to by comm_r_new is the one of
     comm_r_old with the data of comm_d_new encoded in it (SPU vanilla.rs:485-618, with the
-    apex leaves checked at their positions, where rust-fil-proofs checks membership only)."""
-    try:
-        p = update_proof(proof.update_proof)
-    except UpdateError:
+    apex leaves checked at their positions, where rust-fil-proofs checks membership only).
+    `update_proof` is the sector's own type (from its sector size), never the proof's say:
+    a smaller sector's proof has the shape of a bigger tree's top levels."""
+    p = UPDATE_PROOFS.get(update_proof)
+    if p is None or proof.update_proof != update_proof:
         return False
     if proof.version != FORMAT_VERSION or len(proof.partitions) != p.partitions:
         return False
@@ -295,6 +304,20 @@ def verify(proof: UpdateVanillaProof, *, comm_r_old: bytes, comm_d_new: bytes, c
                    for k, part in enumerate(proof.partitions))
     except (UpdateError, FieldElementError, ptree.TreeError, merkle.MerkleError):
         return False
+
+
+def verify_update(*, update_proof: int, comm_r_old: bytes, comm_d_new: bytes, comm_r_new: bytes,
+                  proof: bytes) -> bool:
+    """A chain's check of a replica update (builtin-actors' verify_replica_update): `proof`
+    as bytes, of the sector's update proof type."""
+    if not isinstance(proof, (bytes, bytearray)) or len(proof) > MAX_PROOF_BYTES:
+        return False
+    try:
+        decoded = decode_proof(bytes(proof))
+    except UpdateError:
+        return False
+    return verify(decoded, update_proof=update_proof, comm_r_old=comm_r_old, comm_d_new=comm_d_new,
+                  comm_r_new=comm_r_new)
 
 
 def _partition_ok(p: UpdateProof, k: int, part: UpdatePartitionProof, rho: Callable[[int], int], comm_r_old: bytes,
@@ -328,6 +351,8 @@ def _partition_ok(p: UpdateProof, k: int, part: UpdatePartitionProof, rho: Calla
 
 
 def _tree_r_ok(root: bytes, leaf: bytes, node: int, siblings, arities) -> bool:
+    if len(siblings) != len(arities):
+        return False
     steps = []
     index = node
     for level, arity in zip(siblings, arities):
@@ -344,6 +369,6 @@ def comm_r(comm_c: bytes, comm_r_last: bytes) -> bytes:
 
 
 __all__ = ["UpdateError", "UpdateProof", "UPDATE_PROOFS", "update_proof", "phi", "rhos", "challenges",
-           "mul_add", "encode", "decode", "remove_data", "prove_partition", "verify", "opener",
+           "mul_add", "encode", "decode", "remove_data", "prove_partition", "verify", "verify_update", "opener",
            "UpdateVanillaProof", "UpdatePartitionProof", "UpdateChallengeProof", "encode_proof",
            "decode_proof", "comm_r"]

@@ -47,11 +47,17 @@ class NotFound(ValueError):
     pass
 
 
+def _no_update_verifier(**kw) -> bool:
+    raise NotImplementedError("this chain has no replica update verifier")
+
+
 @dataclass
 class Verifiers:
-    """proofs.porep.verify_seal and proofs.post.verify_window_post, or stand-ins."""
+    """proofs.porep.verify_seal, proofs.post.verify_window_post and
+    proofs.update.verify_update, or stand-ins."""
     verify_seal: Callable[..., bool]
     verify_window_post: Callable[..., bool]
+    verify_replica_update: Callable[..., bool] = _no_update_verifier
 
 
 class MinerSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -440,7 +446,8 @@ class Chain:
                            tickets=lambda t, e, x: self.randomness(t, e, x, "tickets"),
                            beacon=lambda t, e, x: self.randomness(t, e, x, "beacon"),
                            verify_seal=self.verifiers.verify_seal,
-                           verify_window_post=self.verifiers.verify_window_post)
+                           verify_window_post=self.verifiers.verify_window_post,
+                           verify_replica_update=self.verifiers.verify_replica_update)
         receipt = self._apply_method(msg.to, miner, rt, msg.method, params, commit, msg.value)
         if commit and receipt.exit_code == ExitCode.OK:
             self.state.balances[msg.sender] -= msg.value

@@ -32,6 +32,7 @@ _SCHEDULE: dict[str, tuple[int, int]] = {
     "DeclareFaultsRecovered": (10_000_000, 200_000),
     "TerminateSectors": (20_000_000, 1_000_000),
     "ExtendSectorExpiration2": (10_000_000, 500_000),
+    "ProveReplicaUpdates3": (10_000_000, 60_000_000),           # per sector update
 }
 AGGREGATE_GAS = (20_000_000, 10_000_000)   # ProveCommitSectors3 with an aggregate proof
 
@@ -52,6 +53,8 @@ def _units(method: str, p) -> int:
         return len(p.sector_activations)
     if method == "SubmitWindowedPoSt":
         return len(p.partitions)
+    if method == "ProveReplicaUpdates3":
+        return len(p.sector_updates)
     decls = {"DeclareFaults": "faults", "DeclareFaultsRecovered": "recoveries",
              "TerminateSectors": "terminations", "ExtendSectorExpiration2": "extensions"}.get(method)
     return sum(len(d.sectors) for d in getattr(p, decls)) if decls else 0

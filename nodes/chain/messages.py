@@ -79,6 +79,30 @@ class ProveCommitSectors3Params(msgspec.Struct, kw_only=True, forbid_unknown_fie
     require_notification_success: bool = True
 
 
+class PieceManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """builtin-actors' PieceActivationManifest without deals (this chain has no market)."""
+    cid: str                       # the piece's CID v1 (CommP, baga6ea4seaq...)
+    size: int                      # its padded size
+
+
+class SectorUpdateManifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sector: int
+    deadline: int
+    partition: int
+    new_sealed_cid: str            # comm_r_new as a sealed CID
+    pieces: Annotated[list[PieceManifest], msgspec.Meta(max_length=64)]   # CommD of the new data: from these
+
+
+class ProveReplicaUpdates3Params(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """builtin-actors' ProveReplicaUpdates3 (SnapDeals): CC sectors take data, one proof per
+    sector. Its proofs are vanilla update proofs (proofs.update), which this chain verifies;
+    there is no aggregate."""
+    sector_updates: Annotated[list[SectorUpdateManifest], msgspec.Meta(max_length=256)]
+    sector_proofs: Annotated[list[bytes], msgspec.Meta(max_length=256)]
+    update_proofs_type: int        # RegisteredUpdateProof (StackedDrg2KiBV1 = 0 ...)
+    require_activation_success: bool = True
+
+
 class FailCode(msgspec.Struct, kw_only=True):
     idx: int
     code: int
@@ -134,6 +158,7 @@ METHODS: dict[str, type] = {
     "DeclareFaultsRecovered": DeclareFaultsRecoveredParams,
     "TerminateSectors": TerminateSectorsParams,
     "ExtendSectorExpiration2": ExtendSectorExpiration2Params,
+    "ProveReplicaUpdates3": ProveReplicaUpdates3Params,
 }
 _METHOD_OF = {t: name for name, t in METHODS.items()}
 

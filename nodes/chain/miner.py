@@ -33,6 +33,7 @@ from zqnode.nodes.chain.messages import ExitCode
 from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, deadline_info, next_not_elapsed
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
 from zqnode.proofs import cid as cids
+from zqnode.proofs import commp
 from zqnode.proofs import params as proof_params
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
@@ -82,6 +83,7 @@ class SectorOnChain(msgspec.Struct, kw_only=True):
     partition: int
     expiration: int = 0                # 0: never
     initial_pledge: int = 0            # nanoFIL locked until it ends
+    sector_key_cid: str = ""           # SnapDeals: the CC replica's sealed CID, once updated
 
 
 class PreCommitOnChain(msgspec.Struct, kw_only=True):
@@ -218,6 +220,7 @@ class Runtime:
     beacon: Callable[[int, int, bytes], bytes]
     verify_seal: Callable[..., bool]
     verify_window_post: Callable[..., bool]
+    verify_replica_update: Callable[..., bool]
 
 
 def _check_worker(m: MinerState, rt: Runtime) -> None:
@@ -390,6 +393,84 @@ def prove_commit_sectors3(m: MinerState, rt: Runtime, p: M.ProveCommitSectors3Pa
     if len(failed) == n:
         raise _illegal("no sector was activated")
     return _ret_enc.encode(M.BatchReturn(success_count=n - len(failed), fail_codes=failed))
+
+
+# -- ProveReplicaUpdates3 (SnapDeals) -----------------------------------------------------------------
+
+MAX_UPDATE_PROOF = 16 << 20         # a vanilla proof (the actor takes 4096 bytes of SNARK)
+
+
+def prove_replica_updates3(m: MinerState, rt: Runtime, p: M.ProveReplicaUpdates3Params) -> bytes:
+    """Each CC sector takes its data (builtin-actors' validate_replica_updates and
+    update_replica_states): an active sector, in a mutable deadline, with no data yet,
+    whose update proof verifies against its comm_r, the new comm_r and the CommD of the
+    pieces. require_activation_success is all or nothing; otherwise a sector that fails
+    is skipped and named in the return."""
+    _check_worker(m, rt)
+    n = len(p.sector_updates)
+    if not n:
+        raise _illegal("no sector updates")
+    if len(p.sector_proofs) != n:
+        raise _illegal(f"mismatched lengths: {n} sector updates, {len(p.sector_proofs)} proofs")
+    failed, seen = [], set()
+    for i, (update, proof) in enumerate(zip(p.sector_updates, p.sector_proofs)):
+        try:
+            _update_replica(m, rt, update, proof, p.update_proofs_type, seen)
+        except ActorError as e:
+            if p.require_activation_success:
+                raise
+            failed.append(M.FailCode(idx=i, code=e.exit_code))
+    if len(failed) == n:
+        raise _illegal("no valid updates")
+    return _ret_enc.encode(M.BatchReturn(success_count=n - len(failed), fail_codes=failed))
+
+
+def _update_replica(m: MinerState, rt: Runtime, u: M.SectorUpdateManifest, proof: bytes, proof_type: int,
+                    seen: set[int]) -> None:
+    pol = rt.policy
+    if u.sector in seen:
+        raise _illegal(f"duplicate sector {u.sector}")
+    s = m.sectors.get(u.sector)
+    if s is None:
+        raise ActorError(ExitCode.USR_NOT_FOUND, f"no sector {u.sector}")
+    if len(proof) > MAX_UPDATE_PROOF:
+        raise _illegal(f"update proof is too large ({len(proof)}), sector {u.sector}")
+    if not 0 <= u.deadline < pol.period_deadlines:
+        raise _illegal(f"deadline {u.deadline} not in range 0..{pol.period_deadlines - 1}, sector {u.sector}")
+    try:
+        comm_r_new = cids.parse_sealed_cid(u.new_sealed_cid)
+    except ValueError as e:
+        raise _illegal(f"bad new sealed CID {u.new_sealed_cid!r}: {e}") from None
+    start = proving_deadline(m, pol, rt.epoch).period_start
+    if not deadline_is_mutable(pol, start, u.deadline, rt.epoch):
+        raise _illegal(f"cannot upgrade sectors in immutable deadline {u.deadline}, sector {u.sector}")
+    parts = m.deadlines[u.deadline].partitions
+    if ((s.deadline, s.partition) != (u.deadline, u.partition) or u.partition >= len(parts)
+            or u.sector not in parts[u.partition].active()):
+        raise _illegal(f"sector {u.sector} isn't active in deadline {u.deadline} partition {u.partition}")
+    if s.sector_key_cid:
+        raise _illegal(f"cannot update sector with non-zero data, sector {u.sector}")
+    expected = proof_params.update_proof_id(m.sector_size)
+    if proof_type != expected:
+        raise _illegal(f"expected proof type {expected}, was {proof_type}")
+    try:
+        comm_d = commp.commd([(piece.size, _piece_commitment(piece.cid)) for piece in u.pieces], m.sector_size)
+    except ValueError as e:
+        raise _illegal(f"sector {u.sector}: its pieces do not make a sector: {e}") from None
+    ok = _verify("replica update verifier", rt.verify_replica_update, update_proof=expected,
+                 comm_r_old=s.comm_r, comm_d_new=comm_d, comm_r_new=comm_r_new, proof=proof)
+    if not ok:
+        raise _illegal(f"invalid update proof for sector {u.sector}")
+    seen.add(u.sector)
+    s.sector_key_cid, s.sealed_cid, s.comm_r = s.sealed_cid, u.new_sealed_cid, comm_r_new
+    s.unsealed_cid = cids.piece_cid_v1(comm_d)
+
+
+def _piece_commitment(cid: str) -> bytes:
+    commitment = cids.parse_piece_cid(cid)
+    if not isinstance(commitment, bytes):
+        raise ValueError(f"piece {cid} must be a piece CID v1 (with its size given apart)")
+    return commitment
 
 
 # -- deadline assignment (deadline_assignment.rs) ------------------------------------------------
@@ -659,6 +740,7 @@ METHOD_IMPLS: dict[str, Callable] = {
     "DeclareFaultsRecovered": declare_faults_recovered,
     "TerminateSectors": terminate_sectors,
     "ExtendSectorExpiration2": extend_sector_expiration2,
+    "ProveReplicaUpdates3": prove_replica_updates3,
 }
 assert METHOD_IMPLS.keys() == M.METHODS.keys()
 
@@ -738,6 +820,7 @@ class SectorView(msgspec.Struct, kw_only=True):
     deadline: int
     partition: int
     expiration: int = 0                # 0: never
+    sector_key_cid: str = ""           # SnapDeals: the CC replica's sealed CID, once updated
 
 
 class MinerView(msgspec.Struct, kw_only=True):
@@ -796,7 +879,7 @@ def sector_view(m: MinerState, number: int) -> SectorView | None:
              else "unproven" if number in part.unproven else "active")
     return SectorView(number=s.number, state=state, seal_proof=s.seal_proof, sealed_cid=s.sealed_cid,
                       unsealed_cid=s.unsealed_cid, activation=s.activation, deadline=s.deadline,
-                      partition=s.partition, expiration=s.expiration)
+                      partition=s.partition, expiration=s.expiration, sector_key_cid=s.sector_key_cid)
 
 
 def miner_view(m: MinerState, policy: Policy, epoch: int) -> MinerView:

@@ -9,7 +9,7 @@
     zqnode proofs snap encode --sealed DIR --data FILE --out DIR [--json]
     zqnode proofs snap decode --updated DIR --sealed DIR --out FILE [--piece N]
     zqnode proofs snap prove --updated DIR --sealed DIR --out FILE
-    zqnode proofs snap verify --proof FILE --comm-r-old CID --comm-d-new CID --comm-r-new CID
+    zqnode proofs snap verify --proof FILE --sector-size 2KiB --comm-r-old CID --comm-d-new CID --comm-r-new CID
 
 The commands parse options, call proofs (seal: proofs.seal.seal_sector) and print. Bad
 input is a one-line error and a non-zero exit; nothing is left half-written (seal builds
@@ -432,23 +432,30 @@ def snap_prove_command(updated_dir, sealed_dir, out, backend, as_json, show_prog
 @click.option("--comm-r-old", default=None, help="The CC sector's sealed CID (bagboea4b5abc...).")
 @click.option("--comm-d-new", default=None, help="The data's piece CID v1 (baga6ea4sea...).")
 @click.option("--comm-r-new", default=None, help="The updated sector's sealed CID.")
+@click.option("--sector-size", default=None, help="The sector's size (2KiB ... 64GiB): its update proof type.")
 @click.option("--updated", "updated_dir", default=None, type=click.Path(file_okay=False),
-              help="Take the three commitments from this updated sector's directory instead.")
+              help="Take the three commitments and the size from this updated sector's directory instead.")
 @json_option
-def snap_verify_command(proof_path, comm_r_old, comm_d_new, comm_r_new, updated_dir, as_json) -> None:
-    """Check an update proof against the three commitments; exit status 1 when it fails."""
-    given = (comm_r_old, comm_d_new, comm_r_new)
+def snap_verify_command(proof_path, comm_r_old, comm_d_new, comm_r_new, sector_size, updated_dir, as_json) -> None:
+    """Check an update proof against the sector's size and three commitments; exit status 1
+    when it fails."""
+    given = (comm_r_old, comm_d_new, comm_r_new, sector_size)
     if updated_dir is not None and any(given) or updated_dir is None and not all(given):
-        raise click.UsageError("give --comm-r-old, --comm-d-new and --comm-r-new, or --updated DIR")
+        raise click.UsageError("give --sector-size, --comm-r-old, --comm-d-new and --comm-r-new, or --updated DIR")
     if updated_dir is not None:
         try:
             meta = load_meta(updated_dir)
             if meta.update is None:
                 raise _fail(f"{updated_dir} is not an updated sector")
+            kind = update.for_sector_size(meta.sector_size)
             old, data, new = bytes.fromhex(meta.update.comm_r_old), meta.hex_field("comm_d"), meta.hex_field("comm_r")
         except _INPUT_ERRORS as e:
             raise _fail(str(e)) from None
     else:
+        try:
+            kind = update.update_proof(sector_size)
+        except update.UpdateError as e:
+            raise _fail(f"--sector-size: {e}") from None
         old = _commitment(comm_r_old, "--comm-r-old", parse_sealed_cid)
         data = _commitment(comm_d_new, "--comm-d-new", parse_piece_cid)
         new = _commitment(comm_r_new, "--comm-r-new", parse_sealed_cid)
@@ -463,9 +470,8 @@ def snap_verify_command(proof_path, comm_r_old, comm_d_new, comm_r_new, updated_
         proof = update.decode_proof(raw)
     except update.UpdateError as e:
         raise _fail(str(e)) from None
-    ok = update.verify(proof, comm_r_old=old, comm_d_new=data, comm_r_new=new)
-    known = update.UPDATE_PROOFS.get(proof.update_proof)
-    _emit({"valid": ok, "update_proof": known.name if known else str(proof.update_proof),
+    ok = update.verify(proof, update_proof=kind.id, comm_r_old=old, comm_d_new=data, comm_r_new=new)
+    _emit({"valid": ok, "update_proof": kind.name,
            "comm_r_old": sealed_cid(old), "comm_d_new": piece_cid_v1(data), "comm_r_new": sealed_cid(new)}, as_json)
     if not ok:
         sys.exit(1)

@@ -75,8 +75,10 @@ def test_the_update_proof_types_are_go_state_types():
         (2, "StackedDrg512MiBV1", 16, 86, 128, 10), (3, "StackedDrg32GiBV1", 16, 86, 128, 10),
         (4, "StackedDrg64GiBV1", 16, 86, 128, 10)]
     assert update.update_proof("32GiB") is update.update_proof(3) is update.update_proof("StackedDrg32GiBV1")
-    with pytest.raises(update.UpdateError, match="unknown update proof"):
-        update.update_proof(5)
+    assert update.for_sector_size(2048) is update.update_proof(0)
+    for bad in (5, 2048, True, "3"):
+        with pytest.raises(update.UpdateError, match="unknown update proof"):
+            update.update_proof(bad)
 
 
 def _words(rng: random.Random, n: int, fr32: bool = False) -> bytes:
@@ -117,9 +119,13 @@ def test_encode_decode_and_remove_data_agree_and_the_proof_binds_every_byte(size
     proof = _proof(p, m)
     raw = update.encode_proof(proof)
     commitments = dict(comm_r_old=m["comm_r_old"], comm_d_new=m["comm_d_new"], comm_r_new=m["comm_r_new"])
-    assert update.verify(update.decode_proof(raw), **commitments)
+    assert update.verify(update.decode_proof(raw), update_proof=p.id, **commitments)
     for name in commitments:                      # another sector's commitments
-        assert not update.verify(proof, **{**commitments, name: bytes(31) + b"\x01"})
+        assert not update.verify(proof, update_proof=p.id, **{**commitments, name: bytes(31) + b"\x01"})
+    for other in set(update.UPDATE_PROOFS) - {p.id}:     # the sector's own type, never the proof's say
+        assert not update.verify(proof, update_proof=other, **commitments)
+        relabelled = update.UpdateVanillaProof(proof.version, other, proof.partitions)
+        assert not update.verify(relabelled, update_proof=other, **commitments)
     rng = random.Random(4)
     for at in rng.sample(range(len(raw)), 300 if size == "2KiB" else 30):    # any byte of the proof matters
         bad = bytearray(raw)
@@ -128,7 +134,7 @@ def test_encode_decode_and_remove_data_agree_and_the_proof_binds_every_byte(size
             tampered = update.decode_proof(bytes(bad))
         except update.UpdateError:
             continue
-        assert not update.verify(tampered, **commitments), at
+        assert not update.verify(tampered, update_proof=p.id, **commitments), at
 
 
 def test_words_that_are_not_field_elements_are_refused():
@@ -160,7 +166,13 @@ def test_a_sector_snapped_up_gives_its_piece_back_and_proves_its_update(snapped,
     assert snap.decode(s["dir"], s["sealed"], tmp_path / "piece", piece=0) == len(s["piece"])
     assert (tmp_path / "piece").read_bytes() == s["piece"]
     proof = snap.prove(s["dir"], s["sealed"], backend="cpu")
-    assert update.verify(proof, comm_r_old=done.comm_r_old, comm_d_new=done.comm_d_new, comm_r_new=done.comm_r_new)
+    assert update.verify(proof, update_proof=0, comm_r_old=done.comm_r_old, comm_d_new=done.comm_d_new,
+                         comm_r_new=done.comm_r_new)
+    raw = update.encode_proof(proof)
+    assert update.verify_update(update_proof=0, comm_r_old=done.comm_r_old, comm_d_new=done.comm_d_new,
+                                comm_r_new=done.comm_r_new, proof=raw)
+    assert not update.verify_update(update_proof=1, comm_r_old=done.comm_r_old, comm_d_new=done.comm_d_new,
+                                    comm_r_new=done.comm_r_new, proof=raw)
     comm_r_last = snap.remove_data(s["dir"], tmp_path / "key")
     assert (tmp_path / "key").read_bytes() == (s["sealed"] / "sealed").read_bytes()
     assert update.comm_r(done.comm_c, comm_r_last) == done.comm_r_old
@@ -195,8 +207,8 @@ def test_verify_by_hand_takes_cids_and_fails_with_status_1(snapped, tmp_path):
     path = tmp_path / "proof"
     path.write_bytes(update.encode_proof(snap.prove(snapped["dir"], snapped["sealed"], backend="cpu")))
     cids = done.record()
-    args = ["proofs", "snap", "verify", "--proof", str(path), "--comm-r-old", cids["comm_r_old"],
-            "--comm-d-new", cids["comm_d_new"], "--json"]
+    args = ["proofs", "snap", "verify", "--proof", str(path), "--sector-size", "2KiB", "--comm-r-old",
+            cids["comm_r_old"], "--comm-d-new", cids["comm_d_new"], "--json"]
     out = run(main, [*args, "--comm-r-new", cids["comm_r_new"]])
     assert out.exit_code == 0 and '"valid": true' in out.output, out.output
     out = run(main, [*args, "--comm-r-new", cids["comm_r_old"]])

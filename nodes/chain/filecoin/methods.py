@@ -82,13 +82,32 @@ class ProveCommitSectors3Params(_Tuple):
     require_notification_success: bool
 
 
+class SectorUpdateManifest(_Tuple):
+    sector: U64
+    deadline: U64
+    partition: U64
+    new_sealed_cid: Cid                    # comm_r_new
+    pieces: _list(PieceActivationManifest)
+
+
+class ProveReplicaUpdates3Params(_Tuple):
+    sector_updates: _list(SectorUpdateManifest)
+    sector_proofs: _list(Bytes)
+    aggregate_proof: Bytes
+    update_proofs_type: I64                # abi.RegisteredUpdateProof
+    aggregate_proof_type: I64 | None
+    require_activation_success: bool
+    require_notification_success: bool
+
+
 class FailCode(_Tuple):
     idx: U64
     code: U64                              # exitcode.ExitCode
 
 
 class BatchReturn(_Tuple):
-    """ProveCommitSectors3's return (go-state-types batch.BatchReturn, no wrapper)."""
+    """ProveCommitSectors3's and ProveReplicaUpdates3's return (go-state-types
+    batch.BatchReturn, no wrapper)."""
     success_count: U64
     fail_codes: _list(FailCode)
 
@@ -161,4 +180,5 @@ METHODS: dict[int, tuple[type, type | None]] = {
     PRE_COMMIT_SECTOR_BATCH2: (PreCommitSectorBatchParams2, None),
     EXTEND_SECTOR_EXPIRATION2: (ExtendSectorExpiration2Params, None),
     PROVE_COMMIT_SECTORS3: (ProveCommitSectors3Params, BatchReturn),
+    PROVE_REPLICA_UPDATES3: (ProveReplicaUpdates3Params, BatchReturn),
 }

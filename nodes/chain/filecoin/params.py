@@ -72,6 +72,17 @@ def to_actor(params, post_proof: int = 0) -> tuple[int, msgspec.Struct]:
                 aggregate_proof_type=params.aggregate_proof_type,
                 require_activation_success=params.require_activation_success,
                 require_notification_success=params.require_notification_success)
+        case M.ProveReplicaUpdates3Params():
+            return F.PROVE_REPLICA_UPDATES3, F.ProveReplicaUpdates3Params(
+                sector_updates=[F.SectorUpdateManifest(
+                    sector=u.sector, deadline=u.deadline, partition=u.partition,
+                    new_sealed_cid=Cid.parse(u.new_sealed_cid),
+                    pieces=[F.PieceActivationManifest(cid=Cid.parse(x.cid), size=x.size, verified_allocation_key=None,
+                                                      notify=[]) for x in u.pieces]) for u in params.sector_updates],
+                sector_proofs=list(params.sector_proofs), aggregate_proof=b"",
+                update_proofs_type=params.update_proofs_type, aggregate_proof_type=None,
+                require_activation_success=params.require_activation_success,
+                require_notification_success=False)
         case M.SubmitWindowedPoStParams():
             return F.SUBMIT_WINDOWED_POST, F.SubmitWindowedPoStParams(
                 deadline=params.deadline,
@@ -131,6 +142,21 @@ def _from_actor(p):
                 aggregate_proof_type=p.aggregate_proof_type,
                 require_activation_success=p.require_activation_success,
                 require_notification_success=p.require_notification_success)
+        case F.ProveReplicaUpdates3Params():
+            pieces = [x for u in p.sector_updates for x in u.pieces]
+            if any(x.verified_allocation_key is not None or x.notify for x in pieces):
+                raise ParamsError("the devnet has no market or verified registry: pieces carry no "
+                                  "allocation and notify no one")
+            if p.aggregate_proof or p.aggregate_proof_type is not None:
+                raise ParamsError("the devnet takes one update proof per sector, no aggregate")
+            return M.ProveReplicaUpdates3Params(
+                sector_updates=[M.SectorUpdateManifest(
+                    sector=u.sector, deadline=u.deadline, partition=u.partition,
+                    new_sealed_cid=_cid_text(u.new_sealed_cid, "NewSealedCID"),
+                    pieces=[M.PieceManifest(cid=str(x.cid), size=x.size) for x in u.pieces])
+                    for u in p.sector_updates],
+                sector_proofs=list(p.sector_proofs), update_proofs_type=p.update_proofs_type,
+                require_activation_success=p.require_activation_success)
         case F.SubmitWindowedPoStParams():
             _addressed(x.skipped for x in p.partitions)
             partitions = [M.PoStPartition(index=x.index, skipped=x.skipped.members(ADDRESSED))
@@ -169,7 +195,7 @@ def return_to_actor(method: str, value: bytes) -> bytes:
     """A receipt's return (zqnode's msgpack) as the actor's DAG-CBOR (empty: none)."""
     if not value:
         return b""
-    if method == "ProveCommitSectors3":
+    if method in ("ProveCommitSectors3", "ProveReplicaUpdates3"):
         r = msgspec.msgpack.decode(value, type=M.BatchReturn)
         return dagcbor.encode(F.BatchReturn(success_count=r.success_count, fail_codes=[
             F.FailCode(idx=f.idx, code=f.code) for f in r.fail_codes]))

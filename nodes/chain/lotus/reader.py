@@ -3,8 +3,9 @@ as zqnode's chain views: the chain-watcher answers the bus's chain API with it, 
 `zqnode proving ... --lotus URL` / `zqnode chain miner --lotus URL` read a real miner with
 it, no cluster needed.
 
-`call(name, *params)` is a Lotus API call (LotusClient.call, or the watcher's). A
-bitfield the node sends is read to at most MAX_LISTED members."""
+`call(name, *params)` is a Lotus API call (LotusClient.call, or the watcher's). What the
+node answers is counted before it is read: a deadline's bitfields together name at most
+MAX_LISTED sectors, else NodeAnswerError (so is any answer that does not add up)."""
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
@@ -18,7 +19,7 @@ from zqnode.nodes.chain.policy import MAINNET, POLICIES, DeadlineInfo, Policy
 from zqnode.proofs import cid as cids
 from zqnode.proofs.params import SEAL_PROOFS
 
-MAX_LISTED = 1_000_000                     # members read from one of the node's bitfields
+MAX_LISTED = 1_000_000                     # sectors named by one deadline's bitfields, together
 
 
 class NodeAnswerError(ValueError):
@@ -26,7 +27,15 @@ class NodeAnswerError(ValueError):
 
 
 def _v1_1(sector_size: int) -> int:
-    return next(p.id for p in SEAL_PROOFS if p.sector_size == sector_size and p.name.endswith("V1_1"))
+    proof = next((p.id for p in SEAL_PROOFS if p.sector_size == sector_size and p.name.endswith("V1_1")), None)
+    if proof is None:
+        raise NodeAnswerError(f"the Lotus node's miner has sectors of {sector_size} bytes, no size Filecoin has")
+    return proof
+
+
+def _count(runs: list[int]) -> int:
+    """Members of a bitfield given as go-bitfield's JSON runs, without building it."""
+    return sum(runs[1::2])
 
 
 def deadline_info(d: T.DeadlineInfo) -> DeadlineInfo:
@@ -55,7 +64,11 @@ class LotusReader:
         dl = await self.call("StateMinerProvingDeadline", addr, [])
         count = await self.call("StateMinerSectorCount", addr, [])
         power = await self.call("StateMinerPower", addr, [])
-        recovering = T.bitfield_of(await self.call("StateMinerRecoveries", addr, []))
+        recovering = _count(await self.call("StateMinerRecoveries", addr, []))
+        if recovering > MAX_LISTED:
+            raise NodeAnswerError(f"the Lotus node says {recovering} sectors are recovering")
+        if dl.WPoStProvingPeriod <= 0:
+            raise NodeAnswerError(f"the Lotus node's proving period is {dl.WPoStProvingPeriod} epochs")
         state = await self.call("StateReadState", addr, [])
         available = int(await self.call("StateMinerAvailableBalance", addr, []))
         accounts = {}
@@ -68,7 +81,7 @@ class LotusReader:
             partition_sectors=info.WindowPoStPartitionSectors,
             period_offset=dl.PeriodStart % dl.WPoStProvingPeriod, power=int(power.MinerPower.RawBytePower),
             sectors=count.Live, active=count.Active, unproven=max(count.Live - count.Active - count.Faulty, 0),
-            faulty=count.Faulty, recovering=len(recovering), precommits=0, penalties=0, detected_faults=0,
+            faulty=count.Faulty, recovering=recovering, precommits=0, penalties=0, detected_faults=0,
             skipped_faults=0, expired_precommits=0, counted=False, deadline=deadline_info(dl),
             balance=int(state.Balance) // ATTO_PER_NANO, available=available // ATTO_PER_NANO,
             precommit_deposits=int(funds.PreCommitDeposits) // ATTO_PER_NANO,
@@ -85,7 +98,9 @@ class LotusReader:
         if not 0 <= index < len(deadlines):
             raise NotFound(f"deadline {index} out of range 0..{len(deadlines) - 1}")
         parts = await self.call("StateMinerPartitions", addr, index, [])
-        total = sum(sum(p.AllSectors[1::2]) for p in parts)
+        total = _count(deadlines[index].PostSubmissions) + sum(
+            _count(x) for p in parts
+            for x in (p.AllSectors, p.LiveSectors, p.ActiveSectors, p.FaultySectors, p.RecoveringSectors))
         if total > MAX_LISTED:
             raise NodeAnswerError(f"the Lotus node's deadline {index} names {total} sectors, "
                                   f"over the {MAX_LISTED} this reads")
@@ -99,7 +114,7 @@ class LotusReader:
                     unproven=sorted(live - active - faulty), faults=sorted(faulty),
                     recoveries=T.bitfield_of(p.RecoveringSectors).members(MAX_LISTED)))
             posted = T.bitfield_of(deadlines[index].PostSubmissions).members(MAX_LISTED)
-        except (ValueError, CborError) as e:
+        except (ValueError, CborError, OverflowError) as e:
             raise NodeAnswerError(f"the Lotus node's partitions do not read: {e}") from None
         return DeadlineView(index=index, partitions=views, posted=posted)
 

@@ -48,7 +48,7 @@ from zqnode.proofs import cid as cids
 log = logging.getLogger("zqnode.chain.lotus")
 
 RECONNECT_S = (1.0, 30.0)
-NEEDS_SNARKS = ("ProveCommitSector", "ProveCommitSectors3", "SubmitWindowedPoSt")
+NEEDS_SNARKS = ("ProveCommitSector", "ProveCommitSectors3", "SubmitWindowedPoSt", "ProveReplicaUpdates3")
 _EXIT = re.compile(r"exit (?:\w+\()?(\d+)")
 
 

@@ -12,7 +12,8 @@ from zqnode.nodes.chain.filecoin.dagcbor import BitField, CborError, Cid
 from zqnode.nodes.chain.filecoin.methods import (
     METHODS, BatchReturn, DeclareFaultsParams, DeclareFaultsRecoveredParams, ExpirationExtension2,
     ExtendSectorExpiration2Params, PieceActivationManifest, PoStPartition, PoStProof,
-    PreCommitSectorBatchParams2, ProveCommitSectors3Params, SectorActivationManifest, SectorClaim,
+    PreCommitSectorBatchParams2, ProveCommitSectors3Params, ProveReplicaUpdates3Params, SectorActivationManifest,
+    SectorClaim, SectorUpdateManifest,
     SectorDeclaration, SectorPreCommitInfo, SubmitWindowedPoStParams, TerminateSectorsParams,
     TerminateSectorsReturn)
 from zqnode.proofs.cid import parse_sealed_cid, piece_cid_v1, sealed_cid
@@ -125,6 +126,11 @@ def _all_methods():
             sector_activations=[SectorActivationManifest(sector_number=3, pieces=[PieceActivationManifest(
                 cid=cid_d, size=2048, verified_allocation_key=None, notify=[])])],
             sector_proofs=[b"\x01\x02"], aggregate_proof=b"", aggregate_proof_type=None,
+            require_activation_success=True, require_notification_success=False),
+        ProveReplicaUpdates3Params(
+            sector_updates=[SectorUpdateManifest(sector=3, deadline=4, partition=0, new_sealed_cid=cid_r, pieces=[
+                PieceActivationManifest(cid=cid_d, size=2048, verified_allocation_key=None, notify=[])])],
+            sector_proofs=[b"\x07"], aggregate_proof=b"", update_proofs_type=3, aggregate_proof_type=None,
             require_activation_success=True, require_notification_success=False),
         SubmitWindowedPoStParams(deadline=2, partitions=[PoStPartition(index=0, skipped=BitField.of([5]))],
                                  proofs=[PoStProof(post_proof=13, proof_bytes=b"\xaa" * 4)],

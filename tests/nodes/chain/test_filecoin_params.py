@@ -24,6 +24,10 @@ OURS = [
     M.TerminateSectorsParams(terminations=[DECL]),
     M.ExtendSectorExpiration2Params(extensions=[M.ExpirationExtension2(deadline=3, partition=0, sectors=[1],
                                                                        new_expiration=9000)]),
+    M.ProveReplicaUpdates3Params(sector_updates=[M.SectorUpdateManifest(
+        sector=7, deadline=3, partition=0, new_sealed_cid=cids.sealed_cid(b"\x04" * 32),
+        pieces=[M.PieceManifest(cid=cids.piece_cid_v1(b"\x05" * 32), size=1024)])],
+        sector_proofs=[b"update proof"], update_proofs_type=0),
 ]
 
 

@@ -1,6 +1,7 @@
 """A miner read through the Lotus API (nodes.chain.lotus.reader) shows what the chain
 holds: here the devnet's chain, with sealed sectors and a declared fault, served by its
 Lotus API; and `zqnode proving ... --lotus` refuses clearly what it cannot do."""
+import msgspec
 import pytest
 import trio
 from click.testing import CliRunner
@@ -77,3 +78,39 @@ def test_proving_with_lotus_needs_a_miner_and_a_node():
     assert out.exit_code == 1 and "ws://127.0.0.1:1/rpc/v1:" in out.output and "Traceback" not in out.output
     out = run(cli, ["chain", "miner", "--lotus", "not a url", "--miner", "1000"])
     assert out.exit_code == 1 and "not a url" in out.output, out.output
+
+
+async def test_a_hostile_nodes_answers_are_refused_not_followed():
+    """Bitfields that name too many sectors together, sizes no network has, runs past 2^64:
+    NodeAnswerError (the CLI's one-line error, the watcher's refusal), nothing built."""
+    from zqnode.nodes.chain.lotus import types as T
+    from zqnode.nodes.chain.lotus.reader import MAX_LISTED, NodeAnswerError
+    huge = [0, MAX_LISTED // 2 + 1]
+    answers = {
+        "StateMinerDeadlines": [T.Deadline(PostSubmissions=[], DisputableProofCount=0)],
+        "StateMinerPartitions": [T.Partition(AllSectors=[0, 1], FaultySectors=huge, RecoveringSectors=huge,
+                                             LiveSectors=[0, 1], ActiveSectors=[0, 1])],
+        "StateMinerRecoveries": [0, 1 << 70],
+    }
+
+    async def call(name, *params):
+        return answers[name]
+    lotus = LotusReader(call, "mainnet")
+    with pytest.raises(NodeAnswerError, match="over the 1000000 this reads"):
+        await lotus.partitions(MINER, 0)
+    answers["StateMinerPartitions"] = [T.Partition(AllSectors=[0, 3], FaultySectors=[1 << 70, 1],
+                                                   RecoveringSectors=[], LiveSectors=[0, 3], ActiveSectors=[0, 2])]
+    view = await lotus.partitions(MINER, 0)                 # a far gap is only a big number
+    assert view.partitions[0].faults == [1 << 70]
+
+    real = ChainDriver()
+    served = DevnetLotusAPI(real.chain, 1.0)
+
+    async def odd(name, *params):                           # the devnet's answers, but `changed`
+        answer = await getattr(served, name)(*params)
+        return changed.get(name, lambda a: a)(answer)
+    for changed, why in [({"StateMinerRecoveries": lambda _: [0, 1 << 70]}, "sectors are recovering"),
+                         ({"StateMinerInfo": lambda info: msgspec.structs.replace(info, SectorSize=3000)},
+                          "no size Filecoin has")]:
+        with pytest.raises(NodeAnswerError, match=why):
+            await LotusReader(odd, "devnet").miner(MINER)
