@@ -38,7 +38,7 @@ from zqnode.proofs.params import (WINDOW_POST_CHALLENGES_PER_SECTOR, ApiVersion,
 from zqnode.proofs.params import seal_proof as lookup_seal_proof
 from zqnode.proofs.porep import siblings_of, steps_for
 from zqnode.proofs.poseidon import WORD, hash_bytes
-from zqnode.proofs.sector import SectorError, TreeShape, load_meta
+from zqnode.proofs.sector import SectorError, TreeShape, holding, load_meta
 
 FORMAT_VERSION = 1
 RANDOMNESS_MASK = 0x3F
@@ -176,6 +176,7 @@ def prove_sector(ref: SectorRef, post: PoStProof, randomness: bytes, sector_inde
     """One sector's proof, its challenges and comm_r. SectorError (or OSError) when the sector's
     files are missing, unreadable or inconsistent; with `check=False` the paths are built
     even where the replica does not match the stored rows (tests forge bad proofs so)."""
+    ref = msgspec.structs.replace(ref, dir=str(holding(ref.dir, ref.comm_r)))   # a SnapDeals upgrade's
     meta = load_meta(ref.dir)
     if meta.sector != ref.number:
         raise SectorError(f"{ref.dir} holds sector {meta.sector}")

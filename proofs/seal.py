@@ -548,8 +548,10 @@ def finalize(sector_dir, *, keep_unsealed: bool = False) -> list[str]:
 
 # --- UNS --------------------------------------------------------------------------------------
 
-def _last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_dir,
-                    progress: Progress):
+def last_layer_key(sector_dir, meta: SectorMeta, scratch: Path, parent_cache_dir,
+                   progress: Progress):
+    """The last layer's labels (the encoding key): from the layer file, else computed again
+    in `scratch` from the replica_id."""
     p = meta.proof()
     cache = cache_dir(sector_dir)
     if meta.stage != "finalized":
@@ -605,7 +607,10 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     meta = load_meta(sector_dir)
     if not meta.at_least("pc2"):
         raise SectorError(f"sector {meta.sector} is not sealed yet (stage {meta.stage})")
-    _not_updated(meta, "decode it with its sector key (zqnode proofs snap decode)")
+    if meta.update is not None:           # SnapDeals put its data in: decoded with rho
+        from zqnode.proofs import snap
+        return snap.unseal(sector_dir, out, piece=piece, parent_cache_dir=parent_cache_dir, backend=backend,
+                           chunk_bytes=chunk_bytes, progress=progress)
     if piece is not None and not 0 <= piece < len(meta.pieces):
         raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
     impl = get_backend(backend)
@@ -613,7 +618,7 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
     scratch = Path(tempfile.mkdtemp(prefix=".unseal-", dir=sector_dir))
     try:
-        key = _last_layer_key(sector_dir, meta, scratch, parent_cache_dir, progress)
+        key = last_layer_key(sector_dir, meta, scratch, parent_cache_dir, progress)
         data = scratch / "data"
         replica = open_words(sealed_path(sector_dir), meta.proof().nodes, "sealed file")
 
@@ -635,12 +640,6 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
     return length
 
 
-
-
-def _not_updated(meta: SectorMeta, instead: str) -> None:
-    """A SnapDeals-updated sector has no SDR labels behind its replica."""
-    if meta.update is not None:
-        raise SectorError(f"sector {meta.sector} holds deal data put in by SnapDeals: {instead}")
 
 
 # --- a whole sector ---------------------------------------------------------------------------

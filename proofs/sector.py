@@ -8,6 +8,8 @@
     DIR/cache/sc-02-data-tree-c.dat   tree-c, every level (PC2)
     DIR/cache/sc-02-data-tree-r-last.dat  tree-r-last above its discarded rows (PC2)
     DIR/cache/p_aux                   comm_c || comm_r_last, as Lotus writes it (PC2)
+    DIR/update/                       SnapDeals: the updated sector (proofs.snap) until the
+                                      CC replica (the sector key) is released
 
 Every file is written to a temporary name in its directory and renamed into place, so a
 reader sees a whole file or none. File names in cache/ are Lotus's.
@@ -35,6 +37,7 @@ TREE_D = "sc-02-data-tree-d.dat"
 TREE_C = "sc-02-data-tree-c.dat"
 TREE_R_LAST = "sc-02-data-tree-r-last.dat"
 P_AUX = "p_aux"
+UPDATE_DIR = "update"      # SnapDeals: the updated replica's directory, until the sector key goes
 SYNTH_PROOFS = "syn-porep-vanilla-proofs.dat"     # Lotus's name; the format is ours (proofs.seal)
 
 # Stages in order; a sector's `stage` is the last one finished.
@@ -91,6 +94,19 @@ _meta_decoder = msgspec.json.Decoder(SectorMeta)
 
 
 # --- paths --------------------------------------------------------------------------------
+
+def holding(sector_dir, comm_r: bytes | None) -> Path:
+    """The directory of `sector_dir`'s replica of `comm_r`: itself, or during a SnapDeals
+    upgrade its update directory once the chain has the new comm_r (None: itself)."""
+    if comm_r is not None:
+        update = Path(sector_dir) / UPDATE_DIR
+        try:
+            if load_meta(sector_dir).comm_r != comm_r.hex() and load_meta(update).comm_r == comm_r.hex():
+                return update
+        except SectorError:
+            pass
+    return Path(sector_dir)
+
 
 def meta_path(sector_dir) -> Path:
     return Path(sector_dir) / META

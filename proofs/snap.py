@@ -5,10 +5,14 @@ the "sector key", takes deal data without sealing again (proofs.update has the m
                                         file and tree-d (comm_d_new), the new replica as
                                         its sealed file with tree-r-last and p_aux
                                         (comm_r_new); comm_c stays the CC sector's
+    encode_staged(sealed_dir, out_dir)  the same, the pieces added to out_dir already (RU)
     decode(updated_dir, sealed_dir, out)   the data back, checked against comm_d_new
     prove(updated_dir, sealed_dir)      the vanilla update proof of every partition
     remove_data(updated_dir, out_dir)   the sector key back (a replica file), checked
                                         against the CC sector's comm_r
+    release_key(sector_dir)             DIR/update becomes DIR, the CC replica goes
+    unseal(sector_dir, out)             the data back once the CC replica is gone: a CC
+                                        sector's key is its last layer of labels
 
 The updated directory records `update` in its sector.json (the update proof type and the
 CC sector's comm_r) and is otherwise a sealed sector: WindowPoSt proves it as it proves any
@@ -16,6 +20,7 @@ sector, against comm_r_new. Work goes a chunk at a time (proofs.chunked).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -26,9 +31,10 @@ from zqnode.proofs import chunked, fr32, ptree, update
 from zqnode.proofs.backend import Backend, get_backend
 from zqnode.proofs.cid import piece_cid_v1, sealed_cid
 from zqnode.proofs.poseidon import WORD
-from zqnode.proofs.seal import Progress, add_piece, checked_p_aux, decoded, replica_reader, tree_r_last_upper, unpadded
+from zqnode.proofs.seal import (
+    Progress, add_piece, checked_p_aux, decoded, last_layer_key, replica_reader, tree_r_last_upper, unpadded)
 from zqnode.proofs.sector import (
-    P_AUX, TREE_D, SectorError, SectorMeta, TreeShape, UpdateMeta, cache_file, load_meta, mapped_levels,
+    P_AUX, TREE_D, UPDATE_DIR, SectorError, SectorMeta, TreeShape, UpdateMeta, cache_file, load_meta, mapped_levels,
     open_words, save_meta, sealed_path)
 from zqnode.proofs.files import write_atomic
 
@@ -69,13 +75,33 @@ def encode(sealed_dir, data, out_dir, *, backend: str | Backend = "auto", procs:
            chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> Encoded:
     """Put `data` (a piece: a path or bytes, fr32-padded here) into a copy of the CC sector
     in `sealed_dir`, made in `out_dir` (which must not hold a sector yet)."""
-    old, comm_c, _ = _sector_key(sealed_dir)
-    p = update.for_sector_size(old.sector_size)
+    old = load_meta(sealed_dir)
     if (Path(out_dir) / "sector.json").exists():
         raise SectorError(f"{out_dir} already holds a sector")
+    add_piece(out_dir, data, seal_proof=old.seal_proof, miner=old.miner, sector=old.sector, backend=backend)
+    return encode_staged(sealed_dir, out_dir, backend=backend, procs=procs, chunk_bytes=chunk_bytes,
+                         progress=progress)
+
+
+def encode_staged(sealed_dir, out_dir, *, backend: str | Backend = "auto", procs: int = 1,
+                  chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> Encoded:
+    """The update of the CC sector in `sealed_dir` with the pieces added to `out_dir`
+    (proofs.seal.add_piece, as the RU task finds them). Run again on an encoded directory,
+    it returns what it recorded."""
+    old, comm_c, _ = _sector_key(sealed_dir)
+    p = update.for_sector_size(old.sector_size)
+    meta = load_meta(out_dir)
+    if (meta.miner, meta.sector, meta.sector_size) != (old.miner, old.sector, old.sector_size):
+        raise SectorError(f"{out_dir} holds sector {meta.sector} of miner {meta.miner}, not the CC sector's")
+    if meta.update is not None:
+        if meta.update.comm_r_old != old.comm_r:
+            raise SectorError(f"{out_dir} updates another CC sector ({meta.update.comm_r_old[:16]})")
+        _, comm_r_last = checked_p_aux(out_dir, meta)
+        return Encoded(p, old.hex_field("comm_r"), meta.hex_field("comm_d"), meta.hex_field("comm_r"), comm_c,
+                       comm_r_last)
     impl = get_backend(backend)
     started = time.perf_counter()
-    add_piece(out_dir, data, seal_proof=old.seal_proof, miner=old.miner, sector=old.sector, backend=impl)
+    open_words(Path(out_dir) / "unsealed", p.nodes, "unsealed file")
     with chunked.tree_d(out_dir, p.nodes, backend=impl, procs=procs, chunk_bytes=chunk_bytes) as comm_d_new:
         pass
     comm_r_old = old.hex_field("comm_r")
@@ -86,7 +112,6 @@ def encode(sealed_dir, data, out_dir, *, backend: str | Backend = "auto", procs:
                                               progress=progress)
     write_atomic(cache_file(out_dir, P_AUX), comm_c + comm_r_last_new)
     comm_r_new = update.comm_r(comm_c, comm_r_last_new)
-    meta = load_meta(out_dir)
     meta.comm_d, meta.comm_r, meta.stage = comm_d_new.hex(), comm_r_new.hex(), "pc2"
     meta.ticket, meta.replica_id = old.ticket, old.replica_id
     meta.update = UpdateMeta(update_proof=p.id, comm_r_old=comm_r_old.hex())
@@ -114,30 +139,52 @@ def decode(updated_dir, sealed_dir, out, *, piece: int | None = None, backend: s
     """The data back to `out` (as seal.unseal writes it: the whole sector unpadded, or the
     payload of piece `piece`), checked against comm_d_new; the bytes written."""
     meta, _, p, rho, _ = _pair(updated_dir, sealed_dir)
+    key = open_words(sealed_path(sealed_dir), p.nodes, "sector key")
+    with tempfile.TemporaryDirectory(prefix=".snap-decode-", dir=updated_dir) as scratch:
+        return _decode(updated_dir, meta, key, rho, out, piece, get_backend(backend), Path(scratch),
+                       chunk_bytes, progress)
+
+
+def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None, backend: str | Backend = "auto",
+           chunk_bytes: int = chunked.CHUNK_BYTES, progress: Progress = None) -> int:
+    """UNS of an updated sector alone (its CC replica released): the sector key of a CC
+    sector is its last layer of labels (the data was zero), computed again from the
+    replica_id, then the data decoded as `decode` does."""
+    meta = load_meta(sector_dir)
+    if meta.update is None:
+        raise SectorError(f"sector {meta.sector} in {sector_dir} is not an updated sector")
+    checked_p_aux(sector_dir, meta)
+    p = update.update_proof(meta.update.update_proof)
+    rho = update.rhos(p, meta.hex_field("comm_d"), bytes.fromhex(meta.update.comm_r_old))
+    with tempfile.TemporaryDirectory(prefix=".unseal-", dir=sector_dir) as scratch:
+        key = last_layer_key(sector_dir, meta, Path(scratch), parent_cache_dir, progress)
+        return _decode(sector_dir, meta, key, rho, out, piece, get_backend(backend), Path(scratch),
+                       chunk_bytes, progress)
+
+
+def _decode(sector_dir, meta: SectorMeta, key, rho: list[int], out, piece: int | None, impl: Backend,
+            scratch: Path, chunk_bytes: int, progress: Progress) -> int:
+    """The data of the updated sector in `sector_dir` back to `out` with its sector key's
+    words `key`, checked against comm_d_new; the bytes written."""
     if piece is not None and not 0 <= piece < len(meta.pieces):
         raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
-    impl = get_backend(backend)
-    replica = open_words(sealed_path(updated_dir), p.nodes, "sealed file")
-    key = open_words(sealed_path(sealed_dir), p.nodes, "sector key")
+    p = update.update_proof(meta.update.update_proof)
+    replica = open_words(sealed_path(sector_dir), p.nodes, "sealed file")
     inverse = [pow(r, -1, update.P) for r in rho]
 
     def words(start: int, stop: int) -> bytes:
         difference = impl.decode(replica[start:stop], key[start:stop])
         return impl.update_encode(bytes(len(difference)), difference, inverse, p.high_shift, start)
-    scratch = Path(tempfile.mkdtemp(prefix=".snap-decode-", dir=updated_dir))
-    try:
-        data = scratch / "data"
-        if decoded(p.nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
-            raise SectorError(f"sector {meta.sector}: the decoded data does not hash to comm_d_new "
-                              "(the replica or the sector key is corrupt)")
-        if piece is None:
-            region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
-        else:
-            info = meta.pieces[piece]
-            region = (info.offset, info.padded_size, info.payload_size)
-        write_atomic(out, unpadded(data, *region, chunk_bytes))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    data = scratch / "data"
+    if decoded(p.nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
+        raise SectorError(f"sector {meta.sector}: the decoded data does not hash to comm_d_new "
+                          "(the replica or the sector key is corrupt)")
+    if piece is None:
+        region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
+    else:
+        info = meta.pieces[piece]
+        region = (info.offset, info.padded_size, info.payload_size)
+    write_atomic(out, unpadded(data, *region, chunk_bytes))
     _say(progress, f"SNAP decode: {region[2]} bytes")
     return region[2]
 
@@ -208,3 +255,27 @@ def prove(updated_dir, sealed_dir, *, backend: str | Backend = "auto",
                          comm_d_new=meta.hex_field("comm_d"), comm_r_new=meta.hex_field("comm_r")):
         raise SectorError(f"sector {meta.sector}: its update proof does not verify (a file is corrupt)")
     return proof
+
+
+def release_key(sector_dir) -> bool:
+    """ReleaseSectorKey: the update directory becomes the sector's directory and the CC
+    replica goes. By renames, so a crash leaves either layout or a state this finishes
+    when run again; False when there was nothing left to do."""
+    here = Path(sector_dir)
+    staged = here.with_name(f".{here.name}.updated")
+    key = here.with_name(f".{here.name}.key")
+    if here.is_dir() and (here / UPDATE_DIR).is_dir():
+        meta = load_meta(here / UPDATE_DIR)
+        if meta.update is None or meta.update.comm_r_old != load_meta(here).comm_r:
+            raise SectorError(f"{here / UPDATE_DIR} is not an update of the sector in {here}")
+        os.replace(here / UPDATE_DIR, staged)
+    if staged.is_dir():
+        if here.is_dir():
+            os.replace(here, key)
+        os.replace(staged, here)
+    if key.is_dir():
+        shutil.rmtree(key)
+        return True
+    if load_meta(here).update is None:
+        raise SectorError(f"sector in {here} was never updated: it has no update directory to take")
+    return False

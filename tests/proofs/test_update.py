@@ -218,3 +218,39 @@ def test_verify_by_hand_takes_cids_and_fails_with_status_1(snapped, tmp_path):
     assert out.exit_code == 1 and "not an update proof" in out.output and "Traceback" not in out.output
     out = run(main, ["proofs", "snap", "verify", "--proof", str(path), "--comm-r-old", cids["comm_r_old"]])
     assert out.exit_code == 2 and "--updated DIR" in out.output
+
+
+def test_a_cc_sector_upgraded_in_place_proves_releases_its_key_and_unseals(seal_2k, parent_cache, tmp_path):
+    """The layout a worker keeps: the CC sector's directory, the update in DIR/update. The
+    chain's comm_r picks the replica WindowPoSt proves; once the key is released the update
+    is the sector's directory, and unsealing computes the CC key (its labels) again."""
+    from zqnode.proofs import post, seal
+    from zqnode.proofs.sector import UPDATE_DIR
+    cc = tmp_path / "s-1000-4"
+    seal_2k(cc, sector=4, ticket=bytes([9]) * 32)                 # committed capacity: no data
+    old = load_meta(cc).hex_field("comm_r")
+    piece = random.Random(11).randbytes(2032)
+    done = snap.encode(cc, piece, cc / UPDATE_DIR, backend="cpu")
+    rand = post.canonical_randomness(bytes(range(32)))
+    for comm_r in (old, done.comm_r_new):                          # before and after it lands
+        out = post.generate_window_post(5, rand, [post.SectorRef(4, str(cc), comm_r)], backend="cpu")
+        assert not out.skipped and post.verify_window_post(
+            seal_proof=5, randomness=rand, proof=out.partitions[0].proof, sectors=[(4, comm_r)])
+    assert snap.release_key(cc) and not (cc / UPDATE_DIR).exists()
+    assert not snap.release_key(cc)                               # done: nothing more
+    assert load_meta(cc).hex_field("comm_r") == done.comm_r_new
+    assert seal.unseal(cc, tmp_path / "data", piece=0, parent_cache_dir=parent_cache, backend="cpu") == 2032
+    assert (tmp_path / "data").read_bytes() == piece
+
+
+def test_a_release_cut_short_is_finished_by_the_next(seal_2k, tmp_path):
+    import os
+    from zqnode.proofs.sector import UPDATE_DIR
+    cc = tmp_path / "s-1000-5"
+    seal_2k(cc, sector=5, ticket=bytes([9]) * 32)
+    done = snap.encode(cc, b"\x01" * 500, cc / UPDATE_DIR, backend="cpu")
+    os.replace(cc / UPDATE_DIR, tmp_path / ".s-1000-5.updated")  # killed after its first rename ...
+    os.replace(cc, tmp_path / ".s-1000-5.key")                   # ... and its second
+    assert snap.release_key(cc)
+    assert load_meta(cc).hex_field("comm_r") == done.comm_r_new
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-1000-5"]
