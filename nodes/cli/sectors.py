@@ -195,6 +195,27 @@ def rebuild(number: int, bus: str, target: str, as_json: bool) -> None:
     _show_state(ask(bus, target, W.SealingRebuild(number=number)), as_json)
 
 
+@sectors_group.command("snap-up")
+@click.argument("number", type=int)
+@bus_option
+@manager_option
+@json_option
+def snap_up(number: int, bus: str, target: str, as_json: bool) -> None:
+    """SnapDeals: a proving CC sector takes the next deal pieces (`sectors add-piece`) into
+    its replica, without sealing again."""
+    _show_state(ask(bus, target, W.SealingSnapUp(number=number)), as_json)
+
+
+@sectors_group.command("abort-upgrade")
+@click.argument("number", type=int)
+@bus_option
+@manager_option
+@json_option
+def abort_upgrade(number: int, bus: str, target: str, as_json: bool) -> None:
+    """Give a SnapDeals upgrade up before its update is sent: the CC sector proves on."""
+    _show_state(ask(bus, target, W.SealingAbortUpgrade(number=number)), as_json)
+
+
 @sectors_group.command("unseal")
 @click.argument("number", type=int)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=pathlib.Path),

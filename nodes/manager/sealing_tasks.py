@@ -24,7 +24,13 @@ def task_params(cmd: C.RunTask):
     """The worker's params struct for a RunTask command."""
     if isinstance(cmd, C.RunAddPiece):
         return P.APParams(seal_proof=cmd.seal_proof, piece=pathlib.Path(cmd.path).read_bytes(),
-                          index=cmd.index)
+                          index=cmd.index, update=cmd.update)
+    if isinstance(cmd, C.RunReplicaUpdate):
+        return P.RUParams(comm_r_old=cmd.comm_r_old)
+    if isinstance(cmd, C.RunProveReplicaUpdate):
+        return P.PR1Params(comm_r_new=cmd.comm_r_new)
+    if isinstance(cmd, C.RunFinalizeReplicaUpdate):
+        return P.FRUParams(keep_unsealed=cmd.keep_unsealed, release_key=cmd.release_key)
     if isinstance(cmd, C.RunPreCommit1):
         return P.PC1Params(seal_proof=cmd.seal_proof, ticket=cmd.ticket)
     if isinstance(cmd, C.RunPreCommit2):

@@ -41,9 +41,9 @@ FINISHED = frozenset({DONE, FAILED, ABORTED})
 ABORTED_ERROR = "aborted"
 
 # Tasks whose success leaves the sector's files at the worker that ran them.
-MOVES_FILES = frozenset({"AP", "PC1", "PC2", "FIN", "GET", "UNS"})
+MOVES_FILES = frozenset({"AP", "PC1", "PC2", "FIN", "GET", "UNS", "RU", "FRU"})
 # Tasks that work on a sector's existing files (fetched first when elsewhere).
-NEEDS_FILES = frozenset({"PC1", "PC2", "C1", "FIN", "UNS", "WDP"})
+NEEDS_FILES = frozenset({"PC1", "PC2", "C1", "FIN", "UNS", "WDP", "RU", "PR1", "FRU"})
 
 
 # event -> {state (None: no such work) -> what happens}

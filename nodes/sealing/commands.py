@@ -44,6 +44,20 @@ class RunAddPiece(RunTask, frozen=True, kw_only=True):
     index: int                         # the piece's position among the sector's pieces
     path: str                          # the manager's copy of the piece
     payload_size: int
+    update: bool = False               # SnapDeals: into the CC sector's update
+
+
+class RunReplicaUpdate(RunTask, frozen=True, kw_only=True):
+    comm_r_old: bytes
+
+
+class RunProveReplicaUpdate(RunTask, frozen=True, kw_only=True):
+    comm_r_new: bytes
+
+
+class RunFinalizeReplicaUpdate(RunTask, frozen=True, kw_only=True):
+    keep_unsealed: bool
+    release_key: bool                  # ReleaseSectorKey
 
 
 class RunPreCommit1(RunTask, frozen=True, kw_only=True):
@@ -70,6 +84,28 @@ class RunUnseal(RunTask, frozen=True, kw_only=True):
 
 
 # -- chain ----------------------------------------------------------------------------------
+
+class SendReplicaUpdate(Command, frozen=True, kw_only=True):
+    """Once the sector's deadline is mutable, ProveReplicaUpdates3 once: ReplicaUpdateSent,
+    ReplicaUpdateLanded (the chain has it already) or ReplicaUpdateSubmitFailed."""
+    comm_r_new: bytes
+    proof: bytes
+
+
+class WaitReplicaUpdate(Command, frozen=True, kw_only=True):
+    """ReplicaUpdateLanded once it landed with the confidence and the chain's sector has
+    comm_r_new; else ReplicaUpdateSubmitFailed."""
+    msg_id: str
+    comm_r_new: bytes
+
+
+class WaitUpdateActive(Command, frozen=True, kw_only=True):
+    """UpdateActive once the update is past finality and the sector's deadline is neither
+    being proven nor next to it (its files are about to move); RetrySubmitReplicaUpdate
+    when the chain no longer has it (a reorg)."""
+    comm_r_new: bytes
+    landed: int
+
 
 class GetTicket(Command, frozen=True, kw_only=True):
     """TicketReady: the seal ticket (the epoch of our pre-commit when the chain has one)."""

@@ -162,10 +162,23 @@ class SealingCore:
         self.sectors[number] = s
         return s
 
+    def snap_up(self, number: int, now: float) -> list[C.Command]:
+        """Mark a proving CC sector for upgrade (SnapDeals): deal pieces go to it first."""
+        s = self.sectors.get(number)
+        if s is None:
+            raise UnknownSector(f"no sector {number}")
+        if s.kind != "cc" or s.deal_pieces():
+            raise SealingError(f"sector {number} holds deal data: only a committed-capacity sector is snapped up")
+        if s.state != S.PROVING or s.paused:
+            raise SealingError(f"sector {number} is {s.state}{' (paused)' if s.paused else ''}: "
+                               "a sector is snapped up from Proving")
+        return self.handle(self.event(E.SnapUp, number), now)
+
     def _takes(self, s: SectorInfo, piece: Piece) -> bool:
         if s.kind != "deal" or s.paused or s.pack_requested:
             return False
-        if s.state not in (S.WAIT_DEALS, S.ADD_PIECE, S.ADD_PIECE_FAILED):
+        if s.state not in (S.WAIT_DEALS, S.ADD_PIECE, S.ADD_PIECE_FAILED, S.SNAP_DEALS_WAIT_DEALS,
+                           S.SNAP_DEALS_ADD_PIECE, S.SNAP_DEALS_ADD_PIECE_FAILED):
             return False
         return _fits([p.padded_size for p in (*s.pieces, *s.pending, piece)], s.sector_size)
 
@@ -389,6 +402,11 @@ class SealingCore:
             elif rebuild and event.comm_r != s.comm_r:
                 problem = (f"the rebuilt replica has comm_r {event.comm_r.hex()}, the chain's is "
                            f"{s.comm_r.hex()}")
+        elif isinstance(event, E.ReplicaUpdated) and event.comm_d_new != self._comm_d(s):
+            problem = (f"ReplicaUpdate gave comm_d {event.comm_d_new.hex()}, the pieces make "
+                       f"{self._comm_d(s).hex()}")
+        elif isinstance(event, E.ReplicaUpdateProven) and not event.proof:
+            problem = "ProveReplicaUpdate gave an empty proof"
         elif isinstance(event, E.Commit1Done) and not event.proof:
             problem = "Commit1 gave an empty proof"
         elif isinstance(event, E.ProofChecked) and not event.ok:
@@ -396,7 +414,8 @@ class SealingCore:
         if not problem:
             return event
         task = {E.PieceAdded: "AP", E.PreCommit1Done: "PC1", E.PreCommit2Done: "PC2",
-                E.Commit1Done: "C1", E.ProofChecked: "verify"}[type(event)]
+                E.Commit1Done: "C1", E.ProofChecked: "verify", E.ReplicaUpdated: "RU",
+                E.ReplicaUpdateProven: "PR1"}[type(event)]
         return E.TaskFailed(sector=event.sector, cause=event.cause, step=event.step, task=task,
                             work_id=getattr(event, "work_id", ""), error=problem)
 
@@ -455,10 +474,10 @@ class SealingCore:
         index = s.rebuild_added if s.state == S.REBUILD_ADD_PIECE else len(s.pieces)
         return [self._cmd(C.RunAddPiece, s, task="AP", priority=self._priority(s),
                           seal_proof=s.seal_proof, index=index, path=piece.path,
-                          payload_size=piece.payload_size)]
+                          payload_size=piece.payload_size, update=s.state == S.SNAP_DEALS_ADD_PIECE)]
 
     def _packing(self, s, now):
-        if self._window_full():
+        if s.state == S.PACKING and self._window_full():
             return []                      # admit() packs it once a sector leaves the window
         sizes = [p.padded_size for p in s.pieces]
         slots = commp_mod.piece_layout(sizes, s.sector_size)
@@ -530,6 +549,29 @@ class SealingCore:
 
     def _nothing(self, s, now):
         return []
+
+    # SnapDeals
+    def _replica_update(self, s, now):
+        return [self._cmd(C.RunReplicaUpdate, s, task="RU", priority=self._priority(s), comm_r_old=s.comm_r)]
+
+    def _prove_replica_update(self, s, now):
+        return [self._cmd(C.RunProveReplicaUpdate, s, task="PR1", priority=self._priority(s),
+                          comm_r_new=s.update_comm_r)]
+
+    def _finalize_replica_update(self, s, now, release_key: bool = False):
+        return [self._cmd(C.RunFinalizeReplicaUpdate, s, task="FRU", priority=self._priority(s),
+                          keep_unsealed=self.cfg.keep_unsealed, release_key=release_key)]
+
+    def _replica_update_failed(self, s, now):
+        """Lotus's handleSubmitReplicaUpdateFailed, from what the sector has: the step that
+        is missing, or the send again (a landed update is found by the send's own check)."""
+        if not s.update_comm_r:
+            return self._ev(E.RetryReplicaUpdate, s)
+        if not s.update_proof:
+            return self._ev(E.RetryProveReplicaUpdate, s)
+        if s.update_msg:
+            return self._ev(E.RetryReplicaUpdateWait, s)
+        return self._ev(E.RetrySubmitReplicaUpdate, s)
 
     # failure handlers (after their back-off): Lotus's states_failed.go
     def _seal_pre_commit2_failed(self, s, now):
@@ -731,4 +773,22 @@ HANDLERS = {
     S.REBUILD_FAILED: _retry(E.RetryRebuild),
     S.UNSEALING: SealingCore._unsealing,
     S.UNSEAL_FAILED: _retry(E.RetryUnseal),
+    S.SNAP_DEALS_WAIT_DEALS: SealingCore._wait_deals,
+    S.SNAP_DEALS_ADD_PIECE: SealingCore._add_piece,
+    S.SNAP_DEALS_PACKING: SealingCore._packing,
+    S.UPDATE_REPLICA: SealingCore._replica_update,
+    S.PROVE_REPLICA_UPDATE: SealingCore._prove_replica_update,
+    S.SUBMIT_REPLICA_UPDATE: lambda core, s, now: [core._cmd(C.SendReplicaUpdate, s, comm_r_new=s.update_comm_r,
+                                                             proof=s.update_proof)],
+    S.REPLICA_UPDATE_WAIT: lambda core, s, now: [core._cmd(C.WaitReplicaUpdate, s, msg_id=s.update_msg,
+                                                           comm_r_new=s.update_comm_r)],
+    S.FINALIZE_REPLICA_UPDATE: SealingCore._finalize_replica_update,
+    S.UPDATE_ACTIVATING: lambda core, s, now: [core._cmd(C.WaitUpdateActive, s, comm_r_new=s.update_comm_r,
+                                                         landed=s.update_epoch)],
+    S.RELEASE_SECTOR_KEY: lambda core, s, now: core._finalize_replica_update(s, now, release_key=True),
+    S.SNAP_DEALS_ADD_PIECE_FAILED: _retry(E.RetryAddPiece),
+    S.REPLICA_UPDATE_FAILED: SealingCore._replica_update_failed,
+    S.FINALIZE_REPLICA_UPDATE_FAILED: _retry(E.RetryFinalizeReplicaUpdate),
+    S.RELEASE_SECTOR_KEY_FAILED: _retry(E.RetryReleaseSectorKey),
+    S.ABORT_UPGRADE: _retry(E.UpgradeAborted),
 }

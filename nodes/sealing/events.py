@@ -388,6 +388,101 @@ class Unseal(Event, frozen=True, kw_only=True):
         s.unseal_out, s.unseal_piece = self.out, self.piece
 
 
+# -- SnapDeals ---------------------------------------------------------------------------------------
+
+class SnapUp(Event, frozen=True, kw_only=True):
+    """An operator marks a proving CC sector for upgrade: it takes deal pieces as a new deal
+    sector does, then its replica is updated (Lotus's SectorMarkForUpgrade)."""
+
+    def apply(self, s, now):
+        s.key_pieces, s.pieces, s.pending, s.kind = s.pieces, [], [], "deal"
+        s.pack_requested, s.deals_since = False, 0.0
+
+
+class ReplicaUpdated(Event, frozen=True, kw_only=True):
+    work_id: str
+    comm_r_new: bytes
+    comm_d_new: bytes
+
+    def apply(self, s, now):
+        s.update_comm_r, s.update_comm_d, s.update_proof = self.comm_r_new, self.comm_d_new, b""
+
+
+class ReplicaUpdateProven(Event, frozen=True, kw_only=True):
+    work_id: str
+    proof: bytes
+
+    def apply(self, s, now):
+        s.update_proof = self.proof
+
+
+class ReplicaUpdateSent(Event, frozen=True, kw_only=True):
+    msg_id: str
+
+    def apply(self, s, now):
+        s.update_msg = self.msg_id
+
+
+class ReplicaUpdateLanded(Event, frozen=True, kw_only=True):
+    epoch: int
+
+    def apply(self, s, now):
+        s.update_epoch = self.epoch
+
+
+class ReplicaUpdateSubmitFailed(ErrorEvent, frozen=True, kw_only=True):
+    """The chain refused the update, or reverted it: it is sent again (a new message)."""
+
+    def apply(self, s, now):
+        s.update_msg, s.update_epoch = "", -1
+
+
+class UpdateActive(Event, frozen=True, kw_only=True):
+    """The update is final on chain: the sector's commitments are the new ones."""
+
+    def apply(self, s, now):
+        s.comm_r, s.comm_d, s.key_pieces = s.update_comm_r, s.update_comm_d, []
+        s.update_proof = b""
+
+
+class SectorKeyReleased(Event, frozen=True, kw_only=True):
+    work_id: str
+
+
+class RetryReplicaUpdate(Event, frozen=True, kw_only=True):
+    pass
+
+
+class RetryProveReplicaUpdate(Event, frozen=True, kw_only=True):
+    pass
+
+
+class RetrySubmitReplicaUpdate(Event, frozen=True, kw_only=True):
+    pass
+
+
+class RetryReplicaUpdateWait(Event, frozen=True, kw_only=True):
+    pass
+
+
+class RetryFinalizeReplicaUpdate(Event, frozen=True, kw_only=True):
+    pass
+
+
+class RetryReleaseSectorKey(Event, frozen=True, kw_only=True):
+    pass
+
+
+class AbortUpgrade(Event, frozen=True, kw_only=True):
+    """Give the upgrade up (before it is sent): the sector proves its CC replica again."""
+
+
+class UpgradeAborted(Event, frozen=True, kw_only=True):
+    def apply(self, s, now):
+        s.pieces, s.key_pieces, s.pending, s.kind = s.key_pieces, [], [], "cc"
+        s.update_comm_r, s.update_comm_d, s.update_proof, s.update_msg = b"", b"", b"", ""
+
+
 # -- operators and the global ones ---------------------------------------------------------------
 
 class Remove(Event, frozen=True, kw_only=True):

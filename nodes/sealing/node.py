@@ -105,7 +105,8 @@ class SealingService:
         peer.allow({W.SealingList: ANYONE, W.SealingStatus: ANYONE, W.SealingPledge: ADMIN,
                     W.SealingAddPiece: ADMIN, W.SealingResume: ADMIN, W.SealingRemove: ADMIN, W.SealingTerminate: ADMIN,
                     W.SealingExtend: ADMIN,
-                    W.SealingRebuild: ADMIN, W.SealingUnseal: ADMIN})
+                    W.SealingRebuild: ADMIN, W.SealingUnseal: ADMIN, W.SealingSnapUp: ADMIN,
+                    W.SealingAbortUpgrade: ADMIN})
 
     # -- start-up ---------------------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -410,7 +411,8 @@ class SealingService:
                 W.SealingList: self._rpc_list, W.SealingStatus: self._rpc_status,
                 W.SealingResume: self._rpc_resume, W.SealingRemove: self._rpc_remove,
                 W.SealingTerminate: self._rpc_terminate, W.SealingExtend: self._rpc_extend,
-                W.SealingRebuild: self._rpc_rebuild, W.SealingUnseal: self._rpc_unseal}
+                W.SealingRebuild: self._rpc_rebuild, W.SealingUnseal: self._rpc_unseal,
+                W.SealingSnapUp: self._rpc_snap_up, W.SealingAbortUpgrade: self._rpc_abort_upgrade}
 
     def _ready(self) -> SealingCore:
         if self.core is None:
@@ -485,7 +487,10 @@ class SealingService:
     def _operate(self, number: int, kind, **fields) -> W.SealingSectorState:
         self._sector(number)
         try:
-            commands = self.core.handle(self.core.event(kind, number, **fields), self.clock())
+            if kind is E.SnapUp:           # the core checks it is a proving CC sector
+                commands = self.core.snap_up(number, self.clock())
+            else:
+                commands = self.core.handle(self.core.event(kind, number, **fields), self.clock())
         except SealingError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         self._execute(commands)
@@ -520,6 +525,12 @@ class SealingService:
 
     async def _rpc_rebuild(self, req: Request) -> W.SealingSectorState:
         return self._operate(req.body.number, E.Rebuild)
+
+    async def _rpc_snap_up(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.SnapUp)
+
+    async def _rpc_abort_upgrade(self, req: Request) -> W.SealingSectorState:
+        return self._operate(req.body.number, E.AbortUpgrade)
 
     async def _rpc_unseal(self, req: Request) -> W.SealingSectorState:
         if not os.path.isabs(req.body.out):

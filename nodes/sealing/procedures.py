@@ -289,6 +289,74 @@ def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
         yield NextHead()
 
 
+def _update_proof_id(core: SealingCore) -> int:
+    from zqnode.proofs.params import update_proof_id
+    return update_proof_id(core.proof.sector_size)
+
+
+def _quiet(core: SealingCore, deadline: int, di, spread: int) -> bool:
+    """Whether `deadline` is at least `spread` deadlines away from the current one."""
+    n = core.policy.period_deadlines
+    return min((deadline - di.index) % n, (di.index - deadline) % n) > spread
+
+
+def _send_replica_update(core: SealingCore, cmd: C.SendReplicaUpdate) -> Procedure:
+    """ProveReplicaUpdates3 once, when the sector's deadline is mutable (neither the one
+    being proven nor the next: the actor refuses those), with the deal pieces that make
+    comm_d_new."""
+    new_cid = cids.sealed_cid(cmd.comm_r_new)
+    while True:
+        view = yield SectorOf(core.miner, cmd.sector)
+        if view is None:
+            return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error="the sector is not on chain")
+        if view.sealed_cid == new_cid:
+            return _event(core, E.ReplicaUpdateLanded, cmd, epoch=(yield Head()))
+        di = yield CurrentDeadline(core.miner)
+        ahead = (view.deadline - di.index) % core.policy.period_deadlines
+        if ahead not in (0, 1):
+            break
+        yield NextHead(di.close)
+    s = core.sectors[cmd.sector]
+    params = M.ProveReplicaUpdates3Params(sector_updates=[M.SectorUpdateManifest(
+        sector=cmd.sector, deadline=view.deadline, partition=view.partition, new_sealed_cid=new_cid,
+        pieces=[M.PieceManifest(cid=cids.piece_cid_v1(p.comm_p), size=p.padded_size) for p in s.deal_pieces()])],
+        sector_proofs=[cmd.proof], update_proofs_type=_update_proof_id(core))
+    try:
+        msg_id = yield Send(cmd.sector, f"replica-update:{cmd.comm_r_new.hex()[:16]}", params)
+    except RemoteError as e:
+        return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error=f"ProveReplicaUpdates3 refused: {e.message}")
+    return _event(core, E.ReplicaUpdateSent, cmd, msg_id=msg_id)
+
+
+def _wait_replica_update(core: SealingCore, cmd: C.WaitReplicaUpdate) -> Procedure:
+    look = yield from _landed(core, cmd, cmd.msg_id, E.ReplicaUpdateSubmitFailed, "ProveReplicaUpdates3")
+    if not isinstance(look, M.MessageLookup):
+        return look
+    view = yield SectorOf(core.miner, cmd.sector)
+    if view is None or view.sealed_cid != cids.sealed_cid(cmd.comm_r_new):
+        return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error="ProveReplicaUpdates3 landed but the "
+                      "chain's sector does not have the new replica")
+    return _event(core, E.ReplicaUpdateLanded, cmd, epoch=look.epoch)
+
+
+def _wait_update_active(core: SealingCore, cmd: C.WaitUpdateActive) -> Procedure:
+    """Past finality (a reorg no longer takes the update back), and the sector's deadline
+    neither being proven nor next to it: the release moves its files, which WindowPoSt
+    must not find half moved."""
+    new_cid = cids.sealed_cid(cmd.comm_r_new)
+    until = max(cmd.landed, 0) + core.policy.chain_finality
+    while True:
+        view = yield SectorOf(core.miner, cmd.sector)
+        if view is None or view.sealed_cid != new_cid:
+            return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error="the chain no longer has the update "
+                          "(a reorg): it is sent again")
+        head = yield Head()
+        di = yield CurrentDeadline(core.miner)
+        if head >= until and _quiet(core, view.deadline, di, 1):
+            return _event(core, E.UpdateActive, cmd)
+        yield NextHead(until if head < until else di.close)
+
+
 def _check_chain(core: SealingCore, cmd: C.CheckChain) -> Procedure:
     facts = yield from chain_facts(core, cmd.sector, ticket=cmd.ticket, ticket_epoch=cmd.ticket_epoch,
                                    seed=cmd.seed, proof=cmd.proof, comm_d=cmd.comm_d, comm_r=cmd.comm_r,
@@ -385,6 +453,8 @@ _PROCEDURES = {
     C.SendCommitAggregate: _send_commit_aggregate, C.WaitProveCommit: _wait_provecommit, C.CheckChain: _check_chain,
     C.VerifyProof: _verify_proof, C.SendTerminateBatch: _send_terminate_batch, C.WaitTerminate: _wait_terminate,
     C.CleanSector: _clean_sector, C.RemoveSector: _remove_sector, C.AbortWork: _abort_work,
+    C.SendReplicaUpdate: _send_replica_update, C.WaitReplicaUpdate: _wait_replica_update,
+    C.WaitUpdateActive: _wait_update_active,
 }
 
 
@@ -463,4 +533,12 @@ def task_done(core: SealingCore, cmd: C.RunTask, work_id: str, r) -> E.Event:
         return _event(core, E.Finalized, cmd, work_id=work_id)
     if isinstance(cmd, C.RunUnseal):
         return _event(core, E.UnsealDone, cmd, work_id=work_id, size=len(r.data))
+    if isinstance(cmd, C.RunReplicaUpdate):
+        return _event(core, E.ReplicaUpdated, cmd, work_id=work_id, comm_r_new=r.comm_r_new,
+                      comm_d_new=r.comm_d_new)
+    if isinstance(cmd, C.RunProveReplicaUpdate):
+        return _event(core, E.ReplicaUpdateProven, cmd, work_id=work_id, proof=r.proof)
+    if isinstance(cmd, C.RunFinalizeReplicaUpdate):
+        kind = E.SectorKeyReleased if cmd.release_key else E.Finalized
+        return _event(core, kind, cmd, work_id=work_id)
     raise AssertionError(f"no result mapping for {type(cmd).__name__}")

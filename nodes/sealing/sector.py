@@ -61,6 +61,13 @@ class SectorInfo(msgspec.Struct, kw_only=True):
     retry_at: float = 0.0              # the handler waits until then
     paused: bool = False               # retries used up: waits for an operator
     last_error: str = ""
+    # SnapDeals: a CC sector taking deal data; comm_r stays the chain's until the update is final
+    key_pieces: list[Piece] = []       # the CC sector's layout, kept while it is upgraded
+    update_comm_d: bytes = b""
+    update_comm_r: bytes = b""
+    update_proof: bytes = b""
+    update_msg: str = ""
+    update_epoch: int = -1             # when ProveReplicaUpdates3 landed
     # plans
     rebuild_added: int = 0             # deal pieces added again by a rebuild
     unseal_piece: int = -1             # -1: the whole sector

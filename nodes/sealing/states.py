@@ -56,6 +56,23 @@ REBUILD_FAILED = "RebuildFailed"
 UNSEALING = "Unsealing"
 UNSEAL_FAILED = "UnsealFailed"
 
+# SnapDeals (Lotus's states): a proving CC sector takes deal data into its replica
+SNAP_DEALS_WAIT_DEALS = "SnapDealsWaitDeals"
+SNAP_DEALS_ADD_PIECE = "SnapDealsAddPiece"
+SNAP_DEALS_PACKING = "SnapDealsPacking"
+UPDATE_REPLICA = "UpdateReplica"                  # RU: the new replica, comm_r_new
+PROVE_REPLICA_UPDATE = "ProveReplicaUpdate"       # PR1: the vanilla update proof (no PR2 here)
+SUBMIT_REPLICA_UPDATE = "SubmitReplicaUpdate"     # ProveReplicaUpdates3, in a mutable deadline
+REPLICA_UPDATE_WAIT = "ReplicaUpdateWait"
+FINALIZE_REPLICA_UPDATE = "FinalizeReplicaUpdate"
+UPDATE_ACTIVATING = "UpdateActivating"            # the update past finality, its deadline quiet
+RELEASE_SECTOR_KEY = "ReleaseSectorKey"           # the update becomes the sector, the CC replica goes
+SNAP_DEALS_ADD_PIECE_FAILED = "SnapDealsAddPieceFailed"
+REPLICA_UPDATE_FAILED = "ReplicaUpdateFailed"
+FINALIZE_REPLICA_UPDATE_FAILED = "FinalizeReplicaUpdateFailed"
+RELEASE_SECTOR_KEY_FAILED = "ReleaseSectorKeyFailed"
+ABORT_UPGRADE = "AbortUpgrade"                    # back to a proving CC sector
+
 ABORTED = "Aborted"                    # dropped by an operator (resume --state Aborted)
 
 SEALING = (WAIT_DEALS, ADD_PIECE, PACKING, GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING,
@@ -63,7 +80,8 @@ SEALING = (WAIT_DEALS, ADD_PIECE, PACKING, GET_TICKET, PRE_COMMIT1, PRE_COMMIT2,
            SUBMIT_COMMIT_AGGREGATE, COMMIT_AGGREGATE_WAIT, COMMIT_WAIT, FINALIZE_SECTOR)
 FAILURES = (ADD_PIECE_FAILED, SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED, PRE_COMMIT_FAILED,
             COMPUTE_PROOF_FAILED, COMMIT_FAILED, FINALIZE_FAILED, TERMINATE_FAILED, REMOVE_FAILED,
-            REBUILD_FAILED, UNSEAL_FAILED)
+            REBUILD_FAILED, UNSEAL_FAILED, SNAP_DEALS_ADD_PIECE_FAILED, REPLICA_UPDATE_FAILED,
+            FINALIZE_REPLICA_UPDATE_FAILED, RELEASE_SECTOR_KEY_FAILED)
 # A sector is sealing from its first state to Proving, its failures included (what a
 # pledge target and max_sealing_sectors count).
 SEALING_NOW = SEALING + (ADD_PIECE_FAILED, SEAL_PRE_COMMIT1_FAILED, SEAL_PRE_COMMIT2_FAILED,
@@ -72,8 +90,11 @@ POST_SEAL = (PROVING, FAULTY, FAULT_REPORTED, TERMINATING, TERMINATE_WAIT, REMOV
 REBUILD = (REBUILD_CLEAN, REBUILD_ADD_PIECE, REBUILD_PRE_COMMIT1, REBUILD_PRE_COMMIT2,
            REBUILD_CHECK, REBUILD_VERIFY, REBUILD_FINALIZE)
 UNSEAL = (UNSEALING,)
+SNAP = (SNAP_DEALS_WAIT_DEALS, SNAP_DEALS_ADD_PIECE, SNAP_DEALS_PACKING, UPDATE_REPLICA, PROVE_REPLICA_UPDATE,
+        SUBMIT_REPLICA_UPDATE, REPLICA_UPDATE_WAIT, FINALIZE_REPLICA_UPDATE, UPDATE_ACTIVATING,
+        RELEASE_SECTOR_KEY, ABORT_UPGRADE)
 FINAL = (REMOVED,)
-ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + (ABORTED,)
+ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + SNAP + (ABORTED,)
 
 # From the ticket to the PreCommit (cfg.max_sealing bounds how many sectors are here: a
 # ticket that waits for a busy worker grows too old before its PreCommit lands). Not a
@@ -84,7 +105,9 @@ TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SEAL_PRE_COMMI
 
 # States whose sectors are on chain (proven): the chain follower watches their faults.
 ON_CHAIN = (PROVING, FAULTY, FAULT_REPORTED, UNSEALING, UNSEAL_FAILED, TERMINATING,
-            TERMINATE_FAILED) + REBUILD + (REBUILD_FAILED,)
+            TERMINATE_FAILED) + REBUILD + (REBUILD_FAILED,) + SNAP + (
+            SNAP_DEALS_ADD_PIECE_FAILED, REPLICA_UPDATE_FAILED, FINALIZE_REPLICA_UPDATE_FAILED,
+            RELEASE_SECTOR_KEY_FAILED)
 
 # What a sector must already have for an operator to move it into a state (resume --state).
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -105,6 +128,12 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     FAULT_REPORTED: ("comm_r",),
     **{s: ("ticket", "comm_d", "comm_r", "seed") for s in REBUILD},
     UNSEALING: ("comm_r",),
+    UPDATE_REPLICA: ("key_pieces",),
+    PROVE_REPLICA_UPDATE: ("update_comm_r",),
+    SUBMIT_REPLICA_UPDATE: ("update_comm_r", "update_proof"),
+    REPLICA_UPDATE_WAIT: ("update_msg",),
+    ABORT_UPGRADE: ("key_pieces",),
 }
 # Operators cannot resume into these: the machine enters them itself.
-NOT_RESUMABLE = (REMOVED, ADD_PIECE, UNSEALING) + FAILURES
+NOT_RESUMABLE = (REMOVED, ADD_PIECE, UNSEALING, SNAP_DEALS_WAIT_DEALS, SNAP_DEALS_ADD_PIECE, SNAP_DEALS_PACKING,
+                 FINALIZE_REPLICA_UPDATE, UPDATE_ACTIVATING, RELEASE_SECTOR_KEY) + FAILURES

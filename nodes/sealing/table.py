@@ -65,7 +65,8 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
 
     # -- post-seal ----------------------------------------------------------------------------
     S.PROVING: {E.FaultDetected: S.FAULTY, E.FaultReported: S.FAULT_REPORTED,
-                E.Terminate: S.TERMINATING, E.Rebuild: S.REBUILD_CLEAN, E.Unseal: S.UNSEALING},
+                E.Terminate: S.TERMINATING, E.Rebuild: S.REBUILD_CLEAN, E.Unseal: S.UNSEALING,
+                E.SnapUp: S.SNAP_DEALS_WAIT_DEALS},
     S.FAULTY: {E.FaultReported: S.FAULT_REPORTED, E.Rebuild: S.REBUILD_CLEAN,
                E.Terminate: S.TERMINATING},
     S.FAULT_REPORTED: {E.FaultRecovered: S.PROVING, E.Rebuild: S.REBUILD_CLEAN,
@@ -91,6 +92,36 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
     S.REBUILD_FAILED: {E.RetryRebuild: S.REBUILD_CLEAN},
     S.UNSEALING: {E.UnsealDone: S.PROVING, E.TaskFailed: S.UNSEAL_FAILED},
     S.UNSEAL_FAILED: {E.RetryUnseal: S.UNSEALING},
+
+    # -- SnapDeals: a proving CC sector takes deal data (Lotus's fsm, snap deals states) ----------
+    S.SNAP_DEALS_WAIT_DEALS: {E.AssignPiece: SAME, E.AddNextPiece: S.SNAP_DEALS_ADD_PIECE,
+                              E.StartPacking: S.SNAP_DEALS_PACKING, E.AbortUpgrade: S.ABORT_UPGRADE},
+    S.SNAP_DEALS_ADD_PIECE: {E.PieceAdded: S.SNAP_DEALS_WAIT_DEALS, E.AssignPiece: APPLY, E.StartPacking: APPLY,
+                             E.TaskFailed: S.SNAP_DEALS_ADD_PIECE_FAILED},
+    S.SNAP_DEALS_PACKING: {E.Packed: S.UPDATE_REPLICA},
+    S.UPDATE_REPLICA: {E.ReplicaUpdated: S.PROVE_REPLICA_UPDATE, E.TaskFailed: S.REPLICA_UPDATE_FAILED,
+                       E.AbortUpgrade: S.ABORT_UPGRADE},
+    S.PROVE_REPLICA_UPDATE: {E.ReplicaUpdateProven: S.SUBMIT_REPLICA_UPDATE, E.TaskFailed: S.REPLICA_UPDATE_FAILED,
+                             E.AbortUpgrade: S.ABORT_UPGRADE},
+    S.SUBMIT_REPLICA_UPDATE: {E.ReplicaUpdateSent: S.REPLICA_UPDATE_WAIT,
+                              E.ReplicaUpdateLanded: S.FINALIZE_REPLICA_UPDATE,
+                              E.ReplicaUpdateSubmitFailed: S.REPLICA_UPDATE_FAILED},
+    S.REPLICA_UPDATE_WAIT: {E.ReplicaUpdateLanded: S.FINALIZE_REPLICA_UPDATE,
+                            E.ReplicaUpdateSubmitFailed: S.REPLICA_UPDATE_FAILED},
+    S.FINALIZE_REPLICA_UPDATE: {E.Finalized: S.UPDATE_ACTIVATING, E.TaskFailed: S.FINALIZE_REPLICA_UPDATE_FAILED},
+    S.UPDATE_ACTIVATING: {E.UpdateActive: S.RELEASE_SECTOR_KEY,
+                          E.ReplicaUpdateSubmitFailed: S.REPLICA_UPDATE_FAILED},
+    S.RELEASE_SECTOR_KEY: {E.SectorKeyReleased: S.PROVING, E.TaskFailed: S.RELEASE_SECTOR_KEY_FAILED},
+    S.SNAP_DEALS_ADD_PIECE_FAILED: {E.RetryAddPiece: S.SNAP_DEALS_ADD_PIECE, E.AssignPiece: APPLY,
+                                    E.StartPacking: APPLY, E.AbortUpgrade: S.ABORT_UPGRADE},
+    S.REPLICA_UPDATE_FAILED: {E.RetryReplicaUpdate: S.UPDATE_REPLICA,
+                              E.RetryProveReplicaUpdate: S.PROVE_REPLICA_UPDATE,
+                              E.RetrySubmitReplicaUpdate: S.SUBMIT_REPLICA_UPDATE,
+                              E.RetryReplicaUpdateWait: S.REPLICA_UPDATE_WAIT,
+                              E.AbortUpgrade: S.ABORT_UPGRADE},
+    S.FINALIZE_REPLICA_UPDATE_FAILED: {E.RetryFinalizeReplicaUpdate: S.FINALIZE_REPLICA_UPDATE},
+    S.RELEASE_SECTOR_KEY_FAILED: {E.RetryReleaseSectorKey: S.RELEASE_SECTOR_KEY},
+    S.ABORT_UPGRADE: {E.UpgradeAborted: S.PROVING},
 }
 
 # Taken in every state but the final ones (Lotus's global mutators, and the back-off):
@@ -109,7 +140,8 @@ for _state in TABLE:
 PROGRESS = (E.PieceAdded, E.Packed, E.TicketReady, E.PreCommit2Done,
             E.PreCommitSent, E.PreCommitBatchSent, E.PreCommitLanded, E.SeedReady, E.Commit1Done, E.CommitSent,
             E.CommitAggregateSent, E.CommitLanded, E.Finalized, E.UnsealDone, E.Cleaned, E.ProofChecked, E.SectorRemoved,
-            E.TerminateSent, E.Terminated)
+            E.TerminateSent, E.Terminated, E.ReplicaUpdated, E.ReplicaUpdateProven, E.ReplicaUpdateSent,
+            E.ReplicaUpdateLanded, E.UpdateActive, E.SectorKeyReleased)
 
 
 def target(state: str, kind: type[E.Event]) -> str | None:

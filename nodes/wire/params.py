@@ -25,10 +25,12 @@ class _Params(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class APParams(_Params):
     """Add a piece given inline (small pieces, tests); `index` is its position among the
-    sector's pieces, so a re-run after a crash finds it already added."""
+    sector's pieces, so a re-run after a crash finds it already added. `update`: into the
+    SnapDeals update of a proving CC sector (its DIR/update), not a new sector."""
     seal_proof: int
     piece: bytes
     index: int = 0
+    update: bool = False
 
 
 class PC1Params(_Params):
@@ -53,6 +55,24 @@ class FINParams(_Params):
 
 class UNSParams(_Params):
     piece: int | None = None      # None: the whole sector's data
+
+
+class RUParams(_Params):
+    """SnapDeals' ReplicaUpdate: the CC replica and the pieces added to the update give the
+    new replica; `comm_r_old` is the CC sector's (checked against its files)."""
+    comm_r_old: bytes
+
+
+class PR1Params(_Params):
+    """ProveReplicaUpdate: the vanilla update proof (there is no PR2: the chain takes it)."""
+    comm_r_new: bytes
+
+
+class FRUParams(_Params):
+    """FinalizeReplicaUpdate; with `release_key`, ReleaseSectorKey: the update becomes the
+    sector's directory and the CC replica goes."""
+    keep_unsealed: bool = False
+    release_key: bool = False
 
 
 class WDPParams(_Params):
@@ -92,6 +112,15 @@ class C1Result(msgspec.Struct, frozen=True, kw_only=True):
     challenges: list[list[int]]
 
 
+class RUResult(msgspec.Struct, frozen=True, kw_only=True):
+    comm_r_new: bytes
+    comm_d_new: bytes
+
+
+class PR1Result(msgspec.Struct, frozen=True, kw_only=True):
+    proof: bytes
+
+
 class FINResult(msgspec.Struct, frozen=True, kw_only=True):
     removed: list[str]
 
@@ -117,9 +146,11 @@ class GETResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 PARAMS: dict[str, type] = {"AP": APParams, "PC1": PC1Params, "PC2": PC2Params, "C1": C1Params,
-                           "FIN": FINParams, "UNS": UNSParams, "WDP": WDPParams, "GET": GETParams}
+                           "FIN": FINParams, "UNS": UNSParams, "WDP": WDPParams, "GET": GETParams,
+                           "RU": RUParams, "PR1": PR1Params, "FRU": FRUParams}
 RESULTS: dict[str, type] = {"AP": APResult, "PC1": PC1Result, "PC2": PC2Result, "C1": C1Result,
-                            "FIN": FINResult, "UNS": UNSResult, "WDP": WDPResult, "GET": GETResult}
+                            "FIN": FINResult, "UNS": UNSResult, "WDP": WDPResult, "GET": GETResult,
+                            "RU": RUResult, "PR1": PR1Result, "FRU": FINResult}
 
 _enc = msgspec.msgpack.Encoder()
 _decoders = {task: msgspec.msgpack.Decoder(t) for task, t in PARAMS.items()}

@@ -106,6 +106,16 @@ class SealingRebuild(Msg):
     number: int
 
 
+class SealingSnapUp(Msg):
+    """SnapDeals: a proving CC sector takes the next deal pieces into its replica."""
+    number: int
+
+
+class SealingAbortUpgrade(Msg):
+    """Give a SnapDeals upgrade up (before its update is sent): the CC sector proves on."""
+    number: int
+
+
 class SealingUnseal(Msg):
     number: int
     out: str                           # a path on the manager's machine

@@ -10,19 +10,25 @@ sealed with another ticket than theirs.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 from zqnode.nodes.wire import params as P
 from zqnode.nodes.sector_dirs import sector_dir_name
 from zqnode.nodes.worker.task import TaskContext
-from zqnode.proofs import post, seal
-from zqnode.proofs.sector import load_meta, meta_path
+from zqnode.proofs import post, seal, snap
+from zqnode.proofs import update as snap_update
+from zqnode.proofs.merkle import zero_commitment
+from zqnode.proofs.sector import UPDATE_DIR, load_meta, meta_path
 
 
 def add_piece(ctx: TaskContext, p: P.APParams) -> P.APResult:
-    if meta_path(ctx.sector_dir).exists():
-        pieces = load_meta(ctx.sector_dir).pieces
+    where = ctx.sector_dir / UPDATE_DIR if p.update else ctx.sector_dir
+    if p.update and p.index == 0 and where.exists() and load_meta(where).update is not None:
+        shutil.rmtree(where)                       # an upgrade aborted after its replica: a new one
+    if meta_path(where).exists():
+        pieces = load_meta(where).pieces
         if p.index < len(pieces):                  # added before the crash
             piece = pieces[p.index]
             if piece.payload_size != len(p.piece):
@@ -35,7 +41,9 @@ def add_piece(ctx: TaskContext, p: P.APParams) -> P.APResult:
                                    f"{p.index} comes too early")
     elif p.index != 0:
         raise seal.SectorError(f"sector {ctx.number} has no pieces: piece {p.index} comes too early")
-    info = seal.add_piece(ctx.sector_dir, p.piece, seal_proof=p.seal_proof, miner=ctx.miner,
+    if p.update:
+        _cc_sector(ctx)
+    info = seal.add_piece(where, p.piece, seal_proof=p.seal_proof, miner=ctx.miner,
                           sector=ctx.number, backend=ctx.backend)
     return P.APResult(comm_p=info.comm_p, payload_size=info.payload_size,
                       padded_size=info.padded_size, offset=info.offset)
@@ -85,6 +93,41 @@ def unseal(ctx: TaskContext, p: P.UNSParams) -> P.UNSResult:
         return P.UNSResult(data=out.read_bytes())
 
 
+# -- SnapDeals: the update in DIR/update until the CC replica (the sector key) is released ----------
+
+def _cc_sector(ctx: TaskContext):
+    """The CC sector's meta; SectorError when it holds data (its CommD is not zero)."""
+    meta = load_meta(ctx.sector_dir)
+    if meta.update is not None or meta.comm_d != zero_commitment(meta.sector_size).hex():
+        raise seal.SectorError(f"sector {ctx.number} is not a committed-capacity sector: it has data")
+    return meta
+
+
+def replica_update(ctx: TaskContext, p: P.RUParams) -> P.RUResult:
+    if _cc_sector(ctx).comm_r != p.comm_r_old.hex():
+        raise seal.SectorError(f"sector {ctx.number}'s replica is not the CC sector of comm_r {p.comm_r_old.hex()[:16]}")
+    out = snap.encode_staged(ctx.sector_dir, ctx.sector_dir / UPDATE_DIR, backend=ctx.backend, procs=ctx.cores)
+    return P.RUResult(comm_r_new=out.comm_r_new, comm_d_new=out.comm_d_new)
+
+
+def prove_replica_update(ctx: TaskContext, p: P.PR1Params) -> P.PR1Result:
+    update = ctx.sector_dir / UPDATE_DIR
+    if load_meta(update).comm_r != p.comm_r_new.hex():
+        raise seal.SectorError(f"sector {ctx.number}'s update is not the replica of comm_r {p.comm_r_new.hex()[:16]}")
+    return P.PR1Result(proof=snap_update.encode_proof(snap.prove(update, ctx.sector_dir, backend=ctx.backend)))
+
+
+def finalize_replica_update(ctx: TaskContext, p: P.FRUParams) -> P.FINResult:
+    if p.release_key:
+        snap.release_key(ctx.sector_dir)
+        return P.FINResult(removed=["sealed (the sector key)"])
+    update = ctx.sector_dir / UPDATE_DIR
+    if not update.is_dir() and load_meta(ctx.sector_dir).update is not None:
+        return P.FINResult(removed=[])             # released already (a re-run)
+    return P.FINResult(removed=[f"{UPDATE_DIR}/{name}" for name in
+                                seal.finalize(update, keep_unsealed=p.keep_unsealed)])
+
+
 def window_post(ctx: TaskContext, p: P.WDPParams) -> P.WDPResult:
     sectors_root = ctx.sector_dir.parent
     refs = [post.SectorRef(number, str(sectors_root / sector_dir_name(ctx.miner, number)), comm_r)
@@ -97,4 +140,5 @@ def window_post(ctx: TaskContext, p: P.WDPParams) -> P.WDPResult:
 
 
 TASKS = {"AP": add_piece, "PC1": precommit1, "PC2": precommit2, "C1": commit1,
-         "FIN": finalize, "UNS": unseal, "WDP": window_post}
+         "FIN": finalize, "UNS": unseal, "WDP": window_post,
+         "RU": replica_update, "PR1": prove_replica_update, "FRU": finalize_replica_update}

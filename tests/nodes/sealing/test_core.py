@@ -822,7 +822,99 @@ def test_every_state_is_entered_by_some_event_sequence():
     c = to_state(core, S.SUBMIT_COMMIT)
     core.handle(ev(core, E.CommitAggregate, c), 0.0)
     core.handle(ev(core, E.CommitAggregateSent, c, msg_id="cb"), 0.0)
+    u = snapped_up(core)                                     # SnapDeals, its failures and the abort
+    core.assign_piece(Piece(comm_p=b"\x06" * 32, payload_size=400, padded_size=512, path="/pieces/p2"), 0.0)
+    fail(core, u, "AP", 0.0)
+    core.handle(core.event(E.AbortUpgrade, u), 0.0)
+    u = snapped_up(core)
+    through_the_update(core, u, until=S.REPLICA_UPDATE_WAIT)
+    core.handle(ev(core, E.ReplicaUpdateSubmitFailed, u, error="x"), 0.0)
+    core.handle(ev(core, E.Wake, u), 1e9)
+    through_the_update(core, u, until=S.PROVING)
+    v = snapped_up(core)
+    through_the_update(core, v, until=S.FINALIZE_REPLICA_UPDATE)
+    fail(core, v, "FRU", 0.0)
+    core.handle(ev(core, E.Wake, v), 1e9)
+    through_the_update(core, v, until=S.RELEASE_SECTOR_KEY)
+    fail(core, v, "FRU", 0.0)
     assert seen == set(S.ALL)
+
+
+# -- SnapDeals ---------------------------------------------------------------------------------------
+
+SNAP_PIECE = Piece(comm_p=b"\x05" * 32, payload_size=1000, padded_size=1024, path="/pieces/p1")
+
+
+def snapped_up(core, now=0.0) -> int:
+    """A proving CC sector, snapped up, with one piece added: in SnapDealsWaitDeals."""
+    n = to_state(core, S.PROVING, now)
+    core.snap_up(n, now)
+    number, cmds = core.assign_piece(SNAP_PIECE, now)
+    assert number == n and state(core, n) == S.SNAP_DEALS_ADD_PIECE
+    assert last(cmds, C.RunAddPiece).update
+    core.handle(ev(core, E.PieceAdded, n, work_id="ap", comm_p=SNAP_PIECE.comm_p, payload_size=1000,
+                   padded_size=1024, offset=0), now)
+    assert state(core, n) == S.SNAP_DEALS_WAIT_DEALS
+    return n
+
+
+def through_the_update(core, n, until, now=0.0):
+    """Answer each command of the upgrade with success until the sector is in `until`."""
+    comm_d = commp_mod.commd([(1024, SNAP_PIECE.comm_p)], 2048)
+    answers = {
+        S.SNAP_DEALS_WAIT_DEALS: lambda: core.event(E.StartPacking, n),
+        S.UPDATE_REPLICA: lambda: ev(core, E.ReplicaUpdated, n, work_id="ru", comm_r_new=b"N" * 32, comm_d_new=comm_d),
+        S.PROVE_REPLICA_UPDATE: lambda: ev(core, E.ReplicaUpdateProven, n, work_id="pr", proof=b"update proof"),
+        S.SUBMIT_REPLICA_UPDATE: lambda: ev(core, E.ReplicaUpdateSent, n, msg_id="ru-msg"),
+        S.REPLICA_UPDATE_WAIT: lambda: ev(core, E.ReplicaUpdateLanded, n, epoch=100),
+        S.FINALIZE_REPLICA_UPDATE: lambda: ev(core, E.Finalized, n, work_id="fru"),
+        S.UPDATE_ACTIVATING: lambda: ev(core, E.UpdateActive, n),
+        S.RELEASE_SECTOR_KEY: lambda: ev(core, E.SectorKeyReleased, n, work_id="rsk"),
+    }
+    while state(core, n) != until:
+        core.handle(answers[state(core, n)](), now)
+
+
+def test_a_snapped_up_cc_sector_takes_a_piece_and_its_new_replica():
+    core = new_core()
+    n = snapped_up(core)
+    s = core.sectors[n]
+    assert (s.kind, [p.path for p in s.pieces], s.key_pieces != []) == ("deal", ["/pieces/p1"], True)
+    assert s.comm_r == COMM_R                                  # the chain's, until the update is final
+    cmds = core.handle(core.event(E.StartPacking, n), 1.0)
+    assert state(core, n) == S.UPDATE_REPLICA
+    assert last(cmds, C.RunReplicaUpdate).comm_r_old == COMM_R
+    comm_d = commp_mod.commd([(1024, SNAP_PIECE.comm_p)], 2048)
+    cmds = core.handle(ev(core, E.ReplicaUpdated, n, work_id="ru", comm_r_new=b"N" * 32, comm_d_new=comm_d), 2.0)
+    assert last(cmds, C.RunProveReplicaUpdate).comm_r_new == b"N" * 32
+    cmds = core.handle(ev(core, E.ReplicaUpdateProven, n, work_id="pr", proof=b"update proof"), 3.0)
+    assert last(cmds, C.SendReplicaUpdate).proof == b"update proof"
+    through_the_update(core, n, until=S.UPDATE_ACTIVATING)
+    assert core.sectors[n].comm_r == COMM_R
+    cmds = core.handle(ev(core, E.UpdateActive, n), 4.0)
+    s = core.sectors[n]
+    assert (s.comm_r, s.comm_d, s.key_pieces) == (b"N" * 32, comm_d, [])
+    assert last(cmds, C.RunFinalizeReplicaUpdate).release_key
+    through_the_update(core, n, until=S.PROVING)
+    with pytest.raises(SealingError, match="holds deal data"):    # once: it has data now
+        core.snap_up(n, 5.0)
+
+
+def test_a_replica_update_with_the_wrong_comm_d_fails_and_an_upgrade_aborts_back_to_cc():
+    core = new_core()
+    n = snapped_up(core)
+    core.handle(core.event(E.StartPacking, n), 1.0)
+    core.handle(ev(core, E.ReplicaUpdated, n, work_id="ru", comm_r_new=b"N" * 32, comm_d_new=b"\0" * 32), 2.0)
+    s = core.sectors[n]
+    assert state(core, n) == S.REPLICA_UPDATE_FAILED and "the pieces make" in s.last_error
+    cmds = core.handle(ev(core, E.Wake, n), 1e6)               # back-off over: the RU again
+    assert state(core, n) == S.UPDATE_REPLICA and last(cmds, C.RunReplicaUpdate)
+    core.handle(core.event(E.AbortUpgrade, n), 1e6)
+    s = core.sectors[n]
+    assert (state(core, n), s.kind, s.deal_pieces(), s.update_comm_r, s.comm_r) == (S.PROVING, "cc", [], b"", COMM_R)
+    assert [p.padded_size for p in s.pieces] == [2048] and s.key_pieces == []     # its CC layout again
+    with pytest.raises(SealingError, match="from Proving"):
+        core.snap_up(to_state(core, S.COMMITTING), 1e6)
 
 
 def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():

@@ -295,3 +295,59 @@ def test_verify_proof_takes_the_precommitted_comm_d_where_the_chain_keeps_none()
     broken = msgspec.structs.replace(view, sealed_cid="bafy-nothing")
     asks, event = drive(procedures.procedure(core, cmd), scripted(broken))
     assert not event.ok and "does not read" in event.error and len(asks) == 1
+
+
+# -- SnapDeals ---------------------------------------------------------------------------------------
+
+def _snapping(core):
+    """A sector upgrading with one piece (as the core keeps it)."""
+    from zqnode.nodes.sealing.sector import Piece
+    number, _ = core.pledge(0.0)
+    s = core.sectors[number]
+    s.kind, s.pieces = "deal", [Piece(comm_p=b"\x05" * 32, payload_size=1000, padded_size=1024, offset=0,
+                                      path="/p1")]
+    return number
+
+
+def test_a_replica_update_waits_for_a_mutable_deadline_then_sends_the_pieces():
+    from zqnode.proofs import cid
+    core = new_core()
+    number = _snapping(core)
+    cmd = C.SendReplicaUpdate(sector=number, step=7, cause="c", comm_r_new=b"N" * 32, proof=b"p")
+    old, deadlines = _view(5), iter([_dl(4), _dl(6)])         # 5 is the next one, then it is past
+
+    def chain(ask):
+        if isinstance(ask, procedures.SectorOf):
+            return old
+        if isinstance(ask, procedures.CurrentDeadline):
+            return next(deadlines)
+        if isinstance(ask, procedures.NextHead):
+            return None
+        return "m-update"
+    asks, event = drive(procedures.procedure(core, cmd), chain)
+    assert procedures.NextHead(_dl(4).close) in asks
+    sent = asks[-1]
+    assert sent.key == f"replica-update:{(b'N' * 32).hex()[:16]}" and sent.params.update_proofs_type == 0
+    (update,) = sent.params.sector_updates
+    assert (update.deadline, update.new_sealed_cid) == (5, cid.sealed_cid(b"N" * 32))
+    assert update.pieces == [M.PieceManifest(cid=cid.piece_cid_v1(b"\x05" * 32), size=1024)]
+    assert isinstance(event, E.ReplicaUpdateSent) and event.msg_id == "m-update"
+    landed = msgspec.structs.replace(old, sealed_cid=cid.sealed_cid(b"N" * 32))   # it landed already
+    _, event = drive(procedures.procedure(core, cmd), scripted(landed, 140))
+    assert isinstance(event, E.ReplicaUpdateLanded)
+
+
+def test_an_update_is_active_past_finality_in_a_quiet_deadline_and_sent_again_when_reverted():
+    from zqnode.proofs import cid
+    core = new_core()
+    number = _snapping(core)
+    cmd = C.WaitUpdateActive(sector=number, step=9, cause="c", comm_r_new=b"N" * 32, landed=100)
+    new = msgspec.structs.replace(_view(5), sealed_cid=cid.sealed_cid(b"N" * 32))
+    final = 100 + DEVNET.chain_finality
+    asks, event = drive(procedures.procedure(core, cmd), scripted(
+        new, final - 1, _dl(9), None,                   # not final yet
+        new, final, _dl(6), None,                       # final, but next to its deadline
+        new, final + 8, _dl(8)))
+    assert isinstance(event, E.UpdateActive) and procedures.NextHead(final) in asks
+    _, event = drive(procedures.procedure(core, cmd), scripted(_view(5)))       # a reorg took it back
+    assert isinstance(event, E.ReplicaUpdateSubmitFailed) and "reorg" in event.error

@@ -82,3 +82,34 @@ def test_a_new_ticket_after_precommit2_runs_precommit1_again_and_the_old_replica
     proof = TASKS["C1"](c, P.C1Params(seed=SEED, ticket=new_ticket)).proof
     assert verify_seal(seal_proof=5, miner=1000, sector=4, ticket=new_ticket, seed=SEED,
                        comm_d=new.comm_d, comm_r=new.comm_r, proof=proof)
+
+
+def test_a_cc_sector_snapped_up_through_the_table_and_reruns_are_harmless(tmp_path):
+    """SnapDeals as the worker runs it: AP into DIR/update, RU, PR1, FRU, then the release
+    of the sector key; each again after a crash gives the same; the piece unseals."""
+    from zqnode.proofs import update
+    c = ctx(tmp_path, number=5)
+    TASKS["PC1"](c, P.PC1Params(seal_proof=5, ticket=TICKET))            # a CC sector, finalized
+    cc = TASKS["PC2"](c, P.PC2Params())
+    TASKS["FIN"](c, P.FINParams())
+    piece = b"deal data " * 100
+    ap = TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, update=True))
+    assert TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, update=True)) == ap
+    assert load_meta(c.sector_dir).comm_r == cc.comm_r.hex()              # the CC sector, untouched
+    with pytest.raises(ValueError, match="not the CC sector"):
+        TASKS["RU"](c, P.RUParams(comm_r_old=b"\x01" * 32))
+    ru = TASKS["RU"](c, P.RUParams(comm_r_old=cc.comm_r))
+    assert TASKS["RU"](c, P.RUParams(comm_r_old=cc.comm_r)) == ru          # recorded
+    pr1 = TASKS["PR1"](c, P.PR1Params(comm_r_new=ru.comm_r_new))
+    assert update.verify_update(update_proof=0, comm_r_old=cc.comm_r, comm_d_new=ru.comm_d_new,
+                                comm_r_new=ru.comm_r_new, proof=pr1.proof)
+    TASKS["FRU"](c, P.FRUParams())
+    TASKS["FRU"](c, P.FRUParams(release_key=True))
+    assert TASKS["FRU"](c, P.FRUParams(release_key=True)).removed == ["sealed (the sector key)"]
+    assert TASKS["FRU"](c, P.FRUParams()).removed == []                   # a re-run after the release
+    assert load_meta(c.sector_dir).comm_r == ru.comm_r_new.hex()
+    assert TASKS["UNS"](c, P.UNSParams(piece=0)).data == piece
+    wdp = TASKS["WDP"](c, P.WDPParams(seal_proof=5, randomness=bytes(32), sectors=[(5, ru.comm_r_new)]))
+    assert wdp.skipped == []
+    with pytest.raises(ValueError, match="not a committed-capacity sector"):   # it holds data now
+        TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, update=True))
