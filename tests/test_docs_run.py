@@ -386,9 +386,11 @@ class Scenario:
 
     def sector_for(self, command: str) -> int:
         """A Proving sector: 1, but 2 to rebuild, 3 to unseal and 4 to terminate (once back
-        to Proving from the last time); to remove, the newest (a sector pledged for it when
-        there is none)."""
+        to Proving from the last time); 1 to abort its upgrade (snap-up marked it); to
+        remove, the newest (a sector pledged for it when there is none)."""
         hub = self.machine("HUB")
+        if command == "sectors abort-upgrade":
+            return 1                                   # the sector `sectors snap-up` marked
         if command != "sectors remove":
             number = {"sectors rebuild": 2, "sectors unseal": 3, "sectors terminate": 4}.get(command, 1)
             deadline = time.monotonic() + 90           # done with the last rebuild or unseal

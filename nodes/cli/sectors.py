@@ -107,6 +107,9 @@ def status(number: int, with_log: bool, bus: str, target: str, as_json: bool) ->
     click.echo(f"precommit epoch {_epoch(i['precommit_epoch'])} msg {i['precommit_msg'] or '-'}")
     click.echo(f"seed      epoch {_epoch(i['seed_epoch'])} {i['seed'] or '-'}")
     click.echo(f"commit    epoch {_epoch(i['commit_epoch'])} msg {i['commit_msg'] or '-'}")
+    if i["update_comm_r"] or i["key_pieces"]:
+        click.echo(f"snapdeals comm_r_new {i['update_comm_r'] or '-'} msg {i['update_msg'] or '-'} "
+                   f"landed {_epoch(i['update_epoch'])}")
     click.echo(f"counts    pc1 fails {i['pc1_fails']}, pc2 fails {i['pc2_fails']}, "
                f"invalid proofs {i['invalid_proofs']}")
     for p in i["pieces"]:

@@ -73,7 +73,7 @@ class PosterNode:
         self.store: PosterStore | None = None
         self.network = ""
         self.refused = 0               # events the core refused (bugs): each logged, counted
-        self._comm_r: dict[tuple[int, int], bytes] = {}
+        self._comm_r: dict[tuple[int, int], tuple[bytes, int]] = {}    # -> (comm_r, the head it was read at)
         self._live: set[str] = set()
         self._scopes: dict[str, set[trio.CancelScope]] = {}
         self._head_seen = trio.Event()
@@ -241,12 +241,19 @@ class PosterNode:
         raise AssertionError(f"no answer to {ask!r}")
 
     async def _sector(self, miner: int, number: int) -> SectorInput:
-        comm_r = self._comm_r.get((miner, number))
-        if comm_r is None:
+        """The sector's comm_r on chain (SnapDeals changes it) and where its files are. A
+        value read recently enough is kept: an update cannot land while the sector's
+        deadline is the current or the next, so one read at most window - lookback epochs
+        before a proof is the proof's; and a released CC replica is a finality past it."""
+        p = self.core.policy
+        head = self.core.head.epoch if self.core.head else -1
+        comm_r, read_at = self._comm_r.get((miner, number), (b"", -1))
+        if not comm_r or head - read_at > min(p.challenge_window - p.challenge_lookback, p.chain_finality):
             view = await self.chain.sector(miner, number)
             if view is None:
                 raise LookupError(f"the chain has no sector {number} of f0{miner}")
-            comm_r = self._comm_r[(miner, number)] = cids.parse_sealed_cid(view.sealed_cid)
+            comm_r = cids.parse_sealed_cid(view.sealed_cid)
+            self._comm_r[(miner, number)] = (comm_r, head)
         return SectorInput(number=number, comm_r=comm_r, path=self.locator.locate(miner, number))
 
     async def _push(self, ask: procedures.Push) -> str:

@@ -301,9 +301,9 @@ def _quiet(core: SealingCore, deadline: int, di, spread: int) -> bool:
 
 
 def _send_replica_update(core: SealingCore, cmd: C.SendReplicaUpdate) -> Procedure:
-    """ProveReplicaUpdates3 once, when the sector's deadline is mutable (neither the one
-    being proven nor the next: the actor refuses those), with the deal pieces that make
-    comm_d_new."""
+    """ProveReplicaUpdates3 once, when the sector is active (a WindowPoSt proved it: the
+    actor updates no other) and its deadline mutable (neither the one being proven nor the
+    next), with the deal pieces that make comm_d_new."""
     new_cid = cids.sealed_cid(cmd.comm_r_new)
     while True:
         view = yield SectorOf(core.miner, cmd.sector)
@@ -311,9 +311,11 @@ def _send_replica_update(core: SealingCore, cmd: C.SendReplicaUpdate) -> Procedu
             return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error="the sector is not on chain")
         if view.sealed_cid == new_cid:
             return _event(core, E.ReplicaUpdateLanded, cmd, epoch=(yield Head()))
+        if view.state in ("faulty", "recovering"):
+            return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error=f"the sector is {view.state} on chain")
         di = yield CurrentDeadline(core.miner)
         ahead = (view.deadline - di.index) % core.policy.period_deadlines
-        if ahead not in (0, 1):
+        if view.state == "active" and ahead not in (0, 1):
             break
         yield NextHead(di.close)
     s = core.sectors[cmd.sector]

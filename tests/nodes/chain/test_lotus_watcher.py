@@ -149,6 +149,9 @@ async def test_vanilla_proofs_are_not_sent_to_a_real_network(pair):
                                       chain_commit_rand=b"\0" * 32)
     with pytest.raises(RemoteError, match="needs SNARK proofs"):
         await api.push(M.Message.call("t0100", 1000, post))
+    snap = M.ProveReplicaUpdates3Params(sector_updates=[], sector_proofs=[], update_proofs_type=0)
+    with pytest.raises(RemoteError, match="ProveReplicaUpdates3 needs SNARK proofs"):
+        await api.push(M.Message.call("t0100", 1000, snap))
 
 
 async def test_the_watcher_sends_only_for_its_miners_from_their_addresses(pair):
