@@ -29,7 +29,7 @@ from zqnode.bus.codec import RemoteError
 from zqnode.nodes.fetched import Expected, FetchedDataError, verify_meta, verify_sealed, verify_unsealed
 from zqnode.bus.peer import CallTimeout, Peer, Refused
 from zqnode.nodes.wire.sectors import SectorRef
-from zqnode.proofs.sector import META, SEALED, STAGES, UNSEALED, SectorError, SectorMeta, load_meta
+from zqnode.proofs.sector import META, SEALED, STAGES, UNSEALED, UPDATE_DIR, SectorError, SectorMeta, load_meta
 from zqnode.nodes.wire.worker import (FileEntry, WorkerChunk, WorkerFetch, WorkerFileList,
                                       WorkerSectorFiles)
 
@@ -236,6 +236,22 @@ def _check_listing(listing, dest: Path, max_bytes: int) -> None:
             raise FetchError(f"it lists a {e.message}") from None
 
 
+def _replica_of(dest: Path, names: set[str], comm_r: bytes) -> tuple[Path, set[str]]:
+    """Where the files of the chain's comm_r are: the sector's directory, or during a
+    SnapDeals upgrade its update (the CC replica beside it is then only the sector key)."""
+    inner = f"{UPDATE_DIR}/{META}"
+    if not comm_r or inner not in names:
+        return dest, names
+    try:
+        theirs = load_meta(dest / UPDATE_DIR).comm_r
+    except SectorError:
+        return dest, names
+    if theirs != comm_r.hex():
+        return dest, names
+    prefix = f"{UPDATE_DIR}/"
+    return dest / UPDATE_DIR, {n[len(prefix):] for n in names if n.startswith(prefix)}
+
+
 def check_fetched(dest: Path, files: list[str], expected: "Expected | None", sector_size: int) -> None:
     """What was fetched into `dest` against commitments from our own side (the chain, or
     the work's params): sector.json's commitments, the sealed replica and its cache
@@ -245,6 +261,7 @@ def check_fetched(dest: Path, files: list[str], expected: "Expected | None", sec
     if expected is None:
         return
     names = set(files)
+    dest, names = _replica_of(dest, names, expected.comm_r)
     try:
         if META in names:
             verify_meta(dest, expected.comm_r, expected.comm_d)

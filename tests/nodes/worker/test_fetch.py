@@ -213,3 +213,23 @@ async def test_a_copy_here_at_a_later_stage_is_not_taken_back_by_a_stale_source(
     (src / "sector.json").write_text(META)
     files, _ = await fetch_sector(peer, ["w1"], SECTOR, dest)
     assert "sealed" in files and (dest / "sealed").read_bytes() == (src / "sealed").read_bytes()
+
+
+def test_a_sector_mid_upgrade_is_checked_against_the_replica_the_chain_has(tmp_path):
+    """SnapDeals: once the update landed, the chain's comm_r is the update's; the CC replica
+    beside it is the sector key. Either comm_r checks out; a third does not."""
+    from zqnode.proofs import seal, snap
+    from zqnode.proofs.sector import UPDATE_DIR
+    from zqnode.proofs.sector import load_meta as meta_of
+    src = tmp_path / "s-1000-9"
+    seal.precommit1(src, bytes([3]) * 32, seal_proof=5, miner=1000, sector=9,
+                    parent_cache_dir=tmp_path / "parents", backend="cpu")
+    cc = seal.precommit2(src, backend="cpu")
+    done = snap.encode(src, b"snap data" * 50, src / UPDATE_DIR, backend="cpu")
+    names = [f.name for f in list_files(src)]
+    assert f"{UPDATE_DIR}/sealed" in names
+    check_fetched(src, names, Expected(5, comm_r=cc.comm_r), 2048)               # before it lands
+    check_fetched(src, names, Expected(5, comm_r=done.comm_r_new, comm_d=done.comm_d_new), 2048)
+    assert meta_of(src).comm_r == cc.comm_r.hex()
+    with pytest.raises(FetchError, match="not the sector's"):
+        check_fetched(src, names, Expected(5, comm_r=b"\x02" * 32), 2048)
