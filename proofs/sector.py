@@ -97,15 +97,17 @@ _meta_decoder = msgspec.json.Decoder(SectorMeta)
 
 def holding(sector_dir, comm_r: bytes | None) -> Path:
     """The directory of `sector_dir`'s replica of `comm_r`: itself, or during a SnapDeals
-    upgrade its update directory once the chain has the new comm_r (None: itself)."""
+    upgrade its update once the chain has the new comm_r, there or where the release of
+    the CC replica is moving it (proofs.snap.release_key) (None: itself)."""
+    here = Path(sector_dir)
     if comm_r is not None:
-        update = Path(sector_dir) / UPDATE_DIR
-        try:
-            if load_meta(sector_dir).comm_r != comm_r.hex() and load_meta(update).comm_r == comm_r.hex():
-                return update
-        except SectorError:
-            pass
-    return Path(sector_dir)
+        for where in (here, here / UPDATE_DIR, here.with_name(f".{here.name}.updated")):
+            try:
+                if load_meta(where).comm_r == comm_r.hex():
+                    return where
+            except SectorError:
+                continue
+    return here
 
 
 def meta_path(sector_dir) -> Path:

@@ -257,10 +257,11 @@ def prove(updated_dir, sealed_dir, *, backend: str | Backend = "auto",
     return proof
 
 
-def release_key(sector_dir) -> bool:
-    """ReleaseSectorKey: the update directory becomes the sector's directory and the CC
-    replica goes. By renames, so a crash leaves either layout or a state this finishes
-    when run again; False when there was nothing left to do."""
+def release_key(sector_dir, comm_r_new: bytes | None = None) -> bool:
+    """ReleaseSectorKey: the update directory (of `comm_r_new`, when given: the chain's)
+    becomes the sector's directory and the CC replica goes. By renames, so a crash leaves
+    either layout or a state this finishes when run again (sector.holding finds the
+    replica in each); False when there was nothing left to do."""
     here = Path(sector_dir)
     staged = here.with_name(f".{here.name}.updated")
     key = here.with_name(f".{here.name}.key")
@@ -268,6 +269,9 @@ def release_key(sector_dir) -> bool:
         meta = load_meta(here / UPDATE_DIR)
         if meta.update is None or meta.update.comm_r_old != load_meta(here).comm_r:
             raise SectorError(f"{here / UPDATE_DIR} is not an update of the sector in {here}")
+        if comm_r_new is not None and meta.comm_r != comm_r_new.hex():
+            raise SectorError(f"{here / UPDATE_DIR} is the replica of {meta.comm_r[:16]}, not of the chain's "
+                              f"{comm_r_new.hex()[:16]}: the sector key stays")
         os.replace(here / UPDATE_DIR, staged)
     if staged.is_dir():
         if here.is_dir():

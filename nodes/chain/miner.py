@@ -34,6 +34,7 @@ from zqnode.nodes.chain.policy import DeadlineInfo, Policy, current_deadline, de
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy, blake2b256
 from zqnode.proofs import cid as cids
 from zqnode.proofs import commp
+from zqnode.proofs.merkle import zero_commitment
 from zqnode.proofs import params as proof_params
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
@@ -402,7 +403,8 @@ MAX_UPDATE_PROOF = 16 << 20         # a vanilla proof (the actor takes 4096 byte
 
 def prove_replica_updates3(m: MinerState, rt: Runtime, p: M.ProveReplicaUpdates3Params) -> bytes:
     """Each CC sector takes its data (builtin-actors' validate_replica_updates and
-    update_replica_states): an active sector, in a mutable deadline, with no data yet,
+    update_replica_states): an active sector, in a mutable deadline, with no data (its
+    CommD the zero one; the actor asks for zero deal weight),
     whose update proof verifies against its comm_r, the new comm_r and the CommD of the
     pieces. require_activation_success is all or nothing; otherwise a sector that fails
     is skipped and named in the return."""
@@ -448,7 +450,7 @@ def _update_replica(m: MinerState, rt: Runtime, u: M.SectorUpdateManifest, proof
     if ((s.deadline, s.partition) != (u.deadline, u.partition) or u.partition >= len(parts)
             or u.sector not in parts[u.partition].active()):
         raise _illegal(f"sector {u.sector} isn't active in deadline {u.deadline} partition {u.partition}")
-    if s.sector_key_cid:
+    if s.sector_key_cid or s.unsealed_cid != cids.piece_cid_v1(zero_commitment(m.sector_size)):
         raise _illegal(f"cannot update sector with non-zero data, sector {u.sector}")
     expected = proof_params.update_proof_id(m.sector_size)
     if proof_type != expected:

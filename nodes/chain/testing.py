@@ -76,10 +76,11 @@ class ChainDriver:
             seed=self.chain.randomness(DomainTag.InteractiveSealChallengeSeed, pc.seed_epoch, entropy),
             comm_d=pc.comm_d, comm_r=pc.comm_r)
 
-    def seal(self, miner: int, sector: int) -> M.SectorLocation:
-        """Pre-commit, wait for the seed, prove: the sector is then on chain (unproven)."""
+    def seal(self, miner: int, sector: int, **override) -> M.SectorLocation:
+        """Pre-commit (`override`: its params), wait for the seed, prove: the sector is then
+        on chain (unproven)."""
         self.run_to(max(self.epoch, self.policy.seal_randomness_lookback))   # a ticket exists
-        r = self.receipt_after(self.send(miner, self.precommit_params(miner, sector)))
+        r = self.receipt_after(self.send(miner, self.precommit_params(miner, sector, **override)))
         assert r.exit_code == 0, r.error
         self.run_to(self.chain.precommit(miner, sector).seed_epoch)
         r = self.receipt_after(self.send(miner, M.ProveCommitSectorParams(

@@ -30,7 +30,8 @@ def task_params(cmd: C.RunTask):
     if isinstance(cmd, C.RunProveReplicaUpdate):
         return P.PR1Params(comm_r_new=cmd.comm_r_new)
     if isinstance(cmd, C.RunFinalizeReplicaUpdate):
-        return P.FRUParams(keep_unsealed=cmd.keep_unsealed, release_key=cmd.release_key)
+        return P.FRUParams(keep_unsealed=cmd.keep_unsealed, release_key=cmd.release_key,
+                           comm_r_new=cmd.comm_r_new, drop_update=cmd.drop_update)
     if isinstance(cmd, C.RunPreCommit1):
         return P.PC1Params(seal_proof=cmd.seal_proof, ticket=cmd.ticket)
     if isinstance(cmd, C.RunPreCommit2):

@@ -144,7 +144,7 @@ class StorageLocator:
                 names = sorted(e.name for e in os.scandir(root))
             except OSError:
                 continue
-            self._add(found, (str(root / name) for name in names))
+            self._add(found, (str(root / name) for name in names if not name.startswith(".")))  # not a move's
         self._paths = found
         self._scanned_at = time.monotonic()
         return len(found)

@@ -124,6 +124,7 @@ class PosterNode:
             try:
                 async with self.chain.notify() as updates:
                     async for u in updates:
+                        self._forget_comm_r(u)
                         self._send.send_nowait(HeadChanged(
                             cause=f"head {u.head.epoch}",
                             reverted=[Tip(t.epoch, t.key) for t in u.reverted],
@@ -240,6 +241,15 @@ class PosterNode:
             return await self._push(ask)
         raise AssertionError(f"no answer to {ask!r}")
 
+    def _forget_comm_r(self, u) -> None:
+        """comm_r values read at a reverted epoch, or before a snapshot, may be gone (a
+        SnapDeals update the reorg took back): read again."""
+        if u.current:
+            self._comm_r.clear()
+        elif u.reverted:
+            lowest = min(t.epoch for t in u.reverted)
+            self._comm_r = {k: v for k, v in self._comm_r.items() if v[1] < lowest}
+
     async def _sector(self, miner: int, number: int) -> SectorInput:
         """The sector's comm_r on chain (SnapDeals changes it) and where its files are. A
         value read recently enough is kept: an update cannot land while the sector's
@@ -248,7 +258,7 @@ class PosterNode:
         p = self.core.policy
         head = self.core.head.epoch if self.core.head else -1
         comm_r, read_at = self._comm_r.get((miner, number), (b"", -1))
-        if not comm_r or head - read_at > min(p.challenge_window - p.challenge_lookback, p.chain_finality):
+        if not comm_r or not 0 <= head - read_at <= min(p.challenge_window - p.challenge_lookback, p.chain_finality):
             view = await self.chain.sector(miner, number)
             if view is None:
                 raise LookupError(f"the chain has no sector {number} of f0{miner}")

@@ -56,8 +56,10 @@ class RunProveReplicaUpdate(RunTask, frozen=True, kw_only=True):
 
 
 class RunFinalizeReplicaUpdate(RunTask, frozen=True, kw_only=True):
-    keep_unsealed: bool
-    release_key: bool                  # ReleaseSectorKey
+    keep_unsealed: bool = False
+    release_key: bool = False          # ReleaseSectorKey (of the update of comm_r_new)
+    comm_r_new: bytes = b""
+    drop_update: bool = False          # AbortUpgrade: the update's files go
 
 
 class RunPreCommit1(RunTask, frozen=True, kw_only=True):

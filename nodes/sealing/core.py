@@ -206,6 +206,9 @@ class SealingCore:
                                f"(last: {type(out).__name__} in {work.state})")
         work.updated = now
         self.sectors[s.number] = work
+        if isinstance(event, E.UpgradeAborted):      # its deal pieces go to other deal sectors
+            for piece in [*s.deal_pieces(), *s.pending]:
+                out += self.assign_piece(msgspec.structs.replace(piece, offset=-1), now)[1]
         if work.state in BATCHING:
             self.batching.add(s.number)
         else:
@@ -315,6 +318,9 @@ class SealingCore:
     def _step(self, s: SectorInfo, event: E.Event, now: float, log: list[LogEntry],
               consumed: list[C.Command]) -> E.Event | list[C.Command]:
         prev = s.state
+        if isinstance(event, E.AbortUpgrade) and s.update_sent:
+            raise InvalidTransition(f"sector {s.number}'s update was sent to the chain: the upgrade can no "
+                                    "longer be aborted (it lands, or is sent again)")
         target = TABLE[prev].get(type(event))
         if target is None:
             raise InvalidTransition(f"sector {s.number} in {prev or 'no state'} does not take "
@@ -560,7 +566,8 @@ class SealingCore:
 
     def _finalize_replica_update(self, s, now, release_key: bool = False):
         return [self._cmd(C.RunFinalizeReplicaUpdate, s, task="FRU", priority=self._priority(s),
-                          keep_unsealed=self.cfg.keep_unsealed, release_key=release_key)]
+                          keep_unsealed=self.cfg.keep_unsealed, release_key=release_key,
+                          comm_r_new=s.update_comm_r if release_key else b"")]
 
     def _replica_update_failed(self, s, now):
         """Lotus's handleSubmitReplicaUpdateFailed, from what the sector has: the step that
@@ -709,6 +716,8 @@ class SealingCore:
             raise BadResume(f"no state {want!r} (states: {', '.join(S.ALL)})")
         if want in S.NOT_RESUMABLE:
             raise BadResume(f"cannot resume into {want}: the machine enters it itself")
+        if want == S.ABORT_UPGRADE and s.update_sent:
+            raise BadResume(f"sector {s.number}'s update was sent to the chain: the upgrade cannot be aborted")
         if s.kind == "cc" and want in (S.WAIT_DEALS, S.ADD_PIECE):
             raise BadResume(f"sector {s.number} is a CC sector: it takes no pieces")
         missing = [f for f in S.REQUIRES.get(want, ()) if not getattr(s, f)]
@@ -790,5 +799,5 @@ HANDLERS = {
     S.REPLICA_UPDATE_FAILED: SealingCore._replica_update_failed,
     S.FINALIZE_REPLICA_UPDATE_FAILED: _retry(E.RetryFinalizeReplicaUpdate),
     S.RELEASE_SECTOR_KEY_FAILED: _retry(E.RetryReleaseSectorKey),
-    S.ABORT_UPGRADE: _retry(E.UpgradeAborted),
+    S.ABORT_UPGRADE: lambda core, s, now: [core._cmd(C.RunFinalizeReplicaUpdate, s, task="FRU", drop_update=True)],
 }

@@ -420,7 +420,7 @@ class ReplicaUpdateSent(Event, frozen=True, kw_only=True):
     msg_id: str
 
     def apply(self, s, now):
-        s.update_msg = self.msg_id
+        s.update_msg, s.update_sent = self.msg_id, True
 
 
 class ReplicaUpdateLanded(Event, frozen=True, kw_only=True):
@@ -474,10 +474,13 @@ class RetryReleaseSectorKey(Event, frozen=True, kw_only=True):
 
 
 class AbortUpgrade(Event, frozen=True, kw_only=True):
-    """Give the upgrade up (before it is sent): the sector proves its CC replica again."""
+    """Give the upgrade up (before it is sent): its update's files go, its deal pieces go to
+    other deal sectors, and the sector proves its CC replica again."""
 
 
 class UpgradeAborted(Event, frozen=True, kw_only=True):
+    work_id: str
+
     def apply(self, s, now):
         s.pieces, s.key_pieces, s.pending, s.kind = s.key_pieces, [], [], "cc"
         s.update_comm_r, s.update_comm_d, s.update_proof, s.update_msg = b"", b"", b"", ""

@@ -315,7 +315,7 @@ def _send_replica_update(core: SealingCore, cmd: C.SendReplicaUpdate) -> Procedu
             return _event(core, E.ReplicaUpdateSubmitFailed, cmd, error=f"the sector is {view.state} on chain")
         di = yield CurrentDeadline(core.miner)
         ahead = (view.deadline - di.index) % core.policy.period_deadlines
-        if view.state == "active" and ahead not in (0, 1):
+        if view.state == "active" and ahead not in (0, 1, 2):     # 2: it may be next when it lands
             break
         yield NextHead(di.close)
     s = core.sectors[cmd.sector]
@@ -541,6 +541,6 @@ def task_done(core: SealingCore, cmd: C.RunTask, work_id: str, r) -> E.Event:
     if isinstance(cmd, C.RunProveReplicaUpdate):
         return _event(core, E.ReplicaUpdateProven, cmd, work_id=work_id, proof=r.proof)
     if isinstance(cmd, C.RunFinalizeReplicaUpdate):
-        kind = E.SectorKeyReleased if cmd.release_key else E.Finalized
+        kind = E.UpgradeAborted if cmd.drop_update else E.SectorKeyReleased if cmd.release_key else E.Finalized
         return _event(core, kind, cmd, work_id=work_id)
     raise AssertionError(f"no result mapping for {type(cmd).__name__}")

@@ -67,6 +67,7 @@ class SectorInfo(msgspec.Struct, kw_only=True):
     update_comm_r: bytes = b""
     update_proof: bytes = b""
     update_msg: str = ""
+    update_sent: bool = False          # a ProveReplicaUpdates3 went out: no abort any more
     update_epoch: int = -1             # when ProveReplicaUpdates3 landed
     # plans
     rebuild_added: int = 0             # deal pieces added again by a rebuild

@@ -121,7 +121,7 @@ TABLE: dict[str, dict[type[E.Event], str]] = {
                               E.AbortUpgrade: S.ABORT_UPGRADE},
     S.FINALIZE_REPLICA_UPDATE_FAILED: {E.RetryFinalizeReplicaUpdate: S.FINALIZE_REPLICA_UPDATE},
     S.RELEASE_SECTOR_KEY_FAILED: {E.RetryReleaseSectorKey: S.RELEASE_SECTOR_KEY},
-    S.ABORT_UPGRADE: {E.UpgradeAborted: S.PROVING},
+    S.ABORT_UPGRADE: {E.UpgradeAborted: S.PROVING, E.TaskFailed: SAME},
 }
 
 # Taken in every state but the final ones (Lotus's global mutators, and the back-off):

@@ -69,10 +69,13 @@ class PR1Params(_Params):
 
 
 class FRUParams(_Params):
-    """FinalizeReplicaUpdate; with `release_key`, ReleaseSectorKey: the update becomes the
-    sector's directory and the CC replica goes."""
+    """FinalizeReplicaUpdate; with `release_key`, ReleaseSectorKey: the update (of
+    `comm_r_new`) becomes the sector's directory and the CC replica goes; with
+    `drop_update`, AbortUpgrade: the update's files go."""
     keep_unsealed: bool = False
     release_key: bool = False
+    comm_r_new: bytes = b""
+    drop_update: bool = False
 
 
 class WDPParams(_Params):

@@ -25,7 +25,7 @@ from zqnode.proofs.sector import UPDATE_DIR, load_meta, meta_path
 
 def add_piece(ctx: TaskContext, p: P.APParams) -> P.APResult:
     where = ctx.sector_dir / UPDATE_DIR if p.update else ctx.sector_dir
-    if p.update and p.index == 0 and where.exists() and load_meta(where).update is not None:
+    if p.update and p.index == 0 and meta_path(where).exists() and load_meta(where).update is not None:
         shutil.rmtree(where)                       # an upgrade aborted after its replica: a new one
     if meta_path(where).exists():
         pieces = load_meta(where).pieces
@@ -118,8 +118,13 @@ def prove_replica_update(ctx: TaskContext, p: P.PR1Params) -> P.PR1Result:
 
 
 def finalize_replica_update(ctx: TaskContext, p: P.FRUParams) -> P.FINResult:
+    if p.drop_update:
+        if load_meta(ctx.sector_dir).update is not None:
+            raise seal.SectorError(f"sector {ctx.number}'s update is its replica now: it cannot be dropped")
+        shutil.rmtree(ctx.sector_dir / UPDATE_DIR, ignore_errors=True)
+        return P.FINResult(removed=[UPDATE_DIR])
     if p.release_key:
-        snap.release_key(ctx.sector_dir)
+        snap.release_key(ctx.sector_dir, p.comm_r_new)
         return P.FINResult(removed=["sealed (the sector key)"])
     update = ctx.sector_dir / UPDATE_DIR
     if not update.is_dir() and load_meta(ctx.sector_dir).update is not None:

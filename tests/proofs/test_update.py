@@ -245,12 +245,15 @@ def test_a_cc_sector_upgraded_in_place_proves_releases_its_key_and_unseals(seal_
 
 def test_a_release_cut_short_is_finished_by_the_next(seal_2k, tmp_path):
     import os
-    from zqnode.proofs.sector import UPDATE_DIR
+    from zqnode.proofs.sector import UPDATE_DIR, holding
     cc = tmp_path / "s-1000-5"
     seal_2k(cc, sector=5, ticket=bytes([9]) * 32)
     done = snap.encode(cc, b"\x01" * 500, cc / UPDATE_DIR, backend="cpu")
+    with pytest.raises(SectorError, match="the sector key stays"):              # not the chain's replica
+        snap.release_key(cc, b"\x02" * 32)
     os.replace(cc / UPDATE_DIR, tmp_path / ".s-1000-5.updated")  # killed after its first rename ...
+    assert holding(cc, done.comm_r_new) == tmp_path / ".s-1000-5.updated"       # WindowPoSt still finds it
     os.replace(cc, tmp_path / ".s-1000-5.key")                   # ... and its second
-    assert snap.release_key(cc)
+    assert snap.release_key(cc, done.comm_r_new)
     assert load_meta(cc).hex_field("comm_r") == done.comm_r_new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s-1000-5"]

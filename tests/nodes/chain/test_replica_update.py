@@ -8,15 +8,19 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.testing import ChainDriver
 from zqnode.nodes.chain.verifiers import fake_replica_update_proof
 from zqnode.proofs import cid, commp
+from zqnode.proofs.merkle import zero_commitment
 from zqnode.proofs.params import update_proof_id
 
 MINER = 1000
 PIECE = M.PieceManifest(cid=cid.piece_cid_v1(b"\x05" * 32), size=1024)
 
 
-def _active(d: ChainDriver, number: int):
-    """Sector `number` sealed and proven by a WindowPoSt: active."""
-    loc = d.seal(MINER, number)
+CC = cid.piece_cid_v1(zero_commitment(2048))
+
+
+def _active(d: ChainDriver, number: int, unsealed_cid: str = CC):
+    """Sector `number` sealed (CC by default) and proven by a WindowPoSt: active."""
+    loc = d.seal(MINER, number, unsealed_cid=unsealed_cid)
     d.run_to_open(MINER, loc.deadline)
     r = d.receipt_after(d.send(MINER, d.post_params(MINER, [loc.partition])))
     assert r.exit_code == 0, r.error
@@ -101,8 +105,12 @@ def test_updates_the_actor_refuses():
     wrong = msgspec.structs.replace(loc, partition=loc.partition + 1)
     r, _ = _update(d, 1, wrong, new)
     assert r.exit_code != 0 and "isn't active" in r.error
-    unproven = d.seal(MINER, 2)                                  # on chain, not yet proven
+    unproven = d.seal(MINER, 2, unsealed_cid=CC)                 # on chain, not yet proven
     _mutable(d, unproven.deadline)
     r, _ = _update(d, 2, unproven, new)
     assert r.exit_code != 0 and "isn't active" in r.error
     assert d.chain.sector(MINER, 1).sector_key_cid == ""         # nothing changed
+    data = _active(d, 3, unsealed_cid=cid.piece_cid_v1(b"\x07" * 32))   # sealed with data
+    _mutable(d, data.deadline)
+    r, _ = _update(d, 3, data, new)
+    assert r.exit_code != 0 and "non-zero data" in r.error

@@ -826,6 +826,7 @@ def test_every_state_is_entered_by_some_event_sequence():
     core.assign_piece(Piece(comm_p=b"\x06" * 32, payload_size=400, padded_size=512, path="/pieces/p2"), 0.0)
     fail(core, u, "AP", 0.0)
     core.handle(core.event(E.AbortUpgrade, u), 0.0)
+    core.handle(ev(core, E.UpgradeAborted, u, work_id="drop"), 0.0)
     u = snapped_up(core)
     through_the_update(core, u, until=S.REPLICA_UPDATE_WAIT)
     core.handle(ev(core, E.ReplicaUpdateSubmitFailed, u, error="x"), 0.0)
@@ -909,12 +910,29 @@ def test_a_replica_update_with_the_wrong_comm_d_fails_and_an_upgrade_aborts_back
     assert state(core, n) == S.REPLICA_UPDATE_FAILED and "the pieces make" in s.last_error
     cmds = core.handle(ev(core, E.Wake, n), 1e6)               # back-off over: the RU again
     assert state(core, n) == S.UPDATE_REPLICA and last(cmds, C.RunReplicaUpdate)
-    core.handle(core.event(E.AbortUpgrade, n), 1e6)
+    cmds = core.handle(core.event(E.AbortUpgrade, n), 1e6)
+    assert state(core, n) == S.ABORT_UPGRADE and last(cmds, C.RunFinalizeReplicaUpdate).drop_update
+    cmds = core.handle(ev(core, E.UpgradeAborted, n, work_id="drop"), 1e6)
     s = core.sectors[n]
     assert (state(core, n), s.kind, s.deal_pieces(), s.update_comm_r, s.comm_r) == (S.PROVING, "cc", [], b"", COMM_R)
     assert [p.padded_size for p in s.pieces] == [2048] and s.key_pieces == []     # its CC layout again
+    (home,) = [m for m, x in core.sectors.items() if [p.path for p in (*x.pieces, *x.pending)] == ["/pieces/p1"]]
+    assert home != n and core.sectors[home].kind == "deal"        # its piece went to a new deal sector
     with pytest.raises(SealingError, match="from Proving"):
         core.snap_up(to_state(core, S.COMMITTING), 1e6)
+
+
+def test_an_upgrade_sent_to_the_chain_cannot_be_aborted():
+    core = new_core()
+    n = snapped_up(core)
+    through_the_update(core, n, until=S.REPLICA_UPDATE_WAIT)
+    core.handle(ev(core, E.ReplicaUpdateSubmitFailed, n, error="reverted"), 1.0)
+    assert state(core, n) == S.REPLICA_UPDATE_FAILED and core.sectors[n].update_msg == ""
+    with pytest.raises(InvalidTransition, match="can no longer be aborted"):
+        core.handle(core.event(E.AbortUpgrade, n), 2.0)
+    with pytest.raises(BadResume, match="cannot be aborted"):
+        core.handle(core.event(E.Resume, n, state=S.ABORT_UPGRADE), 2.0)
+    assert state(core, n) == S.REPLICA_UPDATE_FAILED
 
 
 def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():

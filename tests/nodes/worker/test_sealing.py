@@ -93,6 +93,8 @@ def test_a_cc_sector_snapped_up_through_the_table_and_reruns_are_harmless(tmp_pa
     cc = TASKS["PC2"](c, P.PC2Params())
     TASKS["FIN"](c, P.FINParams())
     piece = b"deal data " * 100
+    TASKS["AP"](c, P.APParams(seal_proof=5, piece=b"an aborted upgrade's piece " * 20, update=True))
+    assert TASKS["FRU"](c, P.FRUParams(drop_update=True)).removed == ["update"]     # AbortUpgrade
     ap = TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, update=True))
     assert TASKS["AP"](c, P.APParams(seal_proof=5, piece=piece, update=True)) == ap
     assert load_meta(c.sector_dir).comm_r == cc.comm_r.hex()              # the CC sector, untouched
@@ -104,8 +106,13 @@ def test_a_cc_sector_snapped_up_through_the_table_and_reruns_are_harmless(tmp_pa
     assert update.verify_update(update_proof=0, comm_r_old=cc.comm_r, comm_d_new=ru.comm_d_new,
                                 comm_r_new=ru.comm_r_new, proof=pr1.proof)
     TASKS["FRU"](c, P.FRUParams())
-    TASKS["FRU"](c, P.FRUParams(release_key=True))
-    assert TASKS["FRU"](c, P.FRUParams(release_key=True)).removed == ["sealed (the sector key)"]
+    with pytest.raises(ValueError, match="the sector key stays"):           # not the chain's comm_r
+        TASKS["FRU"](c, P.FRUParams(release_key=True, comm_r_new=cc.comm_r))
+    TASKS["FRU"](c, P.FRUParams(release_key=True, comm_r_new=ru.comm_r_new))
+    assert TASKS["FRU"](c, P.FRUParams(release_key=True, comm_r_new=ru.comm_r_new)).removed == [
+        "sealed (the sector key)"]
+    with pytest.raises(ValueError, match="cannot be dropped"):               # an abort comes too late
+        TASKS["FRU"](c, P.FRUParams(drop_update=True))
     assert TASKS["FRU"](c, P.FRUParams()).removed == []                   # a re-run after the release
     assert load_meta(c.sector_dir).comm_r == ru.comm_r_new.hex()
     assert TASKS["UNS"](c, P.UNSParams(piece=0)).data == piece
