@@ -16,7 +16,7 @@ from tests.post_windows import MINER, P, first_after, head_epoch, wait_epoch, zq
 from tests.procs import Proc, sealing_events, until, zqnode
 
 SECTORS = 4
-EPOCH_S = "0.2"
+EPOCH_S = "0.15"
 
 
 def test_two_cc_sectors_snapped_up_through_a_kill_proven_and_unsealed(tmp_path, free_bus_address, monkeypatch):
