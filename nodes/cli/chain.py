@@ -170,7 +170,8 @@ def sector(number: int, miner: int, bus: str, as_json: bool) -> None:
         return
     if s is not None:
         click.echo(f"sector {s.number}: {s.state}, deadline {s.deadline} partition {s.partition}, "
-                   f"activated at {s.activation}, {s.sealed_cid}")
+                   f"activated at {s.activation}, {s.sealed_cid}"
+                   + (f" (SnapDeals: updated from {s.sector_key_cid})" if s.sector_key_cid else ""))
     elif pc is not None:
         click.echo(f"sector {pc.sector_number}: pre-committed at {pc.precommit_epoch}, seed at "
                    f"{pc.seed_epoch}, prove by {pc.prove_by}, ticket epoch {pc.seal_rand_epoch}")

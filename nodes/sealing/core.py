@@ -167,6 +167,8 @@ class SealingCore:
         s = self.sectors.get(number)
         if s is None:
             raise UnknownSector(f"no sector {number}")
+        if s.state in S.SNAP or s.key_pieces:
+            raise SealingError(f"sector {number} is being snapped up already ({s.state})")
         if s.kind != "cc" or s.deal_pieces():
             raise SealingError(f"sector {number} holds deal data: only a committed-capacity sector is snapped up")
         if s.state != S.PROVING or s.paused:

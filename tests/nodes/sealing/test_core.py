@@ -881,6 +881,8 @@ def test_a_snapped_up_cc_sector_takes_a_piece_and_its_new_replica():
     n = snapped_up(core)
     s = core.sectors[n]
     assert (s.kind, [p.path for p in s.pieces], s.key_pieces != []) == ("deal", ["/pieces/p1"], True)
+    with pytest.raises(SealingError, match="being snapped up already"):
+        core.snap_up(n, 0.5)
     assert s.comm_r == COMM_R                                  # the chain's, until the update is final
     cmds = core.handle(core.event(E.StartPacking, n), 1.0)
     assert state(core, n) == S.UPDATE_REPLICA
