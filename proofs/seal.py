@@ -578,7 +578,19 @@ def decoded(nodes: int, words: Callable[[int, int], bytes], impl: Backend, tmp: 
     return bytes(tops) if len(tops) == WORD else impl.tree_d(bytes(tops))[-1]
 
 
-def unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
+def write_data(meta: SectorMeta, piece: int | None, padded: Path, out, chunk_bytes: int) -> int:
+    """Write the sector's data from its padded copy to `out` (atomically): the whole
+    sector's unpadded bytes, or the payload of piece `piece`; the bytes written."""
+    if piece is None:
+        region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
+    else:
+        info = meta.pieces[piece]
+        region = (info.offset, info.padded_size, info.payload_size)
+    write_atomic(out, _unpadded(padded, *region, chunk_bytes))
+    return region[2]
+
+
+def _unpadded(padded: Path, start: int, size: int, length: int, chunk_bytes: int):
     """A function writing the fr32-unpadded bytes of padded[start:start + size], cut to
     `length`, to a file, a chunk at a time (chunks of whole 128-byte fr32 blocks)."""
     step = max(chunk_bytes // 128, 1) * 128
@@ -627,15 +639,9 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None,
         if decoded(meta.proof().nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
             raise SectorError(f"sector {meta.sector}: the unsealed data does not hash to comm_d "
                               "(the sealed file is corrupt)")
-        if piece is None:
-            region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
-        else:
-            info = meta.pieces[piece]
-            region = (info.offset, info.padded_size, info.payload_size)
-        write_atomic(out, unpadded(data, *region, chunk_bytes))
+        length = write_data(meta, piece, data, out, chunk_bytes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    length = region[2]
     _say(progress, f"UNS: {length} bytes ({time.perf_counter() - started:.1f}s)")
     return length
 

@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from zqnode.proofs import chunked, fr32, ptree, update
+from zqnode.proofs import chunked, ptree, update
 from zqnode.proofs.backend import Backend, get_backend
 from zqnode.proofs.cid import piece_cid_v1, sealed_cid
 from zqnode.proofs.poseidon import WORD
 from zqnode.proofs.seal import (
-    Progress, add_piece, checked_p_aux, decoded, last_layer_key, replica_reader, tree_r_last_upper, unpadded)
+    Progress, add_piece, checked_p_aux, decoded, last_layer_key, replica_reader, tree_r_last_upper, write_data)
 from zqnode.proofs.sector import (
     P_AUX, TREE_D, UPDATE_DIR, SectorError, SectorMeta, TreeShape, UpdateMeta, cache_file, load_meta, mapped_levels,
     open_words, save_meta, sealed_path)
@@ -179,14 +179,9 @@ def _decode(sector_dir, meta: SectorMeta, key, rho: list[int], out, piece: int |
     if decoded(p.nodes, words, impl, data, chunk_bytes) != meta.hex_field("comm_d"):
         raise SectorError(f"sector {meta.sector}: the decoded data does not hash to comm_d_new "
                           "(the replica or the sector key is corrupt)")
-    if piece is None:
-        region = (0, meta.sector_size, fr32.unpadded_size(meta.sector_size))
-    else:
-        info = meta.pieces[piece]
-        region = (info.offset, info.padded_size, info.payload_size)
-    write_atomic(out, unpadded(data, *region, chunk_bytes))
-    _say(progress, f"SNAP decode: {region[2]} bytes")
-    return region[2]
+    length = write_data(meta, piece, data, out, chunk_bytes)
+    _say(progress, f"SNAP decode: {length} bytes")
+    return length
 
 
 def remove_data(updated_dir, out, *, backend: str | Backend = "auto",

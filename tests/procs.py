@@ -96,6 +96,17 @@ def until(pred, timeout: float = 60.0, what: str = "", every: float = 0.1):
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
+def devnet_chain(repo: pathlib.Path):
+    """The chain a stopped devnet left in its repo, loaded with the real verifiers."""
+    from zqnode.nodes.chain.store import ChainStore
+    from zqnode.nodes.chain.verifiers import proofs_verifiers
+    store = ChainStore(repo / "chain" / "chain.sqlite")
+    try:
+        return store.load(store.genesis(), proofs_verifiers())
+    finally:
+        store.close()
+
+
 def sealing_events(repo: pathlib.Path, number: int) -> list[str]:
     """The events of a devnet sector's sealing log, oldest first."""
     store = SealingStore(repo / "manager" / "sealing.sqlite")

@@ -22,11 +22,9 @@ from zqnode.bus.peer import Peer
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
-from zqnode.nodes.chain.store import ChainStore
-from zqnode.nodes.chain.verifiers import proofs_verifiers
 from zqnode.proofs import cid
 from zqnode.proofs.porep import verify_seal
-from tests.procs import Proc, sealing_events, until, zqnode
+from tests.procs import Proc, devnet_chain, sealing_events, until, zqnode
 
 MINER = 1000
 EPOCH_S = "0.3"
@@ -138,9 +136,7 @@ def test_devnet_seals_through_kill_9_and_a_reorg(tmp_path, free_bus_address):
     assert {n: len(c) for n, c in pc1_calls(task_log).items()} == {n: 1 for n in range(1, 6)}
     print("PreCommit1 processes started:", pc1_starts(task_log))
     # the chain: each sector pre-committed and proven once, and its proof verifies
-    store = ChainStore(repo / "chain" / "chain.sqlite")
-    chain = store.load(store.genesis(), proofs_verifiers())
-    store.close()
+    chain = devnet_chain(repo)
     landed: dict[str, list] = {"PreCommitSector": [], "ProveCommitSector": []}
     for ts in chain.tipsets:
         for msg, receipt in zip(ts.messages, ts.receipts):

@@ -19,14 +19,12 @@ from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.lotus.devnet_api import block_cid
 from zqnode.nodes.chain.lotus.follow import tipset_key
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
-from zqnode.nodes.chain.store import ChainStore
-from zqnode.nodes.chain.verifiers import proofs_verifiers
 from zqnode.nodes.wire import chain as W
 from zqnode.proofs import post
 from tests.post_windows import (
     EPOCH_S, LEAD, MINER, P, POSTER_SETTINGS, WINDOW, Occurrence, first_after, on_chain, read_layout,
     reorg_after_proofs, wait_epoch, zqnode_json)
-from tests.procs import Proc, until, zqnode
+from tests.procs import Proc, devnet_chain, until, zqnode
 from tools.chaos_net import Link
 
 
@@ -201,9 +199,7 @@ def test_the_devnet_through_the_lotus_api_two_periods_a_reorg_and_a_cut_websocke
         link.close()
     assert net.p.returncode == 0, net.stderr()
 
-    store = ChainStore(repo / "chain" / "chain.sqlite")
-    chain = store.load(store.genesis(), proofs_verifiers())
-    store.close()
+    chain = devnet_chain(repo)
     # -- the head changes: one unbroken chain, the devnet's, the cut bridged by one resync
     followed = heads.chain()
     assert followed[-1].epoch >= windows[-1].close

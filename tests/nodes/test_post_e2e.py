@@ -31,14 +31,12 @@ import trio
 from zqnode.nodes.chain import messages as M
 from zqnode.nodes.chain.api import BusChainAPI
 from zqnode.nodes.chain.randomness import DomainTag, address_entropy
-from zqnode.nodes.chain.store import ChainStore
-from zqnode.nodes.chain.verifiers import proofs_verifiers
 from zqnode.proofs import post
 from tests.post_windows import (
     EPOCH_S, LEAD, MINER, P, POSTER_SETTINGS, WINDOW, Occurrence, first_after, head_epoch,
     on_chain, post_messages, read_layout, reorg_after_proofs, stored_proofs, wait_epoch, wait_head,
     zqnode_json)
-from tests.procs import Proc, sealing_events, until, zqnode
+from tests.procs import Proc, devnet_chain, sealing_events, until, zqnode
 
 SECTORS = 12
 SECTOR_SIZE = 2048
@@ -270,9 +268,7 @@ def test_two_proving_periods_with_a_fault_a_recovery_a_poster_kill_and_a_reorg(t
     assert net.p.returncode == 0, net.stderr()
 
     # -- the chain, from its store: every window proven once, by proofs that verify -------------
-    store = ChainStore(repo / "chain" / "chain.sqlite")
-    chain = store.load(store.genesis(), proofs_verifiers())
-    store.close()
+    chain = devnet_chain(repo)
     entropy = address_entropy(MINER)
     posts, landed_at, failed = {}, {}, []
     declared = {"DeclareFaults": [], "DeclareFaultsRecovered": []}

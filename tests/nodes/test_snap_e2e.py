@@ -9,11 +9,9 @@ import random
 import signal
 
 from zqnode.nodes.chain import messages as M
-from zqnode.nodes.chain.store import ChainStore
-from zqnode.nodes.chain.verifiers import proofs_verifiers
 from zqnode.proofs import cid
 from tests.post_windows import MINER, P, first_after, head_epoch, wait_epoch, zqnode_json
-from tests.procs import Proc, sealing_events, until, zqnode
+from tests.procs import Proc, devnet_chain, sealing_events, until, zqnode
 
 SECTORS = 4
 EPOCH_S = "0.15"
@@ -75,9 +73,7 @@ def test_two_cc_sectors_snapped_up_through_a_kill_proven_and_unsealed(tmp_path, 
             proc.stop(signal.SIGINT)
     assert net.p.returncode == 0, net.stderr()
 
-    store = ChainStore(repo / "chain" / "chain.sqlite")
-    chain = store.load(store.genesis(), proofs_verifiers())
-    store.close()
+    chain = devnet_chain(repo)
     updates, posts = {}, []
     for ts in chain.tipsets:
         for msg, receipt in zip(ts.messages, ts.receipts):
