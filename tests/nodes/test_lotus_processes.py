@@ -65,6 +65,11 @@ def test_the_chain_commands_read_a_devnet_through_the_chain_watcher(tmp_path, fr
         assert miner["worker"] == "t0100" and miner["sector_size"] == 2048
         out = zqnode("chain", "deadline", "0", "--miner", "1000", "--bus", watcher_bus)
         assert out.returncode == 0, out.stderr
+        api = ("--lotus", f"ws://127.0.0.1:{port}/rpc/v1", "--miner", "f01000")   # no cluster: the API alone
+        out = zqnode("proving", "deadline", "0", *api)
+        assert out.returncode == 0 and out.stdout.startswith("deadline 0 of f01000"), out.stderr
+        out = zqnode("proving", "faults", *api)
+        assert out.returncode == 0 and "no faulty sectors" in out.stdout, out.stderr
         out = zqnode("chain", "reorg", "--depth", "1", "--bus", watcher_bus, "--json")   # to the devnet
         assert out.returncode == 0, out.stderr
         reverted = json.loads(out.stdout)["reverted"]
