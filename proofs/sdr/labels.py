@@ -22,8 +22,11 @@ from zqnode.proofs.sdr.cache import DEGREE, Graph, parent_cache
 from zqnode.proofs.sdr.drg import BASE_DEGREE
 
 NODE_SIZE = 32
-_CHUNK_NODES = 1 << 14
-_LABEL = np.dtype((np.void, NODE_SIZE))      # one label as a single numpy element
+_CHUNK_NODES = 1 << 12              # small enough that a chunk's lists stay in the CPU caches
+_LABEL = np.dtype((np.void, NODE_SIZE))                   # one label, tolist() gives bytes
+_FIRST = np.dtype((np.void, 64))                          # one label's first block
+_EXPANDERS = np.dtype((np.void, NODE_SIZE * (DEGREE - BASE_DEGREE)))
+_MASKED = tuple(bytes((b & 0x3F,)) for b in range(256))   # a label's last byte, top bits cleared
 
 
 class LabelError(ValueError):
@@ -46,13 +49,16 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
         raise LabelError(f"layer buffer must be {nodes * NODE_SIZE} writable bytes")
     if prev is not None and np.shape(prev) != (nodes, NODE_SIZE):
         raise LabelError(f"previous layer must have shape {(nodes, NODE_SIZE)}")
-    prev_labels = None if prev is None else np.asarray(prev).view(_LABEL).reshape(nodes)
-    # Per label, one layer-2 label costs about 0.9 us of SHA-256 (the hashlib ceiling),
-    # 0.6 us gathering the 6 base parents (this layer, so one by one), 0.25 us storing it
-    # and 0.5 us of loop; what numpy can do a chunk at a time (the first blocks, the
-    # expander parents of the previous layer, the parents' offsets) is done before the loop.
+    rows = np.frombuffer(mv, np.uint64).reshape(nodes, 4)        # this layer, a label a row
+    prev_rows = None if prev is None else np.asarray(prev).view(np.uint64).reshape(nodes, 4)
+    # The hashlib ceiling is about 1 us a label; Python's cheapest handles on the rest are
+    # bytes objects in lists.  So, a chunk at a time, numpy makes every label's first block,
+    # its 8 expander parents (previous layer) as one bytes and the base parents labelled
+    # before the chunk; the loop keeps the chunk's own labels as bytes in the same list
+    # (`src`) and finds each base parent there by index.
     sha256 = hashlib.sha256
     join = b"".join
+    masked = _MASKED
     pre = np.zeros((_CHUNK_NODES, 64), np.uint8)
     pre[:, :32] = np.frombuffer(replica_id, np.uint8)
     pre[:, 32:36] = np.frombuffer(layer.to_bytes(4, "big"), np.uint8)
@@ -61,46 +67,43 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
         n = stop - start
         chunk = np.asarray(parents[start:stop])
         pre[:n, 36:44] = np.arange(start, stop, dtype=">u8").view(np.uint8).reshape(-1, 8)
-        pb = pre[:n].tobytes()
-        firsts = [pb[k:k + 64] for k in range(0, 64 * n, 64)]
-        offs = iter((chunk[:, :BASE_DEGREE].astype(np.int64) * NODE_SIZE).ravel().tolist())
+        firsts = pre[:n].view(_FIRST).ravel().tolist()
+        base = chunk[:, :BASE_DEGREE].astype(np.int64)
+        before = base < start
+        k = int(np.count_nonzero(before))
+        src = np.take(rows, base[before], axis=0).view(_LABEL).ravel().tolist()
+        at = base + (k - start)                 # a parent in the chunk: after the k before it
+        at[before] = np.arange(k)
+        ats = iter(at.ravel().tolist())
+        append = src.append
         exps = None
-        if prev_labels is not None:
-            exp = np.take(prev_labels, chunk[:, BASE_DEGREE:]).tobytes()
-            exps = [exp[k:k + 256] for k in range(0, 256 * n, 256)]
-        o = NODE_SIZE * start
+        if prev_rows is not None:
+            exps = np.take(prev_rows, chunk[:, BASE_DEGREE:], axis=0).reshape(n, -1)
+            exps = exps.view(_EXPANDERS).ravel().tolist()
         if start == 0:                 # node 0 hashes no parents
-            d = sha256(firsts[0]).digest()
-            mv[0:32] = d
-            mv[31] = d[31] & 0x3F
-            del firsts[0]
+            d = sha256(firsts.pop(0)).digest()
+            append(d[:31] + masked[d[31]])
             exps = exps and exps[1:]
             for _ in range(BASE_DEGREE):
-                next(offs)
-            o = NODE_SIZE
+                next(ats)
         if exps is None:
-            for first, o0, o1, o2, o3, o4, o5 in zip(firsts, offs, offs, offs, offs, offs, offs):
-                b = join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
-                          mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32]))
+            for first, i0, i1, i2, i3, i4, i5 in zip(firsts, ats, ats, ats, ats, ats, ats):
+                b = join((src[i0], src[i1], src[i2], src[i3], src[i4], src[i5]))
                 h = sha256(first)
                 h.update(b * 6)
                 h.update(b[:32])
                 d = h.digest()
-                mv[o:o + 32] = d
-                mv[o + 31] = d[31] & 0x3F
-                o += 32
+                append(d[:31] + masked[d[31]])
         else:
-            for first, e, o0, o1, o2, o3, o4, o5 in zip(firsts, exps, offs, offs, offs, offs, offs, offs):
-                be = join((mv[o0:o0 + 32], mv[o1:o1 + 32], mv[o2:o2 + 32],
-                           mv[o3:o3 + 32], mv[o4:o4 + 32], mv[o5:o5 + 32], e))
+            for first, e, i0, i1, i2, i3, i4, i5 in zip(firsts, exps, ats, ats, ats, ats, ats, ats):
+                be = join((src[i0], src[i1], src[i2], src[i3], src[i4], src[i5], e))
                 h = sha256(first)
                 h.update(be)
                 h.update(be)
                 h.update(be[:288])
                 d = h.digest()
-                mv[o:o + 32] = d
-                mv[o + 31] = d[31] & 0x3F
-                o += 32
+                append(d[:31] + masked[d[31]])
+        mv[NODE_SIZE * start:NODE_SIZE * stop] = join(src[k:])
         if done is not None:
             done(stop)
 
