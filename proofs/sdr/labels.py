@@ -69,6 +69,11 @@ def label_layer(replica_id: bytes, layer: int, parents: np.ndarray, out,
         pre[:n, 36:44] = np.arange(start, stop, dtype=">u8").view(np.uint8).reshape(-1, 8)
         firsts = pre[:n].view(_FIRST).ravel().tolist()
         base = chunk[:, :BASE_DEGREE].astype(np.int64)
+        ahead = base >= np.arange(start, stop)[:, None]
+        ahead[0] &= start != 0                  # node 0 has no parents to hash
+        if ahead.any():
+            v = start + int(np.argmax(ahead.any(axis=1)))
+            raise LabelError(f"parent table: node {v} has a base parent at or after itself")
         before = base < start
         k = int(np.count_nonzero(before))
         src = np.take(rows, base[before], axis=0).view(_LABEL).ravel().tolist()

@@ -134,6 +134,10 @@ def test_label_layer_checks_its_buffers():
         label_layer(bytes(32), 1, parents, bytes(64 * 32), None)
     with pytest.raises(LabelError):
         label_layer(bytes(32), 2, parents, bytearray(64 * 32), np.zeros((32, 32), np.uint8))
+    bad = parents.copy()
+    bad[40, 3] = 40                                          # a base parent not labelled yet
+    with pytest.raises(LabelError, match="node 40 has a base parent at or after itself"):
+        label_layer(bytes(32), 1, bad, bytearray(64 * 32), None)
     out = np.zeros((64, 32), np.uint8)                       # a 2-d buffer is fine
     label_layer(CHECK_REPLICA_ID, 1, parents, out, None)
     want = reference_labels(CHECK_REPLICA_ID, CHECK_GRAPH, 1)[0]
