@@ -162,20 +162,6 @@ class SealingCore:
         self.sectors[number] = s
         return s
 
-    def snap_up(self, number: int, now: float) -> list[C.Command]:
-        """Mark a proving CC sector for upgrade (SnapDeals): deal pieces go to it first."""
-        s = self.sectors.get(number)
-        if s is None:
-            raise UnknownSector(f"no sector {number}")
-        if s.state in S.SNAP or s.key_pieces:
-            raise SealingError(f"sector {number} is being snapped up already ({s.state})")
-        if s.kind != "cc" or s.deal_pieces():
-            raise SealingError(f"sector {number} holds deal data: only a committed-capacity sector is snapped up")
-        if s.state != S.PROVING or s.paused:
-            raise SealingError(f"sector {number} is {s.state}{' (paused)' if s.paused else ''}: "
-                               "a sector is snapped up from Proving")
-        return self.handle(self.event(E.SnapUp, number), now)
-
     def _takes(self, s: SectorInfo, piece: Piece) -> bool:
         if s.kind != "deal" or s.paused or s.pack_requested:
             return False
@@ -320,9 +306,9 @@ class SealingCore:
     def _step(self, s: SectorInfo, event: E.Event, now: float, log: list[LogEntry],
               consumed: list[C.Command]) -> E.Event | list[C.Command]:
         prev = s.state
-        if isinstance(event, E.AbortUpgrade) and s.update_sent:
-            raise InvalidTransition(f"sector {s.number}'s update was sent to the chain: the upgrade can no "
-                                    "longer be aborted (it lands, or is sent again)")
+        why = event.refused(s)
+        if why:
+            raise InvalidTransition(why)
         target = TABLE[prev].get(type(event))
         if target is None:
             raise InvalidTransition(f"sector {s.number} in {prev or 'no state'} does not take "

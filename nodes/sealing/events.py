@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
+from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.sector import ChainFacts, Piece, SectorInfo
 
 
@@ -18,6 +19,11 @@ class Event(msgspec.Struct, tag=True, kw_only=True, frozen=True):
 
     def apply(self, s: SectorInfo, now: float) -> None:
         """Record what the event says in `s` (a copy the core commits if all goes well)."""
+
+    def refused(self, s: SectorInfo) -> str:
+        """Why `s` cannot take this event whatever its state says ("": it can); asked before
+        the transition table, for an operator's request that needs more than a state."""
+        return ""
 
 
 class ErrorEvent(Event, frozen=True, kw_only=True):
@@ -394,6 +400,16 @@ class SnapUp(Event, frozen=True, kw_only=True):
     """An operator marks a proving CC sector for upgrade: it takes deal pieces as a new deal
     sector does, then its replica is updated (Lotus's SectorMarkForUpgrade)."""
 
+    def refused(self, s):
+        if s.state in S.SNAP or s.key_pieces:
+            return f"sector {s.number} is being snapped up already ({s.state})"
+        if s.kind != "cc" or s.deal_pieces():
+            return f"sector {s.number} holds deal data: only a committed-capacity sector is snapped up"
+        if s.state != S.PROVING or s.paused:
+            return (f"sector {s.number} is {s.state}{' (paused)' if s.paused else ''}: "
+                    "a sector is snapped up from Proving")
+        return ""
+
     def apply(self, s, now):
         s.key_pieces, s.pieces, s.pending, s.kind = s.pieces, [], [], "deal"
         s.pack_requested, s.deals_since = False, 0.0
@@ -476,6 +492,12 @@ class RetryReleaseSectorKey(Event, frozen=True, kw_only=True):
 class AbortUpgrade(Event, frozen=True, kw_only=True):
     """Give the upgrade up (before it is sent): its update's files go, its deal pieces go to
     other deal sectors, and the sector proves its CC replica again."""
+
+    def refused(self, s):
+        if s.update_sent:
+            return (f"sector {s.number}'s update was sent to the chain: the upgrade can no "
+                    "longer be aborted (it lands, or is sent again)")
+        return ""
 
 
 class UpgradeAborted(Event, frozen=True, kw_only=True):

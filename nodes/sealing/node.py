@@ -487,10 +487,7 @@ class SealingService:
     def _operate(self, number: int, kind, **fields) -> W.SealingSectorState:
         self._sector(number)
         try:
-            if kind is E.SnapUp:           # the core checks it is a proving CC sector
-                commands = self.core.snap_up(number, self.clock())
-            else:
-                commands = self.core.handle(self.core.event(kind, number, **fields), self.clock())
+            commands = self.core.handle(self.core.event(kind, number, **fields), self.clock())
         except SealingError as e:
             raise Refused(ErrorCode.INVALID, str(e)) from None
         self._execute(commands)

@@ -849,7 +849,7 @@ SNAP_PIECE = Piece(comm_p=b"\x05" * 32, payload_size=1000, padded_size=1024, pat
 def snapped_up(core, now=0.0) -> int:
     """A proving CC sector, snapped up, with one piece added: in SnapDealsWaitDeals."""
     n = to_state(core, S.PROVING, now)
-    core.snap_up(n, now)
+    core.handle(core.event(E.SnapUp, n), now)
     number, cmds = core.assign_piece(SNAP_PIECE, now)
     assert number == n and state(core, n) == S.SNAP_DEALS_ADD_PIECE
     assert last(cmds, C.RunAddPiece).update
@@ -882,7 +882,7 @@ def test_a_snapped_up_cc_sector_takes_a_piece_and_its_new_replica():
     s = core.sectors[n]
     assert (s.kind, [p.path for p in s.pieces], s.key_pieces != []) == ("deal", ["/pieces/p1"], True)
     with pytest.raises(SealingError, match="being snapped up already"):
-        core.snap_up(n, 0.5)
+        core.handle(core.event(E.SnapUp, n), 0.5)
     assert s.comm_r == COMM_R                                  # the chain's, until the update is final
     cmds = core.handle(core.event(E.StartPacking, n), 1.0)
     assert state(core, n) == S.UPDATE_REPLICA
@@ -900,7 +900,7 @@ def test_a_snapped_up_cc_sector_takes_a_piece_and_its_new_replica():
     assert last(cmds, C.RunFinalizeReplicaUpdate).release_key
     through_the_update(core, n, until=S.PROVING)
     with pytest.raises(SealingError, match="holds deal data"):    # once: it has data now
-        core.snap_up(n, 5.0)
+        core.handle(core.event(E.SnapUp, n), 5.0)
 
 
 def test_a_replica_update_with_the_wrong_comm_d_fails_and_an_upgrade_aborts_back_to_cc():
@@ -921,7 +921,7 @@ def test_a_replica_update_with_the_wrong_comm_d_fails_and_an_upgrade_aborts_back
     (home,) = [m for m, x in core.sectors.items() if [p.path for p in (*x.pieces, *x.pending)] == ["/pieces/p1"]]
     assert home != n and core.sectors[home].kind == "deal"        # its piece went to a new deal sector
     with pytest.raises(SealingError, match="from Proving"):
-        core.snap_up(to_state(core, S.COMMITTING), 1e6)
+        core.handle(core.event(E.SnapUp, to_state(core, S.COMMITTING)), 1e6)
 
 
 def test_an_upgrade_sent_to_the_chain_cannot_be_aborted():
