@@ -39,6 +39,10 @@ log = logging.getLogger("zqnode.chain")
 PUBLISHED_HEAD = "published-head"      # in the repo: the highest epoch announced
 
 
+class NotOnThisChain(ReorgError, MessageError):
+    """A devnet's write (reorg, fund) this chain does not allow: refused as a permission."""
+
+
 class ChainRollback(ValueError):
     """The database is below a head this chain already published."""
 
@@ -219,7 +223,7 @@ class ChainNode:
         """Replace the last `depth` tipsets with new empty ones (ReorgError: refused): the
         bus's ChainReorg and the devnet Lotus API's Zqnode.DevnetReorg."""
         if not self.reorg_allowed:
-            raise ReorgError(f"reorg is not allowed on this {self.chain.policy.name} chain")
+            raise NotOnThisChain(f"reorg is not allowed on this {self.chain.policy.name} chain")
         async with self._lock:
             change = self.chain.reorg(depth, self.clock())
             self.store.save_change(self.chain, change)
@@ -231,7 +235,7 @@ class ChainNode:
         """Devnet: add `amount` nanoFIL to `address` (MessageError: refused); its new
         balance. The bus's ChainFund and the devnet Lotus API's Zqnode.DevnetFund."""
         if not self.chain.policy.devnet:
-            raise MessageError(f"funds are added on a devnet only, not on this {self.chain.policy.name} chain")
+            raise NotOnThisChain(f"funds are added on a devnet only, not on this {self.chain.policy.name} chain")
         async with self._lock:                # between tipsets, persisted as the head's state
             balance = self.chain.fund(address, amount)
             self.store.save_state(self.chain)
@@ -239,18 +243,12 @@ class ChainNode:
         return balance
 
     async def _reorg(self, req: Request) -> W.ChainReorged:
-        if not self.reorg_allowed:
-            raise Refused(ErrorCode.PERMISSION, f"reorg is not allowed on this "
-                                                f"{self.chain.policy.name} chain")
         with _refusals():
             change = await self.reorg(req.body.depth, req.sender)
         return W.ChainReorged(reverted=[summary(t) for t in change.reverted],
                               applied=[summary(t) for t in change.applied])
 
     async def _fund(self, req: Request) -> W.ChainFunded:
-        if not self.chain.policy.devnet:
-            raise Refused(ErrorCode.PERMISSION, f"funds are added on a devnet only, not on "
-                                                f"this {self.chain.policy.name} chain")
         with _refusals():
             balance = await self.fund(req.body.address, req.body.amount, req.sender)
         return W.ChainFunded(address=req.body.address, balance=balance)
@@ -321,4 +319,5 @@ class ChainNode:
 
 def _refusals():
     """The core's ValueErrors as typed bus errors."""
-    return refusing((NotFound, W.NOT_FOUND), ((MessageError, RandomnessError, ReorgError), ErrorCode.INVALID))
+    return refusing((NotFound, W.NOT_FOUND), (NotOnThisChain, ErrorCode.PERMISSION),
+                    ((MessageError, RandomnessError, ReorgError), ErrorCode.INVALID))
