@@ -120,18 +120,24 @@ def encode_staged(sealed_dir, out_dir, *, backend: str | Backend = "auto", procs
     return Encoded(p, comm_r_old, comm_d_new, comm_r_new, comm_c, comm_r_last_new)
 
 
+def _updated(sector_dir) -> tuple[SectorMeta, update.UpdateProof, list[int], bytes]:
+    """An updated sector's meta, update proof type, rho and comm_c (its p_aux checked)."""
+    meta = load_meta(sector_dir)
+    if meta.update is None:
+        raise SectorError(f"sector {meta.sector} in {sector_dir} is not an updated sector")
+    comm_c, _ = checked_p_aux(sector_dir, meta)
+    p = update.update_proof(meta.update.update_proof)
+    return meta, p, update.rhos(p, meta.hex_field("comm_d"), bytes.fromhex(meta.update.comm_r_old)), comm_c
+
+
 def _pair(updated_dir, sealed_dir) -> tuple[SectorMeta, SectorMeta, update.UpdateProof, list[int], bytes]:
     """(updated meta, CC meta, proof type, rho, comm_c), each checked against the other."""
-    meta = load_meta(updated_dir)
-    if meta.update is None:
-        raise SectorError(f"sector {meta.sector} in {updated_dir} is not an updated sector")
+    meta, p, rho, _ = _updated(updated_dir)
     old, comm_c, _ = _sector_key(sealed_dir)
     if old.comm_r != meta.update.comm_r_old:
         raise SectorError(f"{sealed_dir} holds the CC sector of comm_r {sealed_cid(old.hex_field('comm_r'))}; "
                           f"sector {meta.sector} was updated from {sealed_cid(bytes.fromhex(meta.update.comm_r_old))}")
-    checked_p_aux(updated_dir, meta)
-    p = update.update_proof(meta.update.update_proof)
-    return meta, old, p, update.rhos(p, meta.hex_field("comm_d"), old.hex_field("comm_r")), comm_c
+    return meta, old, p, rho, comm_c
 
 
 def decode(updated_dir, sealed_dir, out, *, piece: int | None = None, backend: str | Backend = "auto",
@@ -141,7 +147,7 @@ def decode(updated_dir, sealed_dir, out, *, piece: int | None = None, backend: s
     meta, _, p, rho, _ = _pair(updated_dir, sealed_dir)
     key = open_words(sealed_path(sealed_dir), p.nodes, "sector key")
     with tempfile.TemporaryDirectory(prefix=".snap-decode-", dir=updated_dir) as scratch:
-        return _decode(updated_dir, meta, key, rho, out, piece, get_backend(backend), Path(scratch),
+        return _decode(updated_dir, meta, p, key, rho, out, piece, get_backend(backend), Path(scratch),
                        chunk_bytes, progress)
 
 
@@ -150,25 +156,19 @@ def unseal(sector_dir, out, *, piece: int | None = None, parent_cache_dir=None, 
     """UNS of an updated sector alone (its CC replica released): the sector key of a CC
     sector is its last layer of labels (the data was zero), computed again from the
     replica_id, then the data decoded as `decode` does."""
-    meta = load_meta(sector_dir)
-    if meta.update is None:
-        raise SectorError(f"sector {meta.sector} in {sector_dir} is not an updated sector")
-    checked_p_aux(sector_dir, meta)
-    p = update.update_proof(meta.update.update_proof)
-    rho = update.rhos(p, meta.hex_field("comm_d"), bytes.fromhex(meta.update.comm_r_old))
+    meta, p, rho, _ = _updated(sector_dir)
     with tempfile.TemporaryDirectory(prefix=".unseal-", dir=sector_dir) as scratch:
         key = last_layer_key(sector_dir, meta, Path(scratch), parent_cache_dir, progress)
-        return _decode(sector_dir, meta, key, rho, out, piece, get_backend(backend), Path(scratch),
+        return _decode(sector_dir, meta, p, key, rho, out, piece, get_backend(backend), Path(scratch),
                        chunk_bytes, progress)
 
 
-def _decode(sector_dir, meta: SectorMeta, key, rho: list[int], out, piece: int | None, impl: Backend,
+def _decode(sector_dir, meta: SectorMeta, p: update.UpdateProof, key, rho: list[int], out, piece: int | None, impl: Backend,
             scratch: Path, chunk_bytes: int, progress: Progress) -> int:
     """The data of the updated sector in `sector_dir` back to `out` with its sector key's
     words `key`, checked against comm_d_new; the bytes written."""
     if piece is not None and not 0 <= piece < len(meta.pieces):
         raise SectorError(f"sector {meta.sector} has {len(meta.pieces)} pieces, no piece {piece}")
-    p = update.update_proof(meta.update.update_proof)
     replica = open_words(sealed_path(sector_dir), p.nodes, "sealed file")
     inverse = [pow(r, -1, update.P) for r in rho]
 
@@ -188,13 +188,8 @@ def remove_data(updated_dir, out, *, backend: str | Backend = "auto",
                 chunk_bytes: int = chunked.CHUNK_BYTES) -> bytes:
     """The sector key (the CC replica) back from the updated sector alone, written to `out`;
     its comm_r_last, checked: H2(comm_c, it) must be the CC sector's comm_r."""
-    meta = load_meta(updated_dir)
-    if meta.update is None:
-        raise SectorError(f"sector {meta.sector} in {updated_dir} is not an updated sector")
-    comm_c, _ = checked_p_aux(updated_dir, meta)
-    p = update.update_proof(meta.update.update_proof)
-    comm_r_old = bytes.fromhex(meta.update.comm_r_old)
-    negated = [update.P - r for r in update.rhos(p, meta.hex_field("comm_d"), comm_r_old)]
+    meta, p, rho, comm_c = _updated(updated_dir)
+    negated = [update.P - r for r in rho]
     replica = open_words(sealed_path(updated_dir), p.nodes, "sealed file")
     data = open_words(Path(updated_dir) / "unsealed", p.nodes, "unsealed file")
     impl = get_backend(backend)
@@ -207,7 +202,7 @@ def remove_data(updated_dir, out, *, backend: str | Backend = "auto",
     write_atomic(out, write)
     key = open_words(out, p.nodes, "sector key")
     comm_r_last = bytes(impl.tree_r_last(key, TreeShape.of(meta.seal_proof).arities)[-1])
-    if update.comm_r(comm_c, comm_r_last) != comm_r_old:
+    if update.comm_r(comm_c, comm_r_last) != bytes.fromhex(meta.update.comm_r_old):
         raise SectorError(f"sector {meta.sector}: the sector key taken out does not hash to the CC sector's comm_r")
     return comm_r_last
 
