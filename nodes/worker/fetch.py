@@ -260,15 +260,14 @@ def check_fetched(dest: Path, files: list[str], expected: "Expected | None", sec
     precommitted: PC1's layers have none) only the chunk hashes vouch for them."""
     if expected is None:
         return
-    names = set(files)
-    dest, names = _replica_of(dest, names, expected.comm_r)
+    where, names = _replica_of(dest, set(files), expected.comm_r)
     try:
         if META in names:
-            verify_meta(dest, expected.comm_r, expected.comm_d)
+            verify_meta(where, expected.comm_r, expected.comm_d)
         if expected.comm_r and SEALED in names:
-            verify_sealed(dest, expected.comm_r, expected.seal_proof)
+            verify_sealed(where, expected.comm_r, expected.seal_proof)
         if expected.comm_d and UNSEALED in names:
-            verify_unsealed(dest, expected.comm_d, sector_size)
+            verify_unsealed(where, expected.comm_d, sector_size)
     except FetchedDataError as e:
         for name in files:
             safe_path(dest, name).unlink(missing_ok=True)

@@ -233,3 +233,19 @@ def test_a_sector_mid_upgrade_is_checked_against_the_replica_the_chain_has(tmp_p
     assert meta_of(src).comm_r == cc.comm_r.hex()
     with pytest.raises(FetchError, match="not the sector's"):
         check_fetched(src, names, Expected(5, comm_r=b"\x02" * 32), 2048)
+
+
+def test_a_bad_update_fetched_mid_upgrade_is_refused_and_every_fetched_file_removed(tmp_path):
+    from zqnode.proofs import seal, snap
+    from zqnode.proofs.sector import UPDATE_DIR
+    src = tmp_path / "s-1000-9"
+    seal.precommit1(src, bytes([3]) * 32, seal_proof=5, miner=1000, sector=9,
+                    parent_cache_dir=tmp_path / "parents", backend="cpu")
+    seal.precommit2(src, backend="cpu")
+    done = snap.encode(src, b"snap data" * 50, src / UPDATE_DIR, backend="cpu")
+    replica = src / UPDATE_DIR / "sealed"
+    replica.write_bytes(bytes(replica.stat().st_size))              # not the update's replica
+    names = [f.name for f in list_files(src)]
+    with pytest.raises(FetchError, match=f"fetched data for {src.name} is not the sector's"):
+        check_fetched(src, names, Expected(5, comm_r=done.comm_r_new, comm_d=done.comm_d_new), 2048)
+    assert not [n for n in names if (src / n).exists()]
