@@ -230,9 +230,11 @@ class SealingService:
         self._execute(self.core.due(self.clock()))
 
     def _execute(self, commands: list[C.Command]) -> None:
+        saves = [c for c in commands if isinstance(c, C.Save)]
+        if saves:                      # on disk before anything is said or done
+            self.store.save([(c.info, c.log, c.next_number) for c in saves])
         for cmd in commands:
             if isinstance(cmd, C.Save):
-                self.store.save(cmd.info, cmd.log, cmd.next_number)
                 self._stop_stale(cmd.sector, cmd.step)
                 for entry in cmd.log:
                     level, hint = logging.INFO, ""

@@ -69,21 +69,25 @@ class SealingStore(SqliteStore):
         return int(self.setting("next_number", str(default)))
 
     # -- sectors ------------------------------------------------------------------------------
-    def save(self, info: SectorInfo, log: list[LogEntry], next_number: int) -> None:
+    def save(self, changes: list[tuple[SectorInfo, list[LogEntry], int]]) -> None:
+        """Sectors with their new log entries and the next sector number, in one
+        transaction: what one event changed (an aborted upgrade's pieces given to other
+        sectors) is on disk together or not at all."""
         with self.transaction():
-            self.db.execute("INSERT OR REPLACE INTO sectors (number, state, info, updated) "
-                            "VALUES (?, ?, ?, ?)", (info.number, info.state, _enc.encode(info),
-                                                    info.updated))
-            if log:
-                seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM sector_log WHERE number = ?",
-                                      (info.number,)).fetchone()[0]
-                self.db.executemany(
-                    "INSERT INTO sector_log (number, seq, ts, step, event, prev, state, data, note) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(info.number, seq + i, e.ts, e.step, e.event, e.prev, e.state,
-                      json.dumps(e.data), e.note) for i, e in enumerate(log, 1)])
-            self.db.execute("INSERT OR REPLACE INTO settings (k, v) VALUES ('next_number', ?)",
-                            (str(next_number),))
+            for info, log, next_number in changes:
+                self.db.execute("INSERT OR REPLACE INTO sectors (number, state, info, updated) "
+                                "VALUES (?, ?, ?, ?)", (info.number, info.state, _enc.encode(info),
+                                                        info.updated))
+                if log:
+                    seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM sector_log WHERE number = ?",
+                                          (info.number,)).fetchone()[0]
+                    self.db.executemany(
+                        "INSERT INTO sector_log (number, seq, ts, step, event, prev, state, data, note) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(info.number, seq + i, e.ts, e.step, e.event, e.prev, e.state,
+                          json.dumps(e.data), e.note) for i, e in enumerate(log, 1)])
+                self.db.execute("INSERT OR REPLACE INTO settings (k, v) VALUES ('next_number', ?)",
+                                (str(next_number),))
 
     def sectors(self) -> list[SectorInfo]:
         return [self.decoded(_dec, row[0], "a sector") for row in

@@ -60,7 +60,7 @@ def write_sealing(path: pathlib.Path, states: dict[int, str]) -> None:
         info = SectorInfo(miner=MINER, number=n, seal_proof=5, sector_size=2048, kind="cc", state=state)
         log = [LogEntry(ts=1.0, step=1, event="Finalized", data={}, prev="FinalizeSector",
                         state="Proving")] if state in checks.SEALED else []
-        store.save(info, log, max(states) + 1)
+        store.save([(info, log, max(states) + 1)])
     store.close()
 
 
