@@ -704,7 +704,7 @@ class SealingCore:
             raise BadResume(f"no state {want!r} (states: {', '.join(S.ALL)})")
         if want in S.NOT_RESUMABLE:
             raise BadResume(f"cannot resume into {want}: the machine enters it itself")
-        if want == S.ABORT_UPGRADE and s.update_sent:
+        if want == S.ABORT_UPGRADE and E.upgrade_abort_refused(s):
             raise BadResume(f"sector {s.number}'s update was sent to the chain: the upgrade cannot be aborted")
         if s.kind == "cc" and want in (S.WAIT_DEALS, S.ADD_PIECE):
             raise BadResume(f"sector {s.number} is a CC sector: it takes no pieces")

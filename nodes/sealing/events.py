@@ -374,6 +374,12 @@ class TerminateFailed(ErrorEvent, frozen=True, kw_only=True):
 class Rebuild(Event, frozen=True, kw_only=True):
     """Seal the lost replica again: same ticket, so the same comm_r, then verified."""
 
+    def refused(self, s):
+        if s.update_comm_r or s.key_pieces:
+            return (f"sector {s.number} was snapped up: sealing it again gives its CC replica, "
+                    "not the update the chain proves")
+        return ""
+
     def apply(self, s, now):
         s.rebuild_added = 0
 
@@ -443,7 +449,7 @@ class ReplicaUpdateLanded(Event, frozen=True, kw_only=True):
     epoch: int
 
     def apply(self, s, now):
-        s.update_epoch = self.epoch
+        s.update_epoch, s.update_sent = self.epoch, True      # found on chain: sent, whoever sent it
 
 
 class ReplicaUpdateSubmitFailed(ErrorEvent, frozen=True, kw_only=True):
@@ -494,10 +500,16 @@ class AbortUpgrade(Event, frozen=True, kw_only=True):
     other deal sectors, and the sector proves its CC replica again."""
 
     def refused(self, s):
-        if s.update_sent:
-            return (f"sector {s.number}'s update was sent to the chain: the upgrade can no "
-                    "longer be aborted (it lands, or is sent again)")
-        return ""
+        return upgrade_abort_refused(s)
+
+
+def upgrade_abort_refused(s: SectorInfo) -> str:
+    """Why the upgrade of `s` can no longer be aborted (""), by event or by resume: once
+    its update may be on chain, the new replica is the one the chain proves."""
+    if s.update_sent or s.state == S.SUBMIT_REPLICA_UPDATE:
+        return (f"sector {s.number}'s update was sent to the chain: the upgrade can no "
+                "longer be aborted (it lands, or is sent again)")
+    return ""
 
 
 class UpgradeAborted(Event, frozen=True, kw_only=True):

@@ -937,6 +937,27 @@ def test_an_upgrade_sent_to_the_chain_cannot_be_aborted():
     assert state(core, n) == S.REPLICA_UPDATE_FAILED
 
 
+def test_an_upgrade_whose_send_may_have_gone_out_cannot_be_aborted():
+    core = new_core()
+    n = snapped_up(core)
+    through_the_update(core, n, until=S.SUBMIT_REPLICA_UPDATE)   # the send may be on its way
+    with pytest.raises(BadResume, match="cannot be aborted"):
+        core.handle(core.event(E.Resume, n, state=S.ABORT_UPGRADE), 1.0)
+    core.handle(ev(core, E.ReplicaUpdateLanded, n, epoch=90), 2.0)   # found on chain (a restart)
+    assert state(core, n) == S.FINALIZE_REPLICA_UPDATE and core.sectors[n].update_sent
+    with pytest.raises(BadResume, match="cannot be aborted"):
+        core.handle(core.event(E.Resume, n, state=S.ABORT_UPGRADE), 3.0)
+
+
+def test_a_snapped_up_sector_is_not_rebuilt_from_its_cc_ticket():
+    core = new_core()
+    n = snapped_up(core)
+    through_the_update(core, n, until=S.PROVING)
+    with pytest.raises(InvalidTransition, match="was snapped up"):
+        core.handle(core.event(E.Rebuild, n), 1.0)
+    assert state(core, n) == S.PROVING
+
+
 def test_the_sealing_window_holds_sectors_in_packing_until_one_leaves_it():
     # a ticket must not wait for a busy worker: at most max_sealing sectors from their
     # ticket to their PreCommit; the others wait in Packing, lowest number first
