@@ -35,7 +35,8 @@ from typing import Annotated
 import msgspec
 
 from zqnode.proofs import encoding, merkle, ptree
-from zqnode.proofs.params import SECTOR_SIZES, UPDATE_PROOF_IDS, ProofParamsError, parse_sector_size
+from zqnode.proofs.params import SECTOR_SIZES, UPDATE_PROOF_IDS, ProofParamsError, parse_sector_size, \
+    update_proof_id
 from zqnode.proofs.poseidon import P, WORD, FieldElementError, hash_tagged, word_to_int
 
 FORMAT_VERSION = 1
@@ -123,7 +124,7 @@ def update_proof(value: int | str) -> UpdateProof:
 
 def for_sector_size(size: int) -> UpdateProof:
     """The update proof of a sector size in bytes (every seal proof of a size has one)."""
-    return UPDATE_PROOFS[UPDATE_PROOF_IDS[SECTOR_SIZES[size].name]]
+    return UPDATE_PROOFS[update_proof_id(size)]
 
 
 # --- randomness ---------------------------------------------------------------------------------

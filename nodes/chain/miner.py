@@ -36,6 +36,7 @@ from zqnode.proofs import cid as cids
 from zqnode.proofs import commp
 from zqnode.proofs.merkle import zero_commitment
 from zqnode.proofs import params as proof_params
+from zqnode.proofs.update import MAX_PROOF_BYTES
 
 MAX_SECTOR_NUMBER = (1 << 63) - 1
 _ret_enc = msgspec.msgpack.Encoder()
@@ -398,8 +399,6 @@ def prove_commit_sectors3(m: MinerState, rt: Runtime, p: M.ProveCommitSectors3Pa
 
 # -- ProveReplicaUpdates3 (SnapDeals) -----------------------------------------------------------------
 
-MAX_UPDATE_PROOF = 16 << 20         # a vanilla proof (the actor takes 4096 bytes of SNARK)
-
 
 def prove_replica_updates3(m: MinerState, rt: Runtime, p: M.ProveReplicaUpdates3Params) -> bytes:
     """Each CC sector takes its data (builtin-actors' validate_replica_updates and
@@ -435,7 +434,7 @@ def _update_replica(m: MinerState, rt: Runtime, u: M.SectorUpdateManifest, proof
     s = m.sectors.get(u.sector)
     if s is None:
         raise ActorError(ExitCode.USR_NOT_FOUND, f"no sector {u.sector}")
-    if len(proof) > MAX_UPDATE_PROOF:
+    if len(proof) > MAX_PROOF_BYTES:         # a vanilla proof (the actor takes 4096 bytes of SNARK)
         raise _illegal(f"update proof is too large ({len(proof)}), sector {u.sector}")
     if not 0 <= u.deadline < pol.period_deadlines:
         raise _illegal(f"deadline {u.deadline} not in range 0..{pol.period_deadlines - 1}, sector {u.sector}")

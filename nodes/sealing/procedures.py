@@ -26,6 +26,7 @@ from zqnode.nodes.sealing import states as S
 from zqnode.nodes.sealing.core import MIN_AGGREGATED_SECTORS, SealingCore
 from zqnode.nodes.sealing.sector import ChainFacts, MessageFact, PreCommitFact, SectorInfo
 from zqnode.proofs import cid as cids
+from zqnode.proofs.params import update_proof_id
 
 # Lotus's TerminateFinality: the files of a terminated sector stay this many epochs after
 # the TerminateSectors message landed (WinningPoStSectorSetLookback).
@@ -289,11 +290,6 @@ def _wait_provecommit(core: SealingCore, cmd: C.WaitProveCommit) -> Procedure:
         yield NextHead()
 
 
-def _update_proof_id(core: SealingCore) -> int:
-    from zqnode.proofs.params import update_proof_id
-    return update_proof_id(core.proof.sector_size)
-
-
 def _quiet(core: SealingCore, deadline: int, di, spread: int) -> bool:
     """Whether `deadline` is at least `spread` deadlines away from the current one."""
     n = core.policy.period_deadlines
@@ -322,7 +318,7 @@ def _send_replica_update(core: SealingCore, cmd: C.SendReplicaUpdate) -> Procedu
     params = M.ProveReplicaUpdates3Params(sector_updates=[M.SectorUpdateManifest(
         sector=cmd.sector, deadline=view.deadline, partition=view.partition, new_sealed_cid=new_cid,
         pieces=[M.PieceManifest(cid=cids.piece_cid_v1(p.comm_p), size=p.padded_size) for p in s.deal_pieces()])],
-        sector_proofs=[cmd.proof], update_proofs_type=_update_proof_id(core))
+        sector_proofs=[cmd.proof], update_proofs_type=update_proof_id(core.proof.sector_size))
     try:
         msg_id = yield Send(cmd.sector, f"replica-update:{cmd.comm_r_new.hex()[:16]}", params)
     except RemoteError as e:
