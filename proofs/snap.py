@@ -146,7 +146,7 @@ def decode(updated_dir, sealed_dir, out, *, piece: int | None = None, backend: s
     payload of piece `piece`), checked against comm_d_new; the bytes written."""
     meta, _, p, rho, _ = _pair(updated_dir, sealed_dir)
     key = open_words(sealed_path(sealed_dir), p.nodes, "sector key")
-    with tempfile.TemporaryDirectory(prefix=".snap-decode-", dir=updated_dir) as scratch:
+    with tempfile.TemporaryDirectory(prefix=".unseal-", dir=updated_dir) as scratch:   # finalize drops a killed one's
         return _decode(updated_dir, meta, p, key, rho, out, piece, get_backend(backend), Path(scratch),
                        chunk_bytes, progress)
 
@@ -203,6 +203,7 @@ def remove_data(updated_dir, out, *, backend: str | Backend = "auto",
     key = open_words(out, p.nodes, "sector key")
     comm_r_last = bytes(impl.tree_r_last(key, TreeShape.of(meta.seal_proof).arities)[-1])
     if update.comm_r(comm_c, comm_r_last) != bytes.fromhex(meta.update.comm_r_old):
+        Path(out).unlink()
         raise SectorError(f"sector {meta.sector}: the sector key taken out does not hash to the CC sector's comm_r")
     return comm_r_last
 

@@ -8,6 +8,7 @@ values are published: the encoding is checked against decode and remove-data (al
 agree), against a second computation (node by node, from the formula, with Python ints)
 and, for the sector files, whole-sector against chunked."""
 import random
+import shutil
 
 import pytest
 
@@ -272,3 +273,14 @@ def test_a_release_cut_short_is_finished_by_the_next(seal_2k, tmp_path):
     assert snap.release_key(cc, done.comm_r_new)
     assert load_meta(cc).hex_field("comm_r") == done.comm_r_new
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s-1000-5"]
+
+
+def test_a_sector_key_taken_out_of_a_damaged_update_is_refused_and_not_left_behind(snapped, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(snapped["dir"], damaged)
+    replica = bytearray((damaged / "sealed").read_bytes())
+    replica[100] ^= 1
+    (damaged / "sealed").write_bytes(bytes(replica))
+    with pytest.raises(SectorError, match="does not hash to the CC sector's comm_r"):
+        snap.remove_data(damaged, tmp_path / "key")
+    assert not (tmp_path / "key").exists()
