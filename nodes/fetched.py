@@ -44,6 +44,7 @@ class Expected:
     seal_proof: int
     comm_r: bytes = b""
     comm_d: bytes = b""
+    sector_key: bytes = b""            # SnapDeals: an updated sector's CC comm_r, its sector key
 
 
 def verify_piece(source, comm_p: bytes, payload_size: int | None = None) -> CommP:

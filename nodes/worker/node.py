@@ -227,9 +227,11 @@ class WorkerNode:
         try:     # CommD (v1) the chain checked; a Lotus node keeps none for a proven sector
             comm_d = parse_piece_cid(on_chain.unsealed_cid) if on_chain.unsealed_cid else b""
             comm_r = parse_sealed_cid(on_chain.sealed_cid)
+            key = parse_sealed_cid(on_chain.sector_key_cid) if on_chain.sector_key_cid else b""
         except CidError as e:
             raise FetchError(f"the chain's s-{ref.miner}-{ref.number} does not read: {e}") from None
-        return Expected(on_chain.seal_proof, comm_r=comm_r, comm_d=comm_d if isinstance(comm_d, bytes) else b"")
+        return Expected(on_chain.seal_proof, comm_r=comm_r, comm_d=comm_d if isinstance(comm_d, bytes) else b"",
+                        sector_key=key)
 
     async def _on_run(self, req: Request) -> W.WorkerAccepted:
         b: W.WorkerRun = req.body

@@ -305,7 +305,8 @@ class DevnetLotusAPI:
             SectorNumber=s.number, SealProof=s.seal_proof, SealedCID=T.Cid(s.sealed_cid),
             Activation=s.activation, Expiration=s.expiration, DealWeight="0", VerifiedDealWeight="0",
             InitialPledge="0", ExpectedDayReward="0", ExpectedStoragePledge="0",
-            PowerBaseEpoch=s.activation, ReplacedDayReward="0", SectorKeyCID=None, Flags=0)
+            PowerBaseEpoch=s.activation, ReplacedDayReward="0",
+            SectorKeyCID=T.Cid(s.sector_key_cid) if s.sector_key_cid else None, Flags=0)
 
     async def StateSectorGetInfo(self, text: str, number: int, tsk) -> T.SectorOnChainInfo | None:
         return self._sector_json(self._miner(text, tsk).actor_id, number)

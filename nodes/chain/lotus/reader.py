@@ -134,7 +134,7 @@ class LotusReader:
         return SectorView(
             number=info.SectorNumber, state=state, seal_proof=info.SealProof, sealed_cid=info.SealedCID.link,
             unsealed_cid="", activation=info.Activation, deadline=where.Deadline, partition=where.Partition,
-            expiration=info.Expiration)
+            expiration=info.Expiration, sector_key_cid=info.SectorKeyCID.link if info.SectorKeyCID else "")
 
     async def precommit(self, miner: int, number: int) -> PreCommitOnChain | None:
         pc = await self.call("StateSectorPreCommitInfo", f"f0{miner}", number, [])

@@ -114,3 +114,20 @@ def test_updates_the_actor_refuses():
     _mutable(d, data.deadline)
     r, _ = _update(d, 3, data, new)
     assert r.exit_code != 0 and "non-zero data" in r.error
+
+
+async def test_the_lotus_api_names_an_updated_sectors_sector_key():
+    from zqnode.nodes.chain.lotus.devnet_api import DevnetLotusAPI
+    from zqnode.nodes.chain.lotus.reader import LotusReader
+    d = ChainDriver()
+    loc = _active(d, 1)
+    before = d.chain.sector(MINER, 1)
+    _mutable(d, loc.deadline)
+    new = b"\x09" * 31 + b"\x01"
+    assert _update(d, 1, loc, new)[0].exit_code == 0
+    api = DevnetLotusAPI(d.chain, 1.0)
+
+    async def call(name, *params):
+        return await getattr(api, name)(*params)
+    view = await LotusReader(call, "devnet").sector(MINER, 1)
+    assert (view.sealed_cid, view.sector_key_cid) == (cid.sealed_cid(new), before.sealed_cid)

@@ -249,3 +249,21 @@ def test_a_bad_update_fetched_mid_upgrade_is_refused_and_every_fetched_file_remo
     with pytest.raises(FetchError, match=f"fetched data for {src.name} is not the sector's"):
         check_fetched(src, names, Expected(5, comm_r=done.comm_r_new, comm_d=done.comm_d_new), 2048)
     assert not [n for n in names if (src / n).exists()]
+
+
+def test_the_sector_key_fetched_mid_upgrade_is_checked_against_the_chains(tmp_path):
+    """Once the update landed, the CC replica beside it is checked against the chain's
+    sector key, as the update is against the chain's new comm_r."""
+    from zqnode.proofs import seal, snap
+    from zqnode.proofs.sector import UPDATE_DIR
+    src = tmp_path / "s-1000-9"
+    seal.precommit1(src, bytes([3]) * 32, seal_proof=5, miner=1000, sector=9,
+                    parent_cache_dir=tmp_path / "parents", backend="cpu")
+    cc = seal.precommit2(src, backend="cpu")
+    done = snap.encode(src, b"snap data" * 50, src / UPDATE_DIR, backend="cpu")
+    names = [f.name for f in list_files(src)]
+    landed = Expected(5, comm_r=done.comm_r_new, comm_d=done.comm_d_new, sector_key=cc.comm_r)
+    check_fetched(src, names, landed, 2048)
+    with pytest.raises(FetchError, match="not the sector's"):
+        check_fetched(src, names, Expected(5, comm_r=done.comm_r_new, sector_key=b"\x02" * 32), 2048)
+    assert not [n for n in names if (src / n).exists()]
