@@ -103,12 +103,6 @@ ALL = SEALING + (PROVING,) + FAILURES + POST_SEAL[1:] + REBUILD + UNSEAL + SNAP 
 TICKETED = (GET_TICKET, PRE_COMMIT1, PRE_COMMIT2, PRE_COMMITTING, SEAL_PRE_COMMIT1_FAILED,
             SEAL_PRE_COMMIT2_FAILED)
 
-# States whose sectors are on chain (proven): the chain follower watches their faults.
-ON_CHAIN = (PROVING, FAULTY, FAULT_REPORTED, UNSEALING, UNSEAL_FAILED, TERMINATING,
-            TERMINATE_FAILED) + REBUILD + (REBUILD_FAILED,) + SNAP + (
-            SNAP_DEALS_ADD_PIECE_FAILED, REPLICA_UPDATE_FAILED, FINALIZE_REPLICA_UPDATE_FAILED,
-            RELEASE_SECTOR_KEY_FAILED)
-
 # What a sector must already have for an operator to move it into a state (resume --state).
 REQUIRES: dict[str, tuple[str, ...]] = {
     PRE_COMMIT2: ("ticket",),
@@ -129,9 +123,9 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     **{s: ("ticket", "comm_d", "comm_r", "seed") for s in REBUILD},
     UNSEALING: ("comm_r",),
     UPDATE_REPLICA: ("key_pieces",),
-    PROVE_REPLICA_UPDATE: ("update_comm_r",),
-    SUBMIT_REPLICA_UPDATE: ("update_comm_r", "update_proof"),
-    REPLICA_UPDATE_WAIT: ("update_msg",),
+    PROVE_REPLICA_UPDATE: ("key_pieces", "update_comm_r"),
+    SUBMIT_REPLICA_UPDATE: ("key_pieces", "update_comm_r", "update_proof"),
+    REPLICA_UPDATE_WAIT: ("key_pieces", "update_msg"),
     ABORT_UPGRADE: ("key_pieces",),
 }
 # Operators cannot resume into these: the machine enters them itself.

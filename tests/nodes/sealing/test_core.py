@@ -949,12 +949,15 @@ def test_an_upgrade_whose_send_may_have_gone_out_cannot_be_aborted():
         core.handle(core.event(E.Resume, n, state=S.ABORT_UPGRADE), 3.0)
 
 
-def test_a_snapped_up_sector_is_not_rebuilt_from_its_cc_ticket():
+def test_a_snapped_up_sector_is_not_rebuilt_from_its_cc_ticket_nor_sent_back_into_its_upgrade():
     core = new_core()
     n = snapped_up(core)
     through_the_update(core, n, until=S.PROVING)
     with pytest.raises(InvalidTransition, match="was snapped up"):
         core.handle(core.event(E.Rebuild, n), 1.0)
+    for update_state in (S.PROVE_REPLICA_UPDATE, S.SUBMIT_REPLICA_UPDATE, S.REPLICA_UPDATE_WAIT):
+        with pytest.raises(BadResume, match="it has no key_pieces"):     # its upgrade is over
+            core.handle(core.event(E.Resume, n, state=update_state), 1.0)
     assert state(core, n) == S.PROVING
 
 
