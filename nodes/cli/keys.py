@@ -106,7 +106,11 @@ def show(repo: str, as_json: bool) -> None:
     click.echo(public)
 
 
-@keys_group.command("allow")
+# A Z85 key may begin with "-" (1 in 85): taken as KEY, not as an unknown option.
+_KEY_FIRST = {"ignore_unknown_options": True}
+
+
+@keys_group.command("allow", context_settings=_KEY_FIRST)
 @click.argument("key")
 @click.option("--role", required=True, help="The role this key acts as: a node role, reader or admin.")
 @click.option("--name", default="", help="Pin the key to this node name (recommended for nodes).")
@@ -144,7 +148,7 @@ def list_keys(repo: str, as_json: bool) -> None:
         click.echo(f"{e.key:<40} {e.role:<10} {e.name or '-'}")
 
 
-@keys_group.command("revoke")
+@keys_group.command("revoke", context_settings=_KEY_FIRST)
 @click.argument("key")
 @hub_repo_option
 @json_option
